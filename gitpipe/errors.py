@@ -1,0 +1,67 @@
+"""Typed errors raised by the library.
+
+The library never prints or exits; the CLI alone maps these to exit codes and
+one-sentence messages.  Each class carries the exit code the CLI uses for it.
+"""
+
+from __future__ import annotations
+
+
+class GitpipeError(Exception):
+    """Base class of every error gitpipe raises on purpose."""
+
+    exit_code = 2
+
+
+class PipelineError(GitpipeError):
+    """The pipeline file is invalid: syntax, fields, types, graph or paths."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, file: str = "", key: str = "") -> None:
+        self.file = file
+        self.key = key
+        where = ", ".join(part for part in (file, key and f"at {key}") if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class UsageError(GitpipeError):
+    """The command was asked for something that cannot be done (unknown step, ...)."""
+
+    exit_code = 2
+
+
+class StaleError(GitpipeError):
+    """Steps are stale where the caller asked for none (``--frozen``, ``--check``)."""
+
+    exit_code = 3
+
+
+class GitError(GitpipeError):
+    """The Git repository could not be read."""
+
+    exit_code = 4
+
+
+class StoreError(GitpipeError):
+    """The store or the run cache is missing, unreadable or corrupt."""
+
+    exit_code = 5
+
+
+class LockfileError(GitpipeError):
+    """``gitpipe.lock`` could not be read or written."""
+
+    exit_code = 5
+
+
+class StepFailed(GitpipeError):
+    """One or more steps failed; raised after the run has been recorded."""
+
+    exit_code = 1
+
+
+class Interrupted(GitpipeError):
+    """The run was interrupted (Ctrl-C or SIGTERM)."""
+
+    exit_code = 130

@@ -1,0 +1,153 @@
+"""`gitpipe.lock`: what the last repro resolved, written deterministically and atomically.
+
+The file is TOML (written with tomli-w) with sorted keys and one table per step, so
+that its Git diff reads well.  Only gitpipe writes it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from gitpipe import atomic
+from gitpipe.errors import LockfileError
+from gitpipe.hashing import Digest, DigestError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+LOCK_SCHEMA = 1
+HEADER = "# Written by gitpipe after each repro; commit it, do not edit it by hand.\n"
+
+
+@dataclass(frozen=True, slots=True)
+class LockEntry:
+    key: Digest
+    cmd: tuple[str, ...]
+    wdir: str
+    deps: Mapping[str, Digest]
+    code: Mapping[str, Digest]
+    params: Mapping[str, Any]
+    env: Mapping[str, str]
+    outs: Mapping[str, Digest]  # folders keep their trailing "/"
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_toml(self) -> dict[str, Any]:
+        table: dict[str, Any] = {
+            "key": str(self.key),
+            "cmd": list(self.cmd),
+            "wdir": self.wdir,
+        }
+        for name, values in (("deps", self.deps), ("code", self.code), ("outs", self.outs)):
+            if values:
+                table[name] = {path: str(digest) for path, digest in sorted(values.items())}
+        if self.params:
+            table["params"] = dict(sorted(self.params.items()))
+        if self.env:
+            table["env"] = dict(sorted(self.env.items()))
+        if self.metrics:
+            table["metrics"] = _sorted_deep(self.metrics)
+        return table
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    name: str = ""
+    fingerprint: str = ""
+    steps: Mapping[str, LockEntry] = field(default_factory=dict)
+
+    def dumps(self) -> str:
+        data = {
+            "gitpipe": {"schema": LOCK_SCHEMA},
+            "pipeline": {"name": self.name, "fingerprint": self.fingerprint},
+            "steps": {name: self.steps[name].to_toml() for name in sorted(self.steps)},
+        }
+        return HEADER + tomli_w.dumps(data, multiline_strings=False)
+
+
+def _sorted_deep(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _sorted_deep(value[key]) for key in sorted(value)}
+    return value
+
+
+def read(path: Path) -> Lock:
+    """Read a lock file; a missing one is an empty lock."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Lock()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockfileError(f"cannot read {path.name} ({exc})") from exc
+    try:
+        data = tomllib.loads(text)
+        schema = data.get("gitpipe", {}).get("schema")
+        if schema != LOCK_SCHEMA:
+            raise LockfileError(
+                f"{path.name} has schema {schema!r}, this gitpipe reads schema {LOCK_SCHEMA}; "
+                "upgrade gitpipe, or delete the file and run `gitpipe repro`"
+            )
+        header = data.get("pipeline", {})
+        steps = {name: _entry(body) for name, body in data.get("steps", {}).items()}
+    except LockfileError:
+        raise
+    except (
+        tomllib.TOMLDecodeError,
+        DigestError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+    ) as exc:
+        raise LockfileError(
+            f"{path.name} is damaged ({exc}); restore it with `git checkout -- {path.name}`, "
+            "or delete it and run `gitpipe repro` (cached results are reused)"
+        ) from exc
+    return Lock(
+        name=str(header.get("name", "")),
+        fingerprint=str(header.get("fingerprint", "")),
+        steps=steps,
+    )
+
+
+def _entry(body: Mapping[str, Any]) -> LockEntry:
+    def digests(name: str) -> dict[str, Digest]:
+        return {path: Digest.parse(text) for path, text in body.get(name, {}).items()}
+
+    return LockEntry(
+        key=Digest.parse(body["key"]),
+        cmd=tuple(body["cmd"]),
+        wdir=str(body.get("wdir", ".")),
+        deps=digests("deps"),
+        code=digests("code"),
+        params=dict(body.get("params", {})),
+        env=dict(body.get("env", {})),
+        outs=digests("outs"),
+        metrics=dict(body.get("metrics", {})),
+    )
+
+
+def write(path: Path, lock: Lock) -> None:
+    """Write the lock atomically; unchanged content is not rewritten."""
+    text = lock.dumps()
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    try:
+        atomic.write_bytes(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise LockfileError(f"cannot write {path.name} ({exc})") from exc
+
+
+def path_for(pipeline_file: Path) -> Path:
+    """``gitpipe.toml`` -> ``gitpipe.lock``; ``other.toml`` -> ``other.lock``."""
+    return pipeline_file.with_suffix(".lock")

@@ -1,0 +1,112 @@
+"""Staleness: why a step must run, from its key record, its lock entry and its outputs.
+
+Pure functions: the project gathers the digests, this module only compares.
+
+    key record (now) ──┐
+    lock entry (last) ─┼─> assess() ─> reasons ─> up to date | stale | frozen
+    outputs (now) ─────┘
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gitpipe.action import KeyRecord
+from gitpipe.hashing import Digest
+from gitpipe.lockfile import LockEntry
+from gitpipe.spec import Step
+
+UP_TO_DATE = "up to date"
+STALE = "stale"
+FROZEN = "frozen"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One cause of staleness: a kind (``dep changed``) and what it is about."""
+
+    kind: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}" if self.detail else self.kind
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _changed(kind: str, now: Mapping[str, Any], then: Mapping[str, Any]) -> Iterator[Reason]:
+    for path in sorted(set(now) | set(then)):
+        if path not in then:
+            yield Reason(f"{kind} added", path)
+        elif path not in now:
+            yield Reason(f"{kind} removed", path)
+        elif now[path] != then[path] or type(now[path]) is not type(then[path]):
+            yield Reason(f"{kind} changed", path)
+
+
+def key_reasons(record: KeyRecord, entry: LockEntry | None) -> list[Reason]:
+    """What differs between the key record now and the one the lock recorded."""
+    if entry is None:
+        return [Reason("new")]
+    if record.key == entry.key:
+        return []
+    reasons: list[Reason] = []
+    if record.cmd != entry.cmd:
+        reasons.append(Reason("command changed"))
+    if record.wdir != entry.wdir:
+        reasons.append(Reason("wdir changed", f"{entry.wdir} -> {record.wdir}"))
+    reasons += _changed("code", record.code, entry.code)
+    reasons += _changed("dep", record.deps, entry.deps)
+    for reason in _changed("params", flatten(record.params), flatten(entry.params)):
+        reasons.append(Reason("params changed", reason.detail))
+    reasons += _changed("env", record.env, entry.env)
+    declared = set(record.outs) | set(record.metrics)
+    recorded = set(entry.outs)
+    if declared != recorded:
+        for path in sorted(declared - recorded):
+            reasons.append(Reason("out added", path))
+        for path in sorted(recorded - declared):
+            reasons.append(Reason("out removed", path))
+    return reasons or [Reason("key changed")]
+
+
+def out_reasons(
+    step: Step, entry: LockEntry | None, outs_now: Mapping[str, Digest | None]
+) -> list[Reason]:
+    """Outputs missing from the workspace, or different from what the lock recorded."""
+    reasons = []
+    for spec in step.all_outs:
+        now = outs_now.get(str(spec))
+        if now is None:
+            reasons.append(Reason("out missing", str(spec)))
+        elif entry is not None and entry.outs.get(str(spec)) not in (None, now):
+            reasons.append(Reason("out modified", str(spec)))
+    return reasons
+
+
+def assess(
+    step: Step,
+    record: KeyRecord,
+    entry: LockEntry | None,
+    outs_now: Mapping[str, Digest | None],
+) -> tuple[str, list[Reason]]:
+    """A step's state and the reasons for it."""
+    if step.frozen:
+        return FROZEN, []
+    reasons = key_reasons(record, entry)
+    reasons += [r for r in out_reasons(step, entry, outs_now) if r not in reasons]
+    if step.always:
+        reasons.insert(0, Reason("always"))
+    return (STALE if reasons else UP_TO_DATE), reasons

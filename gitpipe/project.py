@@ -1,0 +1,716 @@
+"""The composition root: a pipeline file in a workspace, its store, lock and lineage.
+
+Only this module reads the working directory and the environment; everything it
+composes is passed in explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gitpipe import events as ev
+from gitpipe import graph as graphs
+from gitpipe import lockfile, spec
+from gitpipe.action import KeyRecord, fingerprint, key_record
+from gitpipe.errors import (
+    GitpipeError,
+    Interrupted,
+    PipelineError,
+    StepFailed,
+    StoreError,
+    UsageError,
+)
+from gitpipe.hashing import Digest
+from gitpipe.lockfile import Lock, LockEntry
+from gitpipe.plan import FROZEN, STALE, Reason, assess
+from gitpipe.runcache import OutRecord, Result, RunCache
+from gitpipe.runner import Invocation, execute
+from gitpipe.statcache import Hasher, PathState, StatCache
+from gitpipe.store import Store, remove
+
+STATE_DIR = ".gitpipe"
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True, slots=True)
+class StepStatus:
+    """What `gitpipe status` says of one step."""
+
+    step: str
+    state: str  # up to date | stale | frozen
+    reasons: tuple[Reason, ...] = ()
+    cached: bool = False  # a stored result can serve it without running
+    upstream: tuple[str, ...] = ()  # stale steps upstream of it
+    key: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "state": self.state,
+            "reasons": [str(reason) for reason in self.reasons],
+            "cached": self.cached,
+            "upstream_stale": list(self.upstream),
+            "key": self.key,
+        }
+
+
+@dataclass(slots=True)
+class RunReport:
+    """What a `repro` did: each step's final event, in order."""
+
+    run_id: str
+    steps: list[ev.StepFinished] = field(default_factory=list)
+    status: str = "ok"
+    duration: float = 0.0
+
+    def count(self, state: str) -> int:
+        return sum(1 for step in self.steps if step.state == state)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for step in self.steps:
+            counts[step.state] = counts.get(step.state, 0) + 1
+        return counts
+
+
+def unflatten(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"train.lr": 1}`` -> ``{"train": {"lr": 1}}``."""
+    nested: dict[str, Any] = {}
+    for dotted, value in params.items():
+        node = nested
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return nested
+
+
+def _parse_metrics(path: Path) -> dict[str, Any]:
+    """A metrics file's scalar values, flattened to dotted keys (JSON or TOML)."""
+    from gitpipe.plan import flatten
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".toml":
+            data = spec.tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"cannot read metrics file {path.name} ({exc})") from exc
+    if not isinstance(data, dict):
+        return {}
+    return {
+        key: value
+        for key, value in sorted(flatten(data).items())
+        if isinstance(value, (int, float, str, bool))
+    }
+
+
+class Project:
+    """A pipeline file and everything around it.
+
+    >>> project = Project.open("path/to/repo")          # doctest: +SKIP
+    >>> [s.state for s in project.status()]              # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        file: Path,
+        *,
+        cache_dir: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.file = file.resolve()
+        self.root = self.file.parent
+        self.environ = dict(os.environ if environ is None else environ)
+        self.state_dir = self.root / STATE_DIR
+        self.lock_path = lockfile.path_for(self.file)
+        configured = cache_dir or self.environ.get("GITPIPE_CACHE_DIR")
+        self.store_dir = Path(configured).resolve() if configured else self.state_dir / "cache"
+        self._pipeline: spec.Pipeline | None = None
+        self._graph: graphs.Graph | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] = ".", *, file: str | None = None) -> Project:
+        """Open the pipeline in ``path`` (``gitpipe.toml``, or ``file`` relative to it)."""
+        base = Path(path)
+        target = base / (file or spec.DEFAULT_FILE)
+        if file is None and base.is_file():
+            target = base
+        return cls(target)
+
+    # -- reading the pipeline -------------------------------------------------
+
+    @property
+    def pipeline(self) -> spec.Pipeline:
+        if self._pipeline is None:
+            self._pipeline = spec.load(self.file)
+        return self._pipeline
+
+    @property
+    def graph(self) -> graphs.Graph:
+        if self._graph is None:
+            self._graph = graphs.build(self.pipeline)
+        return self._graph
+
+    def select(
+        self, targets: Iterable[str] = (), *, single: bool = False, downstream: bool = False
+    ) -> list[str]:
+        return graphs.select(
+            self.graph, targets, file=self.file.name, single=single, downstream=downstream
+        )
+
+    # -- status ---------------------------------------------------------------
+
+    def status(
+        self, targets: Iterable[str] = (), *, single: bool = False, downstream: bool = False
+    ) -> list[StepStatus]:
+        """Each selected step's state and why; reads no file it has seen unchanged."""
+        names = self.select(targets, single=single, downstream=downstream)
+        lock = lockfile.read(self.lock_path)
+        with self._session(readonly=True) as session:
+            statuses = []
+            stale: set[str] = set()
+            for name in names:
+                step = self.pipeline.steps[name]
+                upstream = tuple(p for p in self.graph.parents[name] if p in stale)
+                check = session.check(step, lock.steps.get(name))
+                if check.state == STALE:
+                    stale.add(name)
+                cached = check.state == STALE and session.restorable(step, check) is not None
+                statuses.append(
+                    StepStatus(
+                        step=name,
+                        state=check.state,
+                        reasons=tuple(check.reasons),
+                        cached=cached,
+                        upstream=upstream,
+                        key=str(check.record.key) if check.record else "",
+                    )
+                )
+                if upstream and check.state != STALE:
+                    stale.add(name)  # it will run if what it reads changes
+            return statuses
+
+    # -- repro ----------------------------------------------------------------
+
+    def repro(
+        self,
+        targets: Iterable[str] = (),
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        single: bool = False,
+        downstream: bool = False,
+        listeners: Sequence[ev.Listener] = (),
+        argv: Sequence[str] = (),
+    ) -> RunReport:
+        """Bring the selected steps up to date: restore what the store has, run the rest.
+
+        Raises :class:`StepFailed` (after recording the run) when a step failed.
+        """
+        names = self.select(targets, single=single, downstream=downstream)
+        pipeline = self.pipeline
+        self._check_before_run(names)
+        lock = lockfile.read(self.lock_path)
+        run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+        report = RunReport(run_id=run_id)
+        broadcast = ev.Broadcast(list(listeners))
+        recorder = None
+        checkout = None
+        if not dry_run:
+            self._ensure_state_dir()
+            checkout = self._checkout()
+            recorder = self._recorder()
+            if recorder is not None:
+                broadcast.listeners.append(recorder)
+        entries = dict(lock.steps)
+        started = time.time()
+        broadcast(
+            ev.RunStarted(
+                run_id=run_id,
+                steps=tuple(names),
+                dry_run=dry_run,
+                commit=checkout.commit if checkout else None,
+                dirty=checkout.dirty if checkout else None,
+                argv=tuple(argv),
+                started=started,
+            )
+        )
+        status = "ok"
+        try:
+            with self._session(readonly=dry_run) as session:
+                session.run_id = run_id
+                blocked: dict[str, str] = {}  # step -> failed step that holds it back
+                would_run: set[str] = set()
+                for name in names:
+                    step = pipeline.steps[name]
+                    held = [blocked[p] for p in self.graph.parents[name] if p in blocked]
+                    if held:
+                        blocked[name] = held[0]
+                        finish = ev.StepFinished(
+                            name, ev.SKIPPED, message=f"held back by failed step {held[0]!r}"
+                        )
+                    else:
+                        finish = session.bring_up_to_date(
+                            step,
+                            entries,
+                            force=force,
+                            dry_run=dry_run,
+                            upstream_would_run=[
+                                p for p in self.graph.parents[name] if p in would_run
+                            ],
+                            broadcast=broadcast,
+                        )
+                        if finish.state == ev.FAILED:
+                            blocked[name] = name
+                        elif finish.state in (ev.WOULD_RUN, ev.WOULD_RESTORE):
+                            would_run.add(name)
+                    report.steps.append(finish)
+                    broadcast(finish)
+                if not dry_run:
+                    live = {
+                        name: entry for name, entry in entries.items() if name in pipeline.steps
+                    }
+                    lockfile.write(
+                        self.lock_path,
+                        Lock(
+                            name=pipeline.name,
+                            fingerprint=str(fingerprint(pipeline, session.code_of_all())),
+                            steps=live,
+                        ),
+                    )
+            if report.count(ev.FAILED):
+                status = "failed"
+        except KeyboardInterrupt as exc:
+            status = "interrupted"
+            self._save_partial_lock(dry_run, entries, lock)
+            raise Interrupted("interrupted; finished steps were kept, run again to go on") from exc
+        except BaseException:
+            status = "error"
+            self._save_partial_lock(dry_run, entries, lock)
+            raise
+        finally:
+            report.status = status
+            report.duration = time.time() - started
+            broadcast(
+                ev.RunFinished(run_id, status, report.counts, report.duration, ended=time.time())
+            )
+            if recorder is not None:
+                recorder.close()
+        if status == "failed":
+            failed = [s.step for s in report.steps if s.state == ev.FAILED]
+            held = [s.step for s in report.steps if s.state == ev.SKIPPED]
+            message = (
+                f"step {failed[0]!r} failed"
+                if len(failed) == 1
+                else (f"steps {', '.join(repr(f) for f in failed)} failed")
+            )
+            if held:
+                message += f"; held back: {', '.join(held)}"
+            error = StepFailed(message)
+            error.report = report  # type: ignore[attr-defined]
+            raise error
+        return report
+
+    def _save_partial_lock(
+        self, dry_run: bool, entries: Mapping[str, LockEntry], lock: Lock
+    ) -> None:
+        """Keep what finished before a failure or interrupt in the lock."""
+        if dry_run or dict(entries) == dict(lock.steps):
+            return
+        with contextlib.suppress(GitpipeError, OSError):
+            live = {n: e for n, e in entries.items() if n in self.pipeline.steps}
+            lockfile.write(
+                self.lock_path,
+                Lock(name=self.pipeline.name, fingerprint=lock.fingerprint, steps=live),
+            )
+
+    # -- helpers --------------------------------------------------------------
+
+    def _ensure_state_dir(self) -> None:
+        self.state_dir.mkdir(exist_ok=True)
+        ignore = self.state_dir / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# gitpipe's local state: never commit it\n*\n", encoding="utf-8")
+
+    def _checkout(self) -> Any:
+        from gitpipe.git import Repository
+
+        repo = Repository.find(self.root)
+        if repo is None:
+            return None
+        try:
+            return repo.checkout()
+        finally:
+            repo.close()
+
+    def _recorder(self) -> Callable[[ev.Event], None] | None:
+        from gitpipe.lineage import LineageRecorder
+
+        return LineageRecorder(self.state_dir / "lineage.db")
+
+    def _check_before_run(self, names: Sequence[str]) -> None:
+        """Errors that must stop a run before anything changes on disk."""
+        pipeline = self.pipeline
+        name_of = pipeline.file.name
+        from gitpipe.git import Repository
+
+        repo = Repository.find(self.root)
+        top = repo.top if repo is not None else self.root
+        try:
+            real_top = Path(os.path.realpath(top))
+            for name in names:
+                step = pipeline.steps[name]
+                for i, dep in enumerate(step.deps):
+                    if self.graph.producers_of(dep):
+                        continue
+                    if not (self.root / dep.path).exists():
+                        raise PipelineError(
+                            f"dependency {dep.path!r} of step {name!r} does not exist and no "
+                            "step produces it",
+                            file=name_of,
+                            key=f"steps.{name}.deps[{i}]",
+                        )
+                for i, out in enumerate(step.all_outs):
+                    real = Path(os.path.realpath(self.root / out.path))
+                    if real != real_top and real_top not in real.parents:
+                        raise PipelineError(
+                            f"output {out.path!r} of step {name!r} leads outside the "
+                            f"repository (to {real})",
+                            file=name_of,
+                            key=f"steps.{name}.outs[{i}]",
+                        )
+            if repo is not None:
+                prefix = repo.relpath(self.root)
+                wanted = {}
+                for name in names:
+                    for spec_ in pipeline.steps[name].all_outs:
+                        wanted[f"{prefix}/{spec_.path}" if prefix else spec_.path] = (name, spec_)
+                tracked = repo.tracked_under(wanted)
+                for path, example in tracked.items():
+                    name, out = wanted[path]
+                    raise PipelineError(
+                        f"output {out.path!r} of step {name!r} is tracked by Git ({example}); "
+                        f"untrack it with `git rm -r --cached {path}` and commit",
+                        file=name_of,
+                        key=f"steps.{name}.outs",
+                    )
+        finally:
+            if repo is not None:
+                repo.close()
+
+    @contextlib.contextmanager
+    def _session(self, *, readonly: bool) -> Any:
+        cache = StatCache(self.state_dir / "stat.db", readonly=readonly)
+        session = _Session(self, Hasher(self.root, cache), readonly=readonly)
+        try:
+            yield session
+        finally:
+            cache.close()
+
+
+@dataclass(slots=True)
+class _Check:
+    state: str
+    reasons: list[Reason]
+    record: KeyRecord | None
+    outs_now: dict[str, PathState | None]
+
+
+class _Session:
+    """One command's view of the workspace: hashing, store and run cache."""
+
+    def __init__(self, project: Project, hasher: Hasher, *, readonly: bool) -> None:
+        self.project = project
+        self.hasher = hasher
+        self.readonly = readonly
+        self.store = Store(project.store_dir)
+        self.runcache = RunCache(self.store)
+        self.run_id = ""
+        self._code: dict[str, dict[str, Digest]] = {}
+
+    # digests ------------------------------------------------------------------
+
+    def code_files(self, step: spec.Step) -> list[str]:
+        root = self.project.root
+        files: set[str] = set()
+        for i, pattern in enumerate(step.code):
+            if _GLOB_CHARS & set(pattern):
+                for match in glob.glob(pattern, root_dir=root, recursive=True):
+                    if (root / match).is_file():
+                        files.add(Path(match).as_posix())
+            elif (root / pattern).is_file():
+                files.add(Path(pattern).as_posix())
+            else:
+                raise PipelineError(
+                    f"code file {pattern!r} of step {step.name!r} does not exist",
+                    file=self.project.file.name,
+                    key=f"steps.{step.name}.code[{i}]",
+                )
+        return sorted(files)
+
+    def code_of(self, step: spec.Step) -> dict[str, Digest]:
+        if step.name not in self._code:
+            code = {}
+            for path in self.code_files(step):
+                state = self.hasher.state(path)
+                if state is not None:
+                    code[path] = state.digest
+            self._code[step.name] = code
+        return self._code[step.name]
+
+    def code_of_all(self) -> dict[str, dict[str, Digest]]:
+        return {name: self.code_of(step) for name, step in self.project.pipeline.steps.items()}
+
+    def check(self, step: spec.Step, entry: LockEntry | None) -> _Check:
+        deps: dict[str, Digest] = {}
+        missing: list[Reason] = []
+        for dep in step.deps:
+            state = self.hasher.state(dep.path)
+            if state is None:
+                missing.append(Reason("dep missing", str(dep)))
+            else:
+                deps[str(dep)] = state.digest
+        outs_now = {str(o): self.hasher.state(o.path) for o in step.all_outs}
+        if step.frozen:
+            return _Check(FROZEN, [], None, outs_now)
+        if missing:
+            return _Check(STALE, missing, None, outs_now)
+        record = key_record(step, deps=deps, code=self.code_of(step))
+        digests = {path: (s.digest if s else None) for path, s in outs_now.items()}
+        state, reasons = assess(step, record, entry, digests)
+        return _Check(state, reasons, record, outs_now)
+
+    def restorable(self, step: spec.Step, check: _Check) -> Result | None:
+        """A stored result that can stand in for running the step, if any."""
+        if step.always or not step.cache or step.persist or check.record is None:
+            return None
+        return self.runcache.get(check.record.key)
+
+    # running --------------------------------------------------------------------
+
+    def bring_up_to_date(
+        self,
+        step: spec.Step,
+        entries: dict[str, LockEntry],
+        *,
+        force: bool,
+        dry_run: bool,
+        upstream_would_run: list[str],
+        broadcast: ev.Broadcast,
+    ) -> ev.StepFinished:
+        name = step.name
+        entry = entries.get(name)
+        check = self.check(step, entry)
+        reasons = [str(r) for r in check.reasons]
+        key = str(check.record.key) if check.record else ""
+        if check.state == FROZEN:
+            return ev.StepFinished(name, ev.FROZEN, message="frozen: never runs")
+        if force and not step.frozen:
+            reasons = ["forced", *reasons]
+        if dry_run:
+            if check.state != STALE and not force:
+                if upstream_would_run:
+                    return ev.StepFinished(
+                        name,
+                        ev.WOULD_RUN,
+                        reasons=(f"upstream would run: {', '.join(upstream_would_run)}",),
+                        message="if what it reads changes",
+                    )
+                return ev.StepFinished(name, ev.UP_TO_DATE, key=key)
+            if not force and self.restorable(step, check) is not None:
+                return ev.StepFinished(name, ev.WOULD_RESTORE, reasons=tuple(reasons), key=key)
+            return ev.StepFinished(name, ev.WOULD_RUN, reasons=tuple(reasons), key=key)
+        if check.state != STALE and not force:
+            return ev.StepFinished(name, ev.UP_TO_DATE, key=key)
+        if check.record is None:  # a dependency is missing
+            return ev.StepFinished(
+                name, ev.FAILED, reasons=tuple(reasons), message="; ".join(reasons)
+            )
+        record = check.record
+        if not force:
+            result = self.restorable(step, check) or self._result_from_lock(step, entry, record)
+            if result is not None:
+                started = time.time()
+                self._restore(step, result, check)
+                entries[name] = self._entry(step, record, result)
+                return ev.StepFinished(
+                    name,
+                    ev.CACHED,
+                    reasons=tuple(reasons),
+                    key=key,
+                    duration=time.time() - started,
+                    started=started,
+                    ended=time.time(),
+                )
+        return self._run(step, record, check, entries, reasons, broadcast)
+
+    def _result_from_lock(
+        self, step: spec.Step, entry: LockEntry | None, record: KeyRecord
+    ) -> Result | None:
+        """The lock's own record of the outputs, when its key matches and the store has them."""
+        if entry is None or entry.key != record.key or step.always or step.persist:
+            return None
+        outs = {}
+        for spec_ in step.all_outs:
+            digest = entry.outs.get(str(spec_))
+            if digest is None:
+                return None
+            outs[spec_.path] = OutRecord(digest, spec_.is_dir)
+        result = Result(outs=outs, metrics=entry.metrics, step=step.name)
+        return result if self.runcache.complete(result) else None
+
+    def _restore(self, step: spec.Step, result: Result, check: _Check) -> None:
+        root = self.project.root
+        for spec_ in step.all_outs:
+            out = result.outs[spec_.path]
+            now = check.outs_now.get(str(spec_))
+            if now is not None and now.digest == out.digest:
+                continue
+            self._save_before_replacing(spec_, now)
+            target = root / spec_.path
+            if out.is_dir:
+                self.store.restore_tree(out.digest, target)
+            else:
+                self.store.restore_file(out.digest, target, executable=out.executable)
+            self.hasher.forget(spec_.path)
+
+    def _save_before_replacing(self, out: spec.PathSpec, now: PathState | None) -> None:
+        """Keep a copy in the store of output bytes gitpipe is about to replace, so
+        that nothing a user made by hand is lost."""
+        if now is None:
+            return
+        target = self.project.root / out.path
+        if now.is_dir:
+            if now.digest not in self.store:
+                self.store.add_tree(target, self.hasher.manifest(out.path))
+        else:
+            self.store.add_file(target, now.digest)
+
+    def _invocation(self, step: spec.Step) -> Invocation:
+        project = self.project
+        log = project.state_dir / "logs" / self.run_id / f"{step.name}.log"
+        env = {
+            **step.env,
+            "GITPIPE_STEP": step.name,
+            "GITPIPE_RUN_ID": self.run_id,
+            "GITPIPE_PARAMS": json.dumps(unflatten(step.params), sort_keys=True),
+            "GITPIPE_ROOT": str(project.root),
+        }
+        return Invocation(
+            step=step.name,
+            commands=step.cmd,
+            cwd=str(project.root / step.wdir),
+            env=env,
+            log=str(log),
+            timeout=step.timeout,
+        )
+
+    def _run(
+        self,
+        step: spec.Step,
+        record: KeyRecord,
+        check: _Check,
+        entries: dict[str, LockEntry],
+        reasons: list[str],
+        broadcast: ev.Broadcast,
+    ) -> ev.StepFinished:
+        root = self.project.root
+        for spec_ in step.all_outs:
+            if not step.persist:
+                self._save_before_replacing(spec_, check.outs_now.get(str(spec_)))
+                remove(root / spec_.path)
+            (root / spec_.path).parent.mkdir(parents=True, exist_ok=True)
+            self.hasher.forget(spec_.path)
+        invocation = self._invocation(step)
+        started = time.time()
+        broadcast(ev.StepStarted(step.name, log=invocation.log, started=started))
+        outcome = execute(invocation)
+        ended = time.time()
+        common = {
+            "reasons": tuple(reasons),
+            "key": str(record.key),
+            "duration": outcome.duration,
+            "exit_code": outcome.exit_code,
+            "log": invocation.log,
+            "started": started,
+            "ended": ended,
+        }
+        if not outcome.ok:
+            return ev.StepFinished(step.name, ev.FAILED, message=outcome.message, **common)
+        outs: dict[str, OutRecord] = {}
+        missing = []
+        for spec_ in step.all_outs:
+            state = self.hasher.state(spec_.path)
+            if state is None:
+                missing.append(str(spec_))
+            elif state.is_dir != spec_.is_dir and spec_.is_dir:
+                missing.append(f"{spec_} (a file, not a folder)")
+            else:
+                outs[spec_.path] = OutRecord(
+                    state.digest, state.is_dir, state.size, state.executable
+                )
+        if missing:
+            return ev.StepFinished(
+                step.name,
+                ev.FAILED,
+                message=f"did not produce its declared output {', '.join(missing)}",
+                **common,
+            )
+        # publish last: objects, then the result, then the lock entry (lineage listens)
+        for spec_ in step.all_outs:
+            out = outs[spec_.path]
+            target = root / spec_.path
+            if out.is_dir:
+                self.store.add_tree(target, self.hasher.manifest(spec_.path))
+            else:
+                self.store.add_file(target, out.digest)
+        metrics = {}
+        for spec_ in step.metrics:
+            metrics[spec_.path] = _parse_metrics(root / spec_.path)
+        result = Result(
+            outs=outs,
+            metrics=metrics,
+            duration=outcome.duration,
+            exit_code=0,
+            step=step.name,
+        )
+        self.runcache.put(record.key, result)
+        entries[step.name] = self._entry(step, record, result)
+        return ev.StepFinished(step.name, ev.RAN, **common)
+
+    def _entry(self, step: spec.Step, record: KeyRecord, result: Result) -> LockEntry:
+        return LockEntry(
+            key=record.key,
+            cmd=record.cmd,
+            wdir=record.wdir,
+            deps=record.deps,
+            code=record.code,
+            params=record.params,
+            env=record.env,
+            outs={str(s): result.outs[s.path].digest for s in step.all_outs},
+            metrics=dict(result.metrics),
+        )
+
+
+def current_params() -> dict[str, Any]:
+    """The params of the step this process runs for (``GITPIPE_PARAMS``); {} outside one."""
+    raw = os.environ.get("GITPIPE_PARAMS")
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise UsageError("GITPIPE_PARAMS is not valid JSON") from exc
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,176 @@
+"""Digests of workspace paths, with a stat-keyed cache so unchanged files are not read.
+
+A file whose (inode, mtime_ns, size) matches what was recorded when it was last
+hashed is not opened again.  As in Git, an entry hashed within ``RACY_NS`` of the
+file's own mtime is not trusted (the file may have changed again within the
+file system's timestamp granularity) and is hashed once more on the next look-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat as statmod
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitpipe.hashing import Digest, ManifestEntry, digest_bytes, digest_file, manifest_bytes
+
+RACY_NS = 2_000_000_000
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS stat (
+    path TEXT PRIMARY KEY,
+    inode INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    hashed_ns INTEGER NOT NULL,
+    digest TEXT NOT NULL
+) WITHOUT ROWID
+"""
+
+_Row = tuple[int, int, int, int, str]  # inode, mtime_ns, size, hashed_ns, digest
+
+
+class StatCache:
+    """Stat-keyed digests kept in a small SQLite file; read whole, written on `close`."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self.readonly = readonly
+        self._rows: dict[str, _Row] = {}
+        self._dirty: dict[str, _Row] = {}
+        self.files_read = 0
+        if path.exists():
+            try:
+                with contextlib.closing(sqlite3.connect(path)) as db:
+                    for row in db.execute(
+                        "SELECT path, inode, mtime_ns, size, hashed_ns, digest FROM stat"
+                    ):
+                        self._rows[row[0]] = row[1:]
+            except sqlite3.DatabaseError:
+                self._rows = {}  # a cache only: start again rather than fail
+
+    def lookup(self, key: str, st: os.stat_result) -> Digest | None:
+        row = self._rows.get(key)
+        if row is None:
+            return None
+        inode, mtime_ns, size, hashed_ns, digest = row
+        if (inode, mtime_ns, size) != (st.st_ino, st.st_mtime_ns, st.st_size):
+            return None
+        if hashed_ns - mtime_ns < RACY_NS:
+            return None
+        return Digest(digest)
+
+    def record(self, key: str, st: os.stat_result, digest: Digest, hashed_ns: int) -> None:
+        row = (st.st_ino, st.st_mtime_ns, st.st_size, hashed_ns, digest.hex)
+        if self._rows.get(key) != row:
+            self._rows[key] = row
+            self._dirty[key] = row
+
+    def close(self) -> None:
+        """Write what changed; failures are ignored, since this is only a cache."""
+        if self.readonly or not self._dirty:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as db, db:
+                db.execute(_SCHEMA)
+                db.executemany(
+                    "INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?, ?)",
+                    [(key, *row) for key, row in self._dirty.items()],
+                )
+            self._dirty.clear()
+        except (sqlite3.Error, OSError):
+            pass
+
+
+class StatCacheNoop(StatCache):
+    """A stat cache that remembers nothing: every look-up reads the file."""
+
+    def __init__(self) -> None:
+        self.path = Path(os.devnull)
+        self.readonly = True
+        self._rows = {}
+        self._dirty = {}
+        self.files_read = 0
+
+    def record(self, key: str, st: os.stat_result, digest: Digest, hashed_ns: int) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PathState:
+    """What a workspace path holds now: its digest, total size and, for files, the
+    executable bit; ``is_dir`` for folders, whose digest is their manifest's."""
+
+    digest: Digest
+    size: int
+    is_dir: bool
+    executable: bool = False
+
+
+class Hasher:
+    """Digests paths under a root, consulting and filling a stat cache."""
+
+    def __init__(self, root: Path, cache: StatCache) -> None:
+        self.root = root
+        self.cache = cache
+        self._memo: dict[str, PathState | None] = {}
+
+    def forget(self, relpath: str) -> None:
+        """Drop memoised states at or under ``relpath`` (it was just written)."""
+        prefix = relpath + "/"
+        for key in [k for k in self._memo if k == relpath or k.startswith(prefix)]:
+            del self._memo[key]
+
+    def state(self, relpath: str) -> PathState | None:
+        """The state of a path relative to the root, or None when it does not exist."""
+        if relpath in self._memo:
+            return self._memo[relpath]
+        full = self.root / relpath
+        try:
+            st = full.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            result = None
+        else:
+            if statmod.S_ISDIR(st.st_mode):
+                result = self._folder(relpath, full)
+            else:
+                digest = self._file(relpath, full, st)
+                result = PathState(digest, st.st_size, False, bool(st.st_mode & 0o100))
+        self._memo[relpath] = result
+        return result
+
+    def _file(self, key: str, full: Path | str, st: os.stat_result) -> Digest:
+        digest = self.cache.lookup(key, st)
+        if digest is None:
+            digest = digest_file(full, size=st.st_size)
+            self.cache.files_read += 1
+            self.cache.record(key, st, digest, time.time_ns())
+        return digest
+
+    def manifest(self, relpath: str) -> list[ManifestEntry]:
+        """The files of a folder, each with its digest; sorted by relative path."""
+        entries: list[ManifestEntry] = []
+        base = self.root / relpath
+        stack = [""]
+        while stack:
+            sub = stack.pop()
+            with os.scandir(base / sub if sub else base) as scan:
+                for item in scan:
+                    rel = f"{sub}/{item.name}" if sub else item.name
+                    st = os.stat(item.path)
+                    if statmod.S_ISDIR(st.st_mode):
+                        stack.append(rel)
+                        continue
+                    digest = self._file(f"{relpath}/{rel}", item.path, st)
+                    entries.append(ManifestEntry(rel, digest, st.st_size, bool(st.st_mode & 0o100)))
+        entries.sort(key=lambda entry: entry.path)
+        return entries
+
+    def _folder(self, relpath: str, full: Path) -> PathState:
+        entries = self.manifest(relpath)
+        digest = digest_bytes(manifest_bytes(entries))
+        return PathState(digest, sum(entry.size for entry in entries), True)

@@ -1,0 +1,209 @@
+"""The store: a content-addressed collection of file bytes and folder manifests.
+
+Objects live at ``objects/b3/<2 hex>/<62 hex>``, are read-only, and are written
+to a temporary file in the store and renamed into place, so a crash never leaves
+a half-written object under a real name.  Digests are validated as hex before they
+become paths (:meth:`Digest.parse`).  Adding an object that exists is a no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+import stat as statmod
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from gitpipe.errors import StoreError
+from gitpipe.hashing import (
+    Digest,
+    DigestError,
+    ManifestEntry,
+    digest_bytes,
+    digest_file,
+    manifest_bytes,
+    parse_manifest,
+)
+
+_FICLONE = 0x40049409  # linux/fs.h: share the source's extents (reflink)
+_READ_ONLY = 0o444
+
+
+def clone_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Copy a file's bytes, by reflink where the file system offers it."""
+    with open(src, "rb") as source, open(dst, "wb") as target:
+        try:
+            fcntl.ioctl(target.fileno(), _FICLONE, source.fileno())
+            return
+        except OSError as exc:
+            if exc.errno not in (
+                errno.EOPNOTSUPP,
+                errno.ENOTTY,
+                errno.EXDEV,
+                errno.EINVAL,
+                errno.ENOSYS,
+                errno.EPERM,
+            ):
+                raise
+        shutil.copyfileobj(source, target, length=1024 * 1024)
+
+
+class Store:
+    """The content-addressed store of one or more workspaces."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects = root / "objects"
+        self.tmp = root / "tmp"
+
+    def object_path(self, digest: Digest) -> Path:
+        Digest.parse(str(digest))  # never build a path from unvalidated text
+        return self.objects / digest.algorithm / digest.hex[:2] / digest.hex[2:]
+
+    def __contains__(self, digest: object) -> bool:
+        return isinstance(digest, Digest) and self.object_path(digest).is_file()
+
+    def _tempfile(self) -> str:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="in-")
+        os.close(fd)
+        return name
+
+    def _publish(self, tmp: str, digest: Digest) -> None:
+        target = self.object_path(digest)
+        os.chmod(tmp, _READ_ONLY)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, target)
+
+    def add_bytes(self, data: bytes) -> Digest:
+        digest = digest_bytes(data)
+        if digest in self:
+            return digest
+        tmp = self._tempfile()
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+            self._publish(tmp, digest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return digest
+
+    def add_file(self, path: str | os.PathLike[str], digest: Digest) -> None:
+        """Copy a workspace file in under its (already known) digest.
+
+        The copy is hashed again before it is published, so a file that changed
+        between hashing and copying never enters the store under a wrong name.
+        """
+        if digest in self:
+            return
+        tmp = self._tempfile()
+        try:
+            clone_or_copy(path, tmp)
+            actual = digest_file(tmp)
+            if actual != digest:
+                raise StoreError(f"{os.fspath(path)} changed while it was being stored; run again")
+            self._publish(tmp, digest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def add_tree(self, folder: Path, entries: Iterable[ManifestEntry]) -> Digest:
+        """Store each file of a folder, then its manifest; returns the folder digest."""
+        entries = list(entries)
+        for entry in entries:
+            self.add_file(folder / entry.path, entry.digest)
+        return self.add_bytes(manifest_bytes(entries))
+
+    def read_bytes(self, digest: Digest) -> bytes:
+        try:
+            return self.object_path(digest).read_bytes()
+        except OSError as exc:
+            raise StoreError(f"object {digest} is missing from the store at {self.root}") from exc
+
+    def manifest(self, digest: Digest) -> list[ManifestEntry]:
+        try:
+            return parse_manifest(self.read_bytes(digest))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"object {digest} is not a folder manifest") from exc
+
+    def has_tree(self, digest: Digest) -> bool:
+        """True when a folder's manifest and every file it lists are present."""
+        if digest not in self:
+            return False
+        try:
+            return all(entry.digest in self for entry in self.manifest(digest))
+        except StoreError:
+            return False
+
+    def verify(self, digest: Digest) -> bool:
+        """Re-hash an object and compare it with its name."""
+        try:
+            return digest_file(self.object_path(digest)) == digest
+        except OSError:
+            return False
+
+    def restore_file(self, digest: Digest, dest: Path, *, executable: bool = False) -> None:
+        """Materialise a file object at ``dest`` (reflink, else copy), atomically."""
+        source = self.object_path(digest)
+        if not source.is_file():
+            raise StoreError(f"object {digest} for {dest} is missing from the store")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            clone_or_copy(source, tmp)
+            os.chmod(tmp, 0o755 if executable else 0o644)
+            remove(dest)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def restore_tree(self, digest: Digest, dest: Path) -> None:
+        """Materialise a folder: built beside ``dest``, then swapped into place."""
+        entries = self.manifest(digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+        try:
+            for entry in entries:
+                target = staging / entry.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = self.object_path(entry.digest)
+                if not source.is_file():
+                    raise StoreError(f"object {entry.digest} for {dest / entry.path} is missing")
+                clone_or_copy(source, target)
+                os.chmod(target, 0o755 if entry.executable else 0o644)
+            remove(dest)
+            os.replace(staging, dest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def iter_objects(self) -> Iterable[Digest]:
+        base = self.objects / "b3"
+        if not base.is_dir():
+            return
+        for prefix in sorted(base.iterdir()):
+            for item in sorted(prefix.iterdir()):
+                with contextlib.suppress(DigestError):
+                    yield Digest.parse(f"b3:{prefix.name}{item.name}")
+
+
+def remove(path: Path) -> None:
+    """Remove a file, link or folder if it exists."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if statmod.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        path.unlink()
