@@ -278,10 +278,8 @@ class Project:
                             would_run.add(name)
                     report.steps.append(finish)
                     broadcast(finish)
-                if not dry_run:
-                    live = {
-                        name: entry for name, entry in entries.items() if name in pipeline.steps
-                    }
+                live = {name: entry for name, entry in entries.items() if name in pipeline.steps}
+                if not dry_run and (live or self.lock_path.exists()):
                     lockfile.write(
                         self.lock_path,
                         Lock(

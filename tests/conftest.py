@@ -1,0 +1,126 @@
+"""Shared fixtures: real Git repositories made with the `git` CLI, and the real CLI."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gitpipe.cli import app
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def make_repo(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.email", "test@gitpipe.invalid")
+    git(path, "config", "user.name", "gitpipe tests")
+    git(path, "config", "commit.gpgsign", "false")
+    return path
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@dataclass
+class Workspace:
+    """A Git repository holding a pipeline, driven through the real CLI."""
+
+    root: Path
+    runner: CliRunner
+
+    def write(self, relpath: str, text: str) -> Path:
+        path = self.root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    def pipeline(self, text: str) -> Path:
+        return self.write("gitpipe.toml", text)
+
+    def commit(self, message: str = "change") -> None:
+        git(self.root, "add", "-A")
+        git(self.root, "commit", "-q", "--allow-empty", "-m", message)
+
+    def gitpipe(self, *args: str, env: dict[str, str] | None = None) -> Outcome:
+        cwd = Path.cwd()
+        os.chdir(self.root)
+        try:
+            result = self.runner.invoke(app, list(args), env=env, catch_exceptions=False)
+        finally:
+            os.chdir(cwd)
+        return Outcome(result.exit_code, result.stdout, result.stderr)
+
+    def ok(self, *args: str, env: dict[str, str] | None = None) -> Outcome:
+        result = self.gitpipe(*args, env=env)
+        assert result.exit_code == 0, result.output
+        return result
+
+    def last_run(self) -> list[tuple[str, str]]:
+        """(step, state) of the latest run, in the order the steps finished."""
+        with sqlite3.connect(self.root / ".gitpipe" / "lineage.db") as db:
+            (run_id,) = db.execute(
+                "SELECT id FROM runs ORDER BY started DESC, rowid DESC LIMIT 1"
+            ).fetchone()
+            return db.execute(
+                "SELECT step, state FROM executions WHERE run_id = ? ORDER BY id", (run_id,)
+            ).fetchall()
+
+    def states(self) -> dict[str, str]:
+        return dict(self.last_run())
+
+    def ran(self) -> list[str]:
+        return [step for step, state in self.last_run() if state == "ran"]
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.delenv("GITPIPE_CACHE_DIR", raising=False)
+    monkeypatch.setenv("CI", "true")
+    root = make_repo(tmp_path / "repo")
+    return Workspace(root, CliRunner())
+
+
+@pytest.fixture
+def make_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str], Workspace]:
+    monkeypatch.delenv("GITPIPE_CACHE_DIR", raising=False)
+
+    def make(name: str) -> Workspace:
+        return Workspace(make_repo(tmp_path / name), CliRunner())
+
+    return make
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, bytes | None, int]]:
+    """Every path under root except .git: mode, bytes (files) and mtime."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if rel == ".git" or rel.startswith(".git/"):
+            continue
+        st = path.lstat()
+        data = path.read_bytes() if path.is_file() and not path.is_symlink() else None
+        state[rel] = (st.st_mode, data, st.st_mtime_ns)
+    return state
