@@ -106,7 +106,8 @@ def assess(
     if step.frozen:
         return FROZEN, []
     reasons = key_reasons(record, entry)
-    reasons += [r for r in out_reasons(step, entry, outs_now) if r not in reasons]
+    if entry is not None:
+        reasons += out_reasons(step, entry, outs_now)
     if step.always:
         reasons.insert(0, Reason("always"))
     return (STALE if reasons else UP_TO_DATE), reasons

@@ -178,7 +178,8 @@ class Project:
         """Each selected step's state and why; reads no file it has seen unchanged."""
         names = self.select(targets, single=single, downstream=downstream)
         lock = lockfile.read(self.lock_path)
-        with self._session(readonly=True) as session:
+        # the stat cache is kept once gitpipe has state here; status creates none
+        with self._session(readonly=not self.state_dir.is_dir()) as session:
             statuses = []
             stale: set[str] = set()
             for name in names:

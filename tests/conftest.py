@@ -102,9 +102,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
 
 
 @pytest.fixture
-def make_workspace(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Callable[[str], Workspace]:
+def make_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Workspace]:
     monkeypatch.delenv("GITPIPE_CACHE_DIR", raising=False)
 
     def make(name: str) -> Workspace:

@@ -359,9 +359,7 @@ def test_a_failing_step_keeps_what_its_siblings_produced(workspace):
     assert workspace.states() == {"good": "up to date"}
 
 
-def test_the_key_is_the_same_in_two_clones_and_a_shared_store_runs_nothing(
-    workspace, tmp_path
-):
+def test_the_key_is_the_same_in_two_clones_and_a_shared_store_runs_nothing(workspace, tmp_path):
     workspace.pipeline(STAMPED)
     workspace.write(".gitignore", "stamp.txt\ncopy.txt\n")
     workspace.commit("pipeline")

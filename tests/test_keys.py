@@ -1,0 +1,105 @@
+"""Step keys: content decides them, nothing else; a golden digest pins the encoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gitpipe import spec
+from gitpipe.action import KEY_SCHEMA, key_record
+from gitpipe.hashing import Digest, digest_bytes
+
+GOLDEN_PIPELINE = """
+[params]
+seed = 7
+[params.train]
+lr = 0.5
+
+[steps.train]
+cmd = ["python train.py --seed ${params.seed}", "echo done"]
+deps = ["data/b.csv", "data/a/"]
+outs = ["model.bin", "plots/"]
+metrics = ["metrics.json"]
+params = ["train"]
+env = { MODE = "fast", THREADS = 2 }
+wdir = "src"
+desc = "free text, not hashed"
+"""
+
+DEP_DIGESTS = {
+    "data/b.csv": digest_bytes(b"b"),
+    "data/a/": digest_bytes(b"a"),
+}
+CODE_DIGESTS = {"src/util.py": digest_bytes(b"util")}
+
+#: Changing this value must be a deliberate act: every stored result keyed by the
+#: old encoding stops matching.  Bump KEY_SCHEMA when the record changes.
+GOLDEN_KEY = "b3:f5d763eb4434253a0f6fd4a1404651681894b67633dcb436b3063d3bed65bb56"
+
+
+def key_of(text: str) -> Digest:
+    pipeline = spec.parse(text, file=Path("/somewhere/gitpipe.toml"))
+    return key_record(pipeline.steps["train"], deps=DEP_DIGESTS, code=CODE_DIGESTS).key
+
+
+def test_the_key_of_a_fixed_step_is_pinned():
+    assert KEY_SCHEMA == "gitpipe.key/1"
+    assert str(key_of(GOLDEN_PIPELINE)) == GOLDEN_KEY
+
+
+def test_the_key_does_not_depend_on_where_the_pipeline_lives():
+    pipeline = spec.parse(GOLDEN_PIPELINE, file=Path("/elsewhere/deep/gitpipe.toml"))
+    key = key_record(pipeline.steps["train"], deps=DEP_DIGESTS, code=CODE_DIGESTS).key
+    assert key == key_of(GOLDEN_PIPELINE)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('deps = ["data/b.csv", "data/a/"]', 'deps = ["data/a/", "data/b.csv"]'),
+        ('outs = ["model.bin", "plots/"]', 'outs = ["plots/", "model.bin"]'),
+        ('outs = ["model.bin", "plots/"]', 'outs = ["./model.bin", "plots//"]'),
+        ('desc = "free text, not hashed"', 'desc = "something else entirely"'),
+        ("[params]", "# a comment\n[params]  # another"),
+        ('env = { MODE = "fast", THREADS = 2 }', 'env = { THREADS = 2, MODE = "fast" }'),
+        ("[steps.train]", "[steps.train]\nalways = false\ncache = true\ntimeout = 5"),
+    ],
+    ids=["deps order", "outs order", "path spelling", "desc", "comments", "env order", "flags"],
+)
+def test_edits_that_do_not_change_what_runs_keep_the_key(old, new):
+    assert old in GOLDEN_PIPELINE
+    assert key_of(GOLDEN_PIPELINE.replace(old, new)) == key_of(GOLDEN_PIPELINE)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("--seed ${params.seed}", "--seed  ${params.seed}"),
+        ("seed = 7", "seed = 8"),
+        ("lr = 0.5", "lr = 0.25"),
+        ('MODE = "fast"', 'MODE = "slow"'),
+        ('wdir = "src"', 'wdir = "."'),
+        ('outs = ["model.bin", "plots/"]', 'outs = ["model.bin", "plots/", "extra.txt"]'),
+        ('"echo done"]', '"echo done", "echo more"]'),
+    ],
+    ids=["cmd whitespace", "used param", "param table", "env", "wdir", "outs", "cmd list"],
+)
+def test_edits_that_change_what_runs_change_the_key(old, new):
+    assert old in GOLDEN_PIPELINE
+    assert key_of(GOLDEN_PIPELINE.replace(old, new)) != key_of(GOLDEN_PIPELINE)
+
+
+def test_dep_and_code_digests_enter_the_key():
+    pipeline = spec.parse(GOLDEN_PIPELINE, file=Path("gitpipe.toml"))
+    step = pipeline.steps["train"]
+    base = key_record(step, deps=DEP_DIGESTS, code=CODE_DIGESTS).key
+    other_dep = {**DEP_DIGESTS, "data/b.csv": digest_bytes(b"B")}
+    other_code = {"src/util.py": digest_bytes(b"UTIL")}
+    assert key_record(step, deps=other_dep, code=CODE_DIGESTS).key != base
+    assert key_record(step, deps=DEP_DIGESTS, code=other_code).key != base
+
+
+def test_an_unused_param_does_not_enter_the_key():
+    with_extra = GOLDEN_PIPELINE.replace("seed = 7", "seed = 7\nunused = 1")
+    assert key_of(with_extra) == key_of(GOLDEN_PIPELINE)

@@ -1,0 +1,167 @@
+"""`gitpipe status` reads nothing it has seen; `gitpipe init`; the lock file's form."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import gitpipe.statcache
+from conftest import Workspace, snapshot
+from gitpipe import Project
+
+
+def age(workspace: Workspace) -> None:
+    past = time.time() - 60
+    for path in workspace.root.rglob("*"):
+        if ".git" not in path.parts and path.is_file():
+            os.utime(path, (past, past))
+
+
+def test_a_no_op_status_opens_no_file_it_has_seen(workspace, monkeypatch):
+    workspace.write("data/raw.txt", "x\n")
+    workspace.write("data/more/y.txt", "y\n")
+    workspace.pipeline(
+        """
+        [steps.a]
+        cmd = "cp data/raw.txt a.txt"
+        deps = ["data/raw.txt", "data/more/"]
+        outs = ["a.txt"]
+        code = ["*.sh"]
+        """
+    )
+    workspace.write("helper.sh", "true\n")
+    workspace.ok("repro")
+    age(workspace)
+    workspace.ok("status")  # re-hashes the aged files once, recording them
+    reads = []
+    real = gitpipe.statcache.digest_file
+    monkeypatch.setattr(
+        gitpipe.statcache, "digest_file", lambda path, **kw: reads.append(path) or real(path, **kw)
+    )
+    result = workspace.ok("status")
+    assert "a  up to date" in result.stdout
+    assert reads == []
+
+
+def test_status_json_says_why_and_whether_the_store_can_serve_it(workspace):
+    workspace.write("in.txt", "1\n")
+    workspace.pipeline(
+        """
+        [steps.copy]
+        cmd = "cp in.txt out.txt"
+        deps = ["in.txt"]
+        outs = ["out.txt"]
+        """
+    )
+    statuses = json.loads(workspace.ok("status", "--json").stdout)
+    assert statuses[0]["state"] == "stale"
+    assert statuses[0]["reasons"] == ["new"]
+    assert statuses[0]["cached"] is False
+    workspace.ok("repro")
+    workspace.write("in.txt", "2\n")
+    workspace.ok("repro")
+    workspace.write("in.txt", "1\n")
+    (status,) = json.loads(workspace.ok("status", "--json").stdout)
+    assert status["reasons"] == ["dep changed: in.txt"]
+    assert status["cached"] is True
+    result = workspace.gitpipe("status", "--check")
+    assert result.exit_code == 3
+    assert "copy" in result.stderr
+
+
+def test_the_python_api_gives_the_same_operations(workspace):
+    workspace.write("in.txt", "1\n")
+    workspace.pipeline(
+        """
+        [steps.copy]
+        cmd = "cp in.txt out.txt"
+        deps = ["in.txt"]
+        outs = ["out.txt"]
+        """
+    )
+    project = Project.open(workspace.root)
+    assert [s.state for s in project.status()] == ["stale"]
+    report = project.repro()
+    assert [(s.step, s.state) for s in report.steps] == [("copy", "ran")]
+    assert [s.state for s in Project.open(workspace.root).status()] == ["up to date"]
+
+
+def test_the_lock_is_sorted_stable_and_rewritten_only_when_it_changes(workspace):
+    workspace.write("in.txt", "1\n")
+    workspace.pipeline(
+        """
+        [steps.zeta]
+        cmd = "cp in.txt z.txt"
+        deps = ["in.txt"]
+        outs = ["z.txt"]
+
+        [steps.alpha]
+        cmd = "cp in.txt a.txt"
+        deps = ["in.txt"]
+        outs = ["a.txt"]
+        """
+    )
+    workspace.ok("repro")
+    lock = workspace.root / "gitpipe.lock"
+    text = lock.read_text()
+    assert text.index("[steps.alpha]") < text.index("[steps.zeta]")
+    mtime = lock.stat().st_mtime_ns
+    workspace.ok("repro", "--force")
+    assert lock.read_text() == text
+    assert lock.stat().st_mtime_ns == mtime
+    assert not [p for p in workspace.root.iterdir() if p.name.startswith(".gitpipe.lock")]
+
+
+def test_a_damaged_lock_is_a_store_or_lock_error_that_changes_nothing(workspace):
+    workspace.write("in.txt", "1\n")
+    workspace.pipeline(
+        """
+        [steps.copy]
+        cmd = "cp in.txt out.txt"
+        deps = ["in.txt"]
+        outs = ["out.txt"]
+        """
+    )
+    workspace.write("gitpipe.lock", "this is [not toml\n")
+    before = snapshot(workspace.root)
+    result = workspace.gitpipe("repro")
+    assert result.exit_code == 5
+    assert "gitpipe.lock is damaged" in result.stderr
+    assert "Traceback" not in result.output
+    assert snapshot(workspace.root) == before
+
+
+def test_init_writes_a_starter_pipeline_that_parses_and_ignores_its_state(workspace):
+    result = workspace.ok("init")
+    assert "Wrote gitpipe.toml" in result.stdout
+    text = (workspace.root / "gitpipe.toml").read_text()
+    assert text.startswith("#")
+    assert (workspace.root / ".gitpipe" / ".gitignore").read_text().strip().endswith("*")
+    assert workspace.ok("status").stdout.strip() == "no steps"
+    # the starter's commented example, uncommented, is a working pipeline
+    body = "\n".join(
+        line[2:] if line.startswith("# ") and ("=" in line or line.startswith("# [")) else line
+        for line in text.splitlines()
+    )
+    workspace.write("gitpipe.toml", body)
+    statuses = json.loads(workspace.ok("status", "--json").stdout)
+    assert [s["step"] for s in statuses] == ["prepare", "train"]
+
+    again = workspace.gitpipe("init")
+    assert again.exit_code == 2
+    assert "exists already" in again.stderr
+    assert (workspace.root / "gitpipe.toml").read_text() == body
+
+
+def test_init_outside_a_git_repository_says_so(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gitpipe.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    result = CliRunner().invoke(app, ["init"])
+    assert result.exit_code == 2
+    assert "not inside a Git repository" in result.stderr
+    assert list(tmp_path.iterdir()) == []
