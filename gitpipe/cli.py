@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -262,8 +263,13 @@ def repro(
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """The console script."""
+    """The console script: SIGTERM stops a run as cleanly as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, _interrupt)
     app()
 
 

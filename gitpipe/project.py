@@ -419,6 +419,12 @@ class Project:
             cache.close()
 
 
+def may_restore(step: spec.Step) -> bool:
+    """Steps that run every time, opt out of the cache or keep their outputs never
+    take a stored result."""
+    return step.cache and not step.always and not step.persist
+
+
 @dataclass(slots=True)
 class _Check:
     state: str
@@ -493,7 +499,7 @@ class _Session:
 
     def restorable(self, step: spec.Step, check: _Check) -> Result | None:
         """A stored result that can stand in for running the step, if any."""
-        if step.always or not step.cache or step.persist or check.record is None:
+        if not may_restore(step) or check.record is None:
             return None
         return self.runcache.get(check.record.key)
 
@@ -559,7 +565,7 @@ class _Session:
         self, step: spec.Step, entry: LockEntry | None, record: KeyRecord
     ) -> Result | None:
         """The lock's own record of the outputs, when its key matches and the store has them."""
-        if entry is None or entry.key != record.key or step.always or step.persist:
+        if entry is None or entry.key != record.key or not may_restore(step):
             return None
         outs = {}
         for spec_ in step.all_outs:

@@ -47,16 +47,24 @@ def execute(invocation: Invocation) -> Outcome:
         for index, command in enumerate(invocation.commands):
             log.write(f"$ {command}\n".encode())
             log.flush()
-            process = subprocess.Popen(
-                command,
-                shell=True,
-                cwd=invocation.cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, so it can be stopped whole
-            )
+            try:
+                process = subprocess.Popen(
+                    command,
+                    shell=True,
+                    cwd=invocation.cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group, so it can be stopped whole
+                )
+            except OSError as exc:  # e.g. the working folder does not exist
+                log.write(f"cannot start: {exc}\n".encode())
+                return Outcome(
+                    127,
+                    time.monotonic() - start,
+                    f"cannot start {which_of(index, invocation)}: {exc.strerror} ({invocation.cwd})",
+                )
             try:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 code = process.wait(timeout=remaining)
@@ -71,11 +79,7 @@ def execute(invocation: Invocation) -> Outcome:
                 _stop(process)
                 raise
             if code != 0:
-                which = (
-                    f"command {index + 1} of {len(invocation.commands)}"
-                    if len(invocation.commands) > 1
-                    else "the command"
-                )
+                which = which_of(index, invocation)
                 shown = f"signal {-code}" if code < 0 else f"code {code}"
                 return Outcome(
                     code if code > 0 else 128 - code,
@@ -95,3 +99,8 @@ def _stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def which_of(index: int, invocation: Invocation) -> str:
+    count = len(invocation.commands)
+    return f"command {index + 1} of {count}" if count > 1 else "the command"
