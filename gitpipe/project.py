@@ -177,6 +177,7 @@ class Project:
     ) -> list[StepStatus]:
         """Each selected step's state and why; reads no file it has seen unchanged."""
         names = self.select(targets, single=single, downstream=downstream)
+        self._check_before_run(names, run=False)
         lock = lockfile.read(self.lock_path)
         # the stat cache is kept once gitpipe has state here; status creates none
         with self._session(readonly=not self.state_dir.is_dir()) as session:
@@ -359,8 +360,10 @@ class Project:
 
         return LineageRecorder(self.state_dir / "lineage.db")
 
-    def _check_before_run(self, names: Sequence[str]) -> None:
-        """Errors that must stop a run before anything changes on disk."""
+    def _check_before_run(self, names: Sequence[str], *, run: bool = True) -> None:
+        """Errors that must stop a command before anything changes on disk.
+
+        A missing source dependency stops a run; `status` reports it as a reason."""
         pipeline = self.pipeline
         name_of = pipeline.file.name
         from gitpipe.git import Repository
@@ -372,7 +375,7 @@ class Project:
             for name in names:
                 step = pipeline.steps[name]
                 for i, dep in enumerate(step.deps):
-                    if self.graph.producers_of(dep):
+                    if not run or self.graph.producers_of(dep):
                         continue
                     if not (self.root / dep.path).exists():
                         raise PipelineError(
