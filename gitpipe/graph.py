@@ -141,7 +141,8 @@ def _find_cycle(
         node = min((p for p in parents[node] if p in remaining), key=position.__getitem__)
     cycle = path[index[node] :]
     cycle.reverse()  # parents were walked; print in the direction data flows
-    return cycle
+    first = min(range(len(cycle)), key=lambda i: position[cycle[i]])
+    return cycle[first:] + cycle[:first]  # start at the step written first
 
 
 def select(

@@ -101,10 +101,7 @@ def _parse_metrics(path: Path) -> dict[str, Any]:
 
     try:
         text = path.read_text(encoding="utf-8")
-        if path.suffix == ".toml":
-            data = spec.tomllib.loads(text)
-        else:
-            data = json.loads(text)
+        data = spec.tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (OSError, ValueError) as exc:
         raise StoreError(f"cannot read metrics file {path.name} ({exc})") from exc
     if not isinstance(data, dict):
@@ -379,34 +376,35 @@ class Project:
                         continue
                     if not (self.root / dep.path).exists():
                         raise PipelineError(
-                            f"dependency {dep.path!r} of step {name!r} does not exist and no "
+                            f"dependency {str(dep)!r} of step {name!r} does not exist and no "
                             "step produces it",
                             file=name_of,
                             key=f"steps.{name}.deps[{i}]",
                         )
-                for i, out in enumerate(step.all_outs):
+                for out, key in spec.out_places(step):
                     real = Path(os.path.realpath(self.root / out.path))
                     if real != real_top and real_top not in real.parents:
                         raise PipelineError(
-                            f"output {out.path!r} of step {name!r} leads outside the "
+                            f"output {str(out)!r} of step {name!r} leads outside the "
                             f"repository (to {real})",
                             file=name_of,
-                            key=f"steps.{name}.outs[{i}]",
+                            key=key,
                         )
             if repo is not None:
                 prefix = repo.relpath(self.root)
                 wanted = {}
                 for name in names:
-                    for spec_ in pipeline.steps[name].all_outs:
-                        wanted[f"{prefix}/{spec_.path}" if prefix else spec_.path] = (name, spec_)
+                    for out, key in spec.out_places(pipeline.steps[name]):
+                        path = f"{prefix}/{out.path}" if prefix else out.path
+                        wanted[path] = (name, out, key)
                 tracked = repo.tracked_under(wanted)
                 for path, example in tracked.items():
-                    name, out = wanted[path]
+                    name, out, key = wanted[path]
                     raise PipelineError(
-                        f"output {out.path!r} of step {name!r} is tracked by Git ({example}); "
+                        f"output {str(out)!r} of step {name!r} is tracked by Git ({example}); "
                         f"untrack it with `git rm -r --cached {path}` and commit",
                         file=name_of,
-                        key=f"steps.{name}.outs",
+                        key=key,
                     )
         finally:
             if repo is not None:

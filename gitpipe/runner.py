@@ -63,7 +63,8 @@ def execute(invocation: Invocation) -> Outcome:
                 return Outcome(
                     127,
                     time.monotonic() - start,
-                    f"cannot start {which_of(index, invocation)}: {exc.strerror} ({invocation.cwd})",
+                    f"cannot start {which_of(index, invocation)}: "
+                    f"{exc.strerror} ({invocation.cwd})",
                 )
             try:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -274,8 +274,11 @@ class _Parser:
     def str_list(self, value: Any, key: str) -> list[str]:
         if isinstance(value, str):
             return [value]
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        if not isinstance(value, list):
             raise self.error(f"must be a list of strings, not {_type_name(value)}", key)
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self.error(f"must be a string, not {_type_name(item)}", f"{key}[{i}]")
         return value
 
     def lookup(self, params: Mapping[str, Any], dotted: str, key: str) -> Any:
@@ -316,7 +319,13 @@ class _Parser:
             )
         is_dir = raw.endswith("/")
         norm = posixpath.normpath(raw.replace("\\", "/"))
-        if output and (norm == ".." or norm.startswith("../") or norm == "."):
+        if output and norm == ".":
+            raise self.error(
+                f"output {raw!r} is the pipeline's folder itself; "
+                "declare the files or folders inside it that the step writes",
+                key,
+            )
+        if output and (norm == ".." or norm.startswith("../")):
             raise self.error(
                 f"output {raw!r} lies outside the pipeline's folder; outputs must be inside it",
                 key,
@@ -324,45 +333,58 @@ class _Parser:
         return PathSpec(norm, is_dir)
 
 
-def _check_own_paths(parser: _Parser, step: Step) -> None:
+def out_places(step: Step) -> list[tuple[PathSpec, str]]:
+    """Each declared output with the TOML key it was written at."""
     prefix = f"steps.{step.name}"
-    seen: dict[str, str] = {}
-    for spec in step.all_outs:
+    return [(spec, f"{prefix}.outs[{i}]") for i, spec in enumerate(step.outs)] + [
+        (spec, f"{prefix}.metrics[{i}]") for i, spec in enumerate(step.metrics)
+    ]
+
+
+def _check_own_paths(parser: _Parser, step: Step) -> None:
+    seen: set[str] = set()
+    for spec, key in out_places(step):
         if spec.path in seen:
-            raise parser.error(f"output {spec.path!r} is declared twice", f"{prefix}.outs")
-        seen[spec.path] = str(spec)
-    for dep in step.deps:
-        for out in step.all_outs:
+            raise parser.error(f"output {str(spec)!r} is declared twice in step {step.name!r}", key)
+        seen.add(spec.path)
+    for i, dep in enumerate(step.deps):
+        for out, _ in out_places(step):
             if out.contains(dep) or dep.contains(out):
+                both = f"{str(dep)!r}" if dep.path == out.path else f"{str(dep)!r} and {str(out)!r}"
                 raise parser.error(
-                    f"{dep.path!r} is both a dependency and an output of step {step.name!r}",
-                    f"{prefix}.deps",
+                    f"{both} {'is' if dep.path == out.path else 'are'} both a dependency and "
+                    f"an output of step {step.name!r}; a step cannot read what it writes",
+                    f"steps.{step.name}.deps[{i}]",
                 )
 
 
 def _check_outputs(parser: _Parser, steps: Mapping[str, Step]) -> None:
     """No two steps may own the same or overlapping outputs."""
-    owner: dict[str, str] = {}
+    owner: dict[str, tuple[str, str]] = {}  # path -> (step, key)
     for name, step in steps.items():
-        for spec in step.all_outs:
-            other = owner.setdefault(spec.path, name)
+        for spec, key in out_places(step):
+            other, _ = owner.setdefault(spec.path, (name, key))
             if other != name:
                 raise parser.error(
-                    f"steps {other!r} and {name!r} both declare the output {spec.path!r}; "
+                    f"steps {other!r} and {name!r} both declare the output {str(spec)!r}; "
                     "each output must belong to one step",
-                    f"steps.{name}.outs",
+                    key,
                 )
-    for path, name in owner.items():
+    for path, (name, key) in owner.items():
         parts = path.split("/")
         for i in range(1, len(parts)):
             ancestor = "/".join(parts[:i])
-            other = owner.get(ancestor)
-            if other is not None:
-                who = f"step {name!r}" if other == name else f"steps {other!r} and {name!r}"
+            if ancestor in owner:
+                other = owner[ancestor][0]
+                who = (
+                    f"step {name!r} declares"
+                    if other == name
+                    else (f"steps {other!r} and {name!r} declare")
+                )
                 raise parser.error(
-                    f"{who} declare overlapping outputs {ancestor + '/'!r} and {path!r}; "
+                    f"{who} overlapping outputs {ancestor + '/'!r} and {path!r}; "
                     "an output folder must not contain another output",
-                    f"steps.{name}.outs",
+                    key,
                 )
 
 

@@ -6,8 +6,9 @@ import json
 import os
 import time
 
-import gitpipe.statcache
 from conftest import Workspace, snapshot
+
+import gitpipe.statcache
 from gitpipe import Project
 
 

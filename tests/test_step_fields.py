@@ -92,7 +92,7 @@ def test_metrics_are_outputs_whose_values_are_recorded_in_the_lock(workspace):
     workspace.pipeline(
         """
         [steps.evaluate]
-        cmd = "echo '{\\"accuracy\\": 0.91, \\"loss\\": {\\"train\\": 0.2}, \\"tags\\": [1]}' > m.json"
+        cmd = '''echo '{"accuracy": 0.91, "loss": {"train": 0.2}, "tags": [1]}' > m.json'''
         metrics = ["m.json"]
         """
     )
