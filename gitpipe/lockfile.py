@@ -49,7 +49,7 @@ class LockEntry:
             if values:
                 table[name] = {path: str(digest) for path, digest in sorted(values.items())}
         if self.params:
-            table["params"] = dict(sorted(self.params.items()))
+            table["params"] = _sorted_deep(self.params)
         if self.env:
             table["env"] = dict(sorted(self.env.items()))
         if self.metrics:

@@ -103,7 +103,10 @@ def _parse_metrics(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
         data = spec.tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (OSError, ValueError) as exc:
-        raise StoreError(f"cannot read metrics file {path.name} ({exc})") from exc
+        raise StoreError(
+            f"metrics file {path.name} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}"
+            f" ({exc})"
+        ) from exc
     if not isinstance(data, dict):
         return {}
     return {
@@ -658,7 +661,10 @@ class _Session:
         outs: dict[str, OutRecord] = {}
         missing = []
         for spec_ in step.all_outs:
-            state = self.hasher.state(spec_.path)
+            try:
+                state = self.hasher.state(spec_.path)
+            except StoreError as exc:
+                return ev.StepFinished(step.name, ev.FAILED, message=str(exc), **common)
             if state is None:
                 missing.append(str(spec_))
             elif state.is_dir != spec_.is_dir and spec_.is_dir:
@@ -674,6 +680,10 @@ class _Session:
                 message=f"did not produce its declared output {', '.join(missing)}",
                 **common,
             )
+        try:
+            metrics = {spec_.path: _parse_metrics(root / spec_.path) for spec_ in step.metrics}
+        except StoreError as exc:
+            return ev.StepFinished(step.name, ev.FAILED, message=str(exc), **common)
         # publish last: objects, then the result, then the lock entry (lineage listens)
         for spec_ in step.all_outs:
             out = outs[spec_.path]
@@ -682,9 +692,6 @@ class _Session:
                 self.store.add_tree(target, self.hasher.manifest(spec_.path))
             else:
                 self.store.add_file(target, out.digest)
-        metrics = {}
-        for spec_ in step.metrics:
-            metrics[spec_.path] = _parse_metrics(root / spec_.path)
         result = Result(
             outs=outs,
             metrics=metrics,

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gitpipe.errors import StoreError
 from gitpipe.hashing import Digest, ManifestEntry, digest_bytes, digest_file, manifest_bytes
 
 RACY_NS = 2_000_000_000
@@ -161,8 +162,16 @@ class Hasher:
             with os.scandir(base / sub if sub else base) as scan:
                 for item in scan:
                     rel = f"{sub}/{item.name}" if sub else item.name
-                    st = os.stat(item.path)
+                    try:
+                        st = os.stat(item.path)
+                    except OSError as exc:
+                        raise StoreError(f"cannot read {relpath}/{rel} ({exc.strerror})") from exc
                     if statmod.S_ISDIR(st.st_mode):
+                        if item.is_symlink():
+                            raise StoreError(
+                                f"{relpath}/{rel} is a link to a folder; gitpipe follows links "
+                                "to files only"
+                            )
                         stack.append(rel)
                         continue
                     digest = self._file(f"{relpath}/{rel}", item.path, st)

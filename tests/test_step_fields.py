@@ -202,3 +202,53 @@ def test_after_orders_steps_without_a_file_edge(workspace):
     chain(workspace)
     workspace.ok("repro", "apart")
     assert workspace.ran() == ["one", "apart"]
+
+
+def test_an_unreadable_metrics_file_fails_only_that_step(workspace):
+    workspace.pipeline(
+        """
+        [steps.broken]
+        cmd = "echo nope > m.json"
+        metrics = ["m.json"]
+
+        [steps.fine]
+        cmd = "echo fine > fine.txt"
+        outs = ["fine.txt"]
+        """
+    )
+    result = workspace.gitpipe("repro")
+    assert result.exit_code == 1
+    assert "broken: failed: metrics file m.json is not valid JSON" in result.stderr
+    assert workspace.states() == {"broken": "failed", "fine": "ran"}
+
+
+def test_a_link_to_a_folder_inside_a_folder_output_fails_the_step(workspace):
+    workspace.pipeline(
+        """
+        [steps.loop]
+        cmd = "mkdir -p out && echo x > out/f && ln -s .. out/up"
+        outs = ["out/"]
+        """
+    )
+    result = workspace.gitpipe("repro")
+    assert result.exit_code == 1
+    assert "out/up is a link to a folder" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_nested_params_are_written_sorted_in_the_lock(workspace):
+    workspace.pipeline(
+        """
+        [params.train]
+        zeta = 1
+        alpha = 2
+
+        [steps.t]
+        cmd = "echo > t.txt"
+        params = ["train"]
+        outs = ["t.txt"]
+        """
+    )
+    workspace.ok("repro")
+    lock = (workspace.root / "gitpipe.lock").read_text()
+    assert lock.index("alpha = 2") < lock.index("zeta = 1")
