@@ -21,6 +21,7 @@ from gitpipe.errors import (
     StepFailed,
     StoreError,
     UsageError,
+    WorkspaceBusy,
 )
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __all__ = [
     "StepFailed",
     "StoreError",
     "UsageError",
+    "WorkspaceBusy",
     "__version__",
     "params",
 ]

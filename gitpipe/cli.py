@@ -11,7 +11,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import typer
 
@@ -176,37 +176,73 @@ def status(
             raise StaleError(f"{len(stale)} step(s) would have to run: {', '.join(stale)}")
 
 
+def _plain_output() -> bool:
+    """Plain lines without control codes: in CI, or when stdout is not a terminal."""
+    ci = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+    return ci or not sys.stdout.isatty() or os.environ.get("TERM") == "dumb"
+
+
 class ConsoleReporter:
-    """Plain, timestamped lines, one per step that does something."""
+    """Plain, timestamped lines, one per step that does something.
+
+    With ``verbose`` each running step's output is streamed, prefixed with its name;
+    with ``quiet`` only failures and the summary are printed.
+    """
+
+    TAIL = 10  # lines of a failed step's log shown on screen
 
     def __init__(self, *, verbose: bool, quiet: bool) -> None:
         self.verbose = verbose
         self.quiet = quiet
+        self._logs: dict[str, tuple[str, int]] = {}  # step -> (log path, offset read)
+
+    def out(self, text: str, *, err: bool = False) -> None:
+        typer.echo(text, err=err)
 
     def line(self, text: str, *, err: bool = False) -> None:
-        typer.echo(f"{time.strftime('%H:%M:%S')} {text}", err=err)
+        self.out(f"{time.strftime('%H:%M:%S')} {text}", err=err)
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.StepStarted):
+            if self.verbose:
+                self._logs[event.step] = (event.log, 0)
             if not self.quiet:
                 self.line(f"{event.step}: running")
+        elif isinstance(event, ev.Tick):
+            self.stream()
         elif isinstance(event, ev.StepFinished):
+            if event.step in self._logs:
+                self.stream(event.step)
+                del self._logs[event.step]
             self.finished(event)
+        elif isinstance(event, ev.Waiting):
+            self.line(event.message, err=True)
         elif isinstance(event, ev.RunFinished):
-            counts = event.counts
-            parts = [
-                f"{counts.get(state, 0)} {state}"
-                for state in (ev.RAN, ev.CACHED, ev.UP_TO_DATE, ev.SKIPPED, ev.FAILED)
-            ]
-            for state in (ev.FROZEN, ev.WOULD_RUN, ev.WOULD_RESTORE):
-                if counts.get(state):
-                    parts.append(f"{counts[state]} {state}")
-            typer.echo(f"{', '.join(parts)} in {event.duration:.2f} s")
+            self.out(summary(event))
+
+    def stream(self, only: str | None = None) -> None:
+        """Print the complete new lines of running steps' logs."""
+        for step, (path, offset) in list(self._logs.items()):
+            if only is not None and step != only:
+                continue
+            try:
+                with open(path, "rb") as handle:
+                    handle.seek(offset)
+                    data = handle.read()
+            except OSError:
+                continue
+            end = len(data) if only is not None else data.rfind(b"\n") + 1
+            for raw in data[:end].splitlines():
+                self.out(f"{step} | {raw.decode('utf-8', 'replace')}")
+            self._logs[step] = (path, offset + end)
 
     def finished(self, event: ev.StepFinished) -> None:
         why = f" ({'; '.join(event.reasons)})" if event.reasons else ""
         if event.state == ev.FAILED:
             self.line(f"{event.step}: failed: {event.message}", err=True)
+            if not self.verbose:
+                for text in log_tail(event.log, self.TAIL):
+                    self.out(f"  {event.step} | {text}", err=True)
         elif event.state == ev.SKIPPED:
             self.line(f"{event.step}: skipped, {event.message}", err=True)
         elif self.quiet:
@@ -221,6 +257,122 @@ class ConsoleReporter:
             self.line(f"{event.step}: frozen, not run")
         elif self.verbose:
             self.line(f"{event.step}: {event.state}")
+
+
+def summary(event: ev.RunFinished) -> str:
+    counts = event.counts
+    parts = [
+        f"{counts.get(state, 0)} {state}"
+        for state in (ev.RAN, ev.CACHED, ev.UP_TO_DATE, ev.SKIPPED, ev.FAILED)
+    ]
+    for state in (ev.FROZEN, ev.WOULD_RUN, ev.WOULD_RESTORE):
+        if counts.get(state):
+            parts.append(f"{counts[state]} {state}")
+    word = {"interrupted": " (interrupted)", "error": " (stopped by an error)"}.get(
+        event.status, ""
+    )
+    return f"{', '.join(parts)} in {event.duration:.2f} s{word}"
+
+
+def log_tail(path: str, lines: int) -> list[str]:
+    if not path:
+        return []
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 64 * 1024))
+            data = handle.read()
+    except OSError:
+        return []
+    return [raw.decode("utf-8", "replace") for raw in data.splitlines()[-lines:]]
+
+
+class LiveReporter(ConsoleReporter):
+    """On a terminal: a live view of the running steps and an overall progress bar,
+    above which finished steps are printed as they finish."""
+
+    STYLES: ClassVar[dict[str, str]] = {
+        ev.RAN: "green",
+        ev.CACHED: "cyan",
+        ev.FAILED: "bold red",
+        ev.SKIPPED: "yellow",
+        ev.FROZEN: "blue",
+        ev.UP_TO_DATE: "dim",
+    }
+
+    def __init__(self, *, verbose: bool, quiet: bool) -> None:
+        super().__init__(verbose=verbose, quiet=quiet)
+        from rich.console import Console
+
+        self.console = Console(highlight=False)
+        self.err_console = Console(stderr=True, highlight=False)
+        self.running: dict[str, float] = {}
+        self.total = 0
+        self.done = 0
+        self.live: Any = None
+
+    def out(self, text: str, *, err: bool = False) -> None:
+        (self.err_console if err else self.console).print(text, markup=False)
+
+    def line(self, text: str, *, err: bool = False) -> None:
+        self.out(text, err=err)
+
+    def render(self) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 2))
+        now = time.time()
+        for step, started in sorted(self.running.items(), key=lambda item: item[1]):
+            table.add_row("[yellow]running[/]", step, f"{now - started:6.1f} s")
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(
+            ProgressBar(total=max(self.total, 1), completed=self.done, width=40),
+            f"{self.done}/{self.total} steps",
+        )
+        return Group(table, bar)
+
+    def __call__(self, event: ev.Event) -> None:
+        from rich.live import Live
+
+        if isinstance(event, ev.RunStarted):
+            self.total = len(event.steps)
+            self.live = Live(
+                get_renderable=self.render,
+                console=self.console,
+                refresh_per_second=8,
+                transient=True,
+            )
+            self.live.start()
+            return
+        if isinstance(event, ev.StepStarted):
+            self.running[event.step] = event.started or time.time()
+        elif isinstance(event, ev.StepFinished):
+            self.running.pop(event.step, None)
+            self.done += 1
+        if isinstance(event, ev.RunFinished) and self.live is not None:
+            self.live.stop()
+            self.live = None
+        if isinstance(event, ev.StepStarted) and not self.verbose:
+            return  # the live view shows it
+        super().__call__(event)
+
+    def finished(self, event: ev.StepFinished) -> None:
+        style = self.STYLES.get(event.state)
+        if style and event.state in (ev.RAN, ev.CACHED, ev.FAILED) and not self.quiet:
+            what = {
+                ev.RAN: f"done in {event.duration:.2f} s",
+                ev.CACHED: "cached, restored from the store",
+                ev.FAILED: f"failed: {event.message}",
+            }[event.state]
+            console = self.err_console if event.state == ev.FAILED else self.console
+            console.print(f"[{style}]{event.state:>6}[/] {event.step}: {what}", highlight=False)
+            if event.state == ev.FAILED and not self.verbose:
+                for text in log_tail(event.log, self.TAIL):
+                    self.out(f"  {event.step} | {text}", err=True)
+            return
+        super().finished(event)
 
 
 @app.command()
@@ -240,7 +392,41 @@ def repro(
     downstream: Annotated[
         bool, typer.Option("--downstream", help="The named steps and what depends on them.")
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more.")] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs", "-j", help="Steps to run at once (0: one per CPU, or the cluster's cores)."
+        ),
+    ] = 1,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="joblib backend for steps: threading (default), loky or dask.",
+            envvar="GITPIPE_BACKEND",
+            show_default=False,
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Dask scheduler address for --backend dask (tcp://HOST:PORT).",
+            envvar="GITPIPE_DASK_SCHEDULER",
+            show_default=False,
+        ),
+    ] = None,
+    keep_going: Annotated[
+        bool,
+        typer.Option(
+            "--keep-going", "-k", help="After a failure, still run what does not need it."
+        ),
+    ] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="Fail at once if another repro holds this workspace."),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Stream each step's output as it comes.")
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only failures and the summary.")
     ] = False,
@@ -251,13 +437,21 @@ def repro(
     if single and downstream:
         raise UsageError("--single and --downstream cannot be used together")
     project = _project(file)
-    reporter = ConsoleReporter(verbose=verbose, quiet=quiet)
+    view = ConsoleReporter if _plain_output() else LiveReporter
+    reporter = view(verbose=verbose, quiet=quiet)
+    if jobs < 0:
+        raise UsageError("--jobs takes 0 (one per CPU) or a positive number")
     project.repro(
         steps or [],
         force=force,
         dry_run=dry_run,
         single=single,
         downstream=downstream,
+        jobs=jobs,
+        backend=backend,
+        scheduler=scheduler,
+        keep_going=keep_going,
+        wait=not no_wait,
         listeners=[reporter],
         argv=sys.argv[1:],
     )

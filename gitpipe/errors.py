@@ -55,6 +55,12 @@ class LockfileError(GitpipeError):
     exit_code = 5
 
 
+class WorkspaceBusy(GitpipeError):
+    """Another `gitpipe repro` holds the workspace and waiting was not wanted."""
+
+    exit_code = 5
+
+
 class StepFailed(GitpipeError):
     """One or more steps failed; raised after the run has been recorded."""
 

@@ -58,7 +58,21 @@ class RunFinished:
     ended: float = 0.0
 
 
-Event = RunStarted | StepStarted | StepFinished | RunFinished
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passes while steps run: a chance to refresh a view or read logs."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Another gitpipe holds this workspace; this run waits for it."""
+
+    message: str
+
+
+Event = RunStarted | StepStarted | StepFinished | RunFinished | Tick | Waiting
 Listener = Callable[[Event], None]
 
 

@@ -12,7 +12,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,13 @@ from gitpipe.errors import (
     StepFailed,
     StoreError,
     UsageError,
+    WorkspaceBusy,
 )
 from gitpipe.hashing import Digest
 from gitpipe.lockfile import Lock, LockEntry
 from gitpipe.plan import FROZEN, STALE, Reason, assess
 from gitpipe.runcache import OutRecord, Result, RunCache
-from gitpipe.runner import Invocation, execute
+from gitpipe.runner import Executor, Invocation, Outcome, Pending, connect_dask, schedule
 from gitpipe.statcache import Hasher, PathState, StatCache
 from gitpipe.store import Store, remove
 
@@ -81,6 +82,36 @@ class RunReport:
         for step in self.steps:
             counts[step.state] = counts.get(step.state, 0) + 1
         return counts
+
+
+@contextlib.contextmanager
+def workspace_lock(path: Path, *, wait: bool, emit: ev.Listener) -> Iterator[None]:
+    """One `repro` at a time per workspace: an advisory lock on ``path``.
+
+    The lock goes with the process, so a killed run never leaves it held."""
+    import fcntl
+
+    handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            if not wait:
+                raise WorkspaceBusy(
+                    f"another `gitpipe repro` ({holder}) is running in this workspace; "
+                    "wait for it, or run without --no-wait to queue behind it"
+                ) from None
+            emit(ev.Waiting(f"waiting for another `gitpipe repro` ({holder}) to finish"))
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
 
 
 def unflatten(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -214,29 +245,69 @@ class Project:
         dry_run: bool = False,
         single: bool = False,
         downstream: bool = False,
+        jobs: int = 1,
+        backend: str | None = None,
+        scheduler: str | None = None,
+        keep_going: bool = False,
+        wait: bool = True,
         listeners: Sequence[ev.Listener] = (),
         argv: Sequence[str] = (),
     ) -> RunReport:
         """Bring the selected steps up to date: restore what the store has, run the rest.
 
-        Raises :class:`StepFailed` (after recording the run) when a step failed.
+        ``jobs`` steps run at once through the joblib ``backend`` (``threading`` by
+        default; ``dask`` with a ``scheduler`` address).  Raises :class:`StepFailed`
+        (after recording the run) when a step failed, :class:`Interrupted` on Ctrl-C.
         """
         names = self.select(targets, single=single, downstream=downstream)
-        pipeline = self.pipeline
         self._check_before_run(names)
+        lockfile.read(self.lock_path)  # a damaged lock stops us before anything is written
+        broadcast = ev.Broadcast(list(listeners))
+        if dry_run:
+            return self._repro_locked(names, broadcast, force, True, 1, None, keep_going, argv)
+        self._ensure_state_dir()
+        with workspace_lock(self.state_dir / "repro.lock", wait=wait, emit=broadcast):
+            backend = backend or self.environ.get("GITPIPE_BACKEND") or "threading"
+            address = scheduler or self.environ.get("GITPIPE_DASK_SCHEDULER")
+            if backend == "dask" and not address:
+                raise UsageError(
+                    "the dask backend needs a scheduler: pass --scheduler tcp://HOST:PORT "
+                    "or set GITPIPE_DASK_SCHEDULER"
+                )
+            client = connect_dask(address, self.root) if backend == "dask" and names else None
+            if client is not None and jobs <= 0:
+                jobs = max(1, sum(client.ncores().values()))
+            jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
+            executor = Executor(backend, jobs, client=client)
+            try:
+                return self._repro_locked(
+                    names, broadcast, force, False, jobs, executor, keep_going, argv
+                )
+            finally:
+                executor.close()
+
+    def _repro_locked(
+        self,
+        names: list[str],
+        broadcast: ev.Broadcast,
+        force: bool,
+        dry_run: bool,
+        jobs: int,
+        executor: Executor | None,
+        keep_going: bool,
+        argv: Sequence[str],
+    ) -> RunReport:
+        pipeline = self.pipeline
         lock = lockfile.read(self.lock_path)
         run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
         report = RunReport(run_id=run_id)
-        broadcast = ev.Broadcast(list(listeners))
         recorder = None
         checkout = None
         if not dry_run:
-            self._ensure_state_dir()
             checkout = self._checkout()
             recorder = self._recorder()
             if recorder is not None:
                 broadcast.listeners.append(recorder)
-        entries = dict(lock.steps)
         started = time.time()
         broadcast(
             ev.RunStarted(
@@ -250,36 +321,22 @@ class Project:
             )
         )
         status = "ok"
+        entries: dict[str, LockEntry] = dict(lock.steps)
         try:
             with self._session(readonly=dry_run) as session:
                 session.run_id = run_id
-                blocked: dict[str, str] = {}  # step -> failed step that holds it back
-                would_run: set[str] = set()
-                for name in names:
-                    step = pipeline.steps[name]
-                    held = [blocked[p] for p in self.graph.parents[name] if p in blocked]
-                    if held:
-                        blocked[name] = held[0]
-                        finish = ev.StepFinished(
-                            name, ev.SKIPPED, message=f"held back by failed step {held[0]!r}"
-                        )
-                    else:
-                        finish = session.bring_up_to_date(
-                            step,
-                            entries,
-                            force=force,
-                            dry_run=dry_run,
-                            upstream_would_run=[
-                                p for p in self.graph.parents[name] if p in would_run
-                            ],
-                            broadcast=broadcast,
-                        )
-                        if finish.state == ev.FAILED:
-                            blocked[name] = name
-                        elif finish.state in (ev.WOULD_RUN, ev.WOULD_RESTORE):
-                            would_run.add(name)
-                    report.steps.append(finish)
-                    broadcast(finish)
+                session.entries = entries
+                session.force = force
+                finished = schedule(
+                    names,
+                    self.graph.parents,
+                    session,
+                    executor=executor,
+                    jobs=jobs,
+                    keep_going=keep_going,
+                    emit=broadcast,
+                )
+                report.steps = [finished[name] for name in names if name in finished]
                 live = {name: entry for name, entry in entries.items() if name in pipeline.steps}
                 if not dry_run and (live or self.lock_path.exists()):
                     lockfile.write(
@@ -430,6 +487,16 @@ def may_restore(step: spec.Step) -> bool:
 
 
 @dataclass(slots=True)
+class _Run:
+    """What publishing a step needs to remember from deciding it."""
+
+    record: KeyRecord
+    check: _Check
+    reasons: tuple[str, ...]
+    started: float = 0.0
+
+
+@dataclass(slots=True)
 class _Check:
     state: str
     reasons: list[Reason]
@@ -447,6 +514,9 @@ class _Session:
         self.store = Store(project.store_dir)
         self.runcache = RunCache(self.store)
         self.run_id = ""
+        self.entries: dict[str, LockEntry] = {}
+        self.force = False
+        self.dry_run = readonly
         self._code: dict[str, dict[str, Digest]] = {}
 
     # digests ------------------------------------------------------------------
@@ -509,27 +579,21 @@ class _Session:
 
     # running --------------------------------------------------------------------
 
-    def bring_up_to_date(
-        self,
-        step: spec.Step,
-        entries: dict[str, LockEntry],
-        *,
-        force: bool,
-        dry_run: bool,
-        upstream_would_run: list[str],
-        broadcast: ev.Broadcast,
-    ) -> ev.StepFinished:
-        name = step.name
+    def decide(self, name: str, upstream_would_run: list[str]) -> ev.StepFinished | Pending:
+        """Up to date, restored, frozen, or a step that must run (for the scheduler)."""
+        step = self.project.pipeline.steps[name]
+        entries = self.entries
         entry = entries.get(name)
         check = self.check(step, entry)
         reasons = [str(r) for r in check.reasons]
         key = str(check.record.key) if check.record else ""
         if check.state == FROZEN:
             return ev.StepFinished(name, ev.FROZEN, message="frozen: never runs")
-        if force and not step.frozen:
+        if self.force:
             reasons = ["forced", *reasons]
-        if dry_run:
-            if check.state != STALE and not force:
+        stale = check.state == STALE or self.force
+        if self.dry_run:
+            if not stale:
                 if upstream_would_run:
                     return ev.StepFinished(
                         name,
@@ -538,17 +602,17 @@ class _Session:
                         message="if what it reads changes",
                     )
                 return ev.StepFinished(name, ev.UP_TO_DATE, key=key)
-            if not force and self.restorable(step, check) is not None:
+            if not self.force and self.restorable(step, check) is not None:
                 return ev.StepFinished(name, ev.WOULD_RESTORE, reasons=tuple(reasons), key=key)
             return ev.StepFinished(name, ev.WOULD_RUN, reasons=tuple(reasons), key=key)
-        if check.state != STALE and not force:
+        if not stale:
             return ev.StepFinished(name, ev.UP_TO_DATE, key=key)
         if check.record is None:  # a dependency is missing
             return ev.StepFinished(
                 name, ev.FAILED, reasons=tuple(reasons), message="; ".join(reasons)
             )
         record = check.record
-        if not force:
+        if not self.force:
             result = self.restorable(step, check) or self._result_from_lock(step, entry, record)
             if result is not None:
                 started = time.time()
@@ -563,7 +627,26 @@ class _Session:
                     started=started,
                     ended=time.time(),
                 )
-        return self._run(step, record, check, entries, reasons, broadcast)
+        return Pending(
+            self._invocation(step),
+            cpus=int(step.resources.get("cpus", 1)),
+            resources=step.resources,
+            context=_Run(record, check, tuple(reasons)),
+        )
+
+    def begin(self, name: str, pending: Pending) -> None:
+        """Clear the way for a step about to run: its old outputs go (into the store
+        first, unless it already has them), their folders exist."""
+        step = self.project.pipeline.steps[name]
+        root = self.project.root
+        check = pending.context.check
+        for spec_ in step.all_outs:
+            if not step.persist:
+                self._save_before_replacing(spec_, check.outs_now.get(str(spec_)))
+                remove(root / spec_.path)
+            (root / spec_.path).parent.mkdir(parents=True, exist_ok=True)
+            self.hasher.forget(spec_.path)
+        pending.context.started = time.time()
 
     def _result_from_lock(
         self, step: spec.Step, entry: LockEntry | None, record: KeyRecord
@@ -626,36 +709,24 @@ class _Session:
             timeout=step.timeout,
         )
 
-    def _run(
-        self,
-        step: spec.Step,
-        record: KeyRecord,
-        check: _Check,
-        entries: dict[str, LockEntry],
-        reasons: list[str],
-        broadcast: ev.Broadcast,
-    ) -> ev.StepFinished:
+    def publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished:
+        """Check a finished step's outputs and publish them: objects into the store,
+        then the result into the run cache, then the lock entry."""
+        step = self.project.pipeline.steps[name]
         root = self.project.root
-        for spec_ in step.all_outs:
-            if not step.persist:
-                self._save_before_replacing(spec_, check.outs_now.get(str(spec_)))
-                remove(root / spec_.path)
-            (root / spec_.path).parent.mkdir(parents=True, exist_ok=True)
-            self.hasher.forget(spec_.path)
-        invocation = self._invocation(step)
-        started = time.time()
-        broadcast(ev.StepStarted(step.name, log=invocation.log, started=started))
-        outcome = execute(invocation)
-        ended = time.time()
+        run: _Run = pending.context
+        record = run.record
+        invocation = pending.invocation
         common = {
-            "reasons": tuple(reasons),
+            "reasons": run.reasons,
             "key": str(record.key),
             "duration": outcome.duration,
             "exit_code": outcome.exit_code,
             "log": invocation.log,
-            "started": started,
-            "ended": ended,
+            "started": run.started,
+            "ended": time.time(),
         }
+        entries = self.entries
         if not outcome.ok:
             return ev.StepFinished(step.name, ev.FAILED, message=outcome.message, **common)
         outs: dict[str, OutRecord] = {}

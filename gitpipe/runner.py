@@ -1,17 +1,37 @@
-"""Running a step's commands: a shell per command, in its own process group, with the
-output captured in the step's log and the ``GITPIPE_*`` context in its environment.
+"""Running steps: each command in a shell of its own process group, the steps of a run
+scheduled as soon as their own parents finish, and executed through joblib.
+
+    ready steps ──decide (main thread)──> up to date / cached / frozen   (no worker)
+         │
+         └──> must run ──slots free?──> executor.submit ──> joblib backend
+                                                             (threading, loky, dask)
+         finished <──publish (main thread)── outcome <───────────┘
+
+There are no waves: the scheduler waits for *any* running step to finish, publishes
+it, and starts whatever that made ready.  Deciding and publishing happen in the main
+process, so the store, the lock and lineage have one writer.  The runner never
+prints: it calls ``emit`` with events.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
+import heapq
 import os
 import signal
+import socket
 import subprocess
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
+
+from gitpipe import events as ev
+from gitpipe.errors import UsageError
+
+BACKENDS = ("threading", "loky", "dask")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +44,10 @@ class Invocation:
     env: Mapping[str, str]
     log: str
     timeout: float | None = None
+
+    @property
+    def pidfile(self) -> str:
+        return self.log[: -len(".log")] + ".pid" if self.log.endswith(".log") else self.log + ".pid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,70 +62,354 @@ class Outcome:
 
 
 def execute(invocation: Invocation) -> Outcome:
-    """Run the commands in order, stopping at the first failure."""
+    """Run the commands in order, stopping at the first failure.
+
+    Each command's process group id is written to the invocation's pid file (with
+    the host name) so that the main process can stop it on Ctrl-C, whichever worker
+    runs it.
+    """
     start = time.monotonic()
     Path(invocation.log).parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **invocation.env}
     deadline = None if invocation.timeout is None else start + invocation.timeout
-    with open(invocation.log, "wb") as log:
-        for index, command in enumerate(invocation.commands):
-            log.write(f"$ {command}\n".encode())
-            log.flush()
-            try:
-                process = subprocess.Popen(
-                    command,
-                    shell=True,
-                    cwd=invocation.cwd,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group, so it can be stopped whole
-                )
-            except OSError as exc:  # e.g. the working folder does not exist
-                log.write(f"cannot start: {exc}\n".encode())
-                return Outcome(
-                    127,
-                    time.monotonic() - start,
-                    f"cannot start {which_of(index, invocation)}: "
-                    f"{exc.strerror} ({invocation.cwd})",
-                )
-            try:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                code = process.wait(timeout=remaining)
-            except subprocess.TimeoutExpired:
-                _stop(process)
-                return Outcome(
-                    124,
-                    time.monotonic() - start,
-                    f"timed out after {invocation.timeout:g} s",
-                )
-            except BaseException:  # Ctrl-C, SIGTERM: stop the whole group, then go on up
-                _stop(process)
-                raise
-            if code != 0:
-                which = which_of(index, invocation)
-                shown = f"signal {-code}" if code < 0 else f"code {code}"
-                return Outcome(
-                    code if code > 0 else 128 - code,
-                    time.monotonic() - start,
-                    f"{which} exited with {shown} (log: {invocation.log})",
-                )
-    return Outcome(0, time.monotonic() - start)
-
-
-def _stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """Terminate a command's process group, then kill it if it does not stop."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGTERM)
     try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        with open(invocation.log, "wb") as log:
+            for index, command in enumerate(invocation.commands):
+                log.write(f"$ {command}\n".encode())
+                log.flush()
+                try:
+                    process = subprocess.Popen(
+                        command,
+                        shell=True,
+                        cwd=invocation.cwd,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,  # its own group, so it can be stopped whole
+                    )
+                except OSError as exc:  # e.g. the working folder does not exist
+                    log.write(f"cannot start: {exc}\n".encode())
+                    return Outcome(
+                        127,
+                        time.monotonic() - start,
+                        f"cannot start {which_of(index, invocation)}: "
+                        f"{exc.strerror} ({invocation.cwd})",
+                    )
+                Path(invocation.pidfile).write_text(f"{socket.gethostname()} {process.pid}\n")
+                try:
+                    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    code = process.wait(timeout=remaining)
+                except subprocess.TimeoutExpired:
+                    stop_group(process.pid)
+                    process.wait()
+                    return Outcome(
+                        124, time.monotonic() - start, f"timed out after {invocation.timeout:g} s"
+                    )
+                except BaseException:  # Ctrl-C, SIGTERM: stop the whole group, then go on up
+                    stop_group(process.pid)
+                    process.wait()
+                    raise
+                if code != 0:
+                    shown = f"signal {-code}" if code < 0 else f"code {code}"
+                    return Outcome(
+                        code if code > 0 else 128 - code,
+                        time.monotonic() - start,
+                        f"{which_of(index, invocation)} exited with {shown} "
+                        f"(log: {invocation.log})",
+                    )
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(invocation.pidfile)
+    return Outcome(0, time.monotonic() - start)
 
 
 def which_of(index: int, invocation: Invocation) -> str:
     count = len(invocation.commands)
     return f"command {index + 1} of {count}" if count > 1 else "the command"
+
+
+def stop_group(pgid: int, grace: float = 5.0) -> None:
+    """Terminate a process group, then kill it if it is still there after ``grace``."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def signal_invocation(invocation: Invocation, sig: int) -> None:
+    """Signal the process group of the command an invocation runs, if on this host."""
+    try:
+        host, pid = Path(invocation.pidfile).read_text().split()
+    except (OSError, ValueError):
+        return
+    if host == socket.gethostname():
+        with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+            os.killpg(int(pid), sig)
+
+
+def stop_all(running: Mapping[cf.Future[Outcome], Invocation], *, grace: float = 5.0) -> None:
+    """Terminate every running command, then kill what is left after ``grace``."""
+    deadline = time.monotonic() + grace
+    pending = dict(running)
+    while pending and time.monotonic() < deadline:
+        for invocation in pending.values():
+            signal_invocation(invocation, signal.SIGTERM)
+        done, _ = cf.wait(pending, timeout=0.2)
+        for future in done:
+            pending.pop(future)
+    for invocation in pending.values():
+        signal_invocation(invocation, signal.SIGKILL)
+    cf.wait(pending, timeout=grace)
+
+
+# -- executors -------------------------------------------------------------------
+
+
+def _in_joblib(invocation: Invocation, config: dict[str, Any]) -> Outcome:
+    """Run one invocation as a one-task joblib call under the given backend config."""
+    import joblib
+
+    with joblib.parallel_config(**config):
+        (outcome,) = joblib.Parallel()([joblib.delayed(execute)(invocation)])
+    return outcome
+
+
+class Executor:
+    """Runs invocations through a joblib backend, each in a coordinating thread.
+
+    joblib's ``Parallel`` runs a fixed batch and returns when all of it is done;
+    a scheduler without waves needs to start one step at a time.  So each running
+    step gets a coordinating thread of its own, which makes a one-task ``Parallel``
+    call under the chosen backend: inline for ``threading`` (the work is a
+    subprocess, a thread is all it needs), on loky's reusable worker processes for
+    ``loky``, and on the cluster's workers for ``dask``.
+    """
+
+    def __init__(self, backend: str, jobs: int, *, client: Any = None) -> None:
+        if backend not in BACKENDS:
+            raise UsageError(f"unknown backend {backend!r} (choose one of {', '.join(BACKENDS)})")
+        self.backend = backend
+        self.jobs = jobs
+        self.client = client
+        self._threads = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="gitpipe")
+
+    def config(self, resources: Mapping[str, float]) -> dict[str, Any]:
+        if self.backend == "dask":
+            extra = {"resources": dict(resources)} if resources else {}
+            return {"backend": "dask", "client": self.client, **extra}
+        if self.backend == "loky":
+            return {"backend": "loky", "n_jobs": self.jobs}
+        return {"backend": "threading", "n_jobs": 1}
+
+    def submit(self, invocation: Invocation, resources: Mapping[str, float]) -> cf.Future[Outcome]:
+        if self.backend == "threading":
+            return self._threads.submit(execute, invocation)
+        return self._threads.submit(_in_joblib, invocation, self.config(resources))
+
+    def close(self, *, wait: bool = True) -> None:
+        self._threads.shutdown(wait=wait, cancel_futures=True)
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.close()
+
+
+def connect_dask(address: str, root: Path) -> Any:
+    """A client of the dask cluster at ``address``, after checking that every worker
+    sees this workspace at the same path."""
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise UsageError(
+            "the dask backend needs the `distributed` package; install gitpipe[dask]"
+        ) from exc
+    try:
+        client = Client(address, timeout="5s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise UsageError(f"cannot reach the dask scheduler at {address} ({exc})") from exc
+    try:
+        workers = client.scheduler_info().get("workers", {})
+        if not workers:
+            client.wait_for_workers(1, timeout=10)
+        probe = root / ".gitpipe" / "tmp" / f"probe-{os.getpid()}-{time.time_ns()}"
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        token = os.urandom(8).hex()
+        probe.write_text(token)
+        try:
+            seen = client.run(_can_see, str(probe), token)
+        finally:
+            probe.unlink()
+        blind = sorted(worker for worker, ok in seen.items() if not ok)
+        if blind:
+            raise UsageError(
+                f"dask worker(s) {', '.join(blind)} cannot see the workspace at {root}; "
+                "workers must share it at the same path (see docs/parallel.md)"
+            )
+    except UsageError:
+        client.close()
+        raise
+    except Exception as exc:
+        client.close()
+        raise UsageError(f"cannot use the dask cluster at {address} ({exc})") from exc
+    return client
+
+
+def _can_see(path: str, token: str) -> bool:
+    try:
+        return Path(path).read_text() == token
+    except OSError:
+        return False
+
+
+# -- scheduling ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Pending:
+    """A step that must run: its invocation, the slots it takes, and what publish needs."""
+
+    invocation: Invocation
+    cpus: int = 1
+    resources: Mapping[str, float] = field(default_factory=dict)
+    context: Any = None
+
+
+class Work(Protocol):
+    """What the scheduler asks of the workspace, all in the main thread."""
+
+    def decide(self, name: str, upstream_would_run: list[str]) -> ev.StepFinished | Pending: ...
+
+    def begin(self, name: str, pending: Pending) -> None: ...
+
+    def publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished: ...
+
+
+def schedule(
+    order: Iterable[str],
+    parents: Mapping[str, Iterable[str]],
+    work: Work,
+    *,
+    executor: Executor | None,
+    jobs: int,
+    keep_going: bool,
+    emit: Callable[[ev.Event], None],
+    tick: float = 0.1,
+) -> dict[str, ev.StepFinished]:
+    """Run the given steps (in topological ``order``) as their parents finish.
+
+    Without ``keep_going`` the first failure stops new steps from starting (running
+    ones finish); with it, only what depends on the failed step is held back.
+    A step that must run with no ``executor`` (a dry run) is a bug.
+    """
+    order = list(order)
+    position = {name: i for i, name in enumerate(order)}
+    waiting = {name: {p for p in parents[name] if p in position} for name in order}
+    children: dict[str, list[str]] = {name: [] for name in order}
+    for name, ups in waiting.items():
+        for up in ups:
+            children[up].append(name)
+    ready = [position[name] for name, ups in waiting.items() if not ups]
+    heapq.heapify(ready)
+    queued: list[tuple[int, str, Pending]] = []  # must run, waiting for free slots
+    running: dict[cf.Future[Outcome], tuple[str, Pending, int]] = {}
+    finished: dict[str, ev.StepFinished] = {}
+    failed_by: dict[str, str] = {}  # step -> the failed step that holds it back
+    would_run: set[str] = set()
+    stopped_by = ""
+    free = jobs
+
+    def finish(name: str, event: ev.StepFinished) -> None:
+        nonlocal stopped_by
+        finished[name] = event
+        emit(event)
+        if event.state == ev.FAILED:
+            failed_by[name] = name
+            if not keep_going and not stopped_by:
+                stopped_by = name
+        elif event.state == ev.SKIPPED and name not in failed_by:
+            failed_by[name] = stopped_by or name
+        elif event.state in (ev.WOULD_RUN, ev.WOULD_RESTORE):
+            would_run.add(name)
+        for child in children[name]:
+            waiting[child].discard(name)
+            if not waiting[child]:
+                heapq.heappush(ready, position[child])
+
+    try:
+        while ready or queued or running:
+            while ready:
+                name = order[heapq.heappop(ready)]
+                held = sorted({failed_by[p] for p in parents[name] if p in failed_by})
+                if held:
+                    finish(name, ev.StepFinished(name, ev.SKIPPED, message=_held(held)))
+                    continue
+                if stopped_by:
+                    message = f"not started: the run stopped after {stopped_by!r} failed"
+                    finish(name, ev.StepFinished(name, ev.SKIPPED, message=message))
+                    continue
+                decision = work.decide(name, [p for p in parents[name] if p in would_run])
+                if isinstance(decision, ev.StepFinished):
+                    finish(name, decision)
+                else:
+                    heapq.heappush(queued, (position[name], name, decision))
+            while queued and not stopped_by:
+                _, name, pending = queued[0]
+                cost = max(1, min(pending.cpus, jobs))
+                if cost > free:
+                    break
+                heapq.heappop(queued)
+                if executor is None:
+                    raise RuntimeError(f"step {name!r} must run, but there is no executor")
+                free -= cost
+                work.begin(name, pending)
+                emit(ev.StepStarted(name, log=pending.invocation.log, started=time.time()))
+                running[executor.submit(pending.invocation, pending.resources)] = (
+                    name,
+                    pending,
+                    cost,
+                )
+            if stopped_by and queued and not running:
+                for _, name, _pending in sorted(queued):
+                    message = f"not started: the run stopped after {stopped_by!r} failed"
+                    finish(name, ev.StepFinished(name, ev.SKIPPED, message=message))
+                queued.clear()
+                continue
+            if not running:
+                continue
+            done, _ = cf.wait(running, timeout=tick, return_when=cf.FIRST_COMPLETED)
+            if not done:
+                emit(ev.Tick(time.time()))
+            for future in sorted(done, key=lambda f: position[running[f][0]]):
+                name, pending, cost = running.pop(future)
+                free += cost
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # the backend failed, not the command
+                    outcome = Outcome(1, 0.0, f"the {_backend(executor)} backend failed: {exc}")
+                finish(name, work.publish(name, pending, outcome))
+    except BaseException:
+        for future in running:
+            future.cancel()
+        stop_all({future: item[1].invocation for future, item in running.items()})
+        if executor is not None:
+            executor.close(wait=False)
+        raise
+    return finished
+
+
+def _held(failed: list[str]) -> str:
+    names = ", ".join(repr(name) for name in failed)
+    return f"held back by failed step {names}"
+
+
+def _backend(executor: Executor | None) -> str:
+    return executor.backend if executor is not None else "no"

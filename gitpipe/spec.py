@@ -43,6 +43,7 @@ STEP_FIELDS = frozenset(
         "frozen",
         "desc",
         "timeout",
+        "resources",
     }
 )
 TOP_LEVEL = frozenset({"pipeline", "params", "steps"})
@@ -87,6 +88,7 @@ class Step:
     frozen: bool = False
     desc: str = ""
     timeout: float | None = None
+    resources: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def all_outs(self) -> tuple[PathSpec, ...]:
@@ -239,6 +241,13 @@ class _Parser:
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
         ):
             raise self.error("must be a positive number of seconds", f"{prefix}.timeout")
+        resources = {}
+        for key, value in self.table(body.get("resources", {}), f"{prefix}.resources").items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise self.error("must be a positive number", f"{prefix}.resources.{key}")
+            if key == "cpus" and not isinstance(value, int):
+                raise self.error("must be a whole number", f"{prefix}.resources.cpus")
+            resources[key] = value
         step = Step(
             name=name,
             cmd=cmd,
@@ -256,6 +265,7 @@ class _Parser:
             frozen=self.boolean(body, "frozen", prefix, False),
             desc=self.string(body.get("desc", ""), f"{prefix}.desc"),
             timeout=float(timeout) if timeout is not None else None,
+            resources=resources,
         )
         _check_own_paths(self, step)
         return step

@@ -216,7 +216,7 @@ def test_an_unreadable_metrics_file_fails_only_that_step(workspace):
         outs = ["fine.txt"]
         """
     )
-    result = workspace.gitpipe("repro")
+    result = workspace.gitpipe("repro", "--keep-going")
     assert result.exit_code == 1
     assert "broken: failed: metrics file m.json is not valid JSON" in result.stderr
     assert workspace.states() == {"broken": "failed", "fine": "ran"}
