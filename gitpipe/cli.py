@@ -215,8 +215,8 @@ class ConsoleReporter:
                 self.stream(event.step)
                 del self._logs[event.step]
             self.finished(event)
-        elif isinstance(event, ev.Waiting):
-            self.line(event.message, err=True)
+        elif isinstance(event, (ev.Waiting, ev.Notice)):
+            self.line(f"gitpipe: {event.message}", err=True)
         elif isinstance(event, ev.RunFinished):
             self.out(summary(event))
 
@@ -469,3 +469,136 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# -- inspection ------------------------------------------------------------------
+
+
+def _lineage_db(file: str | None) -> Any:
+    from gitpipe.lineage import connect
+
+    project = _project(file)
+    return connect(project.state_dir / "lineage.db", create=False)
+
+
+@app.command()
+@handled
+def log(
+    file: FileOption = None,
+    as_json: JsonOption = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs.")] = 20,
+) -> None:
+    """List the latest runs, newest first."""
+    from gitpipe import lineage
+
+    db = _lineage_db(file)
+    rows = lineage.runs(db, limit=limit)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        commit = (row["git_commit"] or "no commit")[:10] + ("+dirty" if row["dirty"] else "")
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(row["counts"].items()))
+        typer.echo(f"{row['id']}  {row['started'][:19]}  {commit:<16} {row['status']:<11} {counts}")
+    if not rows:
+        typer.echo("no runs yet")
+
+
+@app.command()
+@handled
+def show(
+    run: Annotated[str, typer.Argument(help="A run id, a unique prefix of one, or `last`.")],
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the executions of one run."""
+    from gitpipe import lineage
+
+    db = _lineage_db(file)
+    run_id = lineage.find_run(db, run)
+    rows = lineage.executions(db, run_id)
+    if as_json:
+        typer.echo(json.dumps({"run": run_id, "executions": rows}, indent=2))
+        return
+    typer.echo(f"run {run_id}")
+    width = max((len(row["step"]) for row in rows), default=0)
+    for row in rows:
+        detail = row["message"] or "; ".join(row["reasons"])
+        took = f"{row['duration']:.2f} s" if row["state"] in ("ran", "failed") else ""
+        typer.echo(f"  {row['step']:<{width}}  {row['state']:<10} {took:>9}  {detail}".rstrip())
+
+
+@app.command("lineage")
+@handled
+def lineage_command(
+    path: Annotated[str, typer.Argument(help="A file or folder the pipeline produced.")],
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Which step, run and commit produced the bytes now at PATH, and from what."""
+    from gitpipe import lineage
+
+    project = _project(file)
+    digest, relpath = project.digest_of(path)
+    db = _lineage_db(file)
+    node = lineage.origin(db, relpath, digest)
+    if as_json:
+        typer.echo(json.dumps(node.to_json(), indent=2))
+        return
+    if node.step is None:
+        raise UsageError(
+            f"no recorded step wrote the bytes now at {relpath}; "
+            "it is a raw input or was changed by hand"
+        )
+    produced = project.graph.producer
+    for depth, item in lineage.walk(node):
+        pad = "  " * depth
+        if item.step is None and item.path.rstrip("/") in produced:
+            maker = produced[item.path.rstrip("/")]
+            typer.echo(f"{pad}{item.path}  ({item.role}, made by step {maker}; no run recorded)")
+        elif item.step is None:
+            typer.echo(f"{pad}{item.path}  ({item.role}, raw input, {item.digest[:15]})")
+        else:
+            commit = (item.git_commit or "no commit")[:10]
+            typer.echo(
+                f"{pad}{item.path}  <- step {item.step} ({item.state} in run {item.run_id}, "
+                f"commit {commit})"
+            )
+
+
+@app.command()
+@handled
+def metrics(file: FileOption = None, as_json: JsonOption = False) -> None:
+    """The current metrics of every step, from lineage."""
+    from gitpipe import lineage
+
+    values = lineage.current_metrics(_lineage_db(file))
+    if as_json:
+        typer.echo(json.dumps(values, indent=2))
+        return
+    for step, files in values.items():
+        for path, numbers in files.items():
+            for name, value in numbers.items():
+                typer.echo(f"{step}  {path}  {name} = {value}")
+    if not values:
+        typer.echo("no metrics recorded yet")
+
+
+@app.command()
+@handled
+def dag(
+    file: FileOption = None,
+    mermaid: Annotated[bool, typer.Option("--mermaid", help="Mermaid, for Markdown.")] = False,
+    dot: Annotated[bool, typer.Option("--dot", help="Graphviz dot.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The step graph, with each step's state."""
+    from gitpipe.render import dag_dot, dag_json, dag_mermaid, dag_text
+
+    project = _project(file)
+    states = {s.step: s for s in project.status()}
+    graph = project.graph
+    if sum((mermaid, dot, as_json)) > 1:
+        raise UsageError("choose one of --mermaid, --dot and --json")
+    render = dag_mermaid if mermaid else dag_dot if dot else dag_json if as_json else dag_text
+    typer.echo(render(graph, states))

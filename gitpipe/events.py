@@ -3,8 +3,9 @@ JSON output and lineage are listeners."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 # step states a run reports
 RAN = "ran"
@@ -26,6 +27,9 @@ class RunStarted:
     dirty: bool | None = None
     argv: tuple[str, ...] = ()
     started: float = 0.0
+    pipeline: str = ""
+    jobs: int = 1
+    backend: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +37,18 @@ class StepStarted:
     step: str
     log: str = ""
     started: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """Bytes a step read or wrote: the path (relative to the pipeline's folder), digest,
+    size and whether it is a folder; ``role`` is ``dep``, ``code`` or ``out``."""
+
+    path: str
+    digest: str
+    size: int = 0
+    is_dir: bool = False
+    role: str = "dep"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +63,10 @@ class StepFinished:
     log: str = ""
     started: float = 0.0
     ended: float = 0.0
+    reads: tuple[Artifact, ...] = ()
+    writes: tuple[Artifact, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +92,14 @@ class Waiting:
     message: str
 
 
-Event = RunStarted | StepStarted | StepFinished | RunFinished | Tick | Waiting
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the user should know that does not stop the run."""
+
+    message: str
+
+
+Event = RunStarted | StepStarted | StepFinished | RunFinished | Tick | Waiting | Notice
 Listener = Callable[[Event], None]
 
 

@@ -1,8 +1,11 @@
-"""The lineage database, `.gitpipe/lineage.db`: every run and every step's execution.
+"""The lineage database, `.gitpipe/lineage.db`: every run, every step's execution, and
+which bytes each execution read and wrote.
 
-Written with sqlite-utils from the main process only, as a listener of run events.
-Schema version 1 (documented in docs/lineage.md) holds `runs` and `executions`;
-later versions add tables and are applied as numbered migrations, never a rebuild.
+Written with sqlite-utils from the main process only, as a listener of run events,
+in WAL mode.  The schema is an interface (docs/lineage.md): it changes only through
+the numbered migrations below, recorded in SQLite's ``user_version``; a database is
+never silently rebuilt.  A database from a newer gitpipe is left alone (the run goes
+on unrecorded); a damaged one is reported, never fatal to a run.
 """
 
 from __future__ import annotations
@@ -10,77 +13,143 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
-from gitpipe.events import Event, RunFinished, RunStarted, StepFinished
+from gitpipe import events as ev
+from gitpipe.errors import GitpipeError
 
-SCHEMA_VERSION = 1
+
+class LineageError(GitpipeError):
+    """The lineage database cannot be read or written."""
+
+    exit_code = 5
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db["runs"].create(
+        {
+            "id": str,
+            "started": str,
+            "ended": str,
+            "git_commit": str,
+            "dirty": int,
+            "argv": str,
+            "host": str,
+            "status": str,
+        },
+        pk="id",
+        if_not_exists=True,
+    )
+    db["executions"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "step": str,
+            "key": str,
+            "state": str,
+            "reasons": str,
+            "started": str,
+            "ended": str,
+            "duration": float,
+            "exit_code": int,
+            "log": str,
+            "message": str,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+        if_not_exists=True,
+    )
+    db["executions"].create_index(["run_id"], if_not_exists=True)
+    db["executions"].create_index(["step"], if_not_exists=True)
+
+
+def _v2(db: sqlite_utils.Database) -> None:
+    runs = db["runs"]
+    for column, kind in (("pipeline", str), ("jobs", int), ("backend", str)):
+        if column not in runs.columns_dict:
+            runs.add_column(column, kind)
+    db["artifacts"].create({"digest": str, "size": int, "is_dir": int}, pk="digest")
+    db["io"].create(
+        {"execution_id": int, "role": str, "path": str, "digest": str},
+        foreign_keys=[("execution_id", "executions", "id"), ("digest", "artifacts", "digest")],
+    )
+    db["io"].create_index(["path", "digest"])
+    db["io"].create_index(["execution_id"])
+    db["params"].create(
+        {"execution_id": int, "name": str, "value": str},
+        foreign_keys=[("execution_id", "executions", "id")],
+    )
+    db["params"].create_index(["execution_id"])
+    db["metrics"].create(
+        {"execution_id": int, "path": str, "name": str, "value": float, "text": str},
+        foreign_keys=[("execution_id", "executions", "id")],
+    )
+    db["metrics"].create_index(["execution_id"])
+
+
+#: migration N brings a database from user_version N-1 to N
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="milliseconds")
 
 
-def open_db(path: Path) -> sqlite_utils.Database:
-    """Open (and create or migrate) the lineage database."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite_utils.Database(sqlite3.connect(path, timeout=30))
-    db.conn.execute("PRAGMA journal_mode=WAL")
-    db.conn.execute("PRAGMA synchronous=NORMAL")
-    version = db.conn.execute("PRAGMA user_version").fetchone()[0]
-    if version < 1:
-        db["runs"].create(
-            {
-                "id": str,
-                "started": str,
-                "ended": str,
-                "git_commit": str,
-                "dirty": int,
-                "argv": str,
-                "host": str,
-                "status": str,
-            },
-            pk="id",
-            if_not_exists=True,
-        )
-        db["executions"].create(
-            {
-                "id": int,
-                "run_id": str,
-                "step": str,
-                "key": str,
-                "state": str,
-                "reasons": str,
-                "started": str,
-                "ended": str,
-                "duration": float,
-                "exit_code": int,
-                "log": str,
-                "message": str,
-            },
-            pk="id",
-            foreign_keys=[("run_id", "runs", "id")],
-            if_not_exists=True,
-        )
-        db["executions"].create_index(["run_id"], if_not_exists=True)
-        db["executions"].create_index(["step"], if_not_exists=True)
-        db.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+def connect(path: Path, *, create: bool = True) -> sqlite_utils.Database:
+    """Open the lineage database, applying the migrations it lacks."""
+    if not create and not path.exists():
+        raise LineageError(f"no lineage yet at {path}; run `gitpipe repro` first")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30)
+        db = sqlite_utils.Database(conn)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise LineageError(
+                f"{path} has lineage schema {version}, newer than this gitpipe's "
+                f"{SCHEMA_VERSION}; upgrade gitpipe"
+            )
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            with conn:
+                MIGRATIONS[number - 1](db)
+                conn.execute(f"PRAGMA user_version={number}")
+    except sqlite3.DatabaseError as exc:
+        raise LineageError(
+            f"the lineage database {path} is damaged ({exc}); move it away to start a new one"
+        ) from exc
     return db
 
 
 class LineageRecorder:
-    """A run-event listener that writes runs and executions."""
+    """A run-event listener that writes runs, executions, artifacts, io, params, metrics."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = open_db(path)
+        self.db = connect(path)
         self.run_id = ""
+        self.error = ""
 
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
+    def __call__(self, event: ev.Event) -> None:
+        if self.error:
+            return
+        try:
+            self._record(event)
+        except sqlite3.Error as exc:
+            self.error = f"lineage was not recorded ({exc})"
+
+    def _record(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
             self.run_id = event.run_id
             self.db["runs"].insert(
                 {
@@ -92,28 +161,227 @@ class LineageRecorder:
                     "argv": json.dumps(list(event.argv)),
                     "host": socket.gethostname(),
                     "status": "running",
+                    "pipeline": event.pipeline,
+                    "jobs": event.jobs,
+                    "backend": event.backend,
                 }
             )
-        elif isinstance(event, StepFinished):
-            self.db["executions"].insert(
-                {
-                    "run_id": self.run_id,
-                    "step": event.step,
-                    "key": event.key or None,
-                    "state": event.state,
-                    "reasons": json.dumps(list(event.reasons)),
-                    "started": _iso(event.started) if event.started else None,
-                    "ended": _iso(event.ended) if event.ended else None,
-                    "duration": event.duration,
-                    "exit_code": event.exit_code,
-                    "log": event.log or None,
-                    "message": event.message or None,
-                }
-            )
-        elif isinstance(event, RunFinished):
+        elif isinstance(event, ev.StepFinished):
+            self._execution(event)
+        elif isinstance(event, ev.RunFinished):
             self.db["runs"].update(
                 event.run_id, {"ended": _iso(event.ended), "status": event.status}
             )
 
+    def _execution(self, event: ev.StepFinished) -> None:
+        conn = self.db.conn
+        with conn:
+            cursor = conn.execute(
+                "INSERT INTO executions (run_id, step, key, state, reasons, started, ended,"
+                " duration, exit_code, log, message) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    self.run_id,
+                    event.step,
+                    event.key or None,
+                    event.state,
+                    json.dumps(list(event.reasons)),
+                    _iso(event.started) if event.started else None,
+                    _iso(event.ended) if event.ended else None,
+                    event.duration,
+                    event.exit_code,
+                    event.log or None,
+                    event.message or None,
+                ),
+            )
+            execution = cursor.lastrowid
+            artifacts = [*event.reads, *event.writes]
+            if artifacts:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO artifacts (digest, size, is_dir) VALUES (?,?,?)",
+                    [(a.digest, a.size, int(a.is_dir)) for a in artifacts],
+                )
+                conn.executemany(
+                    "INSERT INTO io (execution_id, role, path, digest) VALUES (?,?,?,?)",
+                    [(execution, a.role, a.path, a.digest) for a in artifacts],
+                )
+            if event.params:
+                conn.executemany(
+                    "INSERT INTO params (execution_id, name, value) VALUES (?,?,?)",
+                    [
+                        (execution, name, json.dumps(value, sort_keys=True, default=str))
+                        for name, value in event.params.items()
+                    ],
+                )
+            rows = []
+            for path, values in event.metrics.items():
+                for name, value in values.items():
+                    number = (
+                        float(value)
+                        if isinstance(value, (int, float)) and not isinstance(value, bool)
+                        else None
+                    )
+                    rows.append((execution, path, name, number, json.dumps(value)))
+            if rows:
+                conn.executemany(
+                    "INSERT INTO metrics (execution_id, path, name, value, text)"
+                    " VALUES (?,?,?,?,?)",
+                    rows,
+                )
+
     def close(self) -> None:
         self.db.conn.close()
+
+
+# -- queries ---------------------------------------------------------------------
+
+
+def runs(db: sqlite_utils.Database, *, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest runs, newest first, with their execution counts by state."""
+    rows = list(
+        db.query(
+            "SELECT id, started, ended, git_commit, dirty, status, argv FROM runs"
+            " ORDER BY started DESC, rowid DESC LIMIT ?",
+            [limit],
+        )
+    )
+    for row in rows:
+        row["argv"] = json.loads(row["argv"] or "[]")
+        row["dirty"] = None if row["dirty"] is None else bool(row["dirty"])
+        row["counts"] = {
+            r["state"]: r["n"]
+            for r in db.query(
+                "SELECT state, count(*) AS n FROM executions WHERE run_id = ? GROUP BY state",
+                [row["id"]],
+            )
+        }
+    return rows
+
+
+def find_run(db: sqlite_utils.Database, ref: str) -> str:
+    """A run id from a full id, a unique prefix, or ``last``."""
+    if ref in ("last", "latest", "@"):
+        row = next(db.query("SELECT id FROM runs ORDER BY started DESC, rowid DESC LIMIT 1"), None)
+        if row is None:
+            raise LineageError("no runs recorded yet")
+        return str(row["id"])
+    matches = [r["id"] for r in db.query("SELECT id FROM runs WHERE id LIKE ?", [ref + "%"])]
+    if not matches:
+        raise LineageError(f"no run {ref!r} in lineage; `gitpipe log` lists the runs")
+    if len(matches) > 1:
+        raise LineageError(f"{ref!r} names {len(matches)} runs; give more of the id")
+    return str(matches[0])
+
+
+def executions(db: sqlite_utils.Database, run_id: str) -> list[dict[str, Any]]:
+    rows = list(
+        db.query(
+            "SELECT id, step, key, state, reasons, started, ended, duration, exit_code, log,"
+            " message FROM executions WHERE run_id = ? ORDER BY id",
+            [run_id],
+        )
+    )
+    for row in rows:
+        row["reasons"] = json.loads(row["reasons"] or "[]")
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who made the bytes at a path: the execution, its step, run and commit, and the
+    origins of what it read (empty for raw inputs, which no execution wrote)."""
+
+    path: str
+    digest: str
+    role: str
+    step: str | None = None
+    run_id: str | None = None
+    git_commit: str | None = None
+    state: str | None = None
+    ended: str | None = None
+    inputs: tuple[Origin, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "digest": self.digest,
+            "role": self.role,
+            "step": self.step,
+            "run": self.run_id,
+            "commit": self.git_commit,
+            "state": self.state,
+            "ended": self.ended,
+            "inputs": [origin.to_json() for origin in self.inputs],
+        }
+
+
+def origin(db: sqlite_utils.Database, path: str, digest: str, role: str = "out") -> Origin:
+    """Walk back from the bytes ``digest`` at ``path`` to the raw inputs.
+
+    The producer is the latest execution that *ran* and wrote these bytes there
+    (a restore from the store only repeats it); failing that, the latest that
+    restored them.
+    """
+    return _origin(db, path, digest, role, seen=set())
+
+
+def _origin(
+    db: sqlite_utils.Database, path: str, digest: str, role: str, seen: set[tuple[str, str]]
+) -> Origin:
+    row = next(
+        db.query(
+            "SELECT e.id, e.step, e.state, e.ended, r.id AS run_id, r.git_commit"
+            " FROM io JOIN executions e ON e.id = io.execution_id JOIN runs r ON r.id = e.run_id"
+            " WHERE io.role = 'out' AND io.digest = ? AND io.path IN (?, ?)"
+            " ORDER BY (e.state = 'ran') DESC, e.id DESC LIMIT 1",
+            [digest, path.rstrip("/"), path.rstrip("/") + "/"],
+        ),
+        None,
+    )
+    if row is None or (path, digest) in seen:
+        return Origin(path, digest, role)
+    seen.add((path, digest))
+    inputs = tuple(
+        _origin(db, read["path"], read["digest"], read["role"], seen)
+        for read in db.query(
+            "SELECT path, digest, role FROM io WHERE execution_id = ? AND role != 'out'"
+            " ORDER BY role, path",
+            [row["id"]],
+        )
+    )
+    return Origin(
+        path,
+        digest,
+        role,
+        step=row["step"],
+        run_id=row["run_id"],
+        git_commit=row["git_commit"],
+        state=row["state"],
+        ended=row["ended"],
+        inputs=inputs,
+    )
+
+
+def walk(node: Origin, depth: int = 0) -> Iterator[tuple[int, Origin]]:
+    yield depth, node
+    for child in node.inputs:
+        yield from walk(child, depth + 1)
+
+
+def current_metrics(db: sqlite_utils.Database) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each step's metrics from its latest execution that ran or was restored."""
+    result: dict[str, dict[str, dict[str, Any]]] = {}
+    latest = db.query(
+        "SELECT step, max(id) AS id FROM executions WHERE state IN ('ran', 'cached')"
+        " AND id IN (SELECT execution_id FROM metrics) GROUP BY step ORDER BY step"
+    )
+    for row in list(latest):
+        values: dict[str, dict[str, Any]] = {}
+        for metric in db.query(
+            "SELECT path, name, value, text FROM metrics WHERE execution_id = ?"
+            " ORDER BY path, name",
+            [row["id"]],
+        ):
+            value = json.loads(metric["text"]) if metric["text"] is not None else metric["value"]
+            values.setdefault(metric["path"], {})[metric["name"]] = value
+        result[row["step"]] = values
+    return result

@@ -12,7 +12,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,6 +201,22 @@ class Project:
             self.graph, targets, file=self.file.name, single=single, downstream=downstream
         )
 
+    def digest_of(self, path: str | os.PathLike[str]) -> tuple[str, str]:
+        """The digest of a workspace path now, and the path relative to the pipeline."""
+        full = Path(path)
+        full = full if full.is_absolute() else Path.cwd() / full
+        try:
+            relpath = Path(os.path.relpath(full.resolve(), self.root)).as_posix()
+        except ValueError as exc:
+            raise UsageError(f"{path} is not inside this workspace") from exc
+        if relpath == ".." or relpath.startswith("../"):
+            raise UsageError(f"{path} is not inside this workspace ({self.root})")
+        with self._session(readonly=True) as session:
+            state = session.hasher.state(relpath)
+        if state is None:
+            raise UsageError(f"{path} does not exist")
+        return str(state.digest), relpath + ("/" if state.is_dir else "")
+
     # -- status ---------------------------------------------------------------
 
     def status(
@@ -305,7 +321,7 @@ class Project:
         checkout = None
         if not dry_run:
             checkout = self._checkout()
-            recorder = self._recorder()
+            recorder = self._recorder(broadcast)
             if recorder is not None:
                 broadcast.listeners.append(recorder)
         started = time.time()
@@ -318,6 +334,9 @@ class Project:
                 dirty=checkout.dirty if checkout else None,
                 argv=tuple(argv),
                 started=started,
+                pipeline=pipeline.name,
+                jobs=jobs,
+                backend=executor.backend if executor is not None else "",
             )
         )
         status = "ok"
@@ -365,6 +384,8 @@ class Project:
             )
             if recorder is not None:
                 recorder.close()
+                if recorder.error:
+                    broadcast(ev.Notice(recorder.error))
         if status == "failed":
             failed = [s.step for s in report.steps if s.state == ev.FAILED]
             held = [s.step for s in report.steps if s.state == ev.SKIPPED]
@@ -412,10 +433,15 @@ class Project:
         finally:
             repo.close()
 
-    def _recorder(self) -> Callable[[ev.Event], None] | None:
-        from gitpipe.lineage import LineageRecorder
+    def _recorder(self, emit: ev.Listener) -> Any:
+        """The lineage listener; a damaged or too new database is a notice, not a stop."""
+        from gitpipe.lineage import LineageError, LineageRecorder
 
-        return LineageRecorder(self.state_dir / "lineage.db")
+        try:
+            return LineageRecorder(self.state_dir / "lineage.db")
+        except LineageError as exc:
+            emit(ev.Notice(f"{exc}; this run is not recorded in lineage"))
+            return None
 
     def _check_before_run(self, names: Sequence[str], *, run: bool = True) -> None:
         """Errors that must stop a command before anything changes on disk.
@@ -626,6 +652,7 @@ class _Session:
                     duration=time.time() - started,
                     started=started,
                     ended=time.time(),
+                    **self._provenance(step, record, result),
                 )
         return Pending(
             self._invocation(step),
@@ -772,7 +799,29 @@ class _Session:
         )
         self.runcache.put(record.key, result)
         entries[step.name] = self._entry(step, record, result)
-        return ev.StepFinished(step.name, ev.RAN, **common)
+        return ev.StepFinished(
+            step.name, ev.RAN, **common, **self._provenance(step, record, result)
+        )
+
+    def _provenance(self, step: spec.Step, record: KeyRecord, result: Result) -> dict[str, Any]:
+        """What lineage records of a step that ran or was restored."""
+        reads = []
+        for role, digests in (("dep", record.deps), ("code", record.code)):
+            for path, digest in digests.items():
+                state = self.hasher.state(path.rstrip("/"))
+                size = state.size if state is not None else 0
+                reads.append(ev.Artifact(path, str(digest), size, path.endswith("/"), role))
+        writes = [
+            ev.Artifact(str(spec_), str(out.digest), out.size, out.is_dir, "out")
+            for spec_ in step.all_outs
+            for out in [result.outs[spec_.path]]
+        ]
+        return {
+            "reads": tuple(reads),
+            "writes": tuple(writes),
+            "params": dict(record.params),
+            "metrics": dict(result.metrics),
+        }
 
     def _entry(self, step: spec.Step, record: KeyRecord, result: Result) -> LockEntry:
         return LockEntry(
