@@ -57,9 +57,8 @@ def dag_dot(graph: Graph, states: Mapping[str, Any]) -> str:
     for name in graph.order:
         state = _state(states, name)
         label = json.dumps(f"{name}\n{state}")
-        lines.append(
-            f"  {json.dumps(name)} [label={label}, color={json.dumps(colours.get(state, '#999999'))}];"
-        )
+        colour = json.dumps(colours.get(state, "#999999"))
+        lines.append(f"  {json.dumps(name)} [label={label}, color={colour}];")
     for name in graph.order:
         for parent in graph.parents[name]:
             lines.append(f"  {json.dumps(parent)} -> {json.dumps(name)};")
