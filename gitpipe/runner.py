@@ -202,6 +202,7 @@ class Executor:
         self.jobs = jobs
         self.client = client
         self._threads = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="gitpipe")
+        self._closed = False
 
     def config(self, resources: Mapping[str, float]) -> dict[str, Any]:
         if self.backend == "dask":
@@ -217,6 +218,10 @@ class Executor:
         return self._threads.submit(_in_joblib, invocation, self.config(resources))
 
     def close(self, *, wait: bool = True) -> None:
+        """Stop taking work; the first call decides whether to wait for running steps."""
+        if self._closed:
+            return
+        self._closed = True
         self._threads.shutdown(wait=wait, cancel_futures=True)
         if self.client is not None:
             with contextlib.suppress(Exception):
