@@ -393,11 +393,15 @@ def repro(
         bool, typer.Option("--downstream", help="The named steps and what depends on them.")
     ] = False,
     jobs: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--jobs", "-j", help="Steps to run at once (0: one per CPU, or the cluster's cores)."
+            "--jobs",
+            "-j",
+            help="Steps to run at once [default: 1; on dask, the cluster's threads]; "
+            "0: one per CPU, or the cluster's threads.",
+            show_default=False,
         ),
-    ] = 1,
+    ] = None,
     backend: Annotated[
         str | None,
         typer.Option(
@@ -439,7 +443,7 @@ def repro(
     project = _project(file)
     view = ConsoleReporter if _plain_output() else LiveReporter
     reporter = view(verbose=verbose, quiet=quiet)
-    if jobs < 0:
+    if jobs is not None and jobs < 0:
         raise UsageError("--jobs takes 0 (one per CPU) or a positive number")
     project.repro(
         steps or [],
@@ -542,14 +546,14 @@ def lineage_command(
     digest, relpath = project.digest_of(path)
     db = _lineage_db(file)
     node = lineage.origin(db, relpath, digest)
-    if as_json:
-        typer.echo(json.dumps(node.to_json(), indent=2))
-        return
     if node.step is None:
         raise UsageError(
             f"no recorded step wrote the bytes now at {relpath}; "
             "it is a raw input or was changed by hand"
         )
+    if as_json:
+        typer.echo(json.dumps(node.to_json(), indent=2))
+        return
     produced = project.graph.producer
     for depth, item in lineage.walk(node):
         pad = "  " * depth

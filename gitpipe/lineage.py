@@ -110,16 +110,16 @@ def connect(path: Path, *, create: bool = True) -> sqlite_utils.Database:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=30)
         db = sqlite_utils.Database(conn)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
+        if version > SCHEMA_VERSION:  # check before anything can change the file
             conn.close()
             raise LineageError(
                 f"{path} has lineage schema {version}, newer than this gitpipe's "
                 f"{SCHEMA_VERSION}; upgrade gitpipe"
             )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
         for number in range(version + 1, SCHEMA_VERSION + 1):
             with conn:
                 MIGRATIONS[number - 1](db)

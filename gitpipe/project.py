@@ -34,7 +34,15 @@ from gitpipe.hashing import Digest
 from gitpipe.lockfile import Lock, LockEntry
 from gitpipe.plan import FROZEN, STALE, Reason, assess
 from gitpipe.runcache import OutRecord, Result, RunCache
-from gitpipe.runner import Executor, Invocation, Outcome, Pending, connect_dask, schedule
+from gitpipe.runner import (
+    Executor,
+    Invocation,
+    Outcome,
+    Pending,
+    check_workers,
+    connect_dask,
+    schedule,
+)
 from gitpipe.statcache import Hasher, PathState, StatCache
 from gitpipe.store import Store, remove
 
@@ -261,7 +269,7 @@ class Project:
         dry_run: bool = False,
         single: bool = False,
         downstream: bool = False,
-        jobs: int = 1,
+        jobs: int | None = None,
         backend: str | None = None,
         scheduler: str | None = None,
         keep_going: bool = False,
@@ -281,18 +289,27 @@ class Project:
         broadcast = ev.Broadcast(list(listeners))
         if dry_run:
             return self._repro_locked(names, broadcast, force, True, 1, None, keep_going, argv)
-        self._ensure_state_dir()
+        backend = backend or self.environ.get("GITPIPE_BACKEND") or "threading"
+        address = scheduler or self.environ.get("GITPIPE_DASK_SCHEDULER")
+        if backend == "dask" and not address:
+            raise UsageError(
+                "the dask backend needs a scheduler: pass --scheduler tcp://HOST:PORT "
+                "or set GITPIPE_DASK_SCHEDULER"
+            )
+        client = connect_dask(address) if backend == "dask" and names and address else None
+        try:
+            self._ensure_state_dir()
+        except BaseException:
+            if client is not None:
+                client.close()
+            raise
         with workspace_lock(self.state_dir / "repro.lock", wait=wait, emit=broadcast):
-            backend = backend or self.environ.get("GITPIPE_BACKEND") or "threading"
-            address = scheduler or self.environ.get("GITPIPE_DASK_SCHEDULER")
-            if backend == "dask" and not address:
-                raise UsageError(
-                    "the dask backend needs a scheduler: pass --scheduler tcp://HOST:PORT "
-                    "or set GITPIPE_DASK_SCHEDULER"
-                )
-            client = connect_dask(address, self.root) if backend == "dask" and names else None
-            if client is not None and jobs <= 0:
-                jobs = max(1, sum(client.ncores().values()))
+            if client is not None:
+                check_workers(client, self.root)
+                if not jobs:
+                    jobs = max(1, sum(client.ncores().values()))
+            if jobs is None:
+                jobs = 1
             jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
             executor = Executor(backend, jobs, client=client)
             try:

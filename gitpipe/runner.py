@@ -228,9 +228,9 @@ class Executor:
                 self.client.close()
 
 
-def connect_dask(address: str, root: Path) -> Any:
-    """A client of the dask cluster at ``address``, after checking that every worker
-    sees this workspace at the same path."""
+def connect_dask(address: str, root: Path | None = None) -> Any:
+    """A client of the dask cluster at ``address``; with ``root``, after checking that
+    every worker sees that workspace at the same path (see :func:`check_workers`)."""
     try:
         from distributed import Client
     except ImportError as exc:
@@ -241,6 +241,15 @@ def connect_dask(address: str, root: Path) -> Any:
         client = Client(address, timeout="5s", set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise UsageError(f"cannot reach the dask scheduler at {address} ({exc})") from exc
+    if root is not None:
+        check_workers(client, root)
+    return client
+
+
+def check_workers(client: Any, root: Path) -> None:
+    """Every worker must read back a probe file written under ``root/.gitpipe/tmp``;
+    closes the client and raises :class:`UsageError` naming the workers that cannot."""
+    address = client.scheduler.address
     try:
         workers = client.scheduler_info().get("workers", {})
         if not workers:
@@ -265,7 +274,6 @@ def connect_dask(address: str, root: Path) -> Any:
     except Exception as exc:
         client.close()
         raise UsageError(f"cannot use the dask cluster at {address} ({exc})") from exc
-    return client
 
 
 def _can_see(path: str, token: str) -> bool:

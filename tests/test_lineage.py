@@ -1,0 +1,521 @@
+"""Lineage: `.gitpipe/lineage.db` and the commands that read it (log, show, lineage,
+metrics), the step graph (dag), and the database's schema, migrations and failures."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import random
+import sqlite3
+import sys
+
+import pytest
+import sqlite_utils
+from conftest import Workspace, git
+
+from gitpipe.lineage import MIGRATIONS, SCHEMA_VERSION
+
+SCORE = """
+import json
+counts = [line.split() for line in open("counts.txt")]
+words = sum(int(n) for n, _ in counts)
+with open("metrics.json", "w") as out:
+    json.dump({
+        "words": words,
+        "distinct": len(counts),
+        "ratio": len(counts) / words,
+        "whole": 2.0,
+        "passed": True,
+        "label": "first",
+        "detail": {"depth": 3},
+    }, out)
+"""
+
+CHAIN = f"""
+[steps.clean]
+cmd = "tr A-Z a-z < data/raw.txt > clean.txt"
+deps = ["data/raw.txt"]
+outs = ["clean.txt"]
+
+[steps.count]
+cmd = "sort clean.txt | uniq -c > counts.txt"
+deps = ["clean.txt"]
+outs = ["counts.txt"]
+env = {{ LC_ALL = "C" }}
+
+[steps.score]
+cmd = "{sys.executable} score.py"
+deps = ["score.py", "counts.txt"]
+metrics = ["metrics.json"]
+"""
+
+RAW = "Apple\npear\napple\nFig\n"
+
+
+def chain(workspace: Workspace) -> Workspace:
+    workspace.write("data/raw.txt", RAW)
+    workspace.write("score.py", SCORE)
+    workspace.write(".gitignore", "clean.txt\ncounts.txt\nmetrics.json\n")
+    workspace.pipeline(CHAIN)
+    workspace.commit("pipeline")
+    return workspace
+
+
+def head(workspace: Workspace) -> str:
+    return git(workspace.root, "rev-parse", "HEAD").strip()
+
+
+def one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def lineage_db(workspace: Workspace) -> sqlite3.Connection:
+    return sqlite3.connect(workspace.root / ".gitpipe" / "lineage.db")
+
+
+# -- log and show ------------------------------------------------------------------
+
+
+def test_log_before_any_run_says_there_is_no_lineage_yet(workspace):
+    chain(workspace)
+    result = workspace.gitpipe("log")
+    assert result.exit_code == 5
+    assert "no lineage yet" in one_line(result.stderr)
+    assert "gitpipe repro" in result.stderr  # what to do next
+    assert not (workspace.root / ".gitpipe" / "lineage.db").exists()
+
+
+def test_log_lists_each_run_with_its_status_counts_and_commit(workspace):
+    chain(workspace)
+    workspace.ok("repro")
+
+    (run,) = json.loads(workspace.ok("log", "--json").stdout)
+    assert run["status"] == "ok"
+    assert run["counts"] == {"ran": 3}
+    assert run["git_commit"] == head(workspace)
+    assert run["dirty"] is False
+    assert isinstance(run["argv"], list)  # in-process, it holds pytest's own argv
+    assert run["ended"] >= run["started"]
+
+    text = workspace.ok("log").stdout
+    assert run["id"] in text
+    assert "3 ran" in text
+
+    workspace.ok("repro")
+    newest, oldest = json.loads(workspace.ok("log", "--json").stdout)
+    assert oldest["id"] == run["id"]
+    assert newest["counts"] == {"up to date": 3}
+
+
+def test_show_lists_the_executions_of_a_run_by_last_id_or_prefix(workspace):
+    chain(workspace)
+    workspace.ok("repro")
+
+    shown = json.loads(workspace.ok("show", "last", "--json").stdout)
+    run_id = shown["run"]
+    assert [(e["step"], e["state"]) for e in shown["executions"]] == [
+        ("clean", "ran"),
+        ("count", "ran"),
+        ("score", "ran"),
+    ]
+    for execution in shown["executions"]:
+        assert execution["exit_code"] == 0
+        assert execution["key"].startswith("b3:")
+        assert execution["ended"] >= execution["started"]
+
+    assert json.loads(workspace.ok("show", run_id, "--json").stdout) == shown
+    assert json.loads(workspace.ok("show", run_id[:-2], "--json").stdout) == shown
+    text = workspace.ok("show", run_id[:-2]).stdout
+    assert f"run {run_id}" in text
+    assert "score" in text
+    assert "ran" in text
+
+
+def test_an_unknown_or_ambiguous_run_id_is_a_one_line_lineage_error(workspace):
+    chain(workspace)
+    workspace.ok("repro")
+    workspace.ok("repro")
+
+    unknown = workspace.gitpipe("show", "no-such-run")
+    assert unknown.exit_code == 5
+    assert "no-such-run" in one_line(unknown.stderr)
+    assert "Traceback" not in unknown.output
+
+    (first, second) = [run["id"] for run in json.loads(workspace.ok("log", "--json").stdout)]
+    common = ""
+    for a, b in zip(first, second, strict=True):
+        if a != b:
+            break
+        common += a
+    ambiguous = workspace.gitpipe("show", common)
+    assert ambiguous.exit_code == 5
+    assert "2 runs" in one_line(ambiguous.stderr)
+
+
+# -- lineage PATH --------------------------------------------------------------------
+
+
+def test_lineage_walks_back_from_an_output_to_the_raw_inputs(workspace):
+    chain(workspace)
+    workspace.ok("repro")
+    run_id = json.loads(workspace.ok("show", "last", "--json").stdout)["run"]
+    commit = head(workspace)
+
+    tree = json.loads(workspace.ok("lineage", "metrics.json", "--json").stdout)
+    assert (tree["path"], tree["step"], tree["run"], tree["commit"], tree["state"]) == (
+        "metrics.json",
+        "score",
+        run_id,
+        commit,
+        "ran",
+    )
+    inputs = {node["path"]: node for node in tree["inputs"]}
+    assert set(inputs) == {"counts.txt", "score.py"}
+    assert inputs["score.py"]["step"] is None  # a raw input: no step wrote it
+    counts = inputs["counts.txt"]
+    assert (counts["step"], counts["run"], counts["commit"]) == ("count", run_id, commit)
+    (clean,) = counts["inputs"]
+    assert (clean["path"], clean["step"]) == ("clean.txt", "clean")
+    (raw,) = clean["inputs"]
+    assert (raw["path"], raw["step"], raw["inputs"]) == ("data/raw.txt", None, [])
+    assert raw["role"] == "dep"
+    assert raw["digest"].startswith("b3:")
+
+    text = workspace.ok("lineage", "metrics.json").stdout
+    lines = text.splitlines()
+    assert lines[0].startswith("metrics.json  <- step score")
+    assert run_id in lines[0]
+    assert commit[:10] in lines[0]
+    raw_line = next(line for line in lines if "data/raw.txt" in line)
+    assert "raw input" in raw_line
+    assert raw_line.startswith("      data/raw.txt")  # three levels down: score, count, clean
+    assert "clean.txt  <- step clean" in text
+    assert "score.py  (dep, raw input" in text
+
+
+def test_lineage_of_restored_bytes_names_the_run_where_they_were_made(workspace):
+    chain(workspace)
+    workspace.ok("repro")
+    first = json.loads(workspace.ok("show", "last", "--json").stdout)["run"]
+
+    (workspace.root / "metrics.json").unlink()
+    workspace.ok("repro")
+    assert workspace.states()["score"] == "cached"
+    second = json.loads(workspace.ok("show", "last", "--json").stdout)["run"]
+    assert second != first
+
+    tree = json.loads(workspace.ok("lineage", "metrics.json", "--json").stdout)
+    assert (tree["step"], tree["run"], tree["state"]) == ("score", first, "ran")
+    assert f"ran in run {first}" in workspace.ok("lineage", "metrics.json").stdout
+
+
+def test_lineage_of_a_path_no_step_wrote_is_a_usage_error(workspace):
+    chain(workspace)
+    workspace.ok("repro")
+
+    raw = workspace.gitpipe("lineage", "data/raw.txt")
+    assert raw.exit_code == 2
+    assert "raw input" in one_line(raw.stderr)
+    as_json = workspace.gitpipe("lineage", "data/raw.txt", "--json")
+    assert as_json.exit_code == 2
+    assert as_json.stdout == ""
+
+    (workspace.root / "clean.txt").write_text("edited by hand\n")
+    edited = workspace.gitpipe("lineage", "clean.txt")
+    assert edited.exit_code == 2
+    assert "clean.txt" in one_line(edited.stderr)
+
+    missing = workspace.gitpipe("lineage", "nowhere.txt")
+    assert missing.exit_code == 2
+    assert "does not exist" in one_line(missing.stderr)
+
+
+# -- metrics --------------------------------------------------------------------------
+
+
+def test_metrics_shows_the_latest_values_with_their_types(workspace):
+    chain(workspace)
+    workspace.ok("repro")
+
+    values = json.loads(workspace.ok("metrics", "--json").stdout)
+    assert values == {
+        "score": {
+            "metrics.json": {
+                "detail.depth": 3,
+                "distinct": 3,
+                "label": "first",
+                "passed": True,
+                "ratio": 0.75,
+                "whole": 2.0,
+                "words": 4,
+            }
+        }
+    }
+    found = values["score"]["metrics.json"]
+    assert type(found["words"]) is int
+    assert type(found["detail.depth"]) is int
+    assert type(found["whole"]) is float
+    assert type(found["ratio"]) is float
+    assert found["passed"] is True
+
+    text = workspace.ok("metrics").stdout
+    assert "score  metrics.json  ratio = 0.75" in text
+    assert "score  metrics.json  words = 4" in text
+
+    workspace.write("data/raw.txt", RAW + "kiwi\n")
+    workspace.commit("more data")
+    workspace.ok("repro")
+    latest = json.loads(workspace.ok("metrics", "--json").stdout)["score"]["metrics.json"]
+    assert (latest["words"], latest["distinct"], latest["ratio"]) == (5, 4, 0.8)
+
+
+def test_metrics_before_any_metrics_are_recorded(workspace):
+    workspace.write("data/raw.txt", RAW)
+    workspace.write(".gitignore", "clean.txt\n")
+    workspace.pipeline(CHAIN.split("[steps.count]")[0])
+    workspace.commit("pipeline")
+    workspace.ok("repro")
+    assert json.loads(workspace.ok("metrics", "--json").stdout) == {}
+    assert "no metrics" in workspace.ok("metrics").stdout
+
+
+# -- dag ---------------------------------------------------------------------------
+
+DIAMOND = """
+[steps.source]
+cmd = "cp data/raw.txt source.txt"
+deps = ["data/raw.txt"]
+outs = ["source.txt"]
+
+[steps.left]
+cmd = "tr a-z A-Z < source.txt > left.txt"
+deps = ["source.txt"]
+outs = ["left.txt"]
+
+[steps.right]
+cmd = "cat source.txt extra.txt > right.txt"
+deps = ["source.txt", "extra.txt"]
+outs = ["right.txt"]
+
+[steps.join]
+cmd = "cat left.txt right.txt > join.txt"
+deps = ["left.txt", "right.txt"]
+outs = ["join.txt"]
+"""
+
+EDGES = [["source", "left"], ["source", "right"], ["left", "join"], ["right", "join"]]
+
+
+def diamond(workspace: Workspace) -> Workspace:
+    workspace.write("data/raw.txt", "a\nb\n")
+    workspace.write("extra.txt", "c\n")
+    workspace.write(".gitignore", "source.txt\nleft.txt\nright.txt\njoin.txt\n")
+    workspace.pipeline(DIAMOND)
+    workspace.commit("diamond")
+    return workspace
+
+
+def dag_states(workspace: Workspace) -> dict[str, str]:
+    graph = json.loads(workspace.ok("dag", "--json").stdout)
+    return {step["step"]: step["state"] for step in graph["steps"]}
+
+
+def test_dag_renders_the_graph_with_each_steps_state(workspace):
+    diamond(workspace)
+
+    graph = json.loads(workspace.ok("dag", "--json").stdout)
+    assert sorted(graph["edges"]) == sorted(EDGES)
+    parents = {step["step"]: sorted(step["parents"]) for step in graph["steps"]}
+    assert parents == {
+        "source": [],
+        "left": ["source"],
+        "right": ["source"],
+        "join": ["left", "right"],
+    }
+    assert set(dag_states(workspace).values()) == {"stale"}
+
+    mermaid = workspace.ok("dag", "--mermaid").stdout
+    assert mermaid.startswith("graph TD")
+    assert mermaid.count("-->") == len(EDGES)
+    assert "s_source --> s_left" in mermaid
+    assert "s_right --> s_join" in mermaid
+
+    dot = workspace.ok("dag", "--dot").stdout
+    assert dot.startswith("digraph")
+    assert dot.count(" -> ") == len(EDGES)
+    assert '"left" -> "join";' in dot
+    assert dot.rstrip().endswith("}")
+
+    text = workspace.ok("dag").stdout
+    assert "join" in text
+    assert "left, right" in text
+
+    both = workspace.gitpipe("dag", "--mermaid", "--dot")
+    assert both.exit_code == 2
+    one_line(both.stderr)
+
+
+def test_dag_states_follow_staleness(workspace):
+    diamond(workspace)
+    workspace.ok("repro")
+    assert set(dag_states(workspace).values()) == {"up to date"}
+    assert "up to date" in workspace.ok("dag", "--mermaid").stdout
+
+    workspace.write("extra.txt", "changed\n")  # a dependency of `right` only
+    assert dag_states(workspace) == {
+        "source": "up to date",
+        "left": "up to date",
+        "right": "stale",
+        "join": "stale",  # it reads what `right` will write
+    }
+    mermaid = workspace.ok("dag", "--mermaid").stdout
+    assert ":::stale" in mermaid
+    assert ":::fresh" in mermaid
+
+    workspace.ok("repro")
+    assert set(dag_states(workspace).values()) == {"up to date"}
+
+
+# -- the schema is an interface -------------------------------------------------------
+
+
+def test_the_schema_is_versioned_and_plain_sql_finds_who_wrote_a_path(workspace):
+    chain(workspace)
+    workspace.ok("repro")
+
+    with contextlib.closing(lineage_db(workspace)) as db:
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        assert version == SCHEMA_VERSION
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"runs", "executions", "artifacts", "io", "params", "metrics"} <= tables
+
+        # the first example query of docs/lineage.md
+        rows = db.execute(
+            "SELECT r.id, r.git_commit, e.step, e.state"
+            " FROM io JOIN executions e ON e.id = io.execution_id"
+            " JOIN runs r ON r.id = e.run_id"
+            " WHERE io.role = 'out' AND io.path = 'counts.txt'"
+            " ORDER BY e.id DESC"
+        ).fetchall()
+        (run_id,) = db.execute("SELECT id FROM runs").fetchone()
+        assert rows == [(run_id, head(workspace), "count", "ran")]
+
+        # and what that execution read, with the bytes' size from artifacts
+        reads = db.execute(
+            "SELECT io.path, io.role, a.size FROM io"
+            " JOIN executions e ON e.id = io.execution_id"
+            " JOIN artifacts a ON a.digest = io.digest"
+            " WHERE e.step = 'count' AND io.role != 'out'"
+        ).fetchall()
+        assert reads == [("clean.txt", "dep", len(RAW))]
+
+        metric = db.execute(
+            "SELECT m.value, m.text FROM metrics m JOIN executions e ON e.id = m.execution_id"
+            " WHERE e.step = 'score' AND m.name = 'words'"
+        ).fetchone()
+        assert metric == (4.0, "4")
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_runs(workspace):
+    chain(workspace)
+    path = workspace.root / ".gitpipe" / "lineage.db"
+    path.parent.mkdir()
+    old = sqlite_utils.Database(path)
+    MIGRATIONS[0](old)
+    old["runs"].insert(
+        {
+            "id": "20200101T000000Z-0ld0ld",
+            "started": "2020-01-01T00:00:00.000+00:00",
+            "ended": "2020-01-01T00:00:01.000+00:00",
+            "git_commit": None,
+            "dirty": None,
+            "argv": '["repro"]',
+            "host": "old-host",
+            "status": "ok",
+        }
+    )
+    old.execute("PRAGMA user_version = 1")
+    old.conn.commit()
+    old.close()
+
+    result = workspace.ok("repro")
+    assert (workspace.root / "metrics.json").exists()
+    assert "lineage" not in result.stderr  # a migration is not a problem worth a notice
+
+    with contextlib.closing(lineage_db(workspace)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        runs = db.execute("SELECT id, host, backend FROM runs ORDER BY started").fetchall()
+    assert runs[0] == ("20200101T000000Z-0ld0ld", "old-host", None)
+    assert len(runs) == 2
+    assert runs[1][2] == "threading"
+    assert workspace.ran() == ["clean", "count", "score"]
+    listed = [run["id"] for run in json.loads(workspace.ok("log", "--json").stdout)]
+    assert listed[-1] == "20200101T000000Z-0ld0ld"
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def newer_database(path) -> None:
+    path.parent.mkdir(exist_ok=True)
+    db = sqlite_utils.Database(path)
+    db["runs"].insert({"id": "from-the-future", "flavour": "unknown to this gitpipe"})
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.conn.commit()
+    db.close()
+
+
+def corrupt_database(path) -> None:
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(random.Random(3).randbytes(8192))
+
+
+FOREIGN = {"newer": newer_database, "corrupt": corrupt_database}
+KINDS = ["newer", "corrupt"]
+
+
+def lineage_files(workspace: Workspace) -> list[str]:
+    return sorted(p.name for p in (workspace.root / ".gitpipe").glob("lineage*"))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_foreign_lineage_database_does_not_stop_repro_and_is_left_untouched(workspace, kind):
+    chain(workspace)
+    path = workspace.root / ".gitpipe" / "lineage.db"
+    FOREIGN[kind](path)
+    before = digest(path)
+    files = lineage_files(workspace)
+
+    result = workspace.ok("repro")
+
+    assert (workspace.root / "metrics.json").exists()
+    assert (workspace.root / "gitpipe.lock").exists()
+    assert "3 ran" in result.stdout
+    notice = one_line(result.stderr)
+    assert "lineage" in notice
+    assert "not recorded" in notice
+    assert digest(path) == before
+    assert lineage_files(workspace) == files  # no -wal or -shm next to it either
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reading_a_foreign_lineage_database_is_a_one_line_error_that_changes_nothing(
+    workspace, kind
+):
+    chain(workspace)
+    path = workspace.root / ".gitpipe" / "lineage.db"
+    FOREIGN[kind](path)
+    before = digest(path)
+    files = lineage_files(workspace)
+
+    for command in (["log"], ["show", "last"], ["metrics", "--json"]):
+        result = workspace.gitpipe(*command)
+        assert result.exit_code == 5, (command, result.output)
+        assert "lineage" in one_line(result.stderr)
+        assert "Traceback" not in result.output
+    assert digest(path) == before
+    assert lineage_files(workspace) == files
