@@ -340,7 +340,7 @@ def schedule(
     stopped_by = ""
     free = jobs
 
-    def finish(name: str, event: ev.StepFinished) -> None:
+    def finish(name: str, event: ev.StepFinished, held_by: str = "") -> None:
         nonlocal stopped_by
         finished[name] = event
         emit(event)
@@ -348,8 +348,8 @@ def schedule(
             failed_by[name] = name
             if not keep_going and not stopped_by:
                 stopped_by = name
-        elif event.state == ev.SKIPPED and name not in failed_by:
-            failed_by[name] = stopped_by or name
+        elif event.state == ev.SKIPPED and held_by:
+            failed_by[name] = held_by
         elif event.state in (ev.WOULD_RUN, ev.WOULD_RESTORE):
             would_run.add(name)
         for child in children[name]:
@@ -363,7 +363,7 @@ def schedule(
                 name = order[heapq.heappop(ready)]
                 held = sorted({failed_by[p] for p in parents[name] if p in failed_by})
                 if held:
-                    finish(name, ev.StepFinished(name, ev.SKIPPED, message=_held(held)))
+                    finish(name, ev.StepFinished(name, ev.SKIPPED, message=_held(held)), held[0])
                     continue
                 if stopped_by:
                     message = f"not started: the run stopped after {stopped_by!r} failed"
