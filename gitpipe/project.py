@@ -81,6 +81,10 @@ class RunReport:
     status: str = "ok"
     duration: float = 0.0
 
+    def listen(self, event: ev.Event) -> None:
+        if isinstance(event, ev.StepFinished):
+            self.steps.append(event)
+
     def count(self, state: str) -> int:
         return sum(1 for step in self.steps if step.state == state)
 
@@ -336,6 +340,7 @@ class Project:
         report = RunReport(run_id=run_id)
         recorder = None
         checkout = None
+        broadcast.listeners.insert(0, report.listen)  # counts steps even if the run stops
         if not dry_run:
             checkout = self._checkout()
             recorder = self._recorder(broadcast)
@@ -363,7 +368,7 @@ class Project:
                 session.run_id = run_id
                 session.entries = entries
                 session.force = force
-                finished = schedule(
+                schedule(
                     names,
                     self.graph.parents,
                     session,
@@ -372,7 +377,6 @@ class Project:
                     keep_going=keep_going,
                     emit=broadcast,
                 )
-                report.steps = [finished[name] for name in names if name in finished]
                 live = {name: entry for name, entry in entries.items() if name in pipeline.steps}
                 if not dry_run and (live or self.lock_path.exists()):
                     lockfile.write(

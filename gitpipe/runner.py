@@ -203,6 +203,9 @@ class Executor:
         self.client = client
         self._threads = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="gitpipe")
         self._closed = False
+        #: every submitted step not yet finished, registered inside `submit` itself so
+        #: that a Ctrl-C between submitting and bookkeeping cannot lose one
+        self.active: dict[cf.Future[Outcome], Invocation] = {}
 
     def config(self, resources: Mapping[str, float]) -> dict[str, Any]:
         if self.backend == "dask":
@@ -214,8 +217,22 @@ class Executor:
 
     def submit(self, invocation: Invocation, resources: Mapping[str, float]) -> cf.Future[Outcome]:
         if self.backend == "threading":
-            return self._threads.submit(execute, invocation)
-        return self._threads.submit(_in_joblib, invocation, self.config(resources))
+            future = self._threads.submit(execute, invocation)
+        else:
+            future = self._threads.submit(_in_joblib, invocation, self.config(resources))
+        self.active[future] = invocation
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: cf.Future[Outcome]) -> None:
+        self.active.pop(future, None)
+
+    def stop(self) -> None:
+        """Stop every running step's command (Ctrl-C), then stop taking work."""
+        for future in list(self.active):
+            future.cancel()
+        stop_all(dict(self.active))
+        self.close(wait=False)
 
     def close(self, *, wait: bool = True) -> None:
         """Stop taking work; the first call decides whether to wait for running steps."""
@@ -410,11 +427,8 @@ def schedule(
                     outcome = Outcome(1, 0.0, f"the {_backend(executor)} backend failed: {exc}")
                 finish(name, work.publish(name, pending, outcome))
     except BaseException:
-        for future in running:
-            future.cancel()
-        stop_all({future: item[1].invocation for future, item in running.items()})
         if executor is not None:
-            executor.close(wait=False)
+            executor.stop()
         raise
     return finished
 

@@ -1,0 +1,828 @@
+"""The runner behaviours of issue 3: parallel steps without wave barriers, resources,
+--keep-going, backends, Ctrl-C / SIGTERM, two runs at once, and what people see.
+
+Timing is read from lineage (each execution's start and end), and only orderings
+and overlaps are compared, never wall-clock durations.  Where a real process is
+needed (signals, two runs at once, a terminal) the installed `gitpipe` script runs
+as a subprocess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import os
+import re
+import select
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+import pytest
+from conftest import Workspace
+
+from gitpipe import lockfile
+
+GITPIPE = Path(sys.executable).parent / "gitpipe"
+SUMMARY = re.compile(
+    r"^(?P<ran>\d+) ran, (?P<cached>\d+) cached, (?P<up>\d+) up to date, "
+    r"(?P<skipped>\d+) skipped, (?P<failed>\d+) failed(?P<more>(, \d+ [a-z ]+)*)"
+    r" in \d+\.\d+ s(?P<how>.*)$"
+)
+TIMESTAMPED = re.compile(r"^\d\d:\d\d:\d\d (?P<step>\w+): (?P<what>.*)$")
+
+
+@pytest.fixture(autouse=True)
+def _no_runner_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests choose backend and scheduler themselves."""
+    for name in ("GITPIPE_BACKEND", "GITPIPE_DASK_SCHEDULER", "GITPIPE_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+def setup(workspace: Workspace, pipeline: str) -> Workspace:
+    """Commit a pipeline whose outputs and scratch files Git ignores."""
+    workspace.write(".gitignore", "*.txt\n")
+    workspace.pipeline(pipeline)
+    workspace.commit("pipeline")
+    return workspace
+
+
+@dataclass(frozen=True)
+class Execution:
+    step: str
+    state: str
+    started: datetime | None
+    ended: datetime | None
+    message: str | None
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def lineage(root: Path, sql: str, *args: object) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(root / ".gitpipe" / "lineage.db")) as db:
+        return db.execute(sql, args).fetchall()
+
+
+def runs(root: Path) -> list[tuple[str, str]]:
+    """(id, status) of every run, oldest first."""
+    return lineage(root, "SELECT id, status FROM runs ORDER BY started, rowid")
+
+
+def executions(root: Path, run_id: str | None = None) -> dict[str, Execution]:
+    """The executions of a run (default: the latest), by step."""
+    run_id = run_id or runs(root)[-1][0]
+    rows = lineage(
+        root,
+        "SELECT step, state, started, ended, message FROM executions WHERE run_id = ? ORDER BY id",
+        run_id,
+    )
+    return {
+        step: Execution(step, state, _time(started), _time(ended), message)
+        for step, state, started, ended, message in rows
+    }
+
+
+def overlap(*runs_: Execution) -> bool:
+    """Whether all the executions were running at one same moment."""
+    return max(e.started for e in runs_) < min(e.ended for e in runs_)
+
+
+def apart(a: Execution, b: Execution) -> bool:
+    """Whether one execution ended before the other started."""
+    return a.ended <= b.started or b.ended <= a.started
+
+
+def summary_line(text: str) -> re.Match[str]:
+    """The run's closing summary: the last line of its standard output."""
+    lines = text.strip().splitlines()
+    assert lines, "no output at all"
+    match = SUMMARY.match(lines[-1])
+    assert match, f"the last line is not a summary: {lines[-1]!r}"
+    return match
+
+
+def locked_steps(root: Path) -> set[str]:
+    """The steps gitpipe.lock has an entry for (read with gitpipe's own parser)."""
+    return set(lockfile.read(root / "gitpipe.lock").steps)
+
+
+def plain_env(**extra: str) -> dict[str, str]:
+    """The environment of a gitpipe subprocess, as in CI."""
+    return {**os.environ, "CI": "true", **extra}
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _as_in_a_terminal() -> None:
+    """Ctrl-C interrupts, as in a terminal, even when these tests run as a background
+    job (whose shell starts them with SIGINT ignored, which a child inherits)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def gitpipe_process(
+    root: Path, *args: str, env: dict[str, str], own_group: bool = False
+) -> Iterator[subprocess.Popen]:
+    """`gitpipe ARGS` as a process of its own (with ``own_group``, leading a process
+    group, as a terminal's foreground job does); killed by its pid if a test leaves it."""
+    process = subprocess.Popen(
+        [str(GITPIPE), *args],
+        cwd=root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_as_in_a_terminal,
+        start_new_session=own_group,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+class Lines:
+    """Collects a pipe's lines in a thread, so a test can wait for one of them."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.append(line)
+
+    def has(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+    def text(self) -> str:
+        self._thread.join(timeout=10)
+        return "".join(self.lines)
+
+
+def live_processes_in_group(pgid: int) -> list[int]:
+    """Processes of a process group that are still alive (zombies do not count)."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...; comm may hold spaces, so split after ')'
+        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            alive.append(int(entry.name))
+    return alive
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+# -- concurrency -----------------------------------------------------------------
+
+FOUR_SLEEPERS = "".join(
+    f"""
+[steps.s{i}]
+cmd = "sleep 1; echo {i} > s{i}.txt"
+outs = ["s{i}.txt"]
+"""
+    for i in range(4)
+)
+
+
+@pytest.mark.timeout(60)
+def test_independent_steps_run_at_the_same_time_with_jobs_and_one_by_one_without(workspace):
+    setup(workspace, FOUR_SLEEPERS)
+
+    workspace.ok("repro", "-j", "4")
+    parallel = executions(workspace.root)
+    assert [e.state for e in parallel.values()] == ["ran"] * 4
+    assert overlap(*parallel.values()), parallel
+
+    workspace.ok("repro", "--force")  # the default is -j 1
+    serial = sorted(executions(workspace.root).values(), key=lambda e: e.started)
+    assert [e.state for e in serial] == ["ran"] * 4
+    for before, after in itertools.pairwise(serial):
+        assert before.ended <= after.started, (before, after)
+
+
+@pytest.mark.timeout(60)
+def test_a_step_starts_when_its_own_parents_finish_without_waiting_for_a_slow_branch(workspace):
+    setup(
+        workspace,
+        """
+        [steps.slow]
+        cmd = "sleep 3; echo slow > slow.txt"
+        outs = ["slow.txt"]
+
+        [steps.fast]
+        cmd = "sleep 0.2; echo fast > fast.txt"
+        outs = ["fast.txt"]
+
+        [steps.fast_child]
+        cmd = "cp fast.txt fast_child.txt"
+        deps = ["fast.txt"]
+        outs = ["fast_child.txt"]
+        """,
+    )
+    workspace.ok("repro", "-j", "3")
+    run = executions(workspace.root)
+    assert {step: e.state for step, e in run.items()} == {
+        "slow": "ran",
+        "fast": "ran",
+        "fast_child": "ran",
+    }
+    assert run["fast"].ended <= run["fast_child"].started
+    assert run["fast_child"].started < run["slow"].ended
+    assert run["fast_child"].ended < run["slow"].ended
+
+
+# -- failures --------------------------------------------------------------------
+
+BRANCHES = """
+[steps.bad]
+cmd = "echo broken; exit 1"
+outs = ["bad.txt"]
+
+[steps.after_bad]
+cmd = "cp bad.txt after_bad.txt"
+deps = ["bad.txt"]
+outs = ["after_bad.txt"]
+
+[steps.other]
+cmd = "echo other > other.txt"
+outs = ["other.txt"]
+
+[steps.other_child]
+cmd = "cp other.txt other_child.txt"
+deps = ["other.txt"]
+outs = ["other_child.txt"]
+"""
+
+
+def test_a_failure_stops_steps_that_had_not_started_and_names_the_failed_step(workspace):
+    setup(workspace, BRANCHES)
+    result = workspace.gitpipe("repro")
+    assert result.exit_code == 1, result.output
+    run = executions(workspace.root)
+    assert run["bad"].state == "failed"
+    assert run["after_bad"].state == "skipped"
+    assert "'bad'" in run["after_bad"].message
+    for step in ("other", "other_child"):
+        assert run[step].state == "skipped", run[step]
+        assert run[step].message == "not started: the run stopped after 'bad' failed"
+    assert not (workspace.root / "other.txt").exists()
+    assert runs(workspace.root)[-1][1] == "failed"
+    assert "other" in result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_a_failure_lets_running_siblings_finish_and_keeps_what_they_made(workspace):
+    setup(
+        workspace,
+        """
+        [steps.bad]
+        cmd = "sleep 0.2; exit 1"
+        outs = ["bad.txt"]
+
+        [steps.sibling]
+        cmd = "sleep 1; echo made > sibling.txt"
+        outs = ["sibling.txt"]
+
+        [steps.later]
+        cmd = "echo later > later.txt"
+        outs = ["later.txt"]
+        """,
+    )
+    result = workspace.gitpipe("repro", "-j", "2")
+    assert result.exit_code == 1, result.output
+    run = executions(workspace.root)
+    assert (run["bad"].state, run["sibling"].state, run["later"].state) == (
+        "failed",
+        "ran",
+        "skipped",
+    )
+    assert run["bad"].ended < run["sibling"].ended
+    assert (workspace.root / "sibling.txt").read_text() == "made\n"
+    assert locked_steps(workspace.root) == {"sibling"}
+    assert "later" in result.stderr  # it names the steps it held back
+
+
+def test_keep_going_runs_the_independent_branch_and_skips_the_failed_steps_dependents(
+    workspace,
+):
+    setup(workspace, BRANCHES)
+    result = workspace.gitpipe("repro", "--keep-going")
+    assert result.exit_code == 1, result.output
+    run = executions(workspace.root)
+    assert run["bad"].state == "failed"
+    assert run["other"].state == "ran"
+    assert run["other_child"].state == "ran"
+    assert run["after_bad"].state == "skipped"
+    assert "'bad'" in run["after_bad"].message
+    assert (workspace.root / "other_child.txt").read_text() == "other\n"
+    assert {"other", "other_child"} <= locked_steps(workspace.root)
+    assert "after_bad" in result.stderr
+
+
+def test_a_failed_step_shows_the_end_of_its_log_without_verbose(workspace):
+    setup(
+        workspace,
+        """
+        [steps.bad]
+        cmd = "seq 1 50; echo 'something broke' >&2; exit 3"
+        outs = ["bad.txt"]
+        """,
+    )
+    result = workspace.gitpipe("repro")
+    assert result.exit_code == 1, result.output
+    assert "bad | something broke" in result.stderr
+    assert "bad | 50" in result.stderr
+    assert not re.search(r"bad \| 1$", result.stderr, re.MULTILINE)  # the tail, not all of it
+    assert "bad |" not in result.stdout
+
+
+# -- resources -------------------------------------------------------------------
+
+WIDE_AND_NARROW = """
+[steps.wide]
+cmd = "sleep 1; echo wide > wide.txt"
+outs = ["wide.txt"]
+resources = { cpus = 2 }
+
+[steps.a]
+cmd = "sleep 1; echo a > a.txt"
+outs = ["a.txt"]
+
+[steps.b]
+cmd = "sleep 1; echo b > b.txt"
+outs = ["b.txt"]
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_step_needing_two_cpus_takes_two_job_slots(workspace):
+    setup(workspace, WIDE_AND_NARROW)
+
+    workspace.ok("repro", "-j", "2")
+    run = executions(workspace.root)
+    assert [e.state for e in run.values()] == ["ran"] * 3
+    assert apart(run["wide"], run["a"]), run
+    assert apart(run["wide"], run["b"]), run
+    assert overlap(run["a"], run["b"]), run  # the two one-slot steps still share
+
+    workspace.ok("repro", "--force", "-j", "4")
+    run = executions(workspace.root)
+    assert overlap(run["wide"], run["a"], run["b"]), run
+
+
+@pytest.mark.parametrize("cpus", ["0", "1.5", "-1", "true"])
+def test_cpus_must_be_a_positive_whole_number(workspace, cpus):
+    setup(
+        workspace,
+        f"""
+        [steps.wide]
+        cmd = "echo wide > wide.txt"
+        outs = ["wide.txt"]
+        resources = {{ cpus = {cpus} }}
+        """,
+    )
+    result = workspace.gitpipe("repro")
+    assert result.exit_code == 2, result.output
+    assert "steps.wide.resources.cpus" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (workspace.root / "wide.txt").exists()
+
+
+# -- backends --------------------------------------------------------------------
+
+TWO_STEPS = """
+[pipeline]
+name = "backends"
+
+[steps.make]
+cmd = "echo hello > made.txt; echo world >> made.txt"
+outs = ["made.txt"]
+
+[steps.shout]
+cmd = "tr a-z A-Z < made.txt > shout.txt; echo $GITPIPE_STEP >> shout.txt"
+deps = ["made.txt"]
+outs = ["shout.txt"]
+"""
+
+
+@pytest.mark.timeout(60)
+def test_the_loky_backend_gives_the_same_bytes_as_threading(make_workspace):
+    outputs = {}
+    for backend in ("threading", "loky"):
+        workspace = setup(make_workspace(backend), TWO_STEPS)
+        workspace.ok("repro", "-j", "2", "--backend", backend, env={"CI": "true"})
+        assert workspace.states() == {"make": "ran", "shout": "ran"}
+        assert lineage(workspace.root, "SELECT backend FROM runs") == [(backend,)]
+        outputs[backend] = {
+            name: (workspace.root / name).read_bytes()
+            for name in ("made.txt", "shout.txt", "gitpipe.lock")
+        }
+    assert outputs["loky"]["shout.txt"] == b"HELLO\nWORLD\nshout\n"
+    assert outputs["loky"] == outputs["threading"]
+
+
+def test_an_unknown_backend_is_a_usage_error(workspace):
+    setup(workspace, TWO_STEPS)
+    result = workspace.gitpipe("repro", "--backend", "nope")
+    assert result.exit_code == 2, result.output
+    assert "nope" in result.stderr
+    assert "loky" in result.stderr  # it says what there is to choose from
+    assert "Traceback" not in result.output
+    assert not (workspace.root / "made.txt").exists()
+
+
+def test_the_dask_backend_without_a_scheduler_is_a_usage_error(workspace):
+    setup(workspace, TWO_STEPS)
+    result = workspace.gitpipe("repro", "--backend", "dask")
+    assert result.exit_code == 2, result.output
+    assert "--scheduler" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (workspace.root / "made.txt").exists()
+
+
+# -- interrupts ------------------------------------------------------------------
+
+INTERRUPTIBLE = """
+[steps.quick]
+cmd = "echo quick > quick.txt"
+outs = ["quick.txt"]
+
+[steps.long]
+cmd = "echo $$ > pid.txt; echo started > marker.txt; sleep 30; echo done > out.txt"
+outs = ["out.txt"]
+"""
+
+
+@dataclass(frozen=True)
+class Stopped:
+    exit_code: int
+    stdout: str
+    stderr: str
+    pid: int  # the long step's shell, the leader of its process group
+
+
+def interrupt_the_long_step(root: Path, sig: signal.Signals) -> Stopped:
+    """Run INTERRUPTIBLE in a gitpipe process and send it ``sig`` once `long` runs."""
+    with gitpipe_process(root, "repro", "-j", "1", env=plain_env()) as process:
+        wait_for(lambda: (root / "marker.txt").exists(), "the long step to start")
+        pid = int((root / "pid.txt").read_text())
+        try:
+            assert live_processes_in_group(pid), "the step's shell is not running"
+            process.send_signal(sig)
+            try:
+                stdout, stderr = process.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"gitpipe did not stop within 15 s of {sig.name}")
+            wait_for(lambda: not live_processes_in_group(pid), "the step's processes to end", 5)
+        finally:
+            if live_processes_in_group(pid):
+                os.killpg(pid, signal.SIGKILL)
+    return Stopped(process.returncode, stdout, stderr, pid)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_stops_the_running_step_and_publishes_nothing_of_it(workspace, sig):
+    root = setup(workspace, INTERRUPTIBLE).root
+    stopped = interrupt_the_long_step(root, sig)
+    assert stopped.exit_code == 130, stopped.stdout + stopped.stderr
+    assert "interrupted" in stopped.stderr
+    assert summary_line(stopped.stdout)["how"] == " (interrupted)"
+
+    assert not live_processes_in_group(stopped.pid)  # `sleep 30` went with its shell
+    assert not is_alive(stopped.pid)
+    assert not (root / "out.txt").exists()
+    assert "quick" in locked_steps(root)
+    assert "long" not in locked_steps(root)
+    assert runs(root)[-1][1] == "interrupted"
+    run = executions(root)
+    assert run["quick"].state == "ran"
+    assert "long" not in run or run["long"].state != "ran"
+    results = root / ".gitpipe" / "cache" / "results"
+    stored = [p.read_text() for p in results.rglob("*.json")] if results.exists() else []
+    assert len(stored) == 1 and '"quick"' in stored[0], stored
+
+    workspace.pipeline(INTERRUPTIBLE.replace("sleep 30; ", ""))
+    workspace.ok("repro")
+    assert workspace.states() == {"quick": "up to date", "long": "ran"}
+    assert (root / "out.txt").read_text() == "done\n"
+    assert {"quick", "long"} <= locked_steps(root)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["threading", "loky"])
+def test_ctrl_c_stops_every_running_step_under_each_backend(workspace, backend):
+    root = setup(
+        workspace,
+        """
+        [steps.one]
+        cmd = "echo $$ > one.pid.txt; sleep 30; echo one > one.txt"
+        outs = ["one.txt"]
+
+        [steps.two]
+        cmd = "echo $$ > two.pid.txt; sleep 30; echo two > two.txt"
+        outs = ["two.txt"]
+        """,
+    ).root
+    pids: list[int] = []
+    args = ("repro", "-j", "2", "--backend", backend)
+    try:
+        with gitpipe_process(root, *args, env=plain_env(), own_group=True) as process:
+            for name in ("one", "two"):
+                pidfile = root / f"{name}.pid.txt"
+                wait_for(lambda p=pidfile: p.exists() and p.read_text().strip(), f"{name}", 30)
+                pids.append(int(pidfile.read_text()))
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+            try:
+                stdout, stderr = process.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                pytest.fail("gitpipe did not stop within 20 s of Ctrl-C")
+        assert process.returncode == 130, stdout + stderr
+        for pid in pids:
+            wait_for(lambda p=pid: not live_processes_in_group(p), "the steps to end", 5)
+        assert not (root / "one.txt").exists()
+        assert not (root / "two.txt").exists()
+        assert runs(root)[-1][1] == "interrupted"
+        assert not (root / "gitpipe.lock").exists() or not locked_steps(root)
+    finally:
+        for pid in pids:
+            if live_processes_in_group(pid):
+                os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(60)
+def test_an_interrupted_runs_summary_counts_the_steps_that_finished(workspace):
+    root = setup(workspace, INTERRUPTIBLE).root
+    stopped = interrupt_the_long_step(root, signal.SIGINT)
+    assert stopped.exit_code == 130
+    assert executions(root)["quick"].state == "ran"
+    assert summary_line(stopped.stdout)["ran"] == "1", stopped.stdout
+
+
+# -- two runs at once ------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_a_second_repro_waits_for_the_first_or_fails_at_once_with_no_wait(workspace):
+    setup(
+        workspace,
+        """
+        [steps.hold]
+        cmd = [
+            "echo started > marker.txt",
+            "for i in $(seq 300); do [ -f release.txt ] && break; sleep 0.1; done",
+            "echo done > out.txt",
+        ]
+        outs = ["out.txt"]
+        """,
+    )
+    root = workspace.root
+    with gitpipe_process(root, "repro", env=plain_env()) as first:
+        wait_for(lambda: (root / "marker.txt").exists(), "the first run's step to start")
+
+        busy = workspace.gitpipe("repro", "--no-wait")
+        assert busy.exit_code == 5, busy.output
+        assert "another `gitpipe repro`" in busy.stderr
+
+        with gitpipe_process(root, "repro", env=plain_env()) as second:
+            lines = Lines(second.stderr)
+            wait_for(lambda: lines.has("waiting for another"), "the second run to wait", 15)
+            assert second.poll() is None  # still waiting
+            (root / "release.txt").write_text("go\n")
+            first_out, first_err = first.communicate(timeout=30)
+            assert first.returncode == 0, first_out + first_err
+            second_out = second.stdout.read()
+            assert second.wait(timeout=30) == 0, second_out + lines.text()
+
+    assert "waiting for another `gitpipe repro`" in lines.text()
+    assert [status for _, status in runs(root)] == ["ok", "ok"]
+    first_id, second_id = (run_id for run_id, _ in runs(root))
+    assert executions(root, first_id)["hold"].state == "ran"
+    assert executions(root, second_id)["hold"].state == "up to date"
+    assert locked_steps(root) == {"hold"}
+    assert (root / "out.txt").read_text() == "done\n"
+
+
+# -- what people see -------------------------------------------------------------
+
+TALKATIVE = """
+[steps.talk]
+cmd = "echo one; echo two; echo three; echo said > talk.txt"
+outs = ["talk.txt"]
+
+[steps.after]
+cmd = "cp talk.txt after.txt"
+deps = ["talk.txt"]
+outs = ["after.txt"]
+"""
+
+
+def test_without_a_terminal_output_is_plain_timestamped_lines(workspace):
+    setup(workspace, TALKATIVE)
+    result = workspace.ok("repro", env={"CI": "true"})
+    assert "\x1b" not in result.output
+    events = [m.groupdict() for m in map(TIMESTAMPED.match, result.stdout.splitlines()) if m]
+    assert {"step": "talk", "what": "running"} in events
+    assert {"step": "after", "what": "running"} in events
+    assert any(e["step"] == "talk" and e["what"].startswith("done in ") for e in events)
+    assert summary_line(result.stdout)["ran"] == "2"
+
+
+def test_a_plain_subprocess_without_ci_prints_no_control_codes(workspace):
+    setup(workspace, TALKATIVE)
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["TERM"] = "xterm"
+    result = subprocess.run(
+        [str(GITPIPE), "repro"], cwd=workspace.root, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "\x1b" not in result.stdout + result.stderr
+    assert re.search(r"^\d\d:\d\d:\d\d talk: running$", result.stdout, re.MULTILINE)
+    summary_line(result.stdout)
+
+
+def run_in_a_terminal(root: Path, *args: str, timeout: float = 30) -> tuple[int, str]:
+    """Run gitpipe with a pseudo-terminal as its stdin, stdout and stderr."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CI", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+    }
+    env.update(TERM="xterm", COLUMNS="120", LINES="40")
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    try:
+        process = subprocess.Popen(
+            [str(GITPIPE), *args], cwd=root, env=env, stdin=slave, stdout=slave, stderr=slave
+        )
+    finally:
+        os.close(slave)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if not ready:
+                if process.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+        code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    return code, b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+@pytest.mark.timeout(60)
+def test_on_a_terminal_a_live_view_with_control_codes_ends_with_the_summary(workspace):
+    setup(
+        workspace,
+        """
+        [steps.slowish]
+        cmd = "sleep 0.5; echo slowish > slowish.txt"
+        outs = ["slowish.txt"]
+
+        [steps.next]
+        cmd = "cp slowish.txt next.txt"
+        deps = ["slowish.txt"]
+        outs = ["next.txt"]
+        """,
+    )
+    code, output = run_in_a_terminal(workspace.root, "repro")
+    assert code == 0, output
+    assert "\x1b" in output
+    assert re.search(r"2 ran, 0 cached, 0 up to date, 0 skipped, 0 failed in \d+\.\d+ s", output)
+    assert (workspace.root / "next.txt").read_text() == "slowish\n"
+
+
+def test_quiet_prints_only_the_summary(workspace):
+    setup(workspace, TALKATIVE)
+    result = workspace.ok("repro", "-q")
+    assert len(result.stdout.strip().splitlines()) == 1, result.stdout
+    assert summary_line(result.stdout)["ran"] == "2"
+    assert "running" not in result.output
+    assert "done" not in result.output
+    assert result.stderr == ""
+
+
+def test_quiet_still_prints_failures(workspace):
+    setup(workspace, BRANCHES)
+    result = workspace.gitpipe("repro", "-q")
+    assert result.exit_code == 1, result.output
+    assert "bad: failed" in result.stderr
+    assert "bad | broken" in result.stderr
+    assert "running" not in result.output
+    assert summary_line(result.stdout)["failed"] == "1"
+
+
+def test_verbose_streams_each_steps_output_prefixed_with_its_name(workspace):
+    setup(workspace, TALKATIVE)
+    result = workspace.ok("repro", "-v")
+    streamed = [line for line in result.stdout.splitlines() if line.startswith("talk | ")]
+    assert [line for line in streamed if not line.startswith("talk | $ ")] == [
+        "talk | one",
+        "talk | two",
+        "talk | three",
+    ]
+    other = [line for line in result.stdout.splitlines() if line.startswith("after | ")]
+    assert all(line.startswith("after | $ ") for line in other), other  # cp says nothing
+
+
+@pytest.mark.timeout(60)
+def test_verbose_streams_output_while_the_step_still_runs(workspace):
+    setup(
+        workspace,
+        """
+        [steps.talk]
+        cmd = [
+            "echo first",
+            "for i in $(seq 300); do [ -f release.txt ] && break; sleep 0.1; done",
+            "echo last > talk.txt",
+        ]
+        outs = ["talk.txt"]
+        """,
+    )
+    root = workspace.root
+    with gitpipe_process(root, "repro", "-v", env=plain_env()) as process:
+        lines = Lines(process.stdout)
+        wait_for(lambda: lines.has("talk | first"), "the step's first line", 15)
+        assert process.poll() is None
+        assert not (root / "talk.txt").exists()
+        (root / "release.txt").write_text("go\n")
+        assert process.wait(timeout=30) == 0, lines.text()
+    assert summary_line(lines.text())["ran"] == "1"
+
+
+def test_every_run_ends_with_a_one_line_summary(workspace):
+    setup(workspace, BRANCHES.replace("exit 1", "echo fine > bad.txt"))
+    dry = workspace.ok("repro", "--dry-run")
+    assert summary_line(dry.stdout)["more"] == ", 4 would run"
+
+    ran = workspace.ok("repro")
+    counts = summary_line(ran.stdout).groupdict()
+    assert (counts["ran"], counts["cached"], counts["up"]) == ("4", "0", "0")
+    assert (counts["skipped"], counts["failed"], counts["more"]) == ("0", "0", "")
+    again = workspace.ok("repro")
+    assert summary_line(again.stdout)["up"] == "4"
+
+    for name in ("bad.txt", "after_bad.txt"):
+        (workspace.root / name).unlink()
+    restored = workspace.ok("repro")
+    assert summary_line(restored.stdout)["cached"] == "2"
+
+    workspace.pipeline(BRANCHES)
+    failed = workspace.gitpipe("repro")
+    assert failed.exit_code == 1
+    counts = summary_line(failed.stdout).groupdict()
+    assert (counts["failed"], counts["skipped"]) == ("1", "1")
