@@ -40,30 +40,6 @@ StepsArgument = Annotated[
     list[str] | None, typer.Argument(help="Steps to act on (default: all).", show_default=False)
 ]
 
-STARTER = """\
-# A gitpipe pipeline; the fields are described in gitpipe's docs/pipeline-file.md.
-# Each step's command, code, params and input bytes make its key; a step whose key
-# already has a stored result is restored instead of run.
-
-[pipeline]
-name = "{name}"
-
-[params]                  # values steps may use, as ${{params.NAME}} or `params = [...]`
-seed = 42
-
-# [steps.prepare]
-# cmd = "python src/prepare.py --seed ${{params.seed}}"
-# deps = ["src/prepare.py", "data/raw.csv"]
-# outs = ["data/prepared/"]   # a trailing slash: a folder output
-#
-# [steps.train]
-# cmd = "python src/train.py"
-# deps = ["src/train.py", "data/prepared/"]
-# params = ["seed"]
-# outs = ["model.pkl"]
-# metrics = ["metrics.json"]
-"""
-
 
 def _fail(message: str, code: int) -> typer.Exit:
     typer.echo(f"gitpipe: {message}", err=True)
@@ -117,26 +93,9 @@ def init(
     file: FileOption = None,
 ) -> None:
     """Write a commented starter gitpipe.toml and keep .gitpipe/ out of Git."""
-    from gitpipe.git import Repository
+    from gitpipe.project import Project
 
-    here = Path.cwd()
-    repo = Repository.find(here)
-    if repo is None:
-        raise UsageError(
-            f"{here} is not inside a Git repository; run `git init` first, then `gitpipe init`"
-        )
-    repo.close()
-    target = here / (file or "gitpipe.toml")
-    if target.exists() and not force:
-        raise UsageError(f"{target.name} exists already; pass --force to overwrite it")
-    from gitpipe import atomic
-
-    atomic.write_bytes(target, STARTER.format(name=here.name).encode())
-    state = here / ".gitpipe"
-    state.mkdir(exist_ok=True)
-    ignore = state / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# gitpipe's local state: never commit it\n*\n", encoding="utf-8")
+    target = Project.init(Path.cwd(), file=file, force=force).file
     typer.echo(f"Wrote {target.name}; .gitpipe/ keeps itself out of Git.")
     typer.echo("Next: add steps, commit, then run `gitpipe repro`.")
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gitpipe import atomic, lockfile, spec
 from gitpipe import events as ev
 from gitpipe import graph as graphs
-from gitpipe import lockfile, spec
 from gitpipe.action import KeyRecord, fingerprint, key_record
 from gitpipe.errors import (
     GitpipeError,
@@ -32,7 +32,7 @@ from gitpipe.errors import (
 )
 from gitpipe.hashing import Digest
 from gitpipe.lockfile import Lock, LockEntry
-from gitpipe.plan import FROZEN, STALE, Reason, assess
+from gitpipe.plan import FROZEN, STALE, Reason, assess, flatten
 from gitpipe.runcache import OutRecord, Result, RunCache
 from gitpipe.runner import (
     Executor,
@@ -48,6 +48,29 @@ from gitpipe.store import Store, remove
 
 STATE_DIR = ".gitpipe"
 _GLOB_CHARS = frozenset("*?[")
+STARTER = """\
+# A gitpipe pipeline; the fields are described in gitpipe's docs/pipeline-file.md.
+# Each step's command, code, params and input bytes make its key; a step whose key
+# already has a stored result is restored instead of run.
+
+[pipeline]
+name = "{name}"
+
+[params]                  # values steps may use, as ${{params.NAME}} or `params = [...]`
+seed = 42
+
+# [steps.prepare]
+# cmd = "python src/prepare.py --seed ${{params.seed}}"
+# deps = ["src/prepare.py", "data/raw.csv"]
+# outs = ["data/prepared/"]   # a trailing slash: a folder output
+#
+# [steps.train]
+# cmd = "python src/train.py"
+# deps = ["src/train.py", "data/prepared/"]
+# params = ["seed"]
+# outs = ["model.pkl"]
+# metrics = ["metrics.json"]
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +163,6 @@ def unflatten(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def _parse_metrics(path: Path) -> dict[str, Any]:
     """A metrics file's scalar values, flattened to dotted keys (JSON or TOML)."""
-    from gitpipe.plan import flatten
-
     try:
         text = path.read_text(encoding="utf-8")
         data = spec.tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
@@ -182,6 +203,28 @@ class Project:
         self.store_dir = Path(configured).resolve() if configured else self.state_dir / "cache"
         self._pipeline: spec.Pipeline | None = None
         self._graph: graphs.Graph | None = None
+
+    @classmethod
+    def init(
+        cls, folder: str | os.PathLike[str], *, file: str | None = None, force: bool = False
+    ) -> Project:
+        """Write a commented starter pipeline in ``folder`` (inside a Git repository)."""
+        from gitpipe.git import Repository
+
+        here = Path(folder).resolve()
+        repo = Repository.find(here)
+        if repo is None:
+            raise UsageError(
+                f"{here} is not inside a Git repository; run `git init` first, then `gitpipe init`"
+            )
+        repo.close()
+        target = here / (file or spec.DEFAULT_FILE)
+        if target.exists() and not force:
+            raise UsageError(f"{target.name} exists already; pass --force to overwrite it")
+        atomic.write_bytes(target, STARTER.format(name=here.name).encode())
+        project = cls(target)
+        project._ensure_state_dir()
+        return project
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] = ".", *, file: str | None = None) -> Project:
@@ -236,7 +279,8 @@ class Project:
     ) -> list[StepStatus]:
         """Each selected step's state and why; reads no file it has seen unchanged."""
         names = self.select(targets, single=single, downstream=downstream)
-        self._check_before_run(names, run=False)
+        with self._repository() as repo:
+            self._check_before_run(names, repo, run=False)
         lock = lockfile.read(self.lock_path)
         # the stat cache is kept once gitpipe has state here; status creates none
         with self._session(readonly=not self.state_dir.is_dir()) as session:
@@ -288,52 +332,51 @@ class Project:
         (after recording the run) when a step failed, :class:`Interrupted` on Ctrl-C.
         """
         names = self.select(targets, single=single, downstream=downstream)
-        self._check_before_run(names)
-        lockfile.read(self.lock_path)  # a damaged lock stops us before anything is written
-        broadcast = ev.Broadcast(list(listeners))
-        if dry_run:
-            return self._repro_locked(names, broadcast, force, True, 1, None, keep_going, argv)
-        backend = backend or self.environ.get("GITPIPE_BACKEND") or "threading"
-        address = scheduler or self.environ.get("GITPIPE_DASK_SCHEDULER")
-        if backend == "dask" and not address:
-            raise UsageError(
-                "the dask backend needs a scheduler: pass --scheduler tcp://HOST:PORT "
-                "or set GITPIPE_DASK_SCHEDULER"
-            )
-        client = connect_dask(address) if backend == "dask" and names and address else None
-        try:
-            self._ensure_state_dir()
-        except BaseException:
-            if client is not None:
-                client.close()
-            raise
-        with workspace_lock(self.state_dir / "repro.lock", wait=wait, emit=broadcast):
-            if client is not None:
-                check_workers(client, self.root)
-                if not jobs:
-                    jobs = max(1, sum(client.ncores().values()))
-            if jobs is None:
-                jobs = 1
-            jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
-            executor = Executor(backend, jobs, client=client)
-            try:
-                return self._repro_locked(
-                    names, broadcast, force, False, jobs, executor, keep_going, argv
+        with self._repository() as repo:
+            self._check_before_run(names, repo)
+            lockfile.read(self.lock_path)  # a damaged lock stops us before anything is written
+            broadcast = ev.Broadcast(list(listeners))
+            run = _RunOptions(force=force, keep_going=keep_going, argv=tuple(argv), repo=repo)
+            if dry_run:
+                return self._repro_locked(names, broadcast, run, executor=None)
+            backend = backend or self.environ.get("GITPIPE_BACKEND") or "threading"
+            address = scheduler or self.environ.get("GITPIPE_DASK_SCHEDULER")
+            if backend == "dask" and not address:
+                raise UsageError(
+                    "the dask backend needs a scheduler: pass --scheduler tcp://HOST:PORT "
+                    "or set GITPIPE_DASK_SCHEDULER"
                 )
-            finally:
-                executor.close()
+            client = connect_dask(address) if backend == "dask" and names and address else None
+            try:
+                self._ensure_state_dir()
+            except BaseException:
+                if client is not None:
+                    client.close()
+                raise
+            with workspace_lock(self.state_dir / "repro.lock", wait=wait, emit=broadcast):
+                if client is not None:
+                    check_workers(client, self.root)
+                    if not jobs:
+                        jobs = max(1, sum(client.ncores().values()))
+                if jobs is None:
+                    jobs = 1
+                jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
+                executor = Executor(backend, jobs, client=client)
+                try:
+                    return self._repro_locked(names, broadcast, run, executor=executor)
+                finally:
+                    executor.close()
 
     def _repro_locked(
         self,
         names: list[str],
         broadcast: ev.Broadcast,
-        force: bool,
-        dry_run: bool,
-        jobs: int,
+        run: _RunOptions,
+        *,
         executor: Executor | None,
-        keep_going: bool,
-        argv: Sequence[str],
     ) -> RunReport:
+        dry_run = executor is None
+        jobs = executor.jobs if executor is not None else 1
         pipeline = self.pipeline
         lock = lockfile.read(self.lock_path)
         run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
@@ -342,7 +385,7 @@ class Project:
         checkout = None
         broadcast.listeners.insert(0, report.listen)  # counts steps even if the run stops
         if not dry_run:
-            checkout = self._checkout()
+            checkout = run.repo.checkout() if run.repo is not None else None
             recorder = self._recorder(broadcast)
             if recorder is not None:
                 broadcast.listeners.append(recorder)
@@ -354,7 +397,7 @@ class Project:
                 dry_run=dry_run,
                 commit=checkout.commit if checkout else None,
                 dirty=checkout.dirty if checkout else None,
-                argv=tuple(argv),
+                argv=run.argv,
                 started=started,
                 pipeline=pipeline.name,
                 jobs=jobs,
@@ -367,14 +410,14 @@ class Project:
             with self._session(readonly=dry_run) as session:
                 session.run_id = run_id
                 session.entries = entries
-                session.force = force
+                session.force = run.force
                 schedule(
                     names,
                     self.graph.parents,
                     session,
                     executor=executor,
                     jobs=jobs,
-                    keep_going=keep_going,
+                    keep_going=run.keep_going,
                     emit=broadcast,
                 )
                 live = {name: entry for name, entry in entries.items() if name in pipeline.steps}
@@ -443,16 +486,17 @@ class Project:
         if not ignore.exists():
             ignore.write_text("# gitpipe's local state: never commit it\n*\n", encoding="utf-8")
 
-    def _checkout(self) -> Any:
+    @contextlib.contextmanager
+    def _repository(self) -> Iterator[Any]:
+        """The Git repository around the pipeline (None outside one), opened once."""
         from gitpipe.git import Repository
 
         repo = Repository.find(self.root)
-        if repo is None:
-            return None
         try:
-            return repo.checkout()
+            yield repo
         finally:
-            repo.close()
+            if repo is not None:
+                repo.close()
 
     def _recorder(self, emit: ev.Listener) -> Any:
         """The lineage listener; a damaged or too new database is a notice, not a stop."""
@@ -464,58 +508,51 @@ class Project:
             emit(ev.Notice(f"{exc}; this run is not recorded in lineage"))
             return None
 
-    def _check_before_run(self, names: Sequence[str], *, run: bool = True) -> None:
+    def _check_before_run(self, names: Sequence[str], repo: Any, *, run: bool = True) -> None:
         """Errors that must stop a command before anything changes on disk.
 
         A missing source dependency stops a run; `status` reports it as a reason."""
         pipeline = self.pipeline
         name_of = pipeline.file.name
-        from gitpipe.git import Repository
-
-        repo = Repository.find(self.root)
         top = repo.top if repo is not None else self.root
-        try:
-            real_top = Path(os.path.realpath(top))
-            for name in names:
-                step = pipeline.steps[name]
-                for i, dep in enumerate(step.deps):
-                    if not run or self.graph.producers_of(dep):
-                        continue
-                    if not (self.root / dep.path).exists():
-                        raise PipelineError(
-                            f"dependency {str(dep)!r} of step {name!r} does not exist and no "
-                            "step produces it",
-                            file=name_of,
-                            key=f"steps.{name}.deps[{i}]",
-                        )
-                for out, key in spec.out_places(step):
-                    real = Path(os.path.realpath(self.root / out.path))
-                    if real != real_top and real_top not in real.parents:
-                        raise PipelineError(
-                            f"output {str(out)!r} of step {name!r} leads outside the "
-                            f"repository (to {real})",
-                            file=name_of,
-                            key=key,
-                        )
-            if repo is not None:
-                prefix = repo.relpath(self.root)
-                wanted = {}
-                for name in names:
-                    for out, key in spec.out_places(pipeline.steps[name]):
-                        path = f"{prefix}/{out.path}" if prefix else out.path
-                        wanted[path] = (name, out, key)
-                tracked = repo.tracked_under(wanted)
-                for path, example in tracked.items():
-                    name, out, key = wanted[path]
+        real_top = Path(os.path.realpath(top))
+        for name in names:
+            step = pipeline.steps[name]
+            for i, dep in enumerate(step.deps):
+                if not run or self.graph.producers_of(dep):
+                    continue
+                if not (self.root / dep.path).exists():
                     raise PipelineError(
-                        f"output {str(out)!r} of step {name!r} is tracked by Git ({example}); "
-                        f"untrack it with `git rm -r --cached {path}` and commit",
+                        f"dependency {str(dep)!r} of step {name!r} does not exist and no "
+                        "step produces it",
+                        file=name_of,
+                        key=f"steps.{name}.deps[{i}]",
+                    )
+            for out, key in spec.out_places(step):
+                real = Path(os.path.realpath(self.root / out.path))
+                if real != real_top and real_top not in real.parents:
+                    raise PipelineError(
+                        f"output {str(out)!r} of step {name!r} leads outside the "
+                        f"repository (to {real})",
                         file=name_of,
                         key=key,
                     )
-        finally:
-            if repo is not None:
-                repo.close()
+        if repo is not None:
+            prefix = repo.relpath(self.root)
+            wanted = {}
+            for name in names:
+                for out, key in spec.out_places(pipeline.steps[name]):
+                    path = f"{prefix}/{out.path}" if prefix else out.path
+                    wanted[path] = (name, out, key)
+            tracked = repo.tracked_under(wanted)
+            for path, example in tracked.items():
+                name, out, key = wanted[path]
+                raise PipelineError(
+                    f"output {str(out)!r} of step {name!r} is tracked by Git ({example}); "
+                    f"untrack it with `git rm -r --cached {path}` and commit",
+                    file=name_of,
+                    key=key,
+                )
 
     @contextlib.contextmanager
     def _session(self, *, readonly: bool) -> Any:
@@ -531,6 +568,16 @@ def may_restore(step: spec.Step) -> bool:
     """Steps that run every time, opt out of the cache or keep their outputs never
     take a stored result."""
     return step.cache and not step.always and not step.persist
+
+
+@dataclass(frozen=True, slots=True)
+class _RunOptions:
+    """How a repro runs, once its steps are chosen."""
+
+    force: bool = False
+    keep_going: bool = False
+    argv: tuple[str, ...] = ()
+    repo: Any = None  # gitpipe.git.Repository, or None outside Git
 
 
 @dataclass(slots=True)
