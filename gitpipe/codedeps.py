@@ -1,0 +1,338 @@
+"""Code identity: which files are a step's code, and digests that ignore cosmetics.
+
+A step's code is the files its ``code`` globs name plus, for commands that run Python
+(``python script.py``, ``python -m pkg.mod``, behind ``uv run``, ``poetry run``,
+``env``, ``VAR=value`` ...), the script or module and every module of this workspace
+it imports, transitively: ``import`` and ``from ... import`` anywhere in the file
+(inside functions too), relative imports, and the ``__init__.py`` of each package on
+the way.  Imports that resolve to no file here (the standard library, installed
+packages) are not code.  Dynamic imports (``importlib.import_module(name)``,
+``__import__``, plugin entry points) cannot be seen; list such files in ``code``.
+
+A ``.py`` file's code digest is the digest of its syntax tree with docstrings
+dropped, serialised by our own walker (fields that are None or empty are left out,
+so the digest is the same on every Python version that parses the file alike):
+comments, blank lines and formatting do not change it; any change to what runs
+does.  Other files, and Python files that do not parse, are digested as bytes.
+
+Everything here is pure over a :class:`Source`, so the same code serves the working
+tree and a commit read from Git.
+"""
+
+from __future__ import annotations
+
+import ast
+import posixpath
+import re
+import shlex
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gitpipe.hashing import Digest, digest_bytes
+
+CODE_SCHEMA = b"gitpipe.code/py-ast/1\0"
+_PYTHON = re.compile(r"^(?:.*/)?(?:python|pythonw|python3(?:\.\d+)?)$")
+_WRAPPERS = {
+    ("uv", "run"): 2,
+    ("poetry", "run"): 2,
+    ("pipenv", "run"): 2,
+    ("pdm", "run"): 2,
+    ("hatch", "run"): 2,
+    ("rye", "run"): 2,
+}
+_PREFIXES = {"env", "exec", "time", "nice", "nohup", "command"}
+_SEPARATORS = {"&&", "||", ";", "|", "&"}
+# python options that take a value (python -X dev, -W ignore, ...)
+_OPTIONS_WITH_VALUE = {"-X", "-W", "-Q"}
+
+
+class Source(Protocol):
+    """Files relative to the pipeline's folder: a working tree or a commit."""
+
+    def is_file(self, path: str) -> bool: ...
+
+    def read(self, path: str) -> bytes: ...
+
+    def glob(self, pattern: str) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """How a command starts Python: a script path or a module name, and where from."""
+
+    kind: str  # "script" | "module"
+    target: str
+    cwd: str  # the step's wdir, relative to the pipeline's folder
+
+
+def entries(command: str, wdir: str = ".") -> list[Entry]:
+    """The Python scripts and modules a shell command runs (best effort, never raises)."""
+    try:
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|")
+        lexer.whitespace_split = True
+        tokens = list(lexer)
+    except ValueError:
+        return []
+    found: list[Entry] = []
+    segment: list[str] = []
+    for token in [*tokens, ";"]:
+        if token in _SEPARATORS or set(token) <= set(";&|"):
+            entry = _entry(segment, wdir)
+            if entry is not None:
+                found.append(entry)
+            segment = []
+        else:
+            segment.append(token)
+    return found
+
+
+def _entry(tokens: list[str], wdir: str) -> Entry | None:
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if "=" in token and not token.startswith("-") and token.split("=", 1)[0].isidentifier():
+            i += 1  # VAR=value
+        elif token in _PREFIXES:
+            i += 1
+            while i < len(tokens) and tokens[i].startswith("-"):
+                i += 1  # env -i, nice -n 5 (the value is skipped below if numeric)
+            if i < len(tokens) and tokens[i].lstrip("-").isdigit():
+                i += 1
+        elif tuple(tokens[i : i + 2]) in _WRAPPERS:
+            i += _WRAPPERS[tuple(tokens[i : i + 2])]
+            while i < len(tokens) and tokens[i].startswith("-"):
+                i += 1  # uv run --with x: flags of the wrapper
+        else:
+            break
+    if i >= len(tokens):
+        return None
+    head = tokens[i]
+    if head.endswith(".py"):
+        return Entry("script", head, wdir)
+    if not _PYTHON.match(head):
+        return None
+    i += 1
+    while i < len(tokens):
+        token = tokens[i]
+        if token == "-m" and i + 1 < len(tokens):
+            return Entry("module", tokens[i + 1], wdir)
+        if token.startswith("-m") and len(token) > 2:
+            return Entry("module", token[2:], wdir)
+        if token == "-c":
+            return None
+        if token in _OPTIONS_WITH_VALUE:
+            i += 2
+            continue
+        if token.startswith("-"):
+            i += 1
+            continue
+        return Entry("script", token, wdir)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    module: str  # dotted name, "" for `from . import x`
+    level: int  # 0 absolute; 1 for `from .`, 2 for `from ..`
+    names: tuple[str, ...]  # what `from module import ...` takes (may be submodules)
+
+
+def imports(data: bytes) -> list[Imported] | None:
+    """Every import statement in a Python file, wherever it stands; None if it does
+    not parse."""
+    try:
+        tree = ast.parse(data)
+    except (SyntaxError, ValueError):
+        return None
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend(Imported(alias.name, 0, ()) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names = tuple(alias.name for alias in node.names if alias.name != "*")
+            found.append(Imported(node.module or "", node.level, names))
+    return found
+
+
+def _module_files(root: str, dotted: str, source: Source) -> list[str]:
+    """The package ``__init__`` files on the way to a module and the module's file."""
+    parts = [part for part in dotted.split(".") if part]
+    found = []
+    for i in range(1, len(parts) + 1):
+        base = posixpath.join(root, *parts[:i]) if root not in ("", ".") else "/".join(parts[:i])
+        base = posixpath.normpath(base)
+        if source.is_file(base + ".py"):
+            found.append(base + ".py")
+            if i == len(parts):
+                return found
+            return []  # a module, not a package: `a.b` cannot go deeper
+        init = base + "/__init__.py"
+        if source.is_file(init):
+            found.append(init)
+            continue
+        return []  # not here (namespace packages without __init__ are not searched)
+    return found
+
+
+@dataclass
+class Discovery:
+    """A step's code files, and the Python files among them that do not parse."""
+
+    files: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+
+class Discoverer:
+    """Finds code files over a source, caching what each file imports by its bytes."""
+
+    def __init__(self, source: Source, *, cache: dict[Digest, list[Imported] | None] | None = None):
+        self.source = source
+        self.cache: dict[Digest, list[Imported] | None] = {} if cache is None else cache
+
+    def imports_of(self, path: str) -> list[Imported] | None:
+        data = self.source.read(path)
+        key = digest_bytes(data)
+        if key not in self.cache:
+            self.cache[key] = imports(data)
+        return self.cache[key]
+
+    def discover(self, commands: Iterable[str], wdir: str, globs: Iterable[str]) -> Discovery:
+        result = Discovery()
+        files: set[str] = set()
+        for pattern in globs:
+            files.update(self.source.glob(pattern))
+        queue: list[tuple[str, list[str]]] = []  # (file, search roots for its imports)
+        for command in commands:
+            for entry in entries(command, wdir):
+                for path, roots in self._start(entry):
+                    queue.append((path, roots))
+        seen: set[str] = set()
+        while queue:
+            path, roots = queue.pop()
+            if path in seen:
+                continue
+            seen.add(path)
+            files.add(path)
+            if not path.endswith(".py"):
+                continue
+            found = self.imports_of(path)
+            if found is None:
+                result.unreadable.append(path)
+                continue
+            for item in found:
+                for target in self._resolve(item, path, roots):
+                    if target not in seen:
+                        queue.append((target, roots))
+        result.files = sorted(files)
+        result.unreadable.sort()
+        return result
+
+    def _start(self, entry: Entry) -> Iterator[tuple[str, list[str]]]:
+        cwd = posixpath.normpath(entry.cwd)
+        if entry.kind == "script":
+            path = posixpath.normpath(posixpath.join(cwd, entry.target))
+            if path.startswith("../") or not self.source.is_file(path):
+                return
+            # Python puts the script's folder first on sys.path
+            roots = _unique([posixpath.dirname(path) or ".", cwd, "."])
+            yield path, roots
+        else:
+            roots = _unique([cwd, ".", "src"])
+            for root in roots:
+                files = _module_files(root, entry.target, self.source)
+                if files:
+                    # `python -m pkg` runs pkg/__main__.py
+                    main = posixpath.join(posixpath.dirname(files[-1]), "__main__.py")
+                    if files[-1].endswith("__init__.py") and self.source.is_file(main):
+                        files.append(main)
+                    for path in files:
+                        yield path, roots
+                    return
+
+    def _resolve(self, item: Imported, importer: str, roots: list[str]) -> list[str]:
+        if item.level:
+            base = posixpath.dirname(importer)
+            for _ in range(item.level - 1):
+                base = posixpath.dirname(base)
+            bases = [base or "."]
+        else:
+            bases = roots
+        for base in bases:
+            found = _module_files(base, item.module, self.source) if item.module else []
+            if item.module and not found:
+                continue
+            extra = []
+            package = posixpath.dirname(found[-1]) if found else base
+            if not found or found[-1].endswith("__init__.py"):
+                for name in item.names:  # `from pkg import submodule`
+                    extra += _module_files(package, name, self.source)
+            if found or extra:
+                return found + extra
+        return []
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(posixpath.normpath(item) for item in items))
+
+
+def code_digest(path: str, data: bytes, *, mode: str = "ast") -> tuple[Digest, bool]:
+    """A code file's digest, and whether it parsed (always True for non-Python files).
+
+    ``mode="ast"`` normalises Python files; ``mode="bytes"`` digests the bytes.
+    """
+    if mode != "ast" or not path.endswith(".py"):
+        return digest_bytes(data), True
+    try:
+        tree = ast.parse(data)
+    except (SyntaxError, ValueError):
+        return digest_bytes(data), False
+    return digest_bytes(CODE_SCHEMA + _canonical(tree).encode("utf-8")), True
+
+
+def _canonical(node: ast.AST) -> str:
+    """A stable text of a syntax tree: node types and non-empty fields, no positions,
+    no docstrings."""
+    out: list[str] = []
+    _write(node, out)
+    return "".join(out)
+
+
+def _body_without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
+        return body[1:]
+    return body
+
+
+def _write(value: object, out: list[str]) -> None:
+    if isinstance(value, ast.AST):
+        out.append(type(value).__name__)
+        out.append("(")
+        docstring_holder = isinstance(
+            value, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+        )
+        for name, child in ast.iter_fields(value):
+            if name == "type_ignores" or (name == "kind" and isinstance(value, ast.Constant)):
+                continue
+            if docstring_holder and name == "body":
+                child = _body_without_docstring(child)
+            if child is None or (isinstance(child, list) and not child):
+                continue
+            out.append(name)
+            out.append("=")
+            _write(child, out)
+            out.append(",")
+        out.append(")")
+    elif isinstance(value, list):
+        out.append("[")
+        for item in value:
+            _write(item, out)
+            out.append(",")
+        out.append("]")
+    else:
+        out.append(f"{type(value).__name__}:{value!r}")
