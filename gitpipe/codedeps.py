@@ -25,7 +25,7 @@ import ast
 import posixpath
 import re
 import shlex
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -56,6 +56,10 @@ class Source(Protocol):
 
     def glob(self, pattern: str) -> list[str]: ...
 
+    def digest(self, path: str) -> Digest:
+        """The digest of the file's bytes (a working tree answers from its stat cache)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -76,9 +80,12 @@ def entries(command: str, wdir: str = ".") -> list[Entry]:
         return []
     found: list[Entry] = []
     segment: list[str] = []
+    cwd = wdir
     for token in [*tokens, ";"]:
         if token in _SEPARATORS or set(token) <= set(";&|"):
-            entry = _entry(segment, wdir)
+            if len(segment) == 2 and segment[0] == "cd":  # `cd sub && python x.py`
+                cwd = posixpath.normpath(posixpath.join(cwd, segment[1]))
+            entry = _entry(segment, cwd)
             if entry is not None:
                 found.append(entry)
             segment = []
@@ -186,15 +193,23 @@ class Discovery:
 class Discoverer:
     """Finds code files over a source, caching what each file imports by its bytes."""
 
-    def __init__(self, source: Source, *, cache: dict[Digest, list[Imported] | None] | None = None):
+    def __init__(
+        self,
+        source: Source,
+        *,
+        cache: dict[Digest, list[Imported] | None] | None = None,
+        imports_of: Callable[[str], list[Imported] | None] | None = None,
+    ) -> None:
         self.source = source
+        #: raw digest of a file -> what it imports (None: it does not parse)
         self.cache: dict[Digest, list[Imported] | None] = {} if cache is None else cache
+        if imports_of is not None:  # a caller with a cache of its own
+            self.imports_of = imports_of  # type: ignore[method-assign]
 
     def imports_of(self, path: str) -> list[Imported] | None:
-        data = self.source.read(path)
-        key = digest_bytes(data)
+        key = self.source.digest(path)
         if key not in self.cache:
-            self.cache[key] = imports(data)
+            self.cache[key] = imports(self.source.read(path))
         return self.cache[key]
 
     def discover(self, commands: Iterable[str], wdir: str, globs: Iterable[str]) -> Discovery:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gitpipe import atomic, lockfile, spec
+from gitpipe import atomic, codedeps, lockfile, spec
 from gitpipe import events as ev
 from gitpipe import graph as graphs
 from gitpipe.action import KeyRecord, fingerprint, key_record
@@ -570,6 +570,38 @@ def may_restore(step: spec.Step) -> bool:
     return step.cache and not step.always and not step.persist
 
 
+class _WorkTree:
+    """The working tree as a :class:`codedeps.Source`, digests from the stat cache."""
+
+    def __init__(self, root: Path, hasher: Hasher) -> None:
+        self.root = root
+        self.hasher = hasher
+        self._is_file: dict[str, bool] = {}
+
+    def is_file(self, path: str) -> bool:
+        if path not in self._is_file:
+            self._is_file[path] = not path.startswith("../") and (self.root / path).is_file()
+        return self._is_file[path]
+
+    def read(self, path: str) -> bytes:
+        return (self.root / path).read_bytes()
+
+    def glob(self, pattern: str) -> list[str]:
+        if not (_GLOB_CHARS & set(pattern)):
+            return [Path(pattern).as_posix()] if self.is_file(pattern) else []
+        return sorted(
+            Path(match).as_posix()
+            for match in glob.glob(pattern, root_dir=self.root, recursive=True)
+            if (self.root / match).is_file()
+        )
+
+    def digest(self, path: str) -> Digest:
+        state = self.hasher.state(path)
+        if state is None:
+            raise StoreError(f"code file {path} disappeared while it was read")
+        return state.digest
+
+
 @dataclass(frozen=True, slots=True)
 class _RunOptions:
     """How a repro runs, once its steps are chosen."""
@@ -612,35 +644,61 @@ class _Session:
         self.force = False
         self.dry_run = readonly
         self._code: dict[str, dict[str, Digest]] = {}
+        self._unreadable: dict[str, list[str]] = {}
+        self.discoverer = codedeps.Discoverer(
+            _WorkTree(project.root, hasher), imports_of=lambda path: self.code_info(path)[2]
+        )
 
     # digests ------------------------------------------------------------------
 
-    def code_files(self, step: spec.Step) -> list[str]:
+    def code_files(self, step: spec.Step) -> codedeps.Discovery:
+        """The step's code: its `code` globs, and the Python its commands run and import."""
         root = self.project.root
-        files: set[str] = set()
         for i, pattern in enumerate(step.code):
-            if _GLOB_CHARS & set(pattern):
-                for match in glob.glob(pattern, root_dir=root, recursive=True):
-                    if (root / match).is_file():
-                        files.add(Path(match).as_posix())
-            elif (root / pattern).is_file():
-                files.add(Path(pattern).as_posix())
-            else:
+            if not (_GLOB_CHARS & set(pattern)) and not (root / pattern).is_file():
                 raise PipelineError(
                     f"code file {pattern!r} of step {step.name!r} does not exist",
                     file=self.project.file.name,
                     key=f"steps.{step.name}.code[{i}]",
                 )
-        return sorted(files)
+        return self.discoverer.discover(step.cmd, step.wdir, step.code)
+
+    def code_info(self, path: str) -> tuple[Digest, Digest, list[codedeps.Imported] | None]:
+        """A code file's raw digest, normalised digest and imports (None: it does not
+        parse), from the stat cache's code table when these bytes were seen before."""
+        state = self.hasher.state(path)
+        if state is None or state.is_dir:
+            raise StoreError(f"code file {path} is not a readable file")
+        row = self.hasher.cache.code(state.digest)
+        if row is None:
+            data = (self.project.root / path).read_bytes()
+            normal, parses = codedeps.code_digest(path, data)
+            found = codedeps.imports(data) if path.endswith(".py") else []
+            encoded = (
+                json.dumps([[i.module, i.level, list(i.names)] for i in found])
+                if found is not None
+                else None
+            )
+            row = (normal.hex, int(parses), encoded)
+            self.hasher.cache.record_code(state.digest, row)
+        imports = (
+            None
+            if row[2] is None
+            else [codedeps.Imported(m, lvl, tuple(n)) for m, lvl, n in json.loads(row[2])]
+        )
+        return state.digest, Digest(row[0]), imports
 
     def code_of(self, step: spec.Step) -> dict[str, Digest]:
+        """Each code file of a step with its code digest (normalised unless
+        ``code_digest = "bytes"``)."""
         if step.name not in self._code:
+            discovery = self.code_files(step)
             code = {}
-            for path in self.code_files(step):
-                state = self.hasher.state(path)
-                if state is not None:
-                    code[path] = state.digest
+            for path in discovery.files:
+                raw, normal, _ = self.code_info(path)
+                code[path] = normal if step.code_digest == "ast" else raw
             self._code[step.name] = code
+            self._unreadable[step.name] = discovery.unreadable
         return self._code[step.name]
 
     def code_of_all(self) -> dict[str, dict[str, Digest]]:
@@ -660,9 +718,14 @@ class _Session:
             return _Check(FROZEN, [], None, outs_now)
         if missing:
             return _Check(STALE, missing, None, outs_now)
-        record = key_record(step, deps=deps, code=self.code_of(step))
+        code = self.code_of(step)
+        # a dependency that is also code is keyed by its code digest, not its bytes
+        deps = {path: digest for path, digest in deps.items() if path not in code}
+        record = key_record(step, deps=deps, code=code)
         digests = {path: (s.digest if s else None) for path, s in outs_now.items()}
         state, reasons = assess(step, record, entry, digests)
+        if state == STALE:
+            reasons += [Reason("code unreadable", path) for path in self._unreadable[step.name]]
         return _Check(state, reasons, record, outs_now)
 
     def restorable(self, step: spec.Step, check: _Check) -> Result | None:
@@ -874,11 +937,14 @@ class _Session:
     def _provenance(self, step: spec.Step, record: KeyRecord, result: Result) -> dict[str, Any]:
         """What lineage records of a step that ran or was restored."""
         reads = []
-        for role, digests in (("dep", record.deps), ("code", record.code)):
-            for path, digest in digests.items():
+        for role, paths in (("dep", record.deps), ("code", record.code)):
+            for path in paths:
+                # lineage records bytes: a code file's raw digest, not its normalised one
                 state = self.hasher.state(path.rstrip("/"))
-                size = state.size if state is not None else 0
-                reads.append(ev.Artifact(path, str(digest), size, path.endswith("/"), role))
+                if state is not None:
+                    reads.append(
+                        ev.Artifact(path, str(state.digest), state.size, state.is_dir, role)
+                    )
         writes = [
             ev.Artifact(str(spec_), str(out.digest), out.size, out.is_dir, "out")
             for spec_ in step.all_outs

@@ -44,10 +44,12 @@ STEP_FIELDS = frozenset(
         "desc",
         "timeout",
         "resources",
+        "code_digest",
     }
 )
 TOP_LEVEL = frozenset({"pipeline", "params", "steps"})
-PIPELINE_FIELDS = frozenset({"name"})
+PIPELINE_FIELDS = frozenset({"name", "code_digest"})
+CODE_DIGESTS = ("ast", "bytes")
 
 _REF = re.compile(r"\$(\$?)\{([^}]*)\}")
 _STEP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-@]*$")
@@ -89,6 +91,7 @@ class Step:
     desc: str = ""
     timeout: float | None = None
     resources: Mapping[str, float] = field(default_factory=dict)
+    code_digest: str = "ast"  # "ast": Python code by its syntax tree; "bytes": raw bytes
 
     @property
     def all_outs(self) -> tuple[PathSpec, ...]:
@@ -156,6 +159,9 @@ class _Parser:
         name = header.get("name", self.file.resolve().parent.name)
         if not isinstance(name, str) or not name:
             raise self.error("must be a non-empty string", "pipeline.name")
+        self.code_digest = self.choice(
+            header.get("code_digest", "ast"), CODE_DIGESTS, "pipeline.code_digest"
+        )
         params = self.table(self.data.get("params", {}), "params")
         steps_table = self.table(self.data.get("steps", {}), "steps")
         steps: dict[str, Step] = {}
@@ -266,6 +272,9 @@ class _Parser:
             desc=self.string(body.get("desc", ""), f"{prefix}.desc"),
             timeout=float(timeout) if timeout is not None else None,
             resources=resources,
+            code_digest=self.choice(
+                body.get("code_digest", self.code_digest), CODE_DIGESTS, f"{prefix}.code_digest"
+            ),
         )
         _check_own_paths(self, step)
         return step
@@ -274,6 +283,13 @@ class _Parser:
         if not isinstance(value, str):
             raise self.error(f"must be a string, not {_type_name(value)}", key)
         return value
+
+    def choice(self, value: Any, choices: tuple[str, ...], key: str) -> str:
+        if value not in choices:
+            raise self.error(
+                f"must be one of {', '.join(repr(c) for c in choices)}, not {value!r}", key
+            )
+        return str(value)
 
     def boolean(self, body: dict[str, Any], name: str, prefix: str, default: bool) -> bool:
         value = body.get(name, default)

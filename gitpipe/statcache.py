@@ -31,7 +31,18 @@ CREATE TABLE IF NOT EXISTS stat (
 ) WITHOUT ROWID
 """
 
+_CODE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS code (
+    digest TEXT PRIMARY KEY,
+    code_digest TEXT NOT NULL,
+    parses INTEGER NOT NULL,
+    imports TEXT
+) WITHOUT ROWID
+"""
+
 _Row = tuple[int, int, int, int, str]  # inode, mtime_ns, size, hashed_ns, digest
+#: raw digest hex -> (normalised code digest hex, parses, imports as JSON or None)
+_CodeRow = tuple[str, int, str | None]
 
 
 class StatCache:
@@ -42,6 +53,8 @@ class StatCache:
         self.readonly = readonly
         self._rows: dict[str, _Row] = {}
         self._dirty: dict[str, _Row] = {}
+        self._code: dict[str, _CodeRow] = {}
+        self._code_dirty: dict[str, _CodeRow] = {}
         self.files_read = 0
         if path.exists():
             try:
@@ -50,8 +63,15 @@ class StatCache:
                         "SELECT path, inode, mtime_ns, size, hashed_ns, digest FROM stat"
                     ):
                         self._rows[row[0]] = row[1:]
+                    if db.execute(
+                        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='code'"
+                    ).fetchone():
+                        for row in db.execute(
+                            "SELECT digest, code_digest, parses, imports FROM code"
+                        ):
+                            self._code[row[0]] = row[1:]
             except sqlite3.DatabaseError:
-                self._rows = {}  # a cache only: start again rather than fail
+                self._rows, self._code = {}, {}  # a cache only: start again rather than fail
 
     def lookup(self, key: str, st: os.stat_result) -> Digest | None:
         row = self._rows.get(key)
@@ -70,19 +90,35 @@ class StatCache:
             self._rows[key] = row
             self._dirty[key] = row
 
+    def code(self, digest: Digest) -> _CodeRow | None:
+        """What was learnt of a code file with these bytes: its normalised digest,
+        whether it parses, and its imports (JSON)."""
+        return self._code.get(digest.hex)
+
+    def record_code(self, digest: Digest, row: _CodeRow) -> None:
+        if self._code.get(digest.hex) != row:
+            self._code[digest.hex] = row
+            self._code_dirty[digest.hex] = row
+
     def close(self) -> None:
         """Write what changed; failures are ignored, since this is only a cache."""
-        if self.readonly or not self._dirty:
+        if self.readonly or not (self._dirty or self._code_dirty):
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as db, db:
                 db.execute(_SCHEMA)
+                db.execute(_CODE_SCHEMA)
                 db.executemany(
                     "INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?, ?)",
                     [(key, *row) for key, row in self._dirty.items()],
                 )
+                db.executemany(
+                    "INSERT OR REPLACE INTO code VALUES (?, ?, ?, ?)",
+                    [(key, *row) for key, row in self._code_dirty.items()],
+                )
             self._dirty.clear()
+            self._code_dirty.clear()
         except (sqlite3.Error, OSError):
             pass
 
@@ -95,6 +131,8 @@ class StatCacheNoop(StatCache):
         self.readonly = True
         self._rows = {}
         self._dirty = {}
+        self._code = {}
+        self._code_dirty = {}
         self.files_read = 0
 
     def record(self, key: str, st: os.stat_result, digest: Digest, hashed_ns: int) -> None:

@@ -193,7 +193,7 @@ def test_lineage_walks_back_from_an_output_to_the_raw_inputs(workspace):
     assert "raw input" in raw_line
     assert raw_line.startswith("      data/raw.txt")  # three levels down: score, count, clean
     assert "clean.txt  <- step clean" in text
-    assert "score.py  (dep, raw input" in text
+    assert "score.py  (code, raw input" in text  # a script a command runs is code
 
 
 def test_lineage_of_restored_bytes_names_the_run_where_they_were_made(workspace):
