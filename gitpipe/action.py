@@ -31,9 +31,10 @@ class KeyRecord:
     env: Mapping[str, str]
     outs: tuple[str, ...]
     metrics: tuple[str, ...]
+    fn: str = ""
 
     def as_record(self) -> dict[str, Any]:
-        return {
+        record = {
             "schema": KEY_SCHEMA,
             "cmd": list(self.cmd),
             "wdir": self.wdir,
@@ -44,6 +45,9 @@ class KeyRecord:
             "outs": sorted(self.outs),
             "metrics": sorted(self.metrics),
         }
+        if self.fn:  # a function step (its cmd is the same reference, for people)
+            record["fn"] = self.fn
+        return record
 
     @property
     def key(self) -> Digest:
@@ -65,6 +69,7 @@ def key_record(step: Step, *, deps: Mapping[str, Digest], code: Mapping[str, Dig
         env=dict(sorted(step.env.items())),
         outs=tuple(sorted(str(spec) for spec in step.outs)),
         metrics=tuple(sorted(str(spec) for spec in step.metrics)),
+        fn=step.fn,
     )
 
 
@@ -73,7 +78,7 @@ def fingerprint(pipeline: Pipeline, code: Mapping[str, Mapping[str, Digest]]) ->
     steps = {}
     for name, step in pipeline.steps.items():
         steps[name] = {
-            "cmd": list(step.cmd),
+            "cmd": [step.fn] if step.fn else list(step.cmd),
             "wdir": step.wdir,
             "deps": sorted(str(spec) for spec in step.deps),
             "outs": sorted(str(spec) for spec in step.outs),

@@ -141,6 +141,61 @@ def _plain_output() -> bool:
     return ci or not sys.stdout.isatty() or os.environ.get("TERM") == "dumb"
 
 
+def _short(value: object) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    if text.startswith("b3:") and len(text) == 67:
+        return text[:15]
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@app.command()
+@handled
+def why(
+    step: Annotated[str, typer.Argument(help="The step to explain.")],
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Explain a step's key, component by component, against the lock and the store."""
+    explanation = _project(file).why(step)
+    if as_json:
+        typer.echo(json.dumps(explanation.to_json(), indent=2, default=str))
+        return
+    reasons = f" ({'; '.join(explanation.reasons)})" if explanation.reasons else ""
+    typer.echo(f"{step}: {explanation.state}{reasons}")
+    if not explanation.key:
+        return
+    typer.echo(f"  key now: {explanation.key}")
+    if explanation.code:
+        typer.echo(f"  code: {', '.join(explanation.code)}")
+    if explanation.against_lock is None:
+        typer.echo("  gitpipe.lock has no entry for it (it never ran here, or the lock is new)")
+    else:
+        typer.echo(f"  against gitpipe.lock (key {explanation.lock_key[:15]}):")
+        for c in explanation.against_lock:
+            label = f"{c.kind} {c.name}".strip()
+            if c.change == "same":
+                typer.echo(f"    {label:<28} same")
+            else:
+                typer.echo(f"    {label:<28} {c.change}: {_short(c.then)} -> {_short(c.now)}")
+    if explanation.nearest is None:
+        typer.echo("  no stored result of this step to compare with")
+    elif not explanation.nearest:
+        typer.echo("  a stored result has exactly this key: `gitpipe repro` restores it")
+    else:
+        typer.echo(
+            f"  nearest stored result (key {explanation.nearest_key[:15]}) differs in "
+            f"{len(explanation.nearest)} component(s); it would be hit if:"
+        )
+        for c in explanation.nearest:
+            label = f"{c.kind} {c.name}".strip()
+            if c.change == "added":
+                typer.echo(f"    {label} were not there")
+            elif c.change == "removed":
+                typer.echo(f"    {label} were back ({_short(c.then)})")
+            else:
+                typer.echo(f"    {label} were {_short(c.then)} (it is {_short(c.now)})")
+
+
 class ConsoleReporter:
     """Plain, timestamped lines, one per step that does something.
 

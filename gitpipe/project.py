@@ -11,13 +11,15 @@ import glob
 import json
 import os
 import secrets
+import shlex
+import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gitpipe import atomic, codedeps, lockfile, spec
+from gitpipe import atomic, codedeps, explain, lockfile, spec
 from gitpipe import events as ev
 from gitpipe import graph as graphs
 from gitpipe.action import KeyRecord, fingerprint, key_record
@@ -47,6 +49,8 @@ from gitpipe.statcache import Hasher, PathState, StatCache
 from gitpipe.store import Store, remove
 
 STATE_DIR = ".gitpipe"
+#: where a function step's returned numbers go among its metrics
+RETURNED = "returned"
 _GLOB_CHARS = frozenset("*?[")
 STARTER = """\
 # A gitpipe pipeline; the fields are described in gitpipe's docs/pipeline-file.md.
@@ -92,6 +96,39 @@ class StepStatus:
             "cached": self.cached,
             "upstream_stale": list(self.upstream),
             "key": self.key,
+        }
+
+
+@dataclass(slots=True)
+class Explanation:
+    """What `gitpipe why` says of a step."""
+
+    step: str
+    state: str
+    reasons: tuple[str, ...] = ()
+    key: str = ""
+    code: tuple[str, ...] = ()  # the step's code files, as discovered
+    lock_key: str = ""
+    against_lock: list[explain.Component] | None = None  # None: no lock entry
+    nearest_key: str = ""
+    nearest: list[explain.Component] | None = None  # differences; None: no stored result
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "state": self.state,
+            "reasons": list(self.reasons),
+            "key": self.key,
+            "code": list(self.code),
+            "lock": None
+            if self.against_lock is None
+            else {"key": self.lock_key, "components": [c.to_json() for c in self.against_lock]},
+            "nearest_result": None
+            if self.nearest is None
+            else {
+                "key": self.nearest_key,
+                "differences": [c.to_json() for c in self.nearest],
+            },
         }
 
 
@@ -306,6 +343,63 @@ class Project:
                 if upstream and check.state != STALE:
                     stale.add(name)  # it will run if what it reads changes
             return statuses
+
+    # -- why ------------------------------------------------------------------
+
+    def why(self, name: str) -> Explanation:
+        """A step's key, component by component, against the lock and the nearest
+        stored result."""
+        self.select([name], single=True)
+        step = self.pipeline.steps[name]
+        lock = lockfile.read(self.lock_path)
+        entry = lock.steps.get(name)
+        with self._session(readonly=not self.state_dir.is_dir()) as session:
+            check = session.check(step, entry)
+            explanation = Explanation(
+                step=name, state=check.state, reasons=tuple(str(r) for r in check.reasons)
+            )
+            if check.record is None:
+                return explanation
+            now = explain.comparable(check.record.as_record())
+            explanation.key = str(check.record.key)
+            explanation.code = tuple(check.record.code)
+            if entry is not None:
+                explanation.lock_key = str(entry.key)
+                explanation.against_lock = explain.compare(now, explain.from_lock(entry))
+            best: tuple[int, str, list[explain.Component]] | None = None
+            for key in self._known_keys(name, entry):
+                result = session.runcache.get(Digest.parse(key))
+                if result is None or not result.record:
+                    continue
+                diffs = explain.differences(explain.compare(now, explain.comparable(result.record)))
+                if best is None or len(diffs) < best[0]:
+                    best = (len(diffs), key, diffs)
+            if best is not None:
+                explanation.nearest_key, explanation.nearest = best[1], best[2]
+        return explanation
+
+    def _known_keys(self, name: str, entry: LockEntry | None) -> list[str]:
+        """Keys this step had: the lock's, then those lineage saw, newest first."""
+        keys = [str(entry.key)] if entry is not None else []
+        path = self.state_dir / "lineage.db"
+        if path.exists():
+            from gitpipe.lineage import LineageError, connect
+
+            with contextlib.suppress(LineageError):
+                db = connect(path, create=False)
+                try:
+                    keys += [
+                        row["key"]
+                        for row in db.query(
+                            "SELECT key, max(id) AS last FROM executions WHERE step = ? AND"
+                            " key IS NOT NULL AND state IN ('ran', 'cached') GROUP BY key"
+                            " ORDER BY last DESC LIMIT 200",
+                            [name],
+                        )
+                    ]
+                finally:
+                    db.conn.close()
+        return list(dict.fromkeys(keys))
 
     # -- repro ----------------------------------------------------------------
 
@@ -661,7 +755,8 @@ class _Session:
                     file=self.project.file.name,
                     key=f"steps.{step.name}.code[{i}]",
                 )
-        return self.discoverer.discover(step.cmd, step.wdir, step.code)
+        commands = (f"python -m {step.fn.partition(':')[0]}",) if step.fn else step.cmd
+        return self.discoverer.discover(commands, step.wdir, step.code)
 
     def code_info(self, path: str) -> tuple[Digest, Digest, list[codedeps.Imported] | None]:
         """A code file's raw digest, normalised digest and imports (None: it does not
@@ -858,9 +953,17 @@ class _Session:
             "GITPIPE_PARAMS": json.dumps(unflatten(step.params), sort_keys=True),
             "GITPIPE_ROOT": str(project.root),
         }
+        commands = step.cmd
+        if step.fn:  # a fresh interpreter calls the function: see gitpipe/fnstep.py
+            commands = (f"{shlex.quote(sys.executable)} -m gitpipe.fnstep",)
+            env.update(
+                GITPIPE_FN=step.fn,
+                GITPIPE_RETURN=str(log.with_suffix(".return.json")),
+                GITPIPE_FAILURE=str(log.with_suffix(".failure.txt")),
+            )
         return Invocation(
             step=step.name,
-            commands=step.cmd,
+            commands=commands,
             cwd=str(project.root / step.wdir),
             env=env,
             log=str(log),
@@ -886,7 +989,12 @@ class _Session:
         }
         entries = self.entries
         if not outcome.ok:
-            return ev.StepFinished(step.name, ev.FAILED, message=outcome.message, **common)
+            message = outcome.message
+            if step.fn:  # the function's own one-line reason, when it left one
+                with contextlib.suppress(OSError):
+                    reason = Path(invocation.log).with_suffix(".failure.txt").read_text()
+                    message = f"{reason.strip()} (log: {invocation.log})"
+            return ev.StepFinished(step.name, ev.FAILED, message=message, **common)
         outs: dict[str, OutRecord] = {}
         missing = []
         for spec_ in step.all_outs:
@@ -913,6 +1021,10 @@ class _Session:
             metrics = {spec_.path: _parse_metrics(root / spec_.path) for spec_ in step.metrics}
         except StoreError as exc:
             return ev.StepFinished(step.name, ev.FAILED, message=str(exc), **common)
+        if step.fn:
+            with contextlib.suppress(OSError, ValueError):
+                returned = json.loads(Path(invocation.log).with_suffix(".return.json").read_text())
+                metrics[RETURNED] = dict(sorted(flatten(returned).items()))
         # publish last: objects, then the result, then the lock entry (lineage listens)
         for spec_ in step.all_outs:
             out = outs[spec_.path]
@@ -927,6 +1039,7 @@ class _Session:
             duration=outcome.duration,
             exit_code=0,
             step=step.name,
+            record=record.as_record(),
         )
         self.runcache.put(record.key, result)
         entries[step.name] = self._entry(step, record, result)

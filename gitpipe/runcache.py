@@ -39,6 +39,9 @@ class Result:
     duration: float = 0.0
     exit_code: int = 0
     step: str = ""
+    #: the key record (`KeyRecord.as_record()`) the key is the digest of, so that
+    #: `gitpipe why` can say how a step now differs from a stored result
+    record: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self, key: Digest) -> bytes:
         return canonical(
@@ -58,6 +61,7 @@ class Result:
                 "metrics": dict(self.metrics),
                 "duration": round(self.duration, 6),
                 "exit_code": self.exit_code,
+                "record": dict(self.record),
             }
         )
 
@@ -88,6 +92,7 @@ def parse_result(data: bytes, key: Digest) -> Result:
         duration=float(record.get("duration", 0.0)),
         exit_code=int(record.get("exit_code", 0)),
         step=str(record.get("step", "")),
+        record=record.get("record") or {},
     )
 
 

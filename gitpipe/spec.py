@@ -29,6 +29,7 @@ DEFAULT_FILE = "gitpipe.toml"
 STEP_FIELDS = frozenset(
     {
         "cmd",
+        "fn",
         "deps",
         "outs",
         "metrics",
@@ -53,6 +54,7 @@ CODE_DIGESTS = ("ast", "bytes")
 
 _REF = re.compile(r"\$(\$?)\{([^}]*)\}")
 _STEP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-@]*$")
+_FN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,7 @@ class Step:
     timeout: float | None = None
     resources: Mapping[str, float] = field(default_factory=dict)
     code_digest: str = "ast"  # "ast": Python code by its syntax tree; "bytes": raw bytes
+    fn: str = ""  # "package.module:function" for a Python function step (then cmd is a label)
 
     @property
     def all_outs(self) -> tuple[PathSpec, ...]:
@@ -189,14 +192,29 @@ class _Parser:
                     f"(known fields: {', '.join(sorted(STEP_FIELDS))})",
                     f"{prefix}.{key}",
                 )
-        if "cmd" not in body:
-            raise self.error(f"step {name!r} has no `cmd`", f"{prefix}.cmd")
+        if "cmd" not in body and "fn" not in body:
+            raise self.error(
+                f"step {name!r} has neither `cmd` (a command) nor `fn` (a Python function)",
+                f"{prefix}.cmd",
+            )
+        if "cmd" in body and "fn" in body:
+            raise self.error(
+                f"step {name!r} has both `cmd` and `fn`; give one of them", f"{prefix}.fn"
+            )
         used: dict[str, Any] = {}
 
         def expand(value: str, key: str) -> str:
             return self.interpolate(value, key, params, used)
 
-        raw_cmd = body["cmd"]
+        fn = ""
+        if "fn" in body:
+            fn = self.string(body["fn"], f"{prefix}.fn")
+            if not _FN.match(fn):
+                raise self.error(
+                    f"{fn!r} is not a function reference like 'package.module:function'",
+                    f"{prefix}.fn",
+                )
+        raw_cmd = body.get("cmd", [fn])  # a function step's "command" is its reference
         if isinstance(raw_cmd, str):
             raw_cmds = [raw_cmd]
         elif isinstance(raw_cmd, list) and raw_cmd and all(isinstance(c, str) for c in raw_cmd):
@@ -272,6 +290,7 @@ class _Parser:
             desc=self.string(body.get("desc", ""), f"{prefix}.desc"),
             timeout=float(timeout) if timeout is not None else None,
             resources=resources,
+            fn=fn,
             code_digest=self.choice(
                 body.get("code_digest", self.code_digest), CODE_DIGESTS, f"{prefix}.code_digest"
             ),
