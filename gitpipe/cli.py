@@ -109,6 +109,9 @@ def status(
     check: Annotated[
         bool, typer.Option("--check", help="Exit 3 if any step would have to run.")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also list each step's code files.")
+    ] = False,
 ) -> None:
     """Show each step's state and why it is stale."""
     project = _project(file)
@@ -127,6 +130,8 @@ def status(
                 detail += " (a stored result can restore it)"
             line = f"{s.step:<{width}}  {s.state}"
             typer.echo(f"{line}  {detail}".rstrip())
+            if verbose:
+                typer.echo(f"{'':<{width}}  code: {', '.join(s.code) or 'none found'}")
         if not statuses:
             typer.echo("no steps")
     if check:

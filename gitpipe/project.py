@@ -87,6 +87,7 @@ class StepStatus:
     cached: bool = False  # a stored result can serve it without running
     upstream: tuple[str, ...] = ()  # stale steps upstream of it
     key: str = ""
+    code: tuple[str, ...] = ()  # its code files, as discovered
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,6 +97,7 @@ class StepStatus:
             "cached": self.cached,
             "upstream_stale": list(self.upstream),
             "key": self.key,
+            "code": list(self.code),
         }
 
 
@@ -338,6 +340,7 @@ class Project:
                         cached=cached,
                         upstream=upstream,
                         key=str(check.record.key) if check.record else "",
+                        code=tuple(check.record.code) if check.record else (),
                     )
                 )
                 if upstream and check.state != STALE:
