@@ -4,16 +4,16 @@ gitpipe records the numbers in metrics.json (a `metrics` output) in gitpipe.lock
 so a commit's metrics can be read back without running anything.
 """
 
-import csv
 import json
 import math
+
+from common import read_rows
 
 
 def main():
     with open("model.json") as handle:
         model = json.load(handle)
-    with open("data/features/test.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_rows("data/features/test.csv")
 
     errors = []
     ys = []

@@ -5,19 +5,9 @@ Its params come from the `[params.train]` table, which the step declares with
 `gitpipe.params()` reads them back as a nested dict.
 """
 
-import csv
 import json
-import os
 
-
-def step_params():
-    try:
-        import gitpipe
-    except ImportError:
-        # Run by a python3 that does not have gitpipe installed: read the same
-        # variable gitpipe.params() reads.
-        return json.loads(os.environ.get("GITPIPE_PARAMS") or "{}")
-    return gitpipe.params()
+from common import read_rows, step_params
 
 
 def solve(a, b):
@@ -42,8 +32,7 @@ def main():
     l2 = float(params["l2"])
     features = params["features"]
 
-    with open("data/features/train.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_rows("data/features/train.csv")
     xs = [[1.0] + [float(row[name]) for name in features] for row in rows]
     ys = [float(row["price_k"]) for row in rows]
 
