@@ -14,12 +14,12 @@ import secrets
 import shlex
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gitpipe import atomic, codedeps, explain, lockfile, spec
+from gitpipe import atomic, codedeps, explain, lockfile, spec, tomlcache
 from gitpipe import events as ev
 from gitpipe import graph as graphs
 from gitpipe.action import KeyRecord, fingerprint, key_record
@@ -188,6 +188,10 @@ def workspace_lock(path: Path, *, wait: bool, emit: ev.Listener) -> Iterator[Non
         handle.close()
 
 
+def _nothing() -> None:
+    return None
+
+
 def unflatten(params: Mapping[str, Any]) -> dict[str, Any]:
     """``{"train.lr": 1}`` -> ``{"train": {"lr": 1}}``."""
     nested: dict[str, Any] = {}
@@ -204,7 +208,7 @@ def _parse_metrics(path: Path) -> dict[str, Any]:
     """A metrics file's scalar values, flattened to dotted keys (JSON or TOML)."""
     try:
         text = path.read_text(encoding="utf-8")
-        data = spec.tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        data = tomlcache.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (OSError, ValueError) as exc:
         raise StoreError(
             f"metrics file {path.name} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}"
@@ -242,6 +246,7 @@ class Project:
         self.store_dir = Path(configured).resolve() if configured else self.state_dir / "cache"
         self._pipeline: spec.Pipeline | None = None
         self._graph: graphs.Graph | None = None
+        self._keep: Callable[[], None] = _nothing
 
     @classmethod
     def init(
@@ -279,14 +284,28 @@ class Project:
     @property
     def pipeline(self) -> spec.Pipeline:
         if self._pipeline is None:
-            self._pipeline = spec.load(self.file)
+            self._load()
+        assert self._pipeline is not None
         return self._pipeline
 
     @property
     def graph(self) -> graphs.Graph:
         if self._graph is None:
-            self._graph = graphs.build(self.pipeline)
+            self._load()
+        assert self._graph is not None
         return self._graph
+
+    def _load(self) -> None:
+        pipeline, keep = spec.load_cached(self.file, cache_dir=self.state_dir / "parsed")
+        self._graph = graphs.build(pipeline)
+        self._pipeline = pipeline
+        self._keep = keep  # called by a command that went well: see _keep_caches
+
+    def _keep_caches(self) -> None:
+        """Cache the parsed pipeline file, now that a command used it without error
+        (a dry run or a refused command writes nothing)."""
+        self._keep()
+        self._keep = _nothing
 
     def select(
         self, targets: Iterable[str] = (), *, single: bool = False, downstream: bool = False
@@ -345,7 +364,8 @@ class Project:
                 )
                 if upstream and check.state != STALE:
                     stale.add(name)  # it will run if what it reads changes
-            return statuses
+        self._keep_caches()
+        return statuses
 
     # -- why ------------------------------------------------------------------
 
@@ -460,9 +480,11 @@ class Project:
                 jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
                 executor = Executor(backend, jobs, client=client)
                 try:
-                    return self._repro_locked(names, broadcast, run, executor=executor)
+                    report = self._repro_locked(names, broadcast, run, executor=executor)
                 finally:
                     executor.close()
+                self._keep_caches()
+                return report
 
     def _repro_locked(
         self,

@@ -11,18 +11,13 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gitpipe import tomlcache
 from gitpipe.errors import PipelineError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 DEFAULT_FILE = "gitpipe.toml"
 
@@ -115,28 +110,39 @@ class Pipeline:
         return self.file.parent
 
 
-def load(file: Path) -> Pipeline:
+def load(file: Path, *, cache_dir: Path | None = None) -> Pipeline:
     """Read and parse a pipeline file."""
+    pipeline, keep = load_cached(file, cache_dir=cache_dir)
+    keep()
+    return pipeline
+
+
+def load_cached(
+    file: Path, *, cache_dir: Path | None = None
+) -> tuple[Pipeline, Callable[[], None]]:
+    """Read and parse a pipeline file, its parsed TOML cached in ``cache_dir``: the
+    second value keeps it there, once the caller found the whole pipeline valid."""
     try:
-        text = file.read_text(encoding="utf-8")
+        data, keep = tomlcache.load(file, cache_dir)
     except FileNotFoundError as exc:
         raise PipelineError(
             "no pipeline file here; run `gitpipe init` to create one, or pass -f FILE",
-            file=str(file),
+            file=file.name,
         ) from exc
+    except tomlcache.TOMLDecodeError as exc:
+        raise PipelineError(f"invalid TOML: {exc}", file=file.name) from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise PipelineError(f"cannot read the pipeline file ({exc})", file=str(file)) from exc
-    return parse(text, file=file)
+        raise PipelineError(f"cannot read the pipeline file ({exc})", file=file.name) from exc
+    return _Parser(file.name, data, file).pipeline(), keep
 
 
 def parse(text: str, *, file: Path) -> Pipeline:
     """Parse pipeline TOML text; ``file`` names the file in errors and anchors paths."""
-    shown = file.name
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PipelineError(f"invalid TOML: {exc}", file=shown) from exc
-    return _Parser(shown, data, file).pipeline()
+        data = tomlcache.loads(text)
+    except tomlcache.TOMLDecodeError as exc:
+        raise PipelineError(f"invalid TOML: {exc}", file=file.name) from exc
+    return _Parser(file.name, data, file).pipeline()
 
 
 class _Parser:

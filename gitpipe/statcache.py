@@ -18,8 +18,8 @@ from pathlib import Path
 
 from gitpipe.errors import StoreError
 from gitpipe.hashing import Digest, ManifestEntry, digest_bytes, digest_file, manifest_bytes
+from gitpipe.tomlcache import RACY_NS
 
-RACY_NS = 2_000_000_000
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS stat (
     path TEXT PRIMARY KEY,

@@ -1,0 +1,75 @@
+"""Parsed TOML files kept beside gitpipe's local state, so unchanged files are not
+parsed again.
+
+Python's TOML parser is pure Python: a 500-step `gitpipe.lock` takes a tenth of a
+second to parse, more than everything else a no-op `status` does.  This cache keeps
+the parsed tables (as `marshal` data: plain dicts, lists, strings and numbers) keyed
+by the file's (inode, mtime_ns, size); like the stat cache, an entry written within
+``RACY_NS`` of the file's mtime is not trusted.  Only gitpipe writes these cache
+files, in its own ignored `.gitpipe/` folder; a damaged one is ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gitpipe import atomic
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TOMLDecodeError = tomllib.TOMLDecodeError
+_VERSION = 1
+#: a file hashed or parsed within this long after its mtime may change again unseen
+#: (file system timestamps are coarse); such entries are checked again next time
+RACY_NS = 2_000_000_000
+
+
+def load(path: Path, cache_dir: Path | None) -> tuple[dict[str, Any], Callable[[], None]]:
+    """Parse ``path`` (raising OSError, UnicodeDecodeError or TOMLDecodeError like
+    ``tomllib``), answering from ``cache_dir`` when the file did not change.
+
+    Returns the tables and a function that keeps them in the cache: call it once the
+    caller has found them valid, so that nothing is written for a file it refuses.
+    """
+    st = path.stat()
+    stamp = (_VERSION, st.st_ino, st.st_mtime_ns, st.st_size)
+    if cache_dir is None:
+        return tomllib.loads(path.read_text(encoding="utf-8")), _nothing
+    cached = cache_dir / (path.name + ".marshal")
+    with contextlib.suppress(OSError, ValueError, EOFError, TypeError):
+        saved_stamp, hashed_ns, data = marshal.loads(cached.read_bytes())
+        if tuple(saved_stamp) == stamp and hashed_ns - st.st_mtime_ns >= RACY_NS:
+            return data, _nothing
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    parsed_ns = time.time_ns()
+
+    def keep() -> None:
+        if not cache_dir.parent.is_dir():  # only where gitpipe keeps state already
+            return
+        with contextlib.suppress(OSError, ValueError):  # ValueError: what marshal cannot hold
+            atomic.write_bytes(cached, marshal.dumps((stamp, parsed_ns, data)), sync=False)
+
+    return data, keep
+
+
+def _nothing() -> None:
+    return None
+
+
+def loads(text: str) -> dict[str, Any]:
+    return tomllib.loads(text)
+
+
+def forget(path: Path, cache_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(cache_dir / (path.name + ".marshal"))
