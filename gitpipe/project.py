@@ -32,7 +32,7 @@ from gitpipe.errors import (
     UsageError,
     WorkspaceBusy,
 )
-from gitpipe.hashing import Digest
+from gitpipe.hashing import Digest, digest_record
 from gitpipe.lockfile import Lock, LockEntry
 from gitpipe.plan import FROZEN, STALE, Reason, assess, flatten
 from gitpipe.runcache import OutRecord, Result, RunCache
@@ -337,8 +337,14 @@ class Project:
     ) -> list[StepStatus]:
         """Each selected step's state and why; reads no file it has seen unchanged."""
         names = self.select(targets, single=single, downstream=downstream)
-        with self._repository() as repo:
-            self._check_before_run(names, repo, run=False)
+        stamp = self._index_stamp(names)
+        if stamp is not None and stamp == self._checked_stamp():
+            # the Git index and the outputs are as when they last passed: skip Git
+            self._check_before_run(names, None, run=False, git=False)
+        else:
+            with self._repository() as repo:
+                self._check_before_run(names, repo, run=False)
+            self._remember_check(stamp)
         lock = lockfile.read(self.lock_path)
         # the stat cache is kept once gitpipe has state here; status creates none
         with self._session(readonly=not self.state_dir.is_dir()) as session:
@@ -627,7 +633,49 @@ class Project:
             emit(ev.Notice(f"{exc}; this run is not recorded in lineage"))
             return None
 
-    def _check_before_run(self, names: Sequence[str], repo: Any, *, run: bool = True) -> None:
+    def _index_stamp(self, names: Sequence[str]) -> str | None:
+        """What the check for outputs tracked by Git depends on: the Git index file's
+        (inode, mtime, size) and the outputs checked; None when it cannot be told
+        without Git (no `.git` found, or a Git index changed within the racy window).
+        """
+        for folder in (self.root, *self.root.parents):
+            dotgit = folder / ".git"
+            if dotgit.is_dir():
+                index = dotgit / "index"
+                break
+            if dotgit.is_file():
+                text = dotgit.read_text(errors="replace").strip()
+                if not text.startswith("gitdir:"):
+                    return None
+                index = (folder / text.removeprefix("gitdir:").strip()) / "index"
+                break
+        else:
+            return None
+        try:
+            st = index.stat()
+        except OSError:
+            return None
+        if time.time_ns() - st.st_mtime_ns < tomlcache.RACY_NS:
+            return None
+        outs = sorted(str(o) for n in names for o in self.pipeline.steps[n].all_outs)
+        return str(digest_record([str(index), st.st_ino, st.st_mtime_ns, st.st_size, outs]))
+
+    def _checked_stamp(self) -> str | None:
+        with contextlib.suppress(OSError):
+            return (self.state_dir / "parsed" / "git-check").read_text()
+        return None
+
+    def _remember_check(self, stamp: str | None) -> None:
+        if stamp is not None and self.state_dir.is_dir():
+            with contextlib.suppress(OSError):
+                (self.state_dir / "parsed").mkdir(exist_ok=True)
+                atomic.write_bytes(
+                    self.state_dir / "parsed" / "git-check", stamp.encode(), sync=False
+                )
+
+    def _check_before_run(
+        self, names: Sequence[str], repo: Any, *, run: bool = True, git: bool = True
+    ) -> None:
         """Errors that must stop a command before anything changes on disk.
 
         A missing source dependency stops a run; `status` reports it as a reason."""
@@ -656,7 +704,7 @@ class Project:
                         file=name_of,
                         key=key,
                     )
-        if repo is not None:
+        if repo is not None and git:
             prefix = repo.relpath(self.root)
             wanted = {}
             for name in names:
