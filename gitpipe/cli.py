@@ -184,6 +184,8 @@ def why(
                 typer.echo(f"    {label:<28} {c.change}: {_short(c.then)} -> {_short(c.now)}")
     if explanation.nearest is None:
         typer.echo("  no stored result of this step to compare with")
+    elif not explanation.nearest and explanation.state == "up to date":
+        typer.echo("  up to date: the key matches gitpipe.lock and the outputs match it")
     elif not explanation.nearest:
         typer.echo("  a stored result has exactly this key: `gitpipe repro` restores it")
     else:
@@ -625,3 +627,103 @@ def dag(
         raise UsageError("choose one of --mermaid, --dot and --json")
     render = dag_mermaid if mermaid else dag_dot if dot else dag_json if as_json else dag_text
     typer.echo(render(graph, states))
+
+
+# -- versions and diffs ------------------------------------------------------------
+
+
+@app.command("versions")
+@handled
+def versions_command(
+    step: Annotated[
+        str | None, typer.Option("--step", help="One step's versions instead of the pipeline's.")
+    ] = None,
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The pipeline's versions from Git history: version, commit, date, what changed."""
+    from gitpipe.versions import DIRTY, report, shown
+
+    project = _project(file)
+    result = report(project.file, state_dir=project.state_dir, step=step)
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+        return
+    name = project.file.name
+    if result.head is None:
+        typer.echo(f"no commits yet: commit {name} and that commit is version 1.0.0")
+        return
+    if not result.releases:
+        typer.echo(
+            f"no commit on HEAD's first-parent history holds {name} yet; "
+            "commit it and that commit is version 1.0.0"
+        )
+        return
+    what = f"step {step}" if step else name
+    if result.current:
+        now = shown(result.current)
+        if result.current.endswith(DIRTY):
+            now += " (the working tree differs from HEAD)"
+        typer.echo(f"{what}: {now}")
+    width = max(len(shown(release.version)) for release in result.releases)
+    for release in result.releases:
+        changes = "; ".join(release.changes)
+        day = release.date[:10]
+        line = f"{shown(release.version):<{width}}  {release.commit[:7]}  {day}  {changes}"
+        typer.echo(line.rstrip())
+
+
+_DIFF_STYLES: dict[str, dict[str, Any]] = {
+    "heading": {"bold": True},
+    "added": {"fg": "green"},
+    "removed": {"fg": "red"},
+    "changed": {"fg": "yellow"},
+    "old": {"fg": "red"},
+    "new": {"fg": "green"},
+    "dim": {"dim": True},
+}
+
+
+def _colour() -> bool:
+    """Colour only on a terminal that wants it."""
+    return not _plain_output() and "NO_COLOR" not in os.environ
+
+
+@app.command("diff")
+@handled
+def diff_command(
+    a: Annotated[
+        str | None,
+        typer.Argument(
+            help="A revision: SHA, branch, tag, HEAD~N or a version (default: HEAD).",
+            show_default=False,
+        ),
+    ] = None,
+    b: Annotated[
+        str | None,
+        typer.Argument(help="Another revision (default: the working tree).", show_default=False),
+    ] = None,
+    all_steps: Annotated[bool, typer.Option("--all", help="Show unchanged steps too.")] = False,
+    file: FileOption = None,
+    as_json: JsonOption = False,
+    markdown: Annotated[
+        bool, typer.Option("--md", help="A Markdown table, for pull-request comments.")
+    ] = False,
+) -> None:
+    """What changed between two commits, or a commit and the working tree, step by step."""
+    from gitpipe import diff as diffs
+
+    if as_json and markdown:
+        raise UsageError("choose one of --json and --md")
+    project = _project(file)
+    result = diffs.diff(project.file, a, b, state_dir=project.state_dir, all_steps=all_steps)
+    if as_json:
+        typer.echo(diffs.render_json(result))
+    elif markdown:
+        typer.echo(diffs.render_markdown(result), nl=False)
+    else:
+
+        def style(text: str, role: str) -> str:
+            return typer.style(text, **_DIFF_STYLES.get(role, {}))
+
+        typer.echo(diffs.render_text(result, style=style if _colour() else diffs.plain))

@@ -73,7 +73,7 @@ class Entry:
 def entries(command: str, wdir: str = ".") -> list[Entry]:
     """The Python scripts and modules a shell command runs (best effort, never raises)."""
     try:
-        lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|")
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|()<>")
         lexer.whitespace_split = True
         tokens = list(lexer)
     except ValueError:
@@ -81,8 +81,15 @@ def entries(command: str, wdir: str = ".") -> list[Entry]:
     found: list[Entry] = []
     segment: list[str] = []
     cwd = wdir
+    redirect = False
     for token in [*tokens, ";"]:
-        if token in _SEPARATORS or set(token) <= set(";&|"):
+        if redirect:  # the file name after `>`, `>>` or `<`
+            redirect = False
+            continue
+        if set(token) <= set("<>&") and ("<" in token or ">" in token):
+            redirect = not token.endswith("&")  # `2>&1` takes no file name of its own
+            continue
+        if token in _SEPARATORS or set(token) <= set(";&|()"):
             if len(segment) == 2 and segment[0] == "cd":  # `cd sub && python x.py`
                 cwd = posixpath.normpath(posixpath.join(cwd, segment[1]))
             entry = _entry(segment, cwd)
@@ -100,16 +107,21 @@ def _entry(tokens: list[str], wdir: str) -> Entry | None:
         token = tokens[i]
         if "=" in token and not token.startswith("-") and token.split("=", 1)[0].isidentifier():
             i += 1  # VAR=value
-        elif token in _PREFIXES:
-            i += 1
-            while i < len(tokens) and tokens[i].startswith("-"):
-                i += 1  # env -i, nice -n 5 (the value is skipped below if numeric)
-            if i < len(tokens) and tokens[i].lstrip("-").isdigit():
-                i += 1
-        elif tuple(tokens[i : i + 2]) in _WRAPPERS:
-            i += _WRAPPERS[tuple(tokens[i : i + 2])]
-            while i < len(tokens) and tokens[i].startswith("-"):
-                i += 1  # uv run --with x: flags of the wrapper
+        elif token in _PREFIXES or tuple(tokens[i : i + 2]) in _WRAPPERS:
+            # `env -u HOME python x.py`, `uv run --with numpy python x.py`: the wrapper's
+            # options may take values, so look ahead for what it runs
+            i += _WRAPPERS.get(tuple(tokens[i : i + 2]), 1)
+            ahead = next(
+                (
+                    j
+                    for j in range(i, len(tokens))
+                    if _PYTHON.match(tokens[j]) or tokens[j].endswith(".py")
+                ),
+                None,
+            )
+            if ahead is None:
+                return None
+            i = ahead
         else:
             break
     if i >= len(tokens):
@@ -163,7 +175,11 @@ def imports(data: bytes) -> list[Imported] | None:
 
 
 def _module_files(root: str, dotted: str, source: Source) -> list[str]:
-    """The package ``__init__`` files on the way to a module and the module's file."""
+    """The package ``__init__`` files on the way to a module and the module's file.
+
+    A folder without ``__init__.py`` on the way is a namespace package, as in
+    Python 3: it contributes no file, and the search goes on inside it.
+    """
     parts = [part for part in dotted.split(".") if part]
     found = []
     for i in range(1, len(parts) + 1):
@@ -171,15 +187,16 @@ def _module_files(root: str, dotted: str, source: Source) -> list[str]:
         base = posixpath.normpath(base)
         if source.is_file(base + ".py"):
             found.append(base + ".py")
-            if i == len(parts):
-                return found
-            return []  # a module, not a package: `a.b` cannot go deeper
+            return found if i == len(parts) else []  # a module cannot go deeper
         init = base + "/__init__.py"
         if source.is_file(init):
             found.append(init)
-            continue
-        return []  # not here (namespace packages without __init__ are not searched)
-    return found
+    return found if found and found[-1] == f"{_join(root, parts)}/__init__.py" else []
+
+
+def _join(root: str, parts: list[str]) -> str:
+    joined = posixpath.join(root, *parts) if root not in ("", ".") else "/".join(parts)
+    return posixpath.normpath(joined)
 
 
 @dataclass
@@ -247,7 +264,7 @@ class Discoverer:
         cwd = posixpath.normpath(entry.cwd)
         if entry.kind == "script":
             path = posixpath.normpath(posixpath.join(cwd, entry.target))
-            if path.startswith("../") or not self.source.is_file(path):
+            if not self.source.is_file(path):
                 return
             # Python puts the script's folder first on sys.path
             roots = _unique([posixpath.dirname(path) or ".", cwd, "."])
@@ -275,12 +292,11 @@ class Discoverer:
             bases = roots
         for base in bases:
             found = _module_files(base, item.module, self.source) if item.module else []
-            if item.module and not found:
-                continue
             extra = []
-            package = posixpath.dirname(found[-1]) if found else base
             if not found or found[-1].endswith("__init__.py"):
-                for name in item.names:  # `from pkg import submodule`
+                # `from pkg import submodule`; pkg may be a namespace package (no file)
+                package = _join(base, item.module.split(".")) if item.module else base
+                for name in item.names:
                     extra += _module_files(package, name, self.source)
             if found or extra:
                 return found + extra

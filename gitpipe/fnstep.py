@@ -23,23 +23,29 @@ from pathlib import Path
 from typing import Any
 
 
-def _numbers(value: Any) -> dict[str, Any] | None:
+def _numbers(value: Any, prefix: str = "") -> dict[str, Any] | None:
+    """A returned dict's scalar values, nested dicts flattened to dotted keys."""
     if not isinstance(value, dict):
         return None
-    return {
-        str(key): item
-        for key, item in value.items()
-        if isinstance(item, (int, float, bool, str))
-        and not (isinstance(item, float) and not math.isfinite(item))
-    }
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(item, dict):
+            flat.update(_numbers(item, name + ".") or {})
+        elif isinstance(item, (int, float, bool, str)) and not (
+            isinstance(item, float) and not math.isfinite(item)
+        ):
+            flat[name] = item
+    return flat
 
 
 def main() -> int:
     reference = os.environ["GITPIPE_FN"]
     module_name, _, function_name = reference.partition(":")
     root = os.environ.get("GITPIPE_ROOT", os.getcwd())
-    for folder in (root, os.getcwd()):
-        if folder not in sys.path:
+    # where discovery looks for modules: the step's folder, the pipeline's, its src/
+    for folder in (os.path.join(root, "src"), root, os.getcwd()):
+        if os.path.isdir(folder) and folder not in sys.path:
             sys.path.insert(0, folder)
     params = json.loads(os.environ.get("GITPIPE_PARAMS", "{}"))
     failure = os.environ.get("GITPIPE_FAILURE")
@@ -48,6 +54,13 @@ def main() -> int:
         function = getattr(module, function_name)
         print(f"gitpipe: calling {reference}({', '.join(sorted(params))})", flush=True)
         returned = function(**params)
+    except SystemExit as exc:
+        if exc.code in (None, 0):  # sys.exit() or sys.exit(0): a success, returning nothing
+            return 0
+        traceback.print_exc()
+        if failure:
+            Path(failure).write_text(f"SystemExit: {exc.code} (in {reference})\n")
+        return 1
     except BaseException as exc:
         traceback.print_exc()
         if failure:

@@ -747,7 +747,7 @@ class _WorkTree:
 
     def is_file(self, path: str) -> bool:
         if path not in self._is_file:
-            self._is_file[path] = not path.startswith("../") and (self.root / path).is_file()
+            self._is_file[path] = not path.startswith("/") and (self.root / path).is_file()
         return self._is_file[path]
 
     def read(self, path: str) -> bytes:
@@ -837,7 +837,9 @@ class _Session:
         state = self.hasher.state(path)
         if state is None or state.is_dir:
             raise StoreError(f"code file {path} is not a readable file")
-        row = self.hasher.cache.code(state.digest)
+        if not path.endswith(".py"):  # other code is digested as bytes, and imports nothing
+            return state.digest, state.digest, []
+        row = self.hasher.cache.code(state.digest)  # what these bytes are *as Python*
         if row is None:
             data = (self.project.root / path).read_bytes()
             normal, parses = codedeps.code_digest(path, data)

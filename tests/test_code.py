@@ -371,11 +371,6 @@ def test_a_script_reads_its_params_with_gitpipe_params(workspace):
     }
 
 
-@pytest.mark.xfail(
-    reason="bug: modules of a folder without __init__.py (a namespace package, which "
-    "Python 3 imports) are not discovered, so editing them re-runs nothing",
-    strict=True,
-)
 def test_editing_a_module_of_a_namespace_package_reruns_the_step(workspace):
     workspace.write(".gitignore", "out/\n")
     workspace.write("src/lib/helpers.py", "K = 1\n")
@@ -834,14 +829,6 @@ def test_a_second_status_reads_no_file_content(workspace, monkeypatch):
 # -- bugs found while writing these tests ---------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="bug: the stat cache's code table is keyed by a file's bytes alone, but what "
-    "is learnt from them depends on the path (.py is parsed, other files are bytes): "
-    "after a non-Python code file with the same bytes (here: empty) is digested, an "
-    "empty __init__.py gets its byte digest, so a step's key depends on what gitpipe "
-    "digested before and differs between clones",
-    strict=True,
-)
 def test_a_steps_key_does_not_depend_on_what_was_digested_before(make_workspace):
     keys = []
     for name, first in (("one", ()), ("two", ("marker",))):
@@ -866,12 +853,6 @@ def test_a_steps_key_does_not_depend_on_what_was_digested_before(make_workspace)
     assert keys[0] == keys[1]
 
 
-@pytest.mark.xfail(
-    reason="bug: a `code` path outside the pipeline's folder (`../shared/x.py`, a "
-    "monorepo's shared code) passes the existence check and is then silently dropped: "
-    "it is neither part of the step's code nor an error",
-    strict=True,
-)
 def test_a_code_path_outside_the_pipeline_folder_is_code_or_an_error(workspace):
     workspace.write("shared/helpers.py", "X = 1\n")
     workspace.write("analysis/run.py", "print(1)\n")
@@ -897,11 +878,6 @@ def test_a_missing_code_file_is_a_pipeline_error(workspace):
     assert "src/missing.py" in result.stderr
 
 
-@pytest.mark.xfail(
-    reason="bug: `why` on an up-to-date step ends with 'a stored result has exactly this "
-    "key: `gitpipe repro` restores it', though there is nothing to restore",
-    strict=True,
-)
 def test_why_an_up_to_date_step_does_not_offer_to_restore_it(workspace):
     shared_helpers(workspace)
     workspace.ok("repro")

@@ -106,11 +106,6 @@ def test_entries_start_in_the_steps_wdir():
     assert entries("cd deeper && python -m m", "sub") == [Entry("module", "m", "sub/deeper")]
 
 
-@pytest.mark.xfail(
-    reason="bug: options of a wrapper or prefix that take a value (`uv run --with numpy`, "
-    "`env -u VAR`) are taken for the program, so nothing is discovered",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "command",
     [
@@ -123,12 +118,6 @@ def test_entries_skip_wrapper_options_that_take_a_value(command):
     assert entries(command) == [Entry("script", "src/x.py", ".")]
 
 
-@pytest.mark.xfail(
-    reason="bug: `>` and `(` are not shell punctuation to the tokenizer, so "
-    "`python x.py>out.txt` names the script `x.py>out.txt` and `(cd sub && ...)` "
-    "loses its `cd`",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
@@ -455,11 +444,6 @@ def test_discovery_parses_each_content_once_through_its_cache():
     assert set(first.files) <= set(again.files)
 
 
-@pytest.mark.xfail(
-    reason="bug: a folder without __init__.py (a namespace package, which Python 3 "
-    "imports) is not searched, so its modules are silently not code",
-    strict=True,
-)
 def test_modules_of_namespace_packages_are_discovered():
     files = {
         "run.py": "from lib import helpers\nimport lib.more\n",
