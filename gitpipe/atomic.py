@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,8 @@ def write_bytes(path: Path, data: bytes, *, mode: int | None = None, sync: bool 
                 os.fsync(handle.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
+        if os.environ.get("GITPIPE_FAULT") == f"rename:{path.name}":  # crash-safety tests
+            os.kill(os.getpid(), signal.SIGKILL)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

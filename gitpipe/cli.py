@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar, TypeVar
 import typer
 
 from gitpipe import events as ev
-from gitpipe.errors import GitpipeError, Interrupted, StaleError, UsageError
+from gitpipe.errors import GitpipeError, Interrupted, StaleError, StoreError, UsageError
 
 app = typer.Typer(
     name="gitpipe",
@@ -201,6 +201,50 @@ def why(
                 typer.echo(f"    {label} were back ({_short(c.then)})")
             else:
                 typer.echo(f"    {label} were {_short(c.then)} (it is {_short(c.now)})")
+
+
+@app.command()
+@handled
+def check(file: FileOption = None) -> None:
+    """Fail (exit 3) when gitpipe.lock does not match the pipeline (for pre-commit)."""
+    mismatched = _project(file).check_lock()
+    if mismatched:
+        listed = "; ".join(f"{step} ({', '.join(reasons)})" for step, reasons in mismatched)
+        raise StaleError(
+            f"gitpipe.lock does not match the pipeline for {len(mismatched)} step(s): {listed}; "
+            "run `gitpipe repro` and commit gitpipe.lock"
+        )
+    typer.echo("gitpipe.lock matches the pipeline")
+
+
+cache_app = typer.Typer(help="Look after the store.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("verify")
+@handled
+def cache_verify(
+    file: FileOption = None,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Remove corrupt objects and broken results.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-hash every object in the store and check every stored result."""
+    report = _project(file).verify_store(repair=repair)
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        typer.echo(f"{report.objects} objects, {report.results} results checked")
+        for digest in report.corrupt:
+            typer.echo(f"corrupt object {digest}" + (" (removed)" if repair else ""))
+        for key in report.broken_results:
+            typer.echo(f"broken result {key}" + (" (removed)" if repair else ""))
+    if (report.corrupt or report.broken_results) and not repair:
+        raise StoreError(
+            f"{len(report.corrupt)} corrupt object(s) and {len(report.broken_results)} broken "
+            "result(s); run `gitpipe cache verify --repair` to remove them"
+        )
 
 
 class ConsoleReporter:
@@ -449,6 +493,22 @@ def repro(
         bool,
         typer.Option("--no-wait", help="Fail at once if another repro holds this workspace."),
     ] = False,
+    frozen: Annotated[
+        bool,
+        typer.Option(
+            "--frozen", help="Restore only: exit 3, running nothing, if any step would have to run."
+        ),
+    ] = False,
+    summary_json: Annotated[
+        Path | None, typer.Option("--summary-json", help="Write a JSON summary of the run here.")
+    ] = None,
+    summary_md: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary-md",
+            help="Write a Markdown summary here [default: $GITHUB_STEP_SUMMARY when set].",
+        ),
+    ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Stream each step's output as it comes.")
     ] = False,
@@ -464,6 +524,16 @@ def repro(
     project = _project(file)
     view = ConsoleReporter if _plain_output() else LiveReporter
     reporter = view(verbose=verbose, quiet=quiet)
+    summary_md = summary_md or (
+        Path(os.environ["GITHUB_STEP_SUMMARY"]) if os.environ.get("GITHUB_STEP_SUMMARY") else None
+    )
+    listeners: list[ev.Listener] = [reporter]
+    summary = None
+    if summary_json or summary_md:
+        from gitpipe.summary import SummaryWriter
+
+        summary = SummaryWriter(project, json_path=summary_json, md_path=summary_md)
+        listeners.append(summary)
     if jobs is not None and jobs < 0:
         raise UsageError("--jobs takes 0 (one per CPU) or a positive number")
     project.repro(
@@ -477,7 +547,8 @@ def repro(
         scheduler=scheduler,
         keep_going=keep_going,
         wait=not no_wait,
-        listeners=[reporter],
+        frozen=frozen,
+        listeners=listeners,
         argv=sys.argv[1:],
     )
 

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -27,6 +28,7 @@ from gitpipe.errors import (
     GitpipeError,
     Interrupted,
     PipelineError,
+    StaleError,
     StepFailed,
     StoreError,
     UsageError,
@@ -98,6 +100,24 @@ class StepStatus:
             "upstream_stale": list(self.upstream),
             "key": self.key,
             "code": list(self.code),
+        }
+
+
+@dataclass(slots=True)
+class StoreReport:
+    """What `gitpipe cache verify` found."""
+
+    objects: int = 0
+    results: int = 0
+    corrupt: list[str] = field(default_factory=list)  # objects whose bytes do not match
+    broken_results: list[str] = field(default_factory=list)  # unreadable or incomplete
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "objects": self.objects,
+            "results": self.results,
+            "corrupt_objects": self.corrupt,
+            "broken_results": self.broken_results,
         }
 
 
@@ -190,6 +210,17 @@ def workspace_lock(path: Path, *, wait: bool, emit: ev.Listener) -> Iterator[Non
 
 def _nothing() -> None:
     return None
+
+
+def fault_point(name: str) -> None:
+    """Crash-safety tests: with ``GITPIPE_FAULT=name`` gitpipe kills itself here
+    (SIGKILL: no clean-up runs), to prove every such point leaves the store, the lock
+    and lineage consistent.  Points: ``objects-stored`` (a step's outputs are in the
+    store, its result is not), ``result-stored`` (its result is, the lock is not);
+    ``rename:FILE`` in :func:`gitpipe.atomic.write_bytes` stops with FILE's new bytes
+    written to a temporary file, not yet renamed over it (``rename:gitpipe.lock``)."""
+    if os.environ.get("GITPIPE_FAULT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def unflatten(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -373,6 +404,49 @@ class Project:
         self._keep_caches()
         return statuses
 
+    # -- check (pre-commit) ----------------------------------------------------
+
+    def check_lock(self) -> list[tuple[str, list[str]]]:
+        """Steps whose lock entry does not match the pipeline and the files it reads
+        now (outputs are not looked at): what `gitpipe check` and its pre-commit hook
+        report.  The pipeline file must be valid."""
+        names = self.select()
+        lock = lockfile.read(self.lock_path)
+        mismatched = []
+        with self._session(readonly=True) as session:
+            for name in names:
+                check = session.check(self.pipeline.steps[name], lock.steps.get(name))
+                reasons = [
+                    str(r) for r in check.reasons if r.kind not in ("out missing", "out modified")
+                ]
+                if check.state == STALE and reasons:
+                    mismatched.append((name, reasons))
+        for name in sorted(set(lock.steps) - set(self.pipeline.steps)):
+            mismatched.append((name, ["no longer in the pipeline"]))
+        return mismatched
+
+    # -- the store -------------------------------------------------------------
+
+    def verify_store(self, *, repair: bool = False) -> StoreReport:
+        """Re-hash every object and check every result; with ``repair``, remove the
+        corrupt objects and the results that name missing objects."""
+        store = Store(self.store_dir)
+        runcache = RunCache(store)
+        report = StoreReport()
+        for digest in store.iter_objects():
+            report.objects += 1
+            if not store.verify(digest):
+                report.corrupt.append(str(digest))
+                if repair:
+                    store.discard(digest)
+        for key in runcache.stored_keys():
+            report.results += 1
+            if runcache.get(key) is None:
+                report.broken_results.append(str(key))
+                if repair:
+                    runcache.discard(key)
+        return report
+
     # -- why ------------------------------------------------------------------
 
     def why(self, name: str) -> Explanation:
@@ -445,6 +519,7 @@ class Project:
         scheduler: str | None = None,
         keep_going: bool = False,
         wait: bool = True,
+        frozen: bool = False,
         listeners: Sequence[ev.Listener] = (),
         argv: Sequence[str] = (),
     ) -> RunReport:
@@ -462,6 +537,16 @@ class Project:
             run = _RunOptions(force=force, keep_going=keep_going, argv=tuple(argv), repo=repo)
             if dry_run:
                 return self._repro_locked(names, broadcast, run, executor=None)
+            if frozen:  # restoring is fine; anything that would have to run is an error
+                plan = self._repro_locked(names, ev.Broadcast(), run, executor=None)
+                must_run = [s for s in plan.steps if s.state == ev.WOULD_RUN]
+                if must_run:
+                    listed = "; ".join(
+                        f"{s.step} ({', '.join(s.reasons) or s.message})" for s in must_run
+                    )
+                    raise StaleError(
+                        f"--frozen: {len(must_run)} step(s) would have to run: {listed}"
+                    )
             backend = backend or self.environ.get("GITPIPE_BACKEND") or "threading"
             address = scheduler or self.environ.get("GITPIPE_DASK_SCHEDULER")
             if backend == "dask" and not address:
@@ -1116,7 +1201,9 @@ class _Session:
             step=step.name,
             record=record.as_record(),
         )
+        fault_point("objects-stored")
         self.runcache.put(record.key, result)
+        fault_point("result-stored")
         entries[step.name] = self._entry(step, record, result)
         return ev.StepFinished(
             step.name, ev.RAN, **common, **self._provenance(step, record, result)

@@ -7,9 +7,10 @@ digest is treated as absent, never trusted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,22 @@ class RunCache:
             store.has_tree(out.digest) if out.is_dir else out.digest in store
             for out in result.outs.values()
         )
+
+    def stored_keys(self) -> Iterator[Digest]:
+        """Every key with a stored result (valid or not)."""
+        base = self.root / "b3"
+        if not base.is_dir():
+            return
+        for prefix in sorted(base.iterdir()):
+            for item in sorted(prefix.glob("*.json")):
+                with contextlib.suppress(DigestError):
+                    yield Digest.parse(f"b3:{prefix.name}{item.stem}")
+
+    def discard(self, key: Digest) -> None:
+        path = self._path(key)
+        with contextlib.suppress(FileNotFoundError):
+            path.chmod(0o644)
+            path.unlink()
 
     def put(self, key: Digest, result: Result) -> None:
         if not self.complete(result):  # publish last: objects first, then the result

@@ -187,6 +187,13 @@ class Store:
             shutil.rmtree(staging, ignore_errors=True)
             raise
 
+    def discard(self, digest: Digest) -> None:
+        """Remove an object (a corrupt one, or one `gc` found unreferenced)."""
+        path = self.object_path(digest)
+        with contextlib.suppress(FileNotFoundError):
+            path.chmod(0o644)
+            path.unlink()
+
     def iter_objects(self) -> Iterable[Digest]:
         base = self.objects / "b3"
         if not base.is_dir():
