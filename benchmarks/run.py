@@ -154,9 +154,131 @@ def bench_overhead(base: Path, quick: bool) -> list[Row]:
     ]
 
 
+def fast_import(root: Path, commits: list[tuple[str, dict[str, str]]]) -> None:
+    """Write a linear history on `main` with `git fast-import`: (message, files) per
+    commit, each a full set of changed files; then check it out."""
+    root.mkdir()
+    sh(["git", "init", "-q", "-b", "main"], root)
+    chunks = []
+    for i, (message, files) in enumerate(commits):
+        body = message.encode()
+        chunks.append(
+            f"commit refs/heads/main\nmark :{i + 1}\n"
+            f"committer bench <b@b> {1_700_000_000 + i * 60} +0000\n".encode()
+            + f"data {len(body)}\n".encode()
+            + body
+            + b"\n"
+        )
+        if i:
+            chunks.append(f"from :{i}\n".encode())
+        for path, text in sorted(files.items()):
+            data = text.encode()
+            chunks.append(f"M 100644 inline {path}\ndata {len(data)}\n".encode() + data + b"\n")
+        chunks.append(b"\n")
+    done = subprocess.run(
+        ["git", "fast-import", "--quiet"], cwd=root, env=ENV, input=b"".join(chunks)
+    )
+    if done.returncode != 0:
+        raise SystemExit("git fast-import failed")
+    sh(["git", "checkout", "-q", "-f", "main"], root)
+
+
+def _pipeline(steps: int, lr: dict[int, float], extra: str = "") -> str:
+    parts = ['[pipeline]\nname = "bench"\n\n[params]\nseed = 1\n']
+    for i in range(steps):
+        parts.append(f"[params.s{i}]\nlr = {lr.get(i, 0.1)}\n")
+    for i in range(steps):
+        deps = f'deps = ["out/{i - 1}.txt"]\n' if i else ""
+        parts.append(
+            f'[steps.s{i}]\ncmd = "python3 src/s{i}.py{extra if i % 7 == 0 else ""}"\n{deps}'
+            f'params = ["s{i}"]\nouts = ["out/{i}.txt"]\n'
+        )
+    return "\n".join(parts)
+
+
+def _script(i: int, version: int = 0) -> str:
+    return (
+        "import json\nimport os\n\nfrom util import helper\n\n"
+        f"VERSION = {version}\n"
+        f"with open('out/{i}.txt', 'w') as handle:\n"
+        "    handle.write(json.dumps(helper(os.environ.get('GITPIPE_PARAMS'))))\n"
+    )
+
+
+def bench_versions(base: Path, quick: bool) -> list[Row]:
+    """`gitpipe versions` over a long history of which a tenth touches the pipeline."""
+    total, touching, steps = (400, 40, 10) if quick else (2000, 200, 20)
+    every = total // touching
+    lr: dict[int, float] = {}
+    commits: list[tuple[str, dict[str, str]]] = []
+    files = {f"src/s{i}.py": _script(i) for i in range(steps)}
+    files["src/util.py"] = "def helper(x):\n    return x\n"
+    files["gitpipe.toml"] = _pipeline(steps, lr)
+    commits.append(("pipeline", dict(files)))
+    kinds = 0
+    extra = ""
+    for i in range(1, total):
+        if i % every:
+            commits.append((f"data {i}", {f"data/part{i % 50}.csv": f"{i},x\n" * 20}))
+            continue
+        kinds += 1
+        kind = kinds % 4
+        if kind == 0:
+            lr[kinds % steps] = round(0.1 + kinds / 1000, 4)
+            change = {"gitpipe.toml": _pipeline(steps, lr, extra)}
+        elif kind == 1:
+            change = {f"src/s{kinds % steps}.py": _script(kinds % steps, kinds)}
+        elif kind == 2:
+            change = {"src/util.py": f"def helper(x):\n    return [x, {kinds}]\n"}
+        else:
+            extra = f" --v {kinds}"
+            change = {"gitpipe.toml": _pipeline(steps, lr, extra)}
+        commits.append((f"pipeline change {kinds}", change))
+    root = base / "history"
+    fast_import(root, commits)
+    reps = 3 if quick else 7
+    cold, warm = [], []
+    for _ in range(reps):
+        shutil.rmtree(root / ".gitpipe", ignore_errors=True)
+        cold.append(sh([GITPIPE, "versions"], root))
+        warm.append(sh([GITPIPE, "versions"], root))
+    first_line = subprocess.run(
+        [GITPIPE, "versions"], cwd=root, env=ENV, capture_output=True, text=True
+    ).stdout.splitlines()[0]
+    note = f"{total} commits, {touching} touch the pipeline; {first_line}"
+    return [
+        measure(f"versions, {total} commits, no cache", "s", cold, note),
+        measure(f"versions, {total} commits, cached", "s", warm),
+    ]
+
+
+def bench_diff(base: Path, quick: bool) -> list[Row]:
+    """`gitpipe diff HEAD~1 HEAD` on a pipeline of many steps, a tenth of them changed."""
+    steps = 50 if quick else 100
+    files = {f"src/s{i}.py": _script(i) for i in range(steps)}
+    files["src/util.py"] = "def helper(x):\n    return x\n"
+    files["gitpipe.toml"] = _pipeline(steps, {})
+    changed = {i: 0.5 for i in range(0, steps, 10)}
+    second = {"gitpipe.toml": _pipeline(steps, changed, " --fast")}
+    second.update({f"src/s{i}.py": _script(i, 1) for i in range(5, steps, 10)})
+    root = base / "diff"
+    fast_import(root, [("first", files), ("second", second)])
+    reps = 3 if quick else 7
+    floor = [sh([GITPIPE, "diff", "--help"], root) for _ in range(reps)]
+    times = [sh([GITPIPE, "diff", "HEAD~1", "HEAD"], root) for _ in range(reps)]
+    worktree = [sh([GITPIPE, "diff"], root) for _ in range(reps)]
+    return [
+        measure("start-up floor: `gitpipe diff --help`", "s", floor),
+        measure(f"diff HEAD~1 HEAD, {steps}-step pipeline", "s", times),
+        measure(f"diff HEAD vs working tree, {steps}-step pipeline", "s", worktree),
+    ]
+
+
 BENCHMARKS: dict[str, Callable[[Path, bool], list[Row]]] = {
     "parallel": bench_parallel,
     "overhead": bench_overhead,
+    "versions": bench_versions,
+    "diff": bench_diff,
 }
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gitpipe.hashing import Digest, digest_bytes
+from gitpipe.spec import Step
 
 CODE_SCHEMA = b"gitpipe.code/py-ast/1\0"
 _PYTHON = re.compile(r"^(?:.*/)?(?:python|pythonw|python3(?:\.\d+)?)$")
@@ -59,6 +60,12 @@ class Source(Protocol):
     def digest(self, path: str) -> Digest:
         """The digest of the file's bytes (a working tree answers from its stat cache)."""
         ...
+
+
+def commands_of(step: Step) -> tuple[str, ...]:
+    """What discovery reads a step's code from: its commands, or for a function step
+    (``fn = "pkg.mod:f"``) the module it imports, as ``python -m pkg.mod``."""
+    return (f"python -m {step.fn.partition(':')[0]}",) if step.fn else step.cmd
 
 
 @dataclass(frozen=True, slots=True)

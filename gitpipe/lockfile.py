@@ -62,11 +62,16 @@ class Lock:
     name: str = ""
     fingerprint: str = ""
     steps: Mapping[str, LockEntry] = field(default_factory=dict)
+    #: the pipeline's version when the lock was written ("" outside Git); a label only
+    version: str = ""
 
     def dumps(self) -> str:
+        header = {"name": self.name, "fingerprint": self.fingerprint}
+        if self.version:
+            header["version"] = self.version
         data = {
             "gitpipe": {"schema": LOCK_SCHEMA},
-            "pipeline": {"name": self.name, "fingerprint": self.fingerprint},
+            "pipeline": header,
             "steps": {name: self.steps[name].to_toml() for name in sorted(self.steps)},
         }
         return HEADER + tomli_w.dumps(data, multiline_strings=False)
@@ -86,12 +91,17 @@ def read(path: Path) -> Lock:
         return Lock()
     except (OSError, UnicodeDecodeError) as exc:
         raise LockfileError(f"cannot read {path.name} ({exc})") from exc
+    return loads(text, name=path.name)
+
+
+def loads(text: str, *, name: str = "gitpipe.lock") -> Lock:
+    """Parse a lock file's text (``name`` is what errors call it)."""
     try:
         data = tomllib.loads(text)
         schema = data.get("gitpipe", {}).get("schema")
         if schema != LOCK_SCHEMA:
             raise LockfileError(
-                f"{path.name} has schema {schema!r}, this gitpipe reads schema {LOCK_SCHEMA}; "
+                f"{name} has schema {schema!r}, this gitpipe reads schema {LOCK_SCHEMA}; "
                 "upgrade gitpipe, or delete the file and run `gitpipe repro`"
             )
         header = data.get("pipeline", {})
@@ -107,13 +117,14 @@ def read(path: Path) -> Lock:
         AttributeError,
     ) as exc:
         raise LockfileError(
-            f"{path.name} is damaged ({exc}); restore it with `git checkout -- {path.name}`, "
+            f"{name} is damaged ({exc}); restore it with `git checkout -- {name}`, "
             "or delete it and run `gitpipe repro` (cached results are reused)"
         ) from exc
     return Lock(
         name=str(header.get("name", "")),
         fingerprint=str(header.get("fingerprint", "")),
         steps=steps,
+        version=str(header.get("version", "")),
     )
 
 

@@ -274,10 +274,32 @@ class Project:
         self.state_dir = self.root / STATE_DIR
         self.lock_path = lockfile.path_for(self.file)
         configured = cache_dir or self.environ.get("GITPIPE_CACHE_DIR")
-        self.store_dir = Path(configured).resolve() if configured else self.state_dir / "cache"
+        self._store_dir = Path(configured).resolve() if configured else None
         self._pipeline: spec.Pipeline | None = None
         self._graph: graphs.Graph | None = None
         self._keep: Callable[[], None] = _nothing
+
+    @property
+    def store_dir(self) -> Path:
+        """The store: ``GITPIPE_CACHE_DIR``, else ``.gitpipe/cache`` beside the pipeline,
+        in the main work tree when this is a linked one (`git worktree add`), so that
+        work trees share one store."""
+        if self._store_dir is None:
+            shared = None
+            if self._dot_git() is not None and self._dot_git().is_file():  # a linked work tree
+                from gitpipe.git import shared_state_dir
+
+                shared = shared_state_dir(self.root)
+            self._store_dir = (shared or self.state_dir) / "cache"
+        return self._store_dir
+
+    def _dot_git(self) -> Path | None:
+        """The nearest `.git` (a folder, or a file in a linked work tree), found
+        without Git."""
+        for folder in (self.root, *self.root.parents):
+            if (folder / ".git").exists():
+                return folder / ".git"
+        return None
 
     @classmethod
     def init(
@@ -632,12 +654,16 @@ class Project:
                 )
                 live = {name: entry for name, entry in entries.items() if name in pipeline.steps}
                 if not dry_run and (live or self.lock_path.exists()):
+                    from gitpipe.versions import version_for_lock
+
+                    identity = str(fingerprint(pipeline, session.code_of_all()))
                     lockfile.write(
                         self.lock_path,
                         Lock(
                             name=pipeline.name,
-                            fingerprint=str(fingerprint(pipeline, session.code_of_all())),
+                            fingerprint=identity,
                             steps=live,
+                            version=version_for_lock(self.root, self.file, identity),
                         ),
                     )
             if report.count(ev.FAILED):
@@ -685,7 +711,12 @@ class Project:
             live = {n: e for n, e in entries.items() if n in self.pipeline.steps}
             lockfile.write(
                 self.lock_path,
-                Lock(name=self.pipeline.name, fingerprint=lock.fingerprint, steps=live),
+                Lock(
+                    name=self.pipeline.name,
+                    fingerprint=lock.fingerprint,
+                    steps=live,
+                    version=lock.version,
+                ),
             )
 
     # -- helpers --------------------------------------------------------------
@@ -723,19 +754,16 @@ class Project:
         (inode, mtime, size) and the outputs checked; None when it cannot be told
         without Git (no `.git` found, or a Git index changed within the racy window).
         """
-        for folder in (self.root, *self.root.parents):
-            dotgit = folder / ".git"
-            if dotgit.is_dir():
-                index = dotgit / "index"
-                break
-            if dotgit.is_file():
-                text = dotgit.read_text(errors="replace").strip()
-                if not text.startswith("gitdir:"):
-                    return None
-                index = (folder / text.removeprefix("gitdir:").strip()) / "index"
-                break
-        else:
+        dotgit = self._dot_git()
+        if dotgit is None:
             return None
+        if dotgit.is_dir():
+            index = dotgit / "index"
+        else:
+            text = dotgit.read_text(errors="replace").strip()
+            if not text.startswith("gitdir:"):
+                return None
+            index = (dotgit.parent / text.removeprefix("gitdir:").strip()) / "index"
         try:
             st = index.stat()
         except OSError:
@@ -913,8 +941,7 @@ class _Session:
                     file=self.project.file.name,
                     key=f"steps.{step.name}.code[{i}]",
                 )
-        commands = (f"python -m {step.fn.partition(':')[0]}",) if step.fn else step.cmd
-        return self.discoverer.discover(commands, step.wdir, step.code)
+        return self.discoverer.discover(codedeps.commands_of(step), step.wdir, step.code)
 
     def code_info(self, path: str) -> tuple[Digest, Digest, list[codedeps.Imported] | None]:
         """A code file's raw digest, normalised digest and imports (None: it does not
