@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from conftest import Workspace, git, make_repo
 from typer.testing import CliRunner
 
