@@ -145,8 +145,9 @@ def _entry(body: Mapping[str, Any]) -> LockEntry:
     )
 
 
-def write(path: Path, lock: Lock) -> None:
-    """Write the lock atomically; unchanged content is not rewritten."""
+def write(path: Path, lock: Lock, *, tmp_dir: Path | None = None) -> None:
+    """Write the lock atomically (its temporary file in ``tmp_dir`` if given);
+    unchanged content is not rewritten."""
     text = lock.dumps()
     try:
         if path.read_text(encoding="utf-8") == text:
@@ -154,7 +155,7 @@ def write(path: Path, lock: Lock) -> None:
     except (OSError, UnicodeDecodeError):
         pass
     try:
-        atomic.write_bytes(path, text.encode("utf-8"))
+        atomic.write_bytes(path, text.encode("utf-8"), tmp_dir=tmp_dir)
     except OSError as exc:
         raise LockfileError(f"cannot write {path.name} ({exc})") from exc
 

@@ -437,7 +437,10 @@ class Project:
         mismatched = []
         with self._session(readonly=True) as session:
             for name in names:
-                check = session.check(self.pipeline.steps[name], lock.steps.get(name))
+                entry = lock.steps.get(name)
+                # a fresh clone has no outputs: take a missing dep to be as the lock says
+                assume = entry.deps if entry is not None else {}
+                check = session.check(self.pipeline.steps[name], entry, assume=assume)
                 reasons = [
                     str(r) for r in check.reasons if r.kind not in ("out missing", "out modified")
                 ]
@@ -665,6 +668,7 @@ class Project:
                             steps=live,
                             version=version_for_lock(self.root, self.file, identity),
                         ),
+                        tmp_dir=self.state_dir / "tmp",
                     )
             if report.count(ev.FAILED):
                 status = "failed"
@@ -717,6 +721,7 @@ class Project:
                     steps=live,
                     version=lock.version,
                 ),
+                tmp_dir=self.state_dir / "tmp",
             )
 
     # -- helpers --------------------------------------------------------------
@@ -986,15 +991,25 @@ class _Session:
     def code_of_all(self) -> dict[str, dict[str, Digest]]:
         return {name: self.code_of(step) for name, step in self.project.pipeline.steps.items()}
 
-    def check(self, step: spec.Step, entry: LockEntry | None) -> _Check:
+    def check(
+        self,
+        step: spec.Step,
+        entry: LockEntry | None,
+        *,
+        assume: Mapping[str, Digest] | None = None,
+    ) -> _Check:
+        """A step's key record and state now; ``assume`` gives digests for deps that
+        are missing (the lock's, for `gitpipe check` in a clone without outputs)."""
         deps: dict[str, Digest] = {}
         missing: list[Reason] = []
         for dep in step.deps:
             state = self.hasher.state(dep.path)
-            if state is None:
-                missing.append(Reason("dep missing", str(dep)))
-            else:
+            if state is not None:
                 deps[str(dep)] = state.digest
+            elif assume and str(dep) in assume:
+                deps[str(dep)] = assume[str(dep)]
+            else:
+                missing.append(Reason("dep missing", str(dep)))
         outs_now = {str(o): self.hasher.state(o.path) for o in step.all_outs}
         if step.frozen:
             return _Check(FROZEN, [], None, outs_now)
@@ -1023,7 +1038,10 @@ class _Session:
         step = self.project.pipeline.steps[name]
         entries = self.entries
         entry = entries.get(name)
-        check = self.check(step, entry)
+        # a dry run restores nothing: an upstream output it would restore is missing
+        # now, and will be what the lock recorded
+        assume = entry.deps if self.dry_run and entry is not None else None
+        check = self.check(step, entry, assume=assume)
         reasons = [str(r) for r in check.reasons]
         key = str(check.record.key) if check.record else ""
         if check.state == FROZEN:

@@ -367,7 +367,7 @@ def schedule(
                 stopped_by = name
         elif event.state == ev.SKIPPED and held_by:
             failed_by[name] = held_by
-        elif event.state in (ev.WOULD_RUN, ev.WOULD_RESTORE):
+        elif event.state == ev.WOULD_RUN:  # a restore brings back what the lock says
             would_run.add(name)
         for child in children[name]:
             waiting[child].discard(name)
