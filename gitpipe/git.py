@@ -133,6 +133,25 @@ class Repository:
         except (OSError, ValueError) as exc:
             raise GitError(f"cannot read HEAD of the Git repository at {self.top} ({exc})") from exc
 
+    def ref_commits(self) -> dict[str, str]:
+        """Every branch and tag (and HEAD) with the commit it names, tags peeled."""
+        found: dict[str, str] = {}
+        try:
+            refs = self._repo.refs.as_dict()
+        except (OSError, ValueError) as exc:
+            raise GitError(
+                f"cannot read the refs of the Git repository at {self.top} ({exc})"
+            ) from exc
+        for name, sha in sorted(refs.items()):
+            ref = name.decode("utf-8", "replace")
+            if not (ref == "HEAD" or ref.startswith(("refs/heads/", "refs/tags/"))):
+                continue
+            try:
+                found[ref] = self._peel(sha.decode("ascii"), ref)
+            except (GitError, KeyError):
+                continue  # a tag of a tree or blob, or a dangling ref: no lock there
+        return found
+
     def shallow(self) -> frozenset[str]:
         """The commits where a shallow clone cuts history (empty in a full clone)."""
         if self._shallow is None:

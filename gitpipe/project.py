@@ -122,6 +122,30 @@ class StoreReport:
 
 
 @dataclass(slots=True)
+class GcReport:
+    """What `gitpipe gc` found (and, when ``deleted``, removed)."""
+
+    locks: int = 0  # lock files read: the working tree's and each branch's and tag's
+    kept: int = 0  # objects some lock needs
+    objects: int = 0  # unreferenced objects
+    results: int = 0  # unreferenced results
+    bytes: int = 0  # size of the unreferenced objects
+    recent: int = 0  # unreferenced, but too new to remove
+    deleted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "locks": self.locks,
+            "kept": self.kept,
+            "objects": self.objects,
+            "results": self.results,
+            "bytes": self.bytes,
+            "recent": self.recent,
+            "deleted": self.deleted,
+        }
+
+
+@dataclass(slots=True)
 class Explanation:
     """What `gitpipe why` says of a step."""
 
@@ -470,6 +494,71 @@ class Project:
                 report.broken_results.append(str(key))
                 if repair:
                     runcache.discard(key)
+        return report
+
+    def collect_garbage(
+        self, *, workspace_only: bool = False, delete: bool = False, keep_recent: float = 3600.0
+    ) -> GcReport:
+        """Objects and results that no lock references: the working tree's lock and,
+        unless ``workspace_only``, the lock on every branch and tag.  With ``delete``
+        they are removed; objects and results younger than ``keep_recent`` seconds are
+        always kept (another clone sharing the store may be about to commit a lock
+        that names them)."""
+        locks = [lockfile.read(self.lock_path)]
+        if not workspace_only:
+            with self._repository() as repo:
+                if repo is not None:
+                    path = repo.relpath(self.lock_path)
+                    for commit in sorted(set(repo.ref_commits().values())):
+                        data = repo.read_file(commit, path)
+                        if data is not None:
+                            with contextlib.suppress(GitpipeError, UnicodeDecodeError):
+                                locks.append(lockfile.loads(data.decode("utf-8"), name=path))
+        store = Store(self.store_dir)
+        runcache = RunCache(store)
+        live_objects: set[Digest] = set()
+        live_results: set[Digest] = set()
+
+        def keep_object(digest: Digest, is_dir: bool) -> None:
+            live_objects.add(digest)
+            if is_dir and digest in store:
+                with contextlib.suppress(StoreError):
+                    live_objects.update(entry.digest for entry in store.manifest(digest))
+
+        for lock in locks:
+            for entry in lock.steps.values():
+                live_results.add(entry.key)
+                for path, digest in entry.outs.items():
+                    keep_object(digest, path.endswith("/"))
+        for key in list(live_results):
+            result = runcache.get(key)
+            if result is not None:
+                for out in result.outs.values():
+                    keep_object(out.digest, out.is_dir)
+        report = GcReport(locks=len(locks), deleted=delete)
+        cutoff = time.time() - keep_recent
+        for key in runcache.stored_keys():
+            if key in live_results:
+                continue
+            if runcache.path_of(key).stat().st_mtime > cutoff:
+                report.recent += 1
+                continue
+            report.results += 1
+            if delete:
+                runcache.discard(key)
+        for digest in store.iter_objects():
+            if digest in live_objects:
+                report.kept += 1
+                continue
+            path = store.object_path(digest)
+            st = path.stat()
+            if st.st_mtime > cutoff:
+                report.recent += 1
+                continue
+            report.objects += 1
+            report.bytes += st.st_size
+            if delete:
+                store.discard(digest)
         return report
 
     # -- why ------------------------------------------------------------------

@@ -104,6 +104,9 @@ class RunCache:
         self.store = store
         self.root = store.root / "results"
 
+    def path_of(self, key: Digest) -> Path:
+        return self._path(key)
+
     def _path(self, key: Digest) -> Path:
         Digest.parse(str(key))
         return self.root / key.algorithm / key.hex[:2] / f"{key.hex[2:]}.json"

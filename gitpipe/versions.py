@@ -907,10 +907,13 @@ def cache_path(state_dir: Path) -> Path:
 
 
 def version_for_lock(project_root: Path, pipeline_file: Path, fingerprint: str) -> str:
-    """The version a repro writes into the lock: HEAD's when the pipeline's
-    fingerprint is HEAD's, else HEAD's with ``+dirty``; "" outside Git, before the
-    first commit holding the pipeline, or where a shallow clone cannot tell.  A
-    label only: a repository it cannot read gives "", it never fails a run."""
+    """The version a repro writes into the lock: the version the pipeline it ran has
+    once committed on top of HEAD.  That is HEAD's when the fingerprint is HEAD's, and
+    otherwise HEAD's bumped by what the working tree changes (``1.0.0`` for a pipeline
+    HEAD does not hold yet), so that committing the lock with the change it records
+    gives a lock that the next repro leaves as it is.  "" outside Git, in a repository
+    with no commits, or where a shallow clone cannot tell.  A label only: a repository
+    it cannot read gives "", it never fails a run."""
     try:
         repo = Repository.find(project_root)
         if repo is None:
@@ -919,13 +922,20 @@ def version_for_lock(project_root: Path, pipeline_file: Path, fingerprint: str) 
             point = head_point(
                 repo, pipeline_file, cache_file=cache_path(project_root / ".gitpipe")
             )
-    except GitError:
+            if point is None:
+                return ""
+            if point.state == VALID and point.fingerprint == fingerprint:
+                return point.version if _VERSION.match(point.version) else ""
+            if point.state != VALID or not point.version:
+                return "1.0.0"  # HEAD does not hold a valid pipeline: it starts here
+            if not _VERSION.match(point.version):
+                return ""  # unknown (shallow)
+            head, _ = Snapshots(repo, PipelinePath.of(repo, pipeline_file)).snapshot(
+                repo.commit(point.commit).tree
+            )
+    except (GitError, PipelineError):
         return ""
-    if point is None or not _VERSION.match(point.version):
-        return ""
-    if point.state == VALID and point.fingerprint == fingerprint:
-        return point.version
-    return point.version + DIRTY
+    return bump(point.version, level_of(compare(head, worktree_snapshot(pipeline_file))))
 
 
 def resolver(

@@ -542,14 +542,16 @@ def test_a_repeated_listing_reads_only_new_commits(workspace, monkeypatch):
     assert git(ws.root, "status", "--porcelain") == ""
 
 
-def test_the_version_a_repro_writes_is_heads_or_heads_plus_dirty(workspace):
+def test_the_version_a_repro_writes_is_the_one_the_commit_will_have(workspace):
     ws = workspace
     start(ws)
     file = ws.root / "gitpipe.toml"
     head = worktree_snapshot(file).fingerprint
     assert version_for_lock(ws.root, file, head) == "1.0.0"
     edit(ws, "gitpipe.toml", "lr = 0.1", "lr = 0.2")
-    assert version_for_lock(ws.root, file, worktree_snapshot(file).fingerprint) == "1.0.0+dirty"
+    # uncommitted: HEAD's version bumped by the change (params: patch), not "+dirty",
+    # so that committing this lock with the change leaves nothing to rewrite
+    assert version_for_lock(ws.root, file, worktree_snapshot(file).fingerprint) == "1.0.1"
     ws.commit("lr")
     assert version_for_lock(ws.root, file, worktree_snapshot(file).fingerprint) == "1.0.1"
 
@@ -571,10 +573,12 @@ def test_repro_writes_the_version_next_to_the_fingerprint(workspace):
     assert '\nversion = "1.0.0"\n' in text
     edit(ws, "src/util.py", "return 1", "return 2")
     ws.ok("repro")
-    assert lockfile.read(ws.root / "gitpipe.lock").version == "1.0.0+dirty"
-    ws.commit("util")
+    assert lockfile.read(ws.root / "gitpipe.lock").version == "1.1.0"  # code: minor
+    ws.commit("util, with the lock")
+    lock_text = (ws.root / "gitpipe.lock").read_text()
     ws.ok("repro")
     assert lockfile.read(ws.root / "gitpipe.lock").version == "1.1.0"
+    assert (ws.root / "gitpipe.lock").read_text() == lock_text  # no churn after a commit
 
 
 def test_the_lock_keeps_reading_files_written_before_it_had_a_version(tmp_path):
