@@ -274,11 +274,22 @@ def bench_diff(base: Path, quick: bool) -> list[Row]:
     ]
 
 
+def bench_remote(base: Path, quick: bool) -> list[Row]:
+    """Push and pull throughput against a folder remote and a local S3 server."""
+    import remote as remote_bench  # benchmarks/remote.py, beside this script
+
+    return [
+        measure(r["name"], r["unit"], r["samples"], r["note"])
+        for r in remote_bench.bench(base, quick)
+    ]
+
+
 BENCHMARKS: dict[str, Callable[[Path, bool], list[Row]]] = {
     "parallel": bench_parallel,
     "overhead": bench_overhead,
     "versions": bench_versions,
     "diff": bench_diff,
+    "remote": bench_remote,
 }
 
 

@@ -221,6 +221,46 @@ cache_app = typer.Typer(help="Look after the store.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
 
+@app.command()
+@handled
+def gc(
+    file: FileOption = None,
+    workspace: Annotated[
+        bool,
+        typer.Option("--workspace", help="Keep only what the working tree's lock needs."),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete (the default only shows what would go).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Show what would go (the default).")
+    ] = False,
+    keep_recent: Annotated[
+        float,
+        typer.Option(help="Never remove anything younger than this many hours.", min=0.0),
+    ] = 1.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove store objects and results that no lock on any branch or tag needs."""
+    if force and dry_run:
+        raise UsageError("--force and --dry-run cannot be used together")
+    report = _project(file).collect_garbage(
+        workspace_only=workspace, delete=force, keep_recent=keep_recent * 3600
+    )
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+        return
+    size = f"{report.bytes / 1e6:.1f} MB"
+    verb = "removed" if force else "would remove"
+    typer.echo(
+        f"{verb} {report.objects} object(s) ({size}) and {report.results} result(s); "
+        f"kept {report.kept} object(s) that {report.locks} lock file(s) need"
+        + (f", and {report.recent} younger than {keep_recent:g} h" if report.recent else "")
+    )
+    if not force and (report.objects or report.results):
+        typer.echo("run `gitpipe gc --force` to remove them")
+
+
 @cache_app.command("verify")
 @handled
 def cache_verify(
@@ -499,6 +539,16 @@ def repro(
             "--frozen", help="Restore only: exit 3, running nothing, if any step would have to run."
         ),
     ] = False,
+    pull: Annotated[
+        bool, typer.Option("--pull", help="Fetch a stale step's stored result from the remote.")
+    ] = False,
+    push: Annotated[
+        bool, typer.Option("--push", help="Push what the lock needs to the remote afterwards.")
+    ] = False,
+    remote: Annotated[
+        str | None,
+        typer.Option("--remote", help="The remote for --pull/--push [default: $GITPIPE_REMOTE]."),
+    ] = None,
     summary_json: Annotated[
         Path | None, typer.Option("--summary-json", help="Write a JSON summary of the run here.")
     ] = None,
@@ -548,6 +598,9 @@ def repro(
         keep_going=keep_going,
         wait=not no_wait,
         frozen=frozen,
+        pull=pull,
+        push=push,
+        remote=remote,
         listeners=listeners,
         argv=sys.argv[1:],
     )
@@ -798,3 +851,230 @@ def diff_command(
             return typer.style(text, **_DIFF_STYLES.get(role, {}))
 
         typer.echo(diffs.render_text(result, style=style if _colour() else diffs.plain))
+
+
+# -- remotes ---------------------------------------------------------------------------
+
+RemoteOption = Annotated[
+    str | None,
+    typer.Option(
+        "--remote",
+        "-r",
+        help="A folder, file://PATH or s3://BUCKET/PREFIX "
+        "(default: $GITPIPE_REMOTE, then the pipeline file's remote url).",
+        show_default=False,
+    ),
+]
+TransferJobsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs", "-j", help="Transfers at once (default: 16 for object stores, 8 for folders)."
+    ),
+]
+RunCacheOption = Annotated[
+    bool,
+    typer.Option(
+        "--run-cache/--no-run-cache", help="Also move the run-cache results of the steps."
+    ),
+]
+AllOption = Annotated[
+    bool,
+    typer.Option("--all", help="Everything in the store, not only what gitpipe.lock names."),
+]
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+class TransferLines:
+    """Plain progress lines on stderr: a phase's start and end, and every few seconds."""
+
+    EVERY = 5.0
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def __call__(self, progress: Any) -> None:
+        now = time.monotonic()
+        finished = progress.done == progress.total
+        if not finished and now - self._last.get(progress.phase, 0.0) < self.EVERY:
+            return
+        self._last[progress.phase] = now
+        moved = f", {_size(progress.bytes)}" if progress.bytes else ""
+        stamp = time.strftime("%H:%M:%S")
+        typer.echo(f"{stamp} {progress.phase}: {progress.done}/{progress.total}{moved}", err=True)
+
+    def close(self) -> None:
+        return None
+
+
+class TransferBars:
+    """On a terminal: one progress bar per phase, on stderr."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+        from rich.progress import Progress as Bars
+
+        self.bars = Bars(
+            TextColumn("{task.description:>12}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[moved]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+        self.tasks: dict[str, Any] = {}
+        self.bars.start()
+
+    def __call__(self, progress: Any) -> None:
+        task = self.tasks.get(progress.phase)
+        if task is None:
+            task = self.bars.add_task(progress.phase, total=progress.total, moved="")
+            self.tasks[progress.phase] = task
+        moved = _size(progress.bytes) if progress.bytes else ""
+        self.bars.update(task, completed=progress.done, total=progress.total, moved=moved)
+
+    def close(self) -> None:
+        self.bars.stop()
+
+
+def _transfer(
+    direction: str,
+    *,
+    remote_url: str | None,
+    jobs: int | None,
+    run_cache: bool,
+    everything: bool,
+    file: str | None,
+    as_json: bool,
+) -> None:
+    from gitpipe import lockfile
+    from gitpipe import remote as remotes
+    from gitpipe.errors import RemoteError
+    from gitpipe.store import Store
+
+    if jobs is not None and jobs < 1:
+        raise UsageError("--jobs takes a positive number")
+    project = _project(file)
+    remote = remotes.for_project(project, remote_url, cwd=Path.cwd())
+    selection = None
+    if not everything:
+        selection = remotes.Selection.from_locks(lockfile.read(project.lock_path))
+        if selection.empty and not as_json:
+            typer.echo(
+                f"gitpipe: {project.lock_path.name} names no outputs yet; run `gitpipe repro` "
+                f"first, or pass --all to {direction} the whole store",
+                err=True,
+            )
+    view: TransferLines | TransferBars | None = None
+    if not as_json:
+        view = TransferLines() if _plain_output() else TransferBars()
+    move = remotes.push if direction == "push" else remotes.pull
+    try:
+        report = move(
+            Store(project.store_dir),
+            remote,
+            selection,
+            run_cache=run_cache,
+            jobs=jobs,
+            progress=view or remotes.ignore_progress,
+        )
+    finally:
+        if view is not None:
+            view.close()
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        moved, where, here = (
+            ("pushed", "to", "there") if direction == "push" else ("pulled", "from", "here")
+        )
+        line = f"{moved} {report.objects} object(s) ({_size(report.bytes)})"
+        if run_cache:
+            line += f" and {report.results} result(s)"
+        line += f" {where} {report.url} in {report.duration:.2f} s"
+        if report.objects_present or report.results_present:
+            line += f"; {report.objects_present} object(s)"
+            if run_cache:
+                line += f" and {report.results_present} result(s)"
+            line += f" were {here} already"
+        typer.echo(line)
+        if report.unavailable:
+            side = "the local store" if direction == "push" else "the remote"
+            shown = ", ".join(report.unavailable[:3])
+            more = f" and {len(report.unavailable) - 3} more" if len(report.unavailable) > 3 else ""
+            typer.echo(
+                f"gitpipe: {len(report.unavailable)} wanted item(s) are not in {side}: "
+                f"{shown}{more}",
+                err=True,
+            )
+    if report.rejected:
+        shown = "; ".join(str(r) for r in report.rejected[:3])
+        more = f"; and {len(report.rejected) - 3} more" if len(report.rejected) > 3 else ""
+        if direction == "pull":
+            advice = (
+                "nothing rejected was written here; the remote's copies are damaged or "
+                "forged: delete them there and push again from a clone that has them"
+            )
+        else:
+            advice = "the damaged local objects were not pushed"
+        raise RemoteError(
+            f"{len(report.rejected)} item(s) failed verification: {shown}{more}; {advice}"
+        )
+
+
+@app.command()
+@handled
+def push(
+    remote: RemoteOption = None,
+    jobs: TransferJobsOption = None,
+    run_cache: RunCacheOption = True,
+    everything: AllOption = False,
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Upload the outputs gitpipe.lock names, and their results, to the remote:
+    only what it lacks."""
+    _transfer(
+        "push",
+        remote_url=remote,
+        jobs=jobs,
+        run_cache=run_cache,
+        everything=everything,
+        file=file,
+        as_json=as_json,
+    )
+
+
+@app.command()
+@handled
+def pull(
+    remote: RemoteOption = None,
+    jobs: TransferJobsOption = None,
+    run_cache: RunCacheOption = True,
+    everything: AllOption = False,
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Download the outputs gitpipe.lock names, and their results, from the remote
+    into the store, verifying every byte; then `gitpipe repro` restores them."""
+    _transfer(
+        "pull",
+        remote_url=remote,
+        jobs=jobs,
+        run_cache=run_cache,
+        everything=everything,
+        file=file,
+        as_json=as_json,
+    )

@@ -71,3 +71,10 @@ class Interrupted(GitpipeError):
     """The run was interrupted (Ctrl-C or SIGTERM)."""
 
     exit_code = 130
+
+
+class RemoteError(StoreError):
+    """A remote store is not configured right, cannot be reached, refused access, or
+    sent something that is not what it claims to be."""
+
+    exit_code = 5

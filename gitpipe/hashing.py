@@ -11,6 +11,7 @@ import datetime as _dt
 import json
 import math
 import os
+import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,3 +129,11 @@ def canonical(record: object) -> bytes:
 
 def digest_record(record: object) -> Digest:
     return digest_bytes(canonical(record))
+
+
+def safe_relpath(path: str) -> bool:
+    """A normalised relative path that stays inside the folder it is relative to."""
+    if not path or path.startswith("/") or "\\" in path or "\0" in path:
+        return False
+    norm = posixpath.normpath(path)
+    return norm == path and norm != "." and norm != ".." and not norm.startswith("../")

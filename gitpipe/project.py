@@ -634,6 +634,9 @@ class Project:
         keep_going: bool = False,
         wait: bool = True,
         frozen: bool = False,
+        pull: bool = False,
+        push: bool = False,
+        remote: str | None = None,
         listeners: Sequence[ev.Listener] = (),
         argv: Sequence[str] = (),
     ) -> RunReport:
@@ -648,7 +651,18 @@ class Project:
             self._check_before_run(names, repo)
             lockfile.read(self.lock_path)  # a damaged lock stops us before anything is written
             broadcast = ev.Broadcast(list(listeners))
-            run = _RunOptions(force=force, keep_going=keep_going, argv=tuple(argv), repo=repo)
+            far = None
+            if pull or push:
+                from gitpipe import remote as remotes
+
+                far = remotes.for_project(self, remote, cwd=Path.cwd())
+            run = _RunOptions(
+                force=force,
+                keep_going=keep_going,
+                argv=tuple(argv),
+                repo=repo,
+                remote=far if pull else None,
+            )
             if dry_run:
                 return self._repro_locked(names, broadcast, run, executor=None)
             if frozen:  # restoring is fine; anything that would have to run is an error
@@ -688,6 +702,16 @@ class Project:
                     report = self._repro_locked(names, broadcast, run, executor=executor)
                 finally:
                     executor.close()
+                if push and far is not None:
+                    from gitpipe import remote as remotes
+
+                    selection = remotes.Selection.from_locks(lockfile.read(self.lock_path))
+                    pushed = remotes.push(Store(self.store_dir), far, selection)
+                    broadcast(
+                        ev.Notice(
+                            f"pushed {pushed.objects} object(s) and {pushed.results} result(s)"
+                        )
+                    )
                 self._keep_caches()
                 return report
 
@@ -735,6 +759,7 @@ class Project:
                 session.run_id = run_id
                 session.entries = entries
                 session.force = run.force
+                session.remote = run.remote
                 schedule(
                     names,
                     self.graph.parents,
@@ -984,6 +1009,7 @@ class _RunOptions:
     keep_going: bool = False
     argv: tuple[str, ...] = ()
     repo: Any = None  # gitpipe.git.Repository, or None outside Git
+    remote: Any = None  # a gitpipe.remote remote to pull stale steps' results from
 
 
 @dataclass(slots=True)
@@ -1017,6 +1043,7 @@ class _Session:
         self.entries: dict[str, LockEntry] = {}
         self.force = False
         self.dry_run = readonly
+        self.remote: Any = None  # `repro --pull`: fetch a stale step's result first
         self._code: dict[str, dict[str, Digest]] = {}
         self._unreadable: dict[str, list[str]] = {}
         self.discoverer = codedeps.Discoverer(
@@ -1159,6 +1186,14 @@ class _Session:
             )
         record = check.record
         if not self.force:
+            if (
+                self.remote is not None
+                and may_restore(step)
+                and self.runcache.get(record.key) is None
+            ):
+                from gitpipe import remote as remotes
+
+                remotes.fetch_for_keys(self.store, self.remote, [record.key])
             result = self.restorable(step, check) or self._result_from_lock(step, entry, record)
             if result is not None:
                 started = time.time()

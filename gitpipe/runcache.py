@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import posixpath
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from gitpipe import atomic
 from gitpipe.errors import StoreError
-from gitpipe.hashing import Digest, DigestError, canonical
+from gitpipe.hashing import Digest, DigestError, canonical, safe_relpath
 from gitpipe.store import Store
 
 RESULT_SCHEMA = "gitpipe.result/1"
@@ -65,14 +64,6 @@ class Result:
                 "record": dict(self.record),
             }
         )
-
-
-def safe_relpath(path: str) -> bool:
-    """A normalised relative path that stays inside the folder it is relative to."""
-    if not path or path.startswith("/") or "\\" in path or "\0" in path:
-        return False
-    norm = posixpath.normpath(path)
-    return norm == path and norm != "." and norm != ".." and not norm.startswith("../")
 
 
 def parse_result(data: bytes, key: Digest) -> Result:

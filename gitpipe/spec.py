@@ -43,8 +43,9 @@ STEP_FIELDS = frozenset(
         "code_digest",
     }
 )
-TOP_LEVEL = frozenset({"pipeline", "params", "steps"})
+TOP_LEVEL = frozenset({"pipeline", "params", "steps", "remote"})
 PIPELINE_FIELDS = frozenset({"name", "code_digest"})
+REMOTE_FIELDS = frozenset({"url"})
 CODE_DIGESTS = ("ast", "bytes")
 
 _REF = re.compile(r"\$(\$?)\{([^}]*)\}")
@@ -103,6 +104,8 @@ class Pipeline:
     file: Path
     params: Mapping[str, Any]
     steps: Mapping[str, Step]
+    #: ``[remote] url``: where `gitpipe push`/`pull` go ("" none; $GITPIPE_REMOTE wins)
+    remote: str = ""
 
     @property
     def root(self) -> Path:
@@ -182,7 +185,17 @@ class _Parser:
                 )
             steps[step_name] = self.step(step_name, self.table(body, f"steps.{step_name}"), params)
         _check_outputs(self, steps)
-        return Pipeline(name=name, file=self.file, params=params, steps=steps)
+        return Pipeline(name=name, file=self.file, params=params, steps=steps, remote=self.remote())
+
+    def remote(self) -> str:
+        table = self.table(self.data.get("remote", {}), "remote")
+        for key in table:
+            if key not in REMOTE_FIELDS:
+                raise self.error(f"unknown field {key!r} (expected: url)", f"remote.{key}")
+        url = self.string(table.get("url", ""), "remote.url").strip()
+        if "url" in table and not url:
+            raise self.error("must be a non-empty string", "remote.url")
+        return url
 
     def table(self, value: Any, key: str) -> dict[str, Any]:
         if not isinstance(value, dict):

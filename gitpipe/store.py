@@ -27,6 +27,7 @@ from gitpipe.hashing import (
     digest_file,
     manifest_bytes,
     parse_manifest,
+    safe_relpath,
 )
 
 _FICLONE = 0x40049409  # linux/fs.h: share the source's extents (reflink)
@@ -78,6 +79,13 @@ class Store:
         os.chmod(tmp, _READ_ONLY)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, target)
+
+    def adopt(self, tmp: str, digest: Digest) -> None:
+        """Rename a file already in ``tmp/`` into place, if its bytes hash to ``digest``
+        (what comes from a remote is verified before it becomes visible)."""
+        if digest_file(tmp) != digest:
+            raise StoreError(f"{tmp} does not hash to {digest}")
+        self._publish(tmp, digest)
 
     def add_bytes(self, data: bytes) -> Digest:
         digest = digest_bytes(data)
@@ -174,6 +182,8 @@ class Store:
         staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
         try:
             for entry in entries:
+                if not safe_relpath(entry.path):
+                    raise StoreError(f"folder {digest} names an unsafe path {entry.path!r}")
                 target = staging / entry.path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 source = self.object_path(entry.digest)

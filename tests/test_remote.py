@@ -1,0 +1,499 @@
+"""Remote stores: `gitpipe push` / `gitpipe pull` between real Git clones, through a
+folder remote and a real S3-compatible server (moto's standalone server, started on
+127.0.0.1 by a fixture and spoken to over HTTP by the real client library).
+
+Everything that comes from a remote is verified: tampered objects, forged results
+and forged folder manifests are rejected and never written to the local store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Workspace, git
+
+from gitpipe import lockfile
+from gitpipe.hashing import Digest, ManifestEntry, canonical, digest_bytes, manifest_bytes
+from gitpipe.remote import (
+    DirectoryRemote,
+    ObjectStoreRemote,
+    fetch_for_keys,
+    object_name,
+    open_remote,
+    result_name,
+)
+from gitpipe.runcache import RunCache
+from gitpipe.spec import Pipeline
+from gitpipe.store import Store
+
+PIPELINE = """
+[steps.split]
+cmd = [
+  "mkdir -p parts",
+  "cut -c1-5 data/raw.txt > parts/a.txt",
+  "cut -c6- data/raw.txt > parts/b.txt",
+]
+deps = ["data/raw.txt"]
+outs = ["parts/"]
+
+[steps.count]
+cmd = "cat parts/a.txt parts/b.txt | wc -c > count.txt"
+deps = ["parts/"]
+outs = ["count.txt"]
+"""
+
+AWS_SETTINGS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "AWS_ALLOW_HTTP",
+    "AWS_CHECKSUM_ALGORITHM",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests choose the remote and the AWS settings themselves."""
+    for name in ("GITPIPE_REMOTE", "GITPIPE_DEBUG", *AWS_SETTINGS):
+        monkeypatch.delenv(name, raising=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's standalone S3 server on 127.0.0.1 and a random port; stopped at the end."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto's S3 server did not start") from None
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new, empty bucket; credentials and endpoint only in the environment."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    bucket = f"gitpipe-{uuid.uuid4().hex[:12]}"
+    request = urllib.request.Request(f"{s3_server}/{bucket}", method="PUT")
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+    return bucket
+
+
+@pytest.fixture(params=["folder", "s3"])
+def remote_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "folder":
+        folder = tmp_path / "remote"
+        folder.mkdir()
+        return str(folder)
+    bucket = request.getfixturevalue("s3_bucket")
+    return f"s3://{bucket}/team/store"
+
+
+def first_clone(make_workspace: Callable[[str], Workspace]) -> Workspace:
+    one = make_workspace("one")
+    one.write("data/raw.txt", "hello world\n")
+    one.write(".gitignore", "parts/\ncount.txt\n")
+    one.pipeline(PIPELINE)
+    one.commit("pipeline")
+    one.ok("repro")
+    one.commit("lock")
+    return one
+
+
+def second_clone(one: Workspace) -> Workspace:
+    target = one.root.parent / "two"
+    git(one.root.parent, "clone", "-q", str(one.root), str(target))
+    return Workspace(target, one.runner)
+
+
+def store_of(workspace: Workspace) -> Store:
+    return Store(workspace.root / ".gitpipe" / "cache")
+
+
+def lock_keys(workspace: Workspace) -> dict[str, Digest]:
+    lock = lockfile.read(workspace.root / "gitpipe.lock")
+    return {name: entry.key for name, entry in lock.steps.items()}
+
+
+def lock_out(workspace: Workspace, step: str, path: str) -> Digest:
+    return lockfile.read(workspace.root / "gitpipe.lock").steps[step].outs[path]
+
+
+def as_json(outcome_stdout: str) -> dict:
+    return json.loads(outcome_stdout)
+
+
+def plant(root: Path, name: str, data: bytes) -> None:
+    """Write bytes under a store's or folder remote's name, read-only or not."""
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        path.chmod(stat.S_IWUSR | stat.S_IRUSR)
+    path.write_bytes(data)
+
+
+def tamper(remote_url: str, name: str, data: bytes, tmp_path: Path) -> None:
+    """Change what a remote holds under a name, behind gitpipe's back."""
+    remote = open_remote(remote_url, base=tmp_path)
+    if isinstance(remote, DirectoryRemote):
+        plant(remote.root, name, data)
+    else:
+        remote.write(name, data)
+
+
+def objects_in(store: Store) -> set[Digest]:
+    return set(store.iter_objects())
+
+
+# -- round trips -------------------------------------------------------------------------
+
+
+def test_a_second_clone_pulls_and_restores_every_step_without_running_one(
+    make_workspace, remote_url
+):
+    one = first_clone(make_workspace)
+    pushed = one.ok("push", "--remote", remote_url)
+    assert f"and 2 result(s) to {remote_url}" in pushed.stdout
+
+    two = second_clone(one)
+    pulled = two.ok("pull", "--remote", remote_url)
+    assert "and 2 result(s) from" in pulled.stdout
+    two.ok("repro")
+    assert two.states() == {"split": "cached", "count": "cached"}
+    assert two.ran() == []
+    for path in ("parts/a.txt", "parts/b.txt", "count.txt"):
+        assert (two.root / path).read_bytes() == (one.root / path).read_bytes()
+
+
+def test_a_second_push_or_pull_transfers_nothing(make_workspace, remote_url):
+    one = first_clone(make_workspace)
+    first = as_json(one.ok("push", "--remote", remote_url, "--json").stdout)
+    # the folder's manifest, its two files and count.txt; one result per step
+    assert (first["objects"], first["results"], first["objects_present"]) == (4, 2, 0)
+    again = as_json(one.ok("push", "--remote", remote_url, "--json").stdout)
+    assert (again["objects"], again["bytes"], again["results"]) == (0, 0, 0)
+    assert (again["objects_present"], again["results_present"]) == (4, 2)
+
+    two = second_clone(one)
+    pulled = as_json(two.ok("pull", "--remote", remote_url, "--json").stdout)
+    assert (pulled["objects"], pulled["results"]) == (4, 2)
+    assert pulled["bytes"] == first["bytes"]
+    repeat = as_json(two.ok("pull", "--remote", remote_url, "--json").stdout)
+    assert (repeat["objects"], repeat["results"]) == (0, 0)
+    assert (repeat["objects_present"], repeat["results_present"]) == (4, 2)
+
+
+def test_only_the_objects_the_remote_lacks_are_uploaded(make_workspace, tmp_path):
+    one = first_clone(make_workspace)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    one.ok("push", "--remote", str(remote))
+    count = lock_out(one, "count", "count.txt")
+    (remote / object_name(count)).unlink()
+    again = as_json(one.ok("push", "--remote", str(remote), "--json").stdout)
+    assert (again["objects"], again["objects_present"]) == (1, 3)
+    assert (remote / object_name(count)).is_file()
+
+
+def test_no_run_cache_moves_objects_but_no_results(make_workspace, tmp_path):
+    one = first_clone(make_workspace)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    report = as_json(one.ok("push", "--remote", str(remote), "--no-run-cache", "--json").stdout)
+    assert (report["objects"], report["results"]) == (4, 0)
+    assert not (remote / "results").exists()
+
+
+def test_all_moves_the_whole_store_even_what_no_lock_names(make_workspace, tmp_path):
+    one = first_clone(make_workspace)
+    extra = store_of(one).add_bytes(b"an object no lock file names\n")
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    named = as_json(one.ok("push", "--remote", str(remote), "--json").stdout)
+    assert not (remote / object_name(extra)).exists()
+    everything = as_json(one.ok("push", "--remote", str(remote), "--all", "--json").stdout)
+    assert everything["objects"] == 1
+    assert (remote / object_name(extra)).is_file()
+
+    two = second_clone(one)
+    pulled = as_json(two.ok("pull", "--remote", str(remote), "--all", "--json").stdout)
+    assert pulled["objects"] == named["objects"] + 1
+    assert objects_in(store_of(two)) == objects_in(store_of(one))
+
+
+def test_the_remote_comes_from_gitpipe_remote_and_the_option_wins(make_workspace, tmp_path):
+    one = first_clone(make_workspace)
+    from_env, from_option = tmp_path / "env-remote", tmp_path / "option-remote"
+    from_env.mkdir()
+    from_option.mkdir()
+    one.ok("push", env={"GITPIPE_REMOTE": str(from_env)})
+    assert (from_env / "objects").is_dir()
+    one.ok("push", "--remote", str(from_option), env={"GITPIPE_REMOTE": str(from_env)})
+    assert (from_option / "objects").is_dir()
+
+    two = second_clone(one)
+    two.ok("pull", env={"GITPIPE_REMOTE": str(from_env)})
+    two.ok("repro")
+    assert set(two.states().values()) == {"cached"}
+
+
+@pytest.mark.skipif(
+    "remote" not in getattr(Pipeline, "__dataclass_fields__", {}),
+    reason="gitpipe/spec.py does not parse [remote] yet",
+)
+def test_the_pipeline_files_remote_url_is_used_and_gitpipe_remote_wins(make_workspace, tmp_path):
+    one = first_clone(make_workspace)
+    (one.root / "shared").mkdir()  # relative to the pipeline file's folder
+    one.write(".gitignore", "parts/\ncount.txt\nshared/\n")
+    one.pipeline(PIPELINE + '\n[remote]\nurl = "shared"\n')
+    one.ok("push")
+    assert (one.root / "shared" / "objects").is_dir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    one.ok("push", env={"GITPIPE_REMOTE": str(elsewhere)})
+    assert (elsewhere / "objects").is_dir()
+
+
+def test_fetch_for_keys_brings_a_steps_result_and_its_objects(make_workspace, tmp_path):
+    one = first_clone(make_workspace)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    one.ok("push", "--remote", str(remote))
+    two = second_clone(one)
+    store = store_of(two)
+    keys = lock_keys(two)
+
+    report = fetch_for_keys(store, DirectoryRemote(remote), [keys["split"]])
+    assert (report.results, report.objects, report.rejected) == (1, 3, [])
+    assert RunCache(store).get(keys["split"]) is not None
+    assert RunCache(store).get(keys["count"]) is None
+    assert store.has_tree(lock_out(two, "split", "parts/"))
+    again = fetch_for_keys(store, DirectoryRemote(remote), [keys["split"]])
+    assert (again.results, again.objects, again.results_present) == (0, 0, 1)
+
+
+# -- verification -----------------------------------------------------------------------
+
+
+def test_an_object_changed_on_the_remote_is_rejected_and_never_stored(
+    make_workspace, remote_url, tmp_path
+):
+    one = first_clone(make_workspace)
+    one.ok("push", "--remote", remote_url)
+    count = lock_out(one, "count", "count.txt")
+    tamper(remote_url, object_name(count), b"999\n", tmp_path)
+
+    two = second_clone(one)
+    pulled = two.gitpipe("pull", "--remote", remote_url)
+    assert pulled.exit_code == 5, pulled.output
+    assert f"object {count} (its bytes hash to b3:" in pulled.stderr
+    assert "Traceback" not in pulled.output
+    store = store_of(two)
+    assert count not in store
+    assert not any((store.root / "tmp").iterdir())  # nothing half-kept either
+    # the other step's objects and result came through; count runs again
+    two.ok("repro")
+    assert two.states() == {"split": "cached", "count": "ran"}
+    assert (two.root / "count.txt").read_bytes() == (one.root / "count.txt").read_bytes()
+
+
+@pytest.mark.parametrize("evil", ["../evil", "/tmp/gitpipe-evil", "parts/../../evil"])
+def test_a_result_naming_a_path_outside_the_workspace_is_rejected(make_workspace, tmp_path, evil):
+    one = first_clone(make_workspace)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    one.ok("push", "--remote", str(remote))
+    key = lock_keys(one)["count"]
+    record = json.loads((remote / result_name(key)).read_bytes())
+    record["outs"] = {evil: record["outs"]["count.txt"]}
+    plant(remote, result_name(key), canonical(record))
+
+    two = second_clone(one)
+    pulled = two.gitpipe("pull", "--remote", str(remote))
+    assert pulled.exit_code == 5, pulled.output
+    assert f"result {key} (not a trustworthy result: unsafe output path" in pulled.stderr
+    assert RunCache(store_of(two)).get(key) is None
+    assert not (store_of(two).root / result_name(key)).exists()
+    # gitpipe.lock (from Git, trusted) still names count.txt's digest, and that object
+    # came through verified: the step is restored from the lock, nothing lands outside
+    two.ok("repro")
+    assert two.states() == {"split": "cached", "count": "cached"}
+    assert (two.root / "count.txt").read_bytes() == (one.root / "count.txt").read_bytes()
+    assert not (tmp_path / "evil").exists()
+    assert not Path("/tmp/gitpipe-evil").exists()
+
+
+def test_a_result_with_a_malformed_digest_is_rejected(make_workspace, tmp_path):
+    one = first_clone(make_workspace)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    one.ok("push", "--remote", str(remote))
+    key = lock_keys(one)["count"]
+    record = json.loads((remote / result_name(key)).read_bytes())
+    record["outs"]["count.txt"]["digest"] = "b3:../../../etc/passwd"
+    plant(remote, result_name(key), canonical(record))
+
+    two = second_clone(one)
+    pulled = two.gitpipe("pull", "--remote", str(remote))
+    assert pulled.exit_code == 5
+    assert "not a valid digest" in pulled.stderr
+    assert RunCache(store_of(two)).get(key) is None
+
+
+def test_a_folder_manifest_naming_a_path_outside_its_folder_is_rejected(make_workspace, tmp_path):
+    one = first_clone(make_workspace)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    one.ok("push", "--remote", str(remote))
+    key = lock_keys(one)["split"]
+    # a forged manifest, stored under its true digest, and a result pointing at it
+    payload = b"planted\n"
+    forged = manifest_bytes([ManifestEntry("../../planted.txt", digest_bytes(payload), 8, False)])
+    plant(remote, object_name(digest_bytes(payload)), payload)
+    plant(remote, object_name(digest_bytes(forged)), forged)
+    record = json.loads((remote / result_name(key)).read_bytes())
+    record["outs"]["parts"]["digest"] = str(digest_bytes(forged))
+    plant(remote, result_name(key), canonical(record))
+
+    two = second_clone(one)
+    pulled = two.gitpipe("pull", "--remote", str(remote))
+    assert pulled.exit_code == 5, pulled.output
+    assert "its manifest names the unsafe path '../../planted.txt'" in pulled.stderr
+    assert digest_bytes(forged) not in store_of(two)
+    assert RunCache(store_of(two)).get(key) is None
+    # the lock's own digest for parts/ came through verified: restored from it
+    two.ok("repro")
+    assert two.states() == {"split": "cached", "count": "cached"}
+    assert (two.root / "parts" / "a.txt").read_text() == "hello\n"
+    assert not list(tmp_path.rglob("planted.txt"))
+
+
+def test_a_damaged_local_object_is_not_pushed(make_workspace, tmp_path):
+    one = first_clone(make_workspace)
+    count = lock_out(one, "count", "count.txt")
+    plant(store_of(one).root, object_name(count), b"damaged\n")
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    pushed = one.gitpipe("push", "--remote", str(remote))
+    assert pushed.exit_code == 5
+    assert "the local copy is damaged" in pushed.stderr
+    assert not (remote / object_name(count)).exists()
+    # a result is never pushed ahead of its objects
+    assert not (remote / result_name(lock_keys(one)["count"])).exists()
+    assert (remote / result_name(lock_keys(one)["split"])).exists()
+
+
+# -- errors -----------------------------------------------------------------------------
+
+
+def one_line_error(outcome) -> str:
+    assert "Traceback" not in outcome.output
+    lines = outcome.stderr.strip().splitlines()
+    assert len(lines) == 1, outcome.stderr
+    return lines[0]
+
+
+def test_a_missing_remote_folder_is_a_one_line_error(make_workspace, tmp_path):
+    one = first_clone(make_workspace)
+    missing = tmp_path / "nowhere"
+    for command in ("push", "pull"):
+        outcome = one.gitpipe(command, "--remote", str(missing))
+        assert outcome.exit_code == 5
+        line = one_line_error(outcome)
+        assert f"the remote folder {missing} does not exist" in line
+    assert not missing.exists()
+
+
+def test_an_unreachable_s3_server_is_a_one_line_error_within_seconds(make_workspace, monkeypatch):
+    one = first_clone(make_workspace)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    outcome = one.gitpipe("push", "--remote", "s3://bucket/store")
+    assert outcome.exit_code == 5
+    line = one_line_error(outcome)
+    assert "cannot reach the remote s3://bucket/store" in line
+    assert time.monotonic() - started < 30
+
+
+def test_a_missing_bucket_is_a_one_line_error(make_workspace, s3_bucket):
+    one = first_clone(make_workspace)
+    outcome = one.gitpipe("pull", "--remote", f"s3://{s3_bucket}-missing/store")
+    assert outcome.exit_code == 5
+    assert "NoSuchBucket" in one_line_error(outcome)
+
+
+def test_without_a_remote_gitpipe_says_how_to_name_one(make_workspace):
+    one = first_clone(make_workspace)
+    outcome = one.gitpipe("push")
+    assert outcome.exit_code == 2
+    assert "GITPIPE_REMOTE" in one_line_error(outcome)
+
+
+def test_credentials_in_the_url_are_refused(make_workspace):
+    one = first_clone(make_workspace)
+    outcome = one.gitpipe("push", "--remote", "s3://KEY:SECRET@bucket/store")
+    assert outcome.exit_code == 2
+    assert "holds credentials" in one_line_error(outcome)
+
+
+def test_the_object_store_remote_is_the_real_client_over_http(s3_bucket, tmp_path):
+    remote = open_remote(f"s3://{s3_bucket}/p", base=tmp_path)
+    assert isinstance(remote, ObjectStoreRemote)
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(12 * 1024 * 1024))  # several parts of a multipart upload
+    remote.upload(big, "objects/b3/aa/big")
+    back = tmp_path / "back"
+    assert remote.download("objects/b3/aa/big", back)
+    assert back.read_bytes() == big.read_bytes()
+    assert remote.listing("objects/") == {"objects/b3/aa/big"}
+    assert not remote.download("objects/b3/aa/none", back)
+    assert remote.read("results/none.json") is None
