@@ -66,7 +66,8 @@ class Lock:
     version: str = ""
 
     def dumps(self) -> str:
-        header = {"name": self.name, "fingerprint": self.fingerprint}
+        header = {"name": self.name} if self.name else {}
+        header["fingerprint"] = self.fingerprint
         if self.version:
             header["version"] = self.version
         data = {

@@ -777,7 +777,7 @@ class Project:
                     lockfile.write(
                         self.lock_path,
                         Lock(
-                            name=pipeline.name,
+                            name=pipeline.declared_name,
                             fingerprint=identity,
                             steps=live,
                             version=version_for_lock(self.root, self.file, identity),
@@ -830,7 +830,7 @@ class Project:
             lockfile.write(
                 self.lock_path,
                 Lock(
-                    name=self.pipeline.name,
+                    name=self.pipeline.declared_name,
                     fingerprint=lock.fingerprint,
                     steps=live,
                     version=lock.version,

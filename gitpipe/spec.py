@@ -106,6 +106,9 @@ class Pipeline:
     steps: Mapping[str, Step]
     #: ``[remote] url``: where `gitpipe push`/`pull` go ("" none; $GITPIPE_REMOTE wins)
     remote: str = ""
+    #: ``[pipeline] name`` as written ("" when the folder's name stands in for it);
+    #: only this goes into the lock, so that clones in other folders write the same lock
+    declared_name: str = ""
 
     @property
     def root(self) -> Path:
@@ -185,7 +188,14 @@ class _Parser:
                 )
             steps[step_name] = self.step(step_name, self.table(body, f"steps.{step_name}"), params)
         _check_outputs(self, steps)
-        return Pipeline(name=name, file=self.file, params=params, steps=steps, remote=self.remote())
+        return Pipeline(
+            name=name,
+            file=self.file,
+            params=params,
+            steps=steps,
+            remote=self.remote(),
+            declared_name=header.get("name", ""),
+        )
 
     def remote(self) -> str:
         table = self.table(self.data.get("remote", {}), "remote")

@@ -911,8 +911,8 @@ def version_for_lock(project_root: Path, pipeline_file: Path, fingerprint: str) 
     once committed on top of HEAD.  That is HEAD's when the fingerprint is HEAD's, and
     otherwise HEAD's bumped by what the working tree changes (``1.0.0`` for a pipeline
     HEAD does not hold yet), so that committing the lock with the change it records
-    gives a lock that the next repro leaves as it is.  "" outside Git, in a repository
-    with no commits, or where a shallow clone cannot tell.  A label only: a repository
+    gives a lock that the next repro leaves as it is.  "" outside Git, or where a
+    shallow clone cannot tell.  A label only: a repository
     it cannot read gives "", it never fails a run."""
     try:
         repo = Repository.find(project_root)
@@ -922,8 +922,8 @@ def version_for_lock(project_root: Path, pipeline_file: Path, fingerprint: str) 
             point = head_point(
                 repo, pipeline_file, cache_file=cache_path(project_root / ".gitpipe")
             )
-            if point is None:
-                return ""
+            if point is None:  # no commits yet: the first commit holding it is 1.0.0
+                return "1.0.0"
             if point.state == VALID and point.fingerprint == fingerprint:
                 return point.version if _VERSION.match(point.version) else ""
             if point.state != VALID or not point.version:

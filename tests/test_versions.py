@@ -388,7 +388,9 @@ def test_a_repository_without_commits_says_so_and_repro_still_works(workspace):
     ws.ok("repro")
     assert (ws.root / "out.txt").read_text() == "1\n"
     lock = lockfile.read(ws.root / "gitpipe.lock")
-    assert version_for_lock(ws.root, ws.root / "gitpipe.toml", lock.fingerprint) == ""
+    # the first commit holding the pipeline will be 1.0.0: the lock says so already
+    assert lock.version == "1.0.0"
+    assert version_for_lock(ws.root, ws.root / "gitpipe.toml", lock.fingerprint) == "1.0.0"
 
 
 def stamp_version(ws: Workspace, pipeline: str = "gitpipe.toml") -> str:
