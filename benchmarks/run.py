@@ -274,6 +274,60 @@ def bench_diff(base: Path, quick: bool) -> list[Row]:
     ]
 
 
+def _codebase(steps: int, modules: int, *, by_hand: bool) -> tuple[str, dict[str, str]]:
+    """A pipeline of `steps` steps whose scripts share a code base of `modules` modules:
+    module i imports module i-1 and one other, each script imports 5 of them."""
+    files = {"lib/__init__.py": ""}
+    for i in range(modules):
+        imports = [f"from lib import m{i - 1}"] if i else []
+        if i > 1:
+            imports.append(f"from lib import m{(i * 7) % (i - 1)}")
+        files[f"lib/m{i}.py"] = "\n".join(imports) + f"\n\nVALUE = {i}\n"
+    lines = []
+    for n in range(steps):
+        used = [(n * 13 + k * 41) % modules for k in range(5)]
+        files[f"steps/s{n}.py"] = "".join(f"from lib import m{u}\n" for u in used) + (
+            f"open('out/s{n}.txt', 'w').write('{n}')\n"
+        )
+        cmd, code = f"python3 steps/s{n}.py", ""
+        if by_hand:  # as without discovery: `sh -c` hides the script; the code is listed
+            cmd = f"sh -c 'python3 steps/s{n}.py'"
+            code = f'code = ["steps/s{n}.py", "lib/*.py"]\n'
+        lines.append(f'[steps.s{n}]\ncmd = "{cmd}"\nouts = ["out/s{n}.txt"]\n{code}')
+    return "\n".join(lines), files
+
+
+def bench_codebase(base: Path, quick: bool) -> list[Row]:
+    """No-op `status` with code discovery against code listed by hand (issue 5)."""
+    steps, modules = (100, 50) if quick else (500, 200)
+    reps = 3 if quick else 7
+    rows = []
+    for by_hand in (False, True):
+        pipeline, files = _codebase(steps, modules, by_hand=by_hand)
+        root = repo(base, "by-hand" if by_hand else "discovered", pipeline, files)
+        (root / "out").mkdir()
+        (root / ".gitpipe").mkdir()  # as after a first repro: status keeps its caches
+        for n in range(steps):
+            (root / "out" / f"s{n}.txt").write_text(str(n))
+        # the stat cache trusts files only some seconds after they were written
+        old = time.time() - 60
+        for path in root.rglob("*"):
+            if ".git" not in path.parts and path.is_file():
+                os.utime(path, (old, old))
+        first = sh([GITPIPE, "status"], root)
+        samples = [sh([GITPIPE, "status"], root) for _ in range(reps)]
+        how = "code listed by hand" if by_hand else "code discovered"
+        rows.append(
+            measure(
+                f"no-op status, {steps} steps, {modules} modules, {how}",
+                "s",
+                samples,
+                f"first status {first:.2f} s",
+            )
+        )
+    return rows
+
+
 def bench_remote(base: Path, quick: bool) -> list[Row]:
     """Push and pull throughput against a folder remote and a local S3 server."""
     import remote as remote_bench  # benchmarks/remote.py, beside this script
@@ -289,6 +343,7 @@ BENCHMARKS: dict[str, Callable[[Path, bool], list[Row]]] = {
     "overhead": bench_overhead,
     "versions": bench_versions,
     "diff": bench_diff,
+    "codebase": bench_codebase,
     "remote": bench_remote,
 }
 

@@ -227,6 +227,7 @@ class Discoverer:
         self.source = source
         #: raw digest of a file -> what it imports (None: it does not parse)
         self.cache: dict[Digest, list[Imported] | None] = {} if cache is None else cache
+        self._edges: dict[tuple[str, tuple[str, ...]], list[str] | None] = {}
         if imports_of is not None:  # a caller with a cache of its own
             self.imports_of = imports_of  # type: ignore[method-assign]
 
@@ -255,17 +256,35 @@ class Discoverer:
             files.add(path)
             if not path.endswith(".py"):
                 continue
-            found = self.imports_of(path)
-            if found is None:
+            targets = self._targets(path, roots)
+            if targets is None:
                 result.unreadable.append(path)
                 continue
-            for item in found:
-                for target in self._resolve(item, path, roots):
-                    if target not in seen:
-                        queue.append((target, roots))
+            for target in targets:
+                if target not in seen:
+                    queue.append((target, roots))
         result.files = sorted(files)
         result.unreadable.sort()
         return result
+
+    def forget(self) -> None:
+        """Drop what was learnt of the files' imports (some file changed)."""
+        self._edges.clear()
+
+    def _targets(self, path: str, roots: list[str]) -> list[str] | None:
+        """The files a Python file's imports resolve to (None: it does not parse),
+        remembered for the discoverer's life: steps share most of their modules."""
+        memo = (path, tuple(roots))
+        if memo not in self._edges:
+            found = self.imports_of(path)
+            if found is None:
+                self._edges[memo] = None
+            else:
+                targets: list[str] = []
+                for item in found:
+                    targets += self._resolve(item, path, roots)
+                self._edges[memo] = list(dict.fromkeys(targets))
+        return self._edges[memo]
 
     def _start(self, entry: Entry) -> Iterator[tuple[str, list[str]]]:
         cwd = posixpath.normpath(entry.cwd)

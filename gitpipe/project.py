@@ -982,6 +982,12 @@ class _WorkTree:
             self._is_file[path] = not path.startswith("/") and (self.root / path).is_file()
         return self._is_file[path]
 
+    def forget(self, path: str) -> None:
+        """``path`` (a file or a folder) is about to be rewritten."""
+        prefix = path + "/"
+        for known in [p for p in self._is_file if p == path or p.startswith(prefix)]:
+            del self._is_file[known]
+
     def read(self, path: str) -> bytes:
         return (self.root / path).read_bytes()
 
@@ -1046,8 +1052,10 @@ class _Session:
         self.remote: Any = None  # `repro --pull`: fetch a stale step's result first
         self._code: dict[str, dict[str, Digest]] = {}
         self._unreadable: dict[str, list[str]] = {}
+        self._code_info: dict[str, tuple[Digest, Digest, list[codedeps.Imported] | None]] = {}
+        self.worktree = _WorkTree(project.root, hasher)
         self.discoverer = codedeps.Discoverer(
-            _WorkTree(project.root, hasher), imports_of=lambda path: self.code_info(path)[2]
+            self.worktree, imports_of=lambda path: self.code_info(path)[2]
         )
 
     # digests ------------------------------------------------------------------
@@ -1067,6 +1075,22 @@ class _Session:
     def code_info(self, path: str) -> tuple[Digest, Digest, list[codedeps.Imported] | None]:
         """A code file's raw digest, normalised digest and imports (None: it does not
         parse), from the stat cache's code table when these bytes were seen before."""
+        if path not in self._code_info:
+            self._code_info[path] = self._read_code_info(path)
+        return self._code_info[path]
+
+    def _forget_code(self, path: str) -> None:
+        """A step is about to rewrite ``path``: what was learnt of code there is void
+        (generated code is code too)."""
+        prefix = path + "/"
+        stale = [p for p in self._code_info if p == path or p.startswith(prefix)]
+        for p in stale:
+            del self._code_info[p]
+        self.worktree.forget(path)
+        if stale:
+            self.discoverer.forget()
+
+    def _read_code_info(self, path: str) -> tuple[Digest, Digest, list[codedeps.Imported] | None]:
         state = self.hasher.state(path)
         if state is None or state.is_dir:
             raise StoreError(f"code file {path} is not a readable file")
@@ -1228,6 +1252,7 @@ class _Session:
                 remove(root / spec_.path)
             (root / spec_.path).parent.mkdir(parents=True, exist_ok=True)
             self.hasher.forget(spec_.path)
+            self._forget_code(spec_.path)
         pending.context.started = time.time()
 
     def _result_from_lock(

@@ -882,3 +882,40 @@ def test_why_an_up_to_date_step_does_not_offer_to_restore_it(workspace):
     shared_helpers(workspace)
     workspace.ok("repro")
     assert "restores it" not in workspace.ok("why", "report").stdout
+
+
+def test_generated_code_is_read_after_the_step_that_writes_it(workspace):
+    """A module written by one step and imported by the next is that step's code, as
+    it is once written, not as it was when the run started."""
+    workspace.write(
+        "make.py", "import sys\nopen('gen/values.py', 'w').write(f'N = {sys.argv[1]}')\n"
+    )
+    workspace.write(
+        "use.py", "from gen import values\nopen('used.txt', 'w').write(str(values.N))\n"
+    )
+    workspace.write("gen/__init__.py", "")
+    pipeline = """
+        [params]
+        n = 1
+
+        [steps.make]
+        cmd = "{py} make.py ${{params.n}}"
+        outs = ["gen/values.py"]
+
+        [steps.use]
+        cmd = "{py} use.py"
+        deps = ["gen/values.py"]
+        outs = ["used.txt"]
+        """
+    workspace.pipeline(pipeline.format(py=sys.executable))
+    workspace.ok("repro")
+    first = json.loads(workspace.ok("status", "--json").stdout)
+    assert "gen/values.py" in first[1]["code"]
+    workspace.pipeline(pipeline.format(py=sys.executable).replace("n = 1", "n = 2"))
+    workspace.ok("repro")
+    assert workspace.states() == {"make": "ran", "use": "ran"}
+    assert (workspace.root / "used.txt").read_text() == "2"
+    # the lock records the new module's code digest: nothing is stale afterwards
+    assert {s["state"] for s in json.loads(workspace.ok("status", "--json").stdout)} == {
+        "up to date"
+    }
