@@ -17,12 +17,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from gitpipe import events as ev
 from gitpipe.errors import GitpipeError
+
+if TYPE_CHECKING:  # sqlite-utils is imported only to migrate and to query
+    import sqlite_utils
 
 
 class LineageError(GitpipeError):
@@ -102,14 +103,14 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="milliseconds")
 
 
-def connect(path: Path, *, create: bool = True) -> sqlite_utils.Database:
-    """Open the lineage database, applying the migrations it lacks."""
+def open_connection(path: Path, *, create: bool = True) -> sqlite3.Connection:
+    """Open the lineage database, applying the migrations it lacks; a plain
+    connection, so that recording a run does not import sqlite-utils."""
     if not create and not path.exists():
         raise LineageError(f"no lineage yet at {path}; run `gitpipe repro` first")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=30)
-        db = sqlite_utils.Database(conn)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:  # check before anything can change the file
             conn.close()
@@ -120,15 +121,26 @@ def connect(path: Path, *, create: bool = True) -> sqlite_utils.Database:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
-        for number in range(version + 1, SCHEMA_VERSION + 1):
-            with conn:
-                MIGRATIONS[number - 1](db)
-                conn.execute(f"PRAGMA user_version={number}")
+        if version < SCHEMA_VERSION:
+            import sqlite_utils
+
+            db = sqlite_utils.Database(conn)
+            for number in range(version + 1, SCHEMA_VERSION + 1):
+                with conn:
+                    MIGRATIONS[number - 1](db)
+                    conn.execute(f"PRAGMA user_version={number}")
     except sqlite3.DatabaseError as exc:
         raise LineageError(
             f"the lineage database {path} is damaged ({exc}); move it away to start a new one"
         ) from exc
-    return db
+    return conn
+
+
+def connect(path: Path, *, create: bool = True) -> sqlite_utils.Database:
+    """The lineage database for queries (sqlite-utils), migrated like `open_connection`."""
+    import sqlite_utils
+
+    return sqlite_utils.Database(open_connection(path, create=create))
 
 
 class LineageRecorder:
@@ -136,7 +148,7 @@ class LineageRecorder:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = connect(path)
+        self.conn = open_connection(path)
         self.run_id = ""
         self.error = ""
 
@@ -151,30 +163,35 @@ class LineageRecorder:
     def _record(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
             self.run_id = event.run_id
-            self.db["runs"].insert(
-                {
-                    "id": event.run_id,
-                    "started": _iso(event.started),
-                    "ended": None,
-                    "git_commit": event.commit,
-                    "dirty": None if event.dirty is None else int(event.dirty),
-                    "argv": json.dumps(list(event.argv)),
-                    "host": socket.gethostname(),
-                    "status": "running",
-                    "pipeline": event.pipeline,
-                    "jobs": event.jobs,
-                    "backend": event.backend,
-                }
-            )
+            with self.conn:
+                self.conn.execute(
+                    "INSERT INTO runs (id, started, ended, git_commit, dirty, argv, host, status,"
+                    " pipeline, jobs, backend) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        event.run_id,
+                        _iso(event.started),
+                        None,
+                        event.commit,
+                        None if event.dirty is None else int(event.dirty),
+                        json.dumps(list(event.argv)),
+                        socket.gethostname(),
+                        "running",
+                        event.pipeline,
+                        event.jobs,
+                        event.backend,
+                    ),
+                )
         elif isinstance(event, ev.StepFinished):
             self._execution(event)
         elif isinstance(event, ev.RunFinished):
-            self.db["runs"].update(
-                event.run_id, {"ended": _iso(event.ended), "status": event.status}
-            )
+            with self.conn:
+                self.conn.execute(
+                    "UPDATE runs SET ended = ?, status = ? WHERE id = ?",
+                    (_iso(event.ended), event.status, event.run_id),
+                )
 
     def _execution(self, event: ev.StepFinished) -> None:
-        conn = self.db.conn
+        conn = self.conn
         with conn:
             cursor = conn.execute(
                 "INSERT INTO executions (run_id, step, key, state, reasons, started, ended,"
@@ -229,7 +246,7 @@ class LineageRecorder:
                 )
 
     def close(self) -> None:
-        self.db.conn.close()
+        self.conn.close()
 
 
 # -- queries ---------------------------------------------------------------------
