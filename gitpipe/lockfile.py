@@ -7,14 +7,14 @@ that its Git diff reads well.  Only gitpipe writes it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-from gitpipe import atomic
+from gitpipe import atomic, tomlcache
 from gitpipe.errors import LockfileError
 from gitpipe.hashing import Digest, DigestError
 
@@ -86,19 +86,47 @@ def _sorted_deep(value: Any) -> Any:
 
 def read(path: Path) -> Lock:
     """Read a lock file; a missing one is an empty lock."""
+    return read_cached(path, cache_dir=None)[0]
+
+
+def read_cached(path: Path, *, cache_dir: Path | None) -> tuple[Lock, Callable[[], None]]:
+    """Read a lock file, the parsed TOML of an unchanged file from ``cache_dir`` (see
+    gitpipe.tomlcache); the second value keeps a new parse there, for the caller to
+    call once its command went well."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data, keep = tomlcache.load(path, cache_dir)
     except FileNotFoundError:
-        return Lock()
+        return Lock(), _nothing
+    except tomlcache.TOMLDecodeError as exc:
+        raise _damaged(path.name, exc) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise LockfileError(f"cannot read {path.name} ({exc})") from exc
-    return loads(text, name=path.name)
+    return from_data(data, name=path.name), keep
+
+
+def _nothing() -> None:
+    return None
 
 
 def loads(text: str, *, name: str = "gitpipe.lock") -> Lock:
     """Parse a lock file's text (``name`` is what errors call it)."""
     try:
         data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _damaged(name, exc) from exc
+    return from_data(data, name=name)
+
+
+def _damaged(name: str, exc: Exception) -> LockfileError:
+    return LockfileError(
+        f"{name} is damaged ({exc}); restore it with `git checkout -- {name}`, "
+        "or delete it and run `gitpipe repro` (cached results are reused)"
+    )
+
+
+def from_data(data: Mapping[str, Any], *, name: str = "gitpipe.lock") -> Lock:
+    """A lock from its parsed TOML tables."""
+    try:
         schema = data.get("gitpipe", {}).get("schema")
         if schema != LOCK_SCHEMA:
             raise LockfileError(
@@ -109,18 +137,8 @@ def loads(text: str, *, name: str = "gitpipe.lock") -> Lock:
         steps = {name: _entry(body) for name, body in data.get("steps", {}).items()}
     except LockfileError:
         raise
-    except (
-        tomllib.TOMLDecodeError,
-        DigestError,
-        KeyError,
-        TypeError,
-        ValueError,
-        AttributeError,
-    ) as exc:
-        raise LockfileError(
-            f"{name} is damaged ({exc}); restore it with `git checkout -- {name}`, "
-            "or delete it and run `gitpipe repro` (cached results are reused)"
-        ) from exc
+    except (DigestError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _damaged(name, exc) from exc
     return Lock(
         name=str(header.get("name", "")),
         fingerprint=str(header.get("fingerprint", "")),

@@ -302,6 +302,7 @@ class Project:
         self._pipeline: spec.Pipeline | None = None
         self._graph: graphs.Graph | None = None
         self._keep: Callable[[], None] = _nothing
+        self._keep_lock: Callable[[], None] = _nothing
 
     @property
     def store_dir(self) -> Path:
@@ -378,11 +379,18 @@ class Project:
         self._pipeline = pipeline
         self._keep = keep  # called by a command that went well: see _keep_caches
 
+    def _read_lock(self) -> Lock:
+        """gitpipe.lock, its parsed TOML cached like the pipeline file's."""
+        lock, keep = lockfile.read_cached(self.lock_path, cache_dir=self.state_dir / "parsed")
+        self._keep_lock = keep
+        return lock
+
     def _keep_caches(self) -> None:
-        """Cache the parsed pipeline file, now that a command used it without error
-        (a dry run or a refused command writes nothing)."""
+        """Cache the parsed pipeline and lock files, now that a command used them
+        without error (a dry run or a refused command writes nothing)."""
         self._keep()
-        self._keep = _nothing
+        self._keep_lock()
+        self._keep = self._keep_lock = _nothing
 
     def select(
         self, targets: Iterable[str] = (), *, single: bool = False, downstream: bool = False
@@ -422,7 +430,7 @@ class Project:
             with self._repository() as repo:
                 self._check_before_run(names, repo, run=False)
             self._remember_check(stamp)
-        lock = lockfile.read(self.lock_path)
+        lock = self._read_lock()
         # the stat cache is kept once gitpipe has state here; status creates none
         with self._session(readonly=not self.state_dir.is_dir()) as session:
             statuses = []
@@ -457,7 +465,7 @@ class Project:
         now (outputs are not looked at): what `gitpipe check` and its pre-commit hook
         report.  The pipeline file must be valid."""
         names = self.select()
-        lock = lockfile.read(self.lock_path)
+        lock = self._read_lock()
         mismatched = []
         with self._session(readonly=True) as session:
             for name in names:
@@ -504,7 +512,7 @@ class Project:
         they are removed; objects and results younger than ``keep_recent`` seconds are
         always kept (another clone sharing the store may be about to commit a lock
         that names them)."""
-        locks = [lockfile.read(self.lock_path)]
+        locks = [self._read_lock()]
         if not workspace_only:
             with self._repository() as repo:
                 if repo is not None:
@@ -568,7 +576,7 @@ class Project:
         stored result."""
         self.select([name], single=True)
         step = self.pipeline.steps[name]
-        lock = lockfile.read(self.lock_path)
+        lock = self._read_lock()
         entry = lock.steps.get(name)
         with self._session(readonly=not self.state_dir.is_dir()) as session:
             check = session.check(step, entry)
@@ -649,7 +657,7 @@ class Project:
         names = self.select(targets, single=single, downstream=downstream)
         with self._repository() as repo:
             self._check_before_run(names, repo)
-            lockfile.read(self.lock_path)  # a damaged lock stops us before anything is written
+            self._read_lock()  # a damaged lock stops us before anything is written
             broadcast = ev.Broadcast(list(listeners))
             far = None
             if pull or push:
@@ -705,7 +713,7 @@ class Project:
                 if push and far is not None:
                     from gitpipe import remote as remotes
 
-                    selection = remotes.Selection.from_locks(lockfile.read(self.lock_path))
+                    selection = remotes.Selection.from_locks(self._read_lock())
                     pushed = remotes.push(Store(self.store_dir), far, selection)
                     broadcast(
                         ev.Notice(
@@ -726,7 +734,7 @@ class Project:
         dry_run = executor is None
         jobs = executor.jobs if executor is not None else 1
         pipeline = self.pipeline
-        lock = lockfile.read(self.lock_path)
+        lock = self._read_lock()
         run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
         report = RunReport(run_id=run_id)
         recorder = None
