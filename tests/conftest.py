@@ -93,6 +93,43 @@ class Workspace:
         return [step for step, state in self.last_run() if state == "ran"]
 
 
+#: A three-step chain over data/raw.txt, used by several test modules.
+CHAIN = """
+[steps.first]
+cmd = "tr a-z A-Z < data/raw.txt > first.txt"
+deps = ["data/raw.txt"]
+outs = ["first.txt"]
+
+[steps.second]
+cmd = "rev < first.txt > second.txt"
+deps = ["first.txt"]
+outs = ["second.txt"]
+
+[steps.third]
+cmd = "wc -c < second.txt > third.txt"
+deps = ["second.txt"]
+outs = ["third.txt"]
+"""
+CHAIN_OUTPUTS = ("first.txt", "second.txt", "third.txt")
+
+#: settings a developer's shell may hold that would change what the tests see
+GITPIPE_SETTINGS = (
+    "GITHUB_STEP_SUMMARY",
+    "GITPIPE_FAULT",
+    "GITPIPE_BACKEND",
+    "GITPIPE_DEBUG",
+    "GITPIPE_DASK_SCHEDULER",
+    "GITPIPE_REMOTE",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test chooses these itself."""
+    for name in GITPIPE_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     monkeypatch.delenv("GITPIPE_CACHE_DIR", raising=False)

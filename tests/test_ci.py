@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Workspace, git
+from conftest import CHAIN, CHAIN_OUTPUTS, Workspace, git
 
 from gitpipe import lockfile
 
@@ -31,30 +31,7 @@ GITPIPE = Path(sys.executable).parent / "gitpipe"
 PRE_COMMIT = Path(sys.executable).parent / "pre-commit"
 PROJECT = Path(__file__).resolve().parent.parent  # this gitpipe's own repository
 
-CHAIN = """
-[steps.first]
-cmd = "tr a-z A-Z < data/raw.txt > first.txt"
-deps = ["data/raw.txt"]
-outs = ["first.txt"]
-
-[steps.second]
-cmd = "rev < first.txt > second.txt"
-deps = ["first.txt"]
-outs = ["second.txt"]
-
-[steps.third]
-cmd = "wc -c < second.txt > third.txt"
-deps = ["second.txt"]
-outs = ["third.txt"]
-"""
-OUTPUTS = ("first.txt", "second.txt", "third.txt")
-
-
-@pytest.fixture(autouse=True)
-def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tests choose these themselves."""
-    for name in ("GITHUB_STEP_SUMMARY", "GITPIPE_FAULT", "GITPIPE_BACKEND", "GITPIPE_DEBUG"):
-        monkeypatch.delenv(name, raising=False)
+OUTPUTS = CHAIN_OUTPUTS
 
 
 # -- helpers ---------------------------------------------------------------------

@@ -23,7 +23,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import Workspace, git, make_repo
+from conftest import CHAIN as SHARED_CHAIN
+from conftest import CHAIN_OUTPUTS, Workspace, git, make_repo
 
 from gitpipe import lockfile
 from gitpipe.hashing import Digest, digest_file
@@ -33,32 +34,12 @@ GITPIPE = Path(sys.executable).parent / "gitpipe"
 HEX = re.compile(r"^[0-9a-f]+$")
 SUMMARY = re.compile(r"^(\d+) ran, (\d+) cached, (\d+) up to date, ", re.MULTILINE)
 
-CHAIN = """
-[pipeline]
-name = "chain"
-
-[steps.first]
-cmd = "tr a-z A-Z < data/raw.txt > first.txt"
-deps = ["data/raw.txt"]
-outs = ["first.txt"]
-
-[steps.second]
-cmd = "rev < first.txt > second.txt"
-deps = ["first.txt"]
-outs = ["second.txt"]
-
-[steps.third]
-cmd = "wc -c < second.txt > third.txt"
-deps = ["second.txt"]
-outs = ["third.txt"]
-"""
-CHAIN_OUTPUTS = ("first.txt", "second.txt", "third.txt")
+CHAIN = '[pipeline]\nname = "chain"\n' + SHARED_CHAIN
 
 
 @pytest.fixture(autouse=True)
-def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("GITPIPE_FAULT", "GITPIPE_CACHE_DIR", "GITPIPE_BACKEND", "GITPIPE_DEBUG"):
-        monkeypatch.delenv(name, raising=False)
+def _no_shared_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GITPIPE_CACHE_DIR", raising=False)
 
 
 # -- helpers ---------------------------------------------------------------------

@@ -5,24 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from conftest import Workspace, git, snapshot
-
-CHAIN = """
-[steps.first]
-cmd = "tr a-z A-Z < data/raw.txt > first.txt"
-deps = ["data/raw.txt"]
-outs = ["first.txt"]
-
-[steps.second]
-cmd = "rev < first.txt > second.txt"
-deps = ["first.txt"]
-outs = ["second.txt"]
-
-[steps.third]
-cmd = "wc -c < second.txt > third.txt"
-deps = ["second.txt"]
-outs = ["third.txt"]
-"""
+from conftest import CHAIN, Workspace, git, snapshot
 
 
 def chain(workspace: Workspace) -> Workspace:
