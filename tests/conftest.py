@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import select
 import sqlite3
+import struct
 import subprocess
+import sys
+import termios
 import textwrap
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,3 +165,57 @@ def snapshot(root: Path) -> dict[str, tuple[int, bytes | None, int]]:
         data = path.read_bytes() if path.is_file() and not path.is_symlink() else None
         state[rel] = (st.st_mode, data, st.st_mtime_ns)
     return state
+
+
+GITPIPE_SCRIPT = Path(sys.executable).parent / "gitpipe"
+
+
+def run_in_a_terminal(
+    root: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> tuple[int, str]:
+    """`gitpipe ARGS` with a pseudo-terminal as stdin, stdout and stderr; its exit code
+    and what it printed (with "\\r\\n" as "\\n").  Without ``env``: this process's
+    environment as a terminal user has it (no CI, TERM=xterm)."""
+    if env is None:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("CI", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+        }
+        env.update(TERM="xterm", COLUMNS="120", LINES="40")
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    try:
+        process = subprocess.Popen(
+            [str(GITPIPE_SCRIPT), *args],
+            cwd=root,
+            env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+        )
+    finally:
+        os.close(slave)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if not ready:
+                if process.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the other side of the terminal is closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+        code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    return code, b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")

@@ -9,21 +9,16 @@ needed, real processes.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import select
 import shutil
 import sqlite3
-import struct
 import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
-from conftest import CHAIN, CHAIN_OUTPUTS, Workspace, git
+from conftest import CHAIN, CHAIN_OUTPUTS, Workspace, git, run_in_a_terminal
 
 from gitpipe import lockfile
 
@@ -90,41 +85,6 @@ def result_path(root: Path, key: str) -> Path:
         / hexdigest[:2]
         / (hexdigest[2:] + ".json")
     )
-
-
-def run_in_a_terminal(root: Path, *args: str, env: dict[str, str]) -> tuple[int, str]:
-    """`gitpipe ARGS` with a pseudo-terminal as stdin, stdout and stderr."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    try:
-        process = subprocess.Popen(
-            [str(GITPIPE), *args], cwd=root, env=env, stdin=slave, stdout=slave, stderr=slave
-        )
-    finally:
-        os.close(slave)
-    chunks = []
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.5)
-            if not ready:
-                if process.poll() is not None:
-                    break
-                continue
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the other side of the terminal is closed
-                break
-            if not data:
-                break
-            chunks.append(data)
-        code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(master)
-    return code, b"".join(chunks).decode("utf-8", "replace")
 
 
 # -- repro --frozen ---------------------------------------------------------------

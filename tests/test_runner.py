@@ -10,17 +10,13 @@ as a subprocess.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import itertools
 import os
 import re
-import select
 import signal
 import sqlite3
-import struct
 import subprocess
 import sys
-import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +26,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from conftest import Workspace
+from conftest import Workspace, run_in_a_terminal
 
 from gitpipe import lockfile
 
@@ -681,47 +677,6 @@ def test_a_plain_subprocess_without_ci_prints_no_control_codes(workspace):
     assert "\x1b" not in result.stdout + result.stderr
     assert re.search(r"^\d\d:\d\d:\d\d talk: running$", result.stdout, re.MULTILINE)
     summary_line(result.stdout)
-
-
-def run_in_a_terminal(root: Path, *args: str, timeout: float = 30) -> tuple[int, str]:
-    """Run gitpipe with a pseudo-terminal as its stdin, stdout and stderr."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("CI", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
-    }
-    env.update(TERM="xterm", COLUMNS="120", LINES="40")
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    try:
-        process = subprocess.Popen(
-            [str(GITPIPE), *args], cwd=root, env=env, stdin=slave, stdout=slave, stderr=slave
-        )
-    finally:
-        os.close(slave)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.5)
-            if not ready:
-                if process.poll() is not None:
-                    break
-                continue
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the terminal's other side is closed
-                break
-            if not data:
-                break
-            chunks.append(data)
-        code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(master)
-    return code, b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
 
 
 @pytest.mark.timeout(60)
