@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gitpipe.errors import PipelineError, UsageError
 from gitpipe.spec import PathSpec, Pipeline
@@ -24,6 +24,8 @@ class Graph:
     children: Mapping[str, tuple[str, ...]]
     producer: Mapping[str, str]  # output path -> step that declares it
     out_paths: tuple[str, ...] = ()  # the producer's keys, sorted, for prefix look-ups
+    #: matrix steps and nested pipeline steps -> the steps they expand to
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def producers_of(self, dep: PathSpec) -> set[str]:
         """Steps whose outputs a dependency reads: the output itself, a folder output
@@ -74,13 +76,17 @@ def build(pipeline: Pipeline) -> Graph:
         for dep in step.deps:
             parents[name] |= lookup.producers_of(dep) - {name}
         for i, other in enumerate(step.after):
-            if other not in steps:
+            if other in steps:
+                parents[name].add(other)
+            elif other in pipeline.groups:  # a matrix step or nested pipeline: all of it
+                parents[name].update(pipeline.groups[other])
+            else:
                 raise PipelineError(
                     f"step {name!r} runs after {other!r}, which is not a step of this pipeline",
                     file=pipeline.file.name,
-                    key=f"steps.{name}.after[{i}]",
+                    key=f"steps.{step.group or name}.after[{i}]",
                 )
-            parents[name].add(other)
+        parents[name].update(ref.step for ref in step.metric_refs)  # checked by the parser
     children: dict[str, list[str]] = {name: [] for name in steps}
     for name, ups in parents.items():
         for up in ups:
@@ -102,6 +108,7 @@ def build(pipeline: Pipeline) -> Graph:
         children={name: tuple(sorted(c, key=position.__getitem__)) for name, c in children.items()},
         producer=producer,
         out_paths=lookup.out_paths,
+        groups=pipeline.groups,
     )
 
 
@@ -145,6 +152,23 @@ def _find_cycle(
     return cycle[first:] + cycle[:first]  # start at the step written first
 
 
+def expand(graph: Graph, targets: Iterable[str], *, file: str) -> list[str]:
+    """Step names, a matrix step or nested pipeline standing for all of its steps."""
+    known = set(graph.order)
+    chosen = []
+    for target in targets:
+        if target in known:
+            chosen.append(target)
+        elif target in graph.groups:
+            chosen.extend(graph.groups[target])
+        else:
+            raise UsageError(
+                f"{file}: there is no step named {target!r} "
+                f"(steps: {', '.join(graph.order) or 'none'})"
+            )
+    return chosen
+
+
 def select(
     graph: Graph,
     targets: Iterable[str],
@@ -158,14 +182,7 @@ def select(
     No targets: every step.  Targets: they and their upstream; ``single``: only
     them; ``downstream``: they and everything that depends on them.
     """
-    targets = list(targets)
-    known = set(graph.order)
-    for target in targets:
-        if target not in known:
-            raise UsageError(
-                f"{file}: there is no step named {target!r} "
-                f"(steps: {', '.join(graph.order) or 'none'})"
-            )
+    targets = expand(graph, targets, file=file)
     if not targets:
         return list(graph.order)
     if single:

@@ -12,12 +12,14 @@ import json
 import posixpath
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from gitpipe import tomlcache
-from gitpipe.errors import PipelineError
+from gitpipe.errors import PipelineError, UsageError
+from gitpipe.expr import Condition, ExprError
+from gitpipe.expr import parse as parse_condition
 
 DEFAULT_FILE = "gitpipe.toml"
 
@@ -41,14 +43,24 @@ STEP_FIELDS = frozenset(
         "timeout",
         "resources",
         "code_digest",
+        "matrix",
+        "when",
+        "approval",
     }
 )
-TOP_LEVEL = frozenset({"pipeline", "params", "steps", "remote"})
+#: the fields a step that runs another pipeline file may have
+NESTED_FIELDS = frozenset({"pipeline", "after", "desc"})
+TOP_LEVEL = frozenset({"pipeline", "params", "steps", "remote", "hooks"})
+HOOK_EVENTS = ("before_step", "after_step", "on_failure")
+HOOK_FIELDS = frozenset({*HOOK_EVENTS, "fail"})
 PIPELINE_FIELDS = frozenset({"name", "code_digest"})
 REMOTE_FIELDS = frozenset({"url"})
 CODE_DIGESTS = ("ast", "bytes")
 
 _REF = re.compile(r"\$(\$?)\{([^}]*)\}")
+#: a reference to another step's metrics, left in a step's strings until it runs
+_METRIC_REF = re.compile(r"\$\{\s*steps\.([^}]*?)\.metrics\.([^}]*?)\s*\}")
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9_.]")
 _STEP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-@]*$")
 _FN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
@@ -63,11 +75,42 @@ class PathSpec:
     def __str__(self) -> str:
         return self.path + ("/" if self.is_dir else "")
 
+    def under(self, prefix: str) -> PathSpec:
+        """This path seen from a folder ``prefix`` levels up (a nested pipeline's)."""
+        return PathSpec(posixpath.normpath(posixpath.join(prefix, self.path)), self.is_dir)
+
     def contains(self, other: PathSpec) -> bool:
         """True when ``other`` is this path or lies inside it."""
         if self.path == other.path:
             return True
         return self.path == "." or other.path.startswith(self.path + "/")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRef:
+    """``${steps.STEP.metrics.NAME}``: a value read from another step's metrics after it
+    ran; ``key`` is where the pipeline file uses it."""
+
+    step: str
+    metric: str
+    key: str
+
+    @property
+    def ref(self) -> str:
+        return f"steps.{self.step}.metrics.{self.metric}"
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """``[hooks]``: commands run around each step (never part of a key)."""
+
+    before_step: tuple[str, ...] = ()
+    after_step: tuple[str, ...] = ()
+    on_failure: tuple[str, ...] = ()
+    fail: bool = True  # a failing hook fails the run
+
+    def __bool__(self) -> bool:
+        return bool(self.before_step or self.after_step or self.on_failure)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +134,13 @@ class Step:
     resources: Mapping[str, float] = field(default_factory=dict)
     code_digest: str = "ast"  # "ast": Python code by its syntax tree; "bytes": raw bytes
     fn: str = ""  # "package.module:function" for a Python function step (then cmd is a label)
+    #: the matrix step or nested pipeline step this step was expanded from ("" none)
+    group: str = ""
+    matrix: Mapping[str, Any] = field(default_factory=dict)  # this expansion's values
+    when: Condition | None = None  # run only when this holds; else skipped
+    approval: bool = False  # a person approves each new key before it runs
+    #: other steps' metrics this step's strings or condition read (they are edges)
+    metric_refs: tuple[MetricRef, ...] = ()
 
     @property
     def all_outs(self) -> tuple[PathSpec, ...]:
@@ -109,6 +159,13 @@ class Pipeline:
     #: ``[pipeline] name`` as written ("" when the folder's name stands in for it);
     #: only this goes into the lock, so that clones in other folders write the same lock
     declared_name: str = ""
+    #: matrix steps and nested pipeline steps -> the steps they expand to, in order
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    hooks: Hooks = field(default_factory=Hooks)
+    #: ``repro -p NAME=VALUE``: params given on the command line (dotted -> value)
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    #: nested pipeline files, relative to this one's folder
+    includes: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -116,18 +173,22 @@ class Pipeline:
         return self.file.parent
 
 
-def load(file: Path, *, cache_dir: Path | None = None) -> Pipeline:
+def load(
+    file: Path, *, cache_dir: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> Pipeline:
     """Read and parse a pipeline file."""
-    pipeline, keep = load_cached(file, cache_dir=cache_dir)
+    pipeline, keep = load_cached(file, cache_dir=cache_dir, overrides=overrides)
     keep()
     return pipeline
 
 
 def load_cached(
-    file: Path, *, cache_dir: Path | None = None
+    file: Path, *, cache_dir: Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> tuple[Pipeline, Callable[[], None]]:
-    """Read and parse a pipeline file, its parsed TOML cached in ``cache_dir``: the
-    second value keeps it there, once the caller found the whole pipeline valid."""
+    """Read and parse a pipeline file (and the pipeline files its steps nest), the
+    parsed TOML cached in ``cache_dir``: the second value keeps it there, once the
+    caller found the whole pipeline valid.  ``overrides`` replace params by dotted name
+    (`repro -p`)."""
     try:
         data, keep = tomlcache.load(file, cache_dir)
     except FileNotFoundError as exc:
@@ -139,23 +200,216 @@ def load_cached(
         raise PipelineError(f"invalid TOML: {exc}", file=file.name) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise PipelineError(f"cannot read the pipeline file ({exc})", file=file.name) from exc
-    return _Parser(file.name, data, file).pipeline(), keep
+    keeps = [keep]
+
+    def read_nested(relpath: str) -> dict[str, Any]:
+        nested = file.parent / relpath
+        name = "nested-" + relpath.replace("/", "%")
+        data, keep = tomlcache.load(nested, cache_dir, name=name)
+        keeps.append(keep)
+        return data
+
+    pipeline = _Parser(file.name, data, file, read=read_nested, overrides=overrides).pipeline()
+
+    def keep_all() -> None:
+        for each in keeps:
+            each()
+
+    return pipeline, keep_all
 
 
-def parse(text: str, *, file: Path) -> Pipeline:
-    """Parse pipeline TOML text; ``file`` names the file in errors and anchors paths."""
+def parse(
+    text: str,
+    *,
+    file: Path,
+    read: Callable[[str], str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Pipeline:
+    """Parse pipeline TOML text; ``file`` names the file in errors and anchors paths.
+    ``read`` gives the text of a nested pipeline file by its path relative to
+    ``file``'s folder (default: from the disk)."""
     try:
         data = tomlcache.loads(text)
     except tomlcache.TOMLDecodeError as exc:
         raise PipelineError(f"invalid TOML: {exc}", file=file.name) from exc
-    return _Parser(file.name, data, file).pipeline()
+    reader = read or (lambda relpath: (file.parent / relpath).read_text(encoding="utf-8"))
+    return _Parser(
+        file.name,
+        data,
+        file,
+        read=lambda relpath: tomlcache.loads(reader(relpath)),
+        overrides=overrides,
+    ).pipeline()
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``train.lr=0.02`` (from `repro -p`) -> ``("train.lr", 0.02)``: the value is read
+    as a TOML value, and taken as a plain string when it is not one (``-p model=rf``)."""
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep or not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", name):
+        raise UsageError(f"-p {text!r}: write a param as NAME=VALUE, e.g. -p train.lr=0.02")
+    raw = raw.strip()
+    try:
+        return name, tomlcache.loads(f"v = {raw}")["v"]
+    except tomlcache.TOMLDecodeError:
+        if raw[:1] in ("[", "{", '"', "'"):
+            raise UsageError(f"-p {text!r}: {raw!r} is not a valid TOML value") from None
+        return name, raw
+
+
+def resolve(step: Step, value_of: Callable[[MetricRef], Any]) -> Step:
+    """The step with its ``${steps.S.metrics.M}`` references replaced by the values
+    ``value_of`` reads from those steps' metrics (run time, once they ran).  A param
+    whose whole value is one reference takes the metric's type."""
+    if not step.metric_refs:
+        return step
+    values = {ref.ref: value_of(ref) for ref in step.metric_refs}
+
+    def text(value: str) -> str:
+        return _METRIC_REF.sub(lambda m: _scalar_text(values[_ref_text(m)]), value)
+
+    def anything(value: Any) -> Any:
+        if isinstance(value, str):
+            whole = _METRIC_REF.fullmatch(value)
+            return values[_ref_text(whole)] if whole else text(value)
+        if isinstance(value, list):
+            return [anything(v) for v in value]
+        if isinstance(value, dict):
+            return {k: anything(v) for k, v in value.items()}
+        return value
+
+    return replace(
+        step,
+        cmd=tuple(text(c) for c in step.cmd),
+        env={k: text(v) for k, v in step.env.items()},
+        params={k: anything(v) for k, v in step.params.items()},
+    )
+
+
+def _renamed_refs(step: Step, rename: Callable[[str], str]) -> Step:
+    """The step with the steps its references name renamed (a nested pipeline's steps
+    take their outer step's name as a prefix)."""
+    if not step.metric_refs:
+        return step
+
+    def renamed(match: re.Match[str]) -> str:
+        return f"steps.{rename(match.group(1).strip())}.metrics.{match.group(2).strip()}"
+
+    def text(value: str) -> str:
+        return _METRIC_REF.sub(lambda m: "${" + renamed(m) + "}", value)
+
+    def anything(value: Any) -> Any:
+        if isinstance(value, str):
+            return text(value)
+        if isinstance(value, list):
+            return [anything(v) for v in value]
+        if isinstance(value, dict):
+            return {k: anything(v) for k, v in value.items()}
+        return value
+
+    when = step.when
+    if when is not None and when.refs:
+        mapping = {}
+        for ref in when.refs:
+            match = _METRIC_REF.fullmatch("${" + ref + "}")
+            if match is not None:
+                mapping[ref] = renamed(match)
+        when = when.renamed(mapping, text(when.source))
+    return replace(
+        step,
+        cmd=tuple(text(c) for c in step.cmd),
+        env={k: text(v) for k, v in step.env.items()},
+        params={k: anything(v) for k, v in step.params.items()},
+        metric_refs=tuple(replace(r, step=rename(r.step)) for r in step.metric_refs),
+        when=when,
+    )
+
+
+def _metric_parts(ref: str) -> tuple[str, str] | None:
+    """``steps.S.metrics.M`` -> ``(S, M)``; None when it is not written so."""
+    match = _METRIC_REF.fullmatch("${" + ref + "}")
+    if match is None or not match.group(1).strip() or not match.group(2).strip():
+        return None
+    return match.group(1).strip(), match.group(2).strip()
+
+
+def _condition_value(value: Any, ref: str, parser: _Parser, key: str) -> Any:
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    raise parser.error(
+        f"${{{ref}}} is {_type_name(value)}; a condition compares single values", key
+    )
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _ref_text(match: re.Match[str]) -> str:
+    return f"steps.{match.group(1).strip()}.metrics.{match.group(2).strip()}"
+
+
+def _has_metric_ref(value: Any) -> bool:
+    if isinstance(value, str):
+        return _METRIC_REF.search(value) is not None
+    if isinstance(value, list):
+        return any(_has_metric_ref(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_metric_ref(v) for v in value.values())
+    return False
+
+
+def _metric_refs_in(value: Any, key: str) -> list[MetricRef]:
+    found: list[MetricRef] = []
+    if isinstance(value, str):
+        for match in _METRIC_REF.finditer(value):
+            found.append(MetricRef(match.group(1).strip(), match.group(2).strip(), key))
+    elif isinstance(value, list):
+        for item in value:
+            found += _metric_refs_in(item, key)
+    elif isinstance(value, dict):
+        for item in value.values():
+            found += _metric_refs_in(item, key)
+    return found
+
+
+def matrix_label(value: Any) -> str:
+    """How one matrix value appears in an expanded step's name: a string, number or
+    boolean as its text, a table with a ``name`` by that name, any other table or
+    list by ``h`` and the first 8 hex digits of its canonical digest; characters
+    other than letters, digits, ``_``, ``.`` and ``-`` become ``_``."""
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        value = value["name"]
+    if isinstance(value, (dict, list)):
+        from gitpipe.hashing import digest_record
+
+        return "h" + digest_record(value).hex[:8]
+    label = _LABEL_UNSAFE.sub("_", _scalar_text(value))
+    return label or "_"
 
 
 class _Parser:
-    def __init__(self, shown: str, data: dict[str, Any], file: Path) -> None:
+    def __init__(
+        self,
+        shown: str,
+        data: dict[str, Any],
+        file: Path,
+        *,
+        read: Callable[[str], dict[str, Any]] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        chain: tuple[str, ...] = (),
+    ) -> None:
         self.shown = shown
         self.data = data
         self.file = file
+        self.read = read
+        self.overrides = dict(overrides or {})
+        self.chain = chain or (file.name,)  # the pipeline files that nest this one
 
     def error(self, message: str, key: str) -> PipelineError:
         return PipelineError(message, file=self.shown, key=key)
@@ -177,17 +431,55 @@ class _Parser:
         self.code_digest = self.choice(
             header.get("code_digest", "ast"), CODE_DIGESTS, "pipeline.code_digest"
         )
-        params = self.table(self.data.get("params", {}), "params")
+        params = self.apply_overrides(self.table(self.data.get("params", {}), "params"))
         steps_table = self.table(self.data.get("steps", {}), "steps")
         steps: dict[str, Step] = {}
+        groups: dict[str, tuple[str, ...]] = {}
+        includes: list[str] = []
         for step_name, body in steps_table.items():
             if not _STEP_NAME.match(step_name):
                 raise self.error(
                     "a step name may hold letters, digits, '_', '-', '.' and '@' only",
                     f"steps.{step_name}",
                 )
-            steps[step_name] = self.step(step_name, self.table(body, f"steps.{step_name}"), params)
+            body = self.table(body, f"steps.{step_name}")
+            if "pipeline" in body:
+                nested, nested_groups, nested_files = self.nested(step_name, body)
+                expanded = list(nested)
+                groups.update(nested_groups)
+                includes += nested_files
+            elif "matrix" in body:
+                if "matrix" in params:
+                    raise self.error(
+                        "a param named 'matrix' clashes with ${matrix.NAME}; rename it",
+                        "params.matrix",
+                    )
+                nested = {}
+                for values, label in self.matrix(step_name, body["matrix"]):
+                    full = f"{step_name}@{label}"
+                    if full in nested:
+                        raise self.error(
+                            f"two combinations of step {step_name!r} are both named {full!r}; "
+                            "give such values distinct labels (see docs/sweeps.md)",
+                            f"steps.{step_name}.matrix",
+                        )
+                    nested[full] = self.step(full, body, params, matrix=values, group=step_name)
+                expanded = list(nested)
+            else:
+                nested = {step_name: self.step(step_name, body, params)}
+                expanded = []
+            for full in nested:
+                if full in steps or (full in steps_table and full != step_name):
+                    raise self.error(
+                        f"step {step_name!r} expands to {full!r}, which is also the name of "
+                        "another step",
+                        f"steps.{step_name}",
+                    )
+            steps.update(nested)
+            if expanded:
+                groups[step_name] = tuple(expanded)
         _check_outputs(self, steps)
+        self.check_refs(steps, groups)
         return Pipeline(
             name=name,
             file=self.file,
@@ -195,7 +487,189 @@ class _Parser:
             steps=steps,
             remote=self.remote(),
             declared_name=header.get("name", ""),
+            groups=groups,
+            hooks=self.hooks(),
+            overrides=self.overrides,
+            includes=tuple(dict.fromkeys(includes)),
         )
+
+    def apply_overrides(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``[params]`` with the command line's ``-p NAME=VALUE`` put in (each NAME must
+        be a param already: a typo must not run an experiment that changes nothing)."""
+        if not self.overrides:
+            return params
+        params = _deep_copy(params)
+        for dotted, value in self.overrides.items():
+            node: Any = params
+            *parents, last = dotted.split(".")
+            for part in parents:
+                node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, dict) or last not in node:
+                raise UsageError(
+                    f"-p {dotted}: there is no param {dotted!r} in {self.shown}'s [params]"
+                )
+            if isinstance(node[last], dict) and not isinstance(value, dict):
+                raise UsageError(
+                    f"-p {dotted}: {dotted!r} is a table of params; set one of them, "
+                    f"e.g. -p {dotted}.{next(iter(node[last]), 'NAME')}=VALUE"
+                )
+            node[last] = value
+        return params
+
+    def nested(
+        self, name: str, body: dict[str, Any]
+    ) -> tuple[dict[str, Step], dict[str, tuple[str, ...]], list[str]]:
+        """A step that runs another pipeline file: that file's steps, named
+        ``NAME/STEP``, their paths seen from this pipeline's folder."""
+        prefix = f"steps.{name}"
+        for key in body:
+            if key not in NESTED_FIELDS:
+                raise self.error(
+                    f"step {name!r} runs a pipeline file, so it takes only "
+                    f"{', '.join(sorted(NESTED_FIELDS))}, not {key!r}",
+                    f"{prefix}.{key}",
+                )
+        raw = self.string(body["pipeline"], f"{prefix}.pipeline")
+        target = self.path(raw, f"{prefix}.pipeline", output=False)
+        if target.is_dir or target.path == ".":
+            raise self.error("must name a pipeline file, not a folder", f"{prefix}.pipeline")
+        shown = posixpath.normpath(posixpath.join(posixpath.dirname(self.shown), target.path))
+        if shown == ".." or shown.startswith("../"):
+            raise self.error(
+                f"pipeline file {raw!r} lies outside the outer pipeline's folder",
+                f"{prefix}.pipeline",
+            )
+        if shown in self.chain:
+            raise self.error(
+                "pipeline files nest each other: " + " -> ".join([*self.chain, shown]),
+                f"{prefix}.pipeline",
+            )
+        if self.read is None:
+            raise self.error("nested pipelines cannot be read here", f"{prefix}.pipeline")
+        try:
+            data = self.read(target.path)
+        except FileNotFoundError:
+            raise self.error(
+                f"pipeline file {target.path!r} does not exist", f"{prefix}.pipeline"
+            ) from None
+        except tomlcache.TOMLDecodeError as exc:
+            raise PipelineError(f"invalid TOML: {exc}", file=shown) from exc
+        except (OSError, UnicodeDecodeError, KeyError) as exc:
+            raise self.error(
+                f"cannot read pipeline file {target.path!r} ({exc})", f"{prefix}.pipeline"
+            ) from exc
+        folder = posixpath.dirname(target.path)
+        parent_read = self.read
+        inner = _Parser(
+            shown,
+            data,
+            self.file.parent / target.path,
+            read=lambda relpath: parent_read(posixpath.join(folder, relpath)),
+            chain=(*self.chain, shown),
+        ).pipeline()
+        after = tuple(self.str_list(body.get("after", []), f"{prefix}.after"))
+        where = folder or "."
+
+        def inside(step_name: str) -> str:
+            return f"{name}/{step_name}"
+
+        steps = {}
+        for step in inner.steps.values():
+            moved = replace(
+                _renamed_refs(step, inside),
+                name=inside(step.name),
+                group=inside(step.group) if step.group else name,
+                deps=tuple(d.under(where) for d in step.deps),
+                outs=tuple(o.under(where) for o in step.outs),
+                metrics=tuple(m.under(where) for m in step.metrics),
+                code=tuple(posixpath.normpath(posixpath.join(where, c)) for c in step.code),
+                wdir=posixpath.normpath(posixpath.join(where, step.wdir)),
+                after=tuple(inside(a) for a in step.after) + after,
+            )
+            steps[moved.name] = moved
+        groups = {
+            inside(group): tuple(inside(m) for m in members)
+            for group, members in inner.groups.items()
+        }
+        groups[name] = tuple(steps)
+        includes = [target.path] + [posixpath.join(folder, i) for i in inner.includes]
+        return steps, groups, includes
+
+    def matrix(self, name: str, value: Any) -> list[tuple[dict[str, Any], str]]:
+        """Each combination of a matrix step's values with its label, in the order
+        written (the first axis varies slowest)."""
+        key = f"steps.{name}.matrix"
+        table = self.table(value, key)
+        if not table:
+            raise self.error("must name at least one list of values", key)
+        axes = []
+        for axis, values in table.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", axis):
+                raise self.error(
+                    "a matrix name may hold letters, digits and '_' only", f"{key}.{axis}"
+                )
+            if not isinstance(values, list) or not values:
+                raise self.error(
+                    f"must be a non-empty list of values, not {_type_name(values)}",
+                    f"{key}.{axis}",
+                )
+            labels: dict[str, int] = {}
+            for i, item in enumerate(values):
+                label = matrix_label(item)
+                if label in labels:
+                    raise self.error(
+                        f"values {labels[label]} and {i} both make the name {label!r}; "
+                        "matrix values must be distinct (give tables a distinct `name`)",
+                        f"{key}.{axis}[{i}]",
+                    )
+                labels[label] = i
+            axes.append((axis, values, list(labels)))
+        combos: list[tuple[dict[str, Any], str]] = [({}, "")]
+        for axis, values, labels in axes:
+            combos = [
+                ({**chosen, axis: item}, f"{label}-{own}" if label else own)
+                for chosen, label in combos
+                for item, own in zip(values, labels, strict=True)
+            ]
+        return combos
+
+    def check_refs(self, steps: Mapping[str, Step], groups: Mapping[str, tuple[str, ...]]) -> None:
+        """Every ``${steps.S.metrics.M}`` names a step of this pipeline that declares
+        metrics (or is a function step, whose returned values are metrics)."""
+        for step in steps.values():
+            for ref in step.metric_refs:
+                if ref.step in groups:
+                    raise self.error(
+                        f"{ref.step!r} expands to several steps; name one of them, e.g. "
+                        f"${{steps.{groups[ref.step][0]}.metrics.{ref.metric}}}",
+                        ref.key,
+                    )
+                other = steps.get(ref.step)
+                if other is None:
+                    raise self.error(f"${{{ref.ref}}} names no step of this pipeline", ref.key)
+                if ref.step == step.name:
+                    raise self.error(f"step {step.name!r} cannot read its own metrics", ref.key)
+                if not other.metrics and not other.fn:
+                    raise self.error(
+                        f"step {ref.step!r} declares no metrics for ${{{ref.ref}}} to read",
+                        ref.key,
+                    )
+
+    def hooks(self) -> Hooks:
+        table = self.table(self.data.get("hooks", {}), "hooks")
+        for key in table:
+            if key not in HOOK_FIELDS:
+                raise self.error(
+                    f"unknown field {key!r} (expected one of: {', '.join(sorted(HOOK_FIELDS))})",
+                    f"hooks.{key}",
+                )
+        commands = {}
+        for event in HOOK_EVENTS:
+            values = self.str_list(table.get(event, []), f"hooks.{event}")
+            if any(not v.strip() for v in values):
+                raise self.error("a hook command must not be empty", f"hooks.{event}")
+            commands[event] = tuple(values)
+        return Hooks(**commands, fail=self.boolean(table, "fail", "hooks", True))
 
     def remote(self) -> str:
         table = self.table(self.data.get("remote", {}), "remote")
@@ -212,8 +686,16 @@ class _Parser:
             raise self.error(f"must be a table, not {_type_name(value)}", key)
         return value
 
-    def step(self, name: str, body: dict[str, Any], params: Mapping[str, Any]) -> Step:
-        prefix = f"steps.{name}"
+    def step(
+        self,
+        name: str,
+        body: dict[str, Any],
+        params: Mapping[str, Any],
+        *,
+        matrix: Mapping[str, Any] | None = None,
+        group: str = "",
+    ) -> Step:
+        prefix = f"steps.{group or name}"
         for key in body:
             if key not in STEP_FIELDS:
                 raise self.error(
@@ -231,9 +713,12 @@ class _Parser:
                 f"step {name!r} has both `cmd` and `fn`; give one of them", f"{prefix}.fn"
             )
         used: dict[str, Any] = {}
+        refs: list[MetricRef] = []
 
-        def expand(value: str, key: str) -> str:
-            return self.interpolate(value, key, params, used)
+        def expand(value: str, key: str, *, metrics: bool = True) -> str:
+            return self.interpolate(
+                value, key, params, used, matrix=matrix, refs=refs if metrics else None
+            )
 
         fn = ""
         if "fn" in body:
@@ -262,7 +747,7 @@ class _Parser:
             specs = []
             for i, value in enumerate(values):
                 where = f"{prefix}.{key}[{i}]"
-                specs.append(self.path(expand(value, where), where, output=outputs))
+                specs.append(self.path(expand(value, where, metrics=False), where, output=outputs))
             return tuple(specs)
 
         deps = paths("deps", outputs=False)
@@ -272,12 +757,17 @@ class _Parser:
             if spec.is_dir:
                 raise self.error("a metrics file cannot be a folder", f"{prefix}.metrics")
         code = tuple(
-            expand(value, f"{prefix}.code")
+            expand(value, f"{prefix}.code", metrics=False)
             for value in self.str_list(body.get("code", []), f"{prefix}.code")
         )
         after = tuple(self.str_list(body.get("after", []), f"{prefix}.after"))
-        for param_key in self.str_list(body.get("params", []), f"{prefix}.params"):
-            used[param_key] = self.lookup(params, param_key, f"{prefix}.params")
+        for i, param_key in enumerate(self.str_list(body.get("params", []), f"{prefix}.params")):
+            where = f"{prefix}.params[{i}]"
+            param_key = expand(param_key, where, metrics=False)
+            used[param_key] = self.lookup(params, param_key, where)
+            refs.extend(_metric_refs_in(used[param_key], where))
+        for axis, value in (matrix or {}).items():  # each expansion's values are its own
+            used[f"matrix.{axis}"] = value
         env_table = self.table(body.get("env", {}), f"{prefix}.env")
         env = {}
         for key, value in env_table.items():
@@ -288,7 +778,16 @@ class _Parser:
                 )
             env[key] = expand(_scalar_text(value), f"{prefix}.env.{key}")
         wdir = self.string(body.get("wdir", "."), f"{prefix}.wdir")
-        wdir = self.path(expand(wdir, f"{prefix}.wdir"), f"{prefix}.wdir", output=False).path
+        wdir = self.path(
+            expand(wdir, f"{prefix}.wdir", metrics=False), f"{prefix}.wdir", output=False
+        ).path
+        when = None
+        if "when" in body:
+            when = self.condition(body["when"], f"{prefix}.when", params, matrix)
+            refs.extend(
+                MetricRef(*self.metric_parts(ref, f"{prefix}.when"), key=f"{prefix}.when")
+                for ref in when.refs
+            )
         timeout = body.get("timeout")
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
@@ -323,6 +822,11 @@ class _Parser:
             code_digest=self.choice(
                 body.get("code_digest", self.code_digest), CODE_DIGESTS, f"{prefix}.code_digest"
             ),
+            group=group,
+            matrix=dict(matrix or {}),
+            when=when,
+            approval=self.boolean(body, "approval", prefix, False),
+            metric_refs=tuple(dict.fromkeys(refs)),
         )
         _check_own_paths(self, step)
         return step
@@ -355,33 +859,105 @@ class _Parser:
                 raise self.error(f"must be a string, not {_type_name(item)}", f"{key}[{i}]")
         return value
 
-    def lookup(self, params: Mapping[str, Any], dotted: str, key: str) -> Any:
+    def lookup(
+        self, params: Mapping[str, Any], dotted: str, key: str, *, what: str = "param"
+    ) -> Any:
         node: Any = params
         for part in dotted.split("."):
             if not isinstance(node, Mapping) or part not in node:
-                raise self.error(f"unknown param {dotted!r} (not in [params])", key)
+                where = "not in [params]" if what == "param" else f"known: {', '.join(params)}"
+                raise self.error(f"unknown {what} {dotted!r} ({where})", key)
             node = node[part]
         return node
 
     def interpolate(
-        self, text: str, key: str, params: Mapping[str, Any], used: dict[str, Any]
+        self,
+        text: str,
+        key: str,
+        params: Mapping[str, Any],
+        used: dict[str, Any],
+        *,
+        matrix: Mapping[str, Any] | None = None,
+        refs: list[MetricRef] | None = None,
     ) -> str:
-        def replace(match: re.Match[str]) -> str:
+        """``text`` with its ``${params.X}`` and ``${matrix.X}`` references replaced;
+        ``${steps.S.metrics.M}`` references are kept (and listed in ``refs``) to be
+        resolved when the step runs, where ``refs`` is given, and an error elsewhere."""
+
+        def metric_error() -> PipelineError:
+            return self.error(
+                "a path cannot read another step's metrics (${steps...}): paths must be "
+                "known before any step runs",
+                key,
+            )
+
+        def substitute(match: re.Match[str]) -> str:
             if match.group(1):  # `$${...}` is a literal `${...}`
                 return "${" + match.group(2) + "}"
             ref = match.group(2).strip()
             namespace, _, dotted = ref.partition(".")
-            if namespace != "params" or not dotted:
-                raise self.error(
-                    f"unknown reference ${{{ref}}} (only ${{params.NAME}} is known; "
-                    "write $${...} for a literal ${...})",
-                    key,
-                )
-            value = self.lookup(params, dotted, key)
-            used[dotted] = value
-            return _scalar_text(value)
+            if namespace == "params" and dotted:
+                value = self.lookup(params, dotted, key)
+                used[dotted] = value
+                found = _metric_refs_in(value, key)
+                if found and refs is None:
+                    raise metric_error()
+                if refs is not None:
+                    refs.extend(found)
+                return _scalar_text(value)
+            if namespace == "matrix" and dotted and matrix is not None:
+                return _scalar_text(self.lookup(matrix, dotted, key, what="matrix value"))
+            if namespace == "steps":
+                if refs is None:
+                    raise metric_error()
+                step, metric = self.metric_parts(ref, key)
+                refs.append(MetricRef(step, metric, key))
+                return "${" + f"steps.{step}.metrics.{metric}" + "}"
+            known = "${params.NAME}, ${steps.STEP.metrics.NAME}" + (
+                ", ${matrix.NAME}" if matrix is not None else ""
+            )
+            raise self.error(
+                f"unknown reference ${{{ref}}} (known: {known}; write $${{...}} for a "
+                "literal ${...})",
+                key,
+            )
 
-        return _REF.sub(replace, text)
+        return _REF.sub(substitute, text)
+
+    def metric_parts(self, ref: str, key: str) -> tuple[str, str]:
+        parts = _metric_parts(ref)
+        if parts is None:
+            raise self.error(
+                f"${{{ref}}}: another step's metric is written ${{steps.STEP.metrics.NAME}}", key
+            )
+        return parts
+
+    def condition(
+        self,
+        value: Any,
+        key: str,
+        params: Mapping[str, Any],
+        matrix: Mapping[str, Any] | None,
+    ) -> Condition:
+        source = self.string(value, key)
+
+        def known_now(ref: str) -> Any:
+            namespace, _, dotted = ref.partition(".")
+            if namespace == "params" and dotted:
+                return _condition_value(self.lookup(params, dotted, key), ref, self, key)
+            if namespace == "matrix" and dotted and matrix is not None:
+                return _condition_value(
+                    self.lookup(matrix, dotted, key, what="matrix value"), ref, self, key
+                )
+            if namespace == "steps":
+                self.metric_parts(ref, key)
+                return None
+            raise self.error(f"unknown reference ${{{ref}}} in the condition", key)
+
+        try:
+            return parse_condition(source, known_now)
+        except ExprError as exc:
+            raise self.error(f"invalid condition: {exc}", key) from exc
 
     def path(self, raw: str, key: str, *, output: bool) -> PathSpec:
         if not raw:

@@ -34,18 +34,21 @@ _VERSION = 1
 RACY_NS = 2_000_000_000
 
 
-def load(path: Path, cache_dir: Path | None) -> tuple[dict[str, Any], Callable[[], None]]:
+def load(
+    path: Path, cache_dir: Path | None, *, name: str = ""
+) -> tuple[dict[str, Any], Callable[[], None]]:
     """Parse ``path`` (raising OSError, UnicodeDecodeError or TOMLDecodeError like
     ``tomllib``), answering from ``cache_dir`` when the file did not change.
 
     Returns the tables and a function that keeps them in the cache: call it once the
     caller has found them valid, so that nothing is written for a file it refuses.
+    ``name`` names the cache entry (default: the file's name).
     """
     st = path.stat()
     stamp = (_VERSION, st.st_ino, st.st_mtime_ns, st.st_size)
     if cache_dir is None:
         return tomllib.loads(path.read_text(encoding="utf-8")), _nothing
-    cached = cache_dir / (path.name + ".marshal")
+    cached = cache_dir / ((name or path.name) + ".marshal")
     with contextlib.suppress(OSError, ValueError, EOFError, TypeError):
         saved_stamp, hashed_ns, data = marshal.loads(cached.read_bytes())
         if tuple(saved_stamp) == stamp and hashed_ns - st.st_mtime_ns >= RACY_NS:

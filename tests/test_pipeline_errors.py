@@ -337,7 +337,7 @@ def test_an_unknown_param_named_in_params_is_an_error(repo, command):
         params = ["train.lr"]
         """,
     )
-    refused(repo, command, says=("at steps.train.params:", "'train.lr'"))
+    refused(repo, command, says=("at steps.train.params[0]:", "'train.lr'"))
 
 
 def test_a_doubled_dollar_is_a_literal_reference_the_shell_expands(repo, monkeypatch, tmp_path):
