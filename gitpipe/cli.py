@@ -80,10 +80,15 @@ def _root(
             raise _fail(f"cannot change to {chdir} ({exc.strerror})", 2) from None
 
 
-def _project(file: str | None) -> Any:
+def _project(file: str | None, params: list[str] | None = None) -> Any:
     from gitpipe.project import Project
 
-    return Project.open(".", file=file)
+    overrides = {}
+    if params:
+        from gitpipe.spec import parse_override
+
+        overrides = dict(parse_override(text) for text in params)
+    return Project.open(".", file=file, overrides=overrides)
 
 
 @app.command()
@@ -350,6 +355,8 @@ class ConsoleReporter:
                     self.out(f"  {event.step} | {text}", err=True)
         elif event.state == ev.SKIPPED:
             self.line(f"{event.step}: skipped, {event.message}", err=True)
+        elif event.state == ev.WAITING:
+            self.line(f"{event.step}: waiting for approval; {event.message}", err=True)
         elif self.quiet:
             return
         elif event.state == ev.RAN:
@@ -370,7 +377,7 @@ def summary(event: ev.RunFinished) -> str:
         f"{counts.get(state, 0)} {state}"
         for state in (ev.RAN, ev.CACHED, ev.UP_TO_DATE, ev.SKIPPED, ev.FAILED)
     ]
-    for state in (ev.FROZEN, ev.WOULD_RUN, ev.WOULD_RESTORE):
+    for state in (ev.WAITING, ev.FROZEN, ev.WOULD_RUN, ev.WOULD_RESTORE):
         if counts.get(state):
             parts.append(f"{counts[state]} {state}")
     word = {"interrupted": " (interrupted)", "error": " (stopped by an error)"}.get(
@@ -401,6 +408,7 @@ class LiveReporter(ConsoleReporter):
         ev.CACHED: "cyan",
         ev.FAILED: "bold red",
         ev.SKIPPED: "yellow",
+        ev.WAITING: "magenta",
         ev.FROZEN: "blue",
         ev.UP_TO_DATE: "dim",
     }
@@ -549,6 +557,28 @@ def repro(
         str | None,
         typer.Option("--remote", help="The remote for --pull/--push [default: $GITPIPE_REMOTE]."),
     ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="Run with a param set to a TOML value, e.g. -p train.lr=0.02 (repeatable): "
+            "an experiment, cached and recorded, that leaves gitpipe.lock alone.",
+            show_default=False,
+        ),
+    ] = None,
+    lock: Annotated[
+        bool,
+        typer.Option("--lock", help="With -p: write the experiment's results to gitpipe.lock."),
+    ] = False,
+    approve: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--approve",
+            help="Approve this step (approval = true) to run now (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
     summary_json: Annotated[
         Path | None, typer.Option("--summary-json", help="Write a JSON summary of the run here.")
     ] = None,
@@ -571,7 +601,9 @@ def repro(
         raise UsageError("--single and --downstream need the names of steps")
     if single and downstream:
         raise UsageError("--single and --downstream cannot be used together")
-    project = _project(file)
+    if lock and not param:
+        raise UsageError("--lock goes with -p: a run without overrides always writes the lock")
+    project = _project(file, param)
     view = ConsoleReporter if _plain_output() else LiveReporter
     reporter = view(verbose=verbose, quiet=quiet)
     summary_md = summary_md or (
@@ -601,9 +633,30 @@ def repro(
         pull=pull,
         push=push,
         remote=remote,
+        approve=approve or (),
+        lock=True if lock else None,
         listeners=listeners,
         argv=sys.argv[1:],
     )
+
+
+@app.command(name="approve")
+@handled
+def approve_command(
+    step: Annotated[str, typer.Argument(help="The step (or matrix step) to approve.")],
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Approve a step with `approval = true` to run with its inputs as they are now."""
+    project = _project(file)
+    keys, who = project.approve(step)
+    if as_json:
+        typer.echo(
+            json.dumps({"approved_by": who, "steps": [{"step": s, "key": k} for s, k in keys]})
+        )
+        return
+    for name, key in keys:
+        typer.echo(f"approved {name} ({key[:15]}…) as {who}; run `gitpipe repro` to go on")
 
 
 def _interrupt(signum: int, frame: object) -> None:

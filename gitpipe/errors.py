@@ -37,6 +37,17 @@ class StaleError(GitpipeError):
     exit_code = 3
 
 
+class ApprovalNeeded(GitpipeError):
+    """Steps wait for a person's approval (`approval = true`); raised after the run
+    has done everything else it could and has been recorded."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, steps: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.steps = steps
+
+
 class GitError(GitpipeError):
     """The Git repository could not be read."""
 

@@ -12,7 +12,8 @@ RAN = "ran"
 CACHED = "cached"
 UP_TO_DATE = "up to date"
 FAILED = "failed"
-SKIPPED = "skipped"  # held back because a step it depends on failed
+SKIPPED = "skipped"  # held back by a failed step, or its `when` condition is false
+WAITING = "waiting for approval"  # `approval = true` and nobody approved this key yet
 FROZEN = "frozen"
 WOULD_RUN = "would run"  # --dry-run
 WOULD_RESTORE = "would restore"  # --dry-run
@@ -30,6 +31,7 @@ class RunStarted:
     pipeline: str = ""
     jobs: int = 1
     backend: str = ""
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # `repro -p NAME=VALUE`
 
 
 @dataclass(frozen=True, slots=True)

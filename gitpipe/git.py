@@ -118,6 +118,23 @@ class Repository:
 
     # -- history ----------------------------------------------------------------
 
+    def user(self) -> str | None:
+        """``Name <email>`` from the Git config (repository, then global), if set."""
+        try:
+            config = self._repo.get_config_stack()
+        except Exception:  # an unreadable config is no identity, not an error here
+            return None
+        parts = []
+        for entry in (b"name", b"email"):
+            try:
+                parts.append(config.get((b"user",), entry).decode("utf-8", "replace"))
+            except KeyError:
+                parts.append("")
+        name, email = parts
+        if not name and not email:
+            return None
+        return f"{name} <{email}>".strip() if email else name
+
     def __enter__(self) -> Repository:
         return self
 

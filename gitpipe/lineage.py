@@ -94,8 +94,27 @@ def _v2(db: sqlite_utils.Database) -> None:
     db["metrics"].create_index(["execution_id"])
 
 
+def _v3(db: sqlite_utils.Database) -> None:
+    runs = db["runs"]
+    if "overrides" not in runs.columns_dict:  # `repro -p`: params given for this run only
+        runs.add_column("overrides", str)
+    db["approvals"].create(
+        {
+            "id": int,
+            "step": str,
+            "key": str,
+            "approved_by": str,
+            "approved_at": str,
+            "run_id": str,
+        },
+        pk="id",
+        if_not_exists=True,
+    )
+    db["approvals"].create_index(["step", "key"], if_not_exists=True)
+
+
 #: migration N brings a database from user_version N-1 to N
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -166,7 +185,7 @@ class LineageRecorder:
             with self.conn:
                 self.conn.execute(
                     "INSERT INTO runs (id, started, ended, git_commit, dirty, argv, host, status,"
-                    " pipeline, jobs, backend) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " pipeline, jobs, backend, overrides) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         event.run_id,
                         _iso(event.started),
@@ -179,6 +198,9 @@ class LineageRecorder:
                         event.pipeline,
                         event.jobs,
                         event.backend,
+                        json.dumps(dict(event.overrides), sort_keys=True, default=str)
+                        if event.overrides
+                        else None,
                     ),
                 )
         elif isinstance(event, ev.StepFinished):
@@ -247,6 +269,45 @@ class LineageRecorder:
 
     def close(self) -> None:
         self.conn.close()
+
+
+# -- approvals -------------------------------------------------------------------
+
+
+def record_approval(path: Path, step: str, key: str, who: str, run_id: str = "") -> None:
+    """Approve ``step`` to run with ``key`` (and only that key), as ``who``."""
+    conn = open_connection(path)
+    try:
+        with conn:
+            conn.execute(
+                "INSERT INTO approvals (step, key, approved_by, approved_at, run_id)"
+                " VALUES (?,?,?,?,?)",
+                (step, key, who, datetime.now(timezone.utc).isoformat(timespec="seconds"), run_id),
+            )
+    except sqlite3.Error as exc:
+        raise LineageError(f"the approval was not recorded ({exc})") from exc
+    finally:
+        conn.close()
+
+
+def approval_of(path: Path, step: str, key: str) -> dict[str, Any] | None:
+    """Who approved ``step`` to run with ``key``, and when; None: nobody yet."""
+    if not path.exists():
+        return None
+    conn = open_connection(path, create=False)
+    try:
+        row = conn.execute(
+            "SELECT approved_by, approved_at, run_id FROM approvals WHERE step = ? AND key = ?"
+            " ORDER BY id DESC LIMIT 1",
+            (step, key),
+        ).fetchone()
+    except sqlite3.Error as exc:
+        raise LineageError(f"approvals cannot be read from {path} ({exc})") from exc
+    finally:
+        conn.close()
+    if row is None:
+        return None
+    return {"approved_by": row[0], "approved_at": row[1], "run_id": row[2] or None}
 
 
 # -- queries ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ import os
 import secrets
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ from gitpipe import events as ev
 from gitpipe import graph as graphs
 from gitpipe.action import KeyRecord, fingerprint, key_record
 from gitpipe.errors import (
+    ApprovalNeeded,
     GitpipeError,
     Interrupted,
     PipelineError,
@@ -34,6 +36,7 @@ from gitpipe.errors import (
     UsageError,
     WorkspaceBusy,
 )
+from gitpipe.expr import ExprError
 from gitpipe.hashing import Digest, digest_record
 from gitpipe.lockfile import Lock, LockEntry
 from gitpipe.plan import FROZEN, STALE, Reason, assess, flatten
@@ -77,6 +80,27 @@ seed = 42
 # outs = ["model.pkl"]
 # metrics = ["metrics.json"]
 """
+
+
+@dataclass(frozen=True, slots=True)
+class HookCall:
+    """What a hook is told: the event, the step, its state and log, the run."""
+
+    event: str  # before_step | after_step | on_failure
+    step: str
+    state: str  # running (before_step) | ran | cached | failed
+    log: str = ""
+    run_id: str = ""
+
+    def environ(self) -> dict[str, str]:
+        """The same, as the environment a hook command runs with."""
+        return {
+            "GITPIPE_HOOK": self.event,
+            "GITPIPE_STEP": self.step,
+            "GITPIPE_STATE": self.state,
+            "GITPIPE_LOG": self.log,
+            "GITPIPE_RUN_ID": self.run_id,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,8 +315,11 @@ class Project:
         *,
         cache_dir: Path | None = None,
         environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self.file = file.resolve()
+        #: `repro -p NAME=VALUE`: params for this run only (an experiment)
+        self.overrides = dict(overrides or {})
         self.root = self.file.parent
         self.environ = dict(os.environ if environ is None else environ)
         self.state_dir = self.root / STATE_DIR
@@ -349,13 +376,20 @@ class Project:
         return project
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] = ".", *, file: str | None = None) -> Project:
-        """Open the pipeline in ``path`` (``gitpipe.toml``, or ``file`` relative to it)."""
+    def open(
+        cls,
+        path: str | os.PathLike[str] = ".",
+        *,
+        file: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Project:
+        """Open the pipeline in ``path`` (``gitpipe.toml``, or ``file`` relative to it);
+        ``overrides`` replace params by dotted name, as `repro -p` does."""
         base = Path(path)
         target = base / (file or spec.DEFAULT_FILE)
         if file is None and base.is_file():
             target = base
-        return cls(target)
+        return cls(target, overrides=overrides)
 
     # -- reading the pipeline -------------------------------------------------
 
@@ -374,7 +408,9 @@ class Project:
         return self._graph
 
     def _load(self) -> None:
-        pipeline, keep = spec.load_cached(self.file, cache_dir=self.state_dir / "parsed")
+        pipeline, keep = spec.load_cached(
+            self.file, cache_dir=self.state_dir / "parsed", overrides=self.overrides
+        )
         self._graph = graphs.build(pipeline)
         self._pipeline = pipeline
         self._keep = keep  # called by a command that went well: see _keep_caches
@@ -433,12 +469,19 @@ class Project:
         lock = self._read_lock()
         # the stat cache is kept once gitpipe has state here; status creates none
         with self._session(readonly=not self.state_dir.is_dir()) as session:
+            session.entries = dict(lock.steps)
             statuses = []
             stale: set[str] = set()
+            skipped: set[str] = set()
             for name in names:
                 step = self.pipeline.steps[name]
                 upstream = tuple(p for p in self.graph.parents[name] if p in stale)
-                check = session.check(step, lock.steps.get(name))
+                skip = self._skipped(session, step, skipped)
+                if skip:
+                    skipped.add(name)
+                    statuses.append(StepStatus(name, ev.SKIPPED, (Reason(skip),)))
+                    continue
+                check = session.check(step, lock.steps.get(name), entries=lock.steps)
                 if check.state == STALE:
                     stale.add(name)
                 cached = check.state == STALE and session.restorable(step, check) is not None
@@ -458,6 +501,19 @@ class Project:
         self._keep_caches()
         return statuses
 
+    def _skipped(self, session: _Session, step: spec.Step, skipped: set[str]) -> str:
+        """Why `status` shows a step as skipped: its condition is false on the metrics
+        the lock holds, or a step it depends on is skipped; "" otherwise."""
+        held = [p for p in self.graph.parents[step.name] if p in skipped]
+        if held:
+            return f"upstream {held[0]!r} is skipped"
+        if step.when is None:
+            return ""
+        try:
+            return session.condition_false(step)
+        except PipelineError:  # no value yet: the run decides
+            return ""
+
     # -- check (pre-commit) ----------------------------------------------------
 
     def check_lock(self) -> list[tuple[str, list[str]]]:
@@ -472,7 +528,9 @@ class Project:
                 entry = lock.steps.get(name)
                 # a fresh clone has no outputs: take a missing dep to be as the lock says
                 assume = entry.deps if entry is not None else {}
-                check = session.check(self.pipeline.steps[name], entry, assume=assume)
+                check = session.check(
+                    self.pipeline.steps[name], entry, assume=assume, entries=lock.steps
+                )
                 reasons = [
                     str(r) for r in check.reasons if r.kind not in ("out missing", "out modified")
                 ]
@@ -579,7 +637,7 @@ class Project:
         lock = self._read_lock()
         entry = lock.steps.get(name)
         with self._session(readonly=not self.state_dir.is_dir()) as session:
-            check = session.check(step, entry)
+            check = session.check(step, entry, entries=lock.steps)
             explanation = Explanation(
                 step=name, state=check.state, reasons=tuple(str(r) for r in check.reasons)
             )
@@ -626,6 +684,56 @@ class Project:
                     db.conn.close()
         return list(dict.fromkeys(keys))
 
+    # -- approvals ------------------------------------------------------------
+
+    def user(self) -> str:
+        """Who is approving: ``GITPIPE_USER``, else Git's ``user.name <user.email>``,
+        else the login name."""
+        who = self.environ.get("GITPIPE_USER", "").strip()
+        if who:
+            return who
+        with self._repository() as repo:
+            found = repo.user() if repo is not None else None
+        if found:
+            return found
+        import getpass
+
+        try:
+            return getpass.getuser()
+        except (OSError, KeyError):
+            return "unknown"
+
+    def approve(self, name: str) -> tuple[list[tuple[str, str]], str]:
+        """Approve a step (`approval = true`) to run with its key as it is now;
+        returns each step approved with its key, and who approved.  A matrix step or
+        nested pipeline approves each of its steps that asks for approval."""
+        names = self.select([name], single=True)
+        asking = [n for n in names if self.pipeline.steps[n].approval]
+        if not asking:
+            raise UsageError(f"step {name!r} does not ask for approval (no `approval = true`)")
+        lock = self._read_lock()
+        self._ensure_state_dir()
+        who = self.user()
+        keys = []
+        with self._session(readonly=False) as session:
+            for step_name in asking:
+                check = session.check(
+                    self.pipeline.steps[step_name], lock.steps.get(step_name), entries=lock.steps
+                )
+                if check.record is None:
+                    why = "; ".join(str(r) for r in check.reasons)
+                    raise UsageError(
+                        f"step {step_name!r} cannot be approved yet ({why}); run "
+                        "`gitpipe repro` until it waits for approval"
+                    )
+                keys.append((step_name, str(check.record.key)))
+        from gitpipe.lineage import record_approval
+
+        for step_name, key in keys:
+            record_approval(self.state_dir / "lineage.db", step_name, key, who)
+        self._keep_caches()
+        return keys, who
+
     # -- repro ----------------------------------------------------------------
 
     def repro(
@@ -645,6 +753,10 @@ class Project:
         pull: bool = False,
         push: bool = False,
         remote: str | None = None,
+        approve: Iterable[str] = (),
+        lock: bool | None = None,
+        hooks: Mapping[str, Callable[[HookCall], None] | Sequence[Callable[[HookCall], None]]]
+        | None = None,
         listeners: Sequence[ev.Listener] = (),
         argv: Sequence[str] = (),
     ) -> RunReport:
@@ -652,9 +764,22 @@ class Project:
 
         ``jobs`` steps run at once through the joblib ``backend`` (``threading`` by
         default; ``dask`` with a ``scheduler`` address).  Raises :class:`StepFailed`
-        (after recording the run) when a step failed, :class:`Interrupted` on Ctrl-C.
+        (after recording the run) when a step failed, :class:`Interrupted` on Ctrl-C,
+        :class:`ApprovalNeeded` when steps wait for approval (``approve`` names steps
+        to approve on the way).  ``hooks`` maps ``before_step``, ``after_step`` and
+        ``on_failure`` to callables taking a :class:`HookCall`, run after the pipeline
+        file's own hook commands.  With params overridden (:attr:`overrides`) the run is
+        an experiment: `gitpipe.lock` is written only when ``lock`` is true.
         """
         names = self.select(targets, single=single, downstream=downstream)
+        approve = set(approve)
+        if approve:
+            self.select(approve, single=True)  # names must be steps
+        calls = {}
+        for event, given in (hooks or {}).items():
+            if event not in spec.HOOK_EVENTS:
+                raise UsageError(f"unknown hook {event!r} (hooks: {', '.join(spec.HOOK_EVENTS)})")
+            calls[event] = tuple(given) if isinstance(given, (list, tuple)) else (given,)
         with self._repository() as repo:
             self._check_before_run(names, repo)
             self._read_lock()  # a damaged lock stops us before anything is written
@@ -670,6 +795,9 @@ class Project:
                 argv=tuple(argv),
                 repo=repo,
                 remote=far if pull else None,
+                approve=frozenset(approve),
+                write_lock=bool(lock) if self.overrides else lock is not False,
+                hooks=calls,
             )
             if dry_run:
                 return self._repro_locked(names, broadcast, run, executor=None)
@@ -758,6 +886,7 @@ class Project:
                 pipeline=pipeline.name,
                 jobs=jobs,
                 backend=executor.backend if executor is not None else "",
+                overrides=dict(pipeline.overrides),
             )
         )
         status = "ok"
@@ -768,6 +897,8 @@ class Project:
                 session.entries = entries
                 session.force = run.force
                 session.remote = run.remote
+                session.approve = run.approve
+                session.hook_calls = run.hooks
                 schedule(
                     names,
                     self.graph.parents,
@@ -777,8 +908,9 @@ class Project:
                     keep_going=run.keep_going,
                     emit=broadcast,
                 )
+                hook_failures = list(session.hook_failures)
                 live = {name: entry for name, entry in entries.items() if name in pipeline.steps}
-                if not dry_run and (live or self.lock_path.exists()):
+                if not dry_run and run.write_lock and (live or self.lock_path.exists()):
                     from gitpipe.versions import version_for_lock
 
                     identity = str(fingerprint(pipeline, session.code_of_all()))
@@ -792,15 +924,21 @@ class Project:
                         ),
                         tmp_dir=self.state_dir / "tmp",
                     )
-            if report.count(ev.FAILED):
+            if hook_failures and not pipeline.hooks.fail:
+                for failure in hook_failures:
+                    broadcast(ev.Notice(f"{failure} (hooks.fail = false: the run goes on)"))
+                hook_failures = []
+            if report.count(ev.FAILED) or hook_failures:
                 status = "failed"
+            elif report.count(ev.WAITING):
+                status = "waiting"
         except KeyboardInterrupt as exc:
             status = "interrupted"
-            self._save_partial_lock(dry_run, entries, lock)
+            self._save_partial_lock(dry_run or not run.write_lock, entries, lock)
             raise Interrupted("interrupted; finished steps were kept, run again to go on") from exc
         except BaseException:
             status = "error"
-            self._save_partial_lock(dry_run, entries, lock)
+            self._save_partial_lock(dry_run or not run.write_lock, entries, lock)
             raise
         finally:
             report.status = status
@@ -812,6 +950,19 @@ class Project:
                 recorder.close()
                 if recorder.error:
                     broadcast(ev.Notice(recorder.error))
+        if status == "failed" and not report.count(ev.FAILED):  # only hooks failed
+            error = StepFailed(hook_failures[0])
+            error.report = report  # type: ignore[attr-defined]
+            raise error
+        if status == "waiting":
+            waiting = tuple(s.step for s in report.steps if s.state == ev.WAITING)
+            listed = ", ".join(waiting)
+            raise ApprovalNeeded(
+                f"{len(waiting)} step(s) wait for approval: {listed}; approve with "
+                f"`gitpipe approve {waiting[0]}` or run `gitpipe repro --approve "
+                f"{waiting[0]}`",
+                waiting,
+            )
         if status == "failed":
             failed = [s.step for s in report.steps if s.state == ev.FAILED]
             held = [s.step for s in report.steps if s.state == ev.SKIPPED]
@@ -1024,6 +1175,9 @@ class _RunOptions:
     argv: tuple[str, ...] = ()
     repo: Any = None  # gitpipe.git.Repository, or None outside Git
     remote: Any = None  # a gitpipe.remote remote to pull stale steps' results from
+    approve: frozenset[str] = frozenset()  # steps (or matrix/nested names) approved now
+    write_lock: bool = True  # False for an experiment (`-p`) unless --lock was given
+    hooks: Mapping[str, tuple[Callable[[HookCall], None], ...]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -1033,6 +1187,7 @@ class _Run:
     record: KeyRecord
     check: _Check
     reasons: tuple[str, ...]
+    step: spec.Step  # as it runs: the metrics it reads from other steps filled in
     started: float = 0.0
 
 
@@ -1042,6 +1197,7 @@ class _Check:
     reasons: list[Reason]
     record: KeyRecord | None
     outs_now: dict[str, PathState | None]
+    step: spec.Step | None = None  # the step as checked: metrics it reads filled in
 
 
 class _Session:
@@ -1058,6 +1214,9 @@ class _Session:
         self.force = False
         self.dry_run = readonly
         self.remote: Any = None  # `repro --pull`: fetch a stale step's result first
+        self.approve: frozenset[str] = frozenset()  # `repro --approve STEP`
+        self.hook_calls: Mapping[str, Sequence[Callable[[HookCall], None]]] = {}
+        self.hook_failures: list[str] = []
         self._code: dict[str, dict[str, Digest]] = {}
         self._unreadable: dict[str, list[str]] = {}
         self._code_info: dict[str, tuple[Digest, Digest, list[codedeps.Imported] | None]] = {}
@@ -1139,15 +1298,58 @@ class _Session:
     def code_of_all(self) -> dict[str, dict[str, Digest]]:
         return {name: self.code_of(step) for name, step in self.project.pipeline.steps.items()}
 
+    def metric_value(self, ref: spec.MetricRef, entries: Mapping[str, LockEntry]) -> Any:
+        """The value of ``${steps.S.metrics.M}``: S's metric M as its lock entry (the
+        last time it ran or was restored) recorded it."""
+        file = self.project.file.name
+        entry = entries.get(ref.step)
+        if entry is None:
+            raise PipelineError(
+                f"${{{ref.ref}}} has no value yet: step {ref.step!r} has not run",
+                file=file,
+                key=ref.key,
+            )
+        found = [values[ref.metric] for values in entry.metrics.values() if ref.metric in values]
+        if not found:
+            known = sorted({name for values in entry.metrics.values() for name in values})
+            raise PipelineError(
+                f"${{{ref.ref}}}: the metrics of step {ref.step!r} have no {ref.metric!r}"
+                f" (they have: {', '.join(known) or 'none'})",
+                file=file,
+                key=ref.key,
+            )
+        if len(found) > 1:
+            raise PipelineError(
+                f"${{{ref.ref}}}: several metrics files of step {ref.step!r} have "
+                f"{ref.metric!r}; keep one",
+                file=file,
+                key=ref.key,
+            )
+        return found[0]
+
+    def resolved(self, step: spec.Step, entries: Mapping[str, LockEntry]) -> spec.Step:
+        """The step with the metrics it reads from other steps filled in."""
+        return spec.resolve(step, lambda ref: self.metric_value(ref, entries))
+
     def check(
         self,
         step: spec.Step,
         entry: LockEntry | None,
         *,
         assume: Mapping[str, Digest] | None = None,
+        entries: Mapping[str, LockEntry] | None = None,
     ) -> _Check:
         """A step's key record and state now; ``assume`` gives digests for deps that
-        are missing (the lock's, for `gitpipe check` in a clone without outputs)."""
+        are missing (the lock's, for `gitpipe check` in a clone without outputs).
+        Metrics the step reads from other steps come from ``entries`` (default: this
+        session's lock entries)."""
+        if step.metric_refs:
+            try:
+                step = self.resolved(step, self.entries if entries is None else entries)
+            except PipelineError as exc:
+                outs_now = {str(o): self.hasher.state(o.path) for o in step.all_outs}
+                reason = Reason("metric unknown", str(exc).split(": ", 1)[-1])
+                return _Check(STALE, [reason], None, outs_now, step)
         deps: dict[str, Digest] = {}
         missing: list[Reason] = []
         for dep in step.deps:
@@ -1160,9 +1362,9 @@ class _Session:
                 missing.append(Reason("dep missing", str(dep)))
         outs_now = {str(o): self.hasher.state(o.path) for o in step.all_outs}
         if step.frozen:
-            return _Check(FROZEN, [], None, outs_now)
+            return _Check(FROZEN, [], None, outs_now, step)
         if missing:
-            return _Check(STALE, missing, None, outs_now)
+            return _Check(STALE, missing, None, outs_now, step)
         code = self.code_of(step)
         # a dependency that is also code is keyed by its code digest, not its bytes
         deps = {path: digest for path, digest in deps.items() if path not in code}
@@ -1171,7 +1373,7 @@ class _Session:
         state, reasons = assess(step, record, entry, digests)
         if state == STALE:
             reasons += [Reason("code unreadable", path) for path in self._unreadable[step.name]]
-        return _Check(state, reasons, record, outs_now)
+        return _Check(state, reasons, record, outs_now, step)
 
     def restorable(self, step: spec.Step, check: _Check) -> Result | None:
         """A stored result that can stand in for running the step, if any."""
@@ -1186,10 +1388,18 @@ class _Session:
         step = self.project.pipeline.steps[name]
         entries = self.entries
         entry = entries.get(name)
+        if step.when is not None:
+            try:
+                skip = self.condition_false(step)
+            except PipelineError as exc:
+                return ev.StepFinished(name, ev.FAILED, message=str(exc))
+            if skip:
+                return ev.StepFinished(name, ev.SKIPPED, message=skip)
         # a dry run restores nothing: an upstream output it would restore is missing
         # now, and will be what the lock recorded
         assume = entry.deps if self.dry_run and entry is not None else None
         check = self.check(step, entry, assume=assume)
+        step = check.step or step  # with the metrics it reads from other steps
         reasons = [str(r) for r in check.reasons]
         key = str(check.record.key) if check.record else ""
         if check.state == FROZEN:
@@ -1209,6 +1419,8 @@ class _Session:
                 return ev.StepFinished(name, ev.UP_TO_DATE, key=key)
             if not self.force and self.restorable(step, check) is not None:
                 return ev.StepFinished(name, ev.WOULD_RESTORE, reasons=tuple(reasons), key=key)
+            if step.approval and not (check.record and self.approval(step, check.record)):
+                reasons.append("needs approval")
             return ev.StepFinished(name, ev.WOULD_RUN, reasons=tuple(reasons), key=key)
         if not stale:
             return ev.StepFinished(name, ev.UP_TO_DATE, key=key)
@@ -1231,6 +1443,7 @@ class _Session:
                 started = time.time()
                 self._restore(step, result, check)
                 entries[name] = self._entry(step, record, result)
+                self.hook("after_step", name, ev.CACHED)
                 return ev.StepFinished(
                     name,
                     ev.CACHED,
@@ -1241,19 +1454,110 @@ class _Session:
                     ended=time.time(),
                     **self._provenance(step, record, result),
                 )
+        if step.approval and not self.approval(step, record):
+            return ev.StepFinished(
+                name,
+                ev.WAITING,
+                reasons=tuple(reasons),
+                key=key,
+                message=f"approve it with `gitpipe approve {name}`, then run again",
+            )
         return Pending(
             self._invocation(step),
             cpus=int(step.resources.get("cpus", 1)),
             resources=step.resources,
-            context=_Run(record, check, tuple(reasons)),
+            context=_Run(record, check, tuple(reasons), step),
         )
 
-    def begin(self, name: str, pending: Pending) -> None:
-        """Clear the way for a step about to run: its old outputs go (into the store
-        first, unless it already has them), their folders exist."""
+    def condition_false(self, step: spec.Step) -> str:
+        """Why the step is skipped: its `when` condition, with the values it read, when
+        that is false; "" when it holds."""
+        assert step.when is not None
+        refs = {ref.ref: ref for ref in step.metric_refs}
+        values = {ref: self.metric_value(refs[ref], self.entries) for ref in step.when.refs}
+        try:
+            holds = step.when.evaluate(values)
+        except ExprError as exc:
+            raise PipelineError(
+                f"the condition cannot be evaluated: {exc}",
+                file=self.project.file.name,
+                key=f"steps.{step.group or step.name}.when",
+            ) from exc
+        if holds:
+            return ""
+        return f"condition false: {step.when.shown(values)} (when = {step.when.source!r})"
+
+    def approval(self, step: spec.Step, record: KeyRecord) -> bool:
+        """Whether someone approved this step to run with this key (``--approve``
+        approves it now, on this run's record)."""
+        from gitpipe.lineage import approval_of, record_approval
+
+        path = self.project.state_dir / "lineage.db"
+        if step.name in self.approve or (step.group and step.group in self.approve):
+            if not self.dry_run:
+                record_approval(
+                    path, step.name, str(record.key), self.project.user(), run_id=self.run_id
+                )
+            return True
+        return approval_of(path, step.name, str(record.key)) is not None
+
+    def hook(self, event: str, step: str, state: str, log: str = "") -> str:
+        """Run the pipeline's ``[hooks]`` commands and the API's callables for
+        ``event``; the first failure's message ("" when all went well)."""
+        commands = getattr(self.project.pipeline.hooks, event)
+        calls = self.hook_calls.get(event, ())
+        if self.dry_run or not (commands or calls):
+            return ""
+        project = self.project
+        logs = project.state_dir / "logs" / self.run_id
+        logs.mkdir(parents=True, exist_ok=True)
+        call = HookCall(event, step, state, log, self.run_id)
+        env = {**project.environ, **call.environ(), "GITPIPE_ROOT": str(project.root)}
+        for command in commands:
+            with open(logs / "hooks.log", "ab") as out:
+                out.write(f"== {event} {step} ({state}): {command}\n".encode())
+                out.flush()
+                done = subprocess.run(
+                    command,
+                    shell=True,
+                    cwd=project.root,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    check=False,
+                )
+            if done.returncode != 0:
+                return self._hook_failed(
+                    f"{event} hook `{command}` failed for step {step!r} (exit "
+                    f"{done.returncode}; see {logs / 'hooks.log'})"
+                )
+        for function in calls:
+            try:
+                function(call)
+            except Exception as exc:  # a user's callable: any failure is its failure
+                return self._hook_failed(
+                    f"{event} hook {getattr(function, '__name__', function)!r} failed for "
+                    f"step {step!r}: {exc}"
+                )
+        return ""
+
+    def _hook_failed(self, message: str) -> str:
+        self.hook_failures.append(message)
+        return message
+
+    def begin(self, name: str, pending: Pending) -> ev.StepFinished | None:
+        """Clear the way for a step about to run: its `before_step` hooks run, its old
+        outputs go (into the store first, unless it already has them), their folders
+        exist.  A failed hook (with ``hooks.fail``) fails the step instead."""
         step = self.project.pipeline.steps[name]
         root = self.project.root
         check = pending.context.check
+        failure = self.hook("before_step", name, "running", pending.invocation.log)
+        if failure and self.project.pipeline.hooks.fail:
+            return ev.StepFinished(
+                name, ev.FAILED, key=str(pending.context.record.key), message=failure
+            )
         for spec_ in step.all_outs:
             if not step.persist:
                 self._save_before_replacing(spec_, check.outs_now.get(str(spec_)))
@@ -1262,6 +1566,7 @@ class _Session:
             self.hasher.forget(spec_.path)
             self._forget_code(spec_.path)
         pending.context.started = time.time()
+        return None
 
     def _result_from_lock(
         self, step: spec.Step, entry: LockEntry | None, record: KeyRecord
@@ -1333,9 +1638,18 @@ class _Session:
         )
 
     def publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished:
+        """Publish a finished step (:meth:`_publish`), then run its `after_step` hooks
+        and, when it failed, its `on_failure` hooks."""
+        finished = self._publish(name, pending, outcome)
+        self.hook("after_step", name, finished.state, pending.invocation.log)
+        if finished.state == ev.FAILED:
+            self.hook("on_failure", name, finished.state, pending.invocation.log)
+        return finished
+
+    def _publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished:
         """Check a finished step's outputs and publish them: objects into the store,
         then the result into the run cache, then the lock entry."""
-        step = self.project.pipeline.steps[name]
+        step = pending.context.step
         root = self.project.root
         run: _Run = pending.context
         record = run.record

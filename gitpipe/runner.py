@@ -318,7 +318,7 @@ class Work(Protocol):
 
     def decide(self, name: str, upstream_would_run: list[str]) -> ev.StepFinished | Pending: ...
 
-    def begin(self, name: str, pending: Pending) -> None: ...
+    def begin(self, name: str, pending: Pending) -> ev.StepFinished | None: ...
 
     def publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished: ...
 
@@ -353,6 +353,9 @@ def schedule(
     running: dict[cf.Future[Outcome], tuple[str, Pending, int]] = {}
     finished: dict[str, ev.StepFinished] = {}
     failed_by: dict[str, str] = {}  # step -> the failed step that holds it back
+    #: step -> why what depends on it is skipped (its condition was false, or it waits
+    #: for approval): not a failure, so the run goes on around it
+    blocked: dict[str, str] = {}
     would_run: set[str] = set()
     stopped_by = ""
     free = jobs
@@ -367,6 +370,10 @@ def schedule(
                 stopped_by = name
         elif event.state == ev.SKIPPED and held_by:
             failed_by[name] = held_by
+        elif event.state == ev.SKIPPED and not blocked.get(name):
+            blocked[name] = f"upstream {name!r} was skipped"
+        elif event.state == ev.WAITING:
+            blocked[name] = f"upstream {name!r} waits for approval"
         elif event.state == ev.WOULD_RUN:  # a restore brings back what the lock says
             would_run.add(name)
         for child in children[name]:
@@ -386,6 +393,11 @@ def schedule(
                     message = f"not started: the run stopped after {stopped_by!r} failed"
                     finish(name, ev.StepFinished(name, ev.SKIPPED, message=message))
                     continue
+                reasons = [blocked[p] for p in parents[name] if p in blocked]
+                if reasons:
+                    blocked[name] = reasons[0]
+                    finish(name, ev.StepFinished(name, ev.SKIPPED, message=reasons[0]))
+                    continue
                 decision = work.decide(name, [p for p in parents[name] if p in would_run])
                 if isinstance(decision, ev.StepFinished):
                     finish(name, decision)
@@ -399,8 +411,11 @@ def schedule(
                 heapq.heappop(queued)
                 if executor is None:
                     raise RuntimeError(f"step {name!r} must run, but there is no executor")
+                refused = work.begin(name, pending)
+                if refused is not None:  # e.g. a `before_step` hook failed
+                    finish(name, refused)
+                    continue
                 free -= cost
-                work.begin(name, pending)
                 emit(ev.StepStarted(name, log=pending.invocation.log, started=time.time()))
                 running[executor.submit(pending.invocation, pending.resources)] = (
                     name,
