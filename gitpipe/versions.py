@@ -193,15 +193,24 @@ def take_snapshot(
     key = (source.digest(name), str(file))
     parsed = cache.pipelines.get(key)
     if parsed is None:
+        folder = posixpath.dirname(name)
+
+        def read_nested(relpath: str) -> str:  # a nested pipeline file, from the same tree
+            path = posixpath.normpath(posixpath.join(folder, relpath))
+            if not source.is_file(path):
+                raise FileNotFoundError(path)
+            return source.read(path).decode("utf-8")
+
         try:
             text = source.read(name).decode("utf-8")
-            pipeline = spec.parse(text, file=file)
+            pipeline = spec.parse(text, file=file, read=read_nested)
             parsed = (pipeline, graphs.build(pipeline))
         except UnicodeDecodeError as exc:
             parsed = f"{name} is not UTF-8 text ({exc.reason})"
         except PipelineError as exc:
             parsed = str(exc)
-        cache.pipelines[key] = parsed
+        if isinstance(parsed, str) or not parsed[0].includes:  # nested files change apart
+            cache.pipelines[key] = parsed
     if isinstance(parsed, str):
         return Snapshot(INVALID, error=parsed)
     pipeline, graph = parsed
