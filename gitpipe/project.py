@@ -899,6 +899,15 @@ class Project:
                 session.remote = run.remote
                 session.approve = run.approve
                 session.hook_calls = run.hooks
+                if not dry_run and len(names) == len(pipeline.steps):
+                    removed = session.prune(entries)
+                    if removed:
+                        broadcast(
+                            ev.Notice(
+                                f"removed {len(removed)} output(s) of steps no longer in the "
+                                f"pipeline (kept in the store): {', '.join(removed)}"
+                            )
+                        )
                 schedule(
                     names,
                     self.graph.parents,
@@ -1468,6 +1477,29 @@ class _Session:
             resources=step.resources,
             context=_Run(record, check, tuple(reasons), step),
         )
+
+    def prune(self, entries: dict[str, LockEntry]) -> list[str]:
+        """Remove the outputs of steps the lock knows and the pipeline no longer has
+        (a matrix value taken out, a step deleted), so that no step reads them by
+        accident: only outputs whose bytes are still those gitpipe recorded, and only
+        once the store holds them.  Their lock entries go with them."""
+        pipeline = self.project.pipeline
+        owned = {str(o) for step in pipeline.steps.values() for o in step.all_outs}
+        removed = []
+        for name in [n for n in entries if n not in pipeline.steps]:
+            for out, digest in sorted(entries[name].outs.items()):
+                path = out.rstrip("/")
+                if out in owned or path + "/" in owned or path in owned:
+                    continue
+                state = self.hasher.state(path)
+                if state is None or state.digest != digest:
+                    continue  # gone already, or changed by hand: not ours to remove
+                self._save_before_replacing(spec.PathSpec(path, state.is_dir), state)
+                remove(self.project.root / path)
+                self.hasher.forget(path)
+                removed.append(out)
+            del entries[name]
+        return removed
 
     def condition_false(self, step: spec.Step) -> str:
         """Why the step is skipped: its `when` condition, with the values it read, when
