@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from gitpipe.errors import (
+    ApprovalNeeded,
     GitError,
     GitpipeError,
     Interrupted,
@@ -28,8 +29,10 @@ from gitpipe.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApprovalNeeded",
     "GitError",
     "GitpipeError",
+    "HookCall",
     "Interrupted",
     "LockfileError",
     "PipelineError",
@@ -57,8 +60,8 @@ def params() -> dict[str, Any]:
 
 def __getattr__(name: str) -> Any:
     # Project pulls in the store and runner; import it only when asked for.
-    if name == "Project":
-        from gitpipe.project import Project
+    if name in ("Project", "HookCall"):
+        from gitpipe import project
 
-        return Project
+        return getattr(project, name)
     raise AttributeError(f"module 'gitpipe' has no attribute {name!r}")

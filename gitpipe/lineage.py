@@ -282,7 +282,13 @@ def record_approval(path: Path, step: str, key: str, who: str, run_id: str = "")
             conn.execute(
                 "INSERT INTO approvals (step, key, approved_by, approved_at, run_id)"
                 " VALUES (?,?,?,?,?)",
-                (step, key, who, datetime.now(timezone.utc).isoformat(timespec="seconds"), run_id),
+                (
+                    step,
+                    key,
+                    who,
+                    datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    run_id or None,
+                ),
             )
     except sqlite3.Error as exc:
         raise LineageError(f"the approval was not recorded ({exc})") from exc
