@@ -632,6 +632,13 @@ class Project:
     def why(self, name: str) -> Explanation:
         """A step's key, component by component, against the lock and the nearest
         stored result."""
+        members = self.pipeline.groups.get(name)
+        if members:
+            raise UsageError(
+                f"{name!r} stands for {len(members)} steps; name one of them: "
+                + ", ".join(members[:5])
+                + (", ..." if len(members) > 5 else "")
+            )
         self.select([name], single=True)
         step = self.pipeline.steps[name]
         lock = self._read_lock()
