@@ -779,9 +779,16 @@ class Project:
         an experiment: `gitpipe.lock` is written only when ``lock`` is true.
         """
         names = self.select(targets, single=single, downstream=downstream)
-        approve = set(approve)
-        if approve:
-            self.select(approve, single=True)  # names must be steps
+        approved: set[str] = set()
+        for name in sorted(set(approve)):  # each must be a step (or group) that asks for it
+            chosen = self.select([name], single=True)
+            asking = [n for n in chosen if self.pipeline.steps[n].approval]
+            if not asking:
+                raise UsageError(
+                    f"--approve {name}: step {name!r} does not ask for approval "
+                    "(no `approval = true`)"
+                )
+            approved.update(asking)
         calls = {}
         for event, given in (hooks or {}).items():
             if event not in spec.HOOK_EVENTS:
@@ -802,7 +809,7 @@ class Project:
                 argv=tuple(argv),
                 repo=repo,
                 remote=far if pull else None,
-                approve=frozenset(approve),
+                approve=frozenset(approved),
                 write_lock=bool(lock) if self.overrides else lock is not False,
                 hooks=calls,
             )
@@ -1532,7 +1539,7 @@ class _Session:
         from gitpipe.lineage import approval_of, record_approval
 
         path = self.project.state_dir / "lineage.db"
-        if step.name in self.approve or (step.group and step.group in self.approve):
+        if step.name in self.approve:
             if not self.dry_run:
                 record_approval(
                     path, step.name, str(record.key), self.project.user(), run_id=self.run_id

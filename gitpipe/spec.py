@@ -60,7 +60,7 @@ CODE_DIGESTS = ("ast", "bytes")
 _REF = re.compile(r"\$(\$?)\{([^}]*)\}")
 #: a reference to another step's metrics, left in a step's strings until it runs
 _METRIC_REF = re.compile(r"\$\{\s*steps\.([^}]*?)\.metrics\.([^}]*?)\s*\}")
-_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9_.]")
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 _STEP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-@]*$")
 _FN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import select
 import sqlite3
@@ -13,12 +14,15 @@ import termios
 import textwrap
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from gitpipe import tomlcache
 from gitpipe.cli import app
 
 
@@ -84,7 +88,7 @@ class Workspace:
 
     def last_run(self) -> list[tuple[str, str]]:
         """(step, state) of the latest run, in the order the steps finished."""
-        with sqlite3.connect(self.root / ".gitpipe" / "lineage.db") as db:
+        with closing(sqlite3.connect(self.root / ".gitpipe" / "lineage.db")) as db:
             (run_id,) = db.execute(
                 "SELECT id FROM runs ORDER BY started DESC, rowid DESC LIMIT 1"
             ).fetchone()
@@ -219,3 +223,26 @@ def run_in_a_terminal(
             process.wait()
         os.close(master)
     return code, b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def refused(workspace: Workspace, *args: str, says: tuple[str, ...], code: int = 2) -> str:
+    """Run `gitpipe ARGS`, which must fail with ``code`` saying each of ``says`` and
+    leave every file under the repository (outputs, lock, state) as it was."""
+    before = snapshot(workspace.root)
+    result = workspace.gitpipe(*args)
+    assert result.exit_code == code, result.output
+    for text in says:
+        assert text in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+    assert snapshot(workspace.root) == before
+    return result.stderr
+
+
+def dag(workspace: Workspace) -> dict[str, list[str]]:
+    """Each step's parents, in the order `gitpipe dag --json` lists the steps."""
+    steps = json.loads(workspace.ok("dag", "--json").stdout)["steps"]
+    return {s["step"]: s["parents"] for s in steps}
+
+
+def lock_steps(workspace: Workspace) -> dict[str, Any]:
+    return tomlcache.loads((workspace.root / "gitpipe.lock").read_text())["steps"]

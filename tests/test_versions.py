@@ -527,7 +527,7 @@ def test_a_repeated_listing_reads_only_new_commits(workspace, monkeypatch):
     monkeypatch.setattr(
         gitpipe.versions.spec,
         "parse",
-        lambda text, *, file: parsed.append(text) or real(text, file=file),
+        lambda text, *, file, read=None: parsed.append(text) or real(text, file=file, read=read),
     )
     assert [v for v, _ in table(ws)] == ["1.0.1", "1.0.0"]
     # the pipeline's two contents, and the work tree; the 15 other commits cost no parse
