@@ -485,11 +485,20 @@ class Project:
                 if check.state == STALE:
                     stale.add(name)
                 cached = check.state == STALE and session.restorable(step, check) is not None
+                reasons = list(check.reasons)
+                if (
+                    step.approval
+                    and check.state == STALE
+                    and check.record is not None
+                    and not cached
+                    and not session.approval(step, check.record)
+                ):
+                    reasons.append(Reason("needs approval"))
                 statuses.append(
                     StepStatus(
                         step=name,
                         state=check.state,
-                        reasons=tuple(check.reasons),
+                        reasons=tuple(reasons),
                         cached=cached,
                         upstream=upstream,
                         key=str(check.record.key) if check.record else "",

@@ -394,3 +394,18 @@ def test_repro_approve_of_a_step_that_does_not_ask_for_approval_is_refused(works
     guarded(workspace)
     workspace.ok("repro", "--approve", "release")
     refused(workspace, "repro", "--approve", "other", says=("'other'",))
+
+
+def test_status_says_a_step_needs_approval_until_it_is_approved(workspace):
+    guarded(workspace)
+    workspace.ok("repro", "other")  # state exists; release never ran
+
+    def release() -> dict[str, Any]:
+        statuses = json.loads(workspace.ok("status", "--json").stdout)
+        return next(s for s in statuses if s["step"] == "release")
+
+    assert release()["state"] == "stale"
+    assert "needs approval" in release()["reasons"]
+    workspace.ok("approve", "release")
+    assert release()["state"] == "stale"
+    assert "needs approval" not in release()["reasons"]
