@@ -922,7 +922,9 @@ class Project:
         pipeline = self.pipeline
         name_of = pipeline.file.name
         top = repo.top if repo is not None else self.root
-        real_top = Path(os.path.realpath(top))
+        real_top = os.path.realpath(top)
+        inside = real_top.rstrip(os.sep) + os.sep
+        folders: dict[str, str] = {}  # each output's folder, resolved once
         for name in names:
             step = pipeline.steps[name]
             for i, dep in enumerate(step.deps):
@@ -936,8 +938,8 @@ class Project:
                         key=f"steps.{name}.deps[{i}]",
                     )
             for out, key in spec.out_places(step):
-                real = Path(os.path.realpath(self.root / out.path))
-                if real != real_top and real_top not in real.parents:
+                real = _real_path(self.root, out.path, folders)
+                if real != real_top and not real.startswith(inside):
                     raise PipelineError(
                         f"output {str(out)!r} of step {name!r} leads outside the "
                         f"repository (to {real})",
@@ -969,6 +971,19 @@ class Project:
             yield session
         finally:
             cache.close()
+
+
+def _real_path(root: Path, relpath: str, folders: dict[str, str]) -> str:
+    """``os.path.realpath(root / relpath)``, resolving each parent folder once (in
+    ``folders``): a path whose last part is no link resolves to its folder's real path
+    joined with that part."""
+    parent, _, leaf = relpath.rpartition("/")
+    if leaf in ("", ".", ".."):
+        return os.path.realpath(root / relpath)
+    if parent not in folders:
+        folders[parent] = os.path.realpath(root / parent if parent else root)
+    full = os.path.join(folders[parent], leaf)
+    return os.path.realpath(full) if os.path.islink(full) else full
 
 
 def may_restore(step: spec.Step) -> bool:

@@ -701,6 +701,24 @@ def test_status_refuses_an_output_through_a_symlink_out_of_the_repository(repo, 
     refused(repo, "status", says=("at steps.train.outs[0]:", "'link/out.txt'", "outside"))
 
 
+def test_an_output_that_is_itself_a_symlink_out_of_the_repository_is_an_error(repo, tmp_path):
+    (repo / "sub").mkdir()
+    (repo / "sub" / "out.txt").symlink_to(tmp_path / "elsewhere.txt")
+    pipeline(
+        repo,
+        """\
+        [steps.inside]
+        cmd = "echo hi > sub/kept.txt"
+        outs = ["sub/kept.txt"]
+
+        [steps.train]
+        cmd = "echo hi > sub/out.txt"
+        outs = ["sub/out.txt"]
+        """,
+    )
+    refused(repo, "status", says=("at steps.train.outs[0]:", "'sub/out.txt'", "outside"))
+
+
 def test_an_output_through_a_relative_symlink_to_a_parent_folder_is_an_error(repo, tmp_path):
     (repo / "up").symlink_to("..", target_is_directory=True)
     pipeline(
