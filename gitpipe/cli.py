@@ -8,15 +8,27 @@ import os
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from gitpipe import events as ev
 from gitpipe.errors import GitpipeError, Interrupted, StaleError, StoreError, UsageError
+
+if TYPE_CHECKING:  # imported where used: `gitpipe --help` needs neither
+    from gitpipe import events as ev
+
+
+def _plain_output() -> bool:
+    """Plain lines without control codes: in CI, or when stdout is not a terminal."""
+    ci = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+    return ci or not sys.stdout.isatty() or os.environ.get("TERM") == "dumb"
+
+
+# Help and usage errors are drawn with rich on a terminal only: importing rich's
+# renderers takes longer (~0.1 s) than all of the rest of `gitpipe --help`.
+_MARKUP: Any = None if _plain_output() else "rich"
 
 app = typer.Typer(
     name="gitpipe",
@@ -25,6 +37,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=_MARKUP,
 )
 
 _state: dict[str, Any] = {"debug": False, "chdir": None}
@@ -55,6 +68,8 @@ def handled(func: F) -> F:
             return func(*args, **kwargs)
         except GitpipeError as exc:
             if _state["debug"]:
+                import traceback
+
                 traceback.print_exc()
             raise _fail(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
@@ -140,12 +155,6 @@ def status(
             raise StaleError(f"{len(stale)} step(s) would have to run: {', '.join(stale)}")
 
 
-def _plain_output() -> bool:
-    """Plain lines without control codes: in CI, or when stdout is not a terminal."""
-    ci = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
-    return ci or not sys.stdout.isatty() or os.environ.get("TERM") == "dumb"
-
-
 def _short(value: object) -> str:
     text = json.dumps(value) if not isinstance(value, str) else value
     if text.startswith("b3:") and len(text) == 67:
@@ -217,7 +226,9 @@ def check(file: FileOption = None) -> None:
     typer.echo("gitpipe.lock matches the pipeline")
 
 
-cache_app = typer.Typer(help="Look after the store.", no_args_is_help=True)
+cache_app = typer.Typer(
+    help="Look after the store.", no_args_is_help=True, rich_markup_mode=_MARKUP
+)
 app.add_typer(cache_app, name="cache")
 
 
@@ -308,6 +319,8 @@ class ConsoleReporter:
         self.out(f"{time.strftime('%H:%M:%S')} {text}", err=err)
 
     def __call__(self, event: ev.Event) -> None:
+        from gitpipe import events as ev
+
         if isinstance(event, ev.StepStarted):
             if self.verbose:
                 self._logs[event.step] = (event.log, 0)
@@ -342,6 +355,8 @@ class ConsoleReporter:
             self._logs[step] = (path, offset + end)
 
     def finished(self, event: ev.StepFinished) -> None:
+        from gitpipe import events as ev
+
         why = f" ({'; '.join(event.reasons)})" if event.reasons else ""
         if event.state == ev.FAILED:
             self.line(f"{event.step}: failed: {event.message}", err=True)
@@ -365,6 +380,8 @@ class ConsoleReporter:
 
 
 def summary(event: ev.RunFinished) -> str:
+    from gitpipe import events as ev
+
     counts = event.counts
     parts = [
         f"{counts.get(state, 0)} {state}"
@@ -396,18 +413,20 @@ class LiveReporter(ConsoleReporter):
     """On a terminal: a live view of the running steps and an overall progress bar,
     above which finished steps are printed as they finish."""
 
-    STYLES: ClassVar[dict[str, str]] = {
-        ev.RAN: "green",
-        ev.CACHED: "cyan",
-        ev.FAILED: "bold red",
-        ev.SKIPPED: "yellow",
-        ev.FROZEN: "blue",
-        ev.UP_TO_DATE: "dim",
-    }
-
     def __init__(self, *, verbose: bool, quiet: bool) -> None:
         super().__init__(verbose=verbose, quiet=quiet)
         from rich.console import Console
+
+        from gitpipe import events as ev
+
+        self.STYLES = {
+            ev.RAN: "green",
+            ev.CACHED: "cyan",
+            ev.FAILED: "bold red",
+            ev.SKIPPED: "yellow",
+            ev.FROZEN: "blue",
+            ev.UP_TO_DATE: "dim",
+        }
 
         self.console = Console(highlight=False)
         self.err_console = Console(stderr=True, highlight=False)
@@ -441,6 +460,8 @@ class LiveReporter(ConsoleReporter):
     def __call__(self, event: ev.Event) -> None:
         from rich.live import Live
 
+        from gitpipe import events as ev
+
         if isinstance(event, ev.RunStarted):
             self.total = len(event.steps)
             self.live = Live(
@@ -464,6 +485,8 @@ class LiveReporter(ConsoleReporter):
         super().__call__(event)
 
     def finished(self, event: ev.StepFinished) -> None:
+        from gitpipe import events as ev
+
         style = self.STYLES.get(event.state)
         if style and event.state in (ev.RAN, ev.CACHED, ev.FAILED) and not self.quiet:
             what = {
