@@ -10,7 +10,6 @@ import contextlib
 import glob
 import json
 import os
-import secrets
 import shlex
 import signal
 import sys
@@ -735,7 +734,7 @@ class Project:
         jobs = executor.jobs if executor is not None else 1
         pipeline = self.pipeline
         lock = self._read_lock()
-        run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+        run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
         report = RunReport(run_id=run_id)
         recorder = None
         checkout = None
