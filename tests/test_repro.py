@@ -376,3 +376,14 @@ def test_lineage_records_the_commit_and_dirty_flag(workspace):
     with sqlite3.connect(workspace.root / ".gitpipe" / "lineage.db") as db:
         rows = db.execute("SELECT dirty FROM runs ORDER BY started").fetchall()
     assert rows[-1] == (1,)
+
+
+def test_a_change_staged_but_not_committed_is_dirty_too(workspace):
+    chain(workspace)
+    workspace.ok("repro")
+    workspace.write("notes.txt", "staged, never committed\n")
+    git(workspace.root, "add", "notes.txt")
+    workspace.ok("repro")
+    with sqlite3.connect(workspace.root / ".gitpipe" / "lineage.db") as db:
+        rows = db.execute("SELECT dirty FROM runs ORDER BY started").fetchall()
+    assert rows == [(0,), (1,)]
