@@ -790,6 +790,8 @@ class Project:
                             version=version_for_lock(self.root, self.file, identity),
                         ),
                         tmp_dir=self.state_dir / "tmp",
+                        previous=lock,
+                        cache_dir=self.state_dir / "parsed",
                     )
             if report.count(ev.FAILED):
                 status = "failed"
