@@ -7,7 +7,6 @@ that its Git diff reads well.  Only gitpipe writes it.
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,11 +18,6 @@ import tomli_w
 from gitpipe import atomic, tomlcache
 from gitpipe.errors import LockfileError
 from gitpipe.hashing import Digest, DigestError, digest_bytes
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 LOCK_SCHEMA = 1
 HEADER = "# Written by gitpipe after each repro; commit it, do not edit it by hand.\n"
@@ -113,8 +107,8 @@ def _nothing() -> None:
 def loads(text: str, *, name: str = "gitpipe.lock") -> Lock:
     """Parse a lock file's text (``name`` is what errors call it)."""
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        data = tomlcache.loads(text)
+    except tomlcache.TOMLDecodeError as exc:
         raise _damaged(name, exc) from exc
     return from_data(data, name=name)
 
