@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -172,6 +171,8 @@ class LineageRecorder:
 
     def _record(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
+            import socket
+
             self.run_id = event.run_id
             with self.conn:
                 self.conn.execute(
