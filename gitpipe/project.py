@@ -302,6 +302,8 @@ class Project:
         self._graph: graphs.Graph | None = None
         self._keep: Callable[[], None] = _nothing
         self._keep_lock: Callable[[], None] = _nothing
+        #: the lock last read, with the file's (inode, mtime_ns, size) and when it was read
+        self._lock_read: tuple[tuple[int, int, int], int, Lock] | None = None
 
     @property
     def store_dir(self) -> Path:
@@ -379,9 +381,20 @@ class Project:
         self._keep = keep  # called by a command that went well: see _keep_caches
 
     def _read_lock(self) -> Lock:
-        """gitpipe.lock, its parsed TOML cached like the pipeline file's."""
+        """gitpipe.lock, its parsed TOML cached like the pipeline file's; read again only
+        when the file changed since this project last read it (as the stat cache tells)."""
+        try:
+            st = self.lock_path.stat()
+            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        last = self._lock_read
+        if last is not None and stamp == last[0] and last[1] - last[0][1] >= tomlcache.RACY_NS:
+            return last[2]
+        read_ns = time.time_ns()
         lock, keep = lockfile.read_cached(self.lock_path, cache_dir=self.state_dir / "parsed")
         self._keep_lock = keep
+        self._lock_read = (stamp, read_ns, lock) if stamp is not None else None
         return lock
 
     def _keep_caches(self) -> None:

@@ -88,6 +88,29 @@ def test_the_python_api_gives_the_same_operations(workspace):
     assert [s.state for s in Project.open(workspace.root).status()] == ["up to date"]
 
 
+def test_a_project_reads_the_lock_again_once_another_command_rewrote_it(workspace):
+    workspace.write("in.txt", "1\n")
+    workspace.pipeline(
+        """
+        [steps.copy]
+        cmd = "cp in.txt out.txt"
+        deps = ["in.txt"]
+        outs = ["out.txt"]
+        """
+    )
+    workspace.ok("repro")
+    lock = workspace.root / "gitpipe.lock"
+    old = time.time_ns() - 60 * 10**9  # outside the racy window: the read is remembered
+    os.utime(lock, ns=(old, old))
+    project = Project.open(workspace.root)
+    assert [s.state for s in project.status()] == ["up to date"]
+
+    workspace.write("in.txt", "2\n")
+    workspace.ok("repro")  # another process rewrites the lock
+    os.utime(lock, ns=(old + 10**9, old + 10**9))
+    assert [s.state for s in project.status()] == ["up to date"]
+
+
 def test_the_lock_is_sorted_stable_and_rewritten_only_when_it_changes(workspace):
     workspace.write("in.txt", "1\n")
     workspace.pipeline(
