@@ -667,8 +667,12 @@ class Project:
         (after recording the run) when a step failed, :class:`Interrupted` on Ctrl-C.
         """
         names = self.select(targets, single=single, downstream=downstream)
+        stamp = self._index_stamp(names)
+        checked = stamp is not None and stamp == self._checked_stamp()  # as in `status`
         with self._repository() as repo:
-            self._check_before_run(names, repo)
+            self._check_before_run(names, repo, git=not checked)
+            if not checked:
+                self._remember_check(stamp)
             self._read_lock()  # a damaged lock stops us before anything is written
             broadcast = ev.Broadcast(list(listeners))
             far = None

@@ -801,6 +801,28 @@ def test_status_refuses_an_output_tracked_by_git(repo):
     refused(repo, "status", says=("steps.train.outs", "git rm -r --cached model.pkl"))
 
 
+@BOTH
+def test_an_output_tracked_after_a_check_passed_is_refused_the_next_time(repo, command):
+    pipeline(
+        repo,
+        """\
+        [steps.train]
+        cmd = "echo made > model.pkl"
+        outs = ["model.pkl"]
+        """,
+    )
+    index = repo / ".git" / "index"
+    old = 1_600_000_000 * 10**9  # outside the racy window: a passed check is remembered
+    os.utime(index, ns=(old, old))
+    assert gitpipe(command)[0] in (0, 3)
+    assert gitpipe(command)[0] in (0, 3)  # from the remembered check
+
+    write(repo, "model.pkl", "committed bytes\n")
+    git(repo, "add", "-f", "model.pkl")
+    os.utime(index, ns=(old + 10**9, old + 10**9))
+    refused(repo, command, says=("steps.train.outs", "git rm -r --cached model.pkl"))
+
+
 def test_an_output_tracked_by_git_in_a_pipeline_in_a_subfolder_names_the_top_path(repo):
     write(repo, "project/model.pkl", "committed bytes\n")
     commit(repo, "project/model.pkl")
