@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -171,8 +172,6 @@ class LineageRecorder:
 
     def _record(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
-            import socket
-
             self.run_id = event.run_id
             with self.conn:
                 self.conn.execute(
@@ -185,7 +184,7 @@ class LineageRecorder:
                         event.commit,
                         None if event.dirty is None else int(event.dirty),
                         json.dumps(list(event.argv)),
-                        socket.gethostname(),
+                        os.uname().nodename,  # the host name, without importing socket
                         "running",
                         event.pipeline,
                         event.jobs,
