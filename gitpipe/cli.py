@@ -636,7 +636,40 @@ def _interrupt(signum: int, frame: object) -> None:
 def main() -> None:
     """The console script: SIGTERM stops a run as cleanly as Ctrl-C does."""
     signal.signal(signal.SIGTERM, _interrupt)
+    _keep_only(_command_named(sys.argv[1:]))
     app()
+
+
+def _command_named(args: list[str]) -> str | None:
+    """The command the arguments name after the root options, if plainly so."""
+    args = iter(args)
+    for arg in args:
+        if arg == "-C":
+            next(args, None)  # its folder
+        elif arg == "--debug" or (arg.startswith("-C") and arg != "-C"):
+            continue
+        elif arg.startswith("-"):
+            return None  # --help, or something for click to explain
+        else:
+            return arg
+    return None
+
+
+def _keep_only(name: str | None) -> None:
+    """Register only the named command (or group) before typer builds the command
+    line: building every command's options takes longer than the rest of a no-op
+    `status` start-up.  Names that are no command change nothing, so click reports
+    them as it would."""
+    commands = [
+        info
+        for info in app.registered_commands
+        if info.callback is not None
+        and (info.name or info.callback.__name__.lower().replace("_", "-")) == name
+    ]
+    groups = [info for info in app.registered_groups if info.name == name]
+    if len(commands) + len(groups) == 1:
+        app.registered_commands = commands
+        app.registered_groups = groups
 
 
 if __name__ == "__main__":  # pragma: no cover
