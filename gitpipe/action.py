@@ -9,7 +9,7 @@ Never put commit ids, times, version numbers, absolute paths or host names here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gitpipe.hashing import Digest, digest_record
@@ -32,6 +32,8 @@ class KeyRecord:
     outs: tuple[str, ...]
     metrics: tuple[str, ...]
     fn: str = ""
+    # the key, computed once: status, repro and the run cache all ask for it
+    _key: Digest | None = field(default=None, init=False, repr=False, compare=False)
 
     def as_record(self) -> dict[str, Any]:
         record = {
@@ -51,7 +53,10 @@ class KeyRecord:
 
     @property
     def key(self) -> Digest:
-        return digest_record(self.as_record())
+        if self._key is None:
+            object.__setattr__(self, "_key", digest_record(self.as_record()))
+        assert self._key is not None
+        return self._key
 
 
 def key_record(step: Step, *, deps: Mapping[str, Digest], code: Mapping[str, Digest]) -> KeyRecord:

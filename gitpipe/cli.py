@@ -8,15 +8,27 @@ import os
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from gitpipe import events as ev
 from gitpipe.errors import GitpipeError, Interrupted, StaleError, StoreError, UsageError
+
+if TYPE_CHECKING:  # imported where used: `gitpipe --help` needs neither
+    from gitpipe import events as ev
+
+
+def _plain_output() -> bool:
+    """Plain lines without control codes: in CI, or when stdout is not a terminal."""
+    ci = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+    return ci or not sys.stdout.isatty() or os.environ.get("TERM") == "dumb"
+
+
+# Help and usage errors are drawn with rich on a terminal only: importing rich's
+# renderers takes longer (~0.1 s) than all of the rest of `gitpipe --help`.
+_MARKUP: Any = None if _plain_output() else "rich"
 
 app = typer.Typer(
     name="gitpipe",
@@ -25,6 +37,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=_MARKUP,
 )
 
 _state: dict[str, Any] = {"debug": False, "chdir": None}
@@ -55,6 +68,8 @@ def handled(func: F) -> F:
             return func(*args, **kwargs)
         except GitpipeError as exc:
             if _state["debug"]:
+                import traceback
+
                 traceback.print_exc()
             raise _fail(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
@@ -145,12 +160,6 @@ def status(
             raise StaleError(f"{len(stale)} step(s) would have to run: {', '.join(stale)}")
 
 
-def _plain_output() -> bool:
-    """Plain lines without control codes: in CI, or when stdout is not a terminal."""
-    ci = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
-    return ci or not sys.stdout.isatty() or os.environ.get("TERM") == "dumb"
-
-
 def _short(value: object) -> str:
     text = json.dumps(value) if not isinstance(value, str) else value
     if text.startswith("b3:") and len(text) == 67:
@@ -222,7 +231,9 @@ def check(file: FileOption = None) -> None:
     typer.echo("gitpipe.lock matches the pipeline")
 
 
-cache_app = typer.Typer(help="Look after the store.", no_args_is_help=True)
+cache_app = typer.Typer(
+    help="Look after the store.", no_args_is_help=True, rich_markup_mode=_MARKUP
+)
 app.add_typer(cache_app, name="cache")
 
 
@@ -313,6 +324,8 @@ class ConsoleReporter:
         self.out(f"{time.strftime('%H:%M:%S')} {text}", err=err)
 
     def __call__(self, event: ev.Event) -> None:
+        from gitpipe import events as ev
+
         if isinstance(event, ev.StepStarted):
             if self.verbose:
                 self._logs[event.step] = (event.log, 0)
@@ -347,6 +360,8 @@ class ConsoleReporter:
             self._logs[step] = (path, offset + end)
 
     def finished(self, event: ev.StepFinished) -> None:
+        from gitpipe import events as ev
+
         why = f" ({'; '.join(event.reasons)})" if event.reasons else ""
         if event.state == ev.FAILED:
             self.line(f"{event.step}: failed: {event.message}", err=True)
@@ -372,6 +387,8 @@ class ConsoleReporter:
 
 
 def summary(event: ev.RunFinished) -> str:
+    from gitpipe import events as ev
+
     counts = event.counts
     parts = [
         f"{counts.get(state, 0)} {state}"
@@ -403,19 +420,21 @@ class LiveReporter(ConsoleReporter):
     """On a terminal: a live view of the running steps and an overall progress bar,
     above which finished steps are printed as they finish."""
 
-    STYLES: ClassVar[dict[str, str]] = {
-        ev.RAN: "green",
-        ev.CACHED: "cyan",
-        ev.FAILED: "bold red",
-        ev.SKIPPED: "yellow",
-        ev.WAITING: "magenta",
-        ev.FROZEN: "blue",
-        ev.UP_TO_DATE: "dim",
-    }
-
     def __init__(self, *, verbose: bool, quiet: bool) -> None:
         super().__init__(verbose=verbose, quiet=quiet)
         from rich.console import Console
+
+        from gitpipe import events as ev
+
+        self.STYLES = {
+            ev.RAN: "green",
+            ev.CACHED: "cyan",
+            ev.FAILED: "bold red",
+            ev.SKIPPED: "yellow",
+            ev.WAITING: "magenta",
+            ev.FROZEN: "blue",
+            ev.UP_TO_DATE: "dim",
+        }
 
         self.console = Console(highlight=False)
         self.err_console = Console(stderr=True, highlight=False)
@@ -449,6 +468,8 @@ class LiveReporter(ConsoleReporter):
     def __call__(self, event: ev.Event) -> None:
         from rich.live import Live
 
+        from gitpipe import events as ev
+
         if isinstance(event, ev.RunStarted):
             self.total = len(event.steps)
             self.live = Live(
@@ -472,6 +493,8 @@ class LiveReporter(ConsoleReporter):
         super().__call__(event)
 
     def finished(self, event: ev.StepFinished) -> None:
+        from gitpipe import events as ev
+
         style = self.STYLES.get(event.state)
         if style and event.state in (ev.RAN, ev.CACHED, ev.FAILED) and not self.quiet:
             what = {
@@ -666,7 +689,40 @@ def _interrupt(signum: int, frame: object) -> None:
 def main() -> None:
     """The console script: SIGTERM stops a run as cleanly as Ctrl-C does."""
     signal.signal(signal.SIGTERM, _interrupt)
+    _keep_only(_command_named(sys.argv[1:]))
     app()
+
+
+def _command_named(args: list[str]) -> str | None:
+    """The command the arguments name after the root options, if plainly so."""
+    args = iter(args)
+    for arg in args:
+        if arg == "-C":
+            next(args, None)  # its folder
+        elif arg == "--debug" or (arg.startswith("-C") and arg != "-C"):
+            continue
+        elif arg.startswith("-"):
+            return None  # --help, or something for click to explain
+        else:
+            return arg
+    return None
+
+
+def _keep_only(name: str | None) -> None:
+    """Register only the named command (or group) before typer builds the command
+    line: building every command's options takes longer than the rest of a no-op
+    `status` start-up.  Names that are no command change nothing, so click reports
+    them as it would."""
+    commands = [
+        info
+        for info in app.registered_commands
+        if info.callback is not None
+        and (info.name or info.callback.__name__.lower().replace("_", "-")) == name
+    ]
+    groups = [info for info in app.registered_groups if info.name == name]
+    if len(commands) + len(groups) == 1:
+        app.registered_commands = commands
+        app.registered_groups = groups
 
 
 if __name__ == "__main__":  # pragma: no cover

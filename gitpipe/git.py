@@ -84,11 +84,13 @@ class Repository:
                 commit = None
             # slow to import, and needed only here
             from dulwich.index import get_unstaged_changes
-            from dulwich.porcelain import get_tree_changes
 
             index = self._repo.open_index()
-            staged = get_tree_changes(self._repo, index)
-            dirty = any(staged.values())
+            tree = self._repo[commit.encode("ascii")].tree if commit is not None else None
+            # staged: the index differs from HEAD's tree (without dulwich.porcelain,
+            # which takes longer to import than the whole check)
+            staged = index.changes_from_tree(self._repo.object_store, tree)
+            dirty = next(iter(staged), None) is not None
             if not dirty:
                 dirty = next(iter(get_unstaged_changes(index, str(self.top))), None) is not None
         except (OSError, ValueError, KeyError) as exc:

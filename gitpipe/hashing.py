@@ -101,7 +101,18 @@ def parse_manifest(data: bytes) -> list[ManifestEntry]:
 
 def _plain(value: object) -> object:
     """Convert a record to JSON-ready values, refusing anything ambiguous."""
-    if value is None or isinstance(value, (bool, int, str)):
+    # exact types first: keys hash records of hundreds of steps, so this is a hot path
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict and isinstance(value, dict):
+        return {
+            key if type(key) is str else str(key): item if type(item) is str else _plain(item)
+            for key, item in value.items()
+        }
+    if (kind is list or kind is tuple) and isinstance(value, (list, tuple)):
+        return [item if type(item) is str else _plain(item) for item in value]
+    if isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):

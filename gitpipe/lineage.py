@@ -10,8 +10,9 @@ on unrecorded); a damaged one is reported, never fatal to a run.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import socket
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -162,8 +163,17 @@ def connect(path: Path, *, create: bool = True) -> sqlite_utils.Database:
     return sqlite_utils.Database(open_connection(path, create=create))
 
 
+#: steps that changed nothing in the workspace: their rows wait for the next commit
+_QUIET = frozenset({ev.UP_TO_DATE, ev.FROZEN, ev.SKIPPED, ev.WOULD_RUN, ev.WOULD_RESTORE})
+
+
 class LineageRecorder:
-    """A run-event listener that writes runs, executions, artifacts, io, params, metrics."""
+    """A run-event listener that writes runs, executions, artifacts, io, params, metrics.
+
+    A step that ran, was restored or failed is committed as it finishes; the rows of
+    steps that did nothing (up to date, frozen, skipped) join the next commit, at the
+    latest when the run finishes, so that a no-op run of many steps is one transaction.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -193,7 +203,7 @@ class LineageRecorder:
                         event.commit,
                         None if event.dirty is None else int(event.dirty),
                         json.dumps(list(event.argv)),
-                        socket.gethostname(),
+                        os.uname().nodename,  # the host name, without importing socket
                         "running",
                         event.pipeline,
                         event.jobs,
@@ -214,60 +224,70 @@ class LineageRecorder:
 
     def _execution(self, event: ev.StepFinished) -> None:
         conn = self.conn
-        with conn:
-            cursor = conn.execute(
-                "INSERT INTO executions (run_id, step, key, state, reasons, started, ended,"
-                " duration, exit_code, log, message) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    self.run_id,
-                    event.step,
-                    event.key or None,
-                    event.state,
-                    json.dumps(list(event.reasons)),
-                    _iso(event.started) if event.started else None,
-                    _iso(event.ended) if event.ended else None,
-                    event.duration,
-                    event.exit_code,
-                    event.log or None,
-                    event.message or None,
-                ),
+        try:
+            self._insert_execution(event)
+        except BaseException:
+            conn.rollback()
+            raise
+        if event.state not in _QUIET:
+            conn.commit()
+
+    def _insert_execution(self, event: ev.StepFinished) -> None:
+        conn = self.conn
+        cursor = conn.execute(
+            "INSERT INTO executions (run_id, step, key, state, reasons, started, ended,"
+            " duration, exit_code, log, message) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                self.run_id,
+                event.step,
+                event.key or None,
+                event.state,
+                json.dumps(list(event.reasons)),
+                _iso(event.started) if event.started else None,
+                _iso(event.ended) if event.ended else None,
+                event.duration,
+                event.exit_code,
+                event.log or None,
+                event.message or None,
+            ),
+        )
+        execution = cursor.lastrowid
+        artifacts = [*event.reads, *event.writes]
+        if artifacts:
+            conn.executemany(
+                "INSERT OR IGNORE INTO artifacts (digest, size, is_dir) VALUES (?,?,?)",
+                [(a.digest, a.size, int(a.is_dir)) for a in artifacts],
             )
-            execution = cursor.lastrowid
-            artifacts = [*event.reads, *event.writes]
-            if artifacts:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO artifacts (digest, size, is_dir) VALUES (?,?,?)",
-                    [(a.digest, a.size, int(a.is_dir)) for a in artifacts],
+            conn.executemany(
+                "INSERT INTO io (execution_id, role, path, digest) VALUES (?,?,?,?)",
+                [(execution, a.role, a.path, a.digest) for a in artifacts],
+            )
+        if event.params:
+            conn.executemany(
+                "INSERT INTO params (execution_id, name, value) VALUES (?,?,?)",
+                [
+                    (execution, name, json.dumps(value, sort_keys=True, default=str))
+                    for name, value in event.params.items()
+                ],
+            )
+        rows = []
+        for path, values in event.metrics.items():
+            for name, value in values.items():
+                number = (
+                    float(value)
+                    if isinstance(value, (int, float)) and not isinstance(value, bool)
+                    else None
                 )
-                conn.executemany(
-                    "INSERT INTO io (execution_id, role, path, digest) VALUES (?,?,?,?)",
-                    [(execution, a.role, a.path, a.digest) for a in artifacts],
-                )
-            if event.params:
-                conn.executemany(
-                    "INSERT INTO params (execution_id, name, value) VALUES (?,?,?)",
-                    [
-                        (execution, name, json.dumps(value, sort_keys=True, default=str))
-                        for name, value in event.params.items()
-                    ],
-                )
-            rows = []
-            for path, values in event.metrics.items():
-                for name, value in values.items():
-                    number = (
-                        float(value)
-                        if isinstance(value, (int, float)) and not isinstance(value, bool)
-                        else None
-                    )
-                    rows.append((execution, path, name, number, json.dumps(value)))
-            if rows:
-                conn.executemany(
-                    "INSERT INTO metrics (execution_id, path, name, value, text)"
-                    " VALUES (?,?,?,?,?)",
-                    rows,
-                )
+                rows.append((execution, path, name, number, json.dumps(value)))
+        if rows:
+            conn.executemany(
+                "INSERT INTO metrics (execution_id, path, name, value, text) VALUES (?,?,?,?,?)",
+                rows,
+            )
 
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.commit()  # quiet steps of a run that never finished
         self.conn.close()
 
 

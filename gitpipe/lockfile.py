@@ -6,7 +6,8 @@ that its Git diff reads well.  Only gitpipe writes it.
 
 from __future__ import annotations
 
-import sys
+import contextlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +17,7 @@ import tomli_w
 
 from gitpipe import atomic, tomlcache
 from gitpipe.errors import LockfileError
-from gitpipe.hashing import Digest, DigestError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from gitpipe.hashing import Digest, DigestError, digest_bytes
 
 LOCK_SCHEMA = 1
 HEADER = "# Written by gitpipe after each repro; commit it, do not edit it by hand.\n"
@@ -111,8 +107,8 @@ def _nothing() -> None:
 def loads(text: str, *, name: str = "gitpipe.lock") -> Lock:
     """Parse a lock file's text (``name`` is what errors call it)."""
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        data = tomlcache.loads(text)
+    except tomlcache.TOMLDecodeError as exc:
         raise _damaged(name, exc) from exc
     return from_data(data, name=name)
 
@@ -164,19 +160,106 @@ def _entry(body: Mapping[str, Any]) -> LockEntry:
     )
 
 
-def write(path: Path, lock: Lock, *, tmp_dir: Path | None = None) -> None:
+def write(
+    path: Path,
+    lock: Lock,
+    *,
+    tmp_dir: Path | None = None,
+    previous: Lock | None = None,
+    cache_dir: Path | None = None,
+) -> None:
     """Write the lock atomically (its temporary file in ``tmp_dir`` if given);
-    unchanged content is not rewritten."""
+    unchanged content is not rewritten.
+
+    With ``cache_dir``, gitpipe remembers there the (inode, mtime_ns, size) of the file
+    once it holds exactly what this function writes.  Then a ``lock`` made of
+    ``previous`` (the lock read from ``path``) and its very entries is not even
+    serialised while the file keeps that stamp: its bytes are what it would write.
+    As with the stat cache, a stamp taken within ``RACY_NS`` of the file's mtime is
+    not trusted."""
+    marker = cache_dir / (path.name + ".written") if cache_dir is not None else None
+    if (
+        marker is not None
+        and previous is not None
+        and _same(lock, previous)
+        and _stamp(path) is not None
+        and _stamp(path) == _trusted_stamp(marker)
+    ):
+        return
     text = lock.dumps()
     try:
-        if path.read_text(encoding="utf-8") == text:
-            return
+        unchanged = path.read_text(encoding="utf-8") == text
     except (OSError, UnicodeDecodeError):
-        pass
+        unchanged = False
+    if not unchanged:
+        try:
+            atomic.write_bytes(path, text.encode("utf-8"), tmp_dir=tmp_dir)
+        except OSError as exc:
+            raise LockfileError(f"cannot write {path.name} ({exc})") from exc
+    if marker is not None:
+        _remember(path, marker)
+
+
+def _same(lock: Lock, previous: Lock) -> bool:
+    """``lock`` serialises exactly as ``previous`` does: the same header and the same
+    entry objects (equality is not enough: ``1 == 1.0`` but they are written apart)."""
+    return (
+        (lock.name, lock.fingerprint, lock.version)
+        == (previous.name, previous.fingerprint, previous.version)
+        and lock.steps.keys() == previous.steps.keys()
+        and all(entry is previous.steps[name] for name, entry in lock.steps.items())
+    )
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
     try:
-        atomic.write_bytes(path, text.encode("utf-8"), tmp_dir=tmp_dir)
-    except OSError as exc:
-        raise LockfileError(f"cannot write {path.name} ({exc})") from exc
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _format() -> str:
+    """What the written form depends on besides the lock (this module's header, the
+    TOML writer's ways), as the digest of a small lock written now: a marker left by
+    a gitpipe that writes locks otherwise is not trusted."""
+    sample = LockEntry(
+        key=Digest("0" * 64),
+        cmd=("a 'b'",),
+        wdir=".",
+        deps={"d/": Digest("1" * 64)},
+        code={},
+        params={"p": {"x": [1, 2.5, "s"]}},
+        env={"E": "1"},
+        outs={"o": Digest("2" * 64)},
+        metrics={"m.json": {"auc": 0.5, "ok": True}},
+    )
+    text = Lock(name="n", fingerprint="f", steps={"s": sample}, version="1.0.0").dumps()
+    return digest_bytes(text.encode("utf-8")).hex[:16]
+
+
+def _trusted_stamp(marker: Path) -> tuple[int, int, int] | None:
+    """The stamp a marker file holds, if it was taken outside the racy window by a
+    gitpipe that writes locks as this one does."""
+    try:
+        form, *numbers = marker.read_text().split()
+        inode, mtime_ns, size, taken_ns = (int(n) for n in numbers)
+    except (OSError, ValueError):
+        return None
+    if form != _format() or taken_ns - mtime_ns < tomlcache.RACY_NS:
+        return None
+    return (inode, mtime_ns, size)
+
+
+def _remember(path: Path, marker: Path) -> None:
+    """Note that ``path``, as it is now, holds what `write` writes (a cache only)."""
+    stamp = _stamp(path)
+    if stamp is None or not marker.parent.parent.is_dir():  # only where gitpipe keeps state
+        return
+    with contextlib.suppress(OSError):
+        marker.parent.mkdir(exist_ok=True)
+        text = f"{_format()} {stamp[0]} {stamp[1]} {stamp[2]} {time.time_ns()}"
+        atomic.write_bytes(marker, text.encode(), sync=False)
 
 
 def path_for(pipeline_file: Path) -> Path:

@@ -10,7 +10,6 @@ import contextlib
 import glob
 import json
 import os
-import secrets
 import shlex
 import signal
 import subprocess
@@ -330,6 +329,8 @@ class Project:
         self._graph: graphs.Graph | None = None
         self._keep: Callable[[], None] = _nothing
         self._keep_lock: Callable[[], None] = _nothing
+        #: the lock last read, with the file's (inode, mtime_ns, size) and when it was read
+        self._lock_read: tuple[tuple[int, int, int], int, Lock] | None = None
 
     @property
     def store_dir(self) -> Path:
@@ -416,9 +417,20 @@ class Project:
         self._keep = keep  # called by a command that went well: see _keep_caches
 
     def _read_lock(self) -> Lock:
-        """gitpipe.lock, its parsed TOML cached like the pipeline file's."""
+        """gitpipe.lock, its parsed TOML cached like the pipeline file's; read again only
+        when the file changed since this project last read it (as the stat cache tells)."""
+        try:
+            st = self.lock_path.stat()
+            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        last = self._lock_read
+        if last is not None and stamp == last[0] and last[1] - last[0][1] >= tomlcache.RACY_NS:
+            return last[2]
+        read_ns = time.time_ns()
         lock, keep = lockfile.read_cached(self.lock_path, cache_dir=self.state_dir / "parsed")
         self._keep_lock = keep
+        self._lock_read = (stamp, read_ns, lock) if stamp is not None else None
         return lock
 
     def _keep_caches(self) -> None:
@@ -803,8 +815,12 @@ class Project:
             if event not in spec.HOOK_EVENTS:
                 raise UsageError(f"unknown hook {event!r} (hooks: {', '.join(spec.HOOK_EVENTS)})")
             calls[event] = tuple(given) if isinstance(given, (list, tuple)) else (given,)
+        stamp = self._index_stamp(names)
+        checked = stamp is not None and stamp == self._checked_stamp()  # as in `status`
         with self._repository() as repo:
-            self._check_before_run(names, repo)
+            self._check_before_run(names, repo, git=not checked)
+            if not checked:
+                self._remember_check(stamp)
             self._read_lock()  # a damaged lock stops us before anything is written
             broadcast = ev.Broadcast(list(listeners))
             far = None
@@ -886,7 +902,7 @@ class Project:
         jobs = executor.jobs if executor is not None else 1
         pipeline = self.pipeline
         lock = self._read_lock()
-        run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+        run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
         report = RunReport(run_id=run_id)
         recorder = None
         checkout = None
@@ -955,6 +971,8 @@ class Project:
                             version=version_for_lock(self.root, self.file, identity),
                         ),
                         tmp_dir=self.state_dir / "tmp",
+                        previous=lock,
+                        cache_dir=self.state_dir / "parsed",
                     )
             if hook_failures and not pipeline.hooks.fail:
                 for failure in hook_failures:
@@ -1105,7 +1123,9 @@ class Project:
         pipeline = self.pipeline
         name_of = pipeline.file.name
         top = repo.top if repo is not None else self.root
-        real_top = Path(os.path.realpath(top))
+        real_top = os.path.realpath(top)
+        inside = real_top.rstrip(os.sep) + os.sep
+        folders: dict[str, str] = {}  # each output's folder, resolved once
         for name in names:
             step = pipeline.steps[name]
             for i, dep in enumerate(step.deps):
@@ -1119,8 +1139,8 @@ class Project:
                         key=f"steps.{name}.deps[{i}]",
                     )
             for out, key in spec.out_places(step):
-                real = Path(os.path.realpath(self.root / out.path))
-                if real != real_top and real_top not in real.parents:
+                real = _real_path(self.root, out.path, folders)
+                if real != real_top and not real.startswith(inside):
                     raise PipelineError(
                         f"output {str(out)!r} of step {name!r} leads outside the "
                         f"repository (to {real})",
@@ -1152,6 +1172,19 @@ class Project:
             yield session
         finally:
             cache.close()
+
+
+def _real_path(root: Path, relpath: str, folders: dict[str, str]) -> str:
+    """``os.path.realpath(root / relpath)``, resolving each parent folder once (in
+    ``folders``): a path whose last part is no link resolves to its folder's real path
+    joined with that part."""
+    parent, _, leaf = relpath.rpartition("/")
+    if leaf in ("", ".", ".."):
+        return os.path.realpath(root / relpath)
+    if parent not in folders:
+        folders[parent] = os.path.realpath(root / parent if parent else root)
+    full = os.path.join(folders[parent], leaf)
+    return os.path.realpath(full) if os.path.islink(full) else full
 
 
 def may_restore(step: spec.Step) -> bool:

@@ -15,21 +15,22 @@ prints: it calls ``emit`` with events.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import heapq
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gitpipe import events as ev
 from gitpipe.errors import UsageError
+
+if TYPE_CHECKING:  # imported where used: a run that runs nothing needs neither
+    import concurrent.futures as cf
 
 BACKENDS = ("threading", "loky", "dask")
 
@@ -96,7 +97,7 @@ def execute(invocation: Invocation) -> Outcome:
                         f"cannot start {which_of(index, invocation)}: "
                         f"{exc.strerror} ({invocation.cwd})",
                     )
-                Path(invocation.pidfile).write_text(f"{socket.gethostname()} {process.pid}\n")
+                Path(invocation.pidfile).write_text(f"{_host()} {process.pid}\n")
                 try:
                     remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                     code = process.wait(timeout=remaining)
@@ -152,13 +153,21 @@ def signal_invocation(invocation: Invocation, sig: int) -> None:
         host, pid = Path(invocation.pidfile).read_text().split()
     except (OSError, ValueError):
         return
-    if host == socket.gethostname():
+    if host == _host():
         with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
             os.killpg(int(pid), sig)
 
 
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
 def stop_all(running: Mapping[cf.Future[Outcome], Invocation], *, grace: float = 5.0) -> None:
     """Terminate every running command, then kill what is left after ``grace``."""
+    import concurrent.futures as cf
+
     deadline = time.monotonic() + grace
     pending = dict(running)
     while pending and time.monotonic() < deadline:
@@ -201,7 +210,7 @@ class Executor:
         self.backend = backend
         self.jobs = jobs
         self.client = client
-        self._threads = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="gitpipe")
+        self._threads: cf.ThreadPoolExecutor | None = None  # started with the first step
         self._closed = False
         #: every submitted step not yet finished, registered inside `submit` itself so
         #: that a Ctrl-C between submitting and bookkeeping cannot lose one
@@ -216,6 +225,14 @@ class Executor:
         return {"backend": "threading", "n_jobs": 1}
 
     def submit(self, invocation: Invocation, resources: Mapping[str, float]) -> cf.Future[Outcome]:
+        if self._closed:
+            raise RuntimeError("cannot submit a step to a closed executor")
+        if self._threads is None:
+            import concurrent.futures as cf
+
+            self._threads = cf.ThreadPoolExecutor(
+                max_workers=self.jobs, thread_name_prefix="gitpipe"
+            )
         if self.backend == "threading":
             future = self._threads.submit(execute, invocation)
         else:
@@ -239,7 +256,8 @@ class Executor:
         if self._closed:
             return
         self._closed = True
-        self._threads.shutdown(wait=wait, cancel_futures=True)
+        if self._threads is not None:
+            self._threads.shutdown(wait=wait, cancel_futures=True)
         if self.client is not None:
             with contextlib.suppress(Exception):
                 self.client.close()
@@ -430,6 +448,8 @@ def schedule(
                 continue
             if not running:
                 continue
+            import concurrent.futures as cf
+
             done, _ = cf.wait(running, timeout=tick, return_when=cf.FIRST_COMPLETED)
             if not done:
                 emit(ev.Tick(time.time()))

@@ -18,20 +18,31 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from gitpipe import atomic
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-TOMLDecodeError = tomllib.TOMLDecodeError
 _VERSION = 1
 #: a file hashed or parsed within this long after its mtime may change again unseen
 #: (file system timestamps are coarse); such entries are checked again next time
 RACY_NS = 2_000_000_000
+
+
+def _tomllib() -> ModuleType:
+    """The TOML parser, imported when a file must be parsed: a command answered from
+    the cache never needs it."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    return tomllib
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TOMLDecodeError":  # the parser's error; `except` looks it up only if needed
+        return _tomllib().TOMLDecodeError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load(
@@ -47,13 +58,13 @@ def load(
     st = path.stat()
     stamp = (_VERSION, st.st_ino, st.st_mtime_ns, st.st_size)
     if cache_dir is None:
-        return tomllib.loads(path.read_text(encoding="utf-8")), _nothing
+        return _tomllib().loads(path.read_text(encoding="utf-8")), _nothing
     cached = cache_dir / ((name or path.name) + ".marshal")
     with contextlib.suppress(OSError, ValueError, EOFError, TypeError):
         saved_stamp, hashed_ns, data = marshal.loads(cached.read_bytes())
         if tuple(saved_stamp) == stamp and hashed_ns - st.st_mtime_ns >= RACY_NS:
             return data, _nothing
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    data = _tomllib().loads(path.read_text(encoding="utf-8"))
     parsed_ns = time.time_ns()
 
     def keep() -> None:
@@ -70,7 +81,7 @@ def _nothing() -> None:
 
 
 def loads(text: str) -> dict[str, Any]:
-    return tomllib.loads(text)
+    return _tomllib().loads(text)
 
 
 def forget(path: Path, cache_dir: Path) -> None:

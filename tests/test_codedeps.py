@@ -95,6 +95,10 @@ def digest(text: str, path: str = "x.py") -> Digest:
         ("tr a-z A-Z < in.txt > out.txt", []),
         ("Rscript model.R", []),
         ("python 'unbalanced", []),
+        # quotes and backslashes split no names: the lexer joins them again
+        ("py'th'on src/x.py", [Entry("script", "src/x.py", ".")]),
+        ('sh -c true && "src/x".py', [Entry("script", "src/x.py", ".")]),
+        ("pyth\\on -m pkg", [Entry("module", "pkg", ".")]),
     ],
 )
 def test_entries_finds_the_python_a_command_runs(command, expected):

@@ -701,6 +701,24 @@ def test_status_refuses_an_output_through_a_symlink_out_of_the_repository(repo, 
     refused(repo, "status", says=("at steps.train.outs[0]:", "'link/out.txt'", "outside"))
 
 
+def test_an_output_that_is_itself_a_symlink_out_of_the_repository_is_an_error(repo, tmp_path):
+    (repo / "sub").mkdir()
+    (repo / "sub" / "out.txt").symlink_to(tmp_path / "elsewhere.txt")
+    pipeline(
+        repo,
+        """\
+        [steps.inside]
+        cmd = "echo hi > sub/kept.txt"
+        outs = ["sub/kept.txt"]
+
+        [steps.train]
+        cmd = "echo hi > sub/out.txt"
+        outs = ["sub/out.txt"]
+        """,
+    )
+    refused(repo, "status", says=("at steps.train.outs[0]:", "'sub/out.txt'", "outside"))
+
+
 def test_an_output_through_a_relative_symlink_to_a_parent_folder_is_an_error(repo, tmp_path):
     (repo / "up").symlink_to("..", target_is_directory=True)
     pipeline(
@@ -781,6 +799,28 @@ def test_status_refuses_an_output_tracked_by_git(repo):
         """,
     )
     refused(repo, "status", says=("steps.train.outs", "git rm -r --cached model.pkl"))
+
+
+@BOTH
+def test_an_output_tracked_after_a_check_passed_is_refused_the_next_time(repo, command):
+    pipeline(
+        repo,
+        """\
+        [steps.train]
+        cmd = "echo made > model.pkl"
+        outs = ["model.pkl"]
+        """,
+    )
+    index = repo / ".git" / "index"
+    old = 1_600_000_000 * 10**9  # outside the racy window: a passed check is remembered
+    os.utime(index, ns=(old, old))
+    assert gitpipe(command)[0] in (0, 3)
+    assert gitpipe(command)[0] in (0, 3)  # from the remembered check
+
+    write(repo, "model.pkl", "committed bytes\n")
+    git(repo, "add", "-f", "model.pkl")
+    os.utime(index, ns=(old + 10**9, old + 10**9))
+    refused(repo, command, says=("steps.train.outs", "git rm -r --cached model.pkl"))
 
 
 def test_an_output_tracked_by_git_in_a_pipeline_in_a_subfolder_names_the_top_path(repo):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from pathlib import Path
 
 from conftest import CHAIN, Workspace, git, snapshot
@@ -376,3 +378,33 @@ def test_lineage_records_the_commit_and_dirty_flag(workspace):
     with sqlite3.connect(workspace.root / ".gitpipe" / "lineage.db") as db:
         rows = db.execute("SELECT dirty FROM runs ORDER BY started").fetchall()
     assert rows[-1] == (1,)
+
+
+def test_a_change_staged_but_not_committed_is_dirty_too(workspace):
+    chain(workspace)
+    workspace.ok("repro")
+    workspace.write("notes.txt", "staged, never committed\n")
+    git(workspace.root, "add", "notes.txt")
+    workspace.ok("repro")
+    with sqlite3.connect(workspace.root / ".gitpipe" / "lineage.db") as db:
+        rows = db.execute("SELECT dirty FROM runs ORDER BY started").fetchall()
+    assert rows == [(0,), (1,)]
+
+
+def test_a_no_op_repro_leaves_the_lock_alone_but_rewrites_one_edited_by_hand(workspace):
+    chain(workspace)
+    workspace.ok("repro")
+    lock = workspace.root / "gitpipe.lock"
+    written = lock.read_text()
+    old = time.time_ns() - 60 * 10**9  # outside the racy window
+    os.utime(lock, ns=(old, old))
+    workspace.ok("repro")  # compares the bytes, and remembers that they are gitpipe's
+    workspace.ok("repro")  # trusts that: not even written out to compare
+    assert lock.stat().st_mtime_ns == old
+    assert lock.read_text() == written
+
+    # the same size, a different mtime: the stamp gitpipe remembered no longer holds
+    lock.write_text(written.replace("Written by gitpipe", "Written by hand!"))
+    os.utime(lock, ns=(old + 10**9, old + 10**9))
+    workspace.ok("repro")
+    assert lock.read_text() == written

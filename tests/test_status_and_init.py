@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 from conftest import Workspace, snapshot
@@ -88,6 +90,29 @@ def test_the_python_api_gives_the_same_operations(workspace):
     assert [s.state for s in Project.open(workspace.root).status()] == ["up to date"]
 
 
+def test_a_project_reads_the_lock_again_once_another_command_rewrote_it(workspace):
+    workspace.write("in.txt", "1\n")
+    workspace.pipeline(
+        """
+        [steps.copy]
+        cmd = "cp in.txt out.txt"
+        deps = ["in.txt"]
+        outs = ["out.txt"]
+        """
+    )
+    workspace.ok("repro")
+    lock = workspace.root / "gitpipe.lock"
+    old = time.time_ns() - 60 * 10**9  # outside the racy window: the read is remembered
+    os.utime(lock, ns=(old, old))
+    project = Project.open(workspace.root)
+    assert [s.state for s in project.status()] == ["up to date"]
+
+    workspace.write("in.txt", "2\n")
+    workspace.ok("repro")  # another process rewrites the lock
+    os.utime(lock, ns=(old + 10**9, old + 10**9))
+    assert [s.state for s in project.status()] == ["up to date"]
+
+
 def test_the_lock_is_sorted_stable_and_rewritten_only_when_it_changes(workspace):
     workspace.write("in.txt", "1\n")
     workspace.pipeline(
@@ -166,3 +191,36 @@ def test_init_outside_a_git_repository_says_so(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert "not inside a Git repository" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_console_script_builds_only_the_command_it_runs_and_behaves_the_same(workspace):
+    workspace.write("in.txt", "1\n")
+    workspace.pipeline(
+        """
+        [steps.copy]
+        cmd = "cp in.txt out.txt"
+        deps = ["in.txt"]
+        outs = ["out.txt"]
+        """
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gitpipe", *args],
+            cwd=workspace.root.parent,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    root = str(workspace.root)
+    for args in (["-C", root, "status"], [f"-C{root}", "--debug", "status"]):
+        done = run(*args)
+        assert (done.returncode, done.stdout) == (0, "copy  stale  new\n"), args
+    assert "gitpipe cache [OPTIONS] COMMAND" in run("-C", root, "cache", "--help").stdout
+    assert "Commands:" in run("--help").stdout
+    assert "status" in run("--help").stdout and "repro" in run("--help").stdout
+    wrong = run("-C", root, "nope")
+    assert wrong.returncode == 2 and "No such command 'nope'" in wrong.stderr
+    named = run("-C", "status")  # `status` is the folder here: no command is named
+    assert named.returncode == 2
