@@ -8,15 +8,17 @@ cycles; the project checks what needs the disk or Git.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from gitpipe import tomlcache
+from gitpipe import atomic, tomlcache
 from gitpipe.errors import PipelineError, UsageError
 from gitpipe.expr import Condition, ExprError
 from gitpipe.expr import parse as parse_condition
@@ -188,7 +190,15 @@ def load_cached(
     """Read and parse a pipeline file (and the pipeline files its steps nest), the
     parsed TOML cached in ``cache_dir``: the second value keeps it there, once the
     caller found the whole pipeline valid.  ``overrides`` replace params by dotted name
-    (`repro -p`)."""
+    (`repro -p`).  The parsed pipeline itself is cached there too, by the stamps of
+    every file it was read from (and of the parser's own modules)."""
+    key = _pickle_key(file, overrides)
+    if cache_dir is not None:
+        cached = _from_pickle(cache_dir, key)
+        if cached is not None:
+            return cached, _nothing
+    read_from = [file]
+    started_ns = time.time_ns()
     try:
         data, keep = tomlcache.load(file, cache_dir)
     except FileNotFoundError as exc:
@@ -205,6 +215,7 @@ def load_cached(
     def read_nested(relpath: str) -> dict[str, Any]:
         nested = file.parent / relpath
         name = "nested-" + relpath.replace("/", "%")
+        read_from.append(nested)
         data, keep = tomlcache.load(nested, cache_dir, name=name)
         keeps.append(keep)
         return data
@@ -214,8 +225,67 @@ def load_cached(
     def keep_all() -> None:
         for each in keeps:
             each()
+        if cache_dir is not None:
+            _to_pickle(cache_dir, key, read_from, pipeline, started_ns)
 
     return pipeline, keep_all
+
+
+_PICKLED = "pipeline.pickle"
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _pickle_key(file: Path, overrides: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    """What a cached parse depends on besides its files: where the file is (its
+    folder names the pipeline), the overrides, and the parser's code."""
+    here = Path(__file__).parent
+    code = tuple(_stamp(here / name) for name in ("spec.py", "expr.py", "tomlcache.py"))
+    return (1, str(file.resolve()), repr(sorted((overrides or {}).items())), code)
+
+
+def _from_pickle(cache_dir: Path, key: tuple[Any, ...]) -> Pipeline | None:
+    import pickle
+
+    try:
+        with open(cache_dir / _PICKLED, "rb") as handle:
+            saved_key, files, pipeline = pickle.load(handle)
+    except Exception:  # missing, damaged or from another gitpipe: parse instead
+        return None
+    if saved_key != key or not isinstance(pipeline, Pipeline):
+        return None
+    for path, stamp in files:
+        if _stamp(Path(path)) != stamp:
+            return None
+    return pipeline
+
+
+def _to_pickle(
+    cache_dir: Path, key: tuple[Any, ...], files: list[Path], pipeline: Pipeline, started_ns: int
+) -> None:
+    """Keep a parsed pipeline, unless one of its files changed within the racy window
+    (its stamp could then miss a later edit of the same size)."""
+    import pickle
+
+    if not cache_dir.parent.is_dir():  # only where gitpipe keeps state already
+        return
+    stamps = [(str(path), _stamp(path)) for path in files]
+    if any(s is None or started_ns - s[1] < tomlcache.RACY_NS for _, s in stamps):
+        return
+    with contextlib.suppress(Exception):  # a cache: never a reason to fail a command
+        cache_dir.mkdir(exist_ok=True)
+        data = pickle.dumps((key, stamps, pipeline), protocol=pickle.HIGHEST_PROTOCOL)
+        atomic.write_bytes(cache_dir / _PICKLED, data, sync=False)
+
+
+def _nothing() -> None:
+    return None
 
 
 def parse(
