@@ -128,6 +128,12 @@ class Tool:
         """Bring the workload up to date by the cheapest means the tool allows."""
         return run(self.full(), root, env=ENV, timeout=timeout)
 
+    def run_bare(self, root: Path, work: Workload, *, timeout: float | None) -> Sample:
+        """Run the workload's commands in order with `sh`, without the tool."""
+        script = root.parent / f"{root.name}-bare.sh"
+        script.write_text(workloads.shell_script(work))
+        return run(["sh", str(script)], root, env=ENV, timeout=timeout)
+
     # -- the commands timed ----------------------------------------------------------
     def full(self) -> list[str]:
         raise NotImplementedError
@@ -179,10 +185,7 @@ class Dvc(Tool):
 
     def populate(self, root: Path, work: Workload, *, timeout: float | None) -> Sample:
         """Run the bare commands, then `dvc commit`: DVC's full repro takes minutes."""
-        script = root / ".dvc" / "tmp" / "bare.sh"
-        script.parent.mkdir(parents=True, exist_ok=True)
-        script.write_text(workloads.shell_script(work))
-        done = run(["sh", str(script)], root, env=ENV, timeout=timeout)
+        done = self.run_bare(root, work, timeout=timeout)
         if not done.ok:
             return done
         return run([str(self.program), "commit", "-f", "-q"], root, env=ENV, timeout=timeout)
@@ -197,6 +200,10 @@ class Dvc(Tool):
 class Snakemake(Tool):
     def write(self, root: Path, work: Workload) -> None:
         (root / "Snakefile").write_text(workloads.snakefile(work))
+
+    def populate(self, root: Path, work: Workload, *, timeout: float | None) -> Sample:
+        """The bare commands in order: Snakemake then finds every output up to date."""
+        return self.run_bare(root, work, timeout=timeout)
 
     def reset(self, root: Path) -> None:
         super().reset(root)
