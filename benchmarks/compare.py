@@ -54,6 +54,8 @@ class Plan:
     peer_max: dict[str, int]
     #: the largest N at which each peer's full repro is timed
     peer_full_max: dict[str, int]
+    #: the shapes the peers run (the quick suite keeps them to chains)
+    peer_shapes: tuple[str, ...]
     edit_n: int
     big_bytes: int
     small_files: int
@@ -70,8 +72,9 @@ class Plan:
                 sizes=(10, 100, 500),
                 reps=3,
                 slow_reps=1,
-                peer_max={"DVC": 10, "Snakemake": 10, "make": 100},
-                peer_full_max={"DVC": 10, "Snakemake": 10, "make": 100},
+                peer_max={"DVC": 10, "Snakemake": 10, "make": 500},
+                peer_full_max={"DVC": 10, "Snakemake": 10, "make": 500},
+                peer_shapes=("chain",),
                 edit_n=10,
                 big_bytes=64 * MIB,
                 small_files=1_000,
@@ -86,6 +89,7 @@ class Plan:
             slow_reps=3,
             peer_max={"DVC": 1_000, "Snakemake": 10_000, "make": 10_000},
             peer_full_max={"DVC": 100, "Snakemake": 1_000, "make": 10_000},
+            peer_shapes=("chain", "fanout"),
             edit_n=100,
             big_bytes=GIB,
             small_files=10_000,
@@ -95,7 +99,18 @@ class Plan:
         )
 
     def reps_for(self, n: int) -> int:
+        """Repetitions of a no-op command on `n` steps."""
         return self.slow_reps if n >= 1_000 else self.reps
+
+    def full_reps_for(self, n: int) -> int:
+        """Repetitions of a full repro of `n` steps."""
+        return 1 if self.quick or n > 500 else self.slow_reps
+
+    def sizes_for(self, shape: str) -> tuple[int, ...]:
+        """The quick suite's largest size is for the 500-step chain's targets alone."""
+        if self.quick and shape != "chain":
+            return self.sizes[:-1]
+        return self.sizes
 
 
 def samples_or_failure(
@@ -150,13 +165,13 @@ def bench_steps(base: Path, plan: Plan) -> list[Row]:
     rows: list[Row] = []
     gitpipe = peers.gitpipe_tool()
     for shape in ("chain", "fanout"):
-        for n in plan.sizes:
+        for n in plan.sizes_for(shape):
             work = Workload(shape, n)  # type: ignore[arg-type]
             where = base / f"{shape}-{n}"
             reps = plan.reps_for(n)
             root = gitpipe.create(where / "gitpipe", work)
             full = []
-            for _ in range(reps if n <= 500 else 1):
+            for _ in range(plan.full_reps_for(n)):
                 gitpipe.reset(root)
                 full += checked(gitpipe.full(), root)
             status = timed_gitpipe(gitpipe.status(), root, reps)
@@ -164,7 +179,7 @@ def bench_steps(base: Path, plan: Plan) -> list[Row]:
             bare_script = where / "bare.sh"
             bare_script.write_text(workloads.shell_script(work))
             bare = []
-            for _ in range(reps if n <= 500 else 1):
+            for _ in range(plan.full_reps_for(n)):
                 gitpipe.reset(root)
                 bare += checked(["sh", str(bare_script)], root)
             shutil.rmtree(root)
@@ -187,6 +202,9 @@ def peer_steps(tool: Tool, work: Workload, root: Path, plan: Plan) -> tuple[Resu
         missing = Result.failed(NOT_INSTALLED)
         return missing, missing, missing
     n = work.n
+    if work.shape not in plan.peer_shapes:
+        skipped = Result.failed("not run in --quick")
+        return skipped, skipped, skipped
     if n > plan.peer_max[tool.name]:
         capped = Result.failed(f"not run above {plan.peer_max[tool.name]:,} steps")
         return capped, capped, capped
@@ -194,7 +212,7 @@ def peer_steps(tool: Tool, work: Workload, root: Path, plan: Plan) -> tuple[Resu
     tool.create(root, work)
     full: Result
     if n <= plan.peer_full_max[tool.name]:
-        runs = 1 if tool.name == "DVC" else reps
+        runs = 1 if tool.name == "DVC" else plan.full_reps_for(n)
         samples: list[Sample] = []
         error = ""
         for _ in range(runs):
@@ -222,18 +240,21 @@ def extrapolate(rows: list[Row], plan: Plan) -> None:
     by_key = {row.key: row for row in rows}
     for shape in ("chain", "fanout"):
         for name in plan.tools:
+            sizes = plan.sizes_for(shape)
             ran = [
                 n
-                for n in plan.sizes
+                for n in sizes
                 if (r := by_key[f"repro/{shape}/{n}"].peers.get(name)) and r.median is not None
             ]
             if not ran:
                 continue
             largest = max(ran)
+            if largest < 100:  # start-up would dominate the per-step figure
+                continue
             measured = by_key[f"repro/{shape}/{largest}"].peers[name]
             assert measured.median is not None
             per_step = measured.median / largest
-            for n in plan.sizes:
+            for n in sizes:
                 peer = by_key[f"repro/{shape}/{n}"].peers[name]
                 if n > largest and peer.error.startswith("not run above"):
                     by_key[f"repro/{shape}/{n}"].peers[name] = Result(
@@ -295,7 +316,7 @@ def peer_edit(tool: Tool, work: Workload, edited: Workload, root: Path, plan: Pl
     )
     if not ready.ok:
         return Result.failed(f"set-up {failure(ready, plan.timeout)}")
-    reps = 1 if tool.name == "DVC" and not plan.quick else min(plan.reps, 3)
+    reps = 1 if tool.name == "DVC" or plan.quick else min(plan.reps, 3)
     samples = []
     for _ in range(reps):
         tool.write(root, edited)
@@ -473,7 +494,8 @@ def bench_touch(base: Path, plan: Plan) -> list[Row]:
     checked(gitpipe.full(), root)
     time.sleep(2.1)  # past the stat cache's racy window: the digest is now trusted
     timed_gitpipe(gitpipe.status(), root, 1)
-    noop, first, second, later, error = touch_statuses(gitpipe.status(), root, plan.reps, None)
+    reps = 1 if plan.quick else plan.reps
+    noop, first, second, later, error = touch_statuses(gitpipe.status(), root, reps, None)
     if error:
         raise SystemExit(f"gitpipe status failed in {root}: {error}")
     shutil.rmtree(root)
@@ -504,7 +526,7 @@ def bench_touch(base: Path, plan: Plan) -> list[Row]:
         (droot / "dvc.yaml").write_text(BIG_STAGE)
         write_big(droot / "big.bin", plan.big_bytes)
         run(dvc.full(), droot, env=ENV, timeout=plan.timeout)
-        found = touch_statuses(dvc.status(), droot, min(plan.reps, 3), plan.timeout)
+        found = touch_statuses(dvc.status(), droot, min(reps, 3), plan.timeout)
         for row, seconds in zip(rows, found[:4], strict=True):
             row.peers["DVC"] = Result.of(seconds) if seconds else Result.failed(found[4])
         shutil.rmtree(droot)
@@ -532,6 +554,24 @@ def reflink_supported(folder: Path) -> bool:
         dst.unlink(missing_ok=True)
 
 
+RESTORE_SNIPPET = """
+import sys, time
+from pathlib import Path
+from gitpipe.hashing import digest_file
+from gitpipe.store import Store
+root = Path(sys.argv[1])
+store = Store(root / ".gitpipe" / "cache")
+digest = digest_file(root / "big.bin")  # big.out is a copy of it
+times = []
+for _ in range(int(sys.argv[2])):
+    start = time.perf_counter()
+    store.restore_file(digest, root / "big.restored")
+    times.append(time.perf_counter() - start)
+    (root / "big.restored").unlink()
+print(" ".join(map(str, times)))
+"""
+
+
 def bench_restore(base: Path, plan: Plan) -> list[Row]:
     """Remove a large output and `repro`: restored from the store, not run."""
     label = size_label(plan.big_bytes)
@@ -548,6 +588,13 @@ def bench_restore(base: Path, plan: Plan) -> list[Row]:
         (root / "big.out").unlink()
         restore += checked(gitpipe.noop(), root)
     cp = whole(["cp big.bin big.copy && rm big.copy"], root, plan.reps, shell=True)
+    done = subprocess.run(
+        [sys.executable, "-c", RESTORE_SNIPPET, str(root), str(plan.reps)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    in_process = [float(x) for x in done.stdout.split()]
     reflink = reflink_supported(root)
     shutil.rmtree(root)
     noop_median = statistics.median(s.seconds for s in noop)
@@ -558,7 +605,10 @@ def bench_restore(base: Path, plan: Plan) -> list[Row]:
         f"reflink {'supported' if reflink else 'not supported'} here; "
         f"no-op repro {noop_median:.3f} s",
     )
-    row.extra["restore_only"] = row.median - noop_median
+    row.extra["restore_only"] = statistics.median(in_process)
+    row.extra["restore_minus_noop"] = row.median - noop_median
+    row.extra["bytes"] = plan.big_bytes
+    row.note += f"; Store.restore_file alone {statistics.median(in_process):.3f} s"
     row.extra["reflink"] = float(reflink)
     row.baseline["cp"] = cp
     dvc = plan.tools["DVC"]

@@ -94,14 +94,15 @@ def judge(rows: list[Row], plan: Plan) -> None:
         ],
         "digest/big": lambda r: [
             at_most(r.median, 0.17 * r.extra["bytes"] / GIB, "≤ 0.17 s per GiB"),
+            info(r, "cat"),
         ],
         "touch-first/big": lambda r: [
-            at_most(redigest(by_key, "touch-first"), 0.3, "one re-digest ≤ 0.3 s"),
+            full_size(plan, at_most(redigest(by_key, "touch-first"), 0.3, "one re-digest ≤ 0.3 s")),
         ],
-        "touch-second/big": lambda r: [reads_nothing(by_key, "touch-second")],
-        "touch-later/big": lambda r: [reads_nothing(by_key, "touch-later")],
-        "restore/big": lambda r: restore_clauses(r),
-        "help": lambda r: [at_most(r.median, 0.15, "≤ 0.15 s")],
+        "touch-second/big": lambda r: [full_size(plan, reads_nothing(by_key, "touch-second"))],
+        "touch-later/big": lambda r: [full_size(plan, reads_nothing(by_key, "touch-later"))],
+        "restore/big": lambda r: [full_size(plan, c) for c in restore_clauses(r)],
+        "help": lambda r: [at_most(r.median, 0.15, "≤ 0.15 s"), info(r, "minimal typer app")],
     }
     for key in by_key:
         if key.startswith("edit/"):
@@ -119,16 +120,36 @@ def judge(rows: list[Row], plan: Plan) -> None:
     for key, rule in rules.items():
         if key in by_key:
             clauses = rule(by_key[key])
-            by_key[key].target = "; ".join(
-                f"{text} {'✓' if ok else '✗' if ok is False else '?'}" for text, ok in clauses
-            )
+            by_key[key].target = "; ".join(mark(text, ok) for text, ok in clauses)
             verdicts = [ok for _, ok in clauses]
             by_key[key].met = (
                 False
                 if False in verdicts
                 else (None if all(ok is None for ok in verdicts) else True)
             )
-    _ = plan
+
+
+def mark(text: str, ok: bool | None) -> str:
+    """A clause with ✓, ✗ or ? for unknown; a bracketed note for information only."""
+    if text.startswith("("):
+        return text
+    return f"{text} {'✓' if ok else '✗' if ok is False else '?'}"
+
+
+def full_size(plan: Plan, clause: Clause) -> Clause:
+    """Differences of a few tens of milliseconds drown in the noise of the quick suite's
+    64 MiB file: those targets are judged on the full suite's 1 GiB only."""
+    if plan.quick:
+        return f"{clause[0]} (judged at 1 GiB only)", None
+    return clause
+
+
+def info(row: Row, baseline: str) -> Clause:
+    """Not a target: gitpipe against a baseline measured on this machine, in this run."""
+    found = row.baseline.get(baseline)
+    if not found or found.median is None:
+        return f"{baseline}: not measured", None
+    return f"(info: {row.median / found.median:.2f}x {baseline} here)", None
 
 
 def faster_than_snakemake(row: Row) -> Clause:

@@ -351,6 +351,7 @@ def main() -> None:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(known)}")
     plan = compare.Plan.make(quick=args.quick, peers_enabled=not args.no_peers)
     rows: list[Row] = []
+    failed: list[str] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gitpipe-bench-", dir=args.tmp) as tmp:
         machine = report.describe_machine(Path(tmp), plan.tools)
@@ -358,10 +359,14 @@ def main() -> None:
             base = Path(tmp) / name
             base.mkdir()
             began = time.perf_counter()
-            if name in COMPARISONS:
-                rows += COMPARISONS[name](base, plan)
-            else:
-                rows += BENCHMARKS[name](base, args.quick)
+            try:
+                if name in COMPARISONS:
+                    rows += COMPARISONS[name](base, plan)
+                else:
+                    rows += BENCHMARKS[name](base, args.quick)
+            except SystemExit as exc:  # one broken benchmark must not lose the others
+                failed.append(name)
+                print(f"benchmark {name} failed: {exc}", file=sys.stderr, flush=True)
             print(f"  {name}: {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
             shutil.rmtree(base, ignore_errors=True)
     report.judge(rows, plan)
@@ -383,6 +388,8 @@ def main() -> None:
                 indent=2,
             )
         )
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
