@@ -87,8 +87,8 @@ class Plan:
             sizes=(10, 100, 500, 1_000, 10_000),
             reps=5,
             slow_reps=3,
-            peer_max={"DVC": 1_000, "Snakemake": 10_000, "make": 10_000},
-            peer_full_max={"DVC": 100, "Snakemake": 1_000, "make": 10_000},
+            peer_max={"DVC": 500, "Snakemake": 10_000, "make": 10_000},
+            peer_full_max={"DVC": 100, "Snakemake": 500, "make": 10_000},
             peer_shapes=("chain", "fanout"),
             edit_n=100,
             big_bytes=GIB,
@@ -208,7 +208,7 @@ def peer_steps(tool: Tool, work: Workload, root: Path, plan: Plan) -> tuple[Resu
     if n > plan.peer_max[tool.name]:
         capped = Result.failed(f"not run above {plan.peer_max[tool.name]:,} steps")
         return capped, capped, capped
-    reps = 1 if n >= 1_000 else min(plan.reps, 3)
+    reps = 1 if n >= 1_000 else 2 if n >= 500 else min(plan.reps, 3)
     tool.create(root, work)
     full: Result
     if n <= plan.peer_full_max[tool.name]:
@@ -225,13 +225,16 @@ def peer_steps(tool: Tool, work: Workload, root: Path, plan: Plan) -> tuple[Resu
         full = result(samples, error)
     else:
         full = Result.failed(f"not run above {plan.peer_full_max[tool.name]:,} steps")
+    note = ""
+    if full.median is None:  # not run, or failed: the no-op rows start from the bare commands
         tool.reset(root)
         ready = tool.populate(root, work, timeout=plan.timeout)
-        if not ready.ok and "RecursionError" not in failure(ready):
+        if not ready.ok:
             broken = Result.failed(f"set-up {failure(ready, plan.timeout)}")
             return full, broken, broken
-    status = result(*samples_or_failure(tool.status(), root, reps, plan.timeout))
-    noop = result(*samples_or_failure(tool.noop(), root, reps, plan.timeout))
+        note = "outputs made by the bare commands" if full.error.startswith("fails") else ""
+    status = result(*samples_or_failure(tool.status(), root, reps, plan.timeout), note=note)
+    noop = result(*samples_or_failure(tool.noop(), root, reps, plan.timeout), note=note)
     return full, status, noop
 
 
@@ -241,6 +244,21 @@ def extrapolate(rows: list[Row], plan: Plan) -> None:
     for shape in ("chain", "fanout"):
         for name in plan.tools:
             sizes = plan.sizes_for(shape)
+            failed = [
+                (n, cell)
+                for n in sizes
+                if (cell := by_key[f"repro/{shape}/{n}"].peers.get(name))
+                and cell.error.startswith("fails")
+            ]
+            if failed:  # never extrapolate past a size at which the tool fails
+                first, cell = failed[0]
+                for n in sizes:
+                    peer = by_key[f"repro/{shape}/{n}"].peers[name]
+                    if n > first and peer.error.startswith("not run above"):
+                        by_key[f"repro/{shape}/{n}"].peers[name] = Result.failed(
+                            f"{cell.error} at {first:,} steps already"
+                        )
+                continue
             ran = [
                 n
                 for n in sizes
@@ -494,7 +512,7 @@ def bench_touch(base: Path, plan: Plan) -> list[Row]:
     checked(gitpipe.full(), root)
     time.sleep(2.1)  # past the stat cache's racy window: the digest is now trusted
     timed_gitpipe(gitpipe.status(), root, 1)
-    reps = 1 if plan.quick else plan.reps
+    reps = 1 if plan.quick else 3
     noop, first, second, later, error = touch_statuses(gitpipe.status(), root, reps, None)
     if error:
         raise SystemExit(f"gitpipe status failed in {root}: {error}")
@@ -665,7 +683,7 @@ MINIMAL_TYPER = textwrap.dedent(
 def bench_startup(base: Path, plan: Plan) -> list[Row]:
     gitpipe = peers.gitpipe_tool()
     base.mkdir(exist_ok=True)
-    reps = plan.reps if plan.quick else plan.reps * 2
+    reps = plan.reps
     samples = timed_gitpipe([str(gitpipe.program), "--help"], base, reps)
     row = gitpipe_row("help", "`gitpipe --help`", samples)
     app = base / "minimal_typer.py"
