@@ -93,7 +93,7 @@ def judge(rows: list[Row], plan: Plan) -> None:
             faster_than_snakemake(r),
         ],
         "digest/big": lambda r: [
-            at_most(r.median, 0.17 * r.extra["bytes"] / GIB, "≤ 0.17 s per GiB"),
+            full_size(plan, at_most(r.median, 0.17 * r.extra["bytes"] / GIB, "≤ 0.17 s per GiB")),
             info(r, "cat"),
         ],
         "touch-first/big": lambda r: [
