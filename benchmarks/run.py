@@ -1,12 +1,15 @@
 """gitpipe's benchmark suite: one entry point, whole commands timed in fresh Git repos.
 
-    python benchmarks/run.py            # the full suite
-    python benchmarks/run.py --quick    # fewer repetitions and smaller sizes (CI smoke test)
-    python benchmarks/run.py --only parallel,overhead --json out.json
+    python benchmarks/run.py            # the full suite (about 20 minutes with the peers)
+    python benchmarks/run.py --quick    # small sizes, few repetitions (CI smoke test)
+    python benchmarks/run.py --only steps,edit --json out.json --markdown table.md
+    python benchmarks/run.py --no-peers # gitpipe alone; the peers' cells say so
 
 Each benchmark builds its workload in a temporary Git repository, runs the real
 `gitpipe` command several times, and reports the median and the spread (min-max).
-No timing is asserted here: the numbers go into docs/performance.md and notes.
+Where DVC, Snakemake and GNU make are found (see benchmarks/peers.py), the same
+workloads run under them in the same invocation and the table shows ratios. No
+timing is asserted here: the numbers go into docs/performance.md.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -22,8 +24,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
+
+import compare
+import report
+from timing import Row, measure
 
 GITPIPE = str(Path(sys.executable).parent / "gitpipe")
 ENV = {
@@ -34,18 +40,6 @@ ENV = {
     "GIT_COMMITTER_NAME": "bench",
     "GIT_COMMITTER_EMAIL": "b@b",
 }
-
-
-@dataclass
-class Row:
-    name: str
-    unit: str
-    median: float
-    low: float
-    high: float
-    runs: int
-    note: str = ""
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 def sh(args: list[str], cwd: Path, *, check: bool = True) -> float:
@@ -69,19 +63,6 @@ def repo(base: Path, name: str, pipeline: str, files: dict[str, str] | None = No
     sh(["git", "add", "-A"], root)
     sh(["git", "commit", "-qm", "workload"], root)
     return root
-
-
-def measure(name: str, unit: str, samples: list[float], note: str = "", **extra: float) -> Row:
-    return Row(
-        name,
-        unit,
-        statistics.median(samples),
-        min(samples),
-        max(samples),
-        len(samples),
-        note,
-        extra,
-    )
 
 
 def fresh(root: Path) -> None:
@@ -346,6 +327,8 @@ BENCHMARKS: dict[str, Callable[[Path, bool], list[Row]]] = {
     "codebase": bench_codebase,
     "remote": bench_remote,
 }
+#: the benchmarks of issue 8, which run the peers too
+COMPARISONS = compare.COMPARISONS
 
 
 def main() -> None:
@@ -353,30 +336,60 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, few repetitions")
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
+    parser.add_argument(
+        "--no-peers", action="store_true", help="run gitpipe alone, not DVC, Snakemake, make"
+    )
+    parser.add_argument(
+        "--tmp", type=Path, help="where the workloads go (default: the system's temp folder)"
+    )
     args = parser.parse_args()
-    chosen = [name for name in args.only.split(",") if name] or list(BENCHMARKS)
-    unknown = sorted(set(chosen) - set(BENCHMARKS))
+    known = [*COMPARISONS, *BENCHMARKS]
+    chosen = [name for name in args.only.split(",") if name] or known
+    unknown = sorted(set(chosen) - set(known))
     if unknown:
-        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(known)}")
+    plan = compare.Plan.make(quick=args.quick, peers_enabled=not args.no_peers)
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="gitpipe-bench-") as tmp:
+    failed: list[str] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="gitpipe-bench-", dir=args.tmp) as tmp:
+        machine = report.describe_machine(Path(tmp), plan.tools)
         for name in chosen:
             base = Path(tmp) / name
             base.mkdir()
-            rows += BENCHMARKS[name](base, args.quick)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    print(f"gitpipe benchmarks ({'quick' if args.quick else 'full'}; {machine})")
-    width = max(len(row.name) for row in rows)
-    for row in rows:
-        spread = f"[{row.low:.3f}-{row.high:.3f}]" if row.runs > 1 else ""
-        print(f"  {row.name:<{width}}  {row.median:9.3f} {row.unit:<2} {spread:<17} {row.note}")
+            began = time.perf_counter()
+            try:
+                if name in COMPARISONS:
+                    rows += COMPARISONS[name](base, plan)
+                else:
+                    rows += BENCHMARKS[name](base, args.quick)
+            except SystemExit as exc:  # one broken benchmark must not lose the others
+                failed.append(name)
+                print(f"benchmark {name} failed: {exc}", file=sys.stderr, flush=True)
+            print(f"  {name}: {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
+            shutil.rmtree(base, ignore_errors=True)
+    report.judge(rows, plan)
+    took = time.perf_counter() - started
+    machine["suite"] = f"{'quick' if args.quick else 'full'}, {took:.0f} s"
+    print(report.text(rows, machine))
+    if args.markdown:
+        args.markdown.write_text(report.markdown(rows, machine))
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"machine": machine, "quick": args.quick, "rows": [asdict(row) for row in rows]},
+                {
+                    "machine": machine,
+                    "quick": args.quick,
+                    "seconds": took,
+                    "peers": {name: tool.version() for name, tool in plan.tools.items()},
+                    "rows": [asdict(row) for row in rows],
+                },
                 indent=2,
             )
         )
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,316 @@
+"""The machine's description, the targets of issue 8, and the tables printed and written.
+
+Ratios compare a peer's median with gitpipe's on the same work: "12x faster" means
+gitpipe took a twelfth of the peer's time, "3.0x slower" that it took three times as
+long.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from compare import GIB, Plan, reflink_supported
+from peers import PEER_NAMES, Tool
+from timing import Result, Row
+
+Clause = tuple[str, bool | None]
+
+
+def describe_machine(tmp: Path, tools: dict[str, Tool]) -> dict[str, str]:
+    """What the numbers were measured on, for the JSON and the docs."""
+
+    def first_line(args: list[str]) -> str:
+        try:
+            done = subprocess.run(args, capture_output=True, text=True, check=False)
+        except OSError:
+            return "not installed"
+        return (done.stdout or done.stderr).strip().splitlines()[0] if done.stdout else "?"
+
+    cpu = "?"
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    for line in lscpu.splitlines():
+        if line.startswith("Model name:"):
+            cpu = line.split(":", 1)[1].strip()
+    memory = "?"
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024**2:.0f} GiB"
+    fs = first_line(["findmnt", "-n", "-o", "FSTYPE", "--target", str(tmp)])
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return {
+        "cpu": f"{cpu}, {os.cpu_count()} cores",
+        "memory": memory,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "filesystem": f"{fs} at {tmp.parent} "
+        f"(reflink {'supported' if reflink_supported(tmp) else 'not supported'})",
+        "load average at start": load,
+        "git": first_line(["git", "--version"]),
+        **{name: tool.version() for name, tool in tools.items()},
+        "b3sum": first_line(["b3sum", "--version"]) if shutil.which("b3sum") else "not installed",
+    }
+
+
+# -- targets ---------------------------------------------------------------------------
+
+
+def speedup(row: Row, peer: str) -> float | None:
+    found = row.peers.get(peer)
+    if not found or found.median is None or row.median <= 0:
+        return None
+    return found.median / row.median
+
+
+def at_most(value: float | None, limit: float, text: str) -> Clause:
+    return text, None if value is None else value <= limit
+
+
+def at_least(value: float | None, limit: float, text: str) -> Clause:
+    return text, None if value is None else value >= limit
+
+
+def judge(rows: list[Row], plan: Plan) -> None:
+    """Hold each row that has a target in issue 8 to it: `row.target`, `row.met`."""
+    by_key = {row.key: row for row in rows if row.key}
+    rules: dict[str, Callable[[Row], list[Clause]]] = {
+        "status/chain/500": lambda r: [
+            at_most(r.median, 0.25, "≤ 0.25 s"),
+            at_least(speedup(r, "DVC"), 7, "≥ 7x faster than DVC"),
+        ],
+        "noop/chain/500": lambda r: [
+            at_most(r.median, 0.35, "≤ 0.35 s"),
+            at_least(speedup(r, "DVC"), 15, "≥ 15x faster than DVC"),
+        ],
+        "repro/chain/500": lambda r: [
+            at_most(r.median, 5, "≤ 5 s"),
+            at_least(speedup(r, "DVC"), 40, "≥ 40x faster than DVC"),
+            faster_than_snakemake(r),
+        ],
+        "digest/big": lambda r: [
+            full_size(plan, at_most(r.median, 0.17 * r.extra["bytes"] / GIB, "≤ 0.17 s per GiB")),
+            info(r, "cat"),
+        ],
+        "touch-first/big": lambda r: [
+            full_size(plan, at_most(redigest(by_key, "touch-first"), 0.3, "one re-digest ≤ 0.3 s")),
+        ],
+        "touch-second/big": lambda r: [full_size(plan, reads_nothing(by_key, "touch-second"))],
+        "touch-later/big": lambda r: [full_size(plan, reads_nothing(by_key, "touch-later"))],
+        "restore/big": lambda r: [full_size(plan, c) for c in restore_clauses(r)],
+        "help": lambda r: [at_most(r.median, 0.15, "≤ 0.15 s"), info(r, "minimal typer app")],
+    }
+    for key in by_key:
+        if key.startswith("edit/"):
+            rules[key] = lambda r: [
+                at_most(r.median, 1.0, "≤ 1 s"),
+                ("nothing executed", r.extra.get("ran") == 0),
+            ]
+    for shape in ("chain", "fanout"):
+        rules[f"status/{shape}/10000"] = lambda r, shape=shape: [
+            at_most(r.median, 3, "≤ 3 s"),
+            at_most(r.extra.get("peak_mib"), 300, "peak memory ≤ 300 MiB"),
+            linear(by_key, shape),
+            ("no depth limit", True),
+        ]
+    for key, rule in rules.items():
+        if key in by_key:
+            clauses = rule(by_key[key])
+            by_key[key].target = "; ".join(mark(text, ok) for text, ok in clauses)
+            verdicts = [ok for _, ok in clauses]
+            by_key[key].met = (
+                False
+                if False in verdicts
+                else (None if all(ok is None for ok in verdicts) else True)
+            )
+
+
+def mark(text: str, ok: bool | None) -> str:
+    """A clause with ✓, ✗ or ? for unknown; a bracketed note for information only."""
+    if text.startswith("("):
+        return text
+    return f"{text} {'✓' if ok else '✗' if ok is False else '?'}"
+
+
+def full_size(plan: Plan, clause: Clause) -> Clause:
+    """Differences of a few tens of milliseconds drown in the noise of the quick suite's
+    64 MiB file: those targets are judged on the full suite's 1 GiB only."""
+    if plan.quick:
+        return f"{clause[0]} (judged at 1 GiB only)", None
+    return clause
+
+
+def info(row: Row, baseline: str) -> Clause:
+    """Not a target: gitpipe against a baseline measured on this machine, in this run."""
+    found = row.baseline.get(baseline)
+    if not found or found.median is None:
+        return f"{baseline}: not measured", None
+    return f"(info: {row.median / found.median:.2f}x {baseline} here)", None
+
+
+def faster_than_snakemake(row: Row) -> Clause:
+    found = row.peers.get("Snakemake")
+    if found and "RecursionError" in found.error:
+        return "faster than Snakemake (which fails)", True
+    ratio = speedup(row, "Snakemake")
+    return "faster than Snakemake", None if ratio is None else ratio > 1
+
+
+def redigest(by_key: dict[str, Row], key: str) -> float | None:
+    noop, after = by_key.get("touch-noop/big"), by_key.get(f"{key}/big")
+    if not noop or not after:
+        return None
+    return after.median - noop.median
+
+
+def reads_nothing(by_key: dict[str, Row], key: str) -> Clause:
+    """Reading the file again costs at least half of what the first status's re-digest
+    cost; a status within that of the no-op one read nothing."""
+    extra, first = redigest(by_key, key), redigest(by_key, "touch-first")
+    if extra is None or first is None:
+        return "reads nothing", None
+    return "reads nothing", extra < max(first / 2, 0.02)
+
+
+def linear(by_key: dict[str, Row], shape: str) -> Clause:
+    small, mid, big = (by_key.get(f"status/{shape}/{n}") for n in (10, 1000, 10000))
+    if not small or not mid or not big:
+        return "linear", None
+    growth = (big.median - small.median) / max(mid.median - small.median, 1e-3)
+    return f"linear (10x the steps: {growth:.1f}x the time)", growth <= 15
+
+
+def restore_clauses(row: Row) -> list[Clause]:
+    cp = row.baseline.get("cp")
+    copy_ratio = (
+        row.extra["restore_only"] / cp.median if cp and cp.median else None
+    )  # restore minus the no-op repro, against `cp`
+    clauses: list[Clause] = []
+    if row.extra.get("reflink"):
+        clauses.append(at_most(row.extra["restore_only"], 0.05, "reflink ≤ 50 ms"))
+    else:
+        clauses.append(("reflink/hardlink ≤ 50 ms: not supported here", None))
+    text = "copy ≤ 1.2x cp"
+    if copy_ratio is not None:
+        text += f" ({copy_ratio:.2f}x)"
+    clauses.append(at_most(copy_ratio, 1.2, text))
+    return clauses
+
+
+# -- tables ----------------------------------------------------------------------------
+
+
+def seconds(value: float) -> str:
+    if value < 0.1:
+        return f"{value * 1000:.0f} ms" if value >= 0.002 else f"{value * 1000:.1f} ms"
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+
+
+def spread(low: float, high: float, runs: int) -> str:
+    return f" [{seconds(low)}-{seconds(high)}]" if runs > 1 else ""
+
+
+def ratio_text(peer: float, ours: float) -> str:
+    if ours <= 0:
+        return ""
+    r = peer / ours
+    return f"{r:.1f}x faster" if r >= 1 else f"{1 / r:.1f}x slower"
+
+
+def peer_cell(row: Row, found: Result | None, *, with_ratio: bool = True) -> str:
+    if found is None:
+        return ""
+    if found.error:
+        return found.error
+    assert found.median is not None
+    text = ("≈ " if found.extrapolated else "") + seconds(found.median)
+    notes = []
+    if with_ratio and row.unit == "s":
+        notes.append(ratio_text(found.median, row.median))
+    if found.note:
+        notes.append(found.note)
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def gitpipe_cell(row: Row) -> str:
+    text = seconds(row.median) + spread(row.low, row.high, row.runs)
+    extras = []
+    if "peak_mib" in row.extra and row.key.startswith("status/"):
+        extras.append(f"{row.extra['peak_mib']:.0f} MiB peak")
+    if row.note:
+        extras.append(row.note)
+    return text + (f"; {'; '.join(extras)}" if extras else "")
+
+
+def baseline_cell(row: Row) -> str:
+    return "; ".join(
+        f"{name} {peer_cell(row, found, with_ratio=False)}" for name, found in row.baseline.items()
+    )
+
+
+def met_cell(row: Row) -> str:
+    return {True: "yes", False: "**no**", None: "?" if row.target else ""}[row.met]
+
+
+def escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def comparison_table(rows: list[Row]) -> str:
+    head = ["measure", "gitpipe median [spread]", *PEER_NAMES, "baseline", "target", "met?"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for row in rows:
+        cells = [
+            row.name,
+            gitpipe_cell(row),
+            *(peer_cell(row, row.peers.get(name)) for name in PEER_NAMES),
+            baseline_cell(row),
+            row.target,
+            met_cell(row),
+        ]
+        lines.append("| " + " | ".join(escape(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def other_rows(rows: list[Row]) -> str:
+    width = max(len(row.name) for row in rows)
+    lines = []
+    for row in rows:
+        extent = f"[{row.low:.3f}-{row.high:.3f}]" if row.runs > 1 else ""
+        lines.append(
+            f"  {row.name:<{width}}  {row.median:9.3f} {row.unit:<2} {extent:<17} {row.note}"
+        )
+    return "\n".join(lines)
+
+
+def machine_lines(machine: dict[str, str]) -> str:
+    return "\n".join(f"- {name}: {value}" for name, value in machine.items())
+
+
+def text(rows: list[Row], machine: dict[str, str]) -> str:
+    compared = [row for row in rows if row.key]
+    others = [row for row in rows if not row.key]
+    parts = [f"gitpipe benchmarks ({machine.get('suite', '')})", machine_lines(machine)]
+    if compared:
+        parts += ["", comparison_table(compared)]
+    if others:
+        parts += ["", other_rows(others)]
+    return "\n".join(parts)
+
+
+def markdown(rows: list[Row], machine: dict[str, str]) -> str:
+    compared = [row for row in rows if row.key]
+    others = [row for row in rows if not row.key]
+    parts = [machine_lines(machine), "", comparison_table(compared)] if compared else []
+    if others:
+        parts += ["", "| measure | median [spread] | note |", "| --- | --- | --- |"]
+        for row in others:
+            value = f"{row.median:.3f} {row.unit}"
+            if row.runs > 1:
+                value += f" [{row.low:.3f}-{row.high:.3f}]"
+            parts.append(f"| {escape(row.name)} | {value} | {escape(row.note)} |")
+    return "\n".join(parts) + "\n"
