@@ -246,3 +246,16 @@ def dag(workspace: Workspace) -> dict[str, list[str]]:
 
 def lock_steps(workspace: Workspace) -> dict[str, Any]:
     return tomlcache.loads((workspace.root / "gitpipe.lock").read_text())["steps"]
+
+
+def good_run(workspace: Workspace) -> None:
+    """A pipeline that ran once: what a refused command must leave as it was."""
+    workspace.write(".gitignore", "*.txt\n")
+    workspace.pipeline(
+        """
+        [steps.ok]
+        cmd = "echo ok > ok.txt"
+        outs = ["ok.txt"]
+        """
+    )
+    workspace.ok("repro")

@@ -8,7 +8,7 @@ from contextlib import closing
 from typing import Any
 
 import pytest
-from conftest import Workspace, dag, lock_steps, refused
+from conftest import Workspace, dag, good_run, lock_steps, refused
 
 # -- metrics -> params ---------------------------------------------------------------
 
@@ -106,17 +106,6 @@ def test_a_metric_missing_when_the_reader_runs_fails_it_naming_what_there_is(wor
     assert "best_lr, loss" in result.stderr
     assert workspace.states() == {"tune": "ran", "train": "failed"}
     assert not (workspace.root / "train.txt").exists()
-
-
-def good_run(workspace: Workspace) -> None:
-    workspace.pipeline(
-        """
-        [steps.ok]
-        cmd = "echo ok > ok.txt"
-        outs = ["ok.txt"]
-        """
-    )
-    workspace.ok("repro")
 
 
 @pytest.mark.parametrize(

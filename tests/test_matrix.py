@@ -7,7 +7,7 @@ import sqlite3
 from contextlib import closing
 
 import pytest
-from conftest import Workspace, dag, lock_steps, refused
+from conftest import Workspace, dag, good_run, lock_steps, refused
 
 TRAIN = '''
 [params.models.rf]
@@ -159,18 +159,6 @@ def test_characters_outside_the_safe_set_become_underscores(workspace):
 
 def test_a_dash_is_kept_in_a_label(workspace):
     assert labels(workspace, '["a-b", -1]') == ["t@a-b", "t@-1"]
-
-
-def good_run(workspace: Workspace) -> None:
-    workspace.write(".gitignore", "*.txt\n")
-    workspace.pipeline(
-        """
-        [steps.ok]
-        cmd = "echo ok > ok.txt"
-        outs = ["ok.txt"]
-        """
-    )
-    workspace.ok("repro")
 
 
 @pytest.mark.parametrize(
