@@ -182,8 +182,8 @@ def write(
         marker is not None
         and previous is not None
         and _same(lock, previous)
-        and _stamp(path) is not None
-        and _stamp(path) == _trusted_stamp(marker)
+        and tomlcache.stamp(path) is not None
+        and tomlcache.stamp(path) == _trusted_stamp(marker)
     ):
         return
     text = lock.dumps()
@@ -209,14 +209,6 @@ def _same(lock: Lock, previous: Lock) -> bool:
         and lock.steps.keys() == previous.steps.keys()
         and all(entry is previous.steps[name] for name, entry in lock.steps.items())
     )
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _format() -> str:
@@ -253,7 +245,7 @@ def _trusted_stamp(marker: Path) -> tuple[int, int, int] | None:
 
 def _remember(path: Path, marker: Path) -> None:
     """Note that ``path``, as it is now, holds what `write` writes (a cache only)."""
-    stamp = _stamp(path)
+    stamp = tomlcache.stamp(path)
     if stamp is None or not marker.parent.parent.is_dir():  # only where gitpipe keeps state
         return
     with contextlib.suppress(OSError):

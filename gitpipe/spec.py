@@ -234,19 +234,11 @@ def load_cached(
 _PICKLED = "pipeline.pickle"
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
 def _pickle_key(file: Path, overrides: Mapping[str, Any] | None) -> tuple[Any, ...]:
     """What a cached parse depends on besides its files: where the file is (its
     folder names the pipeline), the overrides, and the parser's code."""
     here = Path(__file__).parent
-    code = tuple(_stamp(here / name) for name in ("spec.py", "expr.py", "tomlcache.py"))
+    code = tuple(tomlcache.stamp(here / name) for name in ("spec.py", "expr.py", "tomlcache.py"))
     return (1, str(file.resolve()), repr(sorted((overrides or {}).items())), code)
 
 
@@ -261,7 +253,7 @@ def _from_pickle(cache_dir: Path, key: tuple[Any, ...]) -> Pipeline | None:
     if saved_key != key or not isinstance(pipeline, Pipeline):
         return None
     for path, stamp in files:
-        if _stamp(Path(path)) != stamp:
+        if tomlcache.stamp(Path(path)) != stamp:
             return None
     return pipeline
 
@@ -275,7 +267,7 @@ def _to_pickle(
 
     if not cache_dir.parent.is_dir():  # only where gitpipe keeps state already
         return
-    stamps = [(str(path), _stamp(path)) for path in files]
+    stamps = [(str(path), tomlcache.stamp(path)) for path in files]
     if any(s is None or started_ns - s[1] < tomlcache.RACY_NS for _, s in stamps):
         return
     with contextlib.suppress(Exception):  # a cache: never a reason to fail a command

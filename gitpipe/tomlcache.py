@@ -76,6 +76,15 @@ def load(
     return data, keep
 
 
+def stamp(path: Path) -> tuple[int, int, int] | None:
+    """A file's (inode, mtime_ns, size), or None when it cannot be seen."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def _nothing() -> None:
     return None
 
