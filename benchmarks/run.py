@@ -29,17 +29,10 @@ from pathlib import Path
 
 import compare
 import report
+from peers import ENV  # one environment for every benchmark: CI=true, a Git identity
 from timing import Row, measure
 
 GITPIPE = str(Path(sys.executable).parent / "gitpipe")
-ENV = {
-    **os.environ,
-    "CI": "true",
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "b@b",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "b@b",
-}
 
 
 def sh(args: list[str], cwd: Path, *, check: bool = True) -> float:
