@@ -329,6 +329,7 @@ class Project:
         self._graph: graphs.Graph | None = None
         self._keep: Callable[[], None] = _nothing
         self._keep_lock: Callable[[], None] = _nothing
+        self._user: str | None = None  # who approves, found once
         #: the lock last read, with the file's (inode, mtime_ns, size) and when it was read
         self._lock_read: tuple[tuple[int, int, int], int, Lock] | None = None
 
@@ -717,9 +718,11 @@ class Project:
     def user(self) -> str:
         """Who is approving: ``GITPIPE_USER``, else Git's ``user.name <user.email>``,
         else the login name."""
-        who = self.environ.get("GITPIPE_USER", "").strip()
-        if who:
-            return who
+        if self._user is None:
+            self._user = self.environ.get("GITPIPE_USER", "").strip() or self._git_user()
+        return self._user
+
+    def _git_user(self) -> str:
         with self._repository() as repo:
             found = repo.user() if repo is not None else None
         if found:
@@ -1540,12 +1543,12 @@ class _Session:
         accident: only outputs whose bytes are still those gitpipe recorded, and only
         once the store holds them.  Their lock entries go with them."""
         pipeline = self.project.pipeline
-        owned = {str(o) for step in pipeline.steps.values() for o in step.all_outs}
+        owned = {o.path for step in pipeline.steps.values() for o in step.all_outs}
         removed = []
         for name in [n for n in entries if n not in pipeline.steps]:
             for out, digest in sorted(entries[name].outs.items()):
                 path = out.rstrip("/")
-                if out in owned or path + "/" in owned or path in owned:
+                if path in owned:  # a step of the pipeline writes it now
                     continue
                 state = self.hasher.state(path)
                 if state is None or state.digest != digest:

@@ -13,7 +13,7 @@ import json
 import posixpath
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,7 @@ class MetricRef:
 
     @property
     def ref(self) -> str:
-        return f"steps.{self.step}.metrics.{self.metric}"
+        return _ref_text(self.step, self.metric)
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,23 +329,17 @@ def resolve(step: Step, value_of: Callable[[MetricRef], Any]) -> Step:
     values = {ref.ref: value_of(ref) for ref in step.metric_refs}
 
     def text(value: str) -> str:
-        return _METRIC_REF.sub(lambda m: _scalar_text(values[_ref_text(m)]), value)
+        return _METRIC_REF.sub(lambda m: _scalar_text(values[_ref_text(*_parts(m))]), value)
 
-    def anything(value: Any) -> Any:
-        if isinstance(value, str):
-            whole = _METRIC_REF.fullmatch(value)
-            return values[_ref_text(whole)] if whole else text(value)
-        if isinstance(value, list):
-            return [anything(v) for v in value]
-        if isinstance(value, dict):
-            return {k: anything(v) for k, v in value.items()}
-        return value
+    def param(value: str) -> Any:
+        whole = _METRIC_REF.fullmatch(value)
+        return values[_ref_text(*_parts(whole))] if whole else text(value)
 
     return replace(
         step,
         cmd=tuple(text(c) for c in step.cmd),
         env={k: text(v) for k, v in step.env.items()},
-        params={k: anything(v) for k, v in step.params.items()},
+        params={k: _map_strings(v, param) for k, v in step.params.items()},
     )
 
 
@@ -356,19 +350,11 @@ def _renamed_refs(step: Step, rename: Callable[[str], str]) -> Step:
         return step
 
     def renamed(match: re.Match[str]) -> str:
-        return f"steps.{rename(match.group(1).strip())}.metrics.{match.group(2).strip()}"
+        name, metric = _parts(match)
+        return _ref_text(rename(name), metric)
 
     def text(value: str) -> str:
         return _METRIC_REF.sub(lambda m: "${" + renamed(m) + "}", value)
-
-    def anything(value: Any) -> Any:
-        if isinstance(value, str):
-            return text(value)
-        if isinstance(value, list):
-            return [anything(v) for v in value]
-        if isinstance(value, dict):
-            return {k: anything(v) for k, v in value.items()}
-        return value
 
     when = step.when
     if when is not None and when.refs:
@@ -382,7 +368,7 @@ def _renamed_refs(step: Step, rename: Callable[[str], str]) -> Step:
         step,
         cmd=tuple(text(c) for c in step.cmd),
         env={k: text(v) for k, v in step.env.items()},
-        params={k: anything(v) for k, v in step.params.items()},
+        params={k: _map_strings(v, text) for k, v in step.params.items()},
         metric_refs=tuple(replace(r, step=rename(r.step)) for r in step.metric_refs),
         when=when,
     )
@@ -391,9 +377,9 @@ def _renamed_refs(step: Step, rename: Callable[[str], str]) -> Step:
 def _metric_parts(ref: str) -> tuple[str, str] | None:
     """``steps.S.metrics.M`` -> ``(S, M)``; None when it is not written so."""
     match = _METRIC_REF.fullmatch("${" + ref + "}")
-    if match is None or not match.group(1).strip() or not match.group(2).strip():
+    if match is None or not all(_parts(match)):
         return None
-    return match.group(1).strip(), match.group(2).strip()
+    return _parts(match)
 
 
 def _condition_value(value: Any, ref: str, parser: _Parser, key: str) -> Any:
@@ -404,40 +390,43 @@ def _condition_value(value: Any, ref: str, parser: _Parser, key: str) -> Any:
     )
 
 
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
+def _map_strings(value: Any, change: Callable[[str], Any]) -> Any:
+    """``value`` with every string in it (through lists and tables) changed; a new
+    copy of each list and table, other values as they are."""
+    if isinstance(value, str):
+        return change(value)
     if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
+        return [_map_strings(v, change) for v in value]
+    if isinstance(value, dict):
+        return {k: _map_strings(v, change) for k, v in value.items()}
     return value
 
 
-def _ref_text(match: re.Match[str]) -> str:
-    return f"steps.{match.group(1).strip()}.metrics.{match.group(2).strip()}"
-
-
-def _has_metric_ref(value: Any) -> bool:
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in ``value``, through lists and tables."""
     if isinstance(value, str):
-        return _METRIC_REF.search(value) is not None
-    if isinstance(value, list):
-        return any(_has_metric_ref(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_metric_ref(v) for v in value.values())
-    return False
+        yield value
+    elif isinstance(value, (list, dict)):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _strings(item)
+
+
+def _parts(match: re.Match[str]) -> tuple[str, str]:
+    """The step and metric names a ``_METRIC_REF`` match holds."""
+    return match.group(1).strip(), match.group(2).strip()
+
+
+def _ref_text(step: str, metric: str) -> str:
+    return f"steps.{step}.metrics.{metric}"
 
 
 def _metric_refs_in(value: Any, key: str) -> list[MetricRef]:
-    found: list[MetricRef] = []
-    if isinstance(value, str):
-        for match in _METRIC_REF.finditer(value):
-            found.append(MetricRef(match.group(1).strip(), match.group(2).strip(), key))
-    elif isinstance(value, list):
-        for item in value:
-            found += _metric_refs_in(item, key)
-    elif isinstance(value, dict):
-        for item in value.values():
-            found += _metric_refs_in(item, key)
-    return found
+    """The metric references in the strings of ``value`` (a param's value)."""
+    return [
+        MetricRef(*_parts(match), key)
+        for text in _strings(value)
+        for match in _METRIC_REF.finditer(text)
+    ]
 
 
 def matrix_label(value: Any) -> str:
@@ -560,7 +549,7 @@ class _Parser:
         be a param already: a typo must not run an experiment that changes nothing)."""
         if not self.overrides:
             return params
-        params = _deep_copy(params)
+        params = _map_strings(params, str)  # a copy: overrides must not leak
         for dotted, value in self.overrides.items():
             node: Any = params
             *parents, last = dotted.split(".")
@@ -974,7 +963,7 @@ class _Parser:
                     raise metric_error()
                 step, metric = self.metric_parts(ref, key)
                 refs.append(MetricRef(step, metric, key))
-                return "${" + f"steps.{step}.metrics.{metric}" + "}"
+                return "${" + _ref_text(step, metric) + "}"
             known = "${params.NAME}, ${steps.STEP.metrics.NAME}" + (
                 ", ${matrix.NAME}" if matrix is not None else ""
             )
