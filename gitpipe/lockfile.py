@@ -175,8 +175,8 @@ def write(
     once it holds exactly what this function writes.  Then a ``lock`` made of
     ``previous`` (the lock read from ``path``) and its very entries is not even
     serialised while the file keeps that stamp: its bytes are what it would write.
-    As with the stat cache, a stamp taken within ``RACY_NS`` of the file's mtime is
-    not trusted."""
+    As with the stat cache, a stamp taken within the racy window of the file's mtime
+    is not trusted."""
     marker = cache_dir / (path.name + ".written") if cache_dir is not None else None
     if (
         marker is not None
@@ -238,19 +238,20 @@ def _trusted_stamp(marker: Path) -> tuple[int, int, int] | None:
         inode, mtime_ns, size, taken_ns = (int(n) for n in numbers)
     except (OSError, ValueError):
         return None
-    if form != _format() or taken_ns - mtime_ns < tomlcache.RACY_NS:
+    if form != _format() or tomlcache.racy(mtime_ns, taken_ns):
         return None
     return (inode, mtime_ns, size)
 
 
 def _remember(path: Path, marker: Path) -> None:
     """Note that ``path``, as it is now, holds what `write` writes (a cache only)."""
+    taken_ns = time.time_ns()  # before the stamp: a later edit is then within the window
     stamp = tomlcache.stamp(path)
     if stamp is None or not marker.parent.parent.is_dir():  # only where gitpipe keeps state
         return
     with contextlib.suppress(OSError):
         marker.parent.mkdir(exist_ok=True)
-        text = f"{_format()} {stamp[0]} {stamp[1]} {stamp[2]} {time.time_ns()}"
+        text = f"{_format()} {stamp[0]} {stamp[1]} {stamp[2]} {taken_ns}"
         atomic.write_bytes(marker, text.encode(), sync=False)
 
 

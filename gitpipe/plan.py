@@ -10,28 +10,17 @@ Pure functions: the project gathers the digests, this module only compares.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from gitpipe.action import KeyRecord
 from gitpipe.hashing import Digest
 from gitpipe.lockfile import LockEntry
 from gitpipe.spec import Step
+from gitpipe.status import Reason
 
 UP_TO_DATE = "up to date"
 STALE = "stale"
 FROZEN = "frozen"
-
-
-@dataclass(frozen=True, slots=True)
-class Reason:
-    """One cause of staleness: a kind (``dep changed``) and what it is about."""
-
-    kind: str
-    detail: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.detail}" if self.detail else self.kind
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -38,7 +38,7 @@ from gitpipe.errors import (
 from gitpipe.expr import ExprError
 from gitpipe.hashing import Digest, digest_record
 from gitpipe.lockfile import Lock, LockEntry
-from gitpipe.plan import FROZEN, STALE, Reason, assess, flatten
+from gitpipe.plan import FROZEN, STALE, assess, flatten
 from gitpipe.runcache import OutRecord, Result, RunCache
 from gitpipe.runner import (
     Executor,
@@ -50,9 +50,11 @@ from gitpipe.runner import (
     schedule,
 )
 from gitpipe.statcache import Hasher, PathState, StatCache
+from gitpipe.status import STATE_DIR, Reason, Recorder, StepStatus, locate
+from gitpipe.status import answer as answer_from_snapshot
+from gitpipe.status import write as write_snapshot
 from gitpipe.store import Store, remove
 
-STATE_DIR = ".gitpipe"
 #: where a function step's returned numbers go among its metrics
 RETURNED = "returned"
 _GLOB_CHARS = frozenset("*?[")
@@ -99,30 +101,6 @@ class HookCall:
             "GITPIPE_STATE": self.state,
             "GITPIPE_LOG": self.log,
             "GITPIPE_RUN_ID": self.run_id,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class StepStatus:
-    """What `gitpipe status` says of one step."""
-
-    step: str
-    state: str  # up to date | stale | frozen
-    reasons: tuple[Reason, ...] = ()
-    cached: bool = False  # a stored result can serve it without running
-    upstream: tuple[str, ...] = ()  # stale steps upstream of it
-    key: str = ""
-    code: tuple[str, ...] = ()  # its code files, as discovered
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "state": self.state,
-            "reasons": [str(reason) for reason in self.reasons],
-            "cached": self.cached,
-            "upstream_stale": list(self.upstream),
-            "key": self.key,
-            "code": list(self.code),
         }
 
 
@@ -387,11 +365,7 @@ class Project:
     ) -> Project:
         """Open the pipeline in ``path`` (``gitpipe.toml``, or ``file`` relative to it);
         ``overrides`` replace params by dotted name, as `repro -p` does."""
-        base = Path(path)
-        target = base / (file or spec.DEFAULT_FILE)
-        if file is None and base.is_file():
-            target = base
-        return cls(target, overrides=overrides)
+        return cls(locate(path, file), overrides=overrides)
 
     # -- reading the pipeline -------------------------------------------------
 
@@ -426,7 +400,7 @@ class Project:
         except OSError:
             stamp = None
         last = self._lock_read
-        if last is not None and stamp == last[0] and last[1] - last[0][1] >= tomlcache.RACY_NS:
+        if last is not None and stamp == last[0] and not tomlcache.racy(last[0][1], last[1]):
             return last[2]
         read_ns = time.time_ns()
         lock, keep = lockfile.read_cached(self.lock_path, cache_dir=self.state_dir / "parsed")
@@ -469,8 +443,15 @@ class Project:
     def status(
         self, targets: Iterable[str] = (), *, single: bool = False, downstream: bool = False
     ) -> list[StepStatus]:
-        """Each selected step's state and why; reads no file it has seen unchanged."""
+        """Each selected step's state and why; reads no file it has seen unchanged.
+
+        When every step of the whole pipeline turns out up to date, the stamps of all
+        it looked at are kept, so that the next `gitpipe status` can answer from them
+        alone (see :mod:`gitpipe.status`)."""
+        started_ns = time.time_ns()
         names = self.select(targets, single=single, downstream=downstream)
+        whole = not targets and self.state_dir.is_dir()
+        recorder = Recorder() if whole else None
         stamp = self._index_stamp(names)
         if stamp is not None and stamp == self._checked_stamp():
             # the Git index and the outputs are as when they last passed: skip Git
@@ -482,6 +463,7 @@ class Project:
         lock = self._read_lock()
         # the stat cache is kept once gitpipe has state here; status creates none
         with self._session(readonly=not self.state_dir.is_dir()) as session:
+            session.hasher.seen = recorder
             session.entries = dict(lock.steps)
             statuses = []
             stale: set[str] = set()
@@ -521,7 +503,34 @@ class Project:
                 if upstream and check.state != STALE:
                     stale.add(name)  # it will run if what it reads changes
         self._keep_caches()
+        if recorder is not None and stamp is not None:
+            self._record_inputs(recorder, names)
+            write_snapshot(self.state_dir, self.file, statuses, recorder, started_ns=started_ns)
         return statuses
+
+    def _record_inputs(self, recorder: Recorder, names: Sequence[str]) -> None:
+        """Stamp what `status` read besides the files it hashed: the pipeline files,
+        the lock, the Git index (and where it is found), and the folders leading to
+        each output (the check that outputs stay inside the repository)."""
+        root = str(self.root)
+        for relpath in ("", *self.pipeline.includes):
+            recorder.look(str(self.file) if not relpath else os.path.join(root, relpath))
+        recorder.look(str(self.lock_path))
+        dotgit = self._dot_git()
+        index = self._git_index()
+        if dotgit is None or index is None:
+            recorder.broken = True
+            return
+        for folder in (self.root, *self.root.parents):
+            if folder == dotgit.parent:
+                break
+            recorder.look(str(folder / ".git"), follow=False)  # still none nearer
+        recorder.look(str(index))
+        for name in names:
+            for out in self.pipeline.steps[name].all_outs:
+                parts = out.path.split("/")
+                for i in range(1, len(parts) + 1):
+                    recorder.look(os.path.join(root, *parts[:i]), follow=False)
 
     def _skipped(self, session: _Session, step: spec.Step, skipped: set[str]) -> str:
         """Why `status` shows a step as skipped: its condition is false on the metrics
@@ -822,7 +831,7 @@ class Project:
         checked = stamp is not None and stamp == self._checked_stamp()  # as in `status`
         with self._repository() as repo:
             self._check_before_run(names, repo, git=not checked)
-            if not checked:
+            if not checked and not dry_run:  # a dry run writes nothing
                 self._remember_check(stamp)
             self._read_lock()  # a damaged lock stops us before anything is written
             broadcast = ev.Broadcast(list(listeners))
@@ -941,6 +950,11 @@ class Project:
                 session.remote = run.remote
                 session.approve = run.approve
                 session.hook_calls = run.hooks
+                if not run.force and not pipeline.overrides:
+                    known = answer_from_snapshot(self.file) or []
+                    session.known = {
+                        s.step: s for s in known if s.state in (ev.UP_TO_DATE, ev.FROZEN)
+                    }
                 if not dry_run and len(names) == len(pipeline.steps):
                     removed = session.prune(entries)
                     if removed:
@@ -1085,24 +1099,31 @@ class Project:
         (inode, mtime, size) and the outputs checked; None when it cannot be told
         without Git (no `.git` found, or a Git index changed within the racy window).
         """
-        dotgit = self._dot_git()
-        if dotgit is None:
+        index = self._git_index()
+        if index is None:
             return None
-        if dotgit.is_dir():
-            index = dotgit / "index"
-        else:
-            text = dotgit.read_text(errors="replace").strip()
-            if not text.startswith("gitdir:"):
-                return None
-            index = (dotgit.parent / text.removeprefix("gitdir:").strip()) / "index"
         try:
             st = index.stat()
         except OSError:
             return None
-        if time.time_ns() - st.st_mtime_ns < tomlcache.RACY_NS:
+        if tomlcache.racy(st.st_mtime_ns, time.time_ns()):
             return None
         outs = sorted(str(o) for n in names for o in self.pipeline.steps[n].all_outs)
         return str(digest_record([str(index), st.st_ino, st.st_mtime_ns, st.st_size, outs]))
+
+    def _git_index(self) -> Path | None:
+        """The Git index file of the repository around the pipeline, found without
+        Git; None outside Git."""
+        dotgit = self._dot_git()
+        if dotgit is None:
+            return None
+        if dotgit.is_dir():
+            return dotgit / "index"
+        with contextlib.suppress(OSError):
+            text = dotgit.read_text(errors="replace").strip()
+            if text.startswith("gitdir:"):
+                return (dotgit.parent / text.removeprefix("gitdir:").strip()) / "index"
+        return None
 
     def _checked_stamp(self) -> str | None:
         with contextlib.suppress(OSError):
@@ -1207,6 +1228,8 @@ class _WorkTree:
     def is_file(self, path: str) -> bool:
         if path not in self._is_file:
             self._is_file[path] = not path.startswith("/") and (self.root / path).is_file()
+            if self.hasher.seen is not None and not path.startswith("/"):
+                self.hasher.seen.look(str(self.root / path))
         return self._is_file[path]
 
     def forget(self, path: str) -> None:
@@ -1216,11 +1239,15 @@ class _WorkTree:
             del self._is_file[known]
 
     def read(self, path: str) -> bytes:
+        if self.hasher.seen is not None:
+            self.hasher.seen.look(str(self.root / path))
         return (self.root / path).read_bytes()
 
     def glob(self, pattern: str) -> list[str]:
         if not (_GLOB_CHARS & set(pattern)):
             return [Path(pattern).as_posix()] if self.is_file(pattern) else []
+        if self.hasher.seen is not None:
+            self.hasher.seen.look_glob(str(self.root), pattern)
         return sorted(
             Path(match).as_posix()
             for match in glob.glob(pattern, root_dir=self.root, recursive=True)
@@ -1283,6 +1310,8 @@ class _Session:
         self.dry_run = readonly
         self.remote: Any = None  # `repro --pull`: fetch a stale step's result first
         self.approve: frozenset[str] = frozenset()  # `repro --approve STEP`
+        #: steps a still-valid status snapshot found up to date or frozen, by name
+        self.known: dict[str, StepStatus] = {}
         self.hook_calls: Mapping[str, Sequence[Callable[[HookCall], None]]] = {}
         self.hook_failures: list[str] = []
         self._code: dict[str, dict[str, Digest]] = {}
@@ -1463,6 +1492,12 @@ class _Session:
                 return ev.StepFinished(name, ev.FAILED, message=str(exc))
             if skip:
                 return ev.StepFinished(name, ev.SKIPPED, message=skip)
+        known = self.known.get(name)
+        if known is not None and not self.force and not upstream_would_run:
+            # nothing it reads changed since `status` found it so (gitpipe/status.py)
+            if known.state == ev.FROZEN:
+                return ev.StepFinished(name, ev.FROZEN, message="frozen: never runs")
+            return ev.StepFinished(name, ev.UP_TO_DATE, key=known.key)
         # a dry run restores nothing: an upstream output it would restore is missing
         # now, and will be what the lock recorded
         assume = entry.deps if self.dry_run and entry is not None else None

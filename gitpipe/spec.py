@@ -22,8 +22,9 @@ from gitpipe import atomic, tomlcache
 from gitpipe.errors import PipelineError, UsageError
 from gitpipe.expr import Condition, ExprError
 from gitpipe.expr import parse as parse_condition
+from gitpipe.status import DEFAULT_FILE
 
-DEFAULT_FILE = "gitpipe.toml"
+__all__ = ["DEFAULT_FILE"]  # the rest is public by name; DEFAULT_FILE lives in status
 
 STEP_FIELDS = frozenset(
     {
@@ -268,7 +269,7 @@ def _to_pickle(
     if not cache_dir.parent.is_dir():  # only where gitpipe keeps state already
         return
     stamps = [(str(path), tomlcache.stamp(path)) for path in files]
-    if any(s is None or started_ns - s[1] < tomlcache.RACY_NS for _, s in stamps):
+    if any(s is None or tomlcache.racy(s[1], started_ns) for _, s in stamps):
         return
     with contextlib.suppress(Exception):  # a cache: never a reason to fail a command
         cache_dir.mkdir(exist_ok=True)

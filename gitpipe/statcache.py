@@ -1,9 +1,11 @@
 """Digests of workspace paths, with a stat-keyed cache so unchanged files are not read.
 
-A file whose (inode, mtime_ns, size) matches what was recorded when it was last
-hashed is not opened again.  As in Git, an entry hashed within ``RACY_NS`` of the
-file's own mtime is not trusted (the file may have changed again within the
-file system's timestamp granularity) and is hashed once more on the next look-up.
+A file whose (inode, mtime_ns, ctime_ns, size) matches what was recorded when it was
+last hashed is not opened again (the ctime, which no program sets, tells a file
+rewritten with its old size and mtime, by `cp -p` say, from the file it was).  As
+in Git, an entry hashed within the racy window of the file's own mtime
+(:func:`gitpipe.tomlcache.racy`) is not trusted (the file may have changed again
+within the file system's timestamp tick) and is hashed once more on the next look-up.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from pathlib import Path
 
 from gitpipe.errors import StoreError
 from gitpipe.hashing import Digest, ManifestEntry, digest_bytes, digest_file, manifest_bytes
-from gitpipe.tomlcache import RACY_NS
+from gitpipe.status import Recorder
+from gitpipe.tomlcache import racy
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS stat (
+CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY,
     inode INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
     size INTEGER NOT NULL,
     hashed_ns INTEGER NOT NULL,
     digest TEXT NOT NULL
@@ -40,7 +44,7 @@ CREATE TABLE IF NOT EXISTS code (
 ) WITHOUT ROWID
 """
 
-_Row = tuple[int, int, int, int, str]  # inode, mtime_ns, size, hashed_ns, digest
+_Row = tuple[int, int, int, int, int, str]  # inode, mtime_ns, ctime_ns, size, hashed_ns, digest
 #: raw digest hex -> (normalised code digest hex, parses, imports as JSON or None)
 _CodeRow = tuple[str, int, str | None]
 
@@ -59,10 +63,14 @@ class StatCache:
         if path.exists():
             try:
                 with contextlib.closing(sqlite3.connect(path)) as db:
-                    for row in db.execute(
-                        "SELECT path, inode, mtime_ns, size, hashed_ns, digest FROM stat"
-                    ):
-                        self._rows[row[0]] = row[1:]
+                    if db.execute(
+                        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='files'"
+                    ).fetchone():
+                        for row in db.execute(
+                            "SELECT path, inode, mtime_ns, ctime_ns, size, hashed_ns, digest "
+                            "FROM files"
+                        ):
+                            self._rows[row[0]] = row[1:]
                     if db.execute(
                         "SELECT 1 FROM sqlite_master WHERE type='table' AND name='code'"
                     ).fetchone():
@@ -77,15 +85,16 @@ class StatCache:
         row = self._rows.get(key)
         if row is None:
             return None
-        inode, mtime_ns, size, hashed_ns, digest = row
-        if (inode, mtime_ns, size) != (st.st_ino, st.st_mtime_ns, st.st_size):
+        inode, mtime_ns, ctime_ns, size, hashed_ns, digest = row
+        now = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        if (inode, mtime_ns, ctime_ns, size) != now:
             return None
-        if hashed_ns - mtime_ns < RACY_NS:
+        if racy(mtime_ns, hashed_ns):
             return None
         return Digest(digest)
 
     def record(self, key: str, st: os.stat_result, digest: Digest, hashed_ns: int) -> None:
-        row = (st.st_ino, st.st_mtime_ns, st.st_size, hashed_ns, digest.hex)
+        row = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, hashed_ns, digest.hex)
         if self._rows.get(key) != row:
             self._rows[key] = row
             self._dirty[key] = row
@@ -107,10 +116,11 @@ class StatCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as db, db:
+                db.execute("DROP TABLE IF EXISTS stat")  # gitpipe before ctime was kept
                 db.execute(_SCHEMA)
                 db.execute(_CODE_SCHEMA)
                 db.executemany(
-                    "INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [(key, *row) for key, row in self._dirty.items()],
                 )
                 db.executemany(
@@ -157,6 +167,8 @@ class Hasher:
         self.root = root
         self.cache = cache
         self._memo: dict[str, PathState | None] = {}
+        #: set by `status`: every path looked at, with its stamp (see gitpipe.status)
+        self.seen: Recorder | None = None
 
     def forget(self, relpath: str) -> None:
         """Drop memoised states at or under ``relpath`` (it was just written)."""
@@ -173,7 +185,11 @@ class Hasher:
             st = full.stat()
         except (FileNotFoundError, NotADirectoryError):
             result = None
+            if self.seen is not None:
+                self.seen.saw(str(full), None)
         else:
+            if self.seen is not None:
+                self.seen.saw(str(full), st)
             if statmod.S_ISDIR(st.st_mode):
                 result = self._folder(relpath, full)
             else:
@@ -185,9 +201,10 @@ class Hasher:
     def _file(self, key: str, full: Path | str, st: os.stat_result) -> Digest:
         digest = self.cache.lookup(key, st)
         if digest is None:
+            taken_ns = time.time_ns()  # as the file was stat-ed: before it is read
             digest = digest_file(full, size=st.st_size)
             self.cache.files_read += 1
-            self.cache.record(key, st, digest, time.time_ns())
+            self.cache.record(key, st, digest, taken_ns)
         return digest
 
     def manifest(self, relpath: str) -> list[ManifestEntry]:
@@ -204,6 +221,8 @@ class Hasher:
                         st = os.stat(item.path)
                     except OSError as exc:
                         raise StoreError(f"cannot read {relpath}/{rel} ({exc.strerror})") from exc
+                    if self.seen is not None:
+                        self.seen.saw(item.path, st)
                     if statmod.S_ISDIR(st.st_mode):
                         if item.is_symlink():
                             raise StoreError(

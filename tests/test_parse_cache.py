@@ -103,7 +103,12 @@ def test_a_damaged_cache_is_parsed_again(workspace: Workspace) -> None:
 
 
 def test_a_file_changed_within_the_racy_window_is_not_cached(workspace: Workspace) -> None:
-    workspace.pipeline(OUTER)
-    workspace.write("sub/gitpipe.toml", INNER)
-    workspace.ok("repro")  # both files were written just now
+    outer = workspace.pipeline(OUTER)
+    inner = workspace.write("sub/gitpipe.toml", INNER)
+    soon = time.time_ns() + 5 * 10**9  # as if written while repro reads them
+    os.utime(inner, ns=(soon, soon))
+    workspace.ok("repro")
     assert not pickled(workspace).exists()
+    age(outer, inner)
+    workspace.ok("repro")
+    assert pickled(workspace).exists()
