@@ -163,6 +163,10 @@ def connect(path: Path, *, create: bool = True) -> sqlite_utils.Database:
     return sqlite_utils.Database(open_connection(path, create=create))
 
 
+_INSERT_EXECUTION = (
+    "INSERT INTO executions (run_id, step, key, state, reasons, started, ended,"
+    " duration, exit_code, log, message) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
 #: steps that changed nothing in the workspace: their rows wait for the next commit
 _QUIET = frozenset({ev.UP_TO_DATE, ev.FROZEN, ev.SKIPPED, ev.WOULD_RUN, ev.WOULD_RESTORE})
 
@@ -180,6 +184,7 @@ class LineageRecorder:
         self.conn = open_connection(path)
         self.run_id = ""
         self.error = ""
+        self._quiet: list[tuple[Any, ...]] = []  # rows of do-nothing steps, not inserted yet
 
     def __call__(self, event: ev.Event) -> None:
         if self.error:
@@ -216,6 +221,7 @@ class LineageRecorder:
         elif isinstance(event, ev.StepFinished):
             self._execution(event)
         elif isinstance(event, ev.RunFinished):
+            self._flush()
             with self.conn:
                 self.conn.execute(
                     "UPDATE runs SET ended = ?, status = ? WHERE id = ?",
@@ -223,34 +229,45 @@ class LineageRecorder:
                 )
 
     def _execution(self, event: ev.StepFinished) -> None:
+        row = (
+            self.run_id,
+            event.step,
+            event.key or None,
+            event.state,
+            json.dumps(list(event.reasons)) if event.reasons else "[]",
+            _iso(event.started) if event.started else None,
+            _iso(event.ended) if event.ended else None,
+            event.duration,
+            event.exit_code,
+            event.log or None,
+            event.message or None,
+        )
+        if event.state in _QUIET and not (
+            event.reads or event.writes or event.params or event.metrics
+        ):
+            self._quiet.append(row)  # one insert for all of them, at the next commit
+            return
         conn = self.conn
         try:
-            self._insert_execution(event)
+            self._flush(commit=False)
+            self._insert_execution(event, row)
         except BaseException:
             conn.rollback()
             raise
         if event.state not in _QUIET:
             conn.commit()
 
-    def _insert_execution(self, event: ev.StepFinished) -> None:
+    def _flush(self, *, commit: bool = True) -> None:
+        """Insert the rows of do-nothing steps kept so far."""
+        if self._quiet:
+            rows, self._quiet = self._quiet, []
+            self.conn.executemany(_INSERT_EXECUTION, rows)
+            if commit:
+                self.conn.commit()
+
+    def _insert_execution(self, event: ev.StepFinished, row: tuple[Any, ...]) -> None:
         conn = self.conn
-        cursor = conn.execute(
-            "INSERT INTO executions (run_id, step, key, state, reasons, started, ended,"
-            " duration, exit_code, log, message) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                self.run_id,
-                event.step,
-                event.key or None,
-                event.state,
-                json.dumps(list(event.reasons)),
-                _iso(event.started) if event.started else None,
-                _iso(event.ended) if event.ended else None,
-                event.duration,
-                event.exit_code,
-                event.log or None,
-                event.message or None,
-            ),
-        )
+        cursor = conn.execute(_INSERT_EXECUTION, row)
         execution = cursor.lastrowid
         artifacts = [*event.reads, *event.writes]
         if artifacts:
@@ -287,7 +304,7 @@ class LineageRecorder:
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
-            self.conn.commit()  # quiet steps of a run that never finished
+            self._flush()  # quiet steps of a run that never finished
         self.conn.close()
 
 

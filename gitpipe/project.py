@@ -18,14 +18,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gitpipe import atomic, codedeps, explain, lockfile, spec, tomlcache
+from gitpipe import atomic, lockfile, spec, tomlcache
 from gitpipe import events as ev
 from gitpipe import graph as graphs
 from gitpipe.action import KeyRecord, fingerprint, key_record
 from gitpipe.errors import (
     ApprovalNeeded,
+    GitError,
     GitpipeError,
     Interrupted,
     PipelineError,
@@ -50,10 +51,13 @@ from gitpipe.runner import (
     schedule,
 )
 from gitpipe.statcache import Hasher, PathState, StatCache
-from gitpipe.status import STATE_DIR, Reason, Recorder, StepStatus, locate
-from gitpipe.status import answer as answer_from_snapshot
+from gitpipe.status import STATE_DIR, Reason, Recorder, Snapshot, StepStatus, locate
+from gitpipe.status import read as read_snapshot
 from gitpipe.status import write as write_snapshot
 from gitpipe.store import Store, remove
+
+if TYPE_CHECKING:  # imported where used: a no-op run discovers no code, explains nothing
+    from gitpipe import codedeps, explain
 
 #: where a function step's returned numbers go among its metrics
 RETURNED = "returned"
@@ -502,11 +506,44 @@ class Project:
                 )
                 if upstream and check.state != STALE:
                     stale.add(name)  # it will run if what it reads changes
+            if recorder is not None and stamp is not None and not recorder.broken:
+                self._record_inputs(recorder, names)
+                if all(s.state in (ev.UP_TO_DATE, ev.FROZEN, ev.SKIPPED) for s in statuses):
+                    head, current = self._lock_is_current(session, lock)
+                    write_snapshot(
+                        self.state_dir,
+                        self.file,
+                        statuses,
+                        recorder,
+                        started_ns=started_ns,
+                        head=head,
+                        lock_current=current,
+                    )
         self._keep_caches()
-        if recorder is not None and stamp is not None:
-            self._record_inputs(recorder, names)
-            write_snapshot(self.state_dir, self.file, statuses, recorder, started_ns=started_ns)
         return statuses
+
+    def _lock_is_current(self, session: _Session, lock: Lock) -> tuple[str | None, bool]:
+        """HEAD's commit, and whether the lock holds exactly what a repro that runs
+        nothing would write there now (so that such a repro can leave it alone)."""
+        from gitpipe.git import Repository
+        from gitpipe.versions import version_for_lock
+
+        try:
+            repo = Repository.find(self.root)
+            if repo is None:
+                return None, False
+            with repo:
+                head = repo.head_commit()
+        except GitError:
+            return None, False
+        pipeline = self.pipeline
+        identity = str(fingerprint(pipeline, session.code_of_all()))
+        current = (
+            lock.steps.keys() == pipeline.steps.keys()
+            and (lock.name, lock.fingerprint) == (pipeline.declared_name, identity)
+            and lock.version == version_for_lock(self.root, self.file, identity)
+        )
+        return head, current
 
     def _record_inputs(self, recorder: Recorder, names: Sequence[str]) -> None:
         """Stamp what `status` read besides the files it hashed: the pipeline files,
@@ -681,6 +718,8 @@ class Project:
             )
             if check.record is None:
                 return explanation
+            from gitpipe import explain
+
             now = explain.comparable(check.record.as_record())
             explanation.key = str(check.record.key)
             explanation.code = tuple(check.record.code)
@@ -950,10 +989,14 @@ class Project:
                 session.remote = run.remote
                 session.approve = run.approve
                 session.hook_calls = run.hooks
+                snapshot: Snapshot | None = None
                 if not run.force and not pipeline.overrides:
-                    known = answer_from_snapshot(self.file) or []
+                    snapshot = read_snapshot(self.file)
+                if snapshot is not None:
                     session.known = {
-                        s.step: s for s in known if s.state in (ev.UP_TO_DATE, ev.FROZEN)
+                        s.step: s
+                        for s in snapshot.statuses
+                        if s.state in (ev.UP_TO_DATE, ev.FROZEN)
                     }
                 if not dry_run and len(names) == len(pipeline.steps):
                     removed = session.prune(entries)
@@ -975,7 +1018,22 @@ class Project:
                 )
                 hook_failures = list(session.hook_failures)
                 live = {name: entry for name, entry in entries.items() if name in pipeline.steps}
-                if not dry_run and run.write_lock and (live or self.lock_path.exists()):
+                # nothing ran, nothing was restored, and the snapshot found the lock as
+                # this run would write it, on this commit: leave it as it is
+                untouched = (
+                    snapshot is not None
+                    and snapshot.lock_current
+                    and checkout is not None
+                    and checkout.commit == snapshot.head
+                    and entries.keys() == lock.steps.keys()
+                    and all(entry is lock.steps[name] for name, entry in entries.items())
+                )
+                if (
+                    not dry_run
+                    and not untouched
+                    and run.write_lock
+                    and (live or self.lock_path.exists())
+                ):
                     from gitpipe.versions import version_for_lock
 
                     identity = str(fingerprint(pipeline, session.code_of_all()))
@@ -1318,11 +1376,19 @@ class _Session:
         self._unreadable: dict[str, list[str]] = {}
         self._code_info: dict[str, tuple[Digest, Digest, list[codedeps.Imported] | None]] = {}
         self.worktree = _WorkTree(project.root, hasher)
-        self.discoverer = codedeps.Discoverer(
-            self.worktree, imports_of=lambda path: self.code_info(path)[2]
-        )
+        self._discoverer: codedeps.Discoverer | None = None
 
     # digests ------------------------------------------------------------------
+
+    @property
+    def discoverer(self) -> codedeps.Discoverer:
+        if self._discoverer is None:
+            from gitpipe import codedeps
+
+            self._discoverer = codedeps.Discoverer(
+                self.worktree, imports_of=lambda path: self.code_info(path)[2]
+            )
+        return self._discoverer
 
     def code_files(self, step: spec.Step) -> codedeps.Discovery:
         """The step's code: its `code` globs, and the Python its commands run and import."""
@@ -1334,6 +1400,8 @@ class _Session:
                     file=self.project.file.name,
                     key=f"steps.{step.name}.code[{i}]",
                 )
+        from gitpipe import codedeps
+
         return self.discoverer.discover(codedeps.commands_of(step), step.wdir, step.code)
 
     def code_info(self, path: str) -> tuple[Digest, Digest, list[codedeps.Imported] | None]:
@@ -1351,10 +1419,12 @@ class _Session:
         for p in stale:
             del self._code_info[p]
         self.worktree.forget(path)
-        if stale:
-            self.discoverer.forget()
+        if stale and self._discoverer is not None:
+            self._discoverer.forget()
 
     def _read_code_info(self, path: str) -> tuple[Digest, Digest, list[codedeps.Imported] | None]:
+        from gitpipe import codedeps
+
         state = self.hasher.state(path)
         if state is None or state.is_dir:
             raise StoreError(f"code file {path} is not a readable file")

@@ -29,7 +29,7 @@ from typing import Any
 from gitpipe import atomic, tomlcache
 
 #: the snapshot's layout; a file of another layout is ignored
-FORMAT = 1
+FORMAT = 2
 #: the pipeline file a folder holds unless told otherwise
 DEFAULT_FILE = "gitpipe.toml"
 #: gitpipe's local state beside the pipeline file (store, caches, lineage)
@@ -169,6 +169,17 @@ def _header(file: Path) -> tuple[Any, ...]:
     return (FORMAT, sys.version, str(file))
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A kept answer whose stamps all hold now."""
+
+    statuses: list[StepStatus]
+    #: HEAD's commit when the answer was kept, and whether `gitpipe.lock` then held
+    #: exactly what a repro that runs nothing writes there on that commit
+    head: str | None = None
+    lock_current: bool = False
+
+
 def write(
     state_dir: Path,
     file: Path,
@@ -176,6 +187,8 @@ def write(
     recorder: Recorder,
     *,
     started_ns: int,
+    head: str | None = None,
+    lock_current: bool = False,
 ) -> bool:
     """Keep ``statuses`` as the answer while no stamp ``recorder`` took changes.
     Nothing is written when a stamp is missing, or within the racy window of
@@ -194,7 +207,7 @@ def write(
     stamps = recorder.stamps
     if any(s is not None and tomlcache.racy(max(s[1], s[2]), started_ns) for s in stamps.values()):
         return False
-    data = (_header(file), stamps, rows)
+    data = (_header(file), stamps, rows, head, lock_current)
     with contextlib.suppress(OSError, ValueError):  # a cache: never a reason to fail
         (state_dir / "parsed").mkdir(exist_ok=True)
         atomic.write_bytes(snapshot_path(state_dir, file), marshal.dumps(data), sync=False)
@@ -210,10 +223,18 @@ def forget(state_dir: Path, file: Path) -> None:
 def answer(file: Path) -> list[StepStatus] | None:
     """The statuses of the pipeline ``file``'s snapshot if its stamps all hold now,
     else None."""
+    snapshot = read(file)
+    return snapshot.statuses if snapshot is not None else None
+
+
+def read(file: Path) -> Snapshot | None:
+    """The pipeline ``file``'s snapshot if its stamps all hold now, else None."""
     file = file.resolve()
     state_dir = file.parent / STATE_DIR
     try:
-        header, stamps, rows = marshal.loads(snapshot_path(state_dir, file).read_bytes())
+        header, stamps, rows, head, lock_current = marshal.loads(
+            snapshot_path(state_dir, file).read_bytes()
+        )
     except (OSError, ValueError, EOFError, TypeError):
         return None
     if header != _header(file):
@@ -225,7 +246,7 @@ def answer(file: Path) -> list[StepStatus] | None:
                 return None
     except (_Unknowable, AttributeError, TypeError, IndexError):
         return None
-    return [
+    statuses = [
         StepStatus(
             step=step,
             state=state,
@@ -235,3 +256,4 @@ def answer(file: Path) -> list[StepStatus] | None:
         )
         for step, state, reasons, key, code in rows
     ]
+    return Snapshot(statuses, head, bool(lock_current))

@@ -17,7 +17,13 @@ from conftest import CHAIN, Workspace, git
 
 import gitpipe.statcache
 from gitpipe.statcache import Hasher, StatCache
+from gitpipe.status import answer
 from gitpipe.tomlcache import racy
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 SNAPSHOT = Path(".gitpipe/parsed/status-gitpipe.toml.snapshot")
 
@@ -332,3 +338,40 @@ def test_a_repro_after_a_change_runs_what_changed_despite_an_old_snapshot(worksp
     workspace.write("data/raw.txt", "changed!\n")
     workspace.ok("repro")
     assert workspace.ran() == ["first", "second", "third"]
+
+
+def lock_of(workspace: Workspace) -> dict:
+    return tomllib.loads((workspace.root / "gitpipe.lock").read_text())
+
+
+def test_a_no_op_repro_still_rewrites_a_lock_whose_version_moved_with_head(workspace):
+    workspace.write("README.md", "before the pipeline\n")
+    workspace.commit("no pipeline yet")
+    up_to_date(workspace)  # the pipeline's first commit: 1.0.0
+    workspace.pipeline(CHAIN.replace("wc -c", "wc -m"))
+    workspace.ok("repro")
+    workspace.commit("a command changed")
+    bumped = lock_of(workspace)["pipeline"]["version"]
+    assert bumped != "1.0.0"
+    settle()
+    workspace.ok("status")
+    git(workspace.root, "reset", "-q", "--soft", "HEAD~2")  # HEAD has no pipeline now
+    assert answer(workspace.root / "gitpipe.toml") is not None  # the snapshot holds
+    workspace.ok("repro")
+    assert workspace.states() == {
+        "first": "up to date",
+        "second": "up to date",
+        "third": "up to date",
+    }
+    assert lock_of(workspace)["pipeline"]["version"] == "1.0.0"
+
+
+def test_a_no_op_repro_still_drops_the_lock_entry_of_a_removed_step(workspace):
+    up_to_date(workspace)
+    workspace.pipeline(CHAIN.split("[steps.third]")[0])
+    workspace.ok("status")
+    settle()
+    workspace.ok("status")
+    assert (workspace.root / SNAPSHOT).is_file()
+    workspace.ok("repro")
+    assert sorted(lock_of(workspace)["steps"]) == ["first", "second"]
