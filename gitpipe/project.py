@@ -1188,6 +1188,10 @@ class Project:
             return (self.state_dir / "parsed" / "git-check").read_text()
         return None
 
+    def _objects_dir(self) -> str:
+        """The store's objects folder, resolved, with a trailing separator."""
+        return os.path.join(os.path.realpath(self.store_dir / "objects"), "")
+
     def _remember_check(self, stamp: str | None) -> None:
         if stamp is not None and self.state_dir.is_dir():
             with contextlib.suppress(OSError):
@@ -1223,6 +1227,8 @@ class Project:
             for out, key in spec.out_places(step):
                 real = _real_path(self.root, out.path, folders)
                 if real != real_top and not real.startswith(inside):
+                    if real.startswith(self._objects_dir()):
+                        continue  # linked to its stored bytes (`link = "symlink"`)
                     raise PipelineError(
                         f"output {str(out)!r} of step {name!r} leads outside the "
                         f"repository (to {real})",
@@ -1267,6 +1273,13 @@ def _real_path(root: Path, relpath: str, folders: dict[str, str]) -> str:
         folders[parent] = os.path.realpath(root / parent if parent else root)
     full = os.path.join(folders[parent], leaf)
     return os.path.realpath(full) if os.path.islink(full) else full
+
+
+def _link(step: spec.Step) -> str:
+    """How a step's outputs are put in the workspace: as it asks, except that a step
+    keeping its outputs (`persist`) may write into them, so they are never the
+    store's own objects."""
+    return "copy" if step.persist else step.link
 
 
 def may_restore(step: spec.Step) -> bool:
@@ -1787,12 +1800,47 @@ class _Session:
             if now is not None and now.digest == out.digest:
                 continue
             self._save_before_replacing(spec_, now)
-            target = root / spec_.path
-            if out.is_dir:
-                self.store.restore_tree(out.digest, target)
-            else:
-                self.store.restore_file(out.digest, target, executable=out.executable)
+            link = _link(step)
+            self._materialise(root / spec_.path, out, link)
             self.hasher.forget(spec_.path)
+            if link != "copy":
+                self._learn(spec_.path, out)
+
+    def _materialise(self, target: Path, out: OutRecord, link: str) -> None:
+        """Put a stored output at ``target``, copied or linked as ``link`` says."""
+        if out.is_dir:
+            self.store.restore_tree(out.digest, target, link=link)
+        else:
+            self.store.restore_file(out.digest, target, executable=out.executable, link=link)
+
+    def _link_output(self, relpath: str, out: OutRecord, link: str) -> None:
+        """Make a just-stored output the store's own object, as ``link`` asks, unless
+        it is one already (a file linked into the store as it was added) or cannot
+        be (an executable file; a hard link to another device)."""
+        target = self.project.root / relpath
+        if not out.is_dir:
+            if out.executable:
+                return  # an object cannot be executable under one of its names only
+            here, there = os.stat(target), os.stat(self.store.object_path(out.digest))
+            same = (here.st_ino, here.st_dev) == (there.st_ino, there.st_dev)
+            if link == "hardlink" and here.st_dev != there.st_dev:
+                return  # it stays the copy it is
+            if link == "hardlink" and same:
+                self._learn(relpath, out)  # linked into the store as it was added
+                return
+            if link == "symlink" and same and target.is_symlink():
+                self._learn(relpath, out)
+                return
+        self._materialise(target, out, link)
+        self._learn(relpath, out)
+
+    def _learn(self, relpath: str, out: OutRecord) -> None:
+        """Tell the stat cache the digests of an output just linked from the store."""
+        if out.is_dir:
+            for entry in self.store.manifest(out.digest):
+                self.hasher.learn(f"{relpath}/{entry.path}", entry.digest)
+        else:
+            self.hasher.learn(relpath, out.digest)
 
     def _save_before_replacing(self, out: spec.PathSpec, now: PathState | None) -> None:
         """Keep a copy in the store of output bytes gitpipe is about to replace, so
@@ -1898,13 +1946,16 @@ class _Session:
                 returned = json.loads(Path(invocation.log).with_suffix(".return.json").read_text())
                 metrics[RETURNED] = dict(sorted(flatten(returned).items()))
         # publish last: objects, then the result, then the lock entry (lineage listens)
+        link = _link(step)
         for spec_ in step.all_outs:
             out = outs[spec_.path]
             target = root / spec_.path
             if out.is_dir:
-                self.store.add_tree(target, self.hasher.manifest(spec_.path))
+                self.store.add_tree(target, self.hasher.manifest(spec_.path), link=link != "copy")
             else:
-                self.store.add_file(target, out.digest)
+                self.store.add_file(target, out.digest, link=link != "copy" and not out.executable)
+            if link != "copy":
+                self._link_output(spec_.path, out, link)
         result = Result(
             outs=outs,
             metrics=metrics,

@@ -46,6 +46,7 @@ STEP_FIELDS = frozenset(
         "timeout",
         "resources",
         "code_digest",
+        "link",
         "matrix",
         "when",
         "approval",
@@ -56,9 +57,11 @@ NESTED_FIELDS = frozenset({"pipeline", "after", "desc"})
 TOP_LEVEL = frozenset({"pipeline", "params", "steps", "remote", "hooks"})
 HOOK_EVENTS = ("before_step", "after_step", "on_failure")
 HOOK_FIELDS = frozenset({*HOOK_EVENTS, "fail"})
-PIPELINE_FIELDS = frozenset({"name", "code_digest"})
+PIPELINE_FIELDS = frozenset({"name", "code_digest", "link"})
 REMOTE_FIELDS = frozenset({"url"})
 CODE_DIGESTS = ("ast", "bytes")
+#: how outputs are put in the workspace (docs/pipeline-file.md#link; never keyed)
+LINKS = ("copy", "hardlink", "symlink")
 
 _REF = re.compile(r"\$(\$?)\{([^}]*)\}")
 #: a reference to another step's metrics, left in a step's strings until it runs
@@ -136,6 +139,9 @@ class Step:
     timeout: float | None = None
     resources: Mapping[str, float] = field(default_factory=dict)
     code_digest: str = "ast"  # "ast": Python code by its syntax tree; "bytes": raw bytes
+    #: how its outputs are put in the workspace: "copy" (reflink, else copy),
+    #: "hardlink" or "symlink" (the store's read-only object itself); never keyed
+    link: str = "copy"
     fn: str = ""  # "package.module:function" for a Python function step (then cmd is a label)
     #: the matrix step or nested pipeline step this step was expanded from ("" none)
     group: str = ""
@@ -483,6 +489,7 @@ class _Parser:
         self.code_digest = self.choice(
             header.get("code_digest", "ast"), CODE_DIGESTS, "pipeline.code_digest"
         )
+        self.link = self.choice(header.get("link", "copy"), LINKS, "pipeline.link")
         params = self.apply_overrides(self.table(self.data.get("params", {}), "params"))
         steps_table = self.table(self.data.get("steps", {}), "steps")
         steps: dict[str, Step] = {}
@@ -874,6 +881,7 @@ class _Parser:
             code_digest=self.choice(
                 body.get("code_digest", self.code_digest), CODE_DIGESTS, f"{prefix}.code_digest"
             ),
+            link=self.choice(body.get("link", self.link), LINKS, f"{prefix}.link"),
             group=group,
             matrix=dict(matrix or {}),
             when=when,

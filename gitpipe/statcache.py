@@ -207,6 +207,12 @@ class Hasher:
             self.cache.record(key, st, digest, taken_ns)
         return digest
 
+    def learn(self, relpath: str, digest: Digest) -> None:
+        """Record the digest of a file that gitpipe just made a link to the store's
+        object of that digest (its bytes are known without reading them)."""
+        with contextlib.suppress(OSError):
+            self.cache.record(relpath, os.stat(self.root / relpath), digest, time.time_ns())
+
     def manifest(self, relpath: str) -> list[ManifestEntry]:
         """The files of a folder, each with its digest; sorted by relative path."""
         entries: list[ManifestEntry] = []

@@ -43,6 +43,36 @@ _UNSUPPORTED = (
     errno.ENOSYS,
     errno.EPERM,
 )
+#: ... or cannot link them (another device, too many links, no links at all)
+_NO_LINK = (*_UNSUPPORTED, errno.EMLINK, errno.EACCES)
+
+
+def place(source: Path, target: str | os.PathLike[str], link: str = "copy") -> bool:
+    """Put ``source``'s bytes at ``target``, which must not exist: as a hard or
+    symbolic link to it when ``link`` asks and the file system allows, else by
+    :func:`clone_or_copy`.  True when ``target`` is a link (and so as read-only as
+    ``source``), False when it is a writable copy."""
+    try:
+        if link == "hardlink":
+            os.link(source, target)
+            return True
+        if link == "symlink":
+            os.symlink(os.path.abspath(source), target)
+            return True
+    except OSError as exc:
+        if exc.errno not in _NO_LINK:
+            raise
+    clone_or_copy(source, target)
+    return False
+
+
+def _free_name(folder: Path, name: str) -> str:
+    """A name beside ``name`` in ``folder`` that nothing holds, for a link to be
+    made under and then renamed over ``name``."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    os.close(fd)
+    os.unlink(tmp)
+    return tmp
 
 
 def clone_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
@@ -139,8 +169,10 @@ class Store:
             raise
         return digest
 
-    def add_file(self, path: str | os.PathLike[str], digest: Digest) -> None:
-        """Copy a workspace file in under its (already known) digest.
+    def add_file(self, path: str | os.PathLike[str], digest: Digest, *, link: bool = False) -> None:
+        """Copy a workspace file in under its (already known) digest; with ``link``,
+        link it in where the file system allows (the workspace file then *is* the
+        object, read-only like it, and nothing is copied).
 
         The copy is hashed again before it is published, so a file that changed
         between hashing and copying never enters the store under a wrong name.
@@ -149,7 +181,11 @@ class Store:
             return
         tmp = self._tempfile()
         try:
-            clone_or_copy(path, tmp)
+            if link and os.stat(path).st_nlink == 1:  # never a file with other names
+                os.unlink(tmp)
+                place(Path(path), tmp, "hardlink")
+            else:
+                clone_or_copy(path, tmp)
             actual = digest_file(tmp)
             if actual != digest:
                 raise StoreError(f"{os.fspath(path)} changed while it was being stored; run again")
@@ -159,11 +195,15 @@ class Store:
                 os.unlink(tmp)
             raise
 
-    def add_tree(self, folder: Path, entries: Iterable[ManifestEntry]) -> Digest:
-        """Store each file of a folder, then its manifest; returns the folder digest."""
+    def add_tree(
+        self, folder: Path, entries: Iterable[ManifestEntry], *, link: bool = False
+    ) -> Digest:
+        """Store each file of a folder, then its manifest; returns the folder digest.
+        ``link`` as for :meth:`add_file` (executable files are always copied: an
+        object cannot carry the executable bit for one of its names only)."""
         entries = list(entries)
         for entry in entries:
-            self.add_file(folder / entry.path, entry.digest)
+            self.add_file(folder / entry.path, entry.digest, link=link and not entry.executable)
         return self.add_bytes(manifest_bytes(entries))
 
     def read_bytes(self, digest: Digest) -> bytes:
@@ -194,17 +234,20 @@ class Store:
         except OSError:
             return False
 
-    def restore_file(self, digest: Digest, dest: Path, *, executable: bool = False) -> None:
-        """Materialise a file object at ``dest`` (reflink, else copy), atomically."""
+    def restore_file(
+        self, digest: Digest, dest: Path, *, executable: bool = False, link: str = "copy"
+    ) -> None:
+        """Materialise a file object at ``dest`` atomically: by reflink, else copy, or
+        as a link to the object where ``link`` asks (``"hardlink"``, ``"symlink"``) and
+        the file system allows (an executable file is always copied)."""
         source = self.object_path(digest)
         if not source.is_file():
             raise StoreError(f"object {digest} for {dest} is missing from the store")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-        os.close(fd)
+        tmp = _free_name(dest.parent, dest.name)
         try:
-            clone_or_copy(source, tmp)
-            os.chmod(tmp, 0o755 if executable else 0o644)
+            if not place(source, tmp, "copy" if executable else link):
+                os.chmod(tmp, 0o755 if executable else 0o644)
             remove(dest)
             os.replace(tmp, dest)
         except BaseException:
@@ -212,8 +255,9 @@ class Store:
                 os.unlink(tmp)
             raise
 
-    def restore_tree(self, digest: Digest, dest: Path) -> None:
-        """Materialise a folder: built beside ``dest``, then swapped into place."""
+    def restore_tree(self, digest: Digest, dest: Path, *, link: str = "copy") -> None:
+        """Materialise a folder: built beside ``dest``, then swapped into place; each
+        file as :meth:`restore_file` would."""
         entries = self.manifest(digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
@@ -226,8 +270,8 @@ class Store:
                 source = self.object_path(entry.digest)
                 if not source.is_file():
                     raise StoreError(f"object {entry.digest} for {dest / entry.path} is missing")
-                clone_or_copy(source, target)
-                os.chmod(target, 0o755 if entry.executable else 0o644)
+                if not place(source, target, "copy" if entry.executable else link):
+                    os.chmod(target, 0o755 if entry.executable else 0o644)
             remove(dest)
             os.replace(staging, dest)
         except BaseException:

@@ -1,0 +1,322 @@
+"""`link = "hardlink" | "symlink"`: outputs that are the store's own read-only objects.
+
+Real Git repositories and the real CLI on the machine's file systems: the store and
+the workspace on one device for the links, and a store on tmpfs (another device)
+for the fall-back to copies.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from conftest import Workspace, lock_steps, refused
+
+from gitpipe.hashing import Digest, digest_file
+from gitpipe.store import Store
+
+PIPELINE = """
+[pipeline]
+link = "{link}"
+
+[steps.make]
+cmd = [
+    "mkdir -p folder",
+    "echo hello > folder/a.txt",
+    "echo world > folder/b.txt",
+    "echo one > one.txt",
+]
+outs = ["folder/", "one.txt"]
+
+[steps.copy]
+cmd = "cat one.txt folder/a.txt > two.txt"
+deps = ["one.txt", "folder/"]
+outs = ["two.txt"]
+"""
+OUTPUTS = ("one.txt", "folder/a.txt", "folder/b.txt", "two.txt")
+
+
+def linked(workspace: Workspace, link: str) -> Workspace:
+    workspace.write(".gitignore", "*.txt\nfolder/\n")
+    workspace.pipeline(PIPELINE.format(link=link))
+    workspace.commit("pipeline")
+    workspace.ok("repro")
+    return workspace
+
+
+def object_of(workspace: Workspace, relpath: str) -> Path:
+    store = Store(workspace.root / ".gitpipe" / "cache")
+    return store.object_path(digest_file(workspace.root / relpath))
+
+
+def is_the_object(workspace: Workspace, relpath: str) -> bool:
+    path = workspace.root / relpath
+    return os.path.samefile(path, object_of(workspace, relpath))
+
+
+def test_hardlinked_outputs_are_the_stored_objects_and_read_only(workspace):
+    linked(workspace, "hardlink")
+    for relpath in OUTPUTS:
+        path = workspace.root / relpath
+        assert not path.is_symlink()
+        assert is_the_object(workspace, relpath), relpath
+        assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert (workspace.root / "two.txt").read_text() == "one\nhello\n"
+    assert "up to date" in workspace.ok("status").stdout
+    assert workspace.ok("status", "--check").exit_code == 0
+
+
+def test_symlinked_outputs_point_into_the_store_and_dependents_read_them(workspace):
+    linked(workspace, "symlink")
+    for relpath in OUTPUTS:
+        path = workspace.root / relpath
+        assert path.is_symlink(), relpath
+        assert Path(os.readlink(path)).is_relative_to(workspace.root / ".gitpipe" / "cache")
+        assert is_the_object(workspace, relpath)
+    assert (workspace.root / "two.txt").read_text() == "one\nhello\n"
+    workspace.ok("repro")
+    assert workspace.ran() == []
+    workspace.ok("status", "--check")
+
+
+def test_a_symlink_into_a_store_outside_the_repository_is_not_an_escaping_output(
+    workspace, tmp_path
+):
+    env = {"GITPIPE_CACHE_DIR": str(tmp_path / "shared-store")}
+    workspace.write(".gitignore", "*.txt\nfolder/\n")
+    workspace.pipeline(PIPELINE.format(link="symlink"))
+    workspace.commit("pipeline")
+    workspace.ok("repro", env=env)
+    assert os.readlink(workspace.root / "one.txt").startswith(str(tmp_path / "shared-store"))
+    workspace.ok("repro", env=env)
+    assert workspace.ran() == []
+
+
+@pytest.mark.parametrize("link", ["hardlink", "symlink"])
+def test_deleted_outputs_come_back_as_links_without_running(workspace, link):
+    linked(workspace, link)
+    for relpath in ("one.txt", "two.txt"):
+        (workspace.root / relpath).unlink()
+    os.chmod(workspace.root / "folder", 0o755)
+    for item in (workspace.root / "folder").iterdir():
+        item.unlink()
+    (workspace.root / "folder").rmdir()
+    workspace.ok("repro")
+    assert workspace.states() == {"make": "cached", "copy": "cached"}
+    for relpath in OUTPUTS:
+        assert is_the_object(workspace, relpath), relpath
+        assert (workspace.root / relpath).is_symlink() == (link == "symlink")
+
+
+def test_the_link_mode_never_enters_a_key_and_changing_it_runs_nothing(workspace):
+    linked(workspace, "copy")
+    keys = {name: entry["key"] for name, entry in lock_steps(workspace).items()}
+    assert not is_the_object(workspace, "one.txt")
+    assert stat.S_IMODE((workspace.root / "one.txt").stat().st_mode) == 0o644
+    for link in ("hardlink", "symlink"):
+        workspace.pipeline(PIPELINE.format(link=link))
+        workspace.ok("repro")
+        assert workspace.ran() == []
+        assert {name: entry["key"] for name, entry in lock_steps(workspace).items()} == keys
+    # the mode takes effect where outputs are written or restored next
+    (workspace.root / "two.txt").unlink()
+    workspace.ok("repro")
+    assert (workspace.root / "two.txt").is_symlink()
+
+
+def test_a_rerun_whose_bytes_are_stored_already_still_ends_as_a_link(workspace):
+    linked(workspace, "hardlink")
+    workspace.ok("repro", "--force")
+    assert sorted(workspace.ran()) == ["copy", "make"]
+    for relpath in OUTPUTS:
+        assert is_the_object(workspace, relpath), relpath
+        assert (workspace.root / relpath).stat().st_nlink == 2
+
+
+def test_a_step_can_choose_its_own_mode(workspace):
+    workspace.write(".gitignore", "*.txt\n")
+    workspace.pipeline(
+        """
+        [pipeline]
+        link = "hardlink"
+
+        [steps.big]
+        cmd = "echo big > big.txt"
+        outs = ["big.txt"]
+
+        [steps.small]
+        cmd = "echo small > small.txt"
+        outs = ["small.txt"]
+        link = "copy"
+        """
+    )
+    workspace.ok("repro")
+    assert is_the_object(workspace, "big.txt")
+    assert not is_the_object(workspace, "small.txt")
+    assert stat.S_IMODE((workspace.root / "small.txt").stat().st_mode) == 0o644
+
+
+def test_executable_outputs_stay_executable_copies(workspace):
+    workspace.write(".gitignore", "*.sh\n")
+    workspace.pipeline(
+        """
+        [pipeline]
+        link = "hardlink"
+
+        [steps.tool]
+        cmd = "printf 'echo hi\\n' > tool.sh && chmod +x tool.sh"
+        outs = ["tool.sh"]
+        """
+    )
+    workspace.ok("repro")
+    tool = workspace.root / "tool.sh"
+    assert os.access(tool, os.X_OK)
+    assert not is_the_object(workspace, "tool.sh")
+    tool.unlink()
+    workspace.ok("repro")
+    assert os.access(tool, os.X_OK)
+    assert not is_the_object(workspace, "tool.sh")
+
+
+def test_a_persisting_step_keeps_writable_copies_so_it_never_writes_into_the_store(
+    workspace,
+):
+    workspace.write(".gitignore", "*.txt\n")
+    workspace.pipeline(
+        """
+        [pipeline]
+        link = "hardlink"
+
+        [steps.grow]
+        cmd = "echo line >> log.txt"
+        outs = ["log.txt"]
+        persist = true
+        always = true
+        """
+    )
+    workspace.ok("repro")
+    first = digest_file(workspace.root / "log.txt")
+    assert not is_the_object(workspace, "log.txt")
+    workspace.ok("repro")
+    assert (workspace.root / "log.txt").read_text() == "line\nline\n"
+    store = Store(workspace.root / ".gitpipe" / "cache")
+    assert store.verify(first)
+    assert store.read_bytes(first) == b"line\n"
+
+
+def test_an_output_that_is_another_files_link_is_not_taken_into_the_store(workspace):
+    """`ln input out`: linking `out` into the store would make the input read-only and
+    let an edit of the input change a stored object."""
+    workspace.write(".gitignore", "out.txt\n")
+    workspace.write("input.txt", "mine\n")
+    workspace.pipeline(
+        """
+        [pipeline]
+        link = "hardlink"
+
+        [steps.alias]
+        cmd = "ln input.txt out.txt"
+        deps = ["input.txt"]
+        outs = ["out.txt"]
+        """
+    )
+    workspace.commit("pipeline")
+    workspace.ok("repro")
+    data = workspace.root / "input.txt"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o644
+    assert data.stat().st_nlink == 1  # out.txt became the store's object instead
+    assert is_the_object(workspace, "out.txt")
+    stored = digest_file(workspace.root / "out.txt")
+    data.write_text("edited\n")
+    assert Store(workspace.root / ".gitpipe" / "cache").verify(stored)
+
+
+def test_a_store_on_another_device_gives_copies(workspace):
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(workspace.root).st_dev:
+        pytest.skip("no file system other than the workspace's to put the store on")
+    with tempfile.TemporaryDirectory(dir=shm) as other:
+        env = {"GITPIPE_CACHE_DIR": other}
+        workspace.write(".gitignore", "*.txt\nfolder/\n")
+        workspace.pipeline(PIPELINE.format(link="hardlink"))
+        workspace.commit("pipeline")
+        workspace.ok("repro", env=env)
+        for relpath in OUTPUTS:
+            path = workspace.root / relpath
+            assert path.stat().st_nlink == 1
+            assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        (workspace.root / "two.txt").unlink()
+        workspace.ok("repro", env=env)
+        assert workspace.states()["copy"] == "cached"
+        assert (workspace.root / "two.txt").read_text() == "one\nhello\n"
+
+
+def stamps(workspace: Workspace) -> dict[str, tuple[int, int]]:
+    with closing(sqlite3.connect(workspace.root / ".gitpipe" / "stat.db")) as db:
+        rows = db.execute("SELECT path, inode, hashed_ns FROM files").fetchall()
+    return {path: (inode, hashed) for path, inode, hashed in rows}
+
+
+@pytest.mark.parametrize("link", ["hardlink", "symlink"])
+def test_a_status_after_restoring_links_reads_no_output_again(workspace, link):
+    linked(workspace, link)
+    past = time.time() - 60
+    for relpath in OUTPUTS:  # stored long ago: outside the stat cache's racy window
+        os.utime(object_of(workspace, relpath), (past, past))
+    for relpath in ("one.txt", "two.txt"):
+        (workspace.root / relpath).unlink()
+    workspace.ok("repro")
+    assert workspace.states()["make"] == "cached"
+    restored = stamps(workspace)
+    for relpath in ("one.txt", "two.txt"):
+        assert restored[relpath][0] == object_of(workspace, relpath).stat().st_ino
+    workspace.ok("status")
+    assert stamps(workspace) == restored
+
+
+@pytest.mark.parametrize(
+    ("header", "step", "key"),
+    [
+        ('link = "reflink"', "", "pipeline.link"),
+        ("link = true", "", "pipeline.link"),
+        ("", 'link = "hard"', "steps.make.link"),
+    ],
+)
+def test_an_unknown_link_mode_is_refused_and_changes_nothing(workspace, header, step, key):
+    workspace.write(".gitignore", "*.txt\n")
+    workspace.pipeline(
+        f"""
+[pipeline]
+{header}
+
+[steps.make]
+cmd = "echo one > one.txt"
+outs = ["one.txt"]
+{step}
+"""
+    )
+    for command in ("repro", "status"):
+        message = refused(workspace, command, says=("gitpipe.toml", key, "must be one of"))
+        assert "'copy', 'hardlink', 'symlink'" in message
+
+
+def test_the_store_places_a_link_or_a_copy_as_asked(tmp_path):
+    store = Store(tmp_path / "store")
+    digest = store.add_bytes(b"bytes\n")
+    source = store.object_path(digest)
+    store.restore_file(digest, tmp_path / "hard", link="hardlink")
+    store.restore_file(digest, tmp_path / "soft", link="symlink")
+    store.restore_file(digest, tmp_path / "copy")
+    assert os.path.samefile(tmp_path / "hard", source)
+    assert os.readlink(tmp_path / "soft") == str(source)
+    assert not os.path.samefile(tmp_path / "copy", source)
+    assert stat.S_IMODE((tmp_path / "copy").stat().st_mode) == 0o644
+    for name in ("hard", "soft", "copy"):
+        assert Digest.parse(str(digest_file(tmp_path / name))) == digest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "hard", "soft", "store"]
