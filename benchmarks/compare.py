@@ -28,6 +28,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -64,6 +65,8 @@ class Plan:
     timeout: float  # for one peer command
     peers_enabled: bool = True
     tools: dict[str, Tool] = field(default_factory=dict)
+    #: a folder on a file system with reflinks (XFS, Btrfs) for one more restore row
+    reflink_dir: Path | None = None
 
     @classmethod
     def make(cls, *, quick: bool, peers_enabled: bool = True) -> Plan:
@@ -605,26 +608,35 @@ import sys, time
 from pathlib import Path
 from gitpipe.hashing import digest_file
 from gitpipe.store import Store
-root = Path(sys.argv[1])
+root, reps, link = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 store = Store(root / ".gitpipe" / "cache")
-digest = digest_file(root / "big.bin")  # big.out is a copy of it
+digest = digest_file(root / "big.bin")  # big.out holds the same bytes
 times = []
-for _ in range(int(sys.argv[2])):
+for _ in range(reps):
     start = time.perf_counter()
-    store.restore_file(digest, root / "big.restored")
+    store.restore_file(digest, root / "big.restored", link=link)
     times.append(time.perf_counter() - start)
     (root / "big.restored").unlink()
 print(" ".join(map(str, times)))
 """
 
+#: the restore rows: (key, link mode, what the row's name adds)
+RESTORES = (
+    ("restore/big", "copy", ""),
+    ("restore-hardlink/big", "hardlink", ', link = "hardlink"'),
+)
 
-def bench_restore(base: Path, plan: Plan) -> list[Row]:
-    """Remove a large output and `repro`: restored from the store, not run."""
-    label = size_label(plan.big_bytes)
+
+def restore_row(base: Path, plan: Plan, key: str, link: str, label: str) -> Row:
+    """Remove a large output and `repro`: restored from the store as ``link`` says."""
+    size = size_label(plan.big_bytes)
     gitpipe = peers.gitpipe_tool()
-    step = '[steps.copy]\ncmd = "cp big.bin big.out"\ndeps = ["big.bin"]\nouts = ["big.out"]\n'
+    step = (
+        f'[pipeline]\nlink = "{link}"\n\n[steps.copy]\ncmd = "cp big.bin big.out"\n'
+        'deps = ["big.bin"]\nouts = ["big.out"]\n'
+    )
     files = {"gitpipe.toml": step, ".gitignore": "/big.bin\n/big.out\n"}
-    root = peers.new_repo(base / "restore-gitpipe", files)
+    root = peers.new_repo(base / f"restore-{link}-gitpipe", files)
     write_big(root / "big.bin", plan.big_bytes)
     checked(gitpipe.full(), root)
     if not plan.quick:
@@ -636,33 +648,80 @@ def bench_restore(base: Path, plan: Plan) -> list[Row]:
         restore += checked(gitpipe.noop(), root)
     cp = whole(["cp big.bin big.copy && rm big.copy"], root, plan.reps, shell=True)
     done = subprocess.run(
-        [sys.executable, "-c", RESTORE_SNIPPET, str(root), str(plan.reps)],
+        [sys.executable, "-c", RESTORE_SNIPPET, str(root), str(plan.reps), link],
         capture_output=True,
         text=True,
         check=True,
     )
     in_process = [float(x) for x in done.stdout.split()]
     reflink = reflink_supported(root)
+    fs = file_system(root)
     shutil.rmtree(root)
     noop_median = statistics.median(s.seconds for s in noop)
     row = gitpipe_row(
-        "restore/big",
-        f"repro restoring a {label} output from the store",
+        key,
+        f"repro restoring a {size} output from the store{label}",
         restore,
-        f"reflink {'supported' if reflink else 'not supported'} here; "
+        f"{fs}, reflink {'supported' if reflink else 'not supported'}; "
         f"no-op repro {noop_median:.3f} s",
     )
     row.extra["restore_only"] = statistics.median(in_process)
     row.extra["restore_minus_noop"] = row.median - noop_median
     row.extra["bytes"] = plan.big_bytes
-    row.note += f"; Store.restore_file alone {statistics.median(in_process):.3f} s"
+    row.note += f"; Store.restore_file alone {seconds_text(statistics.median(in_process))}"
     row.extra["reflink"] = float(reflink)
+    row.extra["link"] = link
     row.baseline["cp"] = cp
+    for name in ("DVC", "Snakemake", "make"):
+        row.peers[name] = Result.failed("n/a (no store)")
+    return row
+
+
+def file_system(folder: Path) -> str:
+    done = subprocess.run(
+        ["findmnt", "-n", "-o", "FSTYPE", "--target", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or "?"
+
+
+def seconds_text(value: float) -> str:
+    return f"{value * 1000:.1f} ms" if value < 0.1 else f"{value:.3f} s"
+
+
+def bench_restore(base: Path, plan: Plan) -> list[Row]:
+    """A large output restored from the store: copied (reflinked where the file system
+    can), hard-linked, and, given `--reflink-dir` on a file system with reflinks, copied
+    there; DVC's `checkout` of the same output beside the first."""
+    rows = [restore_row(base, plan, key, link, label) for key, link, label in RESTORES]
+    if plan.reflink_dir is not None:
+        where = Path(tempfile.mkdtemp(prefix="gitpipe-bench-", dir=plan.reflink_dir))
+        try:
+            rows.append(
+                restore_row(where, plan, "restore-reflink/big", "copy", f" on {plan.reflink_dir}")
+            )
+        finally:
+            shutil.rmtree(where, ignore_errors=True)
+    for row in rows[:2]:  # DVC copies, or hard-links with `cache.type hardlink`
+        row.peers["DVC"] = dvc_checkout(base, plan, row.extra["link"])
+    return rows
+
+
+def dvc_checkout(base: Path, plan: Plan, link: str) -> Result:
+    """`dvc checkout` of a large output it has cached, with its cache type set to match
+    gitpipe's ``link`` (its default, reflink else copy, for "copy")."""
     dvc = plan.tools["DVC"]
-    row.peers["DVC"] = Result.failed(NOT_INSTALLED if not dvc.installed else "not run in --quick")
-    if dvc.installed and not plan.quick:
-        droot = peers.new_repo(base / "restore-dvc", {".gitignore": "/big.bin\n"})
+    if not dvc.installed:
+        return Result.failed(NOT_INSTALLED)
+    if plan.quick:
+        return Result.failed("not run in --quick")
+    droot = peers.new_repo(base / f"restore-dvc-{link}", {".gitignore": "/big.bin\n"})
+    try:
         dvc.init(droot)
+        if link != "copy":
+            run([str(dvc.program), "config", "cache.type", link], droot, env=ENV)
         (droot / "dvc.yaml").write_text(
             'stages:\n  copy:\n    cmd: "cp big.bin big.out"\n'
             '    deps: ["big.bin"]\n    outs: ["big.out"]\n'
@@ -670,19 +729,16 @@ def bench_restore(base: Path, plan: Plan) -> list[Row]:
         write_big(droot / "big.bin", plan.big_bytes)
         run(dvc.full(), droot, env=ENV, timeout=plan.timeout)
         samples: list[Sample] = []
-        error = ""
         for _ in range(min(plan.reps, 3)):
             (droot / "big.out").unlink(missing_ok=True)
             sample = run([str(dvc.program), "checkout", "-q"], droot, env=ENV)
             if not sample.ok:
-                error = failure(sample)
-                break
+                return Result.failed(failure(sample), "dvc checkout")
             samples.append(sample)
-        row.peers["DVC"] = result(samples, error, "dvc checkout")
-        shutil.rmtree(droot)
-    for name in ("Snakemake", "make"):
-        row.peers[name] = Result.failed("n/a (no store)")
-    return [row]
+        note = "dvc checkout" if link == "copy" else f"dvc checkout, cache.type {link}"
+        return result(samples, "", note)
+    finally:
+        shutil.rmtree(droot, ignore_errors=True)
 
 
 # -- startup ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import compare
@@ -336,13 +336,22 @@ def main() -> None:
     parser.add_argument(
         "--tmp", type=Path, help="where the workloads go (default: the system's temp folder)"
     )
+    parser.add_argument(
+        "--reflink-dir",
+        type=Path,
+        help="also time the restore in this folder, on a file system with reflinks "
+        "(an XFS or Btrfs mount: see docs/performance.md)",
+    )
     args = parser.parse_args()
     known = [*COMPARISONS, *BENCHMARKS]
     chosen = [name for name in args.only.split(",") if name] or known
     unknown = sorted(set(chosen) - set(known))
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(known)}")
-    plan = compare.Plan.make(quick=args.quick, peers_enabled=not args.no_peers)
+    plan = replace(
+        compare.Plan.make(quick=args.quick, peers_enabled=not args.no_peers),
+        reflink_dir=args.reflink_dir,
+    )
     rows: list[Row] = []
     failed: list[str] = []
     started = time.perf_counter()

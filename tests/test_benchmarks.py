@@ -57,6 +57,7 @@ def test_quick_suite_measures_every_row_of_the_targets(results: dict) -> None:
         "touch-first/big",
         "touch-second/big",
         "restore/big",
+        "restore-hardlink/big",
         "help",
     }
     assert expected <= keys
