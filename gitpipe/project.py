@@ -10,6 +10,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -1188,9 +1189,18 @@ class Project:
             return (self.state_dir / "parsed" / "git-check").read_text()
         return None
 
-    def _objects_dir(self) -> str:
-        """The store's objects folder, resolved, with a trailing separator."""
-        return os.path.join(os.path.realpath(self.store_dir / "objects"), "")
+    def _links_to_object(
+        self, relpath: str, real: str, folders: dict[str, str], inside: str
+    ) -> bool:
+        """Whether an output is a symbolic link, in a folder inside the repository, to
+        one of the store's objects: what `link = "symlink"` makes."""
+        folder = folders.get(relpath.rpartition("/")[0])
+        if folder is None or not os.path.join(folder, "").startswith(inside):
+            return False
+        if not os.path.islink(self.root / relpath):
+            return False
+        objects = os.path.realpath(self.store_dir / "objects")
+        return _OBJECT_PATH.fullmatch(os.path.relpath(real, objects)) is not None
 
     def _remember_check(self, stamp: str | None) -> None:
         if stamp is not None and self.state_dir.is_dir():
@@ -1227,8 +1237,8 @@ class Project:
             for out, key in spec.out_places(step):
                 real = _real_path(self.root, out.path, folders)
                 if real != real_top and not real.startswith(inside):
-                    if real.startswith(self._objects_dir()):
-                        continue  # linked to its stored bytes (`link = "symlink"`)
+                    if self._links_to_object(out.path, real, folders, inside):
+                        continue  # `link = "symlink"` made it
                     raise PipelineError(
                         f"output {str(out)!r} of step {name!r} leads outside the "
                         f"repository (to {real})",
@@ -1273,6 +1283,10 @@ def _real_path(root: Path, relpath: str, folders: dict[str, str]) -> str:
         folders[parent] = os.path.realpath(root / parent if parent else root)
     full = os.path.join(folders[parent], leaf)
     return os.path.realpath(full) if os.path.islink(full) else full
+
+
+#: an object's path inside the store's objects/ folder
+_OBJECT_PATH = re.compile(r"b3/[0-9a-f]{2}/[0-9a-f]{62}")
 
 
 def _link(step: spec.Step) -> str:
@@ -1771,6 +1785,8 @@ class _Session:
             if not step.persist:
                 self._save_before_replacing(spec_, check.outs_now.get(str(spec_)))
                 remove(root / spec_.path)
+            else:
+                self._unlink_from_store(spec_, check.outs_now.get(str(spec_)))
             (root / spec_.path).parent.mkdir(parents=True, exist_ok=True)
             self.hasher.forget(spec_.path)
             self._forget_code(spec_.path)
@@ -1814,25 +1830,33 @@ class _Session:
             self.store.restore_file(out.digest, target, executable=out.executable, link=link)
 
     def _link_output(self, relpath: str, out: OutRecord, link: str) -> None:
-        """Make a just-stored output the store's own object, as ``link`` asks, unless
-        it is one already (a file linked into the store as it was added) or cannot
-        be (an executable file; a hard link to another device)."""
+        """Make the files of a just-stored output the store's own objects, as ``link``
+        asks, one by one (each renamed over its copy), except executable files."""
+        if out.is_dir:
+            files = [
+                (f"{relpath}/{entry.path}", entry.digest)
+                for entry in self.store.manifest(out.digest)
+                if not entry.executable
+            ]
+        else:
+            files = [] if out.executable else [(relpath, out.digest)]
+        for path, digest in files:
+            if self._link_file(path, digest, link):
+                self.hasher.learn(path, digest)
+
+    def _link_file(self, relpath: str, digest: Digest, link: str) -> bool:
+        """Make one output file the store's object, unless it is one already (linked in
+        as it was added); False where it stays a copy (a hard link to another device)."""
         target = self.project.root / relpath
-        if not out.is_dir:
-            if out.executable:
-                return  # an object cannot be executable under one of its names only
-            here, there = os.stat(target), os.stat(self.store.object_path(out.digest))
-            same = (here.st_ino, here.st_dev) == (there.st_ino, there.st_dev)
-            if link == "hardlink" and here.st_dev != there.st_dev:
-                return  # it stays the copy it is
-            if link == "hardlink" and same:
-                self._learn(relpath, out)  # linked into the store as it was added
-                return
-            if link == "symlink" and same and target.is_symlink():
-                self._learn(relpath, out)
-                return
-        self._materialise(target, out, link)
-        self._learn(relpath, out)
+        here = os.stat(target)
+        there = os.stat(self.store.object_path(digest))
+        if (here.st_ino, here.st_dev) == (there.st_ino, there.st_dev):
+            if link == "hardlink" or target.is_symlink():
+                return True
+        elif link == "hardlink" and here.st_dev != there.st_dev:
+            return False
+        self.store.restore_file(digest, target, link=link)
+        return True
 
     def _learn(self, relpath: str, out: OutRecord) -> None:
         """Tell the stat cache the digests of an output just linked from the store."""
@@ -1841,6 +1865,24 @@ class _Session:
                 self.hasher.learn(f"{relpath}/{entry.path}", entry.digest)
         else:
             self.hasher.learn(relpath, out.digest)
+
+    def _unlink_from_store(self, out: spec.PathSpec, now: PathState | None) -> None:
+        """A `persist` step writes into its outputs: any file of them that is still one
+        of the store's objects (the step had `link` set before) becomes a copy first."""
+        if now is None:
+            return
+        if now.is_dir:
+            files = [
+                (f"{out.path}/{entry.path}", entry.digest)
+                for entry in self.hasher.manifest(out.path)
+            ]
+        else:
+            files = [(out.path, now.digest)]
+        for relpath, digest in files:
+            target = self.project.root / relpath
+            with contextlib.suppress(OSError):
+                if os.path.samefile(target, self.store.object_path(digest)):
+                    self.store.restore_file(digest, target, executable=os.access(target, os.X_OK))
 
     def _save_before_replacing(self, out: spec.PathSpec, now: PathState | None) -> None:
         """Keep a copy in the store of output bytes gitpipe is about to replace, so

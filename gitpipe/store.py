@@ -47,32 +47,56 @@ _UNSUPPORTED = (
 _NO_LINK = (*_UNSUPPORTED, errno.EMLINK, errno.EACCES)
 
 
-def place(source: Path, target: str | os.PathLike[str], link: str = "copy") -> bool:
-    """Put ``source``'s bytes at ``target``, which must not exist: as a hard or
-    symbolic link to it when ``link`` asks and the file system allows, else by
-    :func:`clone_or_copy`.  True when ``target`` is a link (and so as read-only as
-    ``source``), False when it is a writable copy."""
+def _link(source: Path, target: str, link: str) -> bool:
+    """Make ``target`` a hard or symbolic link to ``source``, as ``link`` says; False
+    where the file system cannot (or ``link`` is "copy").  ``FileExistsError`` when
+    ``target`` exists."""
     try:
         if link == "hardlink":
-            os.link(source, target)
+            os.link(source, target, follow_symlinks=False)
             return True
         if link == "symlink":
             os.symlink(os.path.abspath(source), target)
             return True
+    except FileExistsError:
+        raise
     except OSError as exc:
         if exc.errno not in _NO_LINK:
             raise
+    return False
+
+
+def place(source: Path, target: Path, link: str = "copy") -> bool:
+    """Put ``source``'s bytes at ``target``, which must not exist (a path in a fresh
+    folder of gitpipe's own): a link to it where ``link`` asks and the file system
+    allows, else a copy.  True when ``target`` is a link (as read-only as ``source``)."""
+    if _link(source, str(target), link):
+        return True
     clone_or_copy(source, target)
     return False
 
 
-def _free_name(folder: Path, name: str) -> str:
-    """A name beside ``name`` in ``folder`` that nothing holds, for a link to be
-    made under and then renamed over ``name``."""
+def stage(source: Path, folder: Path, name: str, link: str = "copy") -> tuple[str, bool]:
+    """A new temporary file in ``folder``, named after ``name``, holding ``source``'s
+    bytes: a link to it where ``link`` asks and the file system allows, else a copy.
+    Returns its path, to be renamed into place or removed, and whether it is a link."""
+    while link != "copy":
+        tmp = os.path.join(folder, f".{name}.{os.urandom(6).hex()}.tmp")
+        try:
+            if _link(source, tmp, link):
+                return tmp, True
+        except FileExistsError:
+            continue  # the name is taken: draw another
+        break
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
     os.close(fd)
-    os.unlink(tmp)
-    return tmp
+    try:
+        clone_or_copy(source, tmp)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp, False
 
 
 def clone_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
@@ -179,13 +203,13 @@ class Store:
         """
         if digest in self:
             return
-        tmp = self._tempfile()
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        st = os.lstat(path)
+        # only a regular file with no other name is linked in: never a symbolic link
+        # (the store would hold the link), nor an input's second name (`ln in out`)
+        own = link and statmod.S_ISREG(st.st_mode) and st.st_nlink == 1
+        tmp, _ = stage(Path(path), self.tmp, "in", "hardlink" if own else "copy")
         try:
-            if link and os.stat(path).st_nlink == 1:  # never a file with other names
-                os.unlink(tmp)
-                place(Path(path), tmp, "hardlink")
-            else:
-                clone_or_copy(path, tmp)
             actual = digest_file(tmp)
             if actual != digest:
                 raise StoreError(f"{os.fspath(path)} changed while it was being stored; run again")
@@ -244,9 +268,9 @@ class Store:
         if not source.is_file():
             raise StoreError(f"object {digest} for {dest} is missing from the store")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _free_name(dest.parent, dest.name)
+        tmp, linked = stage(source, dest.parent, dest.name, "copy" if executable else link)
         try:
-            if not place(source, tmp, "copy" if executable else link):
+            if not linked:
                 os.chmod(tmp, 0o755 if executable else 0o644)
             remove(dest)
             os.replace(tmp, dest)
@@ -262,6 +286,7 @@ class Store:
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
         try:
+            os.chmod(staging, 0o755)  # a folder as `mkdir` makes it, not mkdtemp's 0700
             for entry in entries:
                 if not safe_relpath(entry.path):
                     raise StoreError(f"folder {digest} names an unsafe path {entry.path!r}")
@@ -282,8 +307,7 @@ class Store:
         """Remove an object (a corrupt one, or one `gc` found unreferenced)."""
         path = self.object_path(digest)
         with contextlib.suppress(FileNotFoundError):
-            path.chmod(0o644)
-            path.unlink()
+            path.unlink()  # not made writable first: a workspace link may share its inode
 
     def iter_objects(self) -> Iterable[Digest]:
         base = self.objects / "b3"

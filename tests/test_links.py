@@ -257,10 +257,10 @@ def test_a_store_on_another_device_gives_copies(workspace):
         assert (workspace.root / "two.txt").read_text() == "one\nhello\n"
 
 
-def stamps(workspace: Workspace) -> dict[str, tuple[int, int]]:
+def stamps(workspace: Workspace) -> dict[str, tuple[int, int, str]]:
     with closing(sqlite3.connect(workspace.root / ".gitpipe" / "stat.db")) as db:
-        rows = db.execute("SELECT path, inode, hashed_ns FROM files").fetchall()
-    return {path: (inode, hashed) for path, inode, hashed in rows}
+        rows = db.execute("SELECT path, inode, hashed_ns, digest FROM files").fetchall()
+    return {path: (inode, hashed, digest) for path, inode, hashed, digest in rows}
 
 
 @pytest.mark.parametrize("link", ["hardlink", "symlink"])
@@ -275,8 +275,10 @@ def test_a_status_after_restoring_links_reads_no_output_again(workspace, link):
     assert workspace.states()["make"] == "cached"
     restored = stamps(workspace)
     for relpath in ("one.txt", "two.txt"):
-        assert restored[relpath][0] == object_of(workspace, relpath).stat().st_ino
-    workspace.ok("status")
+        stored = object_of(workspace, relpath)
+        assert restored[relpath][0] == stored.stat().st_ino
+        assert restored[relpath][2] == stored.parent.name + stored.name
+    workspace.ok("status", "--check")
     assert stamps(workspace) == restored
 
 
@@ -320,3 +322,141 @@ def test_the_store_places_a_link_or_a_copy_as_asked(tmp_path):
     for name in ("hard", "soft", "copy"):
         assert Digest.parse(str(digest_file(tmp_path / name))) == digest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "hard", "soft", "store"]
+
+
+@pytest.mark.parametrize("target", ["absolute", "relative"])
+def test_a_symlink_a_step_leaves_as_its_output_is_copied_in_and_its_target_left_alone(
+    workspace, target
+):
+    workspace.write(".gitignore", "out.bin\n")
+    data = workspace.write("data/raw.bin", "raw bytes\n")
+    points_to = str(data) if target == "absolute" else "data/raw.bin"
+    workspace.pipeline(
+        f"""
+        [pipeline]
+        link = "hardlink"
+
+        [steps.alias]
+        cmd = "ln -s {points_to} out.bin"
+        deps = ["data/raw.bin"]
+        outs = ["out.bin"]
+        """
+    )
+    workspace.commit("pipeline")
+    workspace.ok("repro")
+    assert stat.S_IMODE(data.stat().st_mode) == 0o644
+    stored = object_of(workspace, "out.bin")
+    assert stored.is_file() and not stored.is_symlink()
+    assert not os.path.samefile(stored, data)
+    data.write_text("edited\n")
+    assert Store(workspace.root / ".gitpipe" / "cache").verify(digest_file(stored))
+
+
+def test_a_symlink_inside_a_folder_output_never_makes_its_target_read_only(workspace, tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not gitpipe's\n")
+    workspace.write(".gitignore", "folder/\n")
+    workspace.pipeline(
+        f"""
+        [pipeline]
+        link = "hardlink"
+
+        [steps.make]
+        cmd = ["mkdir -p folder", "ln -s {outside} folder/link.txt", "echo mine > folder/own.txt"]
+        outs = ["folder/"]
+        """
+    )
+    workspace.ok("repro")
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o644
+    assert outside.stat().st_nlink == 1
+    assert is_the_object(workspace, "folder/own.txt")
+    assert is_the_object(workspace, "folder/link.txt")  # replaced by the stored copy
+
+
+def test_executable_files_in_a_linked_folder_stay_executable_copies(workspace):
+    workspace.write(".gitignore", "bin/\n")
+    workspace.pipeline(
+        """
+        [pipeline]
+        link = "hardlink"
+
+        [steps.tools]
+        cmd = ["mkdir -p bin", "printf 'echo hi\\n' > bin/run.sh", "chmod +x bin/run.sh",
+               "echo notes > bin/README"]
+        outs = ["bin/"]
+        """
+    )
+    workspace.ok("repro")
+    run = workspace.root / "bin" / "run.sh"
+    assert os.access(run, os.X_OK) and not is_the_object(workspace, "bin/run.sh")
+    assert is_the_object(workspace, "bin/README")
+    folder = workspace.root / "bin"
+    for item in folder.iterdir():
+        item.unlink()
+    folder.rmdir()
+    workspace.ok("repro")
+    assert workspace.states() == {"tools": "cached"}
+    assert os.access(run, os.X_OK) and not is_the_object(workspace, "bin/run.sh")
+    assert is_the_object(workspace, "bin/README")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+
+
+def test_turning_persist_on_after_a_linked_run_copies_the_outputs_before_the_step_writes(
+    workspace,
+):
+    workspace.write(".gitignore", "log.txt\nfolder/\n")
+    step = """
+        [pipeline]
+        link = "{link}"
+
+        [steps.grow]
+        cmd = ["echo line >> log.txt", "mkdir -p folder", "echo line >> folder/log.txt"]
+        outs = ["log.txt", "folder/"]
+        {persist}
+        """
+    workspace.pipeline(step.format(link="symlink", persist=""))
+    workspace.ok("repro")
+    assert is_the_object(workspace, "log.txt") and is_the_object(workspace, "folder/log.txt")
+    stored = [digest_file(workspace.root / p) for p in ("log.txt", "folder/log.txt")]
+    workspace.pipeline(step.format(link="symlink", persist="persist = true\nalways = true"))
+    workspace.ok("repro")
+    assert (workspace.root / "log.txt").read_text() == "line\nline\n"
+    assert (workspace.root / "folder" / "log.txt").read_text() == "line\nline\n"
+    assert not (workspace.root / "log.txt").is_symlink()
+    store = Store(workspace.root / ".gitpipe" / "cache")
+    for digest in stored:
+        assert store.verify(digest)
+        assert store.read_bytes(digest) == b"line\n"
+
+
+def test_a_symlink_whose_object_is_gone_counts_as_missing_and_the_step_runs(workspace):
+    linked(workspace, "symlink")
+    stored = object_of(workspace, "two.txt")
+    Store(workspace.root / ".gitpipe" / "cache").discard(digest_file(stored))
+    assert not (workspace.root / "two.txt").exists()  # a dangling link now
+    result = workspace.gitpipe("status", "--check")
+    assert result.exit_code == 3
+    assert "two.txt" in result.stdout
+    workspace.ok("repro")
+    assert workspace.ran() == ["copy"]
+    assert is_the_object(workspace, "two.txt")
+
+
+def test_a_symlink_into_the_store_that_is_no_object_still_leads_outside(workspace, tmp_path):
+    store = tmp_path / "shared-store"
+    (store / "tmp").mkdir(parents=True)
+    (store / "tmp" / "planted").write_text("x\n")
+    workspace.write(".gitignore", "out.txt\n")
+    workspace.pipeline(
+        """
+        [steps.make]
+        cmd = "echo out > out.txt"
+        outs = ["out.txt"]
+        """
+    )
+    workspace.commit("pipeline")
+    (workspace.root / "out.txt").symlink_to(store / "tmp" / "planted")
+    result = workspace.gitpipe("repro", env={"GITPIPE_CACHE_DIR": str(store)})
+    assert result.exit_code == 2, result.output
+    assert "leads outside the repository" in result.stderr
+    assert (store / "tmp" / "planted").read_text() == "x\n"
