@@ -138,4 +138,6 @@ class RunCache:
     def put(self, key: Digest, result: Result) -> None:
         if not self.complete(result):  # publish last: objects first, then the result
             raise StoreError("a result must not name objects missing from the store")
-        atomic.write_bytes(self._path(key), result.to_json(key), mode=0o444)
+        # renamed into place, not fsync-ed: no more than the objects it names (whose
+        # loss a reader detects), and a fsync a step doubles a small step's bookkeeping
+        atomic.write_bytes(self._path(key), result.to_json(key), mode=0o444, sync=False)
