@@ -1921,6 +1921,7 @@ class _Session:
             env=env,
             log=str(log),
             timeout=step.timeout,
+            scheduler=os.getpid(),
         )
 
     def publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished:

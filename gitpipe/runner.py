@@ -45,6 +45,9 @@ class Invocation:
     env: Mapping[str, str]
     log: str
     timeout: float | None = None
+    #: the process that schedules the step: a command started in it is found through
+    #: :data:`_GROUPS`, one started in a worker process through the pid file
+    scheduler: int = 0
 
     @property
     def pidfile(self) -> str:
@@ -62,6 +65,58 @@ class Outcome:
         return self.exit_code == 0
 
 
+#: the process groups of the commands running in this process, by log path
+_GROUPS: dict[str, int] = {}
+
+#: characters that only a shell gives a meaning to; a command without any of them is
+#: a plain list of words, which runs without a shell (as make runs such recipes)
+_SHELL_CHARS = frozenset("#;&|<>()$`\\\"'*?[]{}~!^\n\t\r")
+#: first words that a shell runs itself, or runs otherwise than the program of that
+#: name would (dash's `echo` reads backslash escapes, /bin/echo does not)
+_SHELL_WORDS = frozenset(
+    (  # noqa: SIM905 (a list of words reads best as words)
+        ". : [ alias bg break case cd command continue declare do done echo elif else esac "
+        "eval exec exit export false fc fg fi for function getopts hash if in jobs kill let "
+        "local printf pwd read readonly return select set shift source test then time times "
+        "trap true type typeset ulimit umask unalias unset until wait while"
+    ).split()
+)
+
+
+def plain_words(command: str) -> list[str] | None:
+    """The words of a command that means the same without a shell, else None: one
+    process fewer for each step, as in make."""
+    if _SHELL_CHARS.intersection(command):
+        return None
+    words = command.split(" ")
+    words = [word for word in words if word]
+    if not words or words[0] in _SHELL_WORDS or "=" in words[0]:  # VAR=value cmd
+        return None
+    return words
+
+
+def _start(command: str, invocation: Invocation, env: dict[str, str], log: Any) -> Any:
+    """Start one command in a process group of its own: its plain words straight,
+    else (or where that program cannot be started) through the shell, which says why
+    in the log as it would for a shell command."""
+    options: dict[str, Any] = {
+        "cwd": invocation.cwd,
+        "env": env,
+        "stdin": subprocess.DEVNULL,
+        "stdout": log,
+        "stderr": subprocess.STDOUT,
+        "start_new_session": True,  # its own group, so it can be stopped whole
+    }
+    words = plain_words(command)
+    if words is not None:
+        try:
+            return subprocess.Popen(words, **options)
+        except OSError as exc:  # not found, not executable, a script with no #! line
+            if exc.filename != words[0]:
+                raise  # the working folder, not the program
+    return subprocess.Popen(command, shell=True, **options)
+
+
 def execute(invocation: Invocation) -> Outcome:
     """Run the commands in order, stopping at the first failure.
 
@@ -73,22 +128,14 @@ def execute(invocation: Invocation) -> Outcome:
     Path(invocation.log).parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **invocation.env}
     deadline = None if invocation.timeout is None else start + invocation.timeout
+    local = invocation.scheduler == os.getpid()
     try:
         with open(invocation.log, "wb") as log:
             for index, command in enumerate(invocation.commands):
                 log.write(f"$ {command}\n".encode())
                 log.flush()
                 try:
-                    process = subprocess.Popen(
-                        command,
-                        shell=True,
-                        cwd=invocation.cwd,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,  # its own group, so it can be stopped whole
-                    )
+                    process = _start(command, invocation, env, log)
                 except OSError as exc:  # e.g. the working folder does not exist
                     log.write(f"cannot start: {exc}\n".encode())
                     return Outcome(
@@ -97,7 +144,10 @@ def execute(invocation: Invocation) -> Outcome:
                         f"cannot start {which_of(index, invocation)}: "
                         f"{exc.strerror} ({invocation.cwd})",
                     )
-                Path(invocation.pidfile).write_text(f"{_host()} {process.pid}\n")
+                if local:
+                    _GROUPS[invocation.log] = process.pid
+                else:
+                    Path(invocation.pidfile).write_text(f"{_host()} {process.pid}\n")
                 try:
                     remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                     code = process.wait(timeout=remaining)
@@ -120,8 +170,11 @@ def execute(invocation: Invocation) -> Outcome:
                         f"(log: {invocation.log})",
                     )
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(invocation.pidfile)
+        if local:
+            _GROUPS.pop(invocation.log, None)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(invocation.pidfile)
     return Outcome(0, time.monotonic() - start)
 
 
@@ -149,6 +202,11 @@ def stop_group(pgid: int, grace: float = 5.0) -> None:
 
 def signal_invocation(invocation: Invocation, sig: int) -> None:
     """Signal the process group of the command an invocation runs, if on this host."""
+    group = _GROUPS.get(invocation.log)
+    if group is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, sig)
+        return
     try:
         host, pid = Path(invocation.pidfile).read_text().split()
     except (OSError, ValueError):

@@ -781,3 +781,114 @@ def test_every_run_ends_with_a_one_line_summary(workspace):
     assert failed.exit_code == 1
     counts = summary_line(failed.stdout).groupdict()
     assert (counts["failed"], counts["skipped"]) == ("1", "1")
+
+
+# -- plain commands run without a shell ---------------------------------------------
+
+PARENT = """
+import os, sys, time
+from pathlib import Path
+Path("parent.txt").write_text(Path(f"/proc/{os.getppid()}/comm").read_text())
+Path("pid.txt").write_text(str(os.getpid()))
+time.sleep(float(sys.argv[1]))
+Path(sys.argv[2]).write_text("done\\n")
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [
+        ("cp a b", ["cp", "a", "b"]),
+        ("python3  src/train.py --lr=0.1", ["python3", "src/train.py", "--lr=0.1"]),
+        ("echo hi", None),  # dash's echo is not /bin/echo
+        ("cd sub", None),
+        ("X=1 run", None),
+        ("cp a b > c", None),
+        ("cp 'a b' c", None),
+        ("cp $HOME/a b", None),
+        ("ls *.txt", None),
+        ("cp ~/a b", None),
+        ("a; b", None),
+        ("a\\ b", None),
+        ("   ", None),
+    ],
+)
+def test_only_commands_of_plain_words_skip_the_shell(command, words):
+    from gitpipe.runner import plain_words
+
+    assert plain_words(command) == words
+
+
+def test_a_plain_command_is_started_without_a_shell(workspace):
+    workspace.write("src/parent.py", PARENT)
+    setup(
+        workspace,
+        """
+        [steps.plain]
+        cmd = "python3 src/parent.py 0 out.txt"
+        outs = ["out.txt"]
+        """,
+    )
+    workspace.ok("repro")
+    assert (workspace.root / "out.txt").read_text() == "done\n"
+    assert (workspace.root / "parent.txt").read_text().strip() not in ("sh", "dash", "bash")
+    log = (workspace.root / ".gitpipe" / "logs").rglob("plain.log")
+    assert next(log).read_text().startswith("$ python3 src/parent.py 0 out.txt\n")
+
+
+def test_a_plain_command_that_cannot_start_fails_as_the_shell_would(workspace):
+    setup(
+        workspace,
+        """
+        [steps.missing]
+        cmd = "no-such-program-here --flag"
+        outs = ["out.txt"]
+        """,
+    )
+    result = workspace.gitpipe("repro")
+    assert result.exit_code == 1, result.output
+    assert "exited with code 127" in result.output
+    (log,) = (workspace.root / ".gitpipe" / "logs").rglob("missing.log")
+    assert "no-such-program-here" in log.read_text()
+    assert "not found" in log.read_text()
+
+
+def test_a_script_without_an_interpreter_line_still_runs_as_a_shell_script(workspace):
+    script = workspace.write("run-me", "echo from the script > out.txt\n")
+    script.chmod(0o755)
+    setup(
+        workspace,
+        """
+        [steps.script]
+        cmd = "./run-me"
+        outs = ["out.txt"]
+        """,
+    )
+    workspace.ok("repro")
+    assert (workspace.root / "out.txt").read_text() == "from the script\n"
+
+
+@pytest.mark.timeout(60)
+def test_an_interrupt_stops_a_plain_command_started_without_a_shell(workspace):
+    workspace.write("src/parent.py", PARENT)
+    root = setup(
+        workspace,
+        """
+        [steps.long]
+        cmd = "python3 src/parent.py 30 out.txt"
+        outs = ["out.txt"]
+        """,
+    ).root
+    with gitpipe_process(root, "repro", env=plain_env()) as process:
+        wait_for(lambda: (root / "pid.txt").exists() and (root / "pid.txt").read_text(), "start")
+        pid = int((root / "pid.txt").read_text())
+        try:
+            assert live_processes_in_group(pid) == [pid]  # the program leads its group
+            process.send_signal(signal.SIGTERM)
+            stdout, stderr = process.communicate(timeout=15)
+            wait_for(lambda: not live_processes_in_group(pid), "the step to end", 5)
+        finally:
+            if live_processes_in_group(pid):
+                os.killpg(pid, signal.SIGKILL)
+    assert process.returncode == 130, stdout + stderr
+    assert not (root / "out.txt").exists()
