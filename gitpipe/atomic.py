@@ -9,6 +9,13 @@ import signal
 import tempfile
 from pathlib import Path
 
+#: the mode a file gets that is not asked for another: what `open` would give it
+#: under this process's umask (mkstemp's own 0600 would hide a committed
+#: gitpipe.lock from the other users of a shared checkout)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_DEFAULT_MODE = 0o666 & ~_UMASK
+
 
 def write_bytes(
     path: Path,
@@ -33,8 +40,7 @@ def write_bytes(
             handle.flush()
             if sync:
                 os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, _DEFAULT_MODE if mode is None else mode)
         if os.environ.get("GITPIPE_FAULT") == f"rename:{path.name}":  # crash-safety tests
             os.kill(os.getpid(), signal.SIGKILL)
         try:

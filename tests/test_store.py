@@ -166,3 +166,13 @@ def test_a_damaged_stat_cache_is_rebuilt_not_fatal(tmp_path):
     (tmp_path / "f").write_text("f")
     cache = StatCache(tmp_path / "stat.db")
     assert Hasher(tmp_path, cache).state("f") is not None
+
+
+def test_the_lock_is_written_with_the_mode_open_would_give_it(workspace):
+    from conftest import good_run
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    good_run(workspace)
+    mode = stat.S_IMODE((workspace.root / "gitpipe.lock").stat().st_mode)
+    assert mode == 0o666 & ~umask  # not mkstemp's 0600
