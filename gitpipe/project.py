@@ -1810,13 +1810,13 @@ class _Session:
 
     def _restore(self, step: spec.Step, result: Result, check: _Check) -> None:
         root = self.project.root
+        link = _link(step)
         for spec_ in step.all_outs:
             out = result.outs[spec_.path]
             now = check.outs_now.get(str(spec_))
             if now is not None and now.digest == out.digest:
                 continue
             self._save_before_replacing(spec_, now)
-            link = _link(step)
             self._materialise(root / spec_.path, out, link)
             self.hasher.forget(spec_.path)
             if link != "copy":

@@ -88,8 +88,7 @@ def plain_words(command: str) -> list[str] | None:
     process fewer for each step, as in make."""
     if _SHELL_CHARS.intersection(command):
         return None
-    words = command.split(" ")
-    words = [word for word in words if word]
+    words = [word for word in command.split(" ") if word]
     if not words or words[0] in _SHELL_WORDS or "=" in words[0]:  # VAR=value cmd
         return None
     return words
