@@ -19,7 +19,10 @@ from gitpipe import atomic, tomlcache
 from gitpipe.errors import LockfileError
 from gitpipe.hashing import Digest, DigestError, digest_bytes
 
-LOCK_SCHEMA = 1
+#: schema 2 records executable outputs (``executable``); schema 1 did not, so the
+#: modes of a schema-1 lock's outputs are unknown (``LockEntry.modes`` is False)
+LOCK_SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
 HEADER = "# Written by gitpipe after each repro; commit it, do not edit it by hand.\n"
 
 
@@ -34,6 +37,11 @@ class LockEntry:
     env: Mapping[str, str]
     outs: Mapping[str, Digest]  # folders keep their trailing "/"
     metrics: Mapping[str, Any] = field(default_factory=dict)
+    #: the outputs (as written in ``outs``; files only) that are executable, so that
+    #: a result's id (`gitpipe.runcache.result_id`) can be computed from the entry
+    executable: frozenset[str] = frozenset()
+    #: whether ``executable`` is known (False for a lock written before it was recorded)
+    modes: bool = True
 
     def to_toml(self) -> dict[str, Any]:
         table: dict[str, Any] = {
@@ -50,6 +58,8 @@ class LockEntry:
             table["env"] = dict(sorted(self.env.items()))
         if self.metrics:
             table["metrics"] = _sorted_deep(self.metrics)
+        if self.executable:
+            table["executable"] = sorted(self.executable)
         return table
 
 
@@ -124,13 +134,16 @@ def from_data(data: Mapping[str, Any], *, name: str = "gitpipe.lock") -> Lock:
     """A lock from its parsed TOML tables."""
     try:
         schema = data.get("gitpipe", {}).get("schema")
-        if schema != LOCK_SCHEMA:
+        if schema not in READABLE_SCHEMAS:
             raise LockfileError(
-                f"{name} has schema {schema!r}, this gitpipe reads schema {LOCK_SCHEMA}; "
+                f"{name} has schema {schema!r}, this gitpipe reads schemas up to "
+                f"{LOCK_SCHEMA}; "
                 "upgrade gitpipe, or delete the file and run `gitpipe repro`"
             )
         header = data.get("pipeline", {})
-        steps = {name: _entry(body) for name, body in data.get("steps", {}).items()}
+        steps = {
+            name: _entry(body, modes=schema >= 2) for name, body in data.get("steps", {}).items()
+        }
     except LockfileError:
         raise
     except (DigestError, KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -143,7 +156,7 @@ def from_data(data: Mapping[str, Any], *, name: str = "gitpipe.lock") -> Lock:
     )
 
 
-def _entry(body: Mapping[str, Any]) -> LockEntry:
+def _entry(body: Mapping[str, Any], *, modes: bool = True) -> LockEntry:
     def digests(name: str) -> dict[str, Digest]:
         return {path: Digest.parse(text) for path, text in body.get(name, {}).items()}
 
@@ -157,7 +170,16 @@ def _entry(body: Mapping[str, Any]) -> LockEntry:
         env=dict(body.get("env", {})),
         outs=digests("outs"),
         metrics=dict(body.get("metrics", {})),
+        executable=_paths(body.get("executable", [])),
+        modes=modes,
     )
+
+
+def _paths(value: object) -> frozenset[str]:
+    """A list of paths from the lock (absent in locks of older gitpipe)."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TypeError(f"expected a list of paths, not {value!r}")
+    return frozenset(value)
 
 
 def write(

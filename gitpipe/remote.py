@@ -1,7 +1,8 @@
 """Remotes: the store's objects and run-cache results on a shared folder or object store.
 
-A remote has the local store's layout (``objects/b3/XX/REST`` and
-``results/b3/XX/REST.json``). Two kinds:
+A remote has the local store's layout (``objects/b3/XX/REST`` and, for each result
+of a step key, ``results/b3/XX/REST/RESULT_ID.json``; a key may have several). Two
+kinds:
 
 - :class:`DirectoryRemote`: a local or mounted folder, built in. Every write goes to
   a temporary file and is renamed into place, as in the local store.
@@ -14,18 +15,23 @@ A remote has the local store's layout (``objects/b3/XX/REST`` and
 once (a thread pool), and report progress to a listener: this module never prints.
 Nothing that comes from a remote is trusted::
 
-    pull:  results (remote)  --parse_result-->  their objects and folder manifests
+    pull:  results (remote: the named ones, and every one in the keys' folders
+             that the local run cache lacks)
+             --parse_result, id = name-->  their objects and folder manifests
              --download into the store's tmp/, re-hash, check manifests' paths-->  rename
              -->  the files the manifests list (the same way)
              -->  each result, once every object it names is in the local store
-    push:  results (local, complete)  -->  their objects and the manifests' files
+    push:  results (local, complete: every one of each key, and the named ones)
+             -->  their objects and the manifests' files
              -->  which the remote lacks (exists checks, or one listing per folder)
              -->  upload (each local object re-hashed first)
              -->  each result, once every object it names is on the remote
 
 An object whose bytes do not hash to its digest, a manifest naming a path that leaves
-its folder, and a result that :func:`gitpipe.runcache.parse_result` refuses are
-rejected: counted in :class:`TransferReport`, never written.
+its folder, and a result that :func:`gitpipe.runcache.parse_result` refuses (among
+others, one whose outputs' id is not the one its name says) are rejected: counted in
+:class:`TransferReport`, never written. Results under the one-per-key names of older
+gitpipe (``results/b3/XX/REST.json``) on a remote are ignored.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -48,8 +54,8 @@ from urllib.parse import unquote, urlsplit
 from gitpipe import atomic
 from gitpipe.errors import RemoteError, StoreError, UsageError
 from gitpipe.hashing import Digest, DigestError, digest_file, parse_manifest, safe_relpath
-from gitpipe.lockfile import Lock
-from gitpipe.runcache import Result, RunCache, parse_result
+from gitpipe.lockfile import Lock, LockEntry
+from gitpipe.runcache import OutRecord, Result, RunCache, parse_result, result_id
 from gitpipe.store import Store, clone_or_copy
 
 ENV_VAR = "GITPIPE_REMOTE"
@@ -68,30 +74,44 @@ _READ_ONLY = 0o444
 
 @dataclass(frozen=True, slots=True)
 class Selection:
-    """What to transfer: file objects, folders (by their manifest's digest) and the
-    run-cache results of step keys."""
+    """What to transfer: file objects, folders (by their manifest's digest), every
+    run-cache result of some step keys, and exact results as (key, result id)."""
 
     files: frozenset[Digest] = frozenset()
     folders: frozenset[Digest] = frozenset()
     keys: frozenset[Digest] = frozenset()
+    results: frozenset[tuple[Digest, Digest]] = frozenset()
 
     @classmethod
     def from_locks(cls, *locks: Lock) -> Selection:
-        """Every output a lock file records (folders by their trailing ``/``) and
-        every step key in it."""
+        """Every output a lock file records (folders by their trailing ``/``) and,
+        for each step, exactly the result its entry records: not the key's others."""
         files: set[Digest] = set()
         folders: set[Digest] = set()
-        keys: set[Digest] = set()
+        results: set[tuple[Digest, Digest]] = set()
         for lock in locks:
             for entry in lock.steps.values():
-                keys.add(entry.key)
+                results.add((entry.key, entry_result_id(entry)))
                 for path, digest in entry.outs.items():
                     (folders if path.endswith("/") else files).add(digest)
-        return cls(frozenset(files), frozenset(folders), frozenset(keys))
+        return cls(frozenset(files), frozenset(folders), results=frozenset(results))
 
     @property
     def empty(self) -> bool:
-        return not (self.files or self.folders or self.keys)
+        return not (self.files or self.folders or self.keys or self.results)
+
+
+def entry_result_id(entry: LockEntry) -> Digest:
+    """The id of the result a lock entry records (see :func:`gitpipe.runcache.result_id`):
+    its outputs keyed by path without a folder's trailing ``/``."""
+    return result_id(
+        {
+            path.removesuffix("/"): OutRecord(
+                digest, is_dir=path.endswith("/"), executable=path in entry.executable
+            )
+            for path, digest in entry.outs.items()
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,20 +184,41 @@ def object_name(digest: Digest) -> str:
     return f"{OBJECTS}{digest.algorithm}/{digest.hex[:2]}/{digest.hex[2:]}"
 
 
-def result_name(key: Digest) -> str:
-    """Where a step key's result lives: ``results/b3/XX/REST.json``."""
+def results_prefix(key: Digest) -> str:
+    """The folder of every result of a step key: ``results/b3/XX/REST/``."""
     Digest.parse(str(key))
-    return f"{RESULTS}{key.algorithm}/{key.hex[:2]}/{key.hex[2:]}.json"
+    return f"{RESULTS}{key.algorithm}/{key.hex[:2]}/{key.hex[2:]}/"
 
 
-def _digest_named(name: str, suffix: str = "") -> Digest | None:
-    """The digest in an object's or result's name; None for anything else."""
+def result_name(key: Digest, result_id: Digest) -> str:
+    """Where one result of a step key lives: ``results/b3/XX/REST/RESULT_ID.json``."""
+    Digest.parse(str(result_id))
+    return f"{results_prefix(key)}{result_id.hex}.json"
+
+
+def parse_result_name(name: str) -> tuple[Digest, Digest] | None:
+    """(key, result id) from a name :func:`result_name` builds; None for any other
+    name (an older gitpipe's ``results/b3/XX/REST.json`` among them)."""
     parts = name.split("/")
-    if len(parts) != 4 or len(parts[2]) != 2 or not parts[3].endswith(suffix):
+    if len(parts) != 5 or parts[0] != RESULTS.rstrip("/") or len(parts[2]) != 2:
         return None
-    rest = parts[3][: len(parts[3]) - len(suffix)] if suffix else parts[3]
+    if not parts[4].endswith(".json"):
+        return None
     try:
-        return Digest.parse(f"{parts[1]}:{parts[2]}{rest}")
+        key = Digest.parse(f"{parts[1]}:{parts[2]}{parts[3]}")
+        rid = Digest.parse(f"{parts[1]}:{parts[4].removesuffix('.json')}")
+    except DigestError:
+        return None
+    return key, rid
+
+
+def _digest_named(name: str) -> Digest | None:
+    """The digest in an object's name; None for anything else."""
+    parts = name.split("/")
+    if len(parts) != 4 or len(parts[2]) != 2:
+        return None
+    try:
+        return Digest.parse(f"{parts[1]}:{parts[2]}{parts[3]}")
     except DigestError:
         return None
 
@@ -581,12 +622,18 @@ def _each(
 
 
 def _present(
-    remote: Remote, names: Collection[str], pool: ThreadPoolExecutor, progress: ProgressListener
+    remote: Remote,
+    names: Collection[str],
+    pool: ThreadPoolExecutor,
+    progress: ProgressListener,
+    *,
+    levels: int = 1,
 ) -> set[str]:
     """Which of ``names`` the remote has, in as few requests as it takes: one listing
-    per folder the names are in when that is at most half as many requests as one
-    check per name (1,000 objects spread over at most 256 folders), else a check each."""
-    folders = {posixpath.dirname(name) + "/" for name in names}
+    per folder the names are in (``levels`` up: 2 for results, whose ``results/b3/XX/``
+    holds one folder per key) when that is at most half as many requests as one check
+    per name (1,000 objects spread over at most 256 folders), else a check each."""
+    folders = {name.rsplit("/", levels)[0] + "/" for name in names}
     if len(names) <= EXISTS_LIMIT or 2 * len(folders) > len(names):
         return {
             name
@@ -603,17 +650,60 @@ def _present(
     return seen & set(names)
 
 
-def _local_keys(runcache: RunCache) -> list[Digest]:
-    """Every step key with a result in the local run cache."""
-    base = runcache.root
-    if not base.is_dir():
-        return []
-    keys = []
-    for path in sorted(base.glob("*/*/*.json")):
-        key = _digest_named(path.relative_to(base.parent).as_posix(), ".json")
-        if key is not None:
-            keys.append(key)
-    return keys
+#: one result: (step key, result id)
+Pair = tuple[Digest, Digest]
+
+
+def _what(key: Digest, rid: Digest | None = None) -> str:
+    """How a report names a result: ``result KEY`` (all of a key's) or ``result KEY ID``."""
+    return f"result {key}" if rid is None else f"result {key} {rid}"
+
+
+def _local_results(
+    runcache: RunCache, selection: Selection | None, report: TransferReport
+) -> dict[Pair, Result]:
+    """The complete local results a push sends: every one of each selected key (all
+    keys for None) and the exact ones; what is wanted but not here is noted."""
+    keys = runcache.stored_keys() if selection is None else sorted(selection.keys)
+    results: dict[Pair, Result] = {}
+    for key in keys:
+        found = runcache.results(key)  # without those whose objects are missing here
+        if not found:
+            report.unavailable.append(_what(key))
+        results.update(((key, result.id), result) for result in found)
+    for key, rid in sorted(selection.results) if selection is not None else ():
+        if (key, rid) in results:
+            continue
+        result = runcache.get_exact(key, rid)
+        if result is None:
+            report.unavailable.append(_what(key, rid))
+        else:
+            results[(key, rid)] = result
+    return results
+
+
+def _remote_results(
+    remote: Remote,
+    keys: Collection[Digest],
+    pool: ThreadPoolExecutor,
+    progress: ProgressListener,
+) -> dict[Digest, set[Digest]]:
+    """The ids of every result each key has on the remote, in as few listings as it
+    takes: one per key's folder, or one per ``results/b3/XX/`` folder the keys are in
+    when that is at most half as many."""
+    prefixes = {key: results_prefix(key) for key in keys}
+    folders = {posixpath.dirname(prefix.rstrip("/")) + "/" for prefix in prefixes.values()}
+    listed = prefixes.values()
+    if len(keys) > EXISTS_LIMIT and 2 * len(folders) <= len(keys):
+        listed = folders
+    found: dict[Digest, set[Digest]] = {key: set() for key in keys}
+    for _prefix, names in _each(
+        pool, sorted(listed), lambda p: (remote.listing(p), 0), "checking", progress
+    ):
+        for pair in map(parse_result_name, names):
+            if pair is not None and pair[0] in found:
+                found[pair[0]].add(pair[1])
+    return found
 
 
 def _adopt(store: Store, tmp: str, digest: Digest) -> None:
@@ -651,17 +741,10 @@ def push(
     if selection is None:
         files = set(store.iter_objects())
         folders: set[Digest] = set()
-        keys = set(_local_keys(runcache)) if run_cache else set()
     else:
         files, folders = set(selection.files), set(selection.folders)
-        keys = set(selection.keys) if run_cache else set()
-    results: dict[Digest, Result] = {}
-    for key in sorted(keys):
-        result = runcache.get(key)  # None too when one of its objects is missing here
-        if result is None:
-            report.unavailable.append(f"result {key}")
-            continue
-        results[key] = result
+    results = _local_results(runcache, selection, report) if run_cache else {}
+    for result in results.values():
         for out in result.outs.values():
             (folders if out.is_dir else files).add(out.digest)
     entries: dict[Digest, list[Digest]] = {}
@@ -706,24 +789,26 @@ def push(
                 report.bytes += outcome
                 on_remote.add(digest)
         if results:
-            keyed = {result_name(key): key for key in results}
-            stored = set() if fresh else _present(remote, keyed, pool, progress)
+            # every result by its own name: one the remote has of the same key is
+            # another run's, not this one
+            named = {result_name(*pair): pair for pair in sorted(results)}
+            stored = set() if fresh else _present(remote, named, pool, progress, levels=2)
             report.results_present = len(stored)
             ready = []
-            for name, key in keyed.items():
+            for name, pair in named.items():
                 if name in stored:
                     continue
-                if _objects_of(results[key], entries) <= on_remote:
-                    ready.append(key)
+                if _objects_of(results[pair], entries) <= on_remote:
+                    ready.append(pair)
                 else:
-                    report.unavailable.append(f"result {key} (not all of its objects are there)")
+                    report.unavailable.append(f"{_what(*pair)} (not all of its objects are there)")
 
-            def send_result(key: Digest) -> tuple[None, int]:
-                data = results[key].to_json(key)
-                remote.write(result_name(key), data)
+            def send_result(pair: Pair) -> tuple[None, int]:
+                data = results[pair].to_json(pair[0])
+                remote.write(result_name(*pair), data)
                 return None, len(data)
 
-            for _key, _outcome in _each(pool, ready, send_result, "results", progress):
+            for _pair, _outcome in _each(pool, ready, send_result, "results", progress):
                 report.results += 1
     report.duration = time.monotonic() - started
     return report
@@ -767,12 +852,15 @@ def _fetch_object(store: Store, remote: Remote, digest: Digest, *, folder: bool)
             os.unlink(tmp)
 
 
-def _fetch_result(remote: Remote, key: Digest) -> tuple[Result, int]:
-    data = remote.read(result_name(key))
+def _fetch_result(remote: Remote, pair: Pair) -> tuple[Result, int]:
+    """One result from the remote, refused unless it is a valid result of its key
+    whose outputs have the id its name says."""
+    key, rid = pair
+    data = remote.read(result_name(key, rid))
     if data is None:
         raise _Missing
     try:
-        return parse_result(data, key), len(data)
+        return parse_result(data, key, result_id=rid), len(data)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise _Rejected(f"not a trustworthy result: {exc}") from exc
 
@@ -797,36 +885,38 @@ def pull(
     except OSError as exc:
         raise StoreError(f"cannot write to the store at {store.root} ({exc.strerror})") from exc
     with _pool(jobs or remote.jobs) as pool:
+        pairs: set[Pair] = set()
         if selection is None:
             names = remote.listing(OBJECTS)
             files = {d for d in map(_digest_named, names) if d is not None}
             folders: set[Digest] = set()
-            keys: set[Digest] = set()
             if run_cache:
-                keys = {
-                    key
-                    for key in (_digest_named(n, ".json") for n in remote.listing(RESULTS))
-                    if key is not None
-                }
+                pairs = {p for p in map(parse_result_name, remote.listing(RESULTS)) if p}
         else:
             files, folders = set(selection.files), set(selection.folders)
-            keys = set(selection.keys) if run_cache else set()
+            if run_cache:
+                pairs = set(selection.results)
+                listed = _remote_results(remote, selection.keys, pool, progress)
+                for key, ids in sorted(listed.items()):
+                    if not ids:
+                        report.unavailable.append(_what(key))
+                    pairs.update((key, rid) for rid in ids)
 
         # 1. results the local run cache lacks: validated before anything they name
-        wanted = [key for key in sorted(keys) if runcache.get(key) is None]
-        report.results_present = len(keys) - len(wanted)
-        results: dict[Digest, Result] = {}
+        wanted = [pair for pair in sorted(pairs) if runcache.get_exact(*pair) is None]
+        report.results_present = len(pairs) - len(wanted)
+        results: dict[Pair, Result] = {}
 
-        def fetch_result(key: Digest) -> tuple[Result, int]:
-            return _fetch_result(remote, key)
+        def fetch_result(pair: Pair) -> tuple[Result, int]:
+            return _fetch_result(remote, pair)
 
-        for key, outcome in _each(pool, wanted, fetch_result, "results", progress):
+        for pair, outcome in _each(pool, wanted, fetch_result, "results", progress):
             if isinstance(outcome, _Rejected):
-                report.rejected.append(Rejection(f"result {key}", outcome.reason))
+                report.rejected.append(Rejection(_what(*pair), outcome.reason))
             elif isinstance(outcome, _Missing):
-                report.unavailable.append(f"result {key}")
+                report.unavailable.append(_what(*pair))
             else:
-                results[key] = outcome
+                results[pair] = outcome
                 for out in outcome.outs.values():
                     (folders if out.is_dir else files).add(out.digest)
         files -= folders
@@ -858,13 +948,15 @@ def pull(
             report.objects_present += len(listed) - len(wanted_objects)
             folders = set()  # the files manifests list are files, not folders
 
-    # 4. results, last, and only when every object they name is here
-    for key, result in results.items():
+    # 4. results, last, and only when every object they name is here; a result's time
+    # is a claim too: none is taken to be newer than the moment it arrived
+    arrived = time.time()
+    for (key, rid), result in results.items():
         if runcache.complete(result):
-            runcache.put(key, result)
+            runcache.put(key, replace(result, created=min(result.created, arrived)))
             report.results += 1
         else:
-            report.unavailable.append(f"result {key} (not all of its objects are there)")
+            report.unavailable.append(f"{_what(key, rid)} (not all of its objects are there)")
     report.duration = time.monotonic() - started
     return report
 
@@ -877,8 +969,9 @@ def fetch_for_keys(
     jobs: int | None = None,
     progress: ProgressListener = ignore_progress,
 ) -> TransferReport:
-    """Pull the results of these step keys and every object they name, so that a
-    stale step whose result is on the remote is restored instead of run
-    (``repro --pull``). Keys whose result is already here cost nothing."""
+    """Pull every result of these step keys the local run cache lacks, and every
+    object they name, so that a stale step whose result is on the remote is restored
+    instead of run (``repro --pull``). One listing of the remote per key (or per
+    ``results/b3/XX/`` folder, for many keys); results already here are not fetched."""
     selection = Selection(keys=frozenset(keys))
     return pull(store, remote, selection, run_cache=True, jobs=jobs, progress=progress)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -28,12 +29,17 @@ from gitpipe.hashing import Digest, ManifestEntry, canonical, digest_bytes, mani
 from gitpipe.remote import (
     DirectoryRemote,
     ObjectStoreRemote,
+    Progress,
+    Selection,
+    entry_result_id,
     fetch_for_keys,
     object_name,
     open_remote,
+    pull,
+    push,
     result_name,
 )
-from gitpipe.runcache import RunCache
+from gitpipe.runcache import OutRecord, Result, RunCache, result_id
 from gitpipe.spec import Pipeline
 from gitpipe.store import Store
 
@@ -159,6 +165,12 @@ def store_of(workspace: Workspace) -> Store:
 def lock_keys(workspace: Workspace) -> dict[str, Digest]:
     lock = lockfile.read(workspace.root / "gitpipe.lock")
     return {name: entry.key for name, entry in lock.steps.items()}
+
+
+def lock_result(workspace: Workspace, step: str) -> tuple[Digest, Digest]:
+    """(key, result id) of the result a step's lock entry records."""
+    entry = lockfile.read(workspace.root / "gitpipe.lock").steps[step]
+    return entry.key, entry_result_id(entry)
 
 
 def lock_out(workspace: Workspace, step: str, path: str) -> Digest:
@@ -318,6 +330,161 @@ def test_fetch_for_keys_brings_a_steps_result_and_its_objects(make_workspace, tm
     assert (again.results, again.objects, again.results_present) == (0, 0, 1)
 
 
+# -- every result of a step travels -------------------------------------------------------
+
+#: a training step: different bytes each run, under one key
+NOISY = """
+[steps.train]
+cmd = "od -An -tx8 -N16 /dev/urandom > model.txt"
+deps = ["data/raw.txt"]
+outs = ["model.txt"]
+"""
+
+
+def trained_twice(make_workspace: Callable[[str], Workspace], remote_url: str) -> Workspace:
+    """A clone whose step ran, was pushed, and ran again (other bytes, same key)."""
+    one = make_workspace("one")
+    one.write("data/raw.txt", "rows\n")
+    one.write(".gitignore", "model.txt\n")
+    one.pipeline(NOISY)
+    one.commit("pipeline")
+    one.ok("repro")
+    one.commit("lock")
+    first = as_json(one.ok("push", "--remote", remote_url, "--json").stdout)
+    assert (first["objects"], first["results"]) == (1, 1)
+    one.ok("repro", "--force")
+    one.commit("retrained")
+    return one
+
+
+def test_a_rerun_steps_new_result_is_pushed_not_taken_for_the_old_one(make_workspace, remote_url):
+    one = trained_twice(make_workspace, remote_url)
+    key, newest = lock_result(one, "train")
+    cache = RunCache(store_of(one))
+    kept = [r.id for r in cache.results(key)]
+    assert len(kept) == 2 and kept[0] == newest  # both kept here, the newest first
+
+    pushed = one.ok("push", "--remote", remote_url)
+    assert re.match(
+        rf"pushed 1 object\(s\) \([^)]*\) and 1 result\(s\) to {re.escape(remote_url)} ",
+        pushed.stdout,
+    )
+    assert "already" not in pushed.stdout
+    assert result_name(key, newest) in open_remote(remote_url, base=one.root).listing("results/")
+    again = as_json(one.ok("push", "--remote", remote_url, "--json").stdout)
+    assert (again["results"], again["results_present"]) == (0, 1)
+    everything = as_json(one.ok("push", "--remote", remote_url, "--all", "--json").stdout)
+    assert (everything["results"], everything["results_present"]) == (0, 2)
+
+
+def test_pulling_the_whole_remote_brings_every_result_of_a_step(make_workspace, remote_url):
+    one = trained_twice(make_workspace, remote_url)
+    one.ok("push", "--remote", remote_url)
+    key, newest = lock_result(one, "train")
+    here = [(r.id, r.created) for r in RunCache(store_of(one)).results(key)]
+    assert here[0][0] == newest
+
+    two = second_clone(one)
+    pulled = as_json(two.ok("pull", "--remote", remote_url, "--all", "--json").stdout)
+    assert (pulled["objects"], pulled["results"], pulled["rejected"]) == (2, 2, [])
+    # the same results, each with the time it was recorded: the same one is newest
+    assert [(r.id, r.created) for r in RunCache(store_of(two)).results(key)] == here
+    two.ok("repro")
+    assert two.states() == {"train": "cached"}
+    assert (two.root / "model.txt").read_bytes() == (one.root / "model.txt").read_bytes()
+    repeat = as_json(two.ok("pull", "--remote", remote_url, "--all", "--json").stdout)
+    assert (repeat["results"], repeat["results_present"]) == (0, 2)
+
+
+def test_a_locks_selection_fetches_exactly_the_result_the_lock_records(
+    make_workspace, remote_url, tmp_path
+):
+    one = trained_twice(make_workspace, remote_url)
+    one.ok("push", "--remote", remote_url)
+    key, newest = lock_result(one, "train")
+    remote = open_remote(remote_url, base=tmp_path)
+
+    two = second_clone(one)
+    pulled = as_json(two.ok("pull", "--remote", remote_url, "--json").stdout)
+    assert (pulled["objects"], pulled["results"], pulled["unavailable"]) == (1, 1, [])
+    assert [r.id for r in RunCache(store_of(two)).results(key)] == [newest]
+
+    # a step key asks for every result of it: the other one comes now, alone
+    report = fetch_for_keys(store_of(two), remote, [key])
+    assert (report.results, report.results_present, report.objects) == (1, 1, 1)
+    assert len(RunCache(store_of(two)).results(key)) == 2
+    assert RunCache(store_of(two)).get(key).id == newest  # still the newest
+
+
+def test_a_remote_result_whose_content_is_not_the_one_its_name_says_is_rejected(
+    make_workspace, remote_url, tmp_path
+):
+    one = trained_twice(make_workspace, remote_url)
+    one.ok("push", "--remote", remote_url)
+    key, newest = lock_result(one, "train")
+    older = RunCache(store_of(one)).results(key)[1]
+    # the lock's name now holds the other (genuine, well-formed) result of the step
+    tamper(remote_url, result_name(key, newest), older.to_json(key), tmp_path)
+
+    two = second_clone(one)
+    pulled = two.gitpipe("pull", "--remote", remote_url)
+    assert pulled.exit_code == 5, pulled.output
+    assert (
+        f"result {key} {newest} (not a trustworthy result: its outputs are those of "
+        f"result {older.id}, not {newest})" in pulled.stderr
+    )
+    assert RunCache(store_of(two)).get(key) is None
+    assert not (store_of(two).root / result_name(key, newest)).exists()
+    # the lock (from Git) decides: its own output came through verified
+    two.ok("repro")
+    assert two.states() == {"train": "cached"}
+    assert (two.root / "model.txt").read_bytes() == (one.root / "model.txt").read_bytes()
+
+
+def test_a_result_under_an_older_gitpipes_name_on_a_remote_is_ignored(make_workspace, tmp_path):
+    one = first_clone(make_workspace)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    one.ok("push", "--remote", str(remote))
+    key, rid = lock_result(one, "count")
+    legacy = f"results/{key.algorithm}/{key.hex[:2]}/{key.hex[2:]}.json"
+    plant(remote, legacy, (remote / result_name(key, rid)).read_bytes())
+    (remote / result_name(key, rid)).unlink()
+
+    two = second_clone(one)
+    pulled = as_json(two.ok("pull", "--remote", str(remote), "--all", "--json").stdout)
+    assert (pulled["results"], pulled["rejected"]) == (1, [])  # split's; not count's
+    assert RunCache(store_of(two)).get(key) is None
+
+
+def test_many_results_are_found_by_listing_their_folders_not_one_by_one(remote_url, tmp_path):
+    store = Store(tmp_path / "store")
+    cache = RunCache(store)
+    keys = [Digest(f"ab{i:062x}") for i in range(40)]  # all in results/b3/ab/
+    for i, key in enumerate(keys):
+        for run in (1, 2):
+            model = OutRecord(store.add_bytes(f"step {i}, run {run}".encode()))
+            cache.put(key, Result(outs={"model.bin": model}, created=1000.0 + run))
+    remote = open_remote(remote_url, base=tmp_path)
+    assert push(store, remote).results == 80
+
+    cache.put(keys[0], Result(outs={"model.bin": OutRecord(store.add_bytes(b"run 3"))}))
+    checks: list[Progress] = []
+    again = push(store, remote, progress=checks.append)
+    assert (again.results, again.results_present) == (1, 80)
+    started = [p for p in checks if p.phase == "checking" and p.done == 0]
+    assert started[-1].total == 1  # the results: one listing of results/b3/ab/
+
+    other = Store(tmp_path / "other")
+    checks.clear()
+    pulled = pull(other, remote, Selection(keys=frozenset(keys)), progress=checks.append)
+    assert (pulled.results, pulled.objects, pulled.rejected) == (81, 81, [])
+    assert [p.total for p in checks if p.phase == "checking" and p.done == 0] == [1]
+    assert [r.id for r in RunCache(other).results(keys[0])] == [
+        r.id for r in cache.results(keys[0])
+    ]
+
+
 # -- verification -----------------------------------------------------------------------
 
 
@@ -349,17 +516,17 @@ def test_a_result_naming_a_path_outside_the_workspace_is_rejected(make_workspace
     remote = tmp_path / "remote"
     remote.mkdir()
     one.ok("push", "--remote", str(remote))
-    key = lock_keys(one)["count"]
-    record = json.loads((remote / result_name(key)).read_bytes())
+    key, rid = lock_result(one, "count")
+    record = json.loads((remote / result_name(key, rid)).read_bytes())
     record["outs"] = {evil: record["outs"]["count.txt"]}
-    plant(remote, result_name(key), canonical(record))
+    plant(remote, result_name(key, rid), canonical(record))
 
     two = second_clone(one)
     pulled = two.gitpipe("pull", "--remote", str(remote))
     assert pulled.exit_code == 5, pulled.output
-    assert f"result {key} (not a trustworthy result: unsafe output path" in pulled.stderr
+    assert f"result {key} {rid} (not a trustworthy result: unsafe output path" in pulled.stderr
     assert RunCache(store_of(two)).get(key) is None
-    assert not (store_of(two).root / result_name(key)).exists()
+    assert not (store_of(two).root / result_name(key, rid)).exists()
     # gitpipe.lock (from Git, trusted) still names count.txt's digest, and that object
     # came through verified: the step is restored from the lock, nothing lands outside
     two.ok("repro")
@@ -374,10 +541,10 @@ def test_a_result_with_a_malformed_digest_is_rejected(make_workspace, tmp_path):
     remote = tmp_path / "remote"
     remote.mkdir()
     one.ok("push", "--remote", str(remote))
-    key = lock_keys(one)["count"]
-    record = json.loads((remote / result_name(key)).read_bytes())
+    key, rid = lock_result(one, "count")
+    record = json.loads((remote / result_name(key, rid)).read_bytes())
     record["outs"]["count.txt"]["digest"] = "b3:../../../etc/passwd"
-    plant(remote, result_name(key), canonical(record))
+    plant(remote, result_name(key, rid), canonical(record))
 
     two = second_clone(one)
     pulled = two.gitpipe("pull", "--remote", str(remote))
@@ -391,22 +558,25 @@ def test_a_folder_manifest_naming_a_path_outside_its_folder_is_rejected(make_wor
     remote = tmp_path / "remote"
     remote.mkdir()
     one.ok("push", "--remote", str(remote))
-    key = lock_keys(one)["split"]
-    # a forged manifest, stored under its true digest, and a result pointing at it
+    key, rid = lock_result(one, "split")
+    # a forged manifest, stored under its true digest, and a result pointing at it,
+    # under the name of its own id: another result of the step, as far as names go
     payload = b"planted\n"
     forged = manifest_bytes([ManifestEntry("../../planted.txt", digest_bytes(payload), 8, False)])
     plant(remote, object_name(digest_bytes(payload)), payload)
     plant(remote, object_name(digest_bytes(forged)), forged)
-    record = json.loads((remote / result_name(key)).read_bytes())
+    record = json.loads((remote / result_name(key, rid)).read_bytes())
     record["outs"]["parts"]["digest"] = str(digest_bytes(forged))
-    plant(remote, result_name(key), canonical(record))
+    forged_id = result_id({"parts": OutRecord(digest_bytes(forged), is_dir=True)})
+    plant(remote, result_name(key, forged_id), canonical(record))
 
     two = second_clone(one)
-    pulled = two.gitpipe("pull", "--remote", str(remote))
+    pulled = two.gitpipe("pull", "--remote", str(remote), "--all")
     assert pulled.exit_code == 5, pulled.output
     assert "its manifest names the unsafe path '../../planted.txt'" in pulled.stderr
     assert digest_bytes(forged) not in store_of(two)
-    assert RunCache(store_of(two)).get(key) is None
+    assert RunCache(store_of(two)).get_exact(key, forged_id) is None
+    assert [r.id for r in RunCache(store_of(two)).results(key)] == [rid]
     # the lock's own digest for parts/ came through verified: restored from it
     two.ok("repro")
     assert two.states() == {"split": "cached", "count": "cached"}
@@ -425,8 +595,8 @@ def test_a_damaged_local_object_is_not_pushed(make_workspace, tmp_path):
     assert "the local copy is damaged" in pushed.stderr
     assert not (remote / object_name(count)).exists()
     # a result is never pushed ahead of its objects
-    assert not (remote / result_name(lock_keys(one)["count"])).exists()
-    assert (remote / result_name(lock_keys(one)["split"])).exists()
+    assert not (remote / result_name(*lock_result(one, "count"))).exists()
+    assert (remote / result_name(*lock_result(one, "split"))).exists()
 
 
 # -- errors -----------------------------------------------------------------------------
