@@ -120,6 +120,17 @@ class Hooks:
 
 
 @dataclass(frozen=True, slots=True)
+class Template:
+    """A step's ``cmd``, ``env`` and ``wdir`` as the pipeline file writes them, before
+    ``${params.X}`` and ``${matrix.X}`` are put in.  Versions and diffs read it to tell
+    an edit of a command from a change of the params it is given; never keyed."""
+
+    cmd: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    wdir: str = "."
+
+
+@dataclass(frozen=True, slots=True)
 class Step:
     name: str
     cmd: tuple[str, ...]
@@ -150,6 +161,8 @@ class Step:
     approval: bool = False  # a person approves each new key before it runs
     #: other steps' metrics this step's strings or condition read (they are edges)
     metric_refs: tuple[MetricRef, ...] = ()
+    #: ``cmd``, ``env`` and ``wdir`` as written (the fields above hold them resolved)
+    template: Template = field(default_factory=Template)
 
     @property
     def all_outs(self) -> tuple[PathSpec, ...]:
@@ -379,6 +392,14 @@ def _renamed_refs(step: Step, rename: Callable[[str], str]) -> Step:
         metric_refs=tuple(replace(r, step=rename(r.step)) for r in step.metric_refs),
         when=when,
     )
+
+
+def _joined(folder: str, path: str) -> str:
+    """``path`` seen from ``folder`` levels up, as text: a path as written may hold
+    ``${...}`` references, which normalising could fold away."""
+    if path == ".":
+        return folder
+    return path if folder == "." else posixpath.join(folder, path)
 
 
 def _metric_parts(ref: str) -> tuple[str, str] | None:
@@ -644,6 +665,7 @@ class _Parser:
                 code=tuple(posixpath.normpath(posixpath.join(where, c)) for c in step.code),
                 wdir=posixpath.normpath(posixpath.join(where, step.wdir)),
                 after=tuple(inside(a) for a in step.after) + after,
+                template=replace(step.template, wdir=_joined(where, step.template.wdir)),
             )
             steps[moved.name] = moved
         groups = {
@@ -828,6 +850,7 @@ class _Parser:
         for axis, value in (matrix or {}).items():  # each expansion's values are its own
             used[f"matrix.{axis}"] = value
         env_table = self.table(body.get("env", {}), f"{prefix}.env")
+        env_written: dict[str, str] = {}
         env = {}
         for key, value in env_table.items():
             if not isinstance(value, (str, int, float, bool)):
@@ -835,10 +858,11 @@ class _Parser:
                     f"must be a string or a number, not {_type_name(value)}",
                     f"{prefix}.env.{key}",
                 )
-            env[key] = expand(_scalar_text(value), f"{prefix}.env.{key}")
-        wdir = self.string(body.get("wdir", "."), f"{prefix}.wdir")
+            env_written[key] = _scalar_text(value)
+            env[key] = expand(env_written[key], f"{prefix}.env.{key}")
+        wdir_written = self.string(body.get("wdir", "."), f"{prefix}.wdir")
         wdir = self.path(
-            expand(wdir, f"{prefix}.wdir", metrics=False), f"{prefix}.wdir", output=False
+            expand(wdir_written, f"{prefix}.wdir", metrics=False), f"{prefix}.wdir", output=False
         ).path
         when = None
         if "when" in body:
@@ -887,6 +911,9 @@ class _Parser:
             when=when,
             approval=self.boolean(body, "approval", prefix, False),
             metric_refs=tuple(dict.fromkeys(refs)),
+            template=Template(
+                cmd=tuple(raw_cmds), env=dict(sorted(env_written.items())), wdir=wdir_written
+            ),
         )
         _check_own_paths(self, step)
         return step
