@@ -8,6 +8,9 @@ compared with the previous valid pipeline on the first-parent line:
     params only                                  -> patch   (1.0.1)
     anything else (data, docs, TOML comments)    -> the version is kept
 
+Commands are compared as written: a param (or matrix value) that reaches a command
+through ``${params.X}`` is a change of params, not of the command.
+
 Each step has its own version by the same rule, restricted to the step.  Every
 field of the pipeline's fingerprint falls in one of these classes, so a commit keeps
 its version exactly when its fingerprint is the one before it.
@@ -55,7 +58,7 @@ from gitpipe.git import CommitInfo, Repository, Trace, TreeSource
 from gitpipe.hashing import Digest, canonical, digest_file
 from gitpipe.plan import flatten
 
-RULES = "gitpipe.versions/1"
+RULES = "gitpipe.versions/2"
 MAJOR = "major"
 MINOR = "minor"
 PATCH = "patch"
@@ -78,9 +81,10 @@ VALID = "ok"
 class StepShape:
     """What a step's version depends on."""
 
-    cmd: tuple[str, ...]
+    cmd: tuple[str, ...]  # cmd, wdir and env resolved (what runs)
     wdir: str
     env: Mapping[str, str]
+    template: spec.Template  # cmd, wdir and env as written
     parents: tuple[str, ...]  # edges: the steps it reads from or runs after
     after: tuple[str, ...]  # sorted, as written
     deps: tuple[str, ...]  # sorted, as written (folders with a trailing "/")
@@ -155,6 +159,7 @@ def shape(
             cmd=step.cmd,
             wdir=step.wdir,
             env=dict(step.env),
+            template=step.template,
             parents=tuple(sorted(graph.parents[name])),
             after=tuple(sorted(step.after)),
             deps=tuple(sorted(str(dep) for dep in step.deps)),
@@ -333,6 +338,45 @@ def code_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
     return modified + renamed + [f"+{p}" for p in added] + [f"-{p}" for p in removed]
 
 
+@dataclass(frozen=True, slots=True)
+class CommandEdits:
+    """What of a step's command (``cmd``, ``wdir``, ``env``) was edited as written."""
+
+    cmd: bool = False
+    wdir: bool = False
+    env: tuple[str, ...] = ()  # keys added, removed or edited
+
+    def __bool__(self) -> bool:
+        return self.cmd or self.wdir or bool(self.env)
+
+
+def _edited(old_written: str, new_written: str, old: str, new: str) -> bool:
+    """A string edited as written: its text changed, and so did what it resolves to.
+    What only the values put in through ``${params.X}`` change is a change of params;
+    a rewrite that resolves to the same string runs the same thing (and keeps the
+    fingerprint, so it keeps the version)."""
+    return old_written != new_written and old != new
+
+
+def command_edits(old: StepShape, new: StepShape) -> CommandEdits:
+    """How a step's command was edited, as written (versions and diff both ask)."""
+    cmd = len(old.cmd) != len(new.cmd) or any(
+        _edited(*texts)
+        for texts in zip(old.template.cmd, new.template.cmd, old.cmd, new.cmd, strict=True)
+    )
+    env = tuple(
+        sorted(
+            key
+            for key in set(old.env) | set(new.env)
+            if key not in old.env
+            or key not in new.env
+            or _edited(old.template.env[key], new.template.env[key], old.env[key], new.env[key])
+        )
+    )
+    wdir = _edited(old.template.wdir, new.template.wdir, old.wdir, new.wdir)
+    return CommandEdits(cmd=cmd, wdir=wdir, env=env)
+
+
 def step_changes(name: str, old: StepShape | None, new: StepShape | None) -> list[Change]:
     """How one step changed, most significant first."""
     if old is None and new is None:
@@ -356,13 +400,13 @@ def step_changes(name: str, old: StepShape | None, new: StepShape | None) -> lis
         found.append(Change(MAJOR, "outputs", name, detail))
     if old.deps != new.deps:
         found.append(Change(MAJOR, "inputs", name, _plus_minus(old.deps, new.deps)))
+    edits = command_edits(old, new)
     details = []
-    if old.wdir != new.wdir:
+    if edits.wdir:
         details.append("wdir")
-    env = changed_keys(old.env, new.env)
-    if env:
-        details.append("env " + ", ".join(env))
-    if old.cmd != new.cmd or details:
+    if edits.env:
+        details.append("env " + ", ".join(edits.env))
+    if edits:
         found.append(Change(MINOR, "command", name, "; ".join(details)))
     code = code_changes(old.code, new.code)
     if code:
@@ -1102,7 +1146,7 @@ def report(pipeline_file: Path, *, state_dir: Path, step: str | None = None) -> 
         else:
             current = head.steps.get(step, "")
             before = head_snapshot.steps.get(step) if head_snapshot else None
-            dirty = now.steps.get(step) != before
+            dirty = bool(step_changes(step, before, now.steps.get(step)))
         if current and current != UNKNOWN and dirty:
             current += DIRTY
     return Report(

@@ -122,6 +122,100 @@ def test_structure_bumps_major_command_and_code_minor_params_patch(workspace):
     assert text[3].endswith("major: +evaluate")
 
 
+#: a param that reaches train's command (and its env) through ${params.lr}
+BY_REFERENCE = """
+[params]
+lr = 0.1
+seed = 1
+
+[steps.prepare]
+cmd = "cp data/raw.txt prepared.txt"
+deps = ["data/raw.txt"]
+outs = ["prepared.txt"]
+
+[steps.train]
+cmd = "python3 src/train.py ${params.lr}"
+deps = ["prepared.txt"]
+outs = ["model.txt"]
+env = { SEED = "${params.seed}" }
+"""
+
+
+def test_a_param_that_reaches_a_command_by_reference_is_a_params_change(workspace):
+    ws = workspace
+    start(ws, BY_REFERENCE)
+    edit(ws, "gitpipe.toml", "lr = 0.1", "lr = 0.25")
+    ws.commit("lr")
+    assert table(ws)[0] == ("1.0.1", ["patch: params of train (lr)"])
+    edit(ws, "gitpipe.toml", "train.py ${params.lr}", "train.py --lr ${params.lr}")
+    ws.commit("train's command")
+    assert table(ws)[0] == ("1.1.0", ["minor: command of train"])
+    edit(ws, "gitpipe.toml", "train.py --lr ${params.lr}", "train.py --rate ${params.lr}")
+    edit(ws, "gitpipe.toml", "lr = 0.25", "lr = 0.5")
+    ws.commit("both")
+    edit(ws, "gitpipe.toml", "seed = 1", "seed = 2")
+    ws.commit("a param that reaches train's env")
+    edit(ws, "gitpipe.toml", '"${params.seed}"', '"0${params.seed}"')
+    ws.commit("train's env")
+    assert table(ws) == [
+        ("1.3.0", ["minor: command of train (env SEED)"]),
+        ("1.2.1", ["patch: params of train (seed)"]),
+        ("1.2.0", ["minor: command of train", "patch: params of train (lr)"]),
+        ("1.1.0", ["minor: command of train"]),
+        ("1.0.1", ["patch: params of train (lr)"]),
+        ("1.0.0", ["first commit holding gitpipe.toml"]),
+    ]
+    assert table(ws, "--step", "train") == table(ws)
+    assert table(ws, "--step", "prepare") == [("1.0.0", ["first commit holding gitpipe.toml"])]
+    text = ws.ok("versions").stdout.splitlines()
+    assert text[3].split()[0] == "1.2.0"
+    assert text[3].endswith("minor: command of train; patch: params of train (lr)")
+
+
+def test_a_rewrite_of_a_command_that_runs_the_same_thing_keeps_the_version(workspace):
+    ws = workspace
+    start(ws, BY_REFERENCE.replace('env = { SEED = "${params.seed}" }', 'params = ["lr"]'))
+    edit(ws, "gitpipe.toml", "train.py ${params.lr}", "train.py 0.1")  # the value it had
+    assert listing(ws)["version"] == listing(ws, "--step", "train")["version"] == "1.0.0"
+    ws.commit("the same command, written out")
+    assert table(ws) == [("1.0.0", ["first commit holding gitpipe.toml"])]
+    edit(ws, "gitpipe.toml", "lr = 0.1", "lr = 0.2")
+    ws.commit("lr, which the command no longer reads")
+    assert table(ws)[0] == ("1.0.1", ["patch: params of train (lr)"])
+
+
+def test_a_param_in_an_output_path_is_structure_and_a_matrix_value_is_a_param(workspace):
+    ws = workspace
+    start(
+        ws,
+        """
+        [params]
+        tag = "a"
+
+        [steps.train]
+        matrix = { cfg = [{ name = "small", lr = 0.1 }, { name = "big", lr = 0.2 }] }
+        cmd = "echo ${matrix.cfg.lr} > model-${params.tag}-${matrix.cfg.name}.txt"
+        outs = ["model-${params.tag}-${matrix.cfg.name}.txt"]
+        """,
+    )
+    edit(ws, "gitpipe.toml", "lr = 0.1", "lr = 0.15")
+    ws.commit("a matrix value, under the same name")
+    edit(ws, "gitpipe.toml", 'tag = "a"', 'tag = "b"')
+    ws.commit("a param that names the outputs")
+    assert table(ws) == [
+        (
+            "2.0.0",
+            [
+                "major: outputs of train@small (+model-b-small.txt, -model-a-small.txt)",
+                "major: outputs of train@big (+model-b-big.txt, -model-a-big.txt)",
+                "patch: params of train@small, train@big (tag)",
+            ],
+        ),
+        ("1.0.1", ["patch: params of train@small (matrix.cfg.lr)"]),
+        ("1.0.0", ["first commit holding gitpipe.toml"]),
+    ]
+
+
 def test_each_step_has_its_own_version(workspace):
     ws = workspace
     start(ws)
