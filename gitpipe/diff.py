@@ -31,6 +31,7 @@ from gitpipe.versions import (
     StepShape,
     cache_path,
     changed_keys,
+    command_edits,
     resolver,
     worktree_snapshot,
 )
@@ -291,6 +292,8 @@ def compare_steps(
     metrics = _metrics(entry_a.metrics if entry_a else {}, entry_b.metrics if entry_b else {})
     if old is None or new is None:
         return StepDiff(name, ADDED if old is None else REMOVED, outputs=outputs, metrics=metrics)
+    edits = command_edits(old, new)
+    written_a, written_b = old.template, new.template
     diff = StepDiff(
         step=name,
         status=CHANGED,
@@ -300,9 +303,18 @@ def compare_steps(
         deps_removed=tuple(sorted(set(old.deps) - set(new.deps))),
         outs_added=tuple(sorted(set(new.outs + new.metrics) - set(old.outs + old.metrics))),
         outs_removed=tuple(sorted(set(old.outs + old.metrics) - set(new.outs + new.metrics))),
-        command=(old.cmd, new.cmd) if old.cmd != new.cmd else None,
-        wdir=(old.wdir, new.wdir) if old.wdir != new.wdir else None,
-        env=_values(old.env, new.env),
+        command=(written_a.cmd, written_b.cmd) if edits.cmd else None,
+        wdir=(written_a.wdir, written_b.wdir) if edits.wdir else None,
+        env=tuple(
+            ValueChange(
+                key,
+                written_a.env.get(key),
+                written_b.env.get(key),
+                old_present=key in written_a.env,
+                new_present=key in written_b.env,
+            )
+            for key in edits.env
+        ),
         code=_code(old.code, new.code),
         params=_values(old.params, new.params, encoded=True),
         outputs=outputs,

@@ -188,6 +188,85 @@ def test_the_markdown_table_fits_a_pull_request_comment(workspace):
     assert f"| `prepare` | command | {old} | {new} |" in body
 
 
+#: params that reach train's command and env through ${params.X}
+BY_REFERENCE = """
+[params]
+lr = 0.1
+seed = 1
+
+[steps.train]
+cmd = "echo ${params.lr} > model.txt"
+outs = ["model.txt"]
+env = { SEED = "${params.seed}" }
+"""
+
+
+def by_reference(ws: Workspace) -> None:
+    """Tag `a`; `b` changes the params only; `c` edits the command and the env and
+    changes lr again."""
+    ws.write(".gitignore", "model.txt\n")
+    ws.pipeline(BY_REFERENCE)
+    ws.commit("a")
+    git(ws.root, "tag", "a")
+    edit(ws, "gitpipe.toml", "lr = 0.1", "lr = 0.25")
+    edit(ws, "gitpipe.toml", "seed = 1", "seed = 2")
+    ws.commit("b")
+    git(ws.root, "tag", "b")
+    edit(ws, "gitpipe.toml", "echo ${params.lr}", "echo -n ${params.lr}")
+    edit(ws, "gitpipe.toml", '"${params.seed}"', '"0${params.seed}"')
+    edit(ws, "gitpipe.toml", "lr = 0.25", "lr = 0.5")
+    ws.commit("c")
+    git(ws.root, "tag", "c")
+
+
+def test_a_param_that_reaches_a_command_by_reference_is_a_param_change_not_a_command_one(
+    workspace,
+):
+    ws = workspace
+    by_reference(ws)
+    (train,) = as_json(ws, "a", "b")["steps"]
+    assert train["command"] is None
+    assert train["env"] == []
+    assert train["params"] == [
+        {"key": "lr", "old": 0.1, "new": 0.25},
+        {"key": "seed", "old": 1, "new": 2},
+    ]
+    lines = ws.ok("diff", "a", "b").stdout.splitlines()
+    assert [line.split() for line in lines[1:]] == [
+        ["~", "train", "(changed)"],
+        ["param", "lr", "0.1", "->", "0.25"],
+        ["param", "seed", "1", "->", "2"],
+    ]
+    body = ws.ok("diff", "a", "b", "--md").stdout.splitlines()[4:]
+    assert body == ["| `train` | param lr | 0.1 | 0.25 |", "| `train` | param seed | 1 | 2 |"]
+
+
+def test_an_edited_command_shows_as_written_next_to_the_params_it_is_given(workspace):
+    ws = workspace
+    by_reference(ws)
+    (train,) = as_json(ws, "b", "c")["steps"]
+    assert train["command"] == {
+        "old": ["echo ${params.lr} > model.txt"],
+        "new": ["echo -n ${params.lr} > model.txt"],
+    }
+    assert train["env"] == [{"key": "SEED", "old": "${params.seed}", "new": "0${params.seed}"}]
+    assert train["params"] == [{"key": "lr", "old": 0.25, "new": 0.5}]
+    lines = ws.ok("diff", "b", "c").stdout.splitlines()
+    assert " ".join(" ".join(lines[1:]).split()) == (  # a long command pair takes two lines
+        "~ train (changed)"
+        " command echo ${params.lr} > model.txt -> echo -n ${params.lr} > model.txt"
+        ' env SEED "${params.seed}" -> "0${params.seed}"'
+        " param lr 0.25 -> 0.5"
+    )
+    body = ws.ok("diff", "b", "c", "--md").stdout.splitlines()[4:]
+    assert body == [
+        "| `train` | command | `echo ${params.lr} > model.txt`"
+        " | `echo -n ${params.lr} > model.txt` |",
+        '| `train` | env SEED | "${params.seed}" | "0${params.seed}" |',
+        "| `train` | param lr | 0.25 | 0.5 |",
+    ]
+
+
 def test_unchanged_steps_are_left_out_unless_all_is_asked(workspace):
     ws = workspace
     two_commits(ws)
