@@ -127,7 +127,12 @@ def status(
     file: FileOption = None,
     as_json: JsonOption = False,
     check: Annotated[
-        bool, typer.Option("--check", help="Exit 3 if any step would have to run.")
+        bool,
+        typer.Option(
+            "--check",
+            help="Exit 3 unless `repro --frozen` would pass: a step would have to run, or "
+            "restore other outputs than gitpipe.lock names.",
+        ),
     ] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Also list each step's code files.")
@@ -149,20 +154,53 @@ def status(
             detail = "; ".join(str(r) for r in s.reasons)
             if s.upstream:
                 detail = "; ".join(
-                    filter(None, [detail, f"upstream stale: {', '.join(s.upstream)}"])
+                    filter(None, [detail, f"upstream will run: {', '.join(s.upstream)}"])
                 )
-            if s.cached:
-                detail += " (a stored result can restore it)"
+            action = _ACTIONS.get(s.action, "") if s.action != s.state else ""
+            if s.action == "restore":
+                action = (
+                    "restores gitpipe.lock's outputs"
+                    if s.source == "lock"
+                    else "restores a stored result"
+                )
+            detail = "; ".join(filter(None, [detail, action]))
             line = f"{s.step:<{width}}  {s.state}"
             typer.echo(f"{line}  {detail}".rstrip())
             if verbose:
-                typer.echo(f"{'':<{width}}  code: {', '.join(s.code) or 'none found'}")
+                code = ", ".join(s.code) if s.code else (s.code_note or "none found")
+                typer.echo(f"{'':<{width}}  code: {code}")
         if not statuses:
             typer.echo("no steps")
     if check:
-        stale = [s.step for s in statuses if s.state == "stale" or s.upstream]
-        if stale:
-            raise StaleError(f"{len(stale)} step(s) would have to run: {', '.join(stale)}")
+        # as `repro --frozen` would: restoring what gitpipe.lock names is all it may do
+        from gitpipe.planner import refusal
+
+        refused = refusal(statuses)
+        if refused:
+            raise StaleError(refused)
+
+
+#: what `status` adds for each action that its state does not say already
+_ACTIONS = {"waiting": "waits for approval"}
+
+
+def _would(explanation: Any) -> str:
+    """What `repro` would do with a step, as `why` says it."""
+    action = explanation.action
+    if action == "restore":
+        where = "gitpipe.lock's outputs" if explanation.source == "lock" else "a stored result"
+        return f"restore {where}"
+    if action == "run" and explanation.upstream:
+        return f"decide once {', '.join(explanation.upstream)} has run (it will run)"
+    if action == "run":
+        return "run it"
+    if action == "waiting":
+        return f"wait for approval ({explanation.note})"
+    if action == "skipped":
+        return f"skip it ({explanation.note})"
+    if action == "frozen":
+        return "leave it (frozen: never runs)"
+    return "nothing (up to date)"
 
 
 def _short(value: object) -> str:
@@ -186,6 +224,7 @@ def why(
         return
     reasons = f" ({'; '.join(explanation.reasons)})" if explanation.reasons else ""
     typer.echo(f"{step}: {explanation.state}{reasons}")
+    typer.echo(f"  repro would: {_would(explanation)}")
     if not explanation.key:
         return
     typer.echo(f"  key now: {explanation.key}")

@@ -69,6 +69,7 @@ class StepFinished:
     writes: tuple[Artifact, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    source: str = ""  # cached or would restore: "lock" (gitpipe.lock's outputs) | "result"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from gitpipe.action import KeyRecord
-from gitpipe.hashing import Digest
 from gitpipe.lockfile import LockEntry
 from gitpipe.spec import Step
+from gitpipe.statcache import PathState
 from gitpipe.status import Reason
 
 UP_TO_DATE = "up to date"
@@ -72,16 +72,21 @@ def key_reasons(record: KeyRecord, entry: LockEntry | None) -> list[Reason]:
 
 
 def out_reasons(
-    step: Step, entry: LockEntry | None, outs_now: Mapping[str, Digest | None]
+    step: Step, entry: LockEntry | None, outs_now: Mapping[str, PathState | None]
 ) -> list[Reason]:
-    """Outputs missing from the workspace, or different from what the lock recorded."""
+    """Outputs missing from the workspace, or different from what the lock recorded:
+    other bytes, or (for a file) another executable bit."""
     reasons = []
     for spec in step.all_outs:
         now = outs_now.get(str(spec))
         if now is None:
             reasons.append(Reason("out missing", str(spec)))
-        elif entry is not None and entry.outs.get(str(spec)) not in (None, now):
+        elif entry is None or entry.outs.get(str(spec)) is None:
+            continue
+        elif entry.outs[str(spec)] != now.digest:
             reasons.append(Reason("out modified", str(spec)))
+        elif not spec.is_dir and entry.modes and now.executable != (str(spec) in entry.executable):
+            reasons.append(Reason("out modified", f"{spec} (executable bit)"))
     return reasons
 
 
@@ -89,7 +94,7 @@ def assess(
     step: Step,
     record: KeyRecord,
     entry: LockEntry | None,
-    outs_now: Mapping[str, Digest | None],
+    outs_now: Mapping[str, PathState | None],
 ) -> tuple[str, list[Reason]]:
     """A step's state and the reasons for it."""
     if step.frozen:

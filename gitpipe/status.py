@@ -29,7 +29,7 @@ from typing import Any
 from gitpipe import atomic, tomlcache
 
 #: the snapshot's layout; a file of another layout is ignored
-FORMAT = 2
+FORMAT = 3
 #: the pipeline file a folder holds unless told otherwise
 DEFAULT_FILE = "gitpipe.toml"
 #: gitpipe's local state beside the pipeline file (store, caches, lineage)
@@ -66,16 +66,24 @@ class StepStatus:
     upstream: tuple[str, ...] = ()  # stale steps upstream of it
     key: str = ""
     code: tuple[str, ...] = ()  # its code files, as discovered
+    #: what `repro` would do (gitpipe.planner): up to date, restore, run, frozen,
+    #: skipped or waiting; "" is read as the state
+    action: str = ""
+    source: str = ""  # restore: lock (gitpipe.lock's outputs) | result (a stored one)
+    code_note: str = ""  # why the code was not worked out ("" when it was)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "step": self.step,
             "state": self.state,
+            "action": self.action or self.state,
+            "source": self.source,
             "reasons": [str(reason) for reason in self.reasons],
             "cached": self.cached,
             "upstream_stale": list(self.upstream),
             "key": self.key,
             "code": list(self.code),
+            "code_note": self.code_note,
         }
 
 
@@ -199,7 +207,7 @@ def write(
         if s.state not in _STATES or s.upstream or s.cached:
             return False
         reasons = [(r.kind, r.detail) for r in s.reasons]
-        rows.append((s.step, s.state, reasons, s.key, list(s.code)))
+        rows.append((s.step, s.state, reasons, s.key, list(s.code), s.code_note))
     if recorder.broken or not state_dir.is_dir():
         return False
     for path in module_paths():
@@ -253,7 +261,9 @@ def read(file: Path) -> Snapshot | None:
             reasons=tuple(Reason(kind, detail) for kind, detail in reasons),
             key=key,
             code=tuple(code),
+            action=state,
+            code_note=note,
         )
-        for step, state, reasons, key, code in rows
+        for step, state, reasons, key, code, note in rows
     ]
     return Snapshot(statuses, head, bool(lock_current))

@@ -21,6 +21,9 @@ import pytest
 from conftest import CHAIN, CHAIN_OUTPUTS, Workspace, git, run_in_a_terminal
 
 from gitpipe import lockfile
+from gitpipe.hashing import Digest
+from gitpipe.runcache import RunCache
+from gitpipe.store import Store
 
 GITPIPE = Path(sys.executable).parent / "gitpipe"
 PRE_COMMIT = Path(sys.executable).parent / "pre-commit"
@@ -75,16 +78,8 @@ def object_path(root: Path, digest: str) -> Path:
 
 
 def result_path(root: Path, key: str) -> Path:
-    algorithm, hexdigest = key.split(":")
-    return (
-        root
-        / ".gitpipe"
-        / "cache"
-        / "results"
-        / algorithm
-        / hexdigest[:2]
-        / (hexdigest[2:] + ".json")
-    )
+    """The folder of a key's results in the run cache (one file per result)."""
+    return RunCache(Store(root / ".gitpipe" / "cache")).path_of(Digest.parse(key))
 
 
 # -- repro --frozen ---------------------------------------------------------------
@@ -145,7 +140,10 @@ def test_frozen_after_editing_a_command_exits_3_naming_that_step_and_runs_nothin
     assert "second (command changed)" in result.stderr
     assert "first (" not in result.stderr  # it is up to date
     assert "Traceback" not in result.output
-    assert executions(root) == before  # nothing ran, no run was even recorded
+    # nothing ran; the refusal is recorded as a run of its own, saying what would have
+    after = [row for row in executions(root) if row not in before]
+    assert {state for _, _, state in after} == {"up to date", "would run"}
+    assert {step for _, step, state in after if state == "would run"} == {"second", "third"}
     assert outputs(root) == made
     assert (root / "gitpipe.lock").read_bytes() == lock
 
@@ -157,7 +155,8 @@ def test_status_check_exits_3_listing_the_stale_steps_and_0_when_up_to_date(work
     root = chain(workspace).root
     fresh = workspace.gitpipe("status", "--check")
     assert fresh.exit_code == 3, fresh.output
-    assert "3 step(s) would have to run: first, second, third" in fresh.stderr
+    assert "3 step(s) would have to run: first (new); second (" in fresh.stderr
+    assert "third (upstream will run: second)" in fresh.stderr
 
     workspace.ok("repro")
     assert "up to date" in workspace.ok("status", "--check").stdout
@@ -441,7 +440,7 @@ def test_cache_verify_finds_a_corrupt_object_and_repair_removes_it_and_its_resul
     repaired = workspace.gitpipe("cache", "verify", "--repair")
     assert repaired.exit_code == 0, repaired.output
     assert f"corrupt object {digest} (removed)" in repaired.stdout
-    assert f"broken result {key} (removed)" in repaired.stdout
+    assert f"broken result {key}/" in repaired.stdout and "(removed)" in repaired.stdout
     assert not target.exists()
     assert not result_path(root, key).exists()
     assert "2 objects, 2 results checked" in workspace.ok("cache", "verify").stdout

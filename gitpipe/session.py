@@ -1,0 +1,606 @@
+"""One `repro`: carrying out the planner's decisions, step by step.
+
+    scheduler ──decide──> Planner.decide ─> up to date / frozen / skipped / waiting
+        │                               └──> restore: outputs from the store (lock first)
+        │                               └──> run ──begin──> executor ──publish──┐
+        └──────────────────────── finished <── objects, result, lock entry <───┘
+
+:class:`Session` is the scheduler's :class:`gitpipe.runner.Work`: it asks the planner
+what to do with each step once the steps before it are done, restores or hands the
+step over to run, and publishes what ran: objects into the store first, then the
+result, then the lock entry (lineage listens to the events).  Nothing outside a
+step's declared outputs is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gitpipe import events as ev
+from gitpipe import spec, tomlcache
+from gitpipe.action import KeyRecord
+from gitpipe.errors import StoreError, UsageError
+from gitpipe.hashing import Digest
+from gitpipe.inputs import Check, Inputs
+from gitpipe.lockfile import LockEntry
+from gitpipe.plan import flatten
+from gitpipe.planner import (
+    FROZEN,
+    RESTORE,
+    RUN,
+    SKIPPED,
+    WAITING,
+    Decision,
+    Planner,
+    entry_for,
+)
+from gitpipe.runcache import OutRecord, Result
+from gitpipe.runner import Invocation, Outcome, Pending
+from gitpipe.statcache import PathState
+from gitpipe.store import Store, remove
+
+if TYPE_CHECKING:
+    from gitpipe.project import Project
+
+#: where a function step's returned numbers go among its metrics
+RETURNED = "returned"
+
+
+@dataclass(frozen=True, slots=True)
+class HookCall:
+    """What a hook is told: the event, the step, its state and log, the run."""
+
+    event: str  # before_step | after_step | on_failure
+    step: str
+    state: str  # running (before_step) | ran | cached | failed
+    log: str = ""
+    run_id: str = ""
+
+    def environ(self) -> dict[str, str]:
+        """The same, as the environment a hook command runs with."""
+        return {
+            "GITPIPE_HOOK": self.event,
+            "GITPIPE_STEP": self.step,
+            "GITPIPE_STATE": self.state,
+            "GITPIPE_LOG": self.log,
+            "GITPIPE_RUN_ID": self.run_id,
+        }
+
+
+def fault_point(name: str) -> None:
+    """Crash-safety tests: with ``GITPIPE_FAULT=name`` gitpipe kills itself here
+    (SIGKILL: no clean-up runs), to prove every such point leaves the store, the lock
+    and lineage consistent.  Points: ``objects-stored`` (a step's outputs are in the
+    store, its result is not), ``result-stored`` (its result is, the lock is not);
+    ``rename:FILE`` in :func:`gitpipe.atomic.write_bytes` stops with FILE's new bytes
+    written to a temporary file, not yet renamed over it (``rename:gitpipe.lock``)."""
+    if os.environ.get("GITPIPE_FAULT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def unflatten(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"train.lr": 1}`` -> ``{"train": {"lr": 1}}``."""
+    nested: dict[str, Any] = {}
+    for dotted, value in params.items():
+        node = nested
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return nested
+
+
+def _parse_metrics(path: Path) -> dict[str, Any]:
+    """A metrics file's scalar values, flattened to dotted keys (JSON or TOML)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomlcache.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise StoreError(
+            f"metrics file {path.name} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}"
+            f" ({exc})"
+        ) from exc
+    if not isinstance(data, dict):
+        return {}
+    return {
+        key: value
+        for key, value in sorted(flatten(data).items())
+        if isinstance(value, (int, float, str, bool))
+    }
+
+
+def _link(step: spec.Step) -> str:
+    """How a step's outputs are put in the workspace: as it asks, except that a step
+    keeping its outputs (`persist`) may write into them, so they are never the
+    store's own objects."""
+    return "copy" if step.persist else step.link
+
+
+@dataclass(frozen=True, slots=True)
+class _RunOptions:
+    """How a repro runs, once its steps are chosen."""
+
+    force: bool = False
+    keep_going: bool = False
+    argv: tuple[str, ...] = ()
+    repo: Any = None  # gitpipe.git.Repository, or None outside Git
+    remote: Any = None  # a gitpipe.remote remote to pull stale steps' results from
+    approve: frozenset[str] = frozenset()  # steps (or matrix/nested names) approved now
+    write_lock: bool = True  # False for an experiment (`-p`) unless --lock was given
+    hooks: Mapping[str, tuple[Callable[[HookCall], None], ...]] = field(default_factory=dict)
+    frozen: bool = False  # restore what gitpipe.lock names, run nothing, write no lock
+
+
+@dataclass(slots=True)
+class _Run:
+    """What publishing a step needs to remember from deciding it."""
+
+    record: KeyRecord
+    check: Check
+    reasons: tuple[str, ...]
+    step: spec.Step  # as it runs: the metrics it reads from other steps filled in
+    started: float = 0.0
+
+
+def predicted(decision: Decision) -> ev.StepFinished:
+    """What a dry run (`repro -n`) says of a decision."""
+    reasons = tuple(str(r) for r in decision.reasons)
+    key = decision.key
+    name = decision.step
+    if decision.action == RESTORE:
+        return ev.StepFinished(
+            name, ev.WOULD_RESTORE, reasons=reasons, key=key, source=decision.source
+        )
+    if decision.action == RUN:
+        if decision.upstream:
+            reasons += (f"upstream would run: {', '.join(decision.upstream)}",)
+            return ev.StepFinished(
+                name, ev.WOULD_RUN, reasons=reasons, message="if what it reads changes"
+            )
+        return ev.StepFinished(name, ev.WOULD_RUN, reasons=reasons, key=key)
+    if decision.action == WAITING:
+        return ev.StepFinished(name, ev.WAITING, reasons=reasons, key=key, message=decision.skip)
+    if decision.action == SKIPPED:
+        return ev.StepFinished(name, ev.SKIPPED, message=decision.skip)
+    if decision.action == FROZEN:
+        return ev.StepFinished(name, ev.FROZEN, message=decision.skip)
+    return ev.StepFinished(name, ev.UP_TO_DATE, reasons=reasons, key=key)
+
+
+class Session:
+    """One `repro`'s work on the workspace: the scheduler's :class:`Work`."""
+
+    def __init__(
+        self,
+        project: Project,
+        inputs: Inputs,
+        planner: Planner,
+        *,
+        run_id: str,
+        frozen: bool = False,
+        hook_calls: Mapping[str, Sequence[Callable[[HookCall], None]]] | None = None,
+    ) -> None:
+        self.project = project
+        self.inputs = inputs
+        self.hasher = inputs.hasher
+        self.planner = planner
+        self.entries = planner.entries  # the lock as it will be written
+        self.store: Store = planner.runcache.store
+        self.runcache = planner.runcache
+        self.run_id = run_id
+        self.frozen = frozen
+        self.hook_calls = hook_calls or {}
+        self.hook_failures: list[str] = []
+
+    def decide(self, name: str, upstream_would_run: list[str]) -> ev.StepFinished | Pending:
+        """Up to date, restored, frozen, skipped, waiting, or a step that must run."""
+        decision = self.planner.decide(name)
+        step = self.project.pipeline.steps[name]
+        reasons = tuple(str(r) for r in decision.reasons)
+        key = decision.key
+        if self.frozen and decision.frozen_refusal:  # the plan said otherwise: never run
+            return ev.StepFinished(
+                name,
+                ev.FAILED,
+                reasons=reasons,
+                key=key,
+                message=f"--frozen: {decision.frozen_refusal}",
+            )
+        if decision.action == RESTORE:
+            assert decision.result is not None and decision.record is not None
+            check = decision.check
+            assert check is not None
+            step = check.step or step
+            started = time.time()
+            self._restore(step, decision.result, check)
+            self.entries[name] = entry_for(step, decision.record, decision.result)
+            self.hook("after_step", name, ev.CACHED)
+            return ev.StepFinished(
+                name,
+                ev.CACHED,
+                reasons=reasons,
+                key=key,
+                duration=time.time() - started,
+                started=started,
+                ended=time.time(),
+                source=decision.source,
+                **self._provenance(step, decision.record, decision.result),
+            )
+        if decision.action != RUN:
+            return predicted(decision)
+        if decision.record is None or decision.check is None:  # a dependency is missing
+            return ev.StepFinished(name, ev.FAILED, reasons=reasons, message="; ".join(reasons))
+        step = decision.check.step or step
+        return Pending(
+            self._invocation(step),
+            cpus=int(step.resources.get("cpus", 1)),
+            resources=step.resources,
+            context=_Run(decision.record, decision.check, reasons, step),
+        )
+
+    def prune(self, entries: dict[str, LockEntry]) -> list[str]:
+        """Remove the outputs of steps the lock knows and the pipeline no longer has
+        (a matrix value taken out, a step deleted), so that no step reads them by
+        accident: only outputs whose bytes are still those gitpipe recorded, and only
+        once the store holds them.  Their lock entries go with them."""
+        pipeline = self.project.pipeline
+        owned = {o.path for step in pipeline.steps.values() for o in step.all_outs}
+        removed = []
+        for name in [n for n in entries if n not in pipeline.steps]:
+            for out, digest in sorted(entries[name].outs.items()):
+                path = out.rstrip("/")
+                if path in owned:  # a step of the pipeline writes it now
+                    continue
+                state = self.hasher.state(path)
+                if state is None or state.digest != digest:
+                    continue  # gone already, or changed by hand: not ours to remove
+                self._save_before_replacing(spec.PathSpec(path, state.is_dir), state)
+                remove(self.project.root / path)
+                self.inputs.forget(path)
+                removed.append(out)
+            del entries[name]
+        return removed
+
+    def hook(self, event: str, step: str, state: str, log: str = "") -> str:
+        """Run the pipeline's ``[hooks]`` commands and the API's callables for
+        ``event``; the first failure's message ("" when all went well)."""
+        commands = getattr(self.project.pipeline.hooks, event)
+        calls = self.hook_calls.get(event, ())
+        if not (commands or calls):
+            return ""
+        project = self.project
+        logs = project.state_dir / "logs" / self.run_id
+        logs.mkdir(parents=True, exist_ok=True)
+        call = HookCall(event, step, state, log, self.run_id)
+        env = {**project.environ, **call.environ(), "GITPIPE_ROOT": str(project.root)}
+        for command in commands:
+            with open(logs / "hooks.log", "ab") as out:
+                out.write(f"== {event} {step} ({state}): {command}\n".encode())
+                out.flush()
+                done = subprocess.run(
+                    command,
+                    shell=True,
+                    cwd=project.root,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    check=False,
+                )
+            if done.returncode != 0:
+                return self._hook_failed(
+                    f"{event} hook `{command}` failed for step {step!r} (exit "
+                    f"{done.returncode}; see {logs / 'hooks.log'})"
+                )
+        for function in calls:
+            try:
+                function(call)
+            except Exception as exc:  # a user's callable: any failure is its failure
+                return self._hook_failed(
+                    f"{event} hook {getattr(function, '__name__', function)!r} failed for "
+                    f"step {step!r}: {exc}"
+                )
+        return ""
+
+    def _hook_failed(self, message: str) -> str:
+        self.hook_failures.append(message)
+        return message
+
+    def begin(self, name: str, pending: Pending) -> ev.StepFinished | None:
+        """Clear the way for a step about to run: its `before_step` hooks run, its old
+        outputs go (into the store first, unless it already has them), their folders
+        exist.  A failed hook (with ``hooks.fail``) fails the step instead."""
+        step = self.project.pipeline.steps[name]
+        root = self.project.root
+        check = pending.context.check
+        failure = self.hook("before_step", name, "running", pending.invocation.log)
+        if failure and self.project.pipeline.hooks.fail:
+            return ev.StepFinished(
+                name, ev.FAILED, key=str(pending.context.record.key), message=failure
+            )
+        for spec_ in step.all_outs:
+            if not step.persist:
+                self._save_before_replacing(spec_, check.outs_now.get(str(spec_)))
+                remove(root / spec_.path)
+            else:
+                self._unlink_from_store(spec_, check.outs_now.get(str(spec_)))
+            (root / spec_.path).parent.mkdir(parents=True, exist_ok=True)
+            self.inputs.forget(spec_.path)
+        pending.context.started = time.time()
+        return None
+
+    def _restore(self, step: spec.Step, result: Result, check: Check) -> None:
+        root = self.project.root
+        link = _link(step)
+        for spec_ in step.all_outs:
+            out = result.outs[spec_.path]
+            now = check.outs_now.get(str(spec_))
+            if (
+                now is not None
+                and now.digest == out.digest
+                and (out.is_dir or now.executable == out.executable)
+            ):
+                continue
+            self._save_before_replacing(spec_, now)
+            self._materialise(root / spec_.path, out, link)
+            self.inputs.forget(spec_.path)
+            if link != "copy":
+                self._learn(spec_.path, out)
+
+    def _materialise(self, target: Path, out: OutRecord, link: str) -> None:
+        """Put a stored output at ``target``, copied or linked as ``link`` says."""
+        if out.is_dir:
+            self.store.restore_tree(out.digest, target, link=link)
+        else:
+            self.store.restore_file(out.digest, target, executable=out.executable, link=link)
+
+    def _link_output(self, relpath: str, out: OutRecord, link: str) -> None:
+        """Make the files of a just-stored output the store's own objects, as ``link``
+        asks, one by one (each renamed over its copy), except executable files."""
+        if out.is_dir:
+            files = [
+                (f"{relpath}/{entry.path}", entry.digest)
+                for entry in self.store.manifest(out.digest)
+                if not entry.executable
+            ]
+        else:
+            files = [] if out.executable else [(relpath, out.digest)]
+        for path, digest in files:
+            if self._link_file(path, digest, link):
+                self.hasher.learn(path, digest)
+
+    def _link_file(self, relpath: str, digest: Digest, link: str) -> bool:
+        """Make one output file the store's object, unless it is one already (linked in
+        as it was added); False where it stays a copy (a hard link to another device)."""
+        target = self.project.root / relpath
+        here = os.stat(target)
+        there = os.stat(self.store.object_path(digest))
+        if (here.st_ino, here.st_dev) == (there.st_ino, there.st_dev):
+            if link == "hardlink" or target.is_symlink():
+                return True
+        elif link == "hardlink" and here.st_dev != there.st_dev:
+            return False
+        self.store.restore_file(digest, target, link=link)
+        return True
+
+    def _learn(self, relpath: str, out: OutRecord) -> None:
+        """Tell the stat cache the digests of an output just linked from the store."""
+        if out.is_dir:
+            for entry in self.store.manifest(out.digest):
+                self.hasher.learn(f"{relpath}/{entry.path}", entry.digest)
+        else:
+            self.hasher.learn(relpath, out.digest)
+
+    def _unlink_from_store(self, out: spec.PathSpec, now: PathState | None) -> None:
+        """A `persist` step writes into its outputs: any file of them that is still one
+        of the store's objects (the step had `link` set before) becomes a copy first."""
+        if now is None:
+            return
+        if now.is_dir:
+            files = [
+                (f"{out.path}/{entry.path}", entry.digest)
+                for entry in self.hasher.manifest(out.path)
+            ]
+        else:
+            files = [(out.path, now.digest)]
+        for relpath, digest in files:
+            target = self.project.root / relpath
+            with contextlib.suppress(OSError):
+                if os.path.samefile(target, self.store.object_path(digest)):
+                    self.store.restore_file(digest, target, executable=os.access(target, os.X_OK))
+
+    def _save_before_replacing(self, out: spec.PathSpec, now: PathState | None) -> None:
+        """Keep a copy in the store of output bytes gitpipe is about to replace, so
+        that nothing a user made by hand is lost."""
+        if now is None:
+            return
+        target = self.project.root / out.path
+        if now.is_dir:
+            if now.digest not in self.store:
+                self.store.add_tree(target, self.hasher.manifest(out.path))
+        else:
+            self.store.add_file(target, now.digest)
+
+    def _invocation(self, step: spec.Step) -> Invocation:
+        project = self.project
+        log = project.state_dir / "logs" / self.run_id / f"{step.name}.log"
+        env = {
+            **step.env,
+            "GITPIPE_STEP": step.name,
+            "GITPIPE_RUN_ID": self.run_id,
+            "GITPIPE_PARAMS": json.dumps(unflatten(step.params), sort_keys=True),
+            "GITPIPE_ROOT": str(project.root),
+        }
+        commands = step.cmd
+        if step.fn:  # a fresh interpreter calls the function: see gitpipe/fnstep.py
+            commands = (f"{shlex.quote(sys.executable)} -m gitpipe.fnstep",)
+            env.update(
+                GITPIPE_FN=step.fn,
+                GITPIPE_RETURN=str(log.with_suffix(".return.json")),
+                GITPIPE_FAILURE=str(log.with_suffix(".failure.txt")),
+            )
+        return Invocation(
+            step=step.name,
+            commands=commands,
+            cwd=str(project.root / step.wdir),
+            env=env,
+            log=str(log),
+            timeout=step.timeout,
+            scheduler=os.getpid(),
+        )
+
+    def publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished:
+        """Publish a finished step (:meth:`_publish`), then run its `after_step` hooks
+        and, when it failed, its `on_failure` hooks."""
+        finished = self._publish(name, pending, outcome)
+        self.hook("after_step", name, finished.state, pending.invocation.log)
+        if finished.state == ev.FAILED:
+            self.hook("on_failure", name, finished.state, pending.invocation.log)
+        return finished
+
+    def _publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished:
+        """Check a finished step's outputs and publish them: objects into the store,
+        then the result into the run cache, then the lock entry."""
+        step = pending.context.step
+        root = self.project.root
+        run: _Run = pending.context
+        record = run.record
+        invocation = pending.invocation
+        common = {
+            "reasons": run.reasons,
+            "key": str(record.key),
+            "duration": outcome.duration,
+            "exit_code": outcome.exit_code,
+            "log": invocation.log,
+            "started": run.started,
+            "ended": time.time(),
+        }
+        entries = self.entries
+        if not outcome.ok:
+            message = outcome.message
+            if step.fn:  # the function's own one-line reason, when it left one
+                with contextlib.suppress(OSError):
+                    reason = Path(invocation.log).with_suffix(".failure.txt").read_text()
+                    message = f"{reason.strip()} (log: {invocation.log})"
+            return ev.StepFinished(step.name, ev.FAILED, message=message, **common)
+        outs: dict[str, OutRecord] = {}
+        missing = []
+        for spec_ in step.all_outs:
+            try:
+                state = self.hasher.state(spec_.path)
+            except StoreError as exc:
+                return ev.StepFinished(step.name, ev.FAILED, message=str(exc), **common)
+            if state is None:
+                missing.append(str(spec_))
+            elif state.is_dir != spec_.is_dir and spec_.is_dir:
+                missing.append(f"{spec_} (a file, not a folder)")
+            else:
+                outs[spec_.path] = OutRecord(
+                    state.digest, state.is_dir, state.size, state.executable
+                )
+        if missing:
+            return ev.StepFinished(
+                step.name,
+                ev.FAILED,
+                message=f"did not produce its declared output {', '.join(missing)}",
+                **common,
+            )
+        try:
+            metrics = {spec_.path: _parse_metrics(root / spec_.path) for spec_ in step.metrics}
+        except StoreError as exc:
+            return ev.StepFinished(step.name, ev.FAILED, message=str(exc), **common)
+        if step.fn:
+            with contextlib.suppress(OSError, ValueError):
+                returned = json.loads(Path(invocation.log).with_suffix(".return.json").read_text())
+                metrics[RETURNED] = dict(sorted(flatten(returned).items()))
+        # publish last: objects, then the result, then the lock entry (lineage listens)
+        link = _link(step)
+        for spec_ in step.all_outs:
+            out = outs[spec_.path]
+            target = root / spec_.path
+            if out.is_dir:
+                self.store.add_tree(target, self.hasher.manifest(spec_.path), link=link != "copy")
+            else:
+                self.store.add_file(target, out.digest, link=link != "copy" and not out.executable)
+            if link != "copy":
+                self._link_output(spec_.path, out, link)
+        result = Result(
+            outs=outs,
+            metrics=metrics,
+            duration=outcome.duration,
+            exit_code=0,
+            step=step.name,
+            record=record.as_record(),
+        )
+        fault_point("objects-stored")
+        self.runcache.put(record.key, result)
+        fault_point("result-stored")
+        entries[step.name] = entry_for(step, record, result)
+        return ev.StepFinished(
+            step.name, ev.RAN, **common, **self._provenance(step, record, result)
+        )
+
+    def _provenance(self, step: spec.Step, record: KeyRecord, result: Result) -> dict[str, Any]:
+        """What lineage records of a step that ran or was restored."""
+        reads = []
+        for role, paths in (("dep", record.deps), ("code", record.code)):
+            for path in paths:
+                # lineage records bytes: a code file's raw digest, not its normalised one
+                state = self.hasher.state(path.rstrip("/"))
+                if state is not None:
+                    reads.append(
+                        ev.Artifact(path, str(state.digest), state.size, state.is_dir, role)
+                    )
+        writes = [
+            ev.Artifact(str(spec_), str(out.digest), out.size, out.is_dir, "out")
+            for spec_ in step.all_outs
+            for out in [result.outs[spec_.path]]
+        ]
+        return {
+            "reads": tuple(reads),
+            "writes": tuple(writes),
+            "params": dict(record.params),
+            "metrics": dict(result.metrics),
+        }
+
+
+def approver(
+    project: Project, approve: frozenset[str], *, run_id: str = "", record: bool = False
+) -> Callable[[spec.Step, KeyRecord], bool]:
+    """Whether someone approved a step to run with a key; a step named in ``approve``
+    (`repro --approve`) is approved now, and with ``record`` that is written down."""
+    path = project.state_dir / "lineage.db"
+
+    def approved(step: spec.Step, key_record: KeyRecord) -> bool:
+        from gitpipe.lineage import approval_of, record_approval
+
+        if step.name in approve:
+            if record:
+                record_approval(path, step.name, str(key_record.key), project.user(), run_id=run_id)
+            return True
+        return approval_of(path, step.name, str(key_record.key)) is not None
+
+    return approved
+
+
+def current_params() -> dict[str, Any]:
+    """The params of the step this process runs for (``GITPIPE_PARAMS``); {} outside one."""
+    raw = os.environ.get("GITPIPE_PARAMS")
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise UsageError("GITPIPE_PARAMS is not valid JSON") from exc
+    return value if isinstance(value, dict) else {}
