@@ -65,6 +65,9 @@ class Outcome:
         return self.exit_code == 0
 
 
+#: seconds a stopped command's process group has to end after SIGTERM, before SIGKILL
+GRACE = 5.0
+
 #: the process groups of the commands running in this process, by log path
 _GROUPS: dict[str, int] = {}
 
@@ -151,13 +154,13 @@ def execute(invocation: Invocation) -> Outcome:
                     remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                     code = process.wait(timeout=remaining)
                 except subprocess.TimeoutExpired:
-                    stop_group(process.pid)
+                    stop_group(process.pid, reap=process.poll)
                     process.wait()
                     return Outcome(
                         124, time.monotonic() - start, f"timed out after {invocation.timeout:g} s"
                     )
                 except BaseException:  # Ctrl-C, SIGTERM: stop the whole group, then go on up
-                    stop_group(process.pid)
+                    stop_group(process.pid, reap=process.poll)
                     process.wait()
                     raise
                 if code != 0:
@@ -182,37 +185,88 @@ def which_of(index: int, invocation: Invocation) -> str:
     return f"command {index + 1} of {count}" if count > 1 else "the command"
 
 
-def stop_group(pgid: int, grace: float = 5.0) -> None:
-    """Terminate a process group, then kill it if it is still there after ``grace``."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
+def stop_group(
+    pgid: int, *, reap: Callable[[], object] = lambda: None, grace: float = GRACE
+) -> None:
+    """Terminate a process group, and kill what is left of it after ``grace``.
+
+    The wait ends as soon as no process of the group runs.  A leader that exited
+    stays in its group as a zombie until its parent reaps it, so where this process
+    started the leader, ``reap`` must reap it (``Popen.poll``): otherwise a command
+    that ended at once would be waited for the whole grace.
+    """
+    if not _signal_group(pgid, signal.SIGTERM):
+        reap()
         return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
+    _wait_for_groups({pgid}, time.monotonic() + grace, reap=reap)
+    if group_alive(pgid):
+        _signal_group(pgid, signal.SIGKILL)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs.
+
+    Zombies do not count: an orphaned one waits for the process that adopted it to
+    reap it, which init in a container may do late (a second or more).
+    """
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no /proc: believe killpg
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
         try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after ")"
+        state, _ppid, group = stat.rsplit(b")", 1)[1].split()[:3]
+        if int(group) == pgid and state != b"Z":
+            return True
+    return False
+
+
+def _wait_for_groups(
+    groups: set[int], deadline: float, *, reap: Callable[[], object] = lambda: None
+) -> None:
+    """Wait until none of the process groups runs, or until ``deadline``."""
+    pause = 0.005
+    while True:
+        reap()
+        if not any(group_alive(pgid) for pgid in groups):
             return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+        now = time.monotonic()
+        if now >= deadline:
+            return
+        time.sleep(min(pause, deadline - now))
+        pause = min(pause * 2, 0.1)
 
 
-def signal_invocation(invocation: Invocation, sig: int) -> None:
-    """Signal the process group of the command an invocation runs, if on this host."""
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to a process group; False when there is no such group of ours."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def group_of(invocation: Invocation) -> int | None:
+    """The process group of the command an invocation runs now, if on this host."""
     group = _GROUPS.get(invocation.log)
     if group is not None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, sig)
-        return
+        return group
     try:
         host, pid = Path(invocation.pidfile).read_text().split()
+        return int(pid) if host == _host() else None
     except (OSError, ValueError):
-        return
-    if host == _host():
-        with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
-            os.killpg(int(pid), sig)
+        return None
 
 
 def _host() -> str:
@@ -221,20 +275,32 @@ def _host() -> str:
     return socket.gethostname()
 
 
-def stop_all(running: Mapping[cf.Future[Outcome], Invocation], *, grace: float = 5.0) -> None:
-    """Terminate every running command, then kill what is left after ``grace``."""
+def stop_all(running: Mapping[cf.Future[Outcome], Invocation], *, grace: float = GRACE) -> None:
+    """Terminate every running command, then kill what is left after ``grace``.
+
+    A step ends when its command's leader does (the worker that waits for it reaps
+    it); what it started may live on in its group, ignoring SIGTERM, so the groups
+    are watched until they are empty too.
+    """
     import concurrent.futures as cf
 
     deadline = time.monotonic() + grace
     pending = dict(running)
+    groups: set[int] = set()
     while pending and time.monotonic() < deadline:
         for invocation in pending.values():
-            signal_invocation(invocation, signal.SIGTERM)
+            group = group_of(invocation)
+            if group is not None:
+                groups.add(group)
+                _signal_group(group, signal.SIGTERM)
         done, _ = cf.wait(pending, timeout=0.2)
         for future in done:
             pending.pop(future)
-    for invocation in pending.values():
-        signal_invocation(invocation, signal.SIGKILL)
+    _wait_for_groups(groups, deadline)
+    groups.update(g for g in map(group_of, pending.values()) if g is not None)
+    for group in groups:
+        if group_alive(group):
+            _signal_group(group, signal.SIGKILL)
     cf.wait(pending, timeout=grace)
 
 

@@ -597,6 +597,125 @@ def test_an_interrupted_runs_summary_counts_the_steps_that_finished(workspace):
     assert summary_line(stopped.stdout)["ran"] == "1", stopped.stdout
 
 
+# -- timeouts, and processes that ignore SIGTERM --------------------------------------
+
+#: a process that ignores SIGTERM, writing its pid to the file it is given
+STUBBORN = """
+import os, signal, sys, time
+from pathlib import Path
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+Path(sys.argv[1]).write_text(str(os.getpid()))
+time.sleep(60)
+"""
+GRACE = 5.0  # seconds from SIGTERM to SIGKILL: gitpipe.runner.GRACE
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "command",
+    ["sleep 30", "echo $$ > pid.txt; sleep 30; echo late > late.txt"],
+    ids=["plain", "shell"],
+)
+def test_a_step_over_its_timeout_fails_at_once_not_after_the_grace(workspace, command):
+    setup(
+        workspace,
+        f"""
+        [steps.slow]
+        cmd = "{command}"
+        outs = ["late.txt"]
+        timeout = 1
+        """,
+    )
+    started = time.monotonic()
+    result = workspace.gitpipe("repro")
+    took = time.monotonic() - started
+
+    assert result.exit_code == 1, result.output
+    assert "timed out after 1 s" in result.stderr
+    assert took < 4, f"a step with a 1 s timeout ended the run after {took:.1f} s"
+    assert not (workspace.root / "late.txt").exists()
+    assert executions(workspace.root)["slow"].state == "failed"
+    pidfile = workspace.root / "pid.txt"
+    if pidfile.exists():  # the shell led the group: `sleep 30` went with it
+        assert not live_processes_in_group(int(pidfile.read_text()))
+
+
+@contextlib.contextmanager
+def stubborn(root: Path) -> Iterator[Callable[[], int]]:
+    """The pid of the stubborn process (once it has started); killed if a test leaves it."""
+    pidfile = root / "child.txt"
+
+    def pid() -> int:
+        wait_for(lambda: pidfile.exists() and pidfile.read_text(), "the stubborn process", 15)
+        return int(pidfile.read_text())
+
+    try:
+        yield pid
+    finally:
+        if pidfile.exists() and pidfile.read_text() and is_alive(int(pidfile.read_text())):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+STUBBORN_STEP = """
+[steps.long]
+cmd = "python3 src/stubborn.py child.txt & sleep 30"
+outs = ["out.txt"]
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_timed_out_steps_process_that_ignores_sigterm_is_killed_after_the_grace(workspace):
+    workspace.write("src/stubborn.py", STUBBORN)
+    root = setup(workspace, STUBBORN_STEP + "timeout = 1\n").root
+    with stubborn(root) as child:
+        started = time.monotonic()
+        result = workspace.gitpipe("repro")
+        took = time.monotonic() - started
+        assert result.exit_code == 1, result.output
+        assert "timed out after 1 s" in result.stderr
+        wait_for(lambda: not is_alive(child()), "the stubborn process to be killed", 3)
+    assert 1 + GRACE - 0.5 < took < 1 + GRACE + 4, took
+
+
+@pytest.mark.timeout(60)
+def test_an_interrupt_kills_a_process_that_ignores_sigterm_after_the_grace(workspace):
+    workspace.write("src/stubborn.py", STUBBORN)
+    root = setup(workspace, STUBBORN_STEP).root
+    with stubborn(root) as child, gitpipe_process(root, "repro", env=plain_env()) as process:
+        child()
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        try:
+            stdout, stderr = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("gitpipe did not stop within 20 s of SIGTERM")
+        took = time.monotonic() - started
+        assert process.returncode == 130, stdout + stderr
+        wait_for(lambda: not is_alive(child()), "the stubborn process to be killed", 3)
+    assert GRACE - 0.5 < took < GRACE + 4, took
+    assert not (root / "out.txt").exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["threading", "loky"])
+def test_ctrl_c_ends_the_run_at_once_when_the_steps_stop_at_once(workspace, backend):
+    root = setup(workspace, INTERRUPTIBLE).root
+    args = ("repro", "-j", "1", "--backend", backend)
+    with gitpipe_process(root, *args, env=plain_env(), own_group=True) as process:
+        wait_for(lambda: (root / "marker.txt").exists(), "the long step to start", 30)
+        pid = int((root / "pid.txt").read_text())
+        try:
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+            started = time.monotonic()
+            stdout, stderr = process.communicate(timeout=20)
+            took = time.monotonic() - started
+        finally:
+            if live_processes_in_group(pid):
+                os.killpg(pid, signal.SIGKILL)
+    assert process.returncode == 130, stdout + stderr
+    assert took < 4, f"gitpipe took {took:.1f} s to stop after Ctrl-C"
+
+
 # -- two runs at once ------------------------------------------------------------
 
 
