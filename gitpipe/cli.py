@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -360,6 +360,7 @@ class ConsoleReporter:
         self.verbose = verbose
         self.quiet = quiet
         self._logs: dict[str, tuple[str, int]] = {}  # step -> (log path, offset read)
+        self.interrupted: list[str] = []  # steps the run's interrupt stopped, for the summary
 
     def out(self, text: str, *, err: bool = False) -> None:
         typer.echo(text, err=err)
@@ -381,11 +382,13 @@ class ConsoleReporter:
             if event.step in self._logs:
                 self.stream(event.step)
                 del self._logs[event.step]
+            if event.state == ev.INTERRUPTED:
+                self.interrupted.append(event.step)
             self.finished(event)
         elif isinstance(event, (ev.Waiting, ev.Notice)):
             self.line(f"gitpipe: {event.message}", err=True)
         elif isinstance(event, ev.RunFinished):
-            self.out(summary(event))
+            self.out(summary(event, interrupted=self.interrupted))
 
     def stream(self, only: str | None = None) -> None:
         """Print the complete new lines of running steps' logs."""
@@ -416,6 +419,8 @@ class ConsoleReporter:
             self.line(f"{event.step}: skipped, {event.message}", err=True)
         elif event.state == ev.WAITING:
             self.line(f"{event.step}: waiting for approval; {event.message}", err=True)
+        elif event.state == ev.INTERRUPTED:
+            self.line(f"{event.step}: {event.message}", err=True)
         elif self.quiet:
             return
         elif event.state == ev.RAN:
@@ -430,7 +435,9 @@ class ConsoleReporter:
             self.line(f"{event.step}: {event.state}")
 
 
-def summary(event: ev.RunFinished) -> str:
+def summary(event: ev.RunFinished, *, interrupted: Sequence[str] = ()) -> str:
+    """The run's closing line: its counts, and how it ended unless it ended well,
+    naming the steps an interrupt stopped."""
     from gitpipe import events as ev
 
     counts = event.counts
@@ -438,13 +445,13 @@ def summary(event: ev.RunFinished) -> str:
         f"{counts.get(state, 0)} {state}"
         for state in (ev.RAN, ev.CACHED, ev.UP_TO_DATE, ev.SKIPPED, ev.FAILED)
     ]
-    for state in (ev.WAITING, ev.FROZEN, ev.WOULD_RUN, ev.WOULD_RESTORE):
+    for state in (ev.INTERRUPTED, ev.WAITING, ev.FROZEN, ev.WOULD_RUN, ev.WOULD_RESTORE):
         if counts.get(state):
             parts.append(f"{counts[state]} {state}")
-    word = {"interrupted": " (interrupted)", "error": " (stopped by an error)"}.get(
-        event.status, ""
-    )
-    return f"{', '.join(parts)} in {event.duration:.2f} s{word}"
+    how = {"interrupted": "interrupted", "error": "stopped by an error"}.get(event.status)
+    if how and interrupted:
+        how += f" while {', '.join(interrupted)} ran"
+    return f"{', '.join(parts)} in {event.duration:.2f} s" + (f" ({how})" if how else "")
 
 
 def log_tail(path: str, lines: int) -> list[str]:
@@ -818,16 +825,41 @@ def show(
 
     db = _lineage_db(file)
     run_id = lineage.find_run(db, run)
+    info = lineage.run(db, run_id)
     rows = lineage.executions(db, run_id)
     if as_json:
-        typer.echo(json.dumps({"run": run_id, "executions": rows}, indent=2))
+        head = {key: info[key] for key in ("status", "started", "ended", "dirty")}
+        typer.echo(
+            json.dumps(
+                {"run": run_id, **head, "commit": info["git_commit"], "executions": rows},
+                indent=2,
+            )
+        )
         return
-    typer.echo(f"run {run_id}")
+    typer.echo(f"run {run_id}  {info['status']}  {_commit(info['git_commit'], info['dirty'])}")
     width = max((len(row["step"]) for row in rows), default=0)
+    states = max((len(row["state"]) for row in rows), default=0)
     for row in rows:
         detail = row["message"] or "; ".join(row["reasons"])
-        took = f"{row['duration']:.2f} s" if row["state"] in ("ran", "failed") else ""
-        typer.echo(f"  {row['step']:<{width}}  {row['state']:<10} {took:>9}  {detail}".rstrip())
+        took = f"{row['duration']:.2f} s" if row["state"] in _TIMED else ""
+        typer.echo(
+            f"  {row['step']:<{width}}  {row['state']:<{states}} {took:>9}  {detail}".rstrip()
+        )
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(info["counts"].items()))
+    stopped = [row["step"] for row in rows if row["state"] == "interrupted"]
+    how = {"interrupted": "interrupted", "error": "stopped by an error"}.get(info["status"])
+    if how and stopped:
+        how += f" while {', '.join(stopped)} ran"
+    typer.echo((counts or "no steps") + (f" ({how})" if how else ""))
+
+
+#: states whose executions took time worth showing
+_TIMED = ("ran", "failed", "interrupted")
+
+
+def _commit(commit: str | None, dirty: bool | None) -> str:
+    """A run's commit, short, marked when the work tree had uncommitted changes."""
+    return (f"commit {commit[:10]}" + ("+dirty" if dirty else "")) if commit else "no commit"
 
 
 @app.command("lineage")

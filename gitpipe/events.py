@@ -15,6 +15,7 @@ FAILED = "failed"
 SKIPPED = "skipped"  # held back by a failed step, or its `when` condition is false
 WAITING = "waiting for approval"  # `approval = true` and nobody approved this key yet
 FROZEN = "frozen"
+INTERRUPTED = "interrupted"  # running when Ctrl-C or SIGTERM stopped the run
 WOULD_RUN = "would run"  # --dry-run
 WOULD_RESTORE = "would restore"  # --dry-run
 

@@ -356,26 +356,36 @@ def approval_of(path: Path, step: str, key: str) -> dict[str, Any] | None:
 # -- queries ---------------------------------------------------------------------
 
 
+_RUN_COLUMNS = "id, started, ended, git_commit, dirty, status, argv"
+
+
 def runs(db: sqlite_utils.Database, *, limit: int = 20) -> list[dict[str, Any]]:
     """The latest runs, newest first, with their execution counts by state."""
-    rows = list(
-        db.query(
-            "SELECT id, started, ended, git_commit, dirty, status, argv FROM runs"
-            " ORDER BY started DESC, rowid DESC LIMIT ?",
-            [limit],
-        )
+    rows = db.query(
+        f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY started DESC, rowid DESC LIMIT ?", [limit]
     )
-    for row in rows:
-        row["argv"] = json.loads(row["argv"] or "[]")
-        row["dirty"] = None if row["dirty"] is None else bool(row["dirty"])
-        row["counts"] = {
-            r["state"]: r["n"]
-            for r in db.query(
-                "SELECT state, count(*) AS n FROM executions WHERE run_id = ? GROUP BY state",
-                [row["id"]],
-            )
-        }
-    return rows
+    return [_run_row(db, row) for row in list(rows)]
+
+
+def run(db: sqlite_utils.Database, run_id: str) -> dict[str, Any]:
+    """One run (an id :func:`find_run` gave), with its execution counts by state."""
+    row = next(db.query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", [run_id]), None)
+    if row is None:
+        raise LineageError(f"no run {run_id!r} in lineage; `gitpipe log` lists the runs")
+    return _run_row(db, row)
+
+
+def _run_row(db: sqlite_utils.Database, row: dict[str, Any]) -> dict[str, Any]:
+    row["argv"] = json.loads(row["argv"] or "[]")
+    row["dirty"] = None if row["dirty"] is None else bool(row["dirty"])
+    row["counts"] = {
+        r["state"]: r["n"]
+        for r in db.query(
+            "SELECT state, count(*) AS n FROM executions WHERE run_id = ? GROUP BY state",
+            [row["id"]],
+        )
+    }
+    return row
 
 
 def find_run(db: sqlite_utils.Database, ref: str) -> str:

@@ -453,6 +453,13 @@ class Pending:
     resources: Mapping[str, float] = field(default_factory=dict)
     context: Any = None
 
+    @property
+    def key(self) -> str:
+        """The step's key, when the context carries its key record (the workspace's
+        does); "" otherwise."""
+        record = getattr(self.context, "record", None)
+        return str(getattr(record, "key", "") or "")
+
 
 class Work(Protocol):
     """What the scheduler asks of the workspace, all in the main thread."""
@@ -480,6 +487,9 @@ def schedule(
     Without ``keep_going`` the first failure stops new steps from starting (running
     ones finish); with it, only what depends on the failed step is held back.
     A step that must run with no ``executor`` (a dry run) is a bug.
+
+    When Ctrl-C or SIGTERM stops the run, the executor stops the running steps, each
+    of them finishes as ``interrupted``, and the interrupt goes on up.
     """
     order = list(order)
     position = {name: i for i, name in enumerate(order)}
@@ -500,9 +510,12 @@ def schedule(
     would_run: set[str] = set()
     stopped_by = ""
     free = jobs
+    #: steps started and not finished yet, with their pending work and start time
+    started: dict[str, tuple[Pending, float]] = {}
 
     def finish(name: str, event: ev.StepFinished, held_by: str = "") -> None:
         nonlocal stopped_by
+        started.pop(name, None)
         finished[name] = event
         emit(event)
         if event.state == ev.FAILED:
@@ -557,7 +570,8 @@ def schedule(
                     finish(name, refused)
                     continue
                 free -= cost
-                emit(ev.StepStarted(name, log=pending.invocation.log, started=time.time()))
+                started[name] = (pending, time.time())
+                emit(ev.StepStarted(name, log=pending.invocation.log, started=started[name][1]))
                 running[executor.submit(pending.invocation, pending.resources)] = (
                     name,
                     pending,
@@ -587,8 +601,26 @@ def schedule(
     except BaseException:
         if executor is not None:
             executor.stop()
+        for name in sorted(started, key=position.__getitem__):
+            pending, began = started[name]
+            finish(name, _interrupted(name, pending, began))
         raise
     return finished
+
+
+def _interrupted(name: str, pending: Pending, began: float) -> ev.StepFinished:
+    """A step that was running when Ctrl-C or SIGTERM stopped the run."""
+    now = time.time()
+    return ev.StepFinished(
+        name,
+        ev.INTERRUPTED,
+        message=f"interrupted after {now - began:.2f} s; nothing it made was published",
+        key=pending.key,
+        duration=now - began,
+        log=pending.invocation.log,
+        started=began,
+        ended=now,
+    )
 
 
 def _held(failed: list[str]) -> str:

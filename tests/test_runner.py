@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import re
 import signal
@@ -525,7 +526,7 @@ def test_an_interrupt_stops_the_running_step_and_publishes_nothing_of_it(workspa
     stopped = interrupt_the_long_step(root, sig)
     assert stopped.exit_code == 130, stopped.stdout + stopped.stderr
     assert "interrupted" in stopped.stderr
-    assert summary_line(stopped.stdout)["how"] == " (interrupted)"
+    assert summary_line(stopped.stdout)["how"] == " (interrupted while long ran)"
 
     assert not live_processes_in_group(stopped.pid)  # `sleep 30` went with its shell
     assert not is_alive(stopped.pid)
@@ -535,7 +536,7 @@ def test_an_interrupt_stops_the_running_step_and_publishes_nothing_of_it(workspa
     assert runs(root)[-1][1] == "interrupted"
     run = executions(root)
     assert run["quick"].state == "ran"
-    assert "long" not in run or run["long"].state != "ran"
+    assert run["long"].state == "interrupted"
     results = root / ".gitpipe" / "cache" / "results"
     stored = [p.read_text() for p in results.rglob("*.json")] if results.exists() else []
     assert len(stored) == 1 and '"quick"' in stored[0], stored
@@ -581,6 +582,10 @@ def test_ctrl_c_stops_every_running_step_under_each_backend(workspace, backend):
         assert not (root / "one.txt").exists()
         assert not (root / "two.txt").exists()
         assert runs(root)[-1][1] == "interrupted"
+        assert {step: e.state for step, e in executions(root).items()} == {
+            "one": "interrupted",
+            "two": "interrupted",
+        }
         assert not (root / "gitpipe.lock").exists() or not locked_steps(root)
     finally:
         for pid in pids:
@@ -595,6 +600,43 @@ def test_an_interrupted_runs_summary_counts_the_steps_that_finished(workspace):
     assert stopped.exit_code == 130
     assert executions(root)["quick"].state == "ran"
     assert summary_line(stopped.stdout)["ran"] == "1", stopped.stdout
+
+
+@pytest.mark.timeout(60)
+def test_the_steps_an_interrupt_stopped_are_recorded_shown_and_named(workspace):
+    root = setup(workspace, INTERRUPTIBLE).root
+    stopped = interrupt_the_long_step(root, signal.SIGTERM)
+    assert stopped.exit_code == 130
+    closing = summary_line(stopped.stdout)
+    assert (closing["ran"], closing["more"]) == ("1", ", 1 interrupted"), stopped.stdout
+    assert closing["how"] == " (interrupted while long ran)"
+    assert "long: interrupted after" in stopped.stderr
+
+    assert runs(root)[-1][1] == "interrupted"  # the run's status is as it was
+    long = executions(root)["long"]
+    assert long.state == "interrupted"
+    assert long.started < long.ended
+    assert "nothing it made was published" in long.message
+    ((key, log, exit_code),) = lineage(
+        root, "SELECT key, log, exit_code FROM executions WHERE step = 'long'"
+    )
+    assert key.startswith("b3:")
+    assert log.endswith("long.log")
+    assert exit_code is None  # gitpipe stopped it: no code of its own to record
+
+    shown = json.loads(workspace.ok("show", "last", "--json").stdout)
+    assert shown["status"] == "interrupted"
+    assert [(e["step"], e["state"]) for e in shown["executions"]] == [
+        ("quick", "ran"),
+        ("long", "interrupted"),
+    ]
+    assert json.loads(workspace.ok("show", shown["run"], "--json").stdout) == shown
+    text = workspace.ok("show", "last").stdout.splitlines()
+    assert text[0].startswith(f"run {shown['run']}  interrupted  commit ")
+    assert any(line.split()[:2] == ["long", "interrupted"] for line in text), text
+    assert text[-1] == "1 interrupted, 1 ran (interrupted while long ran)"
+    (logged,) = json.loads(workspace.ok("log", "--json").stdout)
+    assert logged["counts"] == {"interrupted": 1, "ran": 1}
 
 
 # -- timeouts, and processes that ignore SIGTERM --------------------------------------
