@@ -871,12 +871,13 @@ def lineage_command(
 ) -> None:
     """Which step, run and commit produced the bytes now at PATH, and from what."""
     from gitpipe import lineage
+    from gitpipe.store import Store
 
     project = _project(file)
-    digest, relpath = project.digest_of(path)
+    digest, relpath = _bytes_at(project, path)
     db = _lineage_db(file)
-    node = lineage.origin(db, relpath, digest)
-    if node.step is None:
+    node = lineage.origin(db, relpath, digest, store=Store(project.store_dir))
+    if node.made is None:
         raise UsageError(
             f"no recorded step wrote the bytes now at {relpath}; "
             "it is a raw input or was changed by hand"
@@ -884,20 +885,63 @@ def lineage_command(
     if as_json:
         typer.echo(json.dumps(node.to_json(), indent=2))
         return
-    produced = project.graph.producer
     for depth, item in lineage.walk(node):
-        pad = "  " * depth
-        if item.step is None and item.path.rstrip("/") in produced:
-            maker = produced[item.path.rstrip("/")]
-            typer.echo(f"{pad}{item.path}  ({item.role}, made by step {maker}; no run recorded)")
-        elif item.step is None:
-            typer.echo(f"{pad}{item.path}  ({item.role}, raw input, {item.digest[:15]})")
-        else:
-            commit = (item.git_commit or "no commit")[:10]
-            typer.echo(
-                f"{pad}{item.path}  <- step {item.step} ({item.state} in run {item.run_id}, "
-                f"commit {commit})"
+        typer.echo("  " * depth + _origin_line(item, project.graph))
+
+
+def _bytes_at(project: Any, path: str) -> tuple[str, str]:
+    """The digest of the bytes at a workspace path, and that path relative to the
+    pipeline's folder.  An output linked from the store (`link = "symlink"`) keeps
+    its own name: the object it points to is not where the pipeline wrote it."""
+    full = Path(os.path.abspath(path))
+    if not (full.is_symlink() and full.is_file()):
+        return project.digest_of(path)
+    from gitpipe.hashing import digest_file
+
+    place = Path(os.path.realpath(full.parent)) / full.name
+    relpath = Path(os.path.relpath(place, project.root.resolve())).as_posix()
+    if relpath == ".." or relpath.startswith("../"):
+        raise UsageError(f"{path} is not inside this workspace ({project.root})")
+    return str(digest_file(full)), relpath
+
+
+def _origin_line(item: Any, graph: Any) -> str:
+    """One line of `gitpipe lineage`: a path, and who made its bytes when, or why none."""
+    from gitpipe.spec import PathSpec
+
+    made = item.made
+    if made is None:
+        parts = item.path.rstrip("/").split("/")
+        ancestors = ("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+        around = {graph.producer[path] for path in ancestors if path in graph.producer}
+        inside = graph.producers_of(PathSpec("/".join(parts), item.path.endswith("/")))
+        digest = item.digest[:15]
+        if around:  # an output, or in one: bytes no recorded run of its step wrote
+            return (
+                f"{item.path}  ({item.role}, an output of step {', '.join(sorted(around))}, "
+                f"but no recorded run wrote these bytes, {digest})"
             )
+        if inside:
+            return (
+                f"{item.path}  ({item.role}, a folder holding outputs of step "
+                f"{', '.join(sorted(inside))}, {digest})"
+            )
+        return f"{item.path}  ({item.role}, raw input, {digest})"
+    where = f", in {item.within}" if item.within else ""
+    if item.seen:
+        return f"{item.path}  <- step {made.step}{where} (see above)"
+    when = f"run {made.run_id}, {_commit(made.git_commit, made.dirty)}"
+    if made.state == "cached":
+        how = f"restored from the store in {when}; no run that made them is recorded here"
+    else:
+        how = f"{made.state} in {when}"
+    if item.restored is not None:
+        again = item.restored
+        how += (
+            f"; restored from the store in run {again.run_id}, "
+            f"{_commit(again.git_commit, again.dirty)}"
+        )
+    return f"{item.path}  <- step {made.step}{where} ({how})"
 
 
 @app.command()

@@ -10,6 +10,7 @@ import random
 import sqlite3
 import sys
 
+import blake3
 import pytest
 import sqlite_utils
 from conftest import Workspace, git
@@ -231,6 +232,303 @@ def test_lineage_of_a_path_no_step_wrote_is_a_usage_error(workspace):
     missing = workspace.gitpipe("lineage", "nowhere.txt")
     assert missing.exit_code == 2
     assert "does not exist" in one_line(missing.stderr)
+
+
+# -- lineage PATH follows exactly the bytes there -------------------------------------
+
+NOISE = """
+import os, sys
+with open(sys.argv[2], "wb") as out:
+    out.write(os.urandom(int(sys.argv[1])))
+"""
+
+NOISY = f"""
+[params]
+size = 8
+
+[steps.noise]
+cmd = "{sys.executable} noise.py ${{params.size}} noise.bin"
+deps = ["noise.py"]
+outs = ["noise.bin"]
+
+[steps.double]
+cmd = "cat noise.bin noise.bin > double.bin"
+deps = ["noise.bin"]
+outs = ["double.bin"]
+"""
+
+
+def noisy(workspace: Workspace) -> Workspace:
+    """Two steps whose outputs differ every time `noise` runs."""
+    workspace.write("noise.py", NOISE)
+    workspace.write(".gitignore", "*.bin\n")
+    workspace.pipeline(NOISY)
+    workspace.commit("noisy")
+    return workspace
+
+
+def last_run_id(workspace: Workspace) -> str:
+    return json.loads(workspace.ok("show", "last", "--json").stdout)["run"]
+
+
+def lineage_json(workspace: Workspace, path: str) -> dict:
+    return json.loads(workspace.ok("lineage", path, "--json").stdout)
+
+
+def b3(workspace: Workspace, path: str) -> str:
+    return "b3:" + blake3.blake3((workspace.root / path).read_bytes()).hexdigest()
+
+
+def test_lineage_of_bytes_restored_after_an_edit_and_a_revert_names_the_run_that_made_them(
+    workspace,
+):
+    noisy(workspace)
+    workspace.ok("repro")
+    first, commit = last_run_id(workspace), head(workspace)
+    made = b3(workspace, "noise.bin")
+
+    workspace.pipeline(NOISY.replace("size = 8", "size = 9"))  # not committed
+    workspace.ok("repro")
+    second = last_run_id(workspace)
+    tree = lineage_json(workspace, "noise.bin")
+    assert (tree["run"], tree["state"], tree["dirty"], tree["restored"]) == (
+        second,
+        "ran",
+        True,
+        None,
+    )
+    assert "commit " + commit[:10] + "+dirty" in workspace.ok("lineage", "noise.bin").stdout
+
+    git(workspace.root, "checkout", "gitpipe.toml")
+    workspace.ok("repro")
+    assert workspace.states() == {"noise": "cached", "double": "cached"}
+    third = last_run_id(workspace)
+    assert b3(workspace, "noise.bin") == made
+
+    tree = lineage_json(workspace, "double.bin")
+    assert (tree["step"], tree["run"], tree["state"], tree["dirty"]) == (
+        "double",
+        first,
+        "ran",
+        False,
+    )
+    assert (tree["restored"]["run"], tree["restored"]["state"]) == (third, "cached")
+    assert tree["restored"]["dirty"] is False
+    (noise,) = [node for node in tree["inputs"] if node["path"] == "noise.bin"]
+    assert (noise["step"], noise["run"], noise["digest"]) == ("noise", first, made)
+    assert noise["restored"] is None  # what `double` read in the first run was new then
+
+    assert lineage_json(workspace, "noise.bin")["run"] == first
+    text = workspace.ok("lineage", "double.bin").stdout.splitlines()
+    assert text[0] == (
+        f"double.bin  <- step double (ran in run {first}, commit {commit[:10]}; "
+        f"restored from the store in run {third}, commit {commit[:10]})"
+    )
+    assert text[1].startswith(f"  noise.bin  <- step noise (ran in run {first}, ")
+
+
+def test_lineage_after_a_forced_rerun_tells_old_bytes_from_new(workspace):
+    noisy(workspace)
+    workspace.ok("repro")
+    first = last_run_id(workspace)
+    made_first = b3(workspace, "noise.bin")
+    workspace.ok("repro", "--force", "noise")
+    second = last_run_id(workspace)
+    assert workspace.states() == {"noise": "ran"}
+
+    assert lineage_json(workspace, "noise.bin")["run"] == second
+    tree = lineage_json(workspace, "double.bin")  # not made again yet: from the first bytes
+    (noise,) = tree["inputs"]
+    assert (tree["run"], noise["run"], noise["digest"]) == (first, first, made_first)
+
+    workspace.ok("repro")
+    third = last_run_id(workspace)
+    tree = lineage_json(workspace, "double.bin")
+    (noise,) = tree["inputs"]
+    assert (tree["run"], noise["run"]) == (third, second)
+    assert noise["digest"] == b3(workspace, "noise.bin") != made_first
+
+
+def test_lineage_follows_what_a_step_read_when_later_runs_wrote_the_same_bytes(workspace):
+    workspace.write("data/raw.txt", "ab\n")
+    workspace.write("noise.py", NOISE)
+    workspace.write(".gitignore", "*.txt\n*.bin\n!data/raw.txt\n")
+    workspace.pipeline(
+        f"""
+        [steps.first]
+        cmd = "cut -c1 data/raw.txt > first.txt"
+        deps = ["data/raw.txt"]
+        outs = ["first.txt"]
+
+        [steps.second]
+        cmd = "{sys.executable} noise.py 8 second.bin"
+        deps = ["first.txt", "noise.py"]
+        outs = ["second.bin"]
+        """
+    )
+    workspace.commit("pipeline")
+    workspace.ok("repro")
+    first = last_run_id(workspace)
+    raw_then = b3(workspace, "data/raw.txt")
+
+    workspace.write("data/raw.txt", "ac\n")  # `first` writes the same bytes from it
+    workspace.commit("other data")
+    workspace.ok("repro")
+    second = last_run_id(workspace)
+    assert workspace.states() == {"first": "ran", "second": "up to date"}
+
+    tree = lineage_json(workspace, "second.bin")
+    assert tree["run"] == first
+    (made_from,) = [node for node in tree["inputs"] if node["path"] == "first.txt"]
+    assert made_from["run"] == first  # not the later run that wrote the same bytes
+    assert made_from["inputs"][0]["digest"] == raw_then
+    assert lineage_json(workspace, "first.txt")["run"] == second
+
+    workspace.write("data/raw.txt", "ab\n")
+    workspace.commit("the data again")
+    workspace.ok("repro")
+    assert workspace.states()["first"] == "cached"
+    third = last_run_id(workspace)
+    tree = lineage_json(workspace, "first.txt")
+    assert (tree["run"], tree["restored"]["run"]) == (first, third)
+    assert tree["inputs"][0]["digest"] == raw_then
+
+
+def test_lineage_prints_a_shared_upstream_once_and_says_see_above_after(workspace):
+    diamond(workspace)
+    workspace.ok("repro")
+
+    text = workspace.ok("lineage", "join.txt").stdout
+    assert "no run recorded" not in text
+    assert "raw input" in text
+    source = [line for line in text.splitlines() if line.strip().startswith("source.txt")]
+    assert len(source) == 2, text
+    assert source[0].strip().startswith("source.txt  <- step source (ran in run ")
+    assert source[1].strip() == "source.txt  <- step source (see above)"
+    assert text.count("data/raw.txt") == 1
+
+    tree = lineage_json(workspace, "join.txt")
+    left, right = sorted(tree["inputs"], key=lambda node: node["path"])
+    (first,) = left["inputs"]
+    (second,) = [node for node in right["inputs"] if node["path"] == "source.txt"]
+    assert (first["seen"], second["seen"]) == (False, True)
+    assert first["execution"] == second["execution"]
+    assert first["inputs"] and not second["inputs"]
+
+
+SPLIT = """
+import os
+os.makedirs("parts", exist_ok=True)
+for name in ("a.bin", "b.bin"):
+    with open(f"parts/{name}", "wb") as out:
+        out.write(os.urandom(8))
+with open("tool.py", "w") as out:
+    out.write(f"open('tool.txt', 'w').write({os.urandom(4).hex()!r})\\n")
+"""
+
+
+def test_lineage_finds_the_maker_of_files_inside_folders_and_of_generated_code(workspace):
+    workspace.write("split.py", SPLIT)
+    workspace.write(".gitignore", "parts/\n*.txt\ntool.py\n")
+    workspace.pipeline(
+        f"""
+        [steps.split]
+        cmd = "{sys.executable} split.py"
+        outs = ["parts/", "tool.py"]
+
+        [steps.one]
+        cmd = "cat parts/a.bin > one.txt"
+        deps = ["parts/a.bin"]
+        outs = ["one.txt"]
+
+        [steps.all]
+        cmd = "cat parts/a.bin parts/b.bin > all.txt"
+        deps = ["parts"]
+        outs = ["all.txt"]
+
+        [steps.tool]
+        cmd = "{sys.executable} tool.py"
+        deps = ["tool.py"]
+        outs = ["tool.txt"]
+
+        [steps.join]
+        cmd = "cat one.txt all.txt tool.txt > join.txt"
+        deps = ["one.txt", "all.txt", "tool.txt"]
+        outs = ["join.txt"]
+        """
+    )
+    workspace.commit("pipeline")
+    workspace.ok("repro")
+    run_id = last_run_id(workspace)
+
+    text = workspace.ok("lineage", "join.txt").stdout
+    assert "no run recorded" not in text
+    assert "no recorded run" not in text
+    raw = [line.strip().split()[0] for line in text.splitlines() if "raw input" in line]
+    assert sorted(raw) == ["split.py", "split.py"] or raw == ["split.py"], text
+    assert "    parts  <- step split (ran in run" in text  # `all` read it first
+    assert "    parts/a.bin  <- step split, in parts/ (see above)" in text
+    assert "    tool.py  <- step split (see above)" in text
+
+    tree = lineage_json(workspace, "join.txt")
+    nodes = {}
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        nodes.setdefault(node["path"], []).append(node)
+        stack.extend(node["inputs"])
+    (tool,) = nodes["tool.py"]
+    assert (tool["role"], tool["step"], tool["run"]) == ("code", "split", run_id)
+    (part,) = nodes["parts/a.bin"]
+    assert (part["step"], part["within"], part["run"]) == ("split", "parts/", run_id)
+    assert all(
+        node["step"] for path, found in nodes.items() for node in found if path != "split.py"
+    )
+
+    for path in ("parts/a.bin", "parts", "parts/", "./parts/../one.txt"):
+        found = lineage_json(workspace, path)
+        assert (found["step"], found["run"]) == ("split" if "one" not in path else "one", run_id)
+
+
+def test_lineage_says_when_no_recorded_run_wrote_an_upstream_outputs_bytes(workspace):
+    chain(workspace)
+    workspace.ok("repro")
+    (workspace.root / ".gitpipe" / "lineage.db").unlink()  # a history that begins later
+    workspace.ok("repro", "--force", "--single", "score")
+
+    text = workspace.ok("lineage", "metrics.json").stdout.splitlines()
+    assert text[0].startswith("metrics.json  <- step score (ran in run ")
+    (counts,) = [line for line in text if "counts.txt" in line]
+    assert counts.startswith(
+        "  counts.txt  (dep, an output of step count, but no recorded run wrote these bytes, b3:"
+    )
+    tree = lineage_json(workspace, "metrics.json")
+    (node,) = [n for n in tree["inputs"] if n["path"] == "counts.txt"]
+    assert (node["step"], node["run"], node["inputs"]) == (None, None, [])
+
+
+def test_lineage_of_an_output_linked_from_the_store_names_the_output(workspace):
+    workspace.write("noise.py", NOISE)
+    workspace.write(".gitignore", "*.bin\n")
+    workspace.pipeline(
+        f"""
+        [steps.noise]
+        cmd = "{sys.executable} noise.py 8 noise.bin"
+        outs = ["noise.bin"]
+        link = "symlink"
+        """
+    )
+    workspace.commit("pipeline")
+    workspace.ok("repro")
+    assert (workspace.root / "noise.bin").is_symlink()
+
+    tree = lineage_json(workspace, "noise.bin")
+    assert (tree["path"], tree["step"], tree["run"]) == (
+        "noise.bin",
+        "noise",
+        last_run_id(workspace),
+    )
+    assert workspace.ok("lineage", "noise.bin").stdout.startswith("noise.bin  <- step noise")
 
 
 # -- metrics --------------------------------------------------------------------------
