@@ -452,13 +452,7 @@ class Pending:
     cpus: int = 1
     resources: Mapping[str, float] = field(default_factory=dict)
     context: Any = None
-
-    @property
-    def key(self) -> str:
-        """The step's key, when the context carries its key record (the workspace's
-        does); "" otherwise."""
-        record = getattr(self.context, "record", None)
-        return str(getattr(record, "key", "") or "")
+    key: str = ""  # the step's key, for what the run reports of it
 
 
 class Work(Protocol):

@@ -247,6 +247,7 @@ class Session:
             cpus=int(step.resources.get("cpus", 1)),
             resources=step.resources,
             context=_Run(decision.record, decision.check, reasons, step),
+            key=key,
         )
 
     def prune(self, entries: dict[str, LockEntry]) -> list[str]:

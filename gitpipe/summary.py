@@ -16,6 +16,8 @@ from typing import Any
 from gitpipe import atomic, lockfile
 from gitpipe import events as ev
 
+#: the states every summary counts; others (interrupted, waiting, would run, ...)
+#: are counted when a step ended so
 ORDER = (ev.RAN, ev.CACHED, ev.UP_TO_DATE, ev.SKIPPED, ev.FAILED, ev.FROZEN)
 
 
@@ -89,7 +91,10 @@ class SummaryWriter:
             "commit": started.commit if started else None,
             "dirty": started.dirty if started else None,
             "duration": round(finished.duration, 3),
-            "counts": {state: finished.counts.get(state, 0) for state in ORDER},
+            "counts": {
+                **{state: finished.counts.get(state, 0) for state in ORDER},
+                **{state: n for state, n in finished.counts.items() if state not in ORDER},
+            },
             "cache_hits": finished.counts.get(ev.CACHED, 0),
             "steps": [
                 {
@@ -98,6 +103,7 @@ class SummaryWriter:
                     "duration": round(s.duration, 3),
                     "reasons": list(s.reasons),
                     "message": s.message,
+                    "source": s.source,
                 }
                 for s in self.steps
             ],
