@@ -13,47 +13,35 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitpipe import atomic, lockfile, spec, tomlcache
+from gitpipe import atomic, guard, lockfile, spec, tomlcache
 from gitpipe import events as ev
 from gitpipe import graph as graphs
 from gitpipe.action import fingerprint
 from gitpipe.errors import (
-    ApprovalNeeded,
     GitError,
-    GitpipeError,
-    Interrupted,
-    PipelineError,
-    StaleError,
-    StepFailed,
     UsageError,
-    WorkspaceBusy,
 )
-from gitpipe.hashing import Digest, digest_record
+from gitpipe.hashing import Digest
 from gitpipe.inputs import Inputs
 from gitpipe.lockfile import Lock, LockEntry
 from gitpipe.plan import STALE
-from gitpipe.planner import RESTORE, SETTLED, WAITING, Decision, Planner, refusal
+from gitpipe.planner import RESTORE, SETTLED, WAITING, Decision, Planner
+from gitpipe.reproduce import RunReport
 from gitpipe.runcache import RunCache
-from gitpipe.runner import Executor, check_workers, connect_dask, schedule
 from gitpipe.session import (
     HookCall,
-    Session,
-    _RunOptions,
     approver,
     current_params,
     fault_point,
-    predicted,
 )
 from gitpipe.statcache import Hasher, StatCache
-from gitpipe.status import STATE_DIR, Reason, Recorder, Snapshot, StepStatus, locate
-from gitpipe.status import read as read_snapshot
+from gitpipe.status import STATE_DIR, Reason, Recorder, StepStatus, locate
 from gitpipe.status import write as write_snapshot
 from gitpipe.store import Store
 
@@ -62,6 +50,7 @@ if TYPE_CHECKING:  # imported where used: a no-op run explains nothing
     from gitpipe.maintenance import GcReport, StoreReport
 
 __all__ = ["HookCall", "Project", "RunReport", "current_params", "fault_point"]
+
 
 STARTER = """\
 # A gitpipe pipeline; the fields are described in gitpipe's docs/pipeline-file.md.
@@ -129,60 +118,6 @@ class Explanation:
         }
 
 
-@dataclass(slots=True)
-class RunReport:
-    """What a `repro` did: each step's final event, in order."""
-
-    run_id: str
-    steps: list[ev.StepFinished] = field(default_factory=list)
-    status: str = "ok"
-    duration: float = 0.0
-
-    def listen(self, event: ev.Event) -> None:
-        if isinstance(event, ev.StepFinished):
-            self.steps.append(event)
-
-    def count(self, state: str) -> int:
-        return sum(1 for step in self.steps if step.state == state)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for step in self.steps:
-            counts[step.state] = counts.get(step.state, 0) + 1
-        return counts
-
-
-@contextlib.contextmanager
-def workspace_lock(path: Path, *, wait: bool, emit: ev.Listener) -> Iterator[None]:
-    """One `repro` at a time per workspace: an advisory lock on ``path``.
-
-    The lock goes with the process, so a killed run never leaves it held."""
-    import fcntl
-
-    handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            if not wait:
-                raise WorkspaceBusy(
-                    f"another `gitpipe repro` ({holder}) is running in this workspace; "
-                    "wait for it, or run without --no-wait to queue behind it"
-                ) from None
-            emit(ev.Waiting(f"waiting for another `gitpipe repro` ({holder}) to finish"))
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
-        yield
-    finally:
-        handle.close()
-
-
 def _nothing() -> None:
     return None
 
@@ -226,20 +161,14 @@ class Project:
         work trees share one store."""
         if self._store_dir is None:
             shared = None
-            if self._dot_git() is not None and self._dot_git().is_file():  # a linked work tree
+            if (
+                guard.dot_git(self.root) is not None and guard.dot_git(self.root).is_file()
+            ):  # a linked work tree
                 from gitpipe.git import shared_state_dir
 
                 shared = shared_state_dir(self.root)
             self._store_dir = (shared or self.state_dir) / "cache"
         return self._store_dir
-
-    def _dot_git(self) -> Path | None:
-        """The nearest `.git` (a folder, or a file in a linked work tree), found
-        without Git."""
-        for folder in (self.root, *self.root.parents):
-            if (folder / ".git").exists():
-                return folder / ".git"
-        return None
 
     @classmethod
     def init(
@@ -260,7 +189,7 @@ class Project:
             raise UsageError(f"{target.name} exists already; pass --force to overwrite it")
         atomic.write_bytes(target, STARTER.format(name=here.name).encode())
         project = cls(target)
-        project._ensure_state_dir()
+        project.ensure_state_dir()
         return project
 
     @classmethod
@@ -297,9 +226,9 @@ class Project:
         )
         self._graph = graphs.build(pipeline)
         self._pipeline = pipeline
-        self._keep = keep  # called by a command that went well: see _keep_caches
+        self._keep = keep  # called by a command that went well: see keep_caches
 
-    def _read_lock(self) -> Lock:
+    def read_lock(self) -> Lock:
         """gitpipe.lock, its parsed TOML cached like the pipeline file's; read again only
         when the file changed since this project last read it (as the stat cache tells)."""
         try:
@@ -316,7 +245,7 @@ class Project:
         self._lock_read = (stamp, read_ns, lock) if stamp is not None else None
         return lock
 
-    def _keep_caches(self) -> None:
+    def keep_caches(self) -> None:
         """Cache the parsed pipeline and lock files, now that a command used them
         without error (a dry run or a refused command writes nothing)."""
         self._keep()
@@ -340,7 +269,7 @@ class Project:
             raise UsageError(f"{path} is not inside this workspace") from exc
         if relpath == ".." or relpath.startswith("../"):
             raise UsageError(f"{path} is not inside this workspace ({self.root})")
-        with self._inputs(readonly=True) as inputs:
+        with self.inputs(readonly=True) as inputs:
             state = inputs.hasher.state(relpath)
         if state is None:
             raise UsageError(f"{path} does not exist")
@@ -361,19 +290,19 @@ class Project:
         names = self.select(targets, single=single, downstream=downstream)
         whole = not targets and self.state_dir.is_dir()
         recorder = Recorder() if whole else None
-        stamp = self._index_stamp(names)
-        if stamp is not None and stamp == self._checked_stamp():
+        stamp = guard.index_stamp(self, names)
+        if stamp is not None and stamp == guard.checked_stamp(self.state_dir):
             # the Git index and the outputs are as when they last passed: skip Git
-            self._check_before_run(names, None, run=False, git=False)
+            guard.check_before_run(self, names, None, run=False, git=False)
         else:
-            with self._repository() as repo:
-                self._check_before_run(names, repo, run=False)
-            self._remember_check(stamp)
-        lock = self._read_lock()
+            with self.repository() as repo:
+                guard.check_before_run(self, names, repo, run=False)
+            guard.remember_check(self.state_dir, stamp)
+        lock = self.read_lock()
         # the stat cache is kept once gitpipe has state here; status creates none
-        with self._inputs(readonly=not self.state_dir.is_dir()) as inputs:
+        with self.inputs(readonly=not self.state_dir.is_dir()) as inputs:
             inputs.hasher.seen = recorder
-            planner = self._planner(inputs, lock)
+            planner = self.planner(inputs, lock)
             statuses = [status_of(d) for d in planner.plan(names, self.graph.parents)]
             if recorder is not None and stamp is not None and not recorder.broken:
                 self._record_inputs(recorder, names)
@@ -388,7 +317,7 @@ class Project:
                         head=head,
                         lock_current=current,
                     )
-        self._keep_caches()
+        self.keep_caches()
         return statuses
 
     def plan(
@@ -402,12 +331,12 @@ class Project:
         """What `repro` would do with each selected step, and why (nothing is
         written): the decisions every view shows."""
         names = self.select(targets, single=single, downstream=downstream)
-        lock = self._read_lock()
-        with self._inputs(readonly=True) as inputs:
-            planner = self._planner(inputs, lock, force=frozenset(names) if force else None)
+        lock = self.read_lock()
+        with self.inputs(readonly=True) as inputs:
+            planner = self.planner(inputs, lock, force=frozenset(names) if force else None)
             return planner.plan(names, self.graph.parents)
 
-    def _planner(
+    def planner(
         self,
         inputs: Inputs,
         lock: Lock,
@@ -459,8 +388,8 @@ class Project:
         for relpath in ("", *self.pipeline.includes):
             recorder.look(str(self.file) if not relpath else os.path.join(root, relpath))
         recorder.look(str(self.lock_path))
-        dotgit = self._dot_git()
-        index = self._git_index()
+        dotgit = guard.dot_git(self.root)
+        index = guard.git_index(self.root)
         if dotgit is None or index is None:
             recorder.broken = True
             return
@@ -482,9 +411,9 @@ class Project:
         now (outputs are not looked at): what `gitpipe check` and its pre-commit hook
         report.  The pipeline file must be valid."""
         names = self.select()
-        lock = self._read_lock()
+        lock = self.read_lock()
         mismatched = []
-        with self._inputs(readonly=True) as inputs:
+        with self.inputs(readonly=True) as inputs:
             for name in names:
                 entry = lock.steps.get(name)
                 # a fresh clone has no outputs: take a missing dep to be as the lock says
@@ -518,9 +447,9 @@ class Project:
         :func:`gitpipe.maintenance.collect_garbage`)."""
         from gitpipe.maintenance import collect_garbage, locks_in_history
 
-        locks = [self._read_lock()]
+        locks = [self.read_lock()]
         if not workspace_only:
-            with self._repository() as repo:
+            with self.repository() as repo:
                 if repo is not None:
                     locks += locks_in_history(repo, self.lock_path)
         return collect_garbage(self.store_dir, locks, delete=delete, keep_recent=keep_recent)
@@ -539,10 +468,10 @@ class Project:
             )
         self.select([name], single=True)
         names = self.select([name])  # it and what it reads: the plan a repro makes
-        lock = self._read_lock()
+        lock = self.read_lock()
         entry = lock.steps.get(name)
-        with self._inputs(readonly=not self.state_dir.is_dir()) as inputs:
-            planner = self._planner(inputs, lock)
+        with self.inputs(readonly=not self.state_dir.is_dir()) as inputs:
+            planner = self.planner(inputs, lock)
             decision = planner.plan(names, self.graph.parents)[-1]
             record = decision.record
             explanation = Explanation(
@@ -609,7 +538,7 @@ class Project:
         return self._user
 
     def _git_user(self) -> str:
-        with self._repository() as repo:
+        with self.repository() as repo:
             found = repo.user() if repo is not None else None
         if found:
             return found
@@ -628,11 +557,11 @@ class Project:
         asking = [n for n in names if self.pipeline.steps[n].approval]
         if not asking:
             raise UsageError(f"step {name!r} does not ask for approval (no `approval = true`)")
-        lock = self._read_lock()
-        self._ensure_state_dir()
+        lock = self.read_lock()
+        self.ensure_state_dir()
         who = self.user()
         keys = []
-        with self._inputs(readonly=False) as inputs:
+        with self.inputs(readonly=False) as inputs:
             for step_name in asking:
                 check = inputs.check(
                     self.pipeline.steps[step_name], lock.steps.get(step_name), entries=lock.steps
@@ -648,7 +577,7 @@ class Project:
 
         for step_name, key in keys:
             record_approval(self.state_dir / "lineage.db", step_name, key, who)
-        self._keep_caches()
+        self.keep_caches()
         return keys, who
 
     # -- repro ----------------------------------------------------------------
@@ -694,367 +623,41 @@ class Project:
         written.  ``pull`` fetches what gitpipe.lock names from the remote before
         anything is decided, and a stale step's results when it is decided.
         """
-        names = self.select(targets, single=single, downstream=downstream)
-        approved: set[str] = set()
-        for name in sorted(set(approve)):  # each must be a step (or group) that asks for it
-            chosen = self.select([name], single=True)
-            asking = [n for n in chosen if self.pipeline.steps[n].approval]
-            if not asking:
-                raise UsageError(
-                    f"--approve {name}: step {name!r} does not ask for approval "
-                    "(no `approval = true`)"
-                )
-            approved.update(asking)
-        calls = {}
-        for event, given in (hooks or {}).items():
-            if event not in spec.HOOK_EVENTS:
-                raise UsageError(f"unknown hook {event!r} (hooks: {', '.join(spec.HOOK_EVENTS)})")
-            calls[event] = tuple(given) if isinstance(given, (list, tuple)) else (given,)
-        stamp = self._index_stamp(names)
-        checked = stamp is not None and stamp == self._checked_stamp()  # as in `status`
-        with self._repository() as repo:
-            self._check_before_run(names, repo, git=not checked)
-            if not checked and not dry_run:  # a dry run writes nothing
-                self._remember_check(stamp)
-            current = self._read_lock()  # a damaged lock stops us before anything is written
-            broadcast = ev.Broadcast(list(listeners))
-            far = None
-            if pull or push:
-                from gitpipe import remote as remotes
+        from gitpipe.reproduce import reproduce
 
-                far = remotes.for_project(self, remote, cwd=Path.cwd())
-            if pull and far is not None:  # what the lock names, before deciding anything
-                self._pull_lock(far, current, names, broadcast)
-            run = _RunOptions(
-                force=force,
-                keep_going=keep_going,
-                argv=tuple(argv),
-                repo=repo,
-                remote=far if pull else None,
-                approve=frozenset(approved),
-                write_lock=(bool(lock) if self.overrides else lock is not False) and not frozen,
-                hooks=calls,
-                frozen=frozen,
-            )
-            if dry_run:
-                return self._predict(names, broadcast, run)
-            if frozen:  # restoring what the lock names is fine; anything else stops here
-                self._check_frozen(names, broadcast, run)
-            backend = backend or self.environ.get("GITPIPE_BACKEND") or "threading"
-            address = scheduler or self.environ.get("GITPIPE_DASK_SCHEDULER")
-            if backend == "dask" and not address:
-                raise UsageError(
-                    "the dask backend needs a scheduler: pass --scheduler tcp://HOST:PORT "
-                    "or set GITPIPE_DASK_SCHEDULER"
-                )
-            client = connect_dask(address) if backend == "dask" and names and address else None
-            try:
-                self._ensure_state_dir()
-            except BaseException:
-                if client is not None:
-                    client.close()
-                raise
-            with workspace_lock(self.state_dir / "repro.lock", wait=wait, emit=broadcast):
-                if client is not None:
-                    check_workers(client, self.root)
-                    if not jobs:
-                        jobs = max(1, sum(client.ncores().values()))
-                if jobs is None:
-                    jobs = 1
-                jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
-                executor = Executor(backend, jobs, client=client)
-                try:
-                    report = self._repro_locked(names, broadcast, run, executor=executor)
-                finally:
-                    executor.close()
-                if push and far is not None:
-                    from gitpipe import remote as remotes
-
-                    selection = remotes.Selection.from_locks(self._read_lock())
-                    pushed = remotes.push(Store(self.store_dir), far, selection)
-                    broadcast(
-                        ev.Notice(
-                            f"pushed {pushed.objects} object(s) and {pushed.results} result(s)"
-                        )
-                    )
-                self._keep_caches()
-                return report
-
-    def _pull_lock(self, far: Any, lock: Lock, names: Sequence[str], emit: ev.Listener) -> None:
-        """`repro --pull`: fetch the objects and results gitpipe.lock names for the
-        selected steps that the store lacks, so that the plan sees them."""
-        from gitpipe import remote as remotes
-
-        chosen = Lock(steps={n: e for n, e in lock.steps.items() if n in set(names)})
-        selection = remotes.Selection.from_locks(chosen)
-        if selection.empty:
-            return
-        pulled = remotes.pull(Store(self.store_dir), far, selection)
-        if pulled.objects or pulled.results:
-            emit(
-                ev.Notice(
-                    f"fetched {pulled.objects} object(s) and {pulled.results} result(s) "
-                    f"that gitpipe.lock names from {far.url}"
-                )
-            )
-
-    def _new_run(self) -> str:
-        return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
-
-    def _plan_run(self, names: Sequence[str], run: _RunOptions, run_id: str) -> list[Decision]:
-        """The decisions a run would take, made before it takes any."""
-        lock = self._read_lock()
-        with self._inputs(readonly=True) as inputs:
-            planner = self._planner(
-                inputs,
-                lock,
-                force=frozenset(names) if run.force else None,
-                remote=run.remote,
-                approve=run.approve,
-                run_id=run_id,
-            )
-            return planner.plan(names, self.graph.parents)
-
-    def _predict(self, names: list[str], broadcast: ev.Broadcast, run: _RunOptions) -> RunReport:
-        """`repro -n`: the plan, told as a run's events; nothing is written."""
-        run_id = self._new_run()
-        report = RunReport(run_id=run_id)
-        broadcast.listeners.insert(0, report.listen)
-        started = time.time()
-        broadcast(self._run_started(run_id, names, run, dry_run=True, started=started))
-        for decision in self._plan_run(names, run, run_id):
-            broadcast(predicted(decision))
-        report.duration = time.time() - started
-        broadcast(ev.RunFinished(run_id, "ok", report.counts, report.duration, ended=time.time()))
-        return report
-
-    def _check_frozen(self, names: list[str], broadcast: ev.Broadcast, run: _RunOptions) -> None:
-        """`repro --frozen`: raise :class:`StaleError` before anything changes when a
-        step would need more than restoring what gitpipe.lock names; the refusal is
-        recorded in lineage and told to the listeners (summaries) as a run."""
-        run_id = self._new_run()
-        decisions = self._plan_run(names, run, run_id)
-        refused = [d for d in decisions if d.frozen_refusal]
-        if not refused:
-            return
-        self._ensure_state_dir()
-        report = RunReport(run_id=run_id)
-        broadcast.listeners.insert(0, report.listen)
-        recorder = self._recorder(broadcast)
-        if recorder is not None:
-            broadcast.listeners.append(recorder)
-        started = time.time()
-        try:
-            broadcast(self._run_started(run_id, names, run, dry_run=False, started=started))
-            for decision in decisions:
-                broadcast(predicted(decision))
-            report.status = "stale"
-            report.duration = time.time() - started
-            broadcast(
-                ev.RunFinished(run_id, "stale", report.counts, report.duration, ended=time.time())
-            )
-        finally:
-            if recorder is not None:
-                recorder.close()
-        error = StaleError(f"--frozen: {refusal(decisions)}")
-        error.report = report  # type: ignore[attr-defined]
-        raise error
-
-    def _run_started(
-        self,
-        run_id: str,
-        names: Sequence[str],
-        run: _RunOptions,
-        *,
-        dry_run: bool,
-        started: float,
-        executor: Executor | None = None,
-    ) -> ev.RunStarted:
-        checkout = run.repo.checkout() if run.repo is not None and not dry_run else None
-        return ev.RunStarted(
-            run_id=run_id,
-            steps=tuple(names),
+        return reproduce(
+            self,
+            targets,
+            force=force,
             dry_run=dry_run,
-            commit=checkout.commit if checkout else None,
-            dirty=checkout.dirty if checkout else None,
-            argv=run.argv,
-            started=started,
-            pipeline=self.pipeline.name,
-            jobs=executor.jobs if executor is not None else 1,
-            backend=executor.backend if executor is not None else "",
-            overrides=dict(self.pipeline.overrides),
+            single=single,
+            downstream=downstream,
+            jobs=jobs,
+            backend=backend,
+            scheduler=scheduler,
+            keep_going=keep_going,
+            wait=wait,
+            frozen=frozen,
+            pull=pull,
+            push=push,
+            remote=remote,
+            approve=approve,
+            lock=lock,
+            hooks=hooks,
+            listeners=listeners,
+            argv=argv,
         )
-
-    def _repro_locked(
-        self, names: list[str], broadcast: ev.Broadcast, run: _RunOptions, *, executor: Executor
-    ) -> RunReport:
-        pipeline = self.pipeline
-        lock = self._read_lock()
-        run_id = self._new_run()
-        report = RunReport(run_id=run_id)
-        broadcast.listeners.insert(0, report.listen)  # counts steps even if the run stops
-        recorder = self._recorder(broadcast)
-        if recorder is not None:
-            broadcast.listeners.append(recorder)
-        started = time.time()
-        begun = self._run_started(
-            run_id, names, run, dry_run=False, started=started, executor=executor
-        )
-        broadcast(begun)
-        status = "ok"
-        entries: dict[str, LockEntry] = dict(lock.steps)
-        try:
-            with self._inputs(readonly=False) as inputs:
-                planner = self._planner(
-                    inputs,
-                    lock,
-                    entries=entries,
-                    force=frozenset(names) if run.force else None,
-                    remote=run.remote,
-                    approve=run.approve,
-                    run_id=run_id,
-                    record_approvals=True,
-                )
-                snapshot: Snapshot | None = None
-                if not run.force and not pipeline.overrides:
-                    snapshot = read_snapshot(self.file)
-                if snapshot is not None:
-                    planner.known = {
-                        s.step: s
-                        for s in snapshot.statuses
-                        if s.state in (ev.UP_TO_DATE, ev.FROZEN)
-                    }
-                session = Session(
-                    self, inputs, planner, run_id=run_id, frozen=run.frozen, hook_calls=run.hooks
-                )
-                if len(names) == len(pipeline.steps) and not run.frozen:
-                    removed = session.prune(entries)
-                    if removed:
-                        broadcast(
-                            ev.Notice(
-                                f"removed {len(removed)} output(s) of steps no longer in the "
-                                f"pipeline (kept in the store): {', '.join(removed)}"
-                            )
-                        )
-                schedule(
-                    names,
-                    self.graph.parents,
-                    session,
-                    executor=executor,
-                    jobs=executor.jobs,
-                    keep_going=run.keep_going,
-                    emit=broadcast,
-                )
-                hook_failures = list(session.hook_failures)
-                live = {name: entry for name, entry in entries.items() if name in pipeline.steps}
-                # nothing ran, nothing was restored, and the snapshot found the lock as
-                # this run would write it, on this commit: leave it as it is
-                untouched = (
-                    snapshot is not None
-                    and snapshot.lock_current
-                    and begun.commit == snapshot.head
-                    and entries.keys() == lock.steps.keys()
-                    and all(entry is lock.steps[name] for name, entry in entries.items())
-                )
-                if not untouched and run.write_lock and (live or self.lock_path.exists()):
-                    from gitpipe.versions import version_for_lock
-
-                    identity = str(fingerprint(pipeline, inputs.code_of_all()))
-                    lockfile.write(
-                        self.lock_path,
-                        Lock(
-                            name=pipeline.declared_name,
-                            fingerprint=identity,
-                            steps=live,
-                            version=version_for_lock(self.root, self.file, identity),
-                        ),
-                        tmp_dir=self.state_dir / "tmp",
-                        previous=lock,
-                        cache_dir=self.state_dir / "parsed",
-                    )
-            if hook_failures and not pipeline.hooks.fail:
-                for failure in hook_failures:
-                    broadcast(ev.Notice(f"{failure} (hooks.fail = false: the run goes on)"))
-                hook_failures = []
-            if report.count(ev.FAILED) or hook_failures:
-                status = "failed"
-            elif report.count(ev.WAITING):
-                status = "waiting"
-        except KeyboardInterrupt as exc:
-            status = "interrupted"
-            self._save_partial_lock(not run.write_lock, entries, lock)
-            raise Interrupted("interrupted; finished steps were kept, run again to go on") from exc
-        except BaseException:
-            status = "error"
-            self._save_partial_lock(not run.write_lock, entries, lock)
-            raise
-        finally:
-            report.status = status
-            report.duration = time.time() - started
-            broadcast(
-                ev.RunFinished(run_id, status, report.counts, report.duration, ended=time.time())
-            )
-            if recorder is not None:
-                recorder.close()
-                if recorder.error:
-                    broadcast(ev.Notice(recorder.error))
-        if status == "failed" and not report.count(ev.FAILED):  # only hooks failed
-            error = StepFailed(hook_failures[0])
-            error.report = report  # type: ignore[attr-defined]
-            raise error
-        if status == "waiting":
-            waiting = tuple(s.step for s in report.steps if s.state == ev.WAITING)
-            listed = ", ".join(waiting)
-            raise ApprovalNeeded(
-                f"{len(waiting)} step(s) wait for approval: {listed}; approve with "
-                f"`gitpipe approve {waiting[0]}` or run `gitpipe repro --approve "
-                f"{waiting[0]}`",
-                waiting,
-            )
-        if status == "failed":
-            failed = [s.step for s in report.steps if s.state == ev.FAILED]
-            held = [s.step for s in report.steps if s.state == ev.SKIPPED]
-            message = (
-                f"step {failed[0]!r} failed"
-                if len(failed) == 1
-                else (f"steps {', '.join(repr(f) for f in failed)} failed")
-            )
-            if held:
-                message += f"; held back: {', '.join(held)}"
-            error = StepFailed(message)
-            error.report = report  # type: ignore[attr-defined]
-            raise error
-        return report
-
-    def _save_partial_lock(
-        self, dry_run: bool, entries: Mapping[str, LockEntry], lock: Lock
-    ) -> None:
-        """Keep what finished before a failure or interrupt in the lock."""
-        if dry_run or dict(entries) == dict(lock.steps):
-            return
-        with contextlib.suppress(GitpipeError, OSError):
-            live = {n: e for n, e in entries.items() if n in self.pipeline.steps}
-            lockfile.write(
-                self.lock_path,
-                Lock(
-                    name=self.pipeline.declared_name,
-                    fingerprint=lock.fingerprint,
-                    steps=live,
-                    version=lock.version,
-                ),
-                tmp_dir=self.state_dir / "tmp",
-            )
 
     # -- helpers --------------------------------------------------------------
 
-    def _ensure_state_dir(self) -> None:
+    def ensure_state_dir(self) -> None:
         self.state_dir.mkdir(exist_ok=True)
         ignore = self.state_dir / ".gitignore"
         if not ignore.exists():
             ignore.write_text("# gitpipe's local state: never commit it\n*\n", encoding="utf-8")
 
     @contextlib.contextmanager
-    def _repository(self) -> Iterator[Any]:
+    def repository(self) -> Iterator[Any]:
         """The Git repository around the pipeline (None outside one), opened once."""
         from gitpipe.git import Repository
 
@@ -1065,7 +668,7 @@ class Project:
             if repo is not None:
                 repo.close()
 
-    def _recorder(self, emit: ev.Listener) -> Any:
+    def recorder(self, emit: ev.Listener) -> Any:
         """The lineage listener; a damaged or too new database is a notice, not a stop."""
         from gitpipe.lineage import LineageError, LineageRecorder
 
@@ -1075,117 +678,8 @@ class Project:
             emit(ev.Notice(f"{exc}; this run is not recorded in lineage"))
             return None
 
-    def _index_stamp(self, names: Sequence[str]) -> str | None:
-        """What the check for outputs tracked by Git depends on: the Git index file's
-        (inode, mtime, size) and the outputs checked; None when it cannot be told
-        without Git (no `.git` found, or a Git index changed within the racy window).
-        """
-        index = self._git_index()
-        if index is None:
-            return None
-        try:
-            st = index.stat()
-        except OSError:
-            return None
-        if tomlcache.racy(st.st_mtime_ns, time.time_ns()):
-            return None
-        outs = sorted(str(o) for n in names for o in self.pipeline.steps[n].all_outs)
-        return str(digest_record([str(index), st.st_ino, st.st_mtime_ns, st.st_size, outs]))
-
-    def _git_index(self) -> Path | None:
-        """The Git index file of the repository around the pipeline, found without
-        Git; None outside Git."""
-        dotgit = self._dot_git()
-        if dotgit is None:
-            return None
-        if dotgit.is_dir():
-            return dotgit / "index"
-        with contextlib.suppress(OSError):
-            text = dotgit.read_text(errors="replace").strip()
-            if text.startswith("gitdir:"):
-                return (dotgit.parent / text.removeprefix("gitdir:").strip()) / "index"
-        return None
-
-    def _checked_stamp(self) -> str | None:
-        with contextlib.suppress(OSError):
-            return (self.state_dir / "parsed" / "git-check").read_text()
-        return None
-
-    def _links_to_object(
-        self, relpath: str, real: str, folders: dict[str, str], inside: str
-    ) -> bool:
-        """Whether an output is a symbolic link, in a folder inside the repository, to
-        one of the store's objects: what `link = "symlink"` makes."""
-        folder = folders.get(relpath.rpartition("/")[0])
-        if folder is None or not os.path.join(folder, "").startswith(inside):
-            return False
-        if not os.path.islink(self.root / relpath):
-            return False
-        objects = os.path.realpath(self.store_dir / "objects")
-        return _OBJECT_PATH.fullmatch(os.path.relpath(real, objects)) is not None
-
-    def _remember_check(self, stamp: str | None) -> None:
-        if stamp is not None and self.state_dir.is_dir():
-            with contextlib.suppress(OSError):
-                (self.state_dir / "parsed").mkdir(exist_ok=True)
-                atomic.write_bytes(
-                    self.state_dir / "parsed" / "git-check", stamp.encode(), sync=False
-                )
-
-    def _check_before_run(
-        self, names: Sequence[str], repo: Any, *, run: bool = True, git: bool = True
-    ) -> None:
-        """Errors that must stop a command before anything changes on disk.
-
-        A missing source dependency stops a run; `status` reports it as a reason."""
-        pipeline = self.pipeline
-        name_of = pipeline.file.name
-        top = repo.top if repo is not None else self.root
-        real_top = os.path.realpath(top)
-        inside = real_top.rstrip(os.sep) + os.sep
-        folders: dict[str, str] = {}  # each output's folder, resolved once
-        for name in names:
-            step = pipeline.steps[name]
-            for i, dep in enumerate(step.deps):
-                if not run or self.graph.producers_of(dep):
-                    continue
-                if not (self.root / dep.path).exists():
-                    raise PipelineError(
-                        f"dependency {str(dep)!r} of step {name!r} does not exist and no "
-                        "step produces it",
-                        file=name_of,
-                        key=f"steps.{name}.deps[{i}]",
-                    )
-            for out, key in spec.out_places(step):
-                real = _real_path(self.root, out.path, folders)
-                if real != real_top and not real.startswith(inside):
-                    if self._links_to_object(out.path, real, folders, inside):
-                        continue  # `link = "symlink"` made it
-                    raise PipelineError(
-                        f"output {str(out)!r} of step {name!r} leads outside the "
-                        f"repository (to {real})",
-                        file=name_of,
-                        key=key,
-                    )
-        if repo is not None and git:
-            prefix = repo.relpath(self.root)
-            wanted = {}
-            for name in names:
-                for out, key in spec.out_places(pipeline.steps[name]):
-                    path = f"{prefix}/{out.path}" if prefix else out.path
-                    wanted[path] = (name, out, key)
-            tracked = repo.tracked_under(wanted)
-            for path, example in tracked.items():
-                name, out, key = wanted[path]
-                raise PipelineError(
-                    f"output {str(out)!r} of step {name!r} is tracked by Git ({example}); "
-                    f"untrack it with `git rm -r --cached {path}` and commit",
-                    file=name_of,
-                    key=key,
-                )
-
     @contextlib.contextmanager
-    def _inputs(self, *, readonly: bool) -> Iterator[Inputs]:
+    def inputs(self, *, readonly: bool) -> Iterator[Inputs]:
         """What steps read, for one command, through the stat cache."""
         cache = StatCache(self.state_dir / "stat.db", readonly=readonly)
         try:
@@ -1221,24 +715,3 @@ def status_of(decision: Decision) -> StepStatus:
         source=decision.source,
         code_note=note,
     )
-
-
-def _real_path(root: Path, relpath: str, folders: dict[str, str]) -> str:
-    """``os.path.realpath(root / relpath)``, resolving each parent folder once (in
-    ``folders``): a path whose last part is no link resolves to its folder's real path
-    joined with that part."""
-    parent, _, leaf = relpath.rpartition("/")
-    if leaf in ("", ".", ".."):
-        return os.path.realpath(root / relpath)
-    if parent not in folders:
-        folders[parent] = os.path.realpath(root / parent if parent else root)
-    full = os.path.join(folders[parent], leaf)
-    return os.path.realpath(full) if os.path.islink(full) else full
-
-
-#: an object's path inside the store's objects/ folder
-_OBJECT_PATH = re.compile(r"b3/[0-9a-f]{2}/[0-9a-f]{62}")
-
-
-#: an object's path inside the store's objects/ folder
-_OBJECT_PATH = re.compile(r"b3/[0-9a-f]{2}/[0-9a-f]{62}")
