@@ -45,9 +45,6 @@ class Check:
     record: KeyRecord | None  # None: a dependency or a metric it reads is missing
     outs_now: dict[str, PathState | None]
     step: spec.Step | None = None  # the step as checked: metrics it reads filled in
-    #: a file it reads is an output a planned restore replaces in a way this check
-    #: cannot foresee (generated code): it is decided again once that restore is done
-    unforeseen: str = ""
 
 
 class Projection:
@@ -63,6 +60,19 @@ class Projection:
 
     def put(self, path: str, out: OutRecord) -> None:
         self.outs[path] = out
+
+    def read_bytes(self, path: str) -> bytes | None:
+        """The bytes a file will hold once restored, if a projected output holds it."""
+        for out_path, out in self.outs.items():
+            if path == out_path and not out.is_dir:
+                return self.store.read_bytes(out.digest)
+            if out.is_dir and path.startswith(out_path + "/"):
+                inner = path[len(out_path) + 1 :]
+                for entry in self.store.manifest(out.digest):
+                    if entry.path == inner:
+                        return self.store.read_bytes(entry.digest)
+                return None
+        return None
 
     def touches(self, path: str) -> bool:
         """Whether ``path`` is, holds or lies in a projected output."""
@@ -122,10 +132,25 @@ class WorkTree:
         self.root = root
         self.hasher = hasher
         self._is_file: dict[str, bool] = {}
+        #: a plan's restores, where code is read as they will leave it
+        self.projection: Projection | None = None
+
+    def state(self, path: str) -> PathState | None:
+        """A path's state, as the projection will leave it where it touches it."""
+        state = self.hasher.state(path)
+        if self.projection is not None and self.projection.touches(path):
+            state = self.projection.state(path, state, self.hasher)
+        return state
 
     def is_file(self, path: str) -> bool:
         if path not in self._is_file:
-            self._is_file[path] = not path.startswith("/") and (self.root / path).is_file()
+            if path.startswith("/"):
+                self._is_file[path] = False
+            elif self.projection is not None and self.projection.touches(path):
+                state = self.state(path)
+                self._is_file[path] = state is not None and not state.is_dir
+            else:
+                self._is_file[path] = (self.root / path).is_file()
             if self.hasher.seen is not None and not path.startswith("/"):
                 self.hasher.seen.look(str(self.root / path))
         return self._is_file[path]
@@ -139,6 +164,10 @@ class WorkTree:
     def read(self, path: str) -> bytes:
         if self.hasher.seen is not None:
             self.hasher.seen.look(str(self.root / path))
+        if self.projection is not None and self.projection.touches(path):
+            data = self.projection.read_bytes(path)
+            if data is not None:
+                return data
         return (self.root / path).read_bytes()
 
     def glob(self, pattern: str) -> list[str]:
@@ -153,7 +182,7 @@ class WorkTree:
         )
 
     def digest(self, path: str) -> Digest:
-        state = self.hasher.state(path)
+        state = self.state(path)
         if state is None:
             raise StoreError(f"code file {path} disappeared while it was read")
         return state.digest
@@ -205,29 +234,29 @@ class Inputs:
             self._code_info[path] = self._read_code_info(path)
         return self._code_info[path]
 
-    def forget(self, path: str) -> None:
-        """A step is about to rewrite ``path``: what was learnt of it is void
-        (generated code is code too)."""
+    def forget(self, path: str, *, projected: bool = False) -> None:
+        """A step is about to rewrite ``path`` (or, ``projected``, a plan's restore
+        will): what was learnt of it is void (generated code is code too)."""
         self.hasher.forget(path)
         prefix = path + "/"
         stale = [p for p in self._code_info if p == path or p.startswith(prefix)]
         for p in stale:
             del self._code_info[p]
         self.worktree.forget(path)
-        if stale and self._discoverer is not None:
+        if (stale or projected) and self._discoverer is not None:
             self._discoverer.forget()
 
     def _read_code_info(self, path: str) -> tuple[Digest, Digest, list[codedeps.Imported] | None]:
         from gitpipe import codedeps
 
-        state = self.hasher.state(path)
+        state = self.worktree.state(path)
         if state is None or state.is_dir:
             raise StoreError(f"code file {path} is not a readable file")
         if not path.endswith(".py"):  # other code is digested as bytes, and imports nothing
             return state.digest, state.digest, []
         row = self.hasher.cache.code(state.digest)  # what these bytes are *as Python*
         if row is None:
-            data = (self.root / path).read_bytes()
+            data = self.worktree.read(path)
             normal, parses = codedeps.code_digest(path, data)
             found = codedeps.imports(data)
             encoded = (
@@ -305,6 +334,7 @@ class Inputs:
         steps come from ``entries``; ``assume`` gives digests for deps that are missing
         (the lock's, for `gitpipe check` in a clone without outputs); ``projection``
         gives the dependencies as planned restores will leave them."""
+        self.worktree.projection = projection or None
         if step.metric_refs:
             try:
                 step = spec.resolve(step, lambda ref: self.metric_value(ref, entries))
@@ -330,13 +360,10 @@ class Inputs:
         if missing:
             return Check(STALE, missing, None, outs_now, step)
         code = self.code_of(step)
-        unforeseen = ""
-        if projection:
-            unforeseen = next((path for path in code if projection.touches(path)), "")
         # a dependency that is also code is keyed by its code digest, not its bytes
         deps = {path: digest for path, digest in deps.items() if path not in code}
         record = key_record(step, deps=deps, code=code)
         state, reasons = assess(step, record, entry, outs_now)
         if state == STALE:
             reasons += [Reason("code unreadable", path) for path in self._unreadable[step.name]]
-        return Check(state, reasons, record, outs_now, step, unforeseen)
+        return Check(state, reasons, record, outs_now, step)

@@ -14,7 +14,7 @@ from typing import Any
 
 from gitpipe.action import KeyRecord
 from gitpipe.lockfile import LockEntry
-from gitpipe.spec import Step
+from gitpipe.spec import Step, render
 from gitpipe.statcache import PathState
 from gitpipe.status import Reason
 
@@ -45,14 +45,34 @@ def _changed(kind: str, now: Mapping[str, Any], then: Mapping[str, Any]) -> Iter
             yield Reason(f"{kind} changed", path)
 
 
-def key_reasons(record: KeyRecord, entry: LockEntry | None) -> list[Reason]:
-    """What differs between the key record now and the one the lock recorded."""
+def _as_written(step: Step | None, entry: LockEntry) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The lock entry's command and env as the step writes them now, given the params
+    the entry recorded: where they equal the entry's, only params changed."""
+    if step is None or not step.template.cmd or len(step.template.cmd) != len(entry.cmd):
+        return (), {}
+    values = flatten(entry.params)
+    cmd = tuple(render(text, values) or "" for text in step.template.cmd)
+    env = {}
+    for name, text in step.template.env.items():
+        rendered = render(text, values)
+        if rendered is not None:
+            env[name] = rendered
+    return cmd, env
+
+
+def key_reasons(
+    record: KeyRecord, entry: LockEntry | None, step: Step | None = None
+) -> list[Reason]:
+    """What differs between the key record now and the one the lock recorded.  With
+    the ``step``, a command or env that differs only by the params put into it is a
+    params change, not a command change (as versions and diff tell it)."""
     if entry is None:
         return [Reason("new")]
     if record.key == entry.key:
         return []
     reasons: list[Reason] = []
-    if record.cmd != entry.cmd:
+    written_cmd, written_env = _as_written(step, entry)
+    if record.cmd != entry.cmd and written_cmd != tuple(entry.cmd):
         reasons.append(Reason("command changed"))
     if record.wdir != entry.wdir:
         reasons.append(Reason("wdir changed", f"{entry.wdir} -> {record.wdir}"))
@@ -60,7 +80,14 @@ def key_reasons(record: KeyRecord, entry: LockEntry | None) -> list[Reason]:
     reasons += _changed("dep", record.deps, entry.deps)
     for reason in _changed("params", flatten(record.params), flatten(entry.params)):
         reasons.append(Reason("params changed", reason.detail))
-    reasons += _changed("env", record.env, entry.env)
+    reasons += [
+        reason
+        for reason in _changed("env", record.env, entry.env)
+        if not (
+            reason.kind == "env changed"
+            and written_env.get(reason.detail) == entry.env.get(reason.detail)
+        )
+    ]
     declared = set(record.outs) | set(record.metrics)
     recorded = set(entry.outs)
     if declared != recorded:
@@ -99,7 +126,7 @@ def assess(
     """A step's state and the reasons for it."""
     if step.frozen:
         return FROZEN, []
-    reasons = key_reasons(record, entry)
+    reasons = key_reasons(record, entry, step)
     if entry is not None:
         reasons += out_reasons(step, entry, outs_now)
     if step.always:

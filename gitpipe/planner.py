@@ -87,11 +87,6 @@ class Decision:
         return STALE
 
     @property
-    def pending(self) -> bool:
-        """Whether the step is decided again once upstream steps have run."""
-        return bool(self.upstream) or bool(self.check is not None and self.check.unforeseen)
-
-    @property
     def frozen_refusal(self) -> str:
         """Why `repro --frozen` cannot take this decision ("" when it can): it restores
         only what gitpipe.lock names, and runs nothing."""
@@ -224,8 +219,13 @@ class Planner:
                 for out in check.step.all_outs if check.step else ():
                     planned = decision.result.outs[out.path]
                     now = check.outs_now.get(str(out))
-                    if now is None or now.digest != planned.digest:
+                    if (
+                        now is None
+                        or now.digest != planned.digest
+                        or (not out.is_dir and now.executable != planned.executable)
+                    ):
                         projection.put(out.path, planned)
+                        self.inputs.forget(out.path, projected=True)
                 entries[name] = entry_for(
                     check.step or self.pipeline.steps[name], decision.record, decision.result
                 )
@@ -253,18 +253,16 @@ class Planner:
             if known.state == FROZEN:
                 return Decision(name, FROZEN, skip="frozen: never runs")
             return Decision(name, UP_TO_DATE, known_key=known.key)
-        if step.when is not None:
+        if step.when is not None and not running:
             try:
                 skip = self.condition_false(step, entries)
             except PipelineError as exc:
-                if running:  # it reads what an upstream step will write
-                    return Decision(name, RUN, upstream=tuple(running))
                 return Decision(name, RUN, reasons=(Reason("condition", str(exc)),))
             if skip:
                 return Decision(name, SKIPPED, skip=skip)
         if step.frozen:
             return Decision(name, FROZEN, skip="frozen: never runs")
-        if running:
+        if running:  # its key (and its condition) wait for what those steps write
             return Decision(name, RUN, upstream=tuple(running))
         check = self.inputs.check(step, entries.get(name), entries=entries, projection=projection)
         return self._decide_checked(step, check, entries.get(name))

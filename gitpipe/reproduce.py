@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -184,6 +185,7 @@ def reproduce(
                 client.close()
             raise
         with workspace_lock(project.state_dir / "repro.lock", wait=wait, emit=broadcast):
+            _clear_scratch(project.state_dir / "tmp")
             if client is not None:
                 check_workers(client, project.root)
                 if not jobs:
@@ -227,6 +229,19 @@ def _pull_lock(
                 f"that gitpipe.lock names from {far.url}"
             )
         )
+
+
+def _clear_scratch(folder: Path) -> None:
+    """Remove what a killed restore left in gitpipe's scratch folder (``.NAME.*.tmp``
+    files and folders); only the repro holding the workspace builds there."""
+    with contextlib.suppress(OSError):
+        for item in os.scandir(folder):
+            if item.name.startswith(".") and item.name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    if item.is_dir(follow_symlinks=False):
+                        shutil.rmtree(item.path)
+                    else:
+                        os.unlink(item.path)
 
 
 def _new_run() -> str:

@@ -361,10 +361,13 @@ class Session:
 
     def _materialise(self, target: Path, out: OutRecord, link: str) -> None:
         """Put a stored output at ``target``, copied or linked as ``link`` says."""
+        scratch = self.project.state_dir / "tmp"
         if out.is_dir:
-            self.store.restore_tree(out.digest, target, link=link)
+            self.store.restore_tree(out.digest, target, link=link, scratch=scratch)
         else:
-            self.store.restore_file(out.digest, target, executable=out.executable, link=link)
+            self.store.restore_file(
+                out.digest, target, executable=out.executable, link=link, scratch=scratch
+            )
 
     def _link_output(self, relpath: str, out: OutRecord, link: str) -> None:
         """Make the files of a just-stored output the store's own objects, as ``link``

@@ -1125,6 +1125,29 @@ def _check_outputs(parser: _Parser, steps: Mapping[str, Step]) -> None:
                 )
 
 
+def render(text: str, values: Mapping[str, Any]) -> str | None:
+    """``text`` as written, with its ``${params.X}`` and ``${matrix.X}`` references
+    replaced from ``values`` (dotted names; matrix values as ``matrix.X``), as the
+    parser replaces them; None when a reference is not in ``values`` or reads another
+    step's metrics.  Tells an edited command from one given other params."""
+    missing = False
+
+    def substitute(match: re.Match[str]) -> str:
+        nonlocal missing
+        if match.group(1):
+            return "${" + match.group(2) + "}"
+        ref = match.group(2).strip()
+        namespace, _, dotted = ref.partition(".")
+        name = dotted if namespace == "params" else ref if namespace == "matrix" else None
+        if name is None or name not in values:
+            missing = True
+            return ""
+        return _scalar_text(values[name])
+
+    text = _REF.sub(substitute, text)
+    return None if missing else text
+
+
 def _scalar_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

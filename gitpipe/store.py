@@ -99,6 +99,18 @@ def stage(source: Path, folder: Path, name: str, link: str = "copy") -> tuple[st
     return tmp, False
 
 
+def _scratch_for(dest: Path, scratch: Path | None) -> Path:
+    """Where to build what is renamed to ``dest``: ``scratch`` when it is on the same
+    file system as ``dest``'s folder (a rename cannot cross file systems), else that
+    folder."""
+    if scratch is not None:
+        with contextlib.suppress(OSError):
+            scratch.mkdir(parents=True, exist_ok=True)
+            if os.stat(scratch).st_dev == os.stat(dest.parent).st_dev:
+                return scratch
+    return dest.parent
+
+
 def clone_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     """Copy a file's bytes, by reflink where the file system offers it, else inside
     the kernel (``copy_file_range``) as far as it goes, the rest through a buffer."""
@@ -259,19 +271,32 @@ class Store:
             return False
 
     def restore_file(
-        self, digest: Digest, dest: Path, *, executable: bool = False, link: str = "copy"
+        self,
+        digest: Digest,
+        dest: Path,
+        *,
+        executable: bool = False,
+        link: str = "copy",
+        scratch: Path | None = None,
     ) -> None:
         """Materialise a file object at ``dest`` atomically: by reflink, else copy, or
         as a link to the object where ``link`` asks (``"hardlink"``, ``"symlink"``) and
-        the file system allows (an executable file is always copied)."""
+        the file system allows (an executable file is always copied).  The new file is
+        made in ``scratch`` (a folder of gitpipe's own) when that is on ``dest``'s file
+        system, so that a crash leaves nothing beside ``dest``; else beside it."""
         source = self.object_path(digest)
         if not source.is_file():
             raise StoreError(f"object {digest} for {dest} is missing from the store")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp, linked = stage(source, dest.parent, dest.name, "copy" if executable else link)
+        folder = _scratch_for(dest, scratch)
+        tmp, linked = stage(source, folder, dest.name, "copy" if executable else link)
         try:
             if not linked:
                 os.chmod(tmp, 0o755 if executable else 0o644)
+            elif link == "hardlink" and os.stat(tmp).st_mode & 0o7777 != _READ_ONLY:
+                # the object itself was chmodded (by root, through a linked output):
+                # objects are read-only and never executable
+                os.chmod(tmp, _READ_ONLY)
             remove(dest)
             os.replace(tmp, dest)
         except BaseException:
@@ -279,12 +304,15 @@ class Store:
                 os.unlink(tmp)
             raise
 
-    def restore_tree(self, digest: Digest, dest: Path, *, link: str = "copy") -> None:
-        """Materialise a folder: built beside ``dest``, then swapped into place; each
-        file as :meth:`restore_file` would."""
+    def restore_tree(
+        self, digest: Digest, dest: Path, *, link: str = "copy", scratch: Path | None = None
+    ) -> None:
+        """Materialise a folder: built in ``scratch`` (as :meth:`restore_file` says),
+        then swapped into place; each file as :meth:`restore_file` would."""
         entries = self.manifest(digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+        folder = _scratch_for(dest, scratch)
+        staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{dest.name}.", suffix=".tmp"))
         try:
             os.chmod(staging, 0o755)  # a folder as `mkdir` makes it, not mkdtemp's 0700
             for entry in entries:

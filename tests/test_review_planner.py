@@ -270,7 +270,8 @@ def test_a_restore_killed_midway_leaves_nothing_outside_the_outputs(workspace, t
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:
-            if any(name.endswith(".tmp") for name in os.listdir(ws.root / "data")):
+            scratch = ws.root / ".gitpipe" / "tmp"
+            if scratch.is_dir() and any(n.startswith(".big.bin.") for n in os.listdir(scratch)):
                 process.send_signal(signal.SIGKILL)
                 break
         process.wait(timeout=60)
@@ -282,6 +283,8 @@ def test_a_restore_killed_midway_leaves_nothing_outside_the_outputs(workspace, t
     outcome = ws.gitpipe("repro")
     assert outcome.exit_code == 0, outcome.output
     assert sorted(os.listdir(ws.root / "data")) == ["big.bin", "small.txt"], outcome.output
+    # what the killed restore left in gitpipe's own scratch folder is gone too
+    assert not [n for n in os.listdir(ws.root / ".gitpipe" / "tmp") if n.endswith(".tmp")]
     assert "ran" not in ws.states().values(), outcome.output
     assert str(digest_file(ws.root / "data/big.bin")) == committed["big"]["outs"]["data/big.bin"]
     assert git(ws.root, "status", "--porcelain") == "", git(ws.root, "diff")

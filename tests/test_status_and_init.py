@@ -224,3 +224,47 @@ def test_the_console_script_builds_only_the_command_it_runs_and_behaves_the_same
     assert wrong.returncode == 2 and "No such command 'nope'" in wrong.stderr
     named = run("-C", "status")  # `status` is the folder here: no command is named
     assert named.returncode == 2
+
+
+def test_why_and_status_call_a_param_given_to_a_command_a_params_change(workspace):
+    workspace.pipeline(
+        """
+        [params]
+        lr = 0.1
+
+        [steps.train]
+        cmd = "echo ${params.lr} > model.txt"
+        outs = ["model.txt"]
+        env = { LR = "${params.lr}" }
+        """
+    )
+    workspace.ok("repro")
+    workspace.pipeline(
+        """
+        [params]
+        lr = 0.25
+
+        [steps.train]
+        cmd = "echo ${params.lr} > model.txt"
+        outs = ["model.txt"]
+        env = { LR = "${params.lr}" }
+        """
+    )
+    (status,) = json.loads(workspace.ok("status", "--json").stdout)
+    assert status["reasons"] == ["params changed: lr"]
+    explained = json.loads(workspace.ok("why", "train", "--json").stdout)
+    assert explained["reasons"] == ["params changed: lr"]
+
+    workspace.pipeline(
+        """
+        [params]
+        lr = 0.25
+
+        [steps.train]
+        cmd = "echo lr=${params.lr} > model.txt"
+        outs = ["model.txt"]
+        env = { LR = "${params.lr}" }
+        """
+    )
+    (status,) = json.loads(workspace.ok("status", "--json").stdout)
+    assert status["reasons"] == ["command changed", "params changed: lr"]
