@@ -355,7 +355,7 @@ class Session:
                 continue
             self._save_before_replacing(spec_, now)
             self._materialise(root / spec_.path, out, link)
-            self.inputs.forget(spec_.path)
+            self.hasher.forget(spec_.path)
             if link != "copy":
                 self._learn(spec_.path, out)
 

@@ -500,9 +500,9 @@ class Stopped:
     pid: int  # the long step's shell, the leader of its process group
 
 
-def interrupt_the_long_step(root: Path, sig: signal.Signals) -> Stopped:
+def interrupt_the_long_step(root: Path, sig: signal.Signals, *args: str) -> Stopped:
     """Run INTERRUPTIBLE in a gitpipe process and send it ``sig`` once `long` runs."""
-    with gitpipe_process(root, "repro", "-j", "1", env=plain_env()) as process:
+    with gitpipe_process(root, "repro", "-j", "1", *args, env=plain_env()) as process:
         wait_for(lambda: (root / "marker.txt").exists(), "the long step to start")
         pid = int((root / "pid.txt").read_text())
         try:
@@ -600,6 +600,28 @@ def test_an_interrupted_runs_summary_counts_the_steps_that_finished(workspace):
     assert stopped.exit_code == 130
     assert executions(root)["quick"].state == "ran"
     assert summary_line(stopped.stdout)["ran"] == "1", stopped.stdout
+
+
+@pytest.mark.timeout(60)
+def test_an_interrupted_run_still_writes_its_summaries_naming_the_interrupted_step(
+    workspace, tmp_path
+):
+    root = setup(workspace, INTERRUPTIBLE).root
+    as_json, as_md = tmp_path / "s.json", tmp_path / "s.md"
+    stopped = interrupt_the_long_step(
+        root, signal.SIGTERM, "--summary-json", str(as_json), "--summary-md", str(as_md)
+    )
+    assert stopped.exit_code == 130
+    data = json.loads(as_json.read_text())
+    assert data["status"] == "interrupted"
+    assert data["counts"]["interrupted"] == 1 and data["counts"]["ran"] == 1
+    assert {s["step"]: s["state"] for s in data["steps"]} == {
+        "quick": "ran",
+        "long": "interrupted",
+    }
+    markdown = as_md.read_text()
+    assert markdown.startswith("### gitpipe: interrupted")
+    assert "| long | interrupted |" in markdown
 
 
 @pytest.mark.timeout(60)
