@@ -335,7 +335,11 @@ class Session:
                 self._save_before_replacing(spec_, check.outs_now.get(str(spec_)))
                 remove(root / spec_.path)
             else:
-                self._unlink_from_store(spec_, check.outs_now.get(str(spec_)))
+                refused = self._unlink_from_store(spec_, check.outs_now.get(str(spec_)))
+                if refused:  # the command would write into the store's object
+                    return ev.StepFinished(
+                        name, ev.FAILED, key=str(pending.context.record.key), message=refused
+                    )
             (root / spec_.path).parent.mkdir(parents=True, exist_ok=True)
             self.inputs.forget(spec_.path)
         pending.context.started = time.time()
@@ -406,11 +410,12 @@ class Session:
         else:
             self.hasher.learn(relpath, out.digest)
 
-    def _unlink_from_store(self, out: spec.PathSpec, now: PathState | None) -> None:
+    def _unlink_from_store(self, out: spec.PathSpec, now: PathState | None) -> str:
         """A `persist` step writes into its outputs: any file of them that is still one
-        of the store's objects (the step had `link` set before) becomes a copy first."""
+        of the store's objects (the step had `link` set before) becomes a copy first.
+        Returns why that failed ('' when it did not): the step must not run then."""
         if now is None:
-            return
+            return ""
         if now.is_dir:
             files = [
                 (f"{out.path}/{entry.path}", entry.digest)
@@ -420,9 +425,27 @@ class Session:
             files = [(out.path, now.digest)]
         for relpath, digest in files:
             target = self.project.root / relpath
-            with contextlib.suppress(OSError):
-                if os.path.samefile(target, self.store.object_path(digest)):
-                    self.store.restore_file(digest, target, executable=os.access(target, os.X_OK))
+            try:
+                linked = os.path.samefile(target, self.store.object_path(digest))
+            except OSError:
+                continue  # gone, or its object is: the command cannot write into the store
+            if not linked:
+                continue
+            try:
+                self.store.restore_file(
+                    digest,
+                    target,
+                    executable=os.access(target, os.X_OK),
+                    scratch=self.project.state_dir / "tmp",
+                )
+            except (OSError, StoreError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                return (
+                    f"{relpath} is still the store's own object and could not be made a copy "
+                    f"for this `persist` step to write into ({why}); the step did not run: "
+                    f"make its folder writable, or delete {relpath}, and run again"
+                )
+        return ""
 
     def _save_before_replacing(self, out: spec.PathSpec, now: PathState | None) -> None:
         """Keep a copy in the store of output bytes gitpipe is about to replace, so

@@ -7,11 +7,15 @@ for the fall-back to copies.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sqlite3
 import stat
+import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -460,3 +464,62 @@ def test_a_symlink_into_the_store_that_is_no_object_still_leads_outside(workspac
     assert result.exit_code == 2, result.output
     assert "leads outside the repository" in result.stderr
     assert (store / "tmp" / "planted").read_text() == "x\n"
+
+
+@contextlib.contextmanager
+def unwritable(folder: Path) -> Iterator[None]:
+    """No file can be made, renamed or removed in ``folder``: mode 0555, and for root
+    (whom modes do not stop) the immutable attribute; skipped where neither holds."""
+    os.chmod(folder, 0o555)
+    immutable = False
+    try:
+        if os.geteuid() == 0 and shutil.which("chattr"):
+            immutable = (
+                subprocess.run(["chattr", "+i", folder], capture_output=True).returncode == 0
+            )
+        probe = folder / ".probe"
+        try:
+            probe.touch()
+        except OSError:
+            pass
+        else:
+            probe.unlink()
+            pytest.skip(f"cannot make {folder} unwritable here")
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", folder], check=True)
+        os.chmod(folder, 0o755)
+
+
+def test_a_persist_step_whose_linked_output_cannot_be_copied_fails_and_the_object_is_untouched(
+    workspace,
+):
+    workspace.write(".gitignore", "out/\n")
+    step = """
+        [pipeline]
+        link = "hardlink"
+
+        [steps.grow]
+        cmd = ["mkdir -p out", "echo line >> out/log.txt"]
+        outs = ["out/log.txt"]
+        {persist}
+        """
+    workspace.pipeline(step.format(persist=""))
+    workspace.ok("repro")
+    assert is_the_object(workspace, "out/log.txt")
+    stored = object_of(workspace, "out/log.txt")
+    before = (stored.read_bytes(), stored.stat().st_mode)
+    workspace.pipeline(step.format(persist="persist = true\nalways = true"))
+    with unwritable(workspace.root / "out"):
+        result = workspace.gitpipe("repro")
+    assert result.exit_code == 1
+    message = [line for line in result.output.splitlines() if "store's own object" in line]
+    assert len(message) == 1
+    assert "out/log.txt is still the store's own object and could not be made a copy" in message[0]
+    assert (stored.read_bytes(), stored.stat().st_mode) == before
+    assert is_the_object(workspace, "out/log.txt")  # the step did not run
+
+    workspace.ok("repro")  # the folder is writable again: the step writes into a copy
+    assert (workspace.root / "out" / "log.txt").read_text() == "line\nline\n"
+    assert (stored.read_bytes(), stored.stat().st_mode) == before
