@@ -287,7 +287,11 @@ def gc(
     file: FileOption = None,
     workspace: Annotated[
         bool,
-        typer.Option("--workspace", help="Keep only what the working tree's lock needs."),
+        typer.Option(
+            "--workspace",
+            help="Keep only what the working trees' locks need (this clone's and those "
+            "of the clones sharing its store), not what other commits' locks need.",
+        ),
     ] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Delete (the default only shows what would go).")
@@ -301,7 +305,9 @@ def gc(
     ] = 1.0,
     as_json: JsonOption = False,
 ) -> None:
-    """Remove store objects and results that no lock on any branch or tag needs."""
+    """Remove store objects and results that no lock needs: on any branch, tag or
+    remote-tracking branch, or in the working tree, of this clone or of any clone
+    sharing its store.  Exits 5, deleting nothing, while such a lock cannot be read."""
     if force and dry_run:
         raise UsageError("--force and --dry-run cannot be used together")
     report = _project(file).collect_garbage(
@@ -309,16 +315,25 @@ def gc(
     )
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
-        return
-    size = f"{report.bytes / 1e6:.1f} MB"
-    verb = "removed" if force else "would remove"
-    typer.echo(
-        f"{verb} {report.objects} object(s) ({size}) and {report.results} result(s); "
-        f"kept {report.kept} object(s) that {report.locks} lock file(s) need"
-        + (f", and {report.recent} younger than {keep_recent:g} h" if report.recent else "")
-    )
-    if not force and (report.objects or report.results):
-        typer.echo("run `gitpipe gc --force` to remove them")
+    else:
+        size = f"{report.bytes / 1e6:.1f} MB"
+        verb = "removed" if force else "would remove"
+        typer.echo(
+            f"{verb} {report.objects} object(s) ({size}) and {report.results} result(s); "
+            f"kept {report.kept} object(s) that {report.locks} lock file(s) need"
+            + (f", and {report.recent} younger than {keep_recent:g} h" if report.recent else "")
+        )
+        if report.clones > 1:
+            typer.echo(f"read the locks of {report.clones} clones sharing the store")
+        if report.dropped:
+            typer.echo(
+                f"{'dropped' if force else 'would drop'} {len(report.dropped)} clone(s) "
+                f"registered in the store whose folder is gone: {', '.join(report.dropped)}"
+            )
+        if not force and not report.refusal and (report.objects or report.results):
+            typer.echo("run `gitpipe gc --force` to remove them")
+    if report.refusal:  # a dry run: `--force` would have refused before deleting anything
+        raise StoreError(report.refusal)
 
 
 @cache_app.command("verify")
@@ -1207,6 +1222,8 @@ def _transfer(
                 f"first, or pass --all to {direction} the whole store",
                 err=True,
             )
+    if direction == "pull":  # so that `gc` in any clone sharing the store keeps what it pulls
+        project.register_clone()
     view: TransferLines | TransferBars | None = None
     if not as_json:
         view = TransferLines() if _plain_output() else TransferBars()

@@ -152,9 +152,11 @@ class Repository:
         except (OSError, ValueError) as exc:
             raise GitError(f"cannot read HEAD of the Git repository at {self.top} ({exc})") from exc
 
-    def ref_commits(self) -> dict[str, str]:
-        """Every branch and tag (and HEAD) with the commit it names, tags peeled."""
-        found: dict[str, str] = {}
+    def ref_commits(self) -> dict[str, str | None]:
+        """Every ref (branches, tags, remote-tracking branches, any other under
+        ``refs/``) and HEAD, with the commit it names, tags peeled; None where the
+        object a ref names cannot be read.  Refs to a tree or a blob are left out."""
+        found: dict[str, str | None] = {}
         try:
             refs = self._repo.refs.as_dict()
         except (OSError, ValueError) as exc:
@@ -163,13 +165,32 @@ class Repository:
             ) from exc
         for name, sha in sorted(refs.items()):
             ref = name.decode("utf-8", "replace")
-            if not (ref == "HEAD" or ref.startswith(("refs/heads/", "refs/tags/"))):
+            if not (ref == "HEAD" or ref.startswith("refs/")):
                 continue
             try:
-                found[ref] = self._peel(sha.decode("ascii"), ref)
-            except (GitError, KeyError):
-                continue  # a tag of a tree or blob, or a dangling ref: no lock there
+                commit = self._commit_named(sha.decode("ascii"))
+            except GitError:
+                found[ref] = None  # missing or unreadable: what it holds is unknown
+                continue
+            if commit is not None:
+                found[ref] = commit
         return found
+
+    def _commit_named(self, sha: str) -> str | None:
+        """The commit an object is or tags (tags peeled); None for a tree or a blob."""
+        for _ in range(16):
+            obj = self._object(sha)
+            if not isinstance(obj, Tag):
+                return sha if isinstance(obj, Commit) else None
+            sha = obj.object[1].decode("ascii")
+        return None
+
+    def blob_at(self, commit: str, path: str) -> str | None:
+        """The id of the file at a top-relative path in a commit, or None if absent."""
+        found = self.entry(self.commit(commit).tree, path)
+        if found is None or not stat.S_ISREG(found[0]):
+            return None
+        return found[1]
 
     def shallow(self) -> frozenset[str]:
         """The commits where a shallow clone cuts history (empty in a full clone)."""

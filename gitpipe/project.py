@@ -442,17 +442,29 @@ class Project:
     def collect_garbage(
         self, *, workspace_only: bool = False, delete: bool = False, keep_recent: float = 3600.0
     ) -> GcReport:
-        """Objects and results that no lock references: the working tree's lock and,
-        unless ``workspace_only``, the lock on every branch and tag (see
-        :func:`gitpipe.maintenance.collect_garbage`)."""
-        from gitpipe.maintenance import collect_garbage, locks_in_history
+        """Objects and results that no lock of any clone using the store references:
+        the working tree's lock of this clone and of every clone registered in the
+        store and, unless ``workspace_only``, the lock on every ref of their
+        repositories (see :func:`gitpipe.maintenance.needed_locks`).  With ``delete``,
+        raises :class:`StoreError` and deletes nothing while one of those locks
+        cannot be read; without, the report lists them."""
+        from gitpipe.maintenance import collect_garbage, needed_locks
 
-        locks = [self.read_lock()]
-        if not workspace_only:
-            with self.repository() as repo:
-                if repo is not None:
-                    locks += locks_in_history(repo, self.lock_path)
-        return collect_garbage(self.store_dir, locks, delete=delete, keep_recent=keep_recent)
+        needs = needed_locks(self.store_dir, self.file, workspace_only=workspace_only)
+        return collect_garbage(self.store_dir, needs, delete=delete, keep_recent=keep_recent)
+
+    def register_clone(self) -> None:
+        """Note in the store that this clone uses it, so that `gitpipe gc` in any
+        clone sharing the store keeps what this one needs: written once, then one
+        ``stat`` (see :mod:`gitpipe.clones`).  Raises :class:`StoreError` when the
+        store cannot be written."""
+        from gitpipe import clones
+
+        if clones.is_registered(self.store_dir, self.file):
+            return
+        with self.repository() as repo:
+            top = repo.top if repo is not None else None
+        clones.register(self.store_dir, self.file, top)
 
     # -- why ------------------------------------------------------------------
 

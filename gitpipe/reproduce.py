@@ -29,6 +29,7 @@ from gitpipe.errors import (
     Interrupted,
     StaleError,
     StepFailed,
+    StoreError,
     UsageError,
     WorkspaceBusy,
 )
@@ -153,6 +154,11 @@ def reproduce(
             from gitpipe import remote as remotes
 
             far = remotes.for_project(project, remote, cwd=Path.cwd())
+        if not dry_run:  # so that `gc` in any clone sharing the store keeps what this needs
+            try:
+                project.register_clone()
+            except StoreError as exc:
+                broadcast(ev.Notice(str(exc)))
         if pull and far is not None:  # what the lock names, before deciding anything
             _pull_lock(project, far, current, names, broadcast)
         run = _RunOptions(

@@ -1,10 +1,15 @@
-"""`gitpipe gc`: remove what no lock on any branch or tag (or the working tree) needs."""
+"""`gitpipe gc`: remove what no lock needs, on any ref or in the working tree, of this
+clone or of any clone sharing its store; delete nothing while such a lock is unreadable."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
-from conftest import Workspace
+import pytest
+from conftest import Workspace, git, snapshot
+from typer.testing import CliRunner
 
 PIPELINE = """
 [params]
@@ -21,13 +26,13 @@ outs = ["copy.txt"]
 """
 
 
-def objects(workspace: Workspace) -> int:
-    base = workspace.root / ".gitpipe" / "cache" / "objects"
+def objects(workspace: Workspace, store: Path | None = None) -> int:
+    base = (store or workspace.root / ".gitpipe" / "cache") / "objects"
     return sum(1 for p in base.rglob("*") if p.is_file())
 
 
-def gc(workspace: Workspace, *args: str) -> dict:
-    return json.loads(workspace.ok("gc", "--keep-recent", "0", "--json", *args).stdout)
+def gc(workspace: Workspace, *args: str, env: dict[str, str] | None = None) -> dict:
+    return json.loads(workspace.ok("gc", "--keep-recent", "0", "--json", *args, env=env).stdout)
 
 
 def history(workspace: Workspace) -> None:
@@ -100,3 +105,201 @@ def test_gc_reads_tags_and_other_branches(workspace):
     git(workspace.root, "checkout", "-q", "side")
     workspace.ok("repro")
     assert workspace.states() == {"make": "cached", "copy": "cached"}
+
+
+# -- clones sharing a store -------------------------------------------------------
+
+
+def clone_of(source: Workspace, path: Path) -> Workspace:
+    """A `git clone` of ``source``, ready to commit."""
+    git(path.parent, "clone", "-q", str(source.root), path.name)
+    git(path, "config", "user.email", "test@gitpipe.invalid")
+    git(path, "config", "user.name", "gitpipe tests")
+    git(path, "config", "commit.gpgsign", "false")
+    return Workspace(path, CliRunner())
+
+
+def stored(store: Path) -> dict[str, tuple[int, bytes | None, int]]:
+    """Every file and folder of a store, with its mode, bytes and mtime."""
+    return snapshot(store)
+
+
+def registrations(store: Path) -> list[str]:
+    return sorted(json.loads(p.read_text())["worktree"] for p in (store / "clones").glob("*.json"))
+
+
+def shared(tmp_path: Path, workspace: Workspace) -> tuple[Workspace, Workspace, dict[str, str]]:
+    """Clone ``a`` (the workspace) on main and clone ``b`` on a branch of its own
+    that ``a`` never sees, one store for both: n = 1 committed in ``a``, n = 3 ran in
+    ``a`` and was abandoned (nobody's), n = 5 committed in ``b`` on `side`."""
+    env = {"GITPIPE_CACHE_DIR": str(tmp_path / "store")}
+    a = workspace
+    a.write(".gitignore", "made.txt\ncopy.txt\n")
+    a.pipeline(PIPELINE.format(n=1))
+    a.commit("pipeline")
+    b = clone_of(a, tmp_path / "b")
+    a.ok("repro", env=env)
+    a.commit("n = 1")
+    a.pipeline(PIPELINE.format(n=3))
+    a.ok("repro", env=env)
+    a.pipeline(PIPELINE.format(n=1))
+    a.ok("repro", env=env)
+    git(b.root, "checkout", "-q", "-b", "side")
+    b.pipeline(PIPELINE.format(n=5))
+    b.ok("repro", env=env)
+    b.commit("n = 5")
+    return a, b, env
+
+
+def test_gc_in_one_clone_keeps_what_another_clone_sharing_the_store_needs(tmp_path, workspace):
+    a, b, env = shared(tmp_path, workspace)
+    b.pipeline(PIPELINE.format(n=6))  # in b's working tree only
+    b.ok("repro", env=env)
+    store = tmp_path / "store"
+    assert registrations(store) == sorted([str(a.root.resolve()), str(b.root.resolve())])
+
+    report = gc(a, "--force", env=env)
+    assert report["objects"] == 1 and report["results"] == 2  # n = 3's, nobody's
+    assert report["clones"] == 2 and report["dropped"] == [] and report["unreadable"] == []
+    assert objects(a, store) == 3  # "1\n", "5\n" and "6\n"
+
+    for relpath in ("made.txt", "copy.txt"):  # b's working tree: restored, not run
+        (b.root / relpath).unlink()
+    b.ok("repro", env=env)
+    assert b.states() == {"make": "cached", "copy": "cached"}
+    git(b.root, "checkout", "-q", "--", "gitpipe.toml", "gitpipe.lock")  # b's branch
+    b.ok("repro", env=env)
+    assert b.states() == {"make": "cached", "copy": "cached"}
+    assert (b.root / "copy.txt").read_text() == "5\n"
+
+
+def test_a_clone_registers_on_its_first_repro_not_on_status_or_a_dry_run(tmp_path, workspace):
+    env = {"GITPIPE_CACHE_DIR": str(tmp_path / "store")}
+    workspace.write(".gitignore", "made.txt\ncopy.txt\n")
+    workspace.pipeline(PIPELINE.format(n=1))
+    workspace.ok("status", env=env)
+    workspace.ok("repro", "--dry-run", env=env)
+    assert not (tmp_path / "store" / "clones").exists()
+    workspace.ok("repro", env=env)
+    assert registrations(tmp_path / "store") == [str(workspace.root.resolve())]
+
+
+def test_a_linked_work_tree_s_lock_is_kept_by_gc_in_the_main_one(tmp_path, workspace):
+    workspace.write(".gitignore", "made.txt\ncopy.txt\n")
+    workspace.pipeline(PIPELINE.format(n=1))
+    workspace.ok("repro")
+    workspace.commit("n = 1")
+    linked = tmp_path / "linked"
+    git(workspace.root, "worktree", "add", "-q", "-b", "feature", str(linked))
+    other = Workspace(linked, CliRunner())
+    other.pipeline(PIPELINE.format(n=5))  # the linked work tree's, not committed
+    other.ok("repro")
+    report = gc(workspace, "--force")
+    assert report["objects"] == 0 and report["clones"] == 2
+    for relpath in ("made.txt", "copy.txt"):
+        (linked / relpath).unlink()
+    other.ok("repro")
+    assert other.states() == {"make": "cached", "copy": "cached"}
+
+
+def test_a_clone_that_was_deleted_is_dropped_from_the_store(tmp_path, workspace):
+    a, b, env = shared(tmp_path, workspace)
+    store = tmp_path / "store"
+    shutil.rmtree(b.root)
+    shown = gc(a, env=env)
+    assert shown["dropped"] == [str(b.root.resolve())]
+    assert shown["objects"] == 2  # "3\n", and "5\n", which only b needed
+    assert str(b.root.resolve()) in registrations(store)  # a dry run changes nothing
+    text = a.ok("gc", "--keep-recent", "0", env=env).stdout
+    assert f"would drop 1 clone(s) registered in the store whose folder is gone: {b.root}" in text
+
+    removed = gc(a, "--force", env=env)
+    assert removed["dropped"] == [str(b.root.resolve())] and removed["objects"] == 2
+    assert registrations(store) == [str(a.root.resolve())]
+    assert gc(a, env=env)["dropped"] == []
+
+
+def test_gc_refuses_while_a_registered_clone_is_no_git_repository_anymore(tmp_path, workspace):
+    a, b, env = shared(tmp_path, workspace)
+    store = tmp_path / "store"
+    shutil.rmtree(b.root / ".git")
+    before = stored(store)
+    refused = a.gitpipe("gc", "--force", "--keep-recent", "0", env=env)
+    assert refused.exit_code == 5
+    assert f"the clone at {b.root.resolve()} (not a Git repository anymore)" in refused.stderr
+    assert "gc deletes nothing" in refused.stderr
+    assert stored(store) == before
+
+
+def test_a_remote_tracking_branch_s_lock_counts(tmp_path, workspace):
+    workspace.write(".gitignore", "made.txt\ncopy.txt\n")
+    workspace.pipeline(PIPELINE.format(n=1))
+    workspace.ok("repro")
+    workspace.commit("n = 1")
+    git(workspace.root, "checkout", "-q", "-b", "x")
+    workspace.pipeline(PIPELINE.format(n=5))
+    workspace.ok("repro")
+    workspace.commit("n = 5 on x")
+    git(workspace.root, "checkout", "-q", "main")
+    b = clone_of(workspace, tmp_path / "b")  # x is refs/remotes/origin/x there, no branch
+    git(b.root, "checkout", "-q", "--detach", "origin/x")
+    b.ok("repro")
+    git(b.root, "checkout", "-q", "main")
+    b.ok("repro")
+    report = gc(b, "--force")
+    assert report["objects"] == 0 and report["locks"] == 2
+    git(b.root, "checkout", "-q", "--detach", "origin/x")
+    b.ok("repro")
+    assert b.states() == {"make": "cached", "copy": "cached"}
+
+
+def conflicted(text: str) -> str:
+    return "<<<<<<< HEAD\n" + text + "=======\n" + text.replace("1", "4") + ">>>>>>> other\n"
+
+
+def newer(text: str) -> str:
+    assert "schema = 2" in text
+    return text.replace("schema = 2", "schema = 99")
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (conflicted, "merge conflict markers"),
+        (newer, "schema 99, newer than the 2 this gitpipe reads"),
+    ],
+)
+def test_gc_refuses_to_delete_while_a_branch_s_lock_cannot_be_read(workspace, damage, why):
+    workspace.write(".gitignore", "made.txt\ncopy.txt\n")
+    workspace.pipeline(PIPELINE.format(n=1))
+    workspace.ok("repro")
+    workspace.commit("n = 1")
+    git(workspace.root, "checkout", "-q", "-b", "broken")
+    lock = workspace.root / "gitpipe.lock"
+    lock.write_text(damage(lock.read_text()))
+    workspace.commit("a lock gitpipe cannot read")
+    git(workspace.root, "checkout", "-q", "main")
+    for n in (3, 2):  # n = 3 is nobody's: gc would remove it
+        workspace.pipeline(PIPELINE.format(n=n))
+        workspace.ok("repro")
+    store = workspace.root / ".gitpipe" / "cache"
+    before = stored(store)
+    named = f"refs/heads/broken:gitpipe.lock ({why}"
+
+    refused = workspace.gitpipe("gc", "--force", "--keep-recent", "0")
+    assert refused.exit_code == 5
+    assert refused.stderr.count("\n") == 1 and named in refused.stderr
+    assert refused.stdout == ""
+    assert stored(store) == before
+
+    shown = workspace.gitpipe("gc", "--keep-recent", "0")
+    assert shown.exit_code == 5
+    assert named in shown.stderr and "gc deletes nothing" in shown.stderr
+    assert "run `gitpipe gc --force`" not in shown.stdout
+    as_json = workspace.gitpipe("gc", "--keep-recent", "0", "--json")
+    assert as_json.exit_code == 5
+    report = json.loads(as_json.stdout)
+    assert [u["where"] for u in report["unreadable"]] == ["refs/heads/broken:gitpipe.lock"]
+    assert report["locks"] == 2  # the working tree's (n = 2) and main's (n = 1)
+    assert report["deleted"] is False
+    assert stored(store) == before
