@@ -303,3 +303,20 @@ def test_gc_refuses_to_delete_while_a_branch_s_lock_cannot_be_read(workspace, da
     assert report["locks"] == 2  # the working tree's (n = 2) and main's (n = 1)
     assert report["deleted"] is False
     assert stored(store) == before
+
+
+def test_a_clone_that_only_pulled_into_the_shared_store_is_kept_by_gc(tmp_path, workspace):
+    a, b, env = shared(tmp_path, workspace)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    b.ok("push", "--remote", str(remote), env=env)
+    c = clone_of(b, tmp_path / "c")  # on side, n = 5; it never runs a repro
+    store = tmp_path / "store"
+    c.ok("pull", "--remote", str(remote), env=env)
+    assert str(c.root.resolve()) in registrations(store)
+    shutil.rmtree(b.root)
+    report = gc(a, "--force", env=env)
+    assert report["dropped"] == [str(b.root.resolve())]
+    assert report["objects"] == 1  # "3\n": c's "5\n" stays
+    c.ok("repro", "--frozen", env=env)
+    assert (c.root / "copy.txt").read_text() == "5\n"
