@@ -446,7 +446,6 @@ def test_signed_results_travel_and_serve_a_clone_with_the_key(make_workspace, re
         signature = json.loads(path.read_bytes())["signature"]
         assert signature.startswith("hmac-sha256:") and len(signature) == 12 + 64
     one.ok("push", "--remote", remote_url, env=WITH_KEY)
-    new_key_of_count(one, remote_url)  # a result pushed by no one: nothing to pull
 
     two = clone(one, "two")
     pulled = json.loads(two.ok("pull", "--remote", remote_url, "--json", env=WITH_KEY).stdout)
@@ -471,6 +470,16 @@ def test_results_pushed_without_the_key_are_rejected_by_a_clone_that_has_it(
     assert all("it is not signed" in r["reason"] for r in report["rejected"])
     two.ok("repro", env=WITH_KEY)
     assert two.states() == {"split": "cached", "count": "cached"}
+
+
+def test_a_push_with_the_key_signs_results_recorded_before_it_was_set(make_workspace, remote_url):
+    one = first_clone(make_workspace)  # no key: its results are unsigned here
+    for _key, _rid, path in RunCache(store_of(one)).stored():
+        assert "signature" not in json.loads(path.read_bytes())
+    one.ok("push", "--remote", remote_url, env=WITH_KEY)  # the pushing clone vouches
+    two = clone(one, "two")
+    pulled = json.loads(two.ok("pull", "--remote", remote_url, "--json", env=WITH_KEY).stdout)
+    assert (pulled["results"], pulled["rejected"]) == (2, [])
 
 
 # -- results that do not fit the step -------------------------------------------------------
