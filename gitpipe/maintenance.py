@@ -23,7 +23,7 @@ from gitpipe.clones import Clone
 from gitpipe.errors import GitError, LockfileError, StoreError
 from gitpipe.hashing import Digest, digest_bytes
 from gitpipe.lockfile import Lock
-from gitpipe.runcache import RunCache, parse_result
+from gitpipe.runcache import Result, RunCache, declared_mismatch, parse_result
 from gitpipe.store import Store
 
 
@@ -34,7 +34,9 @@ class StoreReport:
     objects: int = 0
     results: int = 0
     corrupt: list[str] = field(default_factory=list)  # objects whose bytes do not match
-    broken_results: list[str] = field(default_factory=list)  # unreadable or incomplete
+    #: unreadable, incomplete, or not covering the outputs its key record declares
+    #: ("KEY/ID", the last with the difference: "KEY/ID (names outputs ...)")
+    broken_results: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -115,7 +117,10 @@ class GcReport:
 
 def verify_store(store_dir: Path, *, repair: bool = False) -> StoreReport:
     """Re-hash every object and check every result; with ``repair``, remove the
-    corrupt objects and the results that name missing objects."""
+    corrupt objects and the broken results: unreadable, naming missing objects, or
+    with other outputs than its own key record declares (see
+    :func:`gitpipe.runcache.declared_mismatch`: checkable without the pipeline only
+    for a result holding the record its key is the digest of)."""
     store = Store(store_dir)
     runcache = RunCache(store)
     report = StoreReport()
@@ -127,22 +132,25 @@ def verify_store(store_dir: Path, *, repair: bool = False) -> StoreReport:
                 store.discard(digest)
     for key, rid, path in runcache.stored():
         report.results += 1
-        if not _sound(runcache, key, rid, path):
-            report.broken_results.append(str(key) if rid is None else f"{key}/{rid.hex}")
+        name = str(key) if rid is None else f"{key}/{rid.hex}"
+        result = _sound(runcache, key, rid, path)
+        mismatch = declared_mismatch(key, result) if result is not None else ""
+        if result is None or mismatch:
+            report.broken_results.append(f"{name} ({mismatch})" if mismatch else name)
             if repair:
                 runcache.discard(key, rid)
     return report
 
 
-def _sound(runcache: RunCache, key: Digest, rid: Digest | None, path: Path) -> bool:
-    """Whether one stored result reads back whole, with every object it names."""
+def _sound(runcache: RunCache, key: Digest, rid: Digest | None, path: Path) -> Result | None:
+    """One stored result, when it reads back whole, with every object it names."""
     if rid is not None:
-        return runcache.get_exact(key, rid) is not None
+        return runcache.get_exact(key, rid)
     try:
         result = parse_result(path.read_bytes(), key)
     except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return runcache.complete(result)
+        return None
+    return result if runcache.complete(result) else None
 
 
 def collect_garbage(

@@ -108,6 +108,9 @@ def out_reasons(
         now = outs_now.get(str(spec))
         if now is None:
             reasons.append(Reason("out missing", str(spec)))
+        elif now.is_dir != spec.is_dir:
+            where = "a file where a folder" if spec.is_dir else "a folder where a file"
+            reasons.append(Reason("out modified", f"{spec} ({where} belongs)"))
         elif entry is None or entry.outs.get(str(spec)) is None:
             continue
         elif entry.outs[str(spec)] != now.digest:

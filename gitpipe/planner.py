@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from gitpipe import spec
@@ -222,6 +222,7 @@ class Planner:
                     if (
                         now is None
                         or now.digest != planned.digest
+                        or now.is_dir != planned.is_dir
                         or (not out.is_dir and now.executable != planned.executable)
                     ):
                         projection.put(out.path, planned)
@@ -303,13 +304,13 @@ class Planner:
     ) -> tuple[str, Result, bool] | None:
         """Where a restore of this step comes from: the lock's objects when its key is
         the lock's, else the newest stored result; fetched from the remote when only
-        it has them."""
-        runcache = self.runcache
+        it has them. A result is a claim: one that does not cover exactly the step's
+        declared outputs, each a file or folder as declared, never serves."""
         wanted = lock_result(step, entry) if entry is not None and entry.key == record.key else None
         if wanted is not None and entry is not None and not entry.modes:
             # a lock of an older gitpipe names no executable bits: a stored result of
             # the same bytes knows them
-            same = [r for r in runcache.results(record.key) if _same_bytes(r, wanted)]
+            same = [r for r in self._results(step, record.key) if _same_bytes(r, wanted)]
             wanted = same[0] if same else wanted
         if wanted is not None:
             found = self._lock_objects(record.key, wanted)
@@ -320,22 +321,26 @@ class Planner:
                 found = self._lock_objects(record.key, wanted)
                 if found is not None:
                     return LOCK, found, True
-        results = runcache.results(record.key)
+        results = self._results(step, record.key)
         if results:
             return RESULT, results[0], False
         if self.remote is not None:
             self._fetch(record.key)
-            results = runcache.results(record.key)
+            results = self._results(step, record.key)
             if results:
                 return RESULT, results[0], True
         return None
+
+    def _results(self, step: spec.Step, key: Digest) -> list[Result]:
+        """The stored results of ``key`` that may serve ``step``, newest first."""
+        return [result for result in self.runcache.results(key) if serves(step, result)]
 
     def _lock_objects(self, key: Digest, wanted: Result) -> Result | None:
         """The lock's outputs as a result, when the store holds every object: the run
         cache's record of them when it has one (sizes, metrics), else the lock's."""
         stored = self.runcache.get_exact(key, wanted.id)
-        if stored is not None:
-            return stored
+        if stored is not None:  # its id covers its outputs, not its metrics: the lock's win
+            return replace(stored, metrics=wanted.metrics)
         if not self.runcache.complete(wanted):
             return None
         store = self.runcache.store
@@ -371,6 +376,15 @@ class Planner:
         if holds:
             return ""
         return f"condition false: {step.when.shown(values)} (when = {step.when.source!r})"
+
+
+def serves(step: spec.Step, result: Result) -> bool:
+    """Whether a result covers exactly the step's declared outputs (outs and metrics),
+    each a folder or a file as the step declares it."""
+    kinds = {out.path: out.is_dir for out in step.all_outs}
+    return len(result.outs) == len(kinds) and all(
+        kinds.get(path) is out.is_dir for path, out in result.outs.items()
+    )
 
 
 def _same_bytes(a: Result, b: Result) -> bool:

@@ -33,7 +33,7 @@ from gitpipe.lockfile import Lock, LockEntry
 from gitpipe.plan import STALE
 from gitpipe.planner import RESTORE, SETTLED, WAITING, Decision, Planner
 from gitpipe.reproduce import RunReport
-from gitpipe.runcache import RunCache
+from gitpipe.runcache import RunCache, Signer
 from gitpipe.session import (
     HookCall,
     approver,
@@ -350,7 +350,7 @@ class Project:
     ) -> Planner:
         return Planner(
             inputs,
-            RunCache(Store(self.store_dir)),
+            RunCache(Store(self.store_dir), signer=Signer.from_environ(self.environ)),
             dict(lock.steps) if entries is None else entries,
             force=force or frozenset(),
             remote=remote,

@@ -29,9 +29,12 @@ Nothing that comes from a remote is trusted::
 
 An object whose bytes do not hash to its digest, a manifest naming a path that leaves
 its folder, and a result that :func:`gitpipe.runcache.parse_result` refuses (among
-others, one whose outputs' id is not the one its name says) are rejected: counted in
-:class:`TransferReport`, never written. Results under the one-per-key names of older
-gitpipe (``results/b3/XX/REST.json``) on a remote are ignored.
+others, one whose outputs' id is not the one its name says, one that is not gitpipe's
+shape, and, when the remote's :class:`~gitpipe.runcache.Signer` has a secret
+(``GITPIPE_RESULT_KEY``), one without that secret's signature) are rejected: counted
+in :class:`TransferReport`, never written. With a secret, push signs what it uploads.
+Results under the one-per-key names of older gitpipe (``results/b3/XX/REST.json``) on
+a remote are ignored.
 """
 
 from __future__ import annotations
@@ -55,7 +58,15 @@ from gitpipe import atomic
 from gitpipe.errors import RemoteError, StoreError, UsageError
 from gitpipe.hashing import Digest, DigestError, digest_file, parse_manifest, safe_relpath
 from gitpipe.lockfile import Lock, LockEntry
-from gitpipe.runcache import OutRecord, Result, RunCache, parse_result, result_id
+from gitpipe.runcache import (
+    UNSIGNED,
+    OutRecord,
+    Result,
+    RunCache,
+    Signer,
+    parse_result,
+    result_id,
+)
 from gitpipe.store import Store, clone_or_copy
 
 ENV_VAR = "GITPIPE_REMOTE"
@@ -236,6 +247,9 @@ class Remote(abc.ABC):
     url: str
     #: transfers at once, unless the caller says otherwise
     jobs: int = 8
+    #: signs the results pushed there and checks those pulled from there
+    #: (``GITPIPE_RESULT_KEY``; :func:`open_remote` takes it from the environment)
+    signer: Signer = UNSIGNED
 
     @abc.abstractmethod
     def check(self) -> None:
@@ -275,9 +289,10 @@ class DirectoryRemote(Remote):
 
     jobs = 8
 
-    def __init__(self, root: Path, *, url: str | None = None) -> None:
+    def __init__(self, root: Path, *, url: str | None = None, signer: Signer = UNSIGNED) -> None:
         self.root = root
         self.url = url or str(root)
+        self.signer = signer
         self._checked = False
 
     def _fail(self, doing: str, exc: OSError) -> RemoteError:
@@ -401,6 +416,7 @@ class ObjectStoreRemote(Remote):
         if parts.query or parts.fragment or not parts.netloc:
             raise UsageError(f"the remote url {url!r} is not of the form {scheme}://BUCKET/PREFIX")
         self.url = url
+        self.signer = Signer.from_environ(environ)
         self._obs = obstore
         self._errors: tuple[type[BaseException], ...] = (BaseError, OSError)
         self._missing: tuple[type[BaseException], ...] = (FileNotFoundError, NotFoundError)
@@ -508,22 +524,27 @@ def open_remote(
     url: str, *, base: Path, environ: Mapping[str, str] | None = None
 ) -> DirectoryRemote | ObjectStoreRemote:
     """The remote at ``url``: a folder path (relative to ``base``), ``file://PATH``, or
-    an object store url such as ``s3://BUCKET/PREFIX``."""
+    an object store url such as ``s3://BUCKET/PREFIX``. Its credentials and its
+    results' :class:`~gitpipe.runcache.Signer` come from ``environ`` (default: this
+    process's environment)."""
     text = url.strip()
     if not text:
         raise UsageError("the remote's url is empty")
+    environ = os.environ if environ is None else environ
     scheme, sep, _ = text.partition("://")
     if not sep:
         path = Path(os.path.normpath(base / Path(text).expanduser()))
-        return DirectoryRemote(path, url=text)
+        return DirectoryRemote(path, url=text, signer=Signer.from_environ(environ))
     scheme = scheme.lower()
     if scheme == "file":
         parts = urlsplit(text)
         if parts.netloc not in ("", "localhost"):
             raise UsageError(f"a file:// remote must be on this machine, not {parts.netloc!r}")
-        return DirectoryRemote(Path(unquote(parts.path)), url=text)
+        return DirectoryRemote(
+            Path(unquote(parts.path)), url=text, signer=Signer.from_environ(environ)
+        )
     if scheme in OBJECT_STORE_SCHEMES:
-        return ObjectStoreRemote(text, environ=os.environ if environ is None else environ)
+        return ObjectStoreRemote(text, environ=environ)
     raise UsageError(
         f"unknown remote scheme {scheme}:// in {text!r}; use a folder, file://PATH "
         "or s3://BUCKET/PREFIX"
@@ -804,7 +825,7 @@ def push(
                     report.unavailable.append(f"{_what(*pair)} (not all of its objects are there)")
 
             def send_result(pair: Pair) -> tuple[None, int]:
-                data = results[pair].to_json(pair[0])
+                data = results[pair].to_json(pair[0], signer=remote.signer)
                 remote.write(result_name(*pair), data)
                 return None, len(data)
 
@@ -854,15 +875,16 @@ def _fetch_object(store: Store, remote: Remote, digest: Digest, *, folder: bool)
 
 def _fetch_result(remote: Remote, pair: Pair) -> tuple[Result, int]:
     """One result from the remote, refused unless it is a valid result of its key
-    whose outputs have the id its name says."""
+    whose outputs have the id its name says (and, when the remote's signer has a
+    secret, signed with it)."""
     key, rid = pair
     data = remote.read(result_name(key, rid))
     if data is None:
         raise _Missing
     try:
-        return parse_result(data, key, result_id=rid), len(data)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise _Rejected(f"not a trustworthy result: {exc}") from exc
+        return parse_result(data, key, result_id=rid, signer=remote.signer), len(data)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise _Rejected(f"not a trustworthy result: {exc}") from None
 
 
 def pull(
@@ -879,7 +901,7 @@ def pull(
     started = time.monotonic()
     report = TransferReport("pull", remote.url)
     remote.check()
-    runcache = RunCache(store)
+    runcache = RunCache(store, signer=remote.signer)
     try:
         store.tmp.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -949,11 +971,14 @@ def pull(
             folders = set()  # the files manifests list are files, not folders
 
     # 4. results, last, and only when every object they name is here; a result's time
-    # is a claim too: none is taken to be newer than the moment it arrived
+    # is a claim too: none is taken to be newer than the moment it arrived (a time
+    # changed voids the signature it came with; with a secret, put signs it again)
     arrived = time.time()
     for (key, rid), result in results.items():
         if runcache.complete(result):
-            runcache.put(key, replace(result, created=min(result.created, arrived)))
+            if result.created > arrived:
+                result = replace(result, created=arrived, signature="")
+            runcache.put(key, result)
             report.results += 1
         else:
             report.unavailable.append(f"{_what(key, rid)} (not all of its objects are there)")

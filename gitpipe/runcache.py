@@ -13,12 +13,21 @@ a lock entry as well. Results are written only after every object they name is i
 the store, and are checked on read: a result naming a missing object, an unsafe
 path or a malformed digest, or held under another id than its content's, is treated
 as absent, never trusted.
+
+Results are claims. :func:`parse_result` accepts only the shape gitpipe writes (a
+table of outputs with typed fields, metrics that are a table of finite scalars and
+tables, a key record of bounded depth, at most :data:`MAX_RESULT_BYTES`) and raises
+``ValueError`` with one short line for anything else. With a secret
+(``GITPIPE_RESULT_KEY``, see :class:`Signer`) each result written carries an
+HMAC-SHA256 of its canonical JSON, and a remote's results must carry a valid one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import hmac
 import json
 import math
 import os
@@ -38,6 +47,14 @@ RESULT_SCHEMA = "gitpipe.result/2"
 #: the schemas read: /1 (one result per key, no "created") and /2
 READABLE_SCHEMAS = frozenset({"gitpipe.result/1", RESULT_SCHEMA})
 _SUFFIX = ".json"
+#: the environment variable holding the secret results are signed with
+KEY_VAR = "GITPIPE_RESULT_KEY"
+#: how a signature names its algorithm
+SIGNATURE_PREFIX = "hmac-sha256:"
+#: a result file larger than this is refused unread (gitpipe's own are kilobytes)
+MAX_RESULT_BYTES = 16 * 1024 * 1024
+#: how deeply a result's tables and lists may nest (gitpipe's own: under ten levels)
+MAX_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +76,50 @@ def result_id(outs: Mapping[str, OutRecord]) -> Digest:
 
 
 @dataclass(frozen=True, slots=True)
+class Signer:
+    """Signs results with a secret and checks their signatures: HMAC-SHA256 over a
+    result's canonical JSON without its ``signature`` field.
+
+    The secret never leaves this object: not in its repr, not in any message. A
+    signer without a secret (:data:`UNSIGNED`) signs nothing and accepts any result.
+    Messages never show the signature a record should have had either: it would be
+    a valid signature for a forger's record."""
+
+    secret: bytes = field(default=b"", repr=False)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Signer:
+        """The signer ``GITPIPE_RESULT_KEY`` gives; unsigned when it is unset or empty."""
+        return cls(environ.get(KEY_VAR, "").encode("utf-8"))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.secret)
+
+    def sign(self, body: bytes) -> str:
+        """The signature of a result's canonical JSON (without its signature)."""
+        return SIGNATURE_PREFIX + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+
+    def check(self, record: Mapping[str, Any]) -> None:
+        """Raise ValueError unless a parsed result record carries this signer's valid
+        signature (nothing to check without a secret)."""
+        if not self.active:
+            return
+        signature = record.get("signature")
+        if not signature:
+            raise ValueError(f"it is not signed, and {KEY_VAR} is set")
+        body = canonical({name: value for name, value in record.items() if name != "signature"})
+        if not isinstance(signature, str) or not hmac.compare_digest(
+            signature.encode("utf-8", "replace"), self.sign(body).encode("ascii")
+        ):
+            raise ValueError(f"its signature does not match {KEY_VAR}")
+
+
+#: the signer of a clone without GITPIPE_RESULT_KEY
+UNSIGNED = Signer()
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     outs: Mapping[str, OutRecord]
     metrics: Mapping[str, Any] = field(default_factory=dict)
@@ -71,62 +132,241 @@ class Result:
     #: when it was recorded (wall clock, seconds); 0.0 for results of older gitpipe.
     #: `RunCache.put` stamps a result that has none
     created: float = 0.0
+    #: the HMAC it was read with ("" for none): see :class:`Signer`
+    signature: str = ""
 
     @property
     def id(self) -> Digest:
         return result_id(self.outs)
 
-    def to_json(self, key: Digest) -> bytes:
-        return canonical(
-            {
-                "schema": RESULT_SCHEMA,
-                "key": str(key),
-                "step": self.step,
-                "outs": {
-                    path: {
-                        "digest": str(out.digest),
-                        "dir": out.is_dir,
-                        "size": out.size,
-                        "exec": out.executable,
-                    }
-                    for path, out in sorted(self.outs.items())
-                },
-                "metrics": dict(self.metrics),
-                "duration": round(self.duration, 6),
-                "exit_code": self.exit_code,
-                "record": dict(self.record),
-                "created": round(self.created, 6),
-            }
-        )
+    def to_json(self, key: Digest, *, signer: Signer = UNSIGNED) -> bytes:
+        """The result's canonical JSON: signed by ``signer`` when it has a secret, else
+        with the signature it was read with (if any)."""
+        body = self._body(key)
+        signature = signer.sign(canonical(body)) if signer.active else self.signature
+        if signature:
+            body["signature"] = signature
+        return canonical(body)
+
+    def _body(self, key: Digest) -> dict[str, Any]:
+        return {
+            "schema": RESULT_SCHEMA,
+            "key": str(key),
+            "step": self.step,
+            "outs": {
+                path: {
+                    "digest": str(out.digest),
+                    "dir": out.is_dir,
+                    "size": out.size,
+                    "exec": out.executable,
+                }
+                for path, out in sorted(self.outs.items())
+            },
+            "metrics": dict(self.metrics),
+            "duration": round(self.duration, 6),
+            "exit_code": self.exit_code,
+            "record": dict(self.record),
+            "created": round(self.created, 6),
+        }
 
 
-def parse_result(data: bytes, key: Digest, *, result_id: Digest | None = None) -> Result:
-    """Parse and validate a result record; raises ValueError when it is not trustworthy.
+def parse_result(
+    data: bytes,
+    key: Digest,
+    *,
+    result_id: Digest | None = None,
+    signer: Signer = UNSIGNED,
+) -> Result:
+    """Parse and validate a result record; raises ValueError, with one short line,
+    when it is not trustworthy: not gitpipe's shape (see the module's docstring), not
+    a result of ``key``, or (``signer`` with a secret) not signed with that secret.
 
     With ``result_id`` (the id its name gives), a record whose outputs have another
     id is refused too: a name cannot vouch for content it does not match."""
-    record = json.loads(data)
+    if len(data) > MAX_RESULT_BYTES:
+        raise ValueError(f"it is {len(data)} bytes, more than a result may be ({MAX_RESULT_BYTES})")
+    record = _load(data)
+    if not isinstance(record, dict):
+        raise ValueError("it is not a JSON table")
     if record.get("schema") not in READABLE_SCHEMAS or record.get("key") != str(key):
         raise ValueError("not a result for this key")
-    outs = {}
-    for path, out in record["outs"].items():
-        if not safe_relpath(path):
-            raise ValueError(f"unsafe output path {path!r}")
-        outs[path] = OutRecord(
-            Digest.parse(out["digest"]), bool(out["dir"]), int(out["size"]), bool(out["exec"])
-        )
+    outs = _outs(record.get("outs"))
+    metrics = record.get("metrics", {})
+    if not _is_metrics(metrics, MAX_DEPTH):
+        raise ValueError("its metrics are not a table of numbers, strings, booleans and tables")
+    duration = record.get("duration", 0.0)
+    if not _is_number(duration) or duration < 0:
+        raise ValueError("its duration is not a number of seconds")
+    exit_code = record.get("exit_code", 0)
+    if type(exit_code) is not int:
+        raise ValueError("its exit code is not a whole number")
+    step = record.get("step", "")
+    if not isinstance(step, str):
+        raise ValueError("its step is not a name")
+    key_record = record.get("record") or {}
+    if not isinstance(key_record, dict):
+        raise ValueError("its key record is not a table")
+    signature = record.get("signature", "")
+    if not isinstance(signature, str):
+        raise ValueError("its signature is not a string")
+    signer.check(record)
     result = Result(
         outs=outs,
-        metrics=record.get("metrics", {}),
-        duration=float(record.get("duration", 0.0)),
-        exit_code=int(record.get("exit_code", 0)),
-        step=str(record.get("step", "")),
-        record=record.get("record") or {},
+        metrics=metrics,
+        duration=float(duration),
+        exit_code=exit_code,
+        step=step,
+        record=key_record,
         created=_created(record.get("created")),
+        signature=signature,
     )
     if result_id is not None and result.id != result_id:
         raise ValueError(f"its outputs are those of result {result.id}, not {result_id}")
     return result
+
+
+def declared_mismatch(key: Digest, result: Result) -> str:
+    """How a result's outputs differ from those its own key record declares ("" when
+    they do not, or when it holds no record whose digest is ``key``: then nothing
+    without the pipeline says what its step declares).
+
+    The key is the digest of the record, so a record that digests to it tells the
+    step's declared outputs (``outs`` and ``metrics``, folders with a trailing ``/``)
+    as surely as the pipeline file does."""
+    record = result.record
+    if not record or _record_digest(record) != key:
+        return ""
+    outs, metrics = record.get("outs", []), record.get("metrics", [])
+    if not isinstance(outs, list) or not isinstance(metrics, list):
+        return ""
+    declared = outs + metrics
+    if not all(isinstance(path, str) for path in declared):
+        return ""
+    kinds = {path.removesuffix("/"): path.endswith("/") for path in declared}
+    extra = sorted(path for path in result.outs if path not in kinds)
+    missing = sorted(path for path in kinds if path not in result.outs)
+    wrong = sorted(
+        path + ("/" if kinds[path] else "")
+        for path, out in result.outs.items()
+        if path in kinds and out.is_dir != kinds[path]
+    )
+    parts = []
+    if extra:
+        parts.append(f"names outputs its step did not declare: {_listed(extra)}")
+    if missing:
+        parts.append(f"lacks declared outputs: {_listed(missing)}")
+    if wrong:
+        parts.append(f"has the wrong kind (file or folder) for: {_listed(wrong)}")
+    return "; ".join(parts)
+
+
+def _record_digest(record: Mapping[str, Any]) -> Digest | None:
+    try:
+        return digest_record(record)
+    except (TypeError, ValueError):
+        return None
+
+
+def _listed(paths: list[str]) -> str:
+    shown = ", ".join(_shown(path) for path in paths[:5])
+    return shown + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """A value from a result as a message shows it: quoted, on one line, not too long."""
+    quoted = repr(text)
+    return quoted if len(quoted) <= limit else quoted[: limit - 4] + "...'"
+
+
+def _load(data: bytes) -> Any:
+    """JSON with finite numbers only, nested at most :data:`MAX_DEPTH` levels."""
+    try:
+        value = json.loads(
+            data, parse_constant=_refuse_constant, parse_float=_finite, parse_int=_whole
+        )
+    except RecursionError:
+        raise ValueError(f"it nests deeper than {MAX_DEPTH} levels") from None
+    except UnicodeDecodeError:
+        raise ValueError("it is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"it is not JSON ({exc.msg} at line {exc.lineno})") from None
+    if _depth_exceeds(value, MAX_DEPTH):
+        raise ValueError(f"it nests deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"it holds the number {name}, which is not finite")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"it holds a number too large to be finite ({text[:20]})")
+    return number
+
+
+def _whole(text: str) -> int:
+    if len(text) > 100:  # Python refuses to convert more than 4,300 digits anyway
+        raise ValueError(f"it holds a whole number of {len(text)} digits")
+    return int(text)
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether tables and lists nest more than ``limit`` levels (without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _is_number(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _is_metrics(value: object, depth: int) -> bool:
+    """A table whose values are finite numbers, strings, booleans or such tables."""
+    if not isinstance(value, dict) or depth <= 0:
+        return False
+    return all(
+        isinstance(item, (str, bool)) or _is_number(item) or _is_metrics(item, depth - 1)
+        for item in value.values()
+    )
+
+
+def _outs(value: object) -> dict[str, OutRecord]:
+    """A result's outputs: a table of path -> {digest, dir, size, exec}, each typed."""
+    if not isinstance(value, dict):
+        raise ValueError("its outputs are not a table")
+    outs = {}
+    for path, out in value.items():
+        if not safe_relpath(path):
+            raise ValueError(f"unsafe output path {_shown(path)}")
+        if not isinstance(out, dict):
+            raise ValueError(f"output {_shown(path)} is not a table")
+        digest, is_dir, size = out.get("digest"), out.get("dir"), out.get("size")
+        executable = out.get("exec")
+        if not isinstance(digest, str):
+            raise ValueError(f"output {_shown(path)} has no digest")
+        try:
+            parsed = Digest.parse(digest)
+        except DigestError:
+            raise ValueError(f"not a valid digest for output {_shown(path)}") from None
+        if type(is_dir) is not bool or type(executable) is not bool:
+            raise ValueError(f"output {_shown(path)} does not say with true or false what it is")
+        if type(size) is not int or size < 0:
+            raise ValueError(f"output {_shown(path)} has no size in bytes")
+        outs[path] = OutRecord(parsed, is_dir, size, executable)
+    return outs
 
 
 def _created(value: object) -> float:
@@ -143,11 +383,16 @@ def _newest_first(result: Result) -> tuple[float, str]:
 
 class RunCache:
     """Results stored beside the objects: each key's folder holds one file per result,
-    ``results/b3/<2 hex>/<62 hex>/<result id hex>.json``."""
+    ``results/b3/<2 hex>/<62 hex>/<result id hex>.json``.
 
-    def __init__(self, store: Store) -> None:
+    ``signer`` signs each result written (with ``GITPIPE_RESULT_KEY``); results read
+    here are not checked against it: the local store is the clone's own, and what
+    comes from a remote is checked on its way in (:mod:`gitpipe.remote`)."""
+
+    def __init__(self, store: Store, *, signer: Signer = UNSIGNED) -> None:
         self.store = store
         self.root = store.root / "results"
+        self.signer = signer
 
     # -- names --------------------------------------------------------------------
 
@@ -267,15 +512,19 @@ class RunCache:
     def put(self, key: Digest, result: Result) -> None:
         """Record a result of ``key`` (stamped with the time now unless it has one).
         A result with the id of one already there replaces it, so that it is the
-        newest again."""
+        newest again. It is signed when the run cache has a signer with a secret; else
+        it keeps the signature it came with, which a new time would void."""
         if not self.complete(result):  # publish last: objects first, then the result
             raise StoreError("a result must not name objects missing from the store")
         if not result.created:
-            result = dataclasses.replace(result, created=time.time())
+            result = dataclasses.replace(result, created=time.time(), signature="")
         # renamed into place, not fsync-ed: no more than the objects it names (whose
         # loss a reader detects), and a fsync a step doubles a small step's bookkeeping
         atomic.write_bytes(
-            self.path_of(key, result.id), result.to_json(key), mode=0o444, sync=False
+            self.path_of(key, result.id),
+            result.to_json(key, signer=self.signer),
+            mode=0o444,
+            sync=False,
         )
 
     def discard(self, key: Digest, result_id: Digest | None = None) -> None:

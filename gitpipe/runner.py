@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gitpipe import events as ev
 from gitpipe.errors import UsageError
+from gitpipe.runcache import KEY_VAR
 
 if TYPE_CHECKING:  # imported where used: a run that runs nothing needs neither
     import concurrent.futures as cf
@@ -128,7 +129,8 @@ def execute(invocation: Invocation) -> Outcome:
     """
     start = time.monotonic()
     Path(invocation.log).parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **invocation.env}
+    # the secret gitpipe signs results with is not the step's to read (or print)
+    env = {**{k: v for k, v in os.environ.items() if k != KEY_VAR}, **invocation.env}
     deadline = None if invocation.timeout is None else start + invocation.timeout
     local = invocation.scheduler == os.getpid()
     try:

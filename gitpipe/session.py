@@ -45,7 +45,7 @@ from gitpipe.planner import (
     Planner,
     entry_for,
 )
-from gitpipe.runcache import OutRecord, Result
+from gitpipe.runcache import KEY_VAR, OutRecord, Result
 from gitpipe.runner import Invocation, Outcome, Pending
 from gitpipe.statcache import PathState
 from gitpipe.store import Store, remove
@@ -284,7 +284,8 @@ class Session:
         logs = project.state_dir / "logs" / self.run_id
         logs.mkdir(parents=True, exist_ok=True)
         call = HookCall(event, step, state, log, self.run_id)
-        env = {**project.environ, **call.environ(), "GITPIPE_ROOT": str(project.root)}
+        environ = {k: v for k, v in project.environ.items() if k != KEY_VAR}  # gitpipe's secret
+        env = {**environ, **call.environ(), "GITPIPE_ROOT": str(project.root)}
         for command in commands:
             with open(logs / "hooks.log", "ab") as out:
                 out.write(f"== {event} {step} ({state}): {command}\n".encode())
@@ -354,6 +355,7 @@ class Session:
             if (
                 now is not None
                 and now.digest == out.digest
+                and now.is_dir == out.is_dir
                 and (out.is_dir or now.executable == out.executable)
             ):
                 continue
