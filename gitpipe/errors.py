@@ -89,3 +89,11 @@ class RemoteError(StoreError):
     sent something that is not what it claims to be."""
 
     exit_code = 5
+
+
+class UnsafePath(GitpipeError):
+    """gitpipe was about to remove, replace, link or chmod a path that leads outside
+    the repository or into a protected place (`.git`, `.gitpipe`, the store, the lock,
+    a pipeline file); nothing was written.  A step it concerns fails (exit 1)."""
+
+    exit_code = 1

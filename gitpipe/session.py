@@ -9,7 +9,9 @@
 what to do with each step once the steps before it are done, restores or hands the
 step over to run, and publishes what ran: objects into the store first, then the
 result, then the lock entry (lineage listens to the events).  Nothing outside a
-step's declared outputs is written.
+step's declared outputs is written: each removal, restore and link re-checks its path
+at the moment it writes (:func:`gitpipe.guard.check_write`), and what a step produced
+is checked before anything of it is stored (:func:`gitpipe.guard.check_produced`).
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitpipe import events as ev
-from gitpipe import spec, tomlcache
+from gitpipe import guard, spec, tomlcache
 from gitpipe.action import KeyRecord
-from gitpipe.errors import StoreError, UsageError
+from gitpipe.errors import StoreError, UnsafePath, UsageError
 from gitpipe.hashing import Digest
 from gitpipe.inputs import Check, Inputs
 from gitpipe.lockfile import LockEntry
@@ -202,6 +204,8 @@ class Session:
         self.frozen = frozen
         self.hook_calls = hook_calls or {}
         self.hook_failures: list[str] = []
+        #: the places no write may reach, resolved once per repro
+        self.guarded = guard.protected(project)
 
     def decide(self, name: str, upstream_would_run: list[str]) -> ev.StepFinished | Pending:
         """Up to date, restored, frozen, skipped, waiting, or a step that must run."""
@@ -223,7 +227,10 @@ class Session:
             assert check is not None
             step = check.step or step
             started = time.time()
-            self._restore(step, decision.result, check)
+            try:
+                self._restore(step, decision.result, check)
+            except UnsafePath as exc:  # nothing was written
+                return ev.StepFinished(name, ev.FAILED, reasons=reasons, key=key, message=str(exc))
             self.entries[name] = entry_for(step, decision.record, decision.result)
             self.hook("after_step", name, ev.CACHED)
             return ev.StepFinished(
@@ -266,7 +273,12 @@ class Session:
                 state = self.hasher.state(path)
                 if state is None or state.digest != digest:
                     continue  # gone already, or changed by hand: not ours to remove
-                self._save_before_replacing(spec.PathSpec(path, state.is_dir), state)
+                out_spec = spec.PathSpec(path, state.is_dir)
+                try:
+                    self._check_replace(out_spec, state)
+                    self._save_before_replacing(out_spec, state)
+                except UnsafePath:
+                    continue  # it leads out of the repository or into a protected place now
                 remove(self.project.root / path)
                 self.inputs.forget(path)
                 removed.append(out)
@@ -331,24 +343,34 @@ class Session:
             return ev.StepFinished(
                 name, ev.FAILED, key=str(pending.context.record.key), message=failure
             )
-        for spec_ in step.all_outs:
-            if not step.persist:
-                self._save_before_replacing(spec_, check.outs_now.get(str(spec_)))
-                remove(root / spec_.path)
-            else:
-                refused = self._unlink_from_store(spec_, check.outs_now.get(str(spec_)))
-                if refused:  # the command would write into the store's object
-                    return ev.StepFinished(
-                        name, ev.FAILED, key=str(pending.context.record.key), message=refused
-                    )
-            (root / spec_.path).parent.mkdir(parents=True, exist_ok=True)
-            self.inputs.forget(spec_.path)
+        try:
+            for spec_ in step.all_outs:  # every output first: a refusal leaves all as they are
+                self._check_replace(spec_, check.outs_now.get(str(spec_)))
+            for spec_ in step.all_outs:
+                if not step.persist:
+                    self._save_before_replacing(spec_, check.outs_now.get(str(spec_)))
+                    remove(root / spec_.path)
+                else:
+                    refused = self._unlink_from_store(spec_, check.outs_now.get(str(spec_)))
+                    if refused:  # the command would write into the store's object
+                        return ev.StepFinished(
+                            name, ev.FAILED, key=str(pending.context.record.key), message=refused
+                        )
+                (root / spec_.path).parent.mkdir(parents=True, exist_ok=True)
+                self.inputs.forget(spec_.path)
+        except UnsafePath as exc:
+            return ev.StepFinished(
+                name, ev.FAILED, key=str(pending.context.record.key), message=str(exc)
+            )
         pending.context.started = time.time()
         return None
 
     def _restore(self, step: spec.Step, result: Result, check: Check) -> None:
-        root = self.project.root
+        """Put a result's outputs in place, those that differ from it; raises
+        :class:`UnsafePath`, before writing any, where one of them may not be written
+        (or a stored folder holds `.git` or `.gitpipe`)."""
         link = _link(step)
+        todo = []
         for spec_ in step.all_outs:
             out = result.outs[spec_.path]
             now = check.outs_now.get(str(spec_))
@@ -359,14 +381,26 @@ class Session:
                 and (out.is_dir or now.executable == out.executable)
             ):
                 continue
+            self._check_replace(spec_, now)
+            if out.is_dir:
+                for entry in self.store.manifest(out.digest):
+                    if spec.reserved_part(entry.path) is not None:
+                        raise UnsafePath(
+                            f"refusing to restore {spec_}: the stored folder holds "
+                            f"{entry.path}, which gitpipe never writes"
+                        )
+            todo.append((spec_, out, now))
+        for spec_, out, now in todo:
             self._save_before_replacing(spec_, now)
-            self._materialise(root / spec_.path, out, link)
+            self._materialise(spec_.path, out, link)
             self.hasher.forget(spec_.path)
             if link != "copy":
                 self._learn(spec_.path, out)
 
-    def _materialise(self, target: Path, out: OutRecord, link: str) -> None:
-        """Put a stored output at ``target``, copied or linked as ``link`` says."""
+    def _materialise(self, relpath: str, out: OutRecord, link: str) -> None:
+        """Put a stored output at ``relpath``, copied or linked as ``link`` says."""
+        guard.check_write(self.guarded, relpath)
+        target = self.project.root / relpath
         scratch = self.project.state_dir / "tmp"
         if out.is_dir:
             self.store.restore_tree(out.digest, target, link=link, scratch=scratch)
@@ -387,6 +421,7 @@ class Session:
         else:
             files = [] if out.executable else [(relpath, out.digest)]
         for path, digest in files:
+            guard.check_write(self.guarded, path)
             if self._link_file(path, digest, link):
                 self.hasher.learn(path, digest)
 
@@ -426,6 +461,7 @@ class Session:
         else:
             files = [(out.path, now.digest)]
         for relpath, digest in files:
+            guard.check_write(self.guarded, relpath)
             target = self.project.root / relpath
             try:
                 linked = os.path.samefile(target, self.store.object_path(digest))
@@ -449,12 +485,28 @@ class Session:
                 )
         return ""
 
+    def _check_replace(self, out: spec.PathSpec, now: PathState | None) -> None:
+        """Raise :class:`UnsafePath` unless gitpipe may remove or replace an output
+        now: its path passes :func:`gitpipe.guard.check_write`, and a folder there
+        holds no `.git` or `.gitpipe` (a repository made inside it by hand)."""
+        guard.check_write(self.guarded, out.path)
+        target = self.project.root / out.path
+        if now is not None and now.is_dir and not target.is_symlink():
+            found = guard.reserved_inside(target)
+            if found is not None:
+                raise UnsafePath(
+                    f"refusing to replace {out}: it holds {out.path}/{found}, which gitpipe "
+                    "never removes"
+                )
+
     def _save_before_replacing(self, out: spec.PathSpec, now: PathState | None) -> None:
         """Keep a copy in the store of output bytes gitpipe is about to replace, so
-        that nothing a user made by hand is lost."""
-        if now is None:
-            return
+        that nothing a user made by hand is lost (its path checked again first).  A
+        link is not followed: its bytes are where it points, and stay there."""
+        guard.check_write(self.guarded, out.path)
         target = self.project.root / out.path
+        if now is None or target.is_symlink():
+            return
         if now.is_dir:
             if now.digest not in self.store:
                 self.store.add_tree(target, self.hasher.manifest(out.path))
@@ -523,6 +575,11 @@ class Session:
                     reason = Path(invocation.log).with_suffix(".failure.txt").read_text()
                     message = f"{reason.strip()} (log: {invocation.log})"
             return ev.StepFinished(step.name, ev.FAILED, message=message, **common)
+        try:  # before anything is read or stored: no link out, nothing of Git's
+            for spec_ in step.all_outs:
+                guard.check_produced(self.guarded, spec_.path)
+        except UnsafePath as exc:
+            return ev.StepFinished(step.name, ev.FAILED, message=str(exc), **common)
         outs: dict[str, OutRecord] = {}
         missing = []
         for spec_ in step.all_outs:
@@ -555,15 +612,22 @@ class Session:
                 metrics[RETURNED] = dict(sorted(flatten(returned).items()))
         # publish last: objects, then the result, then the lock entry (lineage listens)
         link = _link(step)
-        for spec_ in step.all_outs:
-            out = outs[spec_.path]
-            target = root / spec_.path
-            if out.is_dir:
-                self.store.add_tree(target, self.hasher.manifest(spec_.path), link=link != "copy")
-            else:
-                self.store.add_file(target, out.digest, link=link != "copy" and not out.executable)
-            if link != "copy":
-                self._link_output(spec_.path, out, link)
+        try:
+            for spec_ in step.all_outs:
+                out = outs[spec_.path]
+                target = root / spec_.path
+                if link != "copy":  # a sibling running now may have swapped a folder since
+                    guard.check_write(self.guarded, spec_.path)
+                if out.is_dir:
+                    files = self.hasher.manifest(spec_.path)
+                    self.store.add_tree(target, files, link=link != "copy")
+                else:
+                    linked = link != "copy" and not out.executable
+                    self.store.add_file(target, out.digest, link=linked)
+                if link != "copy":
+                    self._link_output(spec_.path, out, link)
+        except UnsafePath as exc:  # no result: what was stored is only objects
+            return ev.StepFinished(step.name, ev.FAILED, message=str(exc), **common)
         result = Result(
             outs=outs,
             metrics=metrics,

@@ -559,6 +559,7 @@ class _Parser:
             if expanded:
                 groups[step_name] = tuple(expanded)
         _check_outputs(self, steps)
+        _check_protected(self, steps, includes)
         self.check_refs(steps, groups)
         return Pipeline(
             name=name,
@@ -1121,6 +1122,69 @@ def _check_outputs(parser: _Parser, steps: Mapping[str, Step]) -> None:
                 raise parser.error(
                     f"{who} overlapping outputs {ancestor + '/'!r} and {path!r}; "
                     "an output folder must not contain another output",
+                    key,
+                )
+
+
+#: folder names no output may be or lie inside, at any depth and in any case: Git's
+#: own (a folder, or the file of a linked work tree) and gitpipe's state
+RESERVED_NAMES = (".git", ".gitpipe")
+
+
+def reserved_part(relpath: str) -> str | None:
+    """The first part of a relative path that is `.git` or `.gitpipe` (in any case, as
+    a case-insensitive file system reads it); None when there is none."""
+    for part in relpath.split("/"):
+        if part.casefold() in RESERVED_NAMES:
+            return part
+    return None
+
+
+#: what each reserved name is, for messages
+RESERVED_WHAT = {".git": "Git's own folder", ".gitpipe": "gitpipe's own folder"}
+
+
+def reserved(relpath: str) -> tuple[str, str] | None:
+    """("is" | "lies inside", what) when a part of a relative path is `.git` or
+    `.gitpipe` (see :func:`reserved_part`); None when none is."""
+    part = reserved_part(relpath)
+    if part is None:
+        return None
+    how = "is" if relpath.rpartition("/")[2] == part else "lies inside"
+    return how, f"{part}, {RESERVED_WHAT[part.casefold()]}"
+
+
+def relation(path: str, place: str) -> str | None:
+    """How a relative path stands to a protected one: "is" it, "lies inside" it,
+    "contains" it, or None."""
+    if path == place:
+        return "is"
+    if place.startswith(path + "/"):
+        return "contains"
+    if path.startswith(place + "/"):
+        return "lies inside"
+    return None
+
+
+def _check_protected(parser: _Parser, steps: Mapping[str, Step], includes: list[str]) -> None:
+    """No output is, contains or lies inside `.git`, `.gitpipe`, this pipeline's lock
+    or a pipeline file, as written (with ``-p`` values put in); gitpipe/guard.py checks
+    the same on disk, through links, and the store wherever it is."""
+    name = parser.file.name
+    lock = posixpath.splitext(name)[0] + ".lock"  # as gitpipe.lockfile.path_for names it
+    places = {name: f"the pipeline file {name}", lock: f"{lock}, the pipeline's lock file"}
+    for include in includes:
+        places.setdefault(include, f"the pipeline file {include}")
+    for step_name, step in steps.items():
+        for spec, key in out_places(step):
+            found = reserved(spec.path) or next(
+                ((r, what) for place, what in places.items() if (r := relation(spec.path, place))),
+                None,
+            )
+            if found is not None:
+                raise parser.error(
+                    f"output {str(spec)!r} of step {step_name!r} {found[0]} {found[1]}; "
+                    "gitpipe never writes there, choose another path",
                     key,
                 )
 

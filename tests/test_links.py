@@ -356,9 +356,9 @@ def test_a_symlink_a_step_leaves_as_its_output_is_copied_in_and_its_target_left_
     assert Store(workspace.root / ".gitpipe" / "cache").verify(digest_file(stored))
 
 
-def test_a_symlink_inside_a_folder_output_never_makes_its_target_read_only(workspace, tmp_path):
-    outside = tmp_path / "outside.txt"
-    outside.write_text("not gitpipe's\n")
+def test_a_symlink_inside_a_folder_output_never_makes_its_target_read_only(workspace):
+    # a link leading out of the repository fails the step: tests/test_protected_paths.py
+    target = workspace.write("data/not-an-output.txt", "not gitpipe's\n")
     workspace.write(".gitignore", "folder/\n")
     workspace.pipeline(
         f"""
@@ -366,13 +366,13 @@ def test_a_symlink_inside_a_folder_output_never_makes_its_target_read_only(works
         link = "hardlink"
 
         [steps.make]
-        cmd = ["mkdir -p folder", "ln -s {outside} folder/link.txt", "echo mine > folder/own.txt"]
+        cmd = ["mkdir -p folder", "ln -s {target} folder/link.txt", "echo mine > folder/own.txt"]
         outs = ["folder/"]
         """
     )
     workspace.ok("repro")
-    assert stat.S_IMODE(outside.stat().st_mode) == 0o644
-    assert outside.stat().st_nlink == 1
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert target.stat().st_nlink == 1
     assert is_the_object(workspace, "folder/own.txt")
     assert is_the_object(workspace, "folder/link.txt")  # replaced by the stored copy
 
