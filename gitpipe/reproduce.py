@@ -154,12 +154,8 @@ def reproduce(
             from gitpipe import remote as remotes
 
             far = remotes.for_project(project, remote, cwd=Path.cwd())
-        if not dry_run:  # so that `gc` in any clone sharing the store keeps what this needs
-            try:
-                project.register_clone()
-            except StoreError as exc:
-                broadcast(ev.Notice(str(exc)))
         if pull and far is not None:  # what the lock names, before deciding anything
+            _register(project, broadcast)
             _pull_lock(project, far, current, names, broadcast)
         run = _RunOptions(
             force=force,
@@ -190,6 +186,7 @@ def reproduce(
             if client is not None:
                 client.close()
             raise
+        _register(project, broadcast)
         with workspace_lock(project.state_dir / "repro.lock", wait=wait, emit=broadcast):
             _clear_scratch(project.state_dir / "tmp")
             if client is not None:
@@ -214,6 +211,16 @@ def reproduce(
                 )
             project.keep_caches()
             return report
+
+
+def _register(project: Project, emit: ev.Listener) -> None:
+    """Note this clone in the store it writes to, so that `gc` in any clone sharing
+    the store keeps what this one needs; a store that cannot be written is a notice
+    here (restoring from it still works)."""
+    try:
+        project.register_clone()
+    except StoreError as exc:
+        emit(ev.Notice(str(exc)))
 
 
 def _pull_lock(
