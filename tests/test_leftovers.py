@@ -1,10 +1,90 @@
-"""What a gitpipe that dies leaves behind (issue 16, points 7 and 10): step names fit
-on one line and in a file name."""
+"""What a gitpipe that dies leaves behind (issue 16, points 7 and 10): its run is told
+as `killed` by the next reader, and step names fit on one line and in a file name."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
 import pytest
-from conftest import refused
+from conftest import Workspace, refused
+
+SLEEPER = """
+import os, sys, time
+from pathlib import Path
+Path(sys.argv[1]).write_text(str(os.getpid()))
+time.sleep(60)
+Path("out.txt").write_text("not killed\\n")
+"""
+
+
+def setup(workspace: Workspace, command: str) -> Path:
+    workspace.write("sleeper.py", SLEEPER)
+    workspace.write(".gitignore", "*.txt\n")
+    workspace.pipeline(
+        f"""
+        [steps.long]
+        cmd = {json.dumps(command)}
+        deps = ["sleeper.py"]
+        outs = ["out.txt"]
+        """
+    )
+    workspace.commit("pipeline")
+    return workspace.root
+
+
+# -- a killed gitpipe ------------------------------------------------------------
+
+
+def fake_run(root: Path, run_id: str, *, host: str, pid: int | None, process: str | None) -> None:
+    """A run recorded as running by the gitpipe process ``pid`` (``process``: its
+    identity, see gitpipe.lineage.process_identity) on ``host``."""
+    with contextlib.closing(sqlite3.connect(root / ".gitpipe" / "lineage.db")) as db, db:
+        db.execute(
+            "INSERT INTO runs (id, started, argv, host, status, pid, process)"
+            " VALUES (?, '2020-01-01T00:00:00.000+00:00', '[]', ?, 'running', ?, ?)",
+            (run_id, host, pid, process),
+        )
+
+
+def test_a_running_run_is_killed_only_when_its_own_process_is_gone(workspace):
+    from gitpipe.lineage import process_identity
+
+    root = setup(workspace, "echo done > out.txt")
+    workspace.ok("repro")
+    here = os.uname().nodename
+    me = os.getpid()  # this test's process: alive
+    mine = process_identity(me)
+    assert mine is not None
+    boot, namespace, started = mine.split(" ")
+    ended = subprocess.Popen(["true"])  # a pid no process has any more
+    ended.wait()
+
+    fake_run(root, "a-alive", host=here, pid=me, process=mine)
+    fake_run(root, "b-gone", host=here, pid=ended.pid, process=mine)
+    fake_run(root, "c-pid-reused", host=here, pid=me, process=f"{boot} {namespace} {started}1")
+    fake_run(root, "d-other-boot", host=here, pid=me, process=f"x{boot} {namespace} {started}")
+    fake_run(root, "e-other-host", host=here + "-elsewhere", pid=ended.pid, process=mine)
+    fake_run(root, "f-before-pids", host=here, pid=None, process=None)
+    fake_run(root, "g-other-namespace", host=here, pid=ended.pid, process=f"{boot} pid:[1] 1")
+
+    runs = {run["id"]: run["status"] for run in json.loads(workspace.ok("log", "--json").stdout)}
+    assert runs.pop(next(iter(runs))) == "ok"  # the real run, the newest
+    assert runs == {
+        "a-alive": "running",
+        "b-gone": "killed",
+        "c-pid-reused": "killed",
+        "d-other-boot": "killed",
+        "e-other-host": "running",  # cannot be told from here
+        "f-before-pids": "running",  # recorded without a pid
+        "g-other-namespace": "running",  # its pids are not this namespace's
+    }
+    assert json.loads(workspace.ok("show", "a-alive", "--json").stdout)["status"] == "running"
+
 
 # -- step names --------------------------------------------------------------------
 
