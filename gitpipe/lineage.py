@@ -117,8 +117,18 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["approvals"].create_index(["step", "key"], if_not_exists=True)
 
 
+def _v4(db: sqlite_utils.Database) -> None:
+    runs = db["runs"]
+    # the gitpipe process that runs the run, so that a run whose process is gone can
+    # be told from one that still runs (see `settle`)
+    for column, kind in (("pid", int), ("process", str)):
+        if column not in runs.columns_dict:
+            runs.add_column(column, kind)
+    db["runs"].create_index(["status"], if_not_exists=True)
+
+
 #: migration N brings a database from user_version N-1 to N
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3, _v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -160,10 +170,99 @@ def open_connection(path: Path, *, create: bool = True) -> sqlite3.Connection:
 
 
 def connect(path: Path, *, create: bool = True) -> sqlite_utils.Database:
-    """The lineage database for queries (sqlite-utils), migrated like `open_connection`."""
+    """The lineage database for queries (sqlite-utils), migrated like `open_connection`,
+    with the runs whose gitpipe is gone marked `killed` (:func:`settle`)."""
     import sqlite_utils
 
-    return sqlite_utils.Database(open_connection(path, create=create))
+    conn = open_connection(path, create=create)
+    with contextlib.suppress(sqlite3.Error):  # a read-only database is still read
+        settle(conn)
+    return sqlite_utils.Database(conn)
+
+
+# -- runs whose gitpipe is gone --------------------------------------------------
+
+#: the status of a run whose gitpipe process ended without recording the run's end
+KILLED = "killed"
+
+
+def process_identity(pid: int) -> str | None:
+    """What tells a process apart from a later one given the same pid: the boot, the
+    pid namespace and the start time (``/proc/PID/stat`` field 22, clock ticks since
+    boot).  None where there is no ``/proc`` to read it from."""
+    here, stat = _machine(), _stat(pid)
+    return None if here is None or stat is None else f"{here} {stat[1]}"
+
+
+def _machine() -> str | None:
+    """This boot of this machine, and this process's pid namespace."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            boot = handle.read().strip()
+        return f"{boot} {os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
+
+
+def _stat(pid: int) -> tuple[bytes, int] | None:
+    """A process's state letter and start time, from ``/proc/PID/stat``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    # pid (comm) state ppid ...: comm may hold spaces and ")", so split after the last
+    fields = stat.rsplit(b")", 1)[1].split()
+    return fields[0], int(fields[19])
+
+
+def _gone(pid: int, identity: str | None) -> bool:
+    """Whether the process recorded as ``pid`` (with ``identity``) on this host is
+    gone: the machine started again since, or no process has that pid, or a zombie
+    has, or a later process (a start time of its own).  False where it cannot be
+    told: another pid namespace, or nothing to read the start time from."""
+    here = _machine()
+    recorded, _, started = (identity or "").rpartition(" ")
+    if identity is not None and here is not None:
+        if recorded.split(" ")[0] != here.split(" ")[0]:
+            return True  # another boot
+        if recorded != here:
+            return False  # another pid namespace: its pids are not ours to look up
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's process has the pid
+        pass
+    except OSError:
+        return False
+    stat = _stat(pid)
+    if identity is None or here is None or stat is None:
+        return False
+    state, now = stat
+    return state == b"Z" or str(now) != started
+
+
+def settle(conn: sqlite3.Connection) -> list[str]:
+    """Mark ``killed`` each run recorded as running on this host whose gitpipe process
+    is gone (SIGKILL, a crash, a power cut), and return their ids.
+
+    A run from another host, or one recorded before the runs had a pid (schema 3),
+    is left as it is: whether it still runs cannot be told from here."""
+    host = os.uname().nodename
+    rows = conn.execute(
+        "SELECT id, pid, process FROM runs WHERE status = 'running' AND host = ?"
+        " AND pid IS NOT NULL",
+        (host,),
+    ).fetchall()
+    gone = [run_id for run_id, pid, identity in rows if _gone(int(pid), identity)]
+    if gone:
+        with conn:
+            conn.executemany(
+                "UPDATE runs SET status = ? WHERE id = ? AND status = 'running'",
+                [(KILLED, run_id) for run_id in gone],
+            )
+    return gone
 
 
 _INSERT_EXECUTION = (
@@ -185,6 +284,8 @@ class LineageRecorder:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.conn = open_connection(path)
+        with contextlib.suppress(sqlite3.Error):  # before this run is one of them
+            settle(self.conn)
         self.run_id = ""
         self.error = ""
         self._quiet: list[tuple[Any, ...]] = []  # rows of do-nothing steps, not inserted yet
@@ -203,7 +304,8 @@ class LineageRecorder:
             with self.conn:
                 self.conn.execute(
                     "INSERT INTO runs (id, started, ended, git_commit, dirty, argv, host, status,"
-                    " pipeline, jobs, backend, overrides) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " pipeline, jobs, backend, overrides, pid, process)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         event.run_id,
                         _iso(event.started),
@@ -219,6 +321,8 @@ class LineageRecorder:
                         json.dumps(dict(event.overrides), sort_keys=True, default=str)
                         if event.overrides
                         else None,
+                        os.getpid(),  # the recorder runs in the process that runs the run
+                        process_identity(os.getpid()),
                     ),
                 )
         elif isinstance(event, ev.StepFinished):

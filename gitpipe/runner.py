@@ -11,6 +11,12 @@ There are no waves: the scheduler waits for *any* running step to finish, publis
 it, and starts whatever that made ready.  Deciding and publishing happen in the main
 process, so the store, the lock and lineage have one writer.  The runner never
 prints: it calls ``emit`` with events.
+
+A step's commands die with the process that started them, however it ends (SIGKILL
+included): each process group is told to a watchdog (gitpipe/watchdog.py), a small
+process of its own session that stops what is left of them when its pipe from this
+process closes.  A loky worker ends when the scheduler, its parent, is gone
+(:func:`_follow`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import heapq
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gitpipe import events as ev
 from gitpipe.errors import UsageError
 from gitpipe.runcache import KEY_VAR
+from gitpipe.watchdog import WATCHDOG
 
 if TYPE_CHECKING:  # imported where used: a run that runs nothing needs neither
     import concurrent.futures as cf
@@ -67,10 +75,59 @@ class Outcome:
 
 
 #: seconds a stopped command's process group has to end after SIGTERM, before SIGKILL
-GRACE = 5.0
+#: (the watchdog gives the same)
+GRACE = WATCHDOG.grace
 
-#: the process groups of the commands running in this process, by log path
-_GROUPS: dict[str, int] = {}
+
+class _Groups:
+    """The process groups of the commands running in this process, by log path.
+
+    Worker threads add and remove them while the main thread reads them to stop a
+    run, so every access holds the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_log: dict[str, int] = {}
+
+    def add(self, log: str, pgid: int) -> None:
+        with self._lock:
+            self._by_log[log] = pgid
+
+    def remove(self, log: str) -> None:
+        with self._lock:
+            self._by_log.pop(log, None)
+
+    def get(self, log: str) -> int | None:
+        with self._lock:
+            return self._by_log.get(log)
+
+    def _forked(self) -> None:  # a forked child has no commands of its own yet
+        self._lock = threading.Lock()
+        self._by_log = {}
+
+
+_GROUPS = _Groups()
+os.register_at_fork(after_in_child=_GROUPS._forked)
+
+#: how often a loky worker checks that the scheduler that started it still runs
+POLL = 0.25
+
+
+def _follow(scheduler: int) -> None:
+    """In a loky worker: end this process when ``scheduler``, its parent, is gone.
+
+    loky's workers wait for work from a pipe the scheduler holds, but a worker
+    running a step does not read it, and an idle one lives on when the scheduler is
+    killed; so a thread watches for the worker being handed to another parent.  Its
+    exit closes its watchdog's pipe, which stops the step it was running."""
+
+    def watch() -> None:
+        while os.getppid() == scheduler:
+            time.sleep(POLL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="gitpipe-follow", daemon=True).start()
+
 
 #: characters that only a shell gives a meaning to; a command without any of them is
 #: a plain list of words, which runs without a shell (as make runs such recipes)
@@ -125,7 +182,8 @@ def execute(invocation: Invocation) -> Outcome:
 
     Each command's process group id is written to the invocation's pid file (with
     the host name) so that the main process can stop it on Ctrl-C, whichever worker
-    runs it.
+    runs it, and told to this process's watchdog, which stops it if this process
+    dies.
     """
     start = time.monotonic()
     Path(invocation.log).parent.mkdir(parents=True, exist_ok=True)
@@ -148,11 +206,12 @@ def execute(invocation: Invocation) -> Outcome:
                         f"cannot start {which_of(index, invocation)}: "
                         f"{exc.strerror} ({invocation.cwd})",
                     )
-                if local:
-                    _GROUPS[invocation.log] = process.pid
-                else:
-                    Path(invocation.pidfile).write_text(f"{_host()} {process.pid}\n")
+                WATCHDOG.watch(process.pid)
                 try:
+                    if local:
+                        _GROUPS.add(invocation.log, process.pid)
+                    else:
+                        Path(invocation.pidfile).write_text(f"{_host()} {process.pid}\n")
                     remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                     code = process.wait(timeout=remaining)
                 except subprocess.TimeoutExpired:
@@ -165,6 +224,8 @@ def execute(invocation: Invocation) -> Outcome:
                     stop_group(process.pid, reap=process.poll)
                     process.wait()
                     raise
+                finally:
+                    WATCHDOG.forget(process.pid)
                 if code != 0:
                     shown = f"signal {-code}" if code < 0 else f"code {code}"
                     return Outcome(
@@ -175,7 +236,7 @@ def execute(invocation: Invocation) -> Outcome:
                     )
     finally:
         if local:
-            _GROUPS.pop(invocation.log, None)
+            _GROUPS.remove(invocation.log)
         else:
             with contextlib.suppress(OSError):
                 os.unlink(invocation.pidfile)
@@ -310,7 +371,8 @@ def stop_all(running: Mapping[cf.Future[Outcome], Invocation], *, grace: float =
 
 
 def _in_joblib(invocation: Invocation, config: dict[str, Any]) -> Outcome:
-    """Run one invocation as a one-task joblib call under the given backend config."""
+    """Run one invocation as a one-task joblib call under the given backend config
+    (dask: the cluster's client, and the step's resources)."""
     import joblib
 
     with joblib.parallel_config(**config):
@@ -319,14 +381,26 @@ def _in_joblib(invocation: Invocation, config: dict[str, Any]) -> Outcome:
 
 
 class Executor:
-    """Runs invocations through a joblib backend, each in a coordinating thread.
+    """Runs invocations through a joblib backend.
 
     joblib's ``Parallel`` runs a fixed batch and returns when all of it is done;
-    a scheduler without waves needs to start one step at a time.  So each running
-    step gets a coordinating thread of its own, which makes a one-task ``Parallel``
-    call under the chosen backend: inline for ``threading`` (the work is a
-    subprocess, a thread is all it needs), on loky's reusable worker processes for
-    ``loky``, and on the cluster's workers for ``dask``.
+    a scheduler without waves needs to start one step at a time.  So:
+
+    - ``threading``: each step runs in a thread of a pool (the work is a subprocess,
+      a thread is all it needs);
+    - ``loky``: each step is submitted to a loky process pool of this executor's own
+      (joblib's vendored loky), straight from the scheduler's thread.  Not one-task
+      ``Parallel`` calls from many threads on joblib's process-wide reusable
+      executor: there, one call's failure shuts down the workers every other call
+      uses, and concurrent calls are a pattern upstream calls unsafe (joblib#1743,
+      loky#458);
+    - ``dask``: each step gets a coordinating thread, which makes a one-task
+      ``Parallel`` call on the cluster (where ``resources`` are honoured).
+
+    The futures of steps not finished yet are kept in :attr:`active`, registered in
+    :meth:`submit` itself so that a Ctrl-C between submitting and bookkeeping cannot
+    lose one; the pool's threads remove them as they finish, so every access holds
+    the lock and :meth:`stop` works on a snapshot.
     """
 
     def __init__(self, backend: str, jobs: int, *, client: Any = None) -> None:
@@ -335,54 +409,77 @@ class Executor:
         self.backend = backend
         self.jobs = jobs
         self.client = client
-        self._threads: cf.ThreadPoolExecutor | None = None  # started with the first step
+        self._pool: Any = None  # a thread or loky process pool, started with the first step
         self._closed = False
-        #: every submitted step not yet finished, registered inside `submit` itself so
-        #: that a Ctrl-C between submitting and bookkeeping cannot lose one
+        self._lock = threading.Lock()
         self.active: dict[cf.Future[Outcome], Invocation] = {}
 
-    def config(self, resources: Mapping[str, float]) -> dict[str, Any]:
-        if self.backend == "dask":
-            extra = {"resources": dict(resources)} if resources else {}
-            return {"backend": "dask", "client": self.client, **extra}
-        if self.backend == "loky":
-            return {"backend": "loky", "n_jobs": self.jobs}
-        return {"backend": "threading", "n_jobs": 1}
+    def _dask_config(self, resources: Mapping[str, float]) -> dict[str, Any]:
+        extra = {"resources": dict(resources)} if resources else {}
+        return {"backend": "dask", "client": self.client, **extra}
 
     def submit(self, invocation: Invocation, resources: Mapping[str, float]) -> cf.Future[Outcome]:
         if self._closed:
             raise RuntimeError("cannot submit a step to a closed executor")
-        if self._threads is None:
-            import concurrent.futures as cf
+        if self._pool is None:
+            self._pool = self._start_pool()
+        if self.backend == "dask":
+            future = self._pool.submit(_in_joblib, invocation, self._dask_config(resources))
+        elif self.backend == "loky":
+            from concurrent.futures.process import BrokenProcessPool
 
-            self._threads = cf.ThreadPoolExecutor(
-                max_workers=self.jobs, thread_name_prefix="gitpipe"
-            )
-        if self.backend == "threading":
-            future = self._threads.submit(execute, invocation)
+            try:
+                future = self._pool.submit(execute, invocation)
+            except BrokenProcessPool:  # a worker died (the OOM killer): the steps after
+                self._pool.shutdown(wait=False, kill_workers=True)  # its own get a new pool
+                self._pool = self._start_pool()
+                future = self._pool.submit(execute, invocation)
         else:
-            future = self._threads.submit(_in_joblib, invocation, self.config(resources))
-        self.active[future] = invocation
-        future.add_done_callback(self._forget)
+            future = self._pool.submit(execute, invocation)
+        with self._lock:
+            self.active[future] = invocation
+        future.add_done_callback(self._forget)  # at once, here, if it is done already
         return future
 
+    def _start_pool(self) -> Any:
+        if self.backend == "loky":
+            from joblib.externals.loky import ProcessPoolExecutor
+
+            return ProcessPoolExecutor(
+                max_workers=self.jobs, initializer=_follow, initargs=(os.getpid(),)
+            )
+        import concurrent.futures as cf
+
+        return cf.ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="gitpipe")
+
     def _forget(self, future: cf.Future[Outcome]) -> None:
-        self.active.pop(future, None)
+        with self._lock:
+            self.active.pop(future, None)
+
+    def running(self) -> dict[cf.Future[Outcome], Invocation]:
+        """A snapshot of the steps submitted and not finished yet."""
+        with self._lock:
+            return dict(self.active)
 
     def stop(self) -> None:
         """Stop every running step's command (Ctrl-C), then stop taking work."""
-        for future in list(self.active):
-            future.cancel()
-        stop_all(dict(self.active))
+        # a step not started yet is cancelled (which runs `_forget` here); the others run
+        running = {f: step for f, step in self.running().items() if not f.cancel()}
+        stop_all(running)
         self.close(wait=False)
 
     def close(self, *, wait: bool = True) -> None:
-        """Stop taking work; the first call decides whether to wait for running steps."""
+        """Stop taking work; the first call decides whether to wait for running steps
+        (without waiting, loky's workers are killed: :meth:`stop` has stopped their
+        commands)."""
         if self._closed:
             return
         self._closed = True
-        if self._threads is not None:
-            self._threads.shutdown(wait=wait, cancel_futures=True)
+        if self._pool is not None:
+            if self.backend == "loky":
+                self._pool.shutdown(wait=wait, kill_workers=not wait)
+            else:
+                self._pool.shutdown(wait=wait, cancel_futures=True)
         if self.client is not None:
             with contextlib.suppress(Exception):
                 self.client.close()

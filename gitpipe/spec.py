@@ -67,7 +67,13 @@ _REF = re.compile(r"\$(\$?)\{([^}]*)\}")
 #: a reference to another step's metrics, left in a step's strings until it runs
 _METRIC_REF = re.compile(r"\$\{\s*steps\.([^}]*?)\.metrics\.([^}]*?)\s*\}")
 _LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
-_STEP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-@]*$")
+#: what a step name is made of; it does not start with '.', '-' or '@'
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-@")
+#: the longest step name, in bytes: a step's log is `.gitpipe/logs/RUN/NAME.log` (and
+#: its pid file `NAME.pid`), and a file name holds at most 255 bytes (NAME_MAX); a
+#: matrix step's expansions (`NAME@LABEL`) and a nested pipeline's steps (`OUTER/NAME`)
+#: are held to it too
+MAX_NAME_BYTES = 200
 _FN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
 
@@ -457,6 +463,14 @@ def _metric_refs_in(value: Any, key: str) -> list[MetricRef]:
     ]
 
 
+def shown(text: str) -> str:
+    """``text`` for a one-line message: characters that do not print (a newline, a
+    tab, an escape) written as Python writes them in a string's repr (``\\n``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def matrix_label(value: Any) -> str:
     """How one matrix value appears in an expanded step's name: a string, number or
     boolean as its text, a table with a ``name`` by that name, any other table or
@@ -491,7 +505,7 @@ class _Parser:
         self.chain = chain or (file.name,)  # the pipeline files that nest this one
 
     def error(self, message: str, key: str) -> PipelineError:
-        return PipelineError(message, file=self.shown, key=key)
+        return PipelineError(message, file=shown(self.shown), key=shown(key))
 
     def pipeline(self) -> Pipeline:
         for key in self.data:
@@ -517,11 +531,7 @@ class _Parser:
         groups: dict[str, tuple[str, ...]] = {}
         includes: list[str] = []
         for step_name, body in steps_table.items():
-            if not _STEP_NAME.match(step_name):
-                raise self.error(
-                    "a step name may hold letters, digits, '_', '-', '.' and '@' only",
-                    f"steps.{step_name}",
-                )
+            self.step_name(step_name)
             body = self.table(body, f"steps.{step_name}")
             if "pipeline" in body:
                 nested, nested_groups, nested_files = self.nested(step_name, body)
@@ -549,6 +559,18 @@ class _Parser:
                 nested = {step_name: self.step(step_name, body, params)}
                 expanded = []
             for full in nested:
+                if len(full.encode()) > MAX_NAME_BYTES:
+                    raise self.error(
+                        f"step {step_name!r} expands to a step name of {len(full.encode())} "
+                        f"bytes ({full!r}), over the {MAX_NAME_BYTES} a name may have (its "
+                        "log file is named after it); "
+                        + (
+                            "give the matrix values shorter labels (a table's `name`)"
+                            if "matrix" in body
+                            else "give the steps shorter names"
+                        ),
+                        f"steps.{step_name}.matrix" if "matrix" in body else f"steps.{step_name}",
+                    )
                 if full in steps or (full in steps_table and full != step_name):
                     raise self.error(
                         f"step {step_name!r} expands to {full!r}, which is also the name of "
@@ -596,6 +618,27 @@ class _Parser:
                 )
             node[last] = value
         return params
+
+    def step_name(self, name: str) -> None:
+        """A step's name: one line of letters, digits, '_', '-', '.' and '@' (not
+        first), short enough to name its log file."""
+        key = f"steps.{name}"
+        bad = next(
+            (c for i, c in enumerate(name) if c not in _NAME_CHARS or (i == 0 and c in ".-@")),
+            None,
+        )
+        if bad is not None or not name:
+            found = f", not {bad!r}" if bad is not None else " (this one is empty)"
+            raise self.error(
+                f"a step name may hold letters, digits, '_', '-', '.' and '@' only{found}", key
+            )
+        size = len(name.encode())
+        if size > MAX_NAME_BYTES:
+            raise self.error(
+                f"a step name may have at most {MAX_NAME_BYTES} bytes, not {size} "
+                "(its log file is named after it)",
+                key,
+            )
 
     def nested(
         self, name: str, body: dict[str, Any]

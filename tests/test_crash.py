@@ -136,13 +136,14 @@ def assert_consistent(root: Path, store_dir: Path, env: dict[str, str] | None = 
                 held = store.has_tree(digest) if out.endswith("/") else digest in store
                 assert held, f"the lock names {out} of {name}, which the store lacks"
 
-    # lineage opens, is intact, and `gitpipe log` reads it (a killed run may say running)
+    # lineage opens, is intact, and `gitpipe log` reads it (a killed run is stored as
+    # running, until a reader sees its process gone and marks it killed)
     db_path = root / ".gitpipe" / "lineage.db"
     if db_path.exists():
         with contextlib.closing(sqlite3.connect(db_path)) as db:
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             statuses = {status for (status,) in db.execute("SELECT status FROM runs")}
-        assert statuses <= {"ok", "running", "failed", "interrupted", "error"}, statuses
+        assert statuses <= {"ok", "running", "killed", "failed", "interrupted", "error"}, statuses
         return ok(root, "log", env=env)
     return ""
 
@@ -189,7 +190,7 @@ def test_sigkill_at_a_fault_point_leaves_everything_consistent_and_repro_finishe
     killed = gitpipe(root, "repro", env=env_with(GITPIPE_FAULT=fault))
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     runs = assert_consistent(root, store_dir)
-    assert "running" in runs.splitlines()[0]  # the killed run, as it was left
+    assert "killed" in runs.splitlines()[0]  # the killed run, told as killed
     if history == "fresh":
         assert not (root / "gitpipe.lock").exists()  # only a whole lock is ever in place
     else:
@@ -273,7 +274,7 @@ def test_sigkill_during_a_long_step_leaves_everything_consistent_and_repro_finis
             process.kill()
             process.wait()
         if step_pid is not None:
-            # the step runs in a session of its own: it outlives gitpipe; end it here
+            # the step ends with gitpipe (tests/test_leftovers.py); should it not, end it
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(step_pid, signal.SIGKILL)
     wait_for(lambda: not alive(step_pid), "the orphaned step to end", 10)
