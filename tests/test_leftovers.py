@@ -172,8 +172,8 @@ def test_a_step_dies_with_a_gitpipe_killed_by_sigkill(workspace, backend, kind):
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
             gone = time.monotonic()
-            wait_for(lambda: not any(alive(pid) for pid in pids[:2]), "the step's processes", 5)
-            wait_for(lambda: not group(leader), "the step's process group", 5)
+            wait_for(lambda: not any(alive(pid) for pid in pids[:2]), "the step's processes", 15)
+            wait_for(lambda: not group(leader), "the step's process group", 15)
             assert time.monotonic() - gone < 3
             wait_for(lambda: not any(alive(pid) for pid in started), "what gitpipe started", 10)
         assert not (root / "out.txt").exists()
@@ -216,7 +216,7 @@ def test_the_next_repro_marks_the_run_of_a_killed_gitpipe_before_it_runs(workspa
         wait_for(lambda: (root / "child.txt").exists(), "the step to start")
         os.kill(process.pid, signal.SIGKILL)
     pid = int((root / "child.txt").read_text())
-    wait_for(lambda: not alive(pid), "the step's sleep to end", 5)
+    wait_for(lambda: not alive(pid), "the step's sleep to end", 15)
     assert statuses(root) == ["running"]
 
     run_to_the_end(workspace)
