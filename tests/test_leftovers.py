@@ -174,7 +174,7 @@ def test_a_step_dies_with_a_gitpipe_killed_by_sigkill(workspace, backend, kind):
             gone = time.monotonic()
             wait_for(lambda: not any(alive(pid) for pid in pids[:2]), "the step's processes", 15)
             wait_for(lambda: not group(leader), "the step's process group", 15)
-            assert time.monotonic() - gone < 3
+            assert time.monotonic() - gone < 8  # at once, on a loaded machine
             wait_for(lambda: not any(alive(pid) for pid in started), "what gitpipe started", 10)
         assert not (root / "out.txt").exists()
 
