@@ -28,6 +28,8 @@ class StoreReport:
     results: int = 0
     corrupt: list[str] = field(default_factory=list)  # objects whose bytes do not match
     broken_results: list[str] = field(default_factory=list)  # unreadable or incomplete
+    #: files in the store's quarantine: corrupt objects a restore set aside
+    quarantined: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -35,6 +37,7 @@ class StoreReport:
             "results": self.results,
             "corrupt_objects": self.corrupt,
             "broken_results": self.broken_results,
+            "quarantined": self.quarantined,
         }
 
 
@@ -64,7 +67,8 @@ class GcReport:
 
 def verify_store(store_dir: Path, *, repair: bool = False) -> StoreReport:
     """Re-hash every object and check every result; with ``repair``, remove the
-    corrupt objects and the results that name missing objects."""
+    corrupt objects and the results that name missing objects.  Objects a restore
+    moved to the quarantine are listed, never removed."""
     store = Store(store_dir)
     runcache = RunCache(store)
     report = StoreReport()
@@ -74,6 +78,7 @@ def verify_store(store_dir: Path, *, repair: bool = False) -> StoreReport:
             report.corrupt.append(str(digest))
             if repair:
                 store.discard(digest)
+    report.quarantined = [str(path) for path in store.quarantined()]
     for key, rid, path in runcache.stored():
         report.results += 1
         if not _sound(runcache, key, rid, path):
