@@ -203,6 +203,28 @@ def test_when_the_locks_object_is_corrupt_another_stored_result_serves(workspace
     assert lock_out(workspace, "draw", "drawn.bin") == digest_bytes(first)
 
 
+def test_a_corrupt_object_that_cannot_be_moved_aside_stops_the_run_and_changes_nothing(
+    workspace,
+):
+    ran(workspace)
+    digest = lock_out(workspace, "make", "made.txt")
+    obj = store_of(workspace).object_path(digest)
+    corrupt = flip_a_byte(obj)
+    (workspace.root / "made.txt").unlink()
+    (workspace.root / ".gitpipe" / "cache" / "quarantine").write_text("in the way\n")
+    before = workspace_files(workspace)
+
+    result = workspace.gitpipe("repro")
+
+    assert result.exit_code == 5, result.output
+    assert f"object {digest} in the store at" in result.stderr
+    assert "is corrupt and cannot be moved" in result.stderr
+    assert "Traceback" not in result.output
+    assert workspace_files(workspace) == before  # lock included; made.txt not restored
+    assert obj.read_bytes() == corrupt  # still there, still found corrupt next time
+    assert not any((workspace.root / ".gitpipe" / "tmp").iterdir())
+
+
 # -- a folder output --------------------------------------------------------------------
 
 
