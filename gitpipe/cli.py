@@ -355,6 +355,10 @@ def cache_verify(
             typer.echo(f"corrupt object {digest}" + (" (removed)" if repair else ""))
         for key in report.broken_results:
             typer.echo(f"broken result {key}" + (" (removed)" if repair else ""))
+        for path in report.quarantined:
+            typer.echo(
+                f"quarantined {path} (corrupt bytes a restore set aside; delete once looked at)"
+            )
     if (report.corrupt or report.broken_results) and not repair:
         raise StoreError(
             f"{len(report.corrupt)} corrupt object(s) and {len(report.broken_results)} broken "

@@ -60,6 +60,23 @@ class StoreError(GitpipeError):
     exit_code = 5
 
 
+class CorruptObject(StoreError):
+    """An object in the store does not hash to its name: its bytes are not the ones
+    recorded.  Raised before any of them reaches the workspace; ``digest`` names the
+    object (a :class:`gitpipe.hashing.Digest`), ``target`` what it was read for."""
+
+    exit_code = 5
+
+    def __init__(self, digest: object, *, target: str = "") -> None:
+        self.digest = digest
+        self.target = target
+        what = f"object {digest}" + (f" (for {target})" if target else "")
+        super().__init__(
+            f"{what} in the store is corrupt: its bytes do not hash to its name; "
+            "`gitpipe repro` moves it aside and runs its step again"
+        )
+
+
 class LockfileError(GitpipeError):
     """``gitpipe.lock`` could not be read or written."""
 

@@ -70,6 +70,23 @@ def digest_file(path: str | os.PathLike[str], *, size: int | None = None) -> Dig
     return Digest(hasher.hexdigest())
 
 
+class RunningDigest:
+    """A digest taken piece by piece, as the bytes go by (a copy that is hashed while
+    it is written reads its bytes once).  Pieces are hashed in the order given; blake3
+    lets go of the GIL while it hashes one, so another thread may copy meanwhile."""
+
+    __slots__ = ("_hasher",)
+
+    def __init__(self) -> None:
+        self._hasher = blake3.blake3()
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._hasher.update(data)
+
+    def digest(self) -> Digest:
+        return Digest(self._hasher.hexdigest())
+
+
 @dataclass(frozen=True, slots=True)
 class ManifestEntry:
     """One file of a directory: its path relative to the directory, digest, size, exec bit."""

@@ -37,6 +37,8 @@ class StoreReport:
     #: unreadable, incomplete, or not covering the outputs its key record declares
     #: ("KEY/ID", the last with the difference: "KEY/ID (names outputs ...)")
     broken_results: list[str] = field(default_factory=list)
+    #: files in the store's quarantine: corrupt objects a restore set aside
+    quarantined: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,6 +46,7 @@ class StoreReport:
             "results": self.results,
             "corrupt_objects": self.corrupt,
             "broken_results": self.broken_results,
+            "quarantined": self.quarantined,
         }
 
 
@@ -120,7 +123,8 @@ def verify_store(store_dir: Path, *, repair: bool = False) -> StoreReport:
     corrupt objects and the broken results: unreadable, naming missing objects, or
     with other outputs than its own key record declares (see
     :func:`gitpipe.runcache.declared_mismatch`: checkable without the pipeline only
-    for a result holding the record its key is the digest of)."""
+    for a result holding the record its key is the digest of).  Objects a restore
+    moved to the quarantine are listed, never removed."""
     store = Store(store_dir)
     runcache = RunCache(store)
     report = StoreReport()
@@ -130,6 +134,7 @@ def verify_store(store_dir: Path, *, repair: bool = False) -> StoreReport:
             report.corrupt.append(str(digest))
             if repair:
                 store.discard(digest)
+    report.quarantined = [str(path) for path in store.quarantined()]
     for key, rid, path in runcache.stored():
         report.results += 1
         name = str(key) if rid is None else f"{key}/{rid.hex}"

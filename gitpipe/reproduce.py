@@ -398,7 +398,13 @@ def _repro_locked(
                     s.step: s for s in snapshot.statuses if s.state in (ev.UP_TO_DATE, ev.FROZEN)
                 }
             session = Session(
-                project, inputs, planner, run_id=run_id, frozen=run.frozen, hook_calls=run.hooks
+                project,
+                inputs,
+                planner,
+                run_id=run_id,
+                frozen=run.frozen,
+                hook_calls=run.hooks,
+                emit=broadcast,
             )
             if len(names) == len(pipeline.steps) and not run.frozen:
                 removed = session.prune(entries)

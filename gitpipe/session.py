@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from gitpipe import events as ev
 from gitpipe import guard, spec, tomlcache
 from gitpipe.action import KeyRecord
-from gitpipe.errors import StoreError, UnsafePath, UsageError
+from gitpipe.errors import CorruptObject, StaleError, StoreError, UnsafePath, UsageError
 from gitpipe.hashing import Digest
 from gitpipe.inputs import Check, Inputs
 from gitpipe.lockfile import LockEntry
@@ -192,6 +192,7 @@ class Session:
         run_id: str,
         frozen: bool = False,
         hook_calls: Mapping[str, Sequence[Callable[[HookCall], None]]] | None = None,
+        emit: ev.Listener | None = None,
     ) -> None:
         self.project = project
         self.inputs = inputs
@@ -206,10 +207,14 @@ class Session:
         self.hook_failures: list[str] = []
         #: the places no write may reach, resolved once per repro
         self.guarded = guard.protected(project)
+        self.emit: ev.Listener = emit or _ignore  # notices (a corrupt object set aside)
 
-    def decide(self, name: str, upstream_would_run: list[str]) -> ev.StepFinished | Pending:
-        """Up to date, restored, frozen, skipped, waiting, or a step that must run."""
-        decision = self.planner.decide(name)
+    def decide(
+        self, name: str, upstream_would_run: list[str], *, decision: Decision | None = None
+    ) -> ev.StepFinished | Pending:
+        """Up to date, restored, frozen, skipped, waiting, or a step that must run
+        (``decision``: the planner's, when it has been asked already)."""
+        decision = self.planner.decide(name) if decision is None else decision
         step = self.project.pipeline.steps[name]
         reasons = tuple(str(r) for r in decision.reasons)
         key = decision.key
@@ -231,6 +236,8 @@ class Session:
                 self._restore(step, decision.result, check)
             except UnsafePath as exc:  # nothing was written
                 return ev.StepFinished(name, ev.FAILED, reasons=reasons, key=key, message=str(exc))
+            except CorruptObject as exc:
+                return self._set_aside(name, upstream_would_run, exc)
             self.entries[name] = entry_for(step, decision.record, decision.result)
             self.hook("after_step", name, ev.CACHED)
             return ev.StepFinished(
@@ -256,6 +263,39 @@ class Session:
             context=_Run(decision.record, decision.check, reasons, step),
             key=key,
         )
+
+    def _set_aside(
+        self, name: str, upstream_would_run: list[str], corrupt: CorruptObject
+    ) -> ev.StepFinished | Pending:
+        """A restore met an object whose bytes are not the recorded ones (nothing of
+        it reached the workspace): move it to the store's quarantine, say so in one
+        line, and decide the step again without it: another stored result, the remote
+        (`--pull`), or a run.  Under `--frozen` that must still be gitpipe.lock's
+        bytes (from the remote), else :class:`StaleError` (exit 3)."""
+        digest = corrupt.digest
+        assert isinstance(digest, Digest)
+        where = self.store.quarantine(digest)
+        root = str(self.project.root) + os.sep
+        target = corrupt.target.removeprefix(root) or f"step {name!r}"
+        moved = f"moved to {_shown(where, root)}" if where else "moved away already"
+        what = f"object {digest} for {target} is corrupt (its bytes do not hash to its name)"
+        again = self.planner.decide(name)
+        if self.frozen and again.frozen_refusal:
+            elsewhere = "" if self.planner.remote is not None else ", or `--pull` them"
+            raise StaleError(
+                f"--frozen: step {name!r} cannot restore gitpipe.lock's outputs: {what}; "
+                f"{moved}; run `gitpipe repro` to make them again{elsewhere}"
+            ) from corrupt
+        if again.action == RESTORE:
+            then = f"restoring {name!r} " + (
+                "from the remote" if again.fetched else "from another stored result"
+            )
+        elif again.action == RUN:
+            then = f"running {name!r} again"
+        else:
+            then = f"{name!r}: {again.action}"
+        self.emit(ev.Notice(f"{what}: {moved}; {then}"))
+        return self.decide(name, upstream_would_run, decision=again)
 
     def prune(self, entries: dict[str, LockEntry]) -> list[str]:
         """Remove the outputs of steps the lock knows and the pipeline no longer has
@@ -389,6 +429,8 @@ class Session:
                             f"refusing to restore {spec_}: the stored folder holds "
                             f"{entry.path}, which gitpipe never writes"
                         )
+            if link != "copy":  # a link is not read: the output may show what the store cannot
+                self._check_linked(spec_.path, now, out)
             todo.append((spec_, out, now))
         for spec_, out, now in todo:
             self._save_before_replacing(spec_, now)
@@ -396,6 +438,30 @@ class Session:
             self.hasher.forget(spec_.path)
             if link != "copy":
                 self._learn(spec_.path, out)
+
+    def _check_linked(self, relpath: str, now: PathState | None, out: OutRecord) -> None:
+        """Raise :class:`CorruptObject` when an output file that is still the object it
+        is restored from (a link made before) holds other bytes than that object's
+        name: its bytes, hashed for this decision, are the object's, so the object is
+        corrupt (written to through the link).  Costs a stat per differing file."""
+        if now is None or now.is_dir != out.is_dir:
+            return
+        if out.is_dir:
+            try:
+                entries = self.store.manifest(out.digest)
+            except CorruptObject as exc:
+                raise CorruptObject(out.digest, target=f"{self.project.root / relpath}/") from exc
+            held = {e.path: e.digest for e in self.hasher.manifest(relpath)}
+            wanted = [(f"{relpath}/{e.path}", e.digest, held.get(e.path)) for e in entries]
+        else:
+            wanted = [(relpath, out.digest, now.digest)]
+        for path, digest, current in wanted:
+            if current is None or current == digest:
+                continue
+            with contextlib.suppress(OSError):
+                target = self.project.root / path
+                if os.path.samefile(target, self.store.object_path(digest)):
+                    raise CorruptObject(digest, target=str(target))
 
     def _materialise(self, relpath: str, out: OutRecord, link: str) -> None:
         """Put a stored output at ``relpath``, copied or linked as ``link`` says."""
@@ -470,12 +536,7 @@ class Session:
             if not linked:
                 continue
             try:
-                self.store.restore_file(
-                    digest,
-                    target,
-                    executable=os.access(target, os.X_OK),
-                    scratch=self.project.state_dir / "tmp",
-                )
+                self.store.detach(target, executable=os.access(target, os.X_OK))
             except (OSError, StoreError) as exc:
                 why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 return (
@@ -666,6 +727,15 @@ class Session:
             "params": dict(record.params),
             "metrics": dict(result.metrics),
         }
+
+
+def _ignore(event: ev.Event) -> None:
+    """The listener of a session nobody listens to."""
+
+
+def _shown(path: Path, root: str) -> str:
+    """A path as a notice shows it: from the workspace's root when it lies under it."""
+    return str(path).removeprefix(root)
 
 
 def approver(

@@ -4,6 +4,21 @@ Objects live at ``objects/b3/<2 hex>/<62 hex>``, are read-only, and are written
 to a temporary file in the store and renamed into place, so a crash never leaves
 a half-written object under a real name.  Digests are validated as hex before they
 become paths (:meth:`Digest.parse`).  Adding an object that exists is a no-op.
+
+Nothing leaves the store unverified: a copy is hashed as it is made, from the copy
+itself, and compared with the object's name before it is renamed into place; a
+manifest or other object read whole is hashed as it is read.  An object whose bytes
+do not hash to its name raises :class:`CorruptObject` (nothing of it reaches the
+workspace) and can be moved to ``quarantine/`` (:meth:`Store.quarantine`).  Links
+(``link = "hardlink" | "symlink"``) are the object itself and are not read when
+made: objects are verified when they enter the store, when they come from a remote,
+and by `gitpipe cache verify`.
+
+    object ──copy_hashed──> temporary file ──digest = name?──> renamed over the target
+                 │ reflink: the clone, hashed          └─ no: removed, CorruptObject
+                 │ small: read whole, hashed, written
+                 └ large: the kernel copies a piece while a second thread hashes the
+                   piece before it, read back from the copy
 """
 
 from __future__ import annotations
@@ -11,18 +26,24 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import itertools
+import mmap
 import os
+import queue
 import shutil
 import stat as statmod
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from gitpipe.errors import StoreError
+from gitpipe.errors import CorruptObject, StoreError
 from gitpipe.hashing import (
+    MMAP_THRESHOLD,
     Digest,
     DigestError,
     ManifestEntry,
+    RunningDigest,
     digest_bytes,
     digest_file,
     manifest_bytes,
@@ -32,6 +53,14 @@ from gitpipe.hashing import (
 
 _FICLONE = 0x40049409  # linux/fs.h: share the source's extents (reflink)
 _READ_ONLY = 0o444
+#: where corrupt objects are moved to, under the store's root
+QUARANTINE = "quarantine"
+#: files smaller than this are copied by reading them whole, hashing and writing them
+_SMALL = MMAP_THRESHOLD
+#: a larger file is copied this much at a time, while the piece before is hashed
+_PIECE = 8 * 1024 * 1024
+#: how many copied pieces may wait to be hashed (they are still in the page cache)
+_AHEAD = 4
 
 
 #: what the kernel says when a file system cannot clone or copy between these files
@@ -66,37 +95,38 @@ def _link(source: Path, target: str, link: str) -> bool:
     return False
 
 
-def place(source: Path, target: Path, link: str = "copy") -> bool:
+def place(source: Path, target: Path, link: str = "copy") -> Digest | None:
     """Put ``source``'s bytes at ``target``, which must not exist (a path in a fresh
     folder of gitpipe's own): a link to it where ``link`` asks and the file system
-    allows, else a copy.  True when ``target`` is a link (as read-only as ``source``)."""
+    allows, else a copy.  Returns the digest of the copy (:func:`copy_hashed`), or
+    None when ``target`` is a link (as read-only as ``source``)."""
     if _link(source, str(target), link):
-        return True
-    clone_or_copy(source, target)
-    return False
+        return None
+    return copy_hashed(source, target)
 
 
-def stage(source: Path, folder: Path, name: str, link: str = "copy") -> tuple[str, bool]:
+def stage(source: Path, folder: Path, name: str, link: str = "copy") -> tuple[str, Digest | None]:
     """A new temporary file in ``folder``, named after ``name``, holding ``source``'s
     bytes: a link to it where ``link`` asks and the file system allows, else a copy.
-    Returns its path, to be renamed into place or removed, and whether it is a link."""
+    Returns its path, to be renamed into place or removed, and the digest of the copy
+    (:func:`copy_hashed`), or None when it is a link."""
     while link != "copy":
         tmp = os.path.join(folder, f".{name}.{os.urandom(6).hex()}.tmp")
         try:
             if _link(source, tmp, link):
-                return tmp, True
+                return tmp, None
         except FileExistsError:
             continue  # the name is taken: draw another
         break
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
     os.close(fd)
     try:
-        clone_or_copy(source, tmp)
+        copied = copy_hashed(source, tmp)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return tmp, False
+    return tmp, copied
 
 
 def _scratch_for(dest: Path, scratch: Path | None) -> Path:
@@ -113,7 +143,8 @@ def _scratch_for(dest: Path, scratch: Path | None) -> Path:
 
 def clone_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     """Copy a file's bytes, by reflink where the file system offers it, else inside
-    the kernel (``copy_file_range``) as far as it goes, the rest through a buffer."""
+    the kernel (``copy_file_range``) as far as it goes, the rest through a buffer;
+    unhashed (what a remote copies is hashed where it arrives): see :func:`copy_hashed`."""
     with open(src, "rb") as source, open(_open_empty(dst), "wb") as target:
         try:
             fcntl.ioctl(target.fileno(), _FICLONE, source.fileno())
@@ -125,11 +156,106 @@ def clone_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> N
         shutil.copyfileobj(source, target, length=1024 * 1024)  # what is left, if any
 
 
-def _open_empty(path: str | os.PathLike[str]) -> int:
-    """Open a file for writing, emptied, without truncating one that is empty already
-    (such as a fresh temporary file): on ext4, truncating makes closing the file wait
-    for its new bytes to be written out, which doubles the time of a large copy."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+def copy_hashed(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Digest:
+    """Copy a file's bytes to ``dst`` and return the digest of the copy, reading the
+    bytes once: by reflink, and then the clone is hashed; else a small file is read
+    whole, hashed and written; else the kernel copies it (``copy_file_range``, the
+    rest through a buffer where it stops) a piece at a time while a second thread
+    hashes each piece as soon as it is copied, read back from the copy while it is
+    still in the page cache.  What is hashed is always what ``dst`` holds."""
+    with (
+        open(src, "rb", buffering=0) as source,
+        open(_open_empty(dst, os.O_RDWR), "r+b", buffering=0) as target,
+    ):
+        try:
+            fcntl.ioctl(target.fileno(), _FICLONE, source.fileno())
+        except OSError as exc:
+            if exc.errno not in _UNSUPPORTED:
+                raise
+        else:
+            return digest_file(dst)
+        if os.fstat(source.fileno()).st_size < _SMALL:
+            data = source.readall()
+            running = RunningDigest()
+            running.update(data)
+            view = memoryview(data)
+            written = 0
+            while written < len(data):
+                written += target.write(view[written:]) or 0
+            return running.digest()
+        return _copy_large(source.fileno(), target.fileno())
+
+
+def _copy_large(source: int, target: int) -> Digest:
+    """Copy from ``source`` to ``target`` (both at offset 0) piece by piece, hashing
+    each copied piece from ``target`` (mapped, so its pages are not copied again) in a
+    second thread, at most :data:`_AHEAD` pieces behind; the digest of what
+    ``target`` holds."""
+    running = RunningDigest()
+    pieces: queue.Queue[tuple[int, int] | None] = queue.Queue(maxsize=_AHEAD)
+    failed: list[BaseException] = []
+
+    def hash_copied() -> None:
+        while (piece := pieces.get()) is not None:
+            if failed:
+                continue  # drain, so that the copying thread is never held
+            offset, length = piece
+            start = offset - offset % mmap.ALLOCATIONGRANULARITY  # where a map may begin
+            try:
+                with mmap.mmap(
+                    target, length + offset - start, access=mmap.ACCESS_READ, offset=start
+                ) as mapped:
+                    running.update(memoryview(mapped)[offset - start :])
+            except BaseException as exc:  # handed to the copying thread
+                failed.append(exc)
+
+    worker = threading.Thread(target=hash_copied, name="gitpipe-copy-hash", daemon=True)
+    worker.start()
+    try:
+        offset = 0
+        for length in _copy_pieces(source, target):
+            pieces.put((offset, length))
+            offset += length
+            if failed:
+                break
+    finally:
+        pieces.put(None)
+        worker.join()
+    if failed:
+        raise failed[0]
+    return running.digest()
+
+
+def _copy_pieces(source: int, target: int) -> Iterator[int]:
+    """Copy from the current offsets to the end, yielding the length of each piece
+    copied: inside the kernel (``copy_file_range``) while it can (some file systems
+    stop short, saying 0, or refuse), then through a buffer."""
+    copy = getattr(os, "copy_file_range", None)
+    while copy is not None:
+        try:
+            n = copy(source, target, _PIECE)
+        except OSError as exc:
+            if exc.errno in _UNSUPPORTED:
+                break
+            raise
+        if n == 0:
+            break
+        yield n
+    buffer = bytearray(_PIECE)
+    view = memoryview(buffer)
+    while n := os.readv(source, [buffer]):
+        written = 0
+        while written < n:
+            written += os.write(target, view[written:n])
+        yield n
+
+
+def _open_empty(path: str | os.PathLike[str], mode: int = os.O_WRONLY) -> int:
+    """Open a file for writing (``mode``: also reading, with ``os.O_RDWR``), emptied,
+    without truncating one that is empty already (such as a fresh temporary file): on
+    ext4, truncating makes closing the file wait for its new bytes to be written out,
+    which doubles the time of a large copy."""
+    fd = os.open(path, mode | os.O_CREAT, 0o666)
     try:
         if os.fstat(fd).st_size:
             os.ftruncate(fd, 0)
@@ -191,9 +317,17 @@ class Store:
         self._publish(tmp, digest)
 
     def add_bytes(self, data: bytes) -> Digest:
+        """Store bytes held in memory (a folder's manifest).  When the object is there
+        already its bytes are compared (they are small): a corrupt one is moved to the
+        quarantine and written afresh."""
         digest = digest_bytes(data)
         if digest in self:
-            return digest
+            try:
+                if self.object_path(digest).read_bytes() == data:
+                    return digest
+            except OSError:
+                return digest  # unreadable here: leave it to `gitpipe cache verify`
+            self.quarantine(digest)
         tmp = self._tempfile()
         try:
             with open(tmp, "wb") as handle:
@@ -220,9 +354,9 @@ class Store:
         # only a regular file with no other name is linked in: never a symbolic link
         # (the store would hold the link), nor an input's second name (`ln in out`)
         own = link and statmod.S_ISREG(st.st_mode) and st.st_nlink == 1
-        tmp, _ = stage(Path(path), self.tmp, "in", "hardlink" if own else "copy")
+        tmp, copied = stage(Path(path), self.tmp, "in", "hardlink" if own else "copy")
         try:
-            actual = digest_file(tmp)
+            actual = digest_file(tmp) if copied is None else copied  # a copy: hashed as made
             if actual != digest:
                 raise StoreError(f"{os.fspath(path)} changed while it was being stored; run again")
             self._publish(tmp, digest)
@@ -243,12 +377,18 @@ class Store:
         return self.add_bytes(manifest_bytes(entries))
 
     def read_bytes(self, digest: Digest) -> bytes:
+        """An object's bytes, verified: :class:`CorruptObject` when they do not hash
+        to its name."""
         try:
-            return self.object_path(digest).read_bytes()
+            data = self.object_path(digest).read_bytes()
         except OSError as exc:
             raise StoreError(f"object {digest} is missing from the store at {self.root}") from exc
+        if digest_bytes(data) != digest:
+            raise CorruptObject(digest)
+        return data
 
     def manifest(self, digest: Digest) -> list[ManifestEntry]:
+        """A folder's manifest, read and verified (:meth:`read_bytes`)."""
         try:
             return parse_manifest(self.read_bytes(digest))
         except (ValueError, KeyError, TypeError) as exc:
@@ -283,15 +423,20 @@ class Store:
         as a link to the object where ``link`` asks (``"hardlink"``, ``"symlink"``) and
         the file system allows (an executable file is always copied).  The new file is
         made in ``scratch`` (a folder of gitpipe's own) when that is on ``dest``'s file
-        system, so that a crash leaves nothing beside ``dest``; else beside it."""
+        system, so that a crash leaves nothing beside ``dest``; else beside it.
+
+        A copy is hashed as it is made and must hash to ``digest``, else it is removed
+        and :class:`CorruptObject` raised, ``dest`` untouched.  A link is not read."""
         source = self.object_path(digest)
         if not source.is_file():
             raise StoreError(f"object {digest} for {dest} is missing from the store")
         dest.parent.mkdir(parents=True, exist_ok=True)
         folder = _scratch_for(dest, scratch)
-        tmp, linked = stage(source, folder, dest.name, "copy" if executable else link)
+        tmp, copied = stage(source, folder, dest.name, "copy" if executable else link)
         try:
-            if not linked:
+            if copied is not None:
+                if copied != digest:
+                    raise CorruptObject(digest, target=str(dest))
                 os.chmod(tmp, 0o755 if executable else 0o644)
             elif link == "hardlink" and os.stat(tmp).st_mode & 0o7777 != _READ_ONLY:
                 # the object itself was chmodded (by root, through a linked output):
@@ -308,8 +453,13 @@ class Store:
         self, digest: Digest, dest: Path, *, link: str = "copy", scratch: Path | None = None
     ) -> None:
         """Materialise a folder: built in ``scratch`` (as :meth:`restore_file` says),
-        then swapped into place; each file as :meth:`restore_file` would."""
-        entries = self.manifest(digest)
+        then swapped into place; each file as :meth:`restore_file` would, each copy
+        verified.  A corrupt manifest or file object raises :class:`CorruptObject`
+        (naming it) before ``dest`` is touched."""
+        try:
+            entries = self.manifest(digest)
+        except CorruptObject as exc:
+            raise CorruptObject(digest, target=f"{dest}/") from exc
         dest.parent.mkdir(parents=True, exist_ok=True)
         folder = _scratch_for(dest, scratch)
         staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{dest.name}.", suffix=".tmp"))
@@ -323,12 +473,52 @@ class Store:
                 source = self.object_path(entry.digest)
                 if not source.is_file():
                     raise StoreError(f"object {entry.digest} for {dest / entry.path} is missing")
-                if not place(source, target, "copy" if entry.executable else link):
+                copied = place(source, target, "copy" if entry.executable else link)
+                if copied is not None:
+                    if copied != entry.digest:
+                        raise CorruptObject(entry.digest, target=str(dest / entry.path))
                     os.chmod(target, 0o755 if entry.executable else 0o644)
             remove(dest)
             os.replace(staging, dest)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def quarantine(self, digest: Digest) -> Path | None:
+        """Move a corrupt object out of ``objects/`` to ``quarantine/b3/<64 hex>``
+        (``.1``, ``.2``... when that name is taken: nothing there is ever replaced), so
+        that it is never restored again, nothing of it is lost, and adding its bytes
+        writes them afresh.  Returns where it went; None when it was gone already."""
+        source = self.object_path(digest)
+        folder = self.root / QUARANTINE / digest.algorithm
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return _move_aside(source, folder, digest.hex)
+        except OSError as exc:
+            raise StoreError(
+                f"object {digest} in the store at {self.root} is corrupt and cannot be moved "
+                f"to {folder} ({exc.strerror}); remove it with `gitpipe cache verify "
+                "--repair` where the store is writable"
+            ) from exc
+
+    def quarantined(self) -> list[Path]:
+        """The files in the quarantine, by name."""
+        base = self.root / QUARANTINE
+        with contextlib.suppress(OSError):
+            return sorted(p for p in base.rglob("*") if p.is_file())
+        return []
+
+    def detach(self, path: Path, *, executable: bool) -> None:
+        """Make a workspace file that is one of the store's objects (a hard link) a
+        writable file of its own with the bytes it holds, copied beside it and renamed
+        over it: not a restore, so nothing is compared with a digest."""
+        tmp, _ = stage(path, path.parent, path.name)
+        try:
+            os.chmod(tmp, 0o755 if executable else 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
             raise
 
     def discard(self, digest: Digest) -> None:
@@ -345,6 +535,28 @@ class Store:
             for item in sorted(prefix.iterdir()):
                 with contextlib.suppress(DigestError):
                     yield Digest.parse(f"b3:{prefix.name}{item.name}")
+
+
+def _move_aside(source: Path, folder: Path, name: str) -> Path | None:
+    """Move ``source`` into ``folder`` as ``name`` (``name.1``, ``name.2``... when that
+    is taken: no file there is ever replaced); None when ``source`` is gone."""
+    for n in itertools.count():
+        target = folder / (name if n == 0 else f"{name}.{n}")
+        try:
+            os.link(source, target, follow_symlinks=False)  # fails on a taken name
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno not in _NO_LINK or target.exists():
+                raise
+            os.rename(source, target)  # a file system without hard links
+            return target
+        with contextlib.suppress(FileNotFoundError):
+            source.unlink()
+        return target
+    return None  # pragma: no cover (the names never run out)
 
 
 def remove(path: Path) -> None:

@@ -1,0 +1,478 @@
+"""Nothing corrupt is ever restored: every copy out of the store is hashed as it is
+made and compared with the object's name; an object whose bytes do not hash to it is
+moved to the store's quarantine, named in a notice, and its step runs again (or is
+fetched from the remote with `--pull`); `--frozen` exits 3 instead.
+
+Real Git repositories and the real CLI; an object is corrupted the way a disk, a
+stray `chmod u+w` or a hand-edited hard link would: one byte flipped in place.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import Workspace, git
+
+from gitpipe import lockfile
+from gitpipe.errors import CorruptObject
+from gitpipe.hashing import Digest, digest_bytes, digest_file, manifest_bytes
+from gitpipe.store import Store
+
+PIPELINE = """
+[steps.make]
+cmd = "tr a-z A-Z < data/raw.txt > made.txt"
+deps = ["data/raw.txt"]
+outs = ["made.txt"]
+
+[steps.count]
+cmd = "wc -c < made.txt > count.txt"
+deps = ["made.txt"]
+outs = ["count.txt"]
+"""
+MADE = b"HELLO WORLD\n"
+
+FOLDER = """
+[steps.split]
+cmd = [
+  "mkdir -p parts",
+  "cut -c1-5 data/raw.txt > parts/a.txt",
+  "cut -c6- data/raw.txt > parts/b.txt",
+]
+deps = ["data/raw.txt"]
+outs = ["parts/"]
+
+[steps.count]
+cmd = "cat parts/a.txt parts/b.txt | wc -c > count.txt"
+deps = ["parts/"]
+outs = ["count.txt"]
+"""
+
+
+def store_of(workspace: Workspace) -> Store:
+    return Store(workspace.root / ".gitpipe" / "cache")
+
+
+def lock_out(workspace: Workspace, step: str, path: str) -> Digest:
+    return lockfile.read(workspace.root / "gitpipe.lock").steps[step].outs[path]
+
+
+def flip_a_byte(path: Path, at: int = 0) -> bytes:
+    """Change one byte of a (read-only) file in place; its new bytes."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x20
+    path.write_bytes(bytes(data))
+    path.chmod(mode)
+    return bytes(data)
+
+
+def quarantine(workspace: Workspace) -> dict[str, bytes]:
+    """What the store's quarantine holds: file name -> bytes."""
+    folder = workspace.root / ".gitpipe" / "cache" / "quarantine" / "b3"
+    if not folder.is_dir():
+        return {}
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def workspace_files(workspace: Workspace) -> dict[str, bytes]:
+    """Every file of the workspace outside .git and .gitpipe, with its bytes."""
+    found = {}
+    for path in sorted(workspace.root.rglob("*")):
+        rel = path.relative_to(workspace.root).as_posix()
+        if rel.split("/")[0] in (".git", ".gitpipe") or not path.is_file():
+            continue
+        found[rel] = path.read_bytes()
+    return found
+
+
+def ran(workspace: Workspace, *, link: str = "") -> Workspace:
+    workspace.write("data/raw.txt", "hello world\n")
+    workspace.write(".gitignore", "*.txt\n!data/raw.txt\nparts/\n")
+    header = f'[pipeline]\nlink = "{link}"\n' if link else ""
+    workspace.pipeline(header + PIPELINE)
+    workspace.commit("pipeline")
+    workspace.ok("repro")
+    workspace.commit("lock")
+    return workspace
+
+
+# -- a file output ----------------------------------------------------------------------
+
+
+def test_a_corrupt_object_is_quarantined_named_and_its_step_runs_again(workspace):
+    ran(workspace)
+    digest = lock_out(workspace, "make", "made.txt")
+    obj = store_of(workspace).object_path(digest)
+    corrupt = flip_a_byte(obj)
+    lock_before = (workspace.root / "gitpipe.lock").read_bytes()
+    (workspace.root / "made.txt").unlink()
+
+    result = workspace.ok("repro")
+
+    notice = [line for line in result.stderr.splitlines() if str(digest) in line]
+    assert len(notice) == 1, result.stderr
+    assert "for made.txt is corrupt" in notice[0]
+    assert f"moved to .gitpipe/cache/quarantine/b3/{digest.hex}" in notice[0]
+    assert "running 'make' again" in notice[0]
+    assert workspace.ran() == ["make"]  # `count` reads the same bytes: left alone
+    assert (workspace.root / "made.txt").read_bytes() == MADE
+    assert lock_out(workspace, "make", "made.txt") == digest == digest_bytes(MADE)
+    assert (workspace.root / "gitpipe.lock").read_bytes() == lock_before
+    assert quarantine(workspace) == {digest.hex: corrupt}  # kept, never deleted
+    assert store_of(workspace).verify(digest)  # the run wrote the object afresh
+    assert "up to date" in workspace.ok("status").stdout
+    assert workspace.ok("repro").stderr == ""
+
+
+def test_a_corrupt_object_restored_over_an_edited_output_leaves_the_edit_in_the_store(
+    workspace,
+):
+    ran(workspace)
+    digest = lock_out(workspace, "make", "made.txt")
+    flip_a_byte(store_of(workspace).object_path(digest))
+    edited = workspace.write("made.txt", "edited by hand\n")
+
+    workspace.ok("repro")
+
+    assert edited.read_bytes() == MADE
+    assert workspace.ran() == ["make"]
+    assert digest_bytes(b"edited by hand\n") in store_of(workspace)  # nothing is lost
+
+
+def test_cache_verify_lists_what_the_quarantine_holds_without_failing(workspace):
+    ran(workspace)
+    digest = lock_out(workspace, "make", "made.txt")
+    flip_a_byte(store_of(workspace).object_path(digest))
+    (workspace.root / "made.txt").unlink()
+    workspace.ok("repro")
+
+    verified = workspace.ok("cache", "verify")
+    assert f"quarantined {digest.hex}" not in verified.stdout  # the whole path is shown
+    quarantined = workspace.root / ".gitpipe" / "cache" / "quarantine" / "b3" / digest.hex
+    assert f"quarantined {quarantined}" in verified.stdout
+    assert "corrupt object" not in verified.stdout  # the store itself is sound again
+
+
+def test_a_second_corruption_of_the_same_object_is_kept_beside_the_first(workspace):
+    ran(workspace)
+    digest = lock_out(workspace, "make", "made.txt")
+    obj = store_of(workspace).object_path(digest)
+    first = flip_a_byte(obj, at=0)
+    (workspace.root / "made.txt").unlink()
+    workspace.ok("repro")
+    second = flip_a_byte(obj, at=1)
+    (workspace.root / "made.txt").unlink()
+
+    workspace.ok("repro")
+
+    assert quarantine(workspace) == {digest.hex: first, f"{digest.hex}.1": second}
+    assert (workspace.root / "made.txt").read_bytes() == MADE
+
+
+def test_when_the_locks_object_is_corrupt_another_stored_result_serves(workspace):
+    """A step that writes other bytes each run has one result per run; when the lock's
+    object turns out corrupt, the lock's bytes are nowhere to be had and the newest
+    sound result serves, as when the object is missing."""
+    workspace.write(".gitignore", "*.bin\n")
+    workspace.pipeline(
+        """
+        [steps.draw]
+        cmd = "head -c 64 /dev/urandom > drawn.bin"
+        outs = ["drawn.bin"]
+        """
+    )
+    workspace.commit("pipeline")
+    workspace.ok("repro")
+    first = (workspace.root / "drawn.bin").read_bytes()
+    workspace.ok("repro", "--force")
+    digest = lock_out(workspace, "draw", "drawn.bin")
+    flip_a_byte(store_of(workspace).object_path(digest))
+    (workspace.root / "drawn.bin").unlink()
+
+    result = workspace.ok("repro")
+
+    assert f"object {digest} for drawn.bin is corrupt" in result.stderr
+    assert "restoring 'draw' from another stored result" in result.stderr
+    assert workspace.ran() == []
+    assert (workspace.root / "drawn.bin").read_bytes() == first
+    assert lock_out(workspace, "draw", "drawn.bin") == digest_bytes(first)
+
+
+def test_a_corrupt_object_that_cannot_be_moved_aside_stops_the_run_and_changes_nothing(
+    workspace,
+):
+    ran(workspace)
+    digest = lock_out(workspace, "make", "made.txt")
+    obj = store_of(workspace).object_path(digest)
+    corrupt = flip_a_byte(obj)
+    (workspace.root / "made.txt").unlink()
+    (workspace.root / ".gitpipe" / "cache" / "quarantine").write_text("in the way\n")
+    before = workspace_files(workspace)
+
+    result = workspace.gitpipe("repro")
+
+    assert result.exit_code == 5, result.output
+    assert f"object {digest} in the store at" in result.stderr
+    assert "is corrupt and cannot be moved" in result.stderr
+    assert "Traceback" not in result.output
+    assert workspace_files(workspace) == before  # lock included; made.txt not restored
+    assert obj.read_bytes() == corrupt  # still there, still found corrupt next time
+    assert not any((workspace.root / ".gitpipe" / "tmp").iterdir())
+
+
+# -- a folder output --------------------------------------------------------------------
+
+
+def folder_ran(workspace: Workspace, *, link: str = "") -> Workspace:
+    workspace.write("data/raw.txt", "hello world\n")
+    workspace.write(".gitignore", "parts/\ncount.txt\n")
+    header = f'[pipeline]\nlink = "{link}"\n' if link else ""
+    workspace.pipeline(header + FOLDER)
+    workspace.commit("pipeline")
+    workspace.ok("repro")
+    workspace.commit("lock")
+    return workspace
+
+
+def test_a_corrupt_file_inside_a_folder_output_is_quarantined_and_the_step_runs_again(
+    workspace,
+):
+    folder_ran(workspace)
+    folder = lock_out(workspace, "split", "parts/")
+    entries = {e.path: e.digest for e in store_of(workspace).manifest(folder)}
+    corrupt = flip_a_byte(store_of(workspace).object_path(entries["b.txt"]))
+    before = workspace_files(workspace)
+    for name in ("a.txt", "b.txt"):
+        (workspace.root / "parts" / name).unlink()
+
+    result = workspace.ok("repro")
+
+    assert f"object {entries['b.txt']} for parts/b.txt is corrupt" in result.stderr
+    assert "running 'split' again" in result.stderr
+    assert workspace.ran() == ["split"]
+    assert workspace_files(workspace) == before
+    assert lock_out(workspace, "split", "parts/") == folder
+    assert quarantine(workspace) == {entries["b.txt"].hex: corrupt}
+    assert store_of(workspace).has_tree(folder)
+    assert all(store_of(workspace).verify(d) for d in entries.values())
+
+
+def test_a_corrupt_folder_manifest_is_never_read_and_is_written_afresh(workspace):
+    folder_ran(workspace)
+    folder = lock_out(workspace, "split", "parts/")
+    manifest = store_of(workspace).object_path(folder)
+    corrupt = flip_a_byte(manifest, at=5)
+    before = workspace_files(workspace)
+    (workspace.root / "parts" / "a.txt").unlink()
+
+    workspace.ok("repro")
+
+    assert workspace.ran() == ["split"]  # the lock's folder cannot be listed: it runs
+    assert workspace_files(workspace) == before
+    assert store_of(workspace).verify(folder)
+    assert manifest.read_bytes() == manifest_bytes(store_of(workspace).manifest(folder))
+    assert quarantine(workspace) == {folder.hex: corrupt}
+
+
+def test_a_folder_restore_that_meets_a_corrupt_file_leaves_the_old_folder_whole(tmp_path):
+    store = Store(tmp_path / "store")
+    (tmp_path / "made").mkdir()
+    for name, text in (("a.txt", "a\n"), ("b.txt", "b\n")):
+        (tmp_path / "made" / name).write_text(text)
+    from gitpipe.hashing import ManifestEntry
+
+    entries = [
+        ManifestEntry(n, digest_file(tmp_path / "made" / n), 2, False) for n in ("a.txt", "b.txt")
+    ]
+    folder = store.add_tree(tmp_path / "made", entries)
+    flip_a_byte(store.object_path(entries[1].digest))
+    dest = tmp_path / "work" / "parts"
+    dest.mkdir(parents=True)
+    (dest / "old.txt").write_text("old\n")
+
+    with pytest.raises(CorruptObject) as raised:
+        store.restore_tree(folder, dest, scratch=tmp_path / "scratch")
+
+    assert raised.value.digest == entries[1].digest
+    assert raised.value.target == str(dest / "b.txt")
+    assert sorted(p.name for p in dest.iterdir()) == ["old.txt"]
+    assert list((tmp_path / "scratch").iterdir()) == []
+
+
+# -- every way a copy is made -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "at"),
+    [(0, None), (100, 99), (4 * 1024 * 1024 - 1, 0), (9 * 1024 * 1024 + 7, -1)],
+    ids=["empty", "small", "just-small", "large-piecewise"],
+)
+def test_a_copy_hashes_what_it_wrote_and_refuses_a_corrupt_object(tmp_path, size, at):
+    store = Store(tmp_path / "store")
+    data = os.urandom(size)
+    source = tmp_path / "source"
+    source.write_bytes(data)
+    digest = digest_file(source)
+    store.add_file(source, digest)
+    dest = tmp_path / "out" / "file"
+
+    store.restore_file(digest, dest, scratch=tmp_path / "scratch")
+    assert dest.read_bytes() == data
+
+    if at is None:
+        return
+    flip_a_byte(store.object_path(digest), at=at % size)
+    dest.write_bytes(b"what was there")
+    with pytest.raises(CorruptObject) as raised:
+        store.restore_file(digest, dest, scratch=tmp_path / "scratch")
+    assert raised.value.digest == digest
+    assert dest.read_bytes() == b"what was there"  # untouched
+    assert list((tmp_path / "scratch").iterdir()) == []  # nothing half-made left
+    assert store.quarantine(digest) == tmp_path / "store" / "quarantine" / "b3" / digest.hex
+    assert digest not in store
+
+
+def test_a_kernel_copy_that_stops_short_at_an_odd_offset_is_still_hashed_whole(
+    tmp_path, monkeypatch
+):
+    """Pieces that do not fall on page boundaries (a short `copy_file_range`), and the
+    buffered copy where the kernel cannot: the copy is hashed whole either way."""
+    import gitpipe.store
+
+    data = os.urandom(5 * 1024 * 1024 + 3)
+    source = tmp_path / "source"
+    source.write_bytes(data)
+    monkeypatch.setattr(gitpipe.store, "_PIECE", 3 * 4097)
+    assert gitpipe.store.copy_hashed(source, tmp_path / "a") == digest_bytes(data)
+    monkeypatch.delattr(os, "copy_file_range")
+    assert gitpipe.store.copy_hashed(source, tmp_path / "b") == digest_bytes(data)
+    assert (tmp_path / "a").read_bytes() == data == (tmp_path / "b").read_bytes()
+
+
+# -- --frozen ---------------------------------------------------------------------------
+
+
+def test_frozen_with_a_corrupt_object_exits_3_naming_it_and_touches_nothing(workspace):
+    ran(workspace)
+    digest = lock_out(workspace, "make", "made.txt")
+    corrupt = flip_a_byte(store_of(workspace).object_path(digest))
+    (workspace.root / "made.txt").unlink()
+    before = workspace_files(workspace)
+
+    result = workspace.gitpipe("repro", "--frozen")
+
+    assert result.exit_code == 3, result.output
+    assert "--frozen: step 'make' cannot restore gitpipe.lock's outputs" in result.stderr
+    assert f"object {digest} for made.txt is corrupt" in result.stderr
+    assert f"moved to .gitpipe/cache/quarantine/b3/{digest.hex}" in result.stderr
+    assert "Traceback" not in result.output
+    assert workspace_files(workspace) == before  # lock included; made.txt still absent
+    assert workspace.ran() == []
+    assert quarantine(workspace) == {digest.hex: corrupt}
+    assert git(workspace.root, "status", "--porcelain") == ""
+
+
+# -- --pull -----------------------------------------------------------------------------
+
+
+def test_pull_restores_a_corrupt_object_from_the_remote_instead_of_running(
+    make_workspace: Callable[[str], Workspace], tmp_path
+):
+    one = ran(make_workspace("one"))
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    one.ok("push", "--remote", str(remote))
+    digest = lock_out(one, "make", "made.txt")
+    flip_a_byte(store_of(one).object_path(digest))
+    (one.root / "made.txt").unlink()
+
+    result = one.ok("repro", "--pull", "--remote", str(remote))
+
+    assert f"object {digest} for made.txt is corrupt" in result.stderr
+    assert "restoring 'make' from the remote" in result.stderr
+    assert one.ran() == []
+    assert one.states()["make"] == "cached"
+    assert (one.root / "made.txt").read_bytes() == MADE
+    assert store_of(one).verify(digest)
+
+
+def test_frozen_pull_takes_the_lock_bytes_from_the_remote(
+    make_workspace: Callable[[str], Workspace], tmp_path
+):
+    one = ran(make_workspace("one"))
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    one.ok("push", "--remote", str(remote))
+    digest = lock_out(one, "make", "made.txt")
+    flip_a_byte(store_of(one).object_path(digest))
+    (one.root / "made.txt").unlink()
+
+    result = one.ok("repro", "--frozen", "--pull", "--remote", str(remote))
+
+    assert "restoring 'make' from the remote" in result.stderr
+    assert (one.root / "made.txt").read_bytes() == MADE
+    assert one.ran() == []
+
+
+# -- links ------------------------------------------------------------------------------
+
+
+def test_a_hardlinked_output_written_through_shows_its_object_is_corrupt(workspace):
+    """A linked output is the object: writing to it (after a `chmod u+w`) corrupts the
+    store.  The next repro sees the output's bytes differ from the object's name while
+    it is that object, sets the object aside and runs the step: never a link to the
+    bad bytes."""
+    ran(workspace, link="hardlink")
+    made = workspace.root / "made.txt"
+    digest = lock_out(workspace, "make", "made.txt")
+    obj = store_of(workspace).object_path(digest)
+    assert os.path.samefile(made, obj)
+    corrupt = flip_a_byte(made)
+
+    result = workspace.ok("repro")
+
+    assert f"object {digest} for made.txt is corrupt" in result.stderr
+    assert workspace.ran() == ["make"]
+    assert made.read_bytes() == MADE
+    assert os.path.samefile(made, obj)  # a link to the object written afresh
+    assert store_of(workspace).verify(digest)
+    assert quarantine(workspace) == {digest.hex: corrupt}
+    assert lock_out(workspace, "make", "made.txt") == digest
+    assert "up to date" in workspace.ok("status").stdout
+
+
+def test_a_file_of_a_hardlinked_folder_written_through_shows_its_object_is_corrupt(workspace):
+    folder_ran(workspace, link="hardlink")
+    b = workspace.root / "parts" / "b.txt"
+    entries = {
+        e.path: e.digest
+        for e in store_of(workspace).manifest(lock_out(workspace, "split", "parts/"))
+    }
+    flip_a_byte(b)
+
+    result = workspace.ok("repro")
+
+    assert f"object {entries['b.txt']} for parts/b.txt is corrupt" in result.stderr
+    assert workspace.ran() == ["split"]
+    assert b.read_text() == " world\n"
+    assert store_of(workspace).verify(entries["b.txt"])
+
+
+def test_a_link_to_a_corrupt_object_is_what_cache_verify_catches(workspace):
+    """Links are not read when made (a restore of any size takes a millisecond):
+    objects are verified when they enter the store and when they are pulled, and
+    `gitpipe cache verify` finds one corrupted since."""
+    ran(workspace, link="hardlink")
+    digest = lock_out(workspace, "make", "made.txt")
+    (workspace.root / "made.txt").unlink()
+    flip_a_byte(store_of(workspace).object_path(digest))
+
+    found = workspace.gitpipe("cache", "verify")
+
+    assert found.exit_code == 5, found.output
+    assert f"corrupt object {digest}" in found.stdout
