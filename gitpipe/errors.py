@@ -96,6 +96,15 @@ class StepFailed(GitpipeError):
     exit_code = 1
 
 
+class StorageFailed(StepFailed):
+    """Steps failed because the system refused gitpipe a write it needed for them (their
+    outputs into the store, their old outputs out of the way, their logs): no space, a
+    read-only file system.  Not their commands' failure, so not exit 1.  Raised after
+    the run has been recorded, like :class:`StepFailed`."""
+
+    exit_code = 5
+
+
 class Interrupted(GitpipeError):
     """The run was interrupted (Ctrl-C or SIGTERM)."""
 

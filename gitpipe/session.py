@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from gitpipe import events as ev
 from gitpipe import spec, tomlcache
 from gitpipe.action import KeyRecord
-from gitpipe.errors import StoreError, UsageError
+from gitpipe.errors import PathError, StoreError, UsageError, describe
 from gitpipe.hashing import Digest
 from gitpipe.inputs import Check, Inputs
 from gitpipe.lockfile import LockEntry
@@ -202,6 +202,9 @@ class Session:
         self.frozen = frozen
         self.hook_calls = hook_calls or {}
         self.hook_failures: list[str] = []
+        #: step -> why the system refused a write the step needed (its outputs into the
+        #: store, its old outputs out of the way, its log): not its command's failure
+        self.storage_failures: dict[str, str] = {}
 
     def decide(self, name: str, upstream_would_run: list[str]) -> ev.StepFinished | Pending:
         """Up to date, restored, frozen, skipped, waiting, or a step that must run."""
@@ -330,16 +333,34 @@ class Session:
             return ev.StepFinished(
                 name, ev.FAILED, key=str(pending.context.record.key), message=failure
             )
-        for spec_ in step.all_outs:
-            if not step.persist:
-                self._save_before_replacing(spec_, check.outs_now.get(str(spec_)))
-                remove(root / spec_.path)
-            else:
-                self._unlink_from_store(spec_, check.outs_now.get(str(spec_)))
-            (root / spec_.path).parent.mkdir(parents=True, exist_ok=True)
-            self.inputs.forget(spec_.path)
+        try:
+            for spec_ in step.all_outs:
+                if not step.persist:
+                    self._save_before_replacing(spec_, check.outs_now.get(str(spec_)))
+                    remove(root / spec_.path)
+                else:
+                    self._unlink_from_store(spec_, check.outs_now.get(str(spec_)))
+                (root / spec_.path).parent.mkdir(parents=True, exist_ok=True)
+                self.inputs.forget(spec_.path)
+        except (StoreError, PathError, OSError) as exc:
+            message = self._storage_failed(name, "its old outputs could not be put aside", exc)
+            return ev.StepFinished(
+                name, ev.FAILED, key=str(pending.context.record.key), message=message
+            )
         pending.context.started = time.time()
         return None
+
+    def _storage_failed(self, name: str, what: str, exc: Exception) -> str:
+        """Remember that a step failed because the system refused a write it needed
+        (its outputs into the store, its old ones aside), and say so in one line with
+        the path and the cause."""
+        if isinstance(exc, OSError):  # a write that names no file wrote into the store
+            cause = describe(exc) if exc.filename else f"{self.store.root}: {exc.strerror}"
+        else:
+            cause = str(exc)
+        message = f"{what}: {cause}"
+        self.storage_failures[name] = message
+        return message
 
     def _restore(self, step: spec.Step, result: Result, check: Check) -> None:
         root = self.project.root
@@ -493,6 +514,8 @@ class Session:
         entries = self.entries
         if not outcome.ok:
             message = outcome.message
+            if outcome.refused:
+                self.storage_failures[step.name] = message
             if step.fn:  # the function's own one-line reason, when it left one
                 with contextlib.suppress(OSError):
                     reason = Path(invocation.log).with_suffix(".failure.txt").read_text()
@@ -501,9 +524,9 @@ class Session:
         outs: dict[str, OutRecord] = {}
         missing = []
         for spec_ in step.all_outs:
-            try:
+            try:  # what the step made cannot be read: a FIFO in a folder, say
                 state = self.hasher.state(spec_.path)
-            except StoreError as exc:
+            except (StoreError, PathError) as exc:
                 return ev.StepFinished(step.name, ev.FAILED, message=str(exc), **common)
             if state is None:
                 missing.append(str(spec_))
@@ -529,16 +552,6 @@ class Session:
                 returned = json.loads(Path(invocation.log).with_suffix(".return.json").read_text())
                 metrics[RETURNED] = dict(sorted(flatten(returned).items()))
         # publish last: objects, then the result, then the lock entry (lineage listens)
-        link = _link(step)
-        for spec_ in step.all_outs:
-            out = outs[spec_.path]
-            target = root / spec_.path
-            if out.is_dir:
-                self.store.add_tree(target, self.hasher.manifest(spec_.path), link=link != "copy")
-            else:
-                self.store.add_file(target, out.digest, link=link != "copy" and not out.executable)
-            if link != "copy":
-                self._link_output(spec_.path, out, link)
         result = Result(
             outs=outs,
             metrics=metrics,
@@ -547,13 +560,31 @@ class Session:
             step=step.name,
             record=record.as_record(),
         )
-        fault_point("objects-stored")
-        self.runcache.put(record.key, result)
+        try:  # a store that cannot be written fails this step, not the run
+            self._store_outputs(step, outs)
+            fault_point("objects-stored")
+            self.runcache.put(record.key, result)
+        except (StoreError, PathError, OSError) as exc:
+            message = self._storage_failed(step.name, "its outputs could not be stored", exc)
+            return ev.StepFinished(step.name, ev.FAILED, message=message, **common)
         fault_point("result-stored")
         entries[step.name] = entry_for(step, record, result)
         return ev.StepFinished(
             step.name, ev.RAN, **common, **self._provenance(step, record, result)
         )
+
+    def _store_outputs(self, step: spec.Step, outs: Mapping[str, OutRecord]) -> None:
+        """Put a finished step's outputs into the store (linked back as it asks)."""
+        link = _link(step)
+        for spec_ in step.all_outs:
+            out = outs[spec_.path]
+            target = self.project.root / spec_.path
+            if out.is_dir:
+                self.store.add_tree(target, self.hasher.manifest(spec_.path), link=link != "copy")
+            else:
+                self.store.add_file(target, out.digest, link=link != "copy" and not out.executable)
+            if link != "copy":
+                self._link_output(spec_.path, out, link)
 
     def _provenance(self, step: spec.Step, record: KeyRecord, result: Result) -> dict[str, Any]:
         """What lineage records of a step that ran or was restored."""
