@@ -333,20 +333,22 @@ class Session:
             return ev.StepFinished(
                 name, ev.FAILED, key=str(pending.context.record.key), message=failure
             )
-        try:
-            for spec_ in step.all_outs:
+        for spec_ in step.all_outs:
+            try:
                 if not step.persist:
                     self._save_before_replacing(spec_, check.outs_now.get(str(spec_)))
                     remove(root / spec_.path)
                 else:
                     self._unlink_from_store(spec_, check.outs_now.get(str(spec_)))
                 (root / spec_.path).parent.mkdir(parents=True, exist_ok=True)
+            except (StoreError, PathError, OSError) as exc:
+                what = f"its old output {spec_} could not be put aside"
+                message = self._storage_failed(name, what, exc)
+                return ev.StepFinished(
+                    name, ev.FAILED, key=str(pending.context.record.key), message=message
+                )
+            finally:
                 self.inputs.forget(spec_.path)
-        except (StoreError, PathError, OSError) as exc:
-            message = self._storage_failed(name, "its old outputs could not be put aside", exc)
-            return ev.StepFinished(
-                name, ev.FAILED, key=str(pending.context.record.key), message=message
-            )
         pending.context.started = time.time()
         return None
 
@@ -560,12 +562,17 @@ class Session:
             step=step.name,
             record=record.as_record(),
         )
+        link = _link(step)
+        storing = ""
         try:  # a store that cannot be written fails this step, not the run
-            self._store_outputs(step, outs)
+            for spec_ in step.all_outs:
+                storing = f"its output {spec_}"
+                self._store_output(spec_, outs[spec_.path], link)
+            storing = "its result"
             fault_point("objects-stored")
             self.runcache.put(record.key, result)
         except (StoreError, PathError, OSError) as exc:
-            message = self._storage_failed(step.name, "its outputs could not be stored", exc)
+            message = self._storage_failed(step.name, f"{storing} could not be stored", exc)
             return ev.StepFinished(step.name, ev.FAILED, message=message, **common)
         fault_point("result-stored")
         entries[step.name] = entry_for(step, record, result)
@@ -573,18 +580,15 @@ class Session:
             step.name, ev.RAN, **common, **self._provenance(step, record, result)
         )
 
-    def _store_outputs(self, step: spec.Step, outs: Mapping[str, OutRecord]) -> None:
-        """Put a finished step's outputs into the store (linked back as it asks)."""
-        link = _link(step)
-        for spec_ in step.all_outs:
-            out = outs[spec_.path]
-            target = self.project.root / spec_.path
-            if out.is_dir:
-                self.store.add_tree(target, self.hasher.manifest(spec_.path), link=link != "copy")
-            else:
-                self.store.add_file(target, out.digest, link=link != "copy" and not out.executable)
-            if link != "copy":
-                self._link_output(spec_.path, out, link)
+    def _store_output(self, spec_: spec.PathSpec, out: OutRecord, link: str) -> None:
+        """Put a finished step's output into the store (linked back as ``link`` asks)."""
+        target = self.project.root / spec_.path
+        if out.is_dir:
+            self.store.add_tree(target, self.hasher.manifest(spec_.path), link=link != "copy")
+        else:
+            self.store.add_file(target, out.digest, link=link != "copy" and not out.executable)
+        if link != "copy":
+            self._link_output(spec_.path, out, link)
 
     def _provenance(self, step: spec.Step, record: KeyRecord, result: Result) -> dict[str, Any]:
         """What lineage records of a step that ran or was restored."""
