@@ -372,16 +372,28 @@ def test_dev_zero_linked_as_a_dependency_is_refused_not_read_for_ever(
     said_once(done.stderr, "data/zero is a character device")
 
 
-def test_a_symbolic_link_loop_as_a_dependency_is_one_line(workspace: Workspace) -> None:
+@pytest.mark.parametrize(
+    ("command", "code", "says"),
+    [
+        ("status", 5, "cannot read data/loop (Too many levels of symbolic links)"),
+        ("why read", 5, "cannot read data/loop (Too many levels of symbolic links)"),
+        ("dag", 5, "cannot read data/loop (Too many levels of symbolic links)"),
+        # repro's checks before it changes anything see a path that does not exist
+        ("repro", 2, "dependency 'data/loop' of step 'read' does not exist"),
+    ],
+)
+def test_a_symbolic_link_loop_as_a_dependency_is_one_line(
+    workspace: Workspace, command: str, code: int, says: str
+) -> None:
     workspace.pipeline(ONE_DEP.format(dep="data/loop"))
     workspace.commit()
     (workspace.root / "data").mkdir()
     (workspace.root / "data" / "loop").symlink_to("loop")
 
-    done = gitpipe_process(workspace.root, "repro")
+    done = gitpipe_process(workspace.root, *command.split())
 
-    assert done.returncode == 2, done.stderr  # as a path that does not exist
-    said_once(done.stderr, "data/loop")
+    assert done.returncode == code, done.stderr
+    said_once(done.stderr, says)
 
 
 def test_a_symbolic_link_loop_inside_a_dependency_folder_is_one_line_exit_5(
