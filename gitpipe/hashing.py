@@ -26,11 +26,12 @@ from gitpipe.errors import PathError
 ALGORITHM = "b3"
 _HEX_LEN = 64
 _HEX = frozenset("0123456789abcdef")
+_CHUNK = 1024 * 1024
+#: the two buffers of a large file (larger ones hash no faster here, and cost memory)
+_BLOCK = 4 * 1024 * 1024
 #: files at least this large are read by a second thread while blake3 hashes the
 #: block read before it (two buffers take turns); smaller ones in one thread
-LARGE = 4 * 1024 * 1024
-_CHUNK = 1024 * 1024
-_BLOCK = 16 * 1024 * 1024
+LARGE = 2 * _BLOCK
 
 
 class DigestError(ValueError):

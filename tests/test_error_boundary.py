@@ -22,10 +22,11 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import blake3
 import pytest
 
 import gitpipe
-from gitpipe.hashing import Digest
+from gitpipe.hashing import Digest, digest_file
 from gitpipe.store import Store
 from tests.conftest import Workspace, lock_steps, snapshot
 
@@ -574,3 +575,16 @@ def test_a_sqlite_error_no_part_of_gitpipe_expected_is_one_line_and_exit_5(
 
     assert result.exit_code == 5, result.output
     said_once(result.stderr, "no such table")
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, 1024 * 1024 - 1, 1024 * 1024 + 1, 8 * 1024 * 1024, 21 * 1024 * 1024 + 7]
+)
+def test_a_file_read_through_buffers_has_the_blake3_digest_of_its_bytes(
+    tmp_path: Path, size: int
+) -> None:
+    data = os.urandom(size)
+    (tmp_path / "f").write_bytes(data)
+    assert digest_file(tmp_path / "f").hex == blake3.blake3(data).hexdigest()
+    with pytest.raises(gitpipe.PathError, match="changed while it was being read"):
+        digest_file(tmp_path / "f", size=size + 1)  # not the size its caller saw
