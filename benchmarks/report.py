@@ -95,6 +95,7 @@ def judge(rows: list[Row], plan: Plan) -> None:
         "digest/big": lambda r: [
             full_size(plan, at_most(r.median, 0.17 * r.extra["bytes"] / GIB, "≤ 0.17 s per GiB")),
             info(r, "cat"),
+            info(r, "blake3 mmap"),
         ],
         "touch-first/big": lambda r: [
             exactly_one_read(r),

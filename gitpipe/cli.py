@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from gitpipe.errors import GitpipeError, Interrupted, StaleError, StoreError, UsageError
+from gitpipe.errors import (
+    GitpipeError,
+    Interrupted,
+    StaleError,
+    StoreError,
+    UsageError,
+    describe,
+)
 
 if TYPE_CHECKING:  # imported where used: `gitpipe --help` needs neither
     from gitpipe import events as ev
@@ -60,22 +67,42 @@ def _fail(message: str, code: int) -> typer.Exit:
 
 
 def handled(func: F) -> F:
-    """Turn library errors into one-sentence messages and exit codes."""
+    """Turn library errors into one-sentence messages and exit codes.
+
+    The library turns what the system refuses into typed errors where it knows what it
+    was doing; an ``OSError`` or SQLite error that still gets here (the store, the
+    workspace, lineage) is one line too, with the path and the cause, and exit 5: a
+    store error, never 1, which says a step failed."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except GitpipeError as exc:
-            if _state["debug"]:
-                import traceback
-
-                traceback.print_exc()
+            _traceback()
             raise _fail(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
             raise _fail("interrupted", Interrupted.exit_code) from None
+        except OSError as exc:
+            _traceback()
+            raise _fail(describe(exc), StoreError.exit_code) from None
+        except Exception as exc:
+            sqlite3 = sys.modules.get("sqlite3")  # imported by whatever raised it, if so
+            if sqlite3 is None or not isinstance(exc, sqlite3.Error):
+                raise
+            _traceback()
+            message = f"a SQLite database of gitpipe's could not be used ({exc})"
+            raise _fail(" ".join(message.split()), StoreError.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _traceback() -> None:
+    """With --debug, the traceback of the error being handled."""
+    if _state["debug"]:
+        import traceback
+
+        traceback.print_exc()
 
 
 @app.callback()

@@ -77,6 +77,24 @@ class CorruptObject(StoreError):
         )
 
 
+class PathError(GitpipeError):
+    """A file or folder gitpipe must read or write cannot be: the system refused (the
+    disk is full, the file system is read-only, no permission, a loop of symbolic
+    links), or it is not a regular file or folder (a FIFO, a device, a socket), or it
+    changed while gitpipe read it.  The message names the path and the cause."""
+
+    exit_code = 5
+
+
+def describe(exc: OSError) -> str:
+    """An :class:`OSError` in one line: the path (or paths) it names, then the cause
+    as the system says it (``strerror``), as in ``/x/y: No space left on device``."""
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    text = f"{' -> '.join(paths)}: {cause}" if paths else cause
+    return text.replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever the path
+
+
 class LockfileError(GitpipeError):
     """``gitpipe.lock`` could not be read or written."""
 
@@ -93,6 +111,15 @@ class StepFailed(GitpipeError):
     """One or more steps failed; raised after the run has been recorded."""
 
     exit_code = 1
+
+
+class StorageFailed(StepFailed):
+    """Steps failed because the system refused gitpipe a write it needed for them (their
+    outputs into the store, their old outputs out of the way, their logs): no space, a
+    read-only file system.  Not their commands' failure, so not exit 1.  Raised after
+    the run has been recorded, like :class:`StepFailed`."""
+
+    exit_code = 5
 
 
 class Interrupted(GitpipeError):

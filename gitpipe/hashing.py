@@ -12,18 +12,26 @@ import json
 import math
 import os
 import posixpath
+import queue
+import stat as statmod
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
 
+from gitpipe.errors import PathError
+
 ALGORITHM = "b3"
 _HEX_LEN = 64
 _HEX = frozenset("0123456789abcdef")
-#: files at least this large are hashed through mmap with blake3's threads
-MMAP_THRESHOLD = 4 * 1024 * 1024
 _CHUNK = 1024 * 1024
+#: the two buffers of a large file (larger ones hash no faster here, and cost memory)
+_BLOCK = 4 * 1024 * 1024
+#: files at least this large are read by a second thread while blake3 hashes the
+#: block read before it (two buffers take turns); smaller ones in one thread
+LARGE = 2 * _BLOCK
 
 
 class DigestError(ValueError):
@@ -55,18 +63,61 @@ def digest_bytes(data: bytes) -> Digest:
     return Digest(blake3.blake3(data).hexdigest())
 
 
+def file_kind(mode: int) -> str:
+    """What a path that is not a regular file is, in words, from its ``st_mode``."""
+    if statmod.S_ISDIR(mode):
+        return "a folder"
+    if statmod.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if statmod.S_ISCHR(mode):
+        return "a character device"
+    if statmod.S_ISBLK(mode):
+        return "a block device"
+    if statmod.S_ISSOCK(mode):
+        return "a socket"
+    if statmod.S_ISLNK(mode):
+        return "a symbolic link"
+    return "not a regular file"
+
+
+def not_a_file(path: str | os.PathLike[str], mode: int) -> PathError:
+    """The error for a path gitpipe would read as a file and that is none."""
+    return PathError(
+        f"{os.fspath(path)} is {file_kind(mode)}, not a regular file; gitpipe reads only "
+        "files and folders"
+    )
+
+
 def digest_file(path: str | os.PathLike[str], *, size: int | None = None) -> Digest:
-    """Digest a file's bytes: large files through mmap with blake3's own threads."""
-    if size is None:
-        size = os.stat(path).st_size
-    if size >= MMAP_THRESHOLD:
-        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-        hasher.update_mmap(os.fspath(path))
-        return Digest(hasher.hexdigest())
-    hasher = blake3.blake3()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            hasher.update(chunk)
+    """Digest a regular file's bytes, read through fixed buffers.
+
+    The file is never mapped into memory: a mapped file that another process truncates
+    kills the process that reads it with SIGBUS.  A FIFO, device or socket is refused
+    before it is opened (it would block or never end), and a file whose size is not
+    ``size`` (when given: the size its caller saw) or changes while it is read is
+    refused too (:class:`PathError`); the system's own refusals are ``OSError``."""
+    st = os.stat(path)
+    if not statmod.S_ISREG(st.st_mode):
+        raise not_a_file(path, st.st_mode)
+    # O_NONBLOCK: should a FIFO take the file's place after the stat, opening it does
+    # not wait for a writer, and the fstat below refuses it
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not statmod.S_ISREG(st.st_mode):
+            raise not_a_file(path, st.st_mode)
+        if size is not None and st.st_size != size:
+            raise _changed(path)
+        if st.st_size >= LARGE:
+            hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+            read = _read_alongside(fd, hasher)
+        else:
+            hasher = blake3.blake3()
+            read = _read(fd, hasher)
+    finally:
+        os.close(fd)
+    if read != st.st_size:  # truncated or grown while it was read
+        raise _changed(path)
     return Digest(hasher.hexdigest())
 
 
@@ -85,6 +136,59 @@ class RunningDigest:
 
     def digest(self) -> Digest:
         return Digest(self._hasher.hexdigest())
+
+
+def _changed(path: str | os.PathLike[str]) -> PathError:
+    return PathError(f"{os.fspath(path)} changed while it was being read; run again")
+
+
+def _read(fd: int, hasher: blake3.blake3) -> int:
+    """Hash the rest of an open file through one buffer; the number of bytes read."""
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    total = 0
+    while count := os.readv(fd, [buffer]):
+        hasher.update(view[:count])
+        total += count
+    return total
+
+
+def _read_alongside(fd: int, hasher: blake3.blake3) -> int:
+    """Hash the rest of an open file as :func:`_read` does, with a second thread
+    reading the next block while blake3 hashes this one (the copy out of the page
+    cache costs about as much as the hashing, so the two overlap)."""
+    empty: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
+    full: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
+    for _ in range(2):
+        empty.put(bytearray(_BLOCK))
+
+    def reader() -> None:
+        try:
+            while (buffer := empty.get()) is not None:
+                count = os.readv(fd, [buffer])
+                full.put((buffer, count))
+                if not count:
+                    return
+        except BaseException as exc:  # handed over: the hashing thread raises it
+            full.put(exc)
+
+    thread = threading.Thread(target=reader, name="gitpipe-digest", daemon=True)
+    thread.start()
+    total = 0
+    try:
+        while True:
+            item = full.get()
+            if isinstance(item, BaseException):
+                raise item
+            buffer, count = item
+            if not count:
+                return total
+            hasher.update(memoryview(buffer)[:count])
+            total += count
+            empty.put(buffer)
+    finally:
+        empty.put(None)  # the reader stops at its next block, if it has not yet
+        thread.join()  # before the caller closes the file it reads
 
 
 @dataclass(frozen=True, slots=True)

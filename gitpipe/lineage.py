@@ -162,11 +162,38 @@ def open_connection(path: Path, *, create: bool = True) -> sqlite3.Connection:
                 with conn:
                     MIGRATIONS[number - 1](db)
                     conn.execute(f"PRAGMA user_version={number}")
-    except sqlite3.DatabaseError as exc:
-        raise LineageError(
-            f"the lineage database {path} is damaged ({exc}); move it away to start a new one"
-        ) from exc
+    except OSError as exc:  # its folder cannot be made: read-only, no space, ...
+        raise LineageError(f"cannot write the lineage database {path} ({exc.strerror})") from exc
+    except sqlite3.Error as exc:
+        raise lineage_error(path, exc) from exc
     return conn
+
+
+#: SQLite's primary result codes (sqlite3.h) that say the file is not a database, or
+#: a damaged one; anything else (no space, read-only, no permission, busy, an I/O
+#: error) says nothing of the file's content, which must then be left as it is
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+_DAMAGED_WORDS = ("malformed", "not a database", "corrupt")
+
+
+def damaged(exc: sqlite3.Error) -> bool:
+    """True when SQLite says the database file itself is damaged (or is not one)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    return any(word in str(exc).lower() for word in _DAMAGED_WORDS)
+
+
+def lineage_error(path: Path, exc: sqlite3.Error) -> LineageError:
+    """The error to report for ``exc``: moving the file away is advised for a damaged
+    database only; a full disk or a read-only file system leaves a healthy history
+    that moving it away would lose."""
+    if damaged(exc):
+        return LineageError(
+            f"the lineage database {path} is damaged ({exc}); move it away to start a new one"
+        )
+    return LineageError(f"cannot use the lineage database {path} ({exc}); it is left as it is")
 
 
 def connect(path: Path, *, create: bool = True) -> sqlite_utils.Database:

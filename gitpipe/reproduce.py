@@ -27,11 +27,14 @@ from gitpipe.errors import (
     ApprovalNeeded,
     GitpipeError,
     Interrupted,
+    PathError,
     StaleError,
     StepFailed,
+    StorageFailed,
     StoreError,
     UsageError,
     WorkspaceBusy,
+    describe,
 )
 from gitpipe.lockfile import Lock, LockEntry
 from gitpipe.planner import Decision, refusal
@@ -76,7 +79,10 @@ def workspace_lock(path: Path, *, wait: bool, emit: ev.Listener) -> Iterator[Non
     The lock goes with the process, so a killed run never leaves it held."""
     import fcntl
 
-    handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
+    except OSError as exc:
+        raise PathError(f"cannot take the workspace lock {describe(exc)}") from exc
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -312,21 +318,70 @@ def _check_frozen(
     if recorder is not None:
         broadcast.listeners.append(recorder)
     started = time.time()
+    failures: list[Exception] = []
     try:
         broadcast(_run_started(project, run_id, names, run, dry_run=False, started=started))
         for decision in decisions:
             broadcast(predicted(decision))
         report.status = "stale"
         report.duration = time.time() - started
-        broadcast(
-            ev.RunFinished(run_id, "stale", report.counts, report.duration, ended=time.time())
+        finished = ev.RunFinished(
+            run_id, "stale", report.counts, report.duration, ended=time.time()
         )
+        failures = _tell_every(broadcast, finished)
     finally:
-        if recorder is not None:
-            recorder.close()
+        _close_recorder(recorder, broadcast)
+    _tell_failures(broadcast, failures)
     error = StaleError(f"--frozen: {refusal(decisions)}")
     error.report = report  # type: ignore[attr-defined]
     raise error
+
+
+def _tell_every(broadcast: ev.Broadcast, event: ev.Event) -> list[Exception]:
+    """Send the event that ends a run to every listener, even when one of them fails
+    (a summary that cannot be written): lineage hears it all the same.  The failures,
+    to be told once the run's own outcome is decided."""
+    failures = []
+    for listener in list(broadcast.listeners):
+        try:
+            listener(event)
+        except Exception as exc:  # any listener's: the run's outcome comes first
+            failures.append(exc)
+    return failures
+
+
+def _close_recorder(recorder: Any, broadcast: ev.Broadcast) -> None:
+    """Close the lineage recorder; what it could not record is a notice."""
+    if recorder is None:
+        return
+    try:
+        recorder.close()
+    except Exception as exc:  # sqlite3.Error: lineage is never fatal to a run
+        recorder.error = recorder.error or f"lineage was not recorded ({exc})"
+    if recorder.error:
+        _tell_every(broadcast, ev.Notice(recorder.error))
+
+
+def _failure_text(exc: Exception) -> str:
+    return describe(exc) if isinstance(exc, OSError) else str(exc) or type(exc).__name__
+
+
+def _tell_failures(broadcast: ev.Broadcast, failures: Sequence[Exception]) -> None:
+    """Listeners' failures at the end of a run whose own error wins: one notice each."""
+    for exc in failures:
+        _tell_every(broadcast, ev.Notice(f"after the run: {_failure_text(exc)}"))
+
+
+def _raise_failure(broadcast: ev.Broadcast, failures: Sequence[Exception]) -> None:
+    """A run that went well, but a listener failed at its end (a summary that cannot
+    be written): the first failure is the command's error, the others notices."""
+    if not failures:
+        return
+    first, *rest = failures
+    _tell_failures(broadcast, rest)
+    if isinstance(first, (GitpipeError, OSError)):
+        raise PathError(f"the run went well, but after it: {_failure_text(first)}") from first
+    raise first  # a listener's own bug
 
 
 def _run_started(
@@ -377,6 +432,8 @@ def _repro_locked(
     )
     broadcast(begun)
     status = "ok"
+    storage_failures: dict[str, str] = {}
+    failures: list[Exception] = []
     entries: dict[str, LockEntry] = dict(lock.steps)
     try:
         with project.inputs(readonly=False) as inputs:
@@ -425,6 +482,7 @@ def _repro_locked(
                 emit=broadcast,
             )
             hook_failures = list(session.hook_failures)
+            storage_failures = dict(session.storage_failures)
             live = {name: entry for name, entry in entries.items() if name in pipeline.steps}
             # nothing ran, nothing was restored, and the snapshot found the lock as
             # this run would write it, on this commit: leave it as it is
@@ -470,11 +528,17 @@ def _repro_locked(
     finally:
         report.status = status
         report.duration = time.time() - started
-        broadcast(ev.RunFinished(run_id, status, report.counts, report.duration, ended=time.time()))
-        if recorder is not None:
-            recorder.close()
-            if recorder.error:
-                broadcast(ev.Notice(recorder.error))
+        finished = ev.RunFinished(run_id, status, report.counts, report.duration, ended=time.time())
+        try:  # every listener hears the end, and lineage gets the run's status, whatever fails
+            failures = _tell_every(broadcast, finished)
+        finally:
+            _close_recorder(recorder, broadcast)
+        if status in ("error", "interrupted"):  # the error on its way up wins
+            _tell_failures(broadcast, failures)
+    if status == "ok":
+        _raise_failure(broadcast, failures)
+    else:
+        _tell_failures(broadcast, failures)
     if status == "failed" and not report.count(ev.FAILED):  # only hooks failed
         error = StepFailed(hook_failures[0])
         error.report = report  # type: ignore[attr-defined]
@@ -498,7 +562,12 @@ def _repro_locked(
         )
         if held:
             message += f"; held back: {', '.join(held)}"
-        error = StepFailed(message)
+        refused = [step for step in failed if step in storage_failures]
+        if refused:  # the system refused a write, no command failed: exit 5
+            message += f" ({refused[0]}: {storage_failures[refused[0]]})"
+            error = StorageFailed(message)
+        else:
+            error = StepFailed(message)
         error.report = report  # type: ignore[attr-defined]
         raise error
     return report

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gitpipe import events as ev
-from gitpipe.errors import UsageError
+from gitpipe.errors import UsageError, describe
 from gitpipe.runcache import KEY_VAR
 from gitpipe.watchdog import WATCHDOG
 
@@ -68,6 +68,9 @@ class Outcome:
     exit_code: int
     duration: float
     message: str = ""  # why it failed, in one sentence; empty on success
+    #: the system refused gitpipe a write (the step's log: no space, read-only), so the
+    #: command could not run; not the command's failure
+    refused: bool = False
 
     @property
     def ok(self) -> bool:
@@ -688,6 +691,10 @@ def schedule(
                 free += cost
                 try:
                     outcome = future.result()
+                except OSError as exc:  # its log could not be written: the system refused
+                    cause = describe(exc) if exc.filename else exc.strerror or str(exc)
+                    where = "" if exc.filename else f" (log: {pending.invocation.log})"
+                    outcome = Outcome(1, 0.0, f"could not be run{where}: {cause}", refused=True)
                 except Exception as exc:  # the backend failed, not the command
                     outcome = Outcome(1, 0.0, f"the {_backend(executor)} backend failed: {exc}")
                 finish(name, work.publish(name, pending, outcome))

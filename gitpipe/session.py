@@ -32,7 +32,15 @@ from typing import TYPE_CHECKING, Any
 from gitpipe import events as ev
 from gitpipe import guard, spec, tomlcache
 from gitpipe.action import KeyRecord
-from gitpipe.errors import CorruptObject, StaleError, StoreError, UnsafePath, UsageError
+from gitpipe.errors import (
+    CorruptObject,
+    PathError,
+    StaleError,
+    StoreError,
+    UnsafePath,
+    UsageError,
+    describe,
+)
 from gitpipe.hashing import Digest
 from gitpipe.inputs import Check, Inputs
 from gitpipe.lockfile import LockEntry
@@ -208,6 +216,9 @@ class Session:
         #: the places no write may reach, resolved once per repro
         self.guarded = guard.protected(project)
         self.emit: ev.Listener = emit or _ignore  # notices (a corrupt object set aside)
+        #: step -> why the system refused a write the step needed (its outputs into the
+        #: store, its old outputs out of the way, its log): not its command's failure
+        self.storage_failures: dict[str, str] = {}
 
     def decide(
         self, name: str, upstream_would_run: list[str], *, decision: Decision | None = None
@@ -383,27 +394,44 @@ class Session:
             return ev.StepFinished(
                 name, ev.FAILED, key=str(pending.context.record.key), message=failure
             )
+        key = str(pending.context.record.key)
         try:
             for spec_ in step.all_outs:  # every output first: a refusal leaves all as they are
                 self._check_replace(spec_, check.outs_now.get(str(spec_)))
-            for spec_ in step.all_outs:
+        except UnsafePath as exc:
+            return ev.StepFinished(name, ev.FAILED, key=key, message=str(exc))
+        for spec_ in step.all_outs:
+            try:
                 if not step.persist:
                     self._save_before_replacing(spec_, check.outs_now.get(str(spec_)))
                     remove(root / spec_.path)
                 else:
                     refused = self._unlink_from_store(spec_, check.outs_now.get(str(spec_)))
                     if refused:  # the command would write into the store's object
-                        return ev.StepFinished(
-                            name, ev.FAILED, key=str(pending.context.record.key), message=refused
-                        )
+                        return ev.StepFinished(name, ev.FAILED, key=key, message=refused)
                 (root / spec_.path).parent.mkdir(parents=True, exist_ok=True)
+            except UnsafePath as exc:
+                return ev.StepFinished(name, ev.FAILED, key=key, message=str(exc))
+            except (StoreError, PathError, OSError) as exc:
+                what = f"its old output {spec_} could not be put aside"
+                message = self._storage_failed(name, what, exc)
+                return ev.StepFinished(name, ev.FAILED, key=key, message=message)
+            finally:
                 self.inputs.forget(spec_.path)
-        except UnsafePath as exc:
-            return ev.StepFinished(
-                name, ev.FAILED, key=str(pending.context.record.key), message=str(exc)
-            )
         pending.context.started = time.time()
         return None
+
+    def _storage_failed(self, name: str, what: str, exc: Exception) -> str:
+        """Remember that a step failed because the system refused a write it needed
+        (its outputs into the store, its old ones aside), and say so in one line with
+        the path and the cause."""
+        if isinstance(exc, OSError):  # a write that names no file wrote into the store
+            cause = describe(exc) if exc.filename else f"{self.store.root}: {exc.strerror}"
+        else:
+            cause = str(exc)
+        message = f"{what}: {cause}"
+        self.storage_failures[name] = message
+        return message
 
     def _restore(self, step: spec.Step, result: Result, check: Check) -> None:
         """Put a result's outputs in place, those that differ from it; raises
@@ -631,6 +659,8 @@ class Session:
         entries = self.entries
         if not outcome.ok:
             message = outcome.message
+            if outcome.refused:
+                self.storage_failures[step.name] = message
             if step.fn:  # the function's own one-line reason, when it left one
                 with contextlib.suppress(OSError):
                     reason = Path(invocation.log).with_suffix(".failure.txt").read_text()
@@ -644,9 +674,9 @@ class Session:
         outs: dict[str, OutRecord] = {}
         missing = []
         for spec_ in step.all_outs:
-            try:
+            try:  # what the step made cannot be read: a FIFO in a folder, say
                 state = self.hasher.state(spec_.path)
-            except StoreError as exc:
+            except (StoreError, PathError) as exc:
                 return ev.StepFinished(step.name, ev.FAILED, message=str(exc), **common)
             if state is None:
                 missing.append(str(spec_))
@@ -672,23 +702,6 @@ class Session:
                 returned = json.loads(Path(invocation.log).with_suffix(".return.json").read_text())
                 metrics[RETURNED] = dict(sorted(flatten(returned).items()))
         # publish last: objects, then the result, then the lock entry (lineage listens)
-        link = _link(step)
-        try:
-            for spec_ in step.all_outs:
-                out = outs[spec_.path]
-                target = root / spec_.path
-                if link != "copy":  # a sibling running now may have swapped a folder since
-                    guard.check_write(self.guarded, spec_.path)
-                if out.is_dir:
-                    files = self.hasher.manifest(spec_.path)
-                    self.store.add_tree(target, files, link=link != "copy")
-                else:
-                    linked = link != "copy" and not out.executable
-                    self.store.add_file(target, out.digest, link=linked)
-                if link != "copy":
-                    self._link_output(spec_.path, out, link)
-        except UnsafePath as exc:  # no result: what was stored is only objects
-            return ev.StepFinished(step.name, ev.FAILED, message=str(exc), **common)
         result = Result(
             outs=outs,
             metrics=metrics,
@@ -697,13 +710,37 @@ class Session:
             step=step.name,
             record=record.as_record(),
         )
-        fault_point("objects-stored")
-        self.runcache.put(record.key, result)
+        link = _link(step)
+        storing = ""
+        try:  # a store that cannot be written fails this step, not the run
+            for spec_ in step.all_outs:
+                storing = f"its output {spec_}"
+                self._store_output(spec_, outs[spec_.path], link)
+            storing = "its result"
+            fault_point("objects-stored")
+            self.runcache.put(record.key, result)
+        except UnsafePath as exc:  # no result: what was stored is only objects
+            return ev.StepFinished(step.name, ev.FAILED, message=str(exc), **common)
+        except (StoreError, PathError, OSError) as exc:
+            message = self._storage_failed(step.name, f"{storing} could not be stored", exc)
+            return ev.StepFinished(step.name, ev.FAILED, message=message, **common)
         fault_point("result-stored")
         entries[step.name] = entry_for(step, record, result)
         return ev.StepFinished(
             step.name, ev.RAN, **common, **self._provenance(step, record, result)
         )
+
+    def _store_output(self, spec_: spec.PathSpec, out: OutRecord, link: str) -> None:
+        """Put a finished step's output into the store (linked back as ``link`` asks)."""
+        target = self.project.root / spec_.path
+        if link != "copy":  # a sibling running now may have swapped a folder since
+            guard.check_write(self.guarded, spec_.path)
+        if out.is_dir:
+            self.store.add_tree(target, self.hasher.manifest(spec_.path), link=link != "copy")
+        else:
+            self.store.add_file(target, out.digest, link=link != "copy" and not out.executable)
+        if link != "copy":
+            self._link_output(spec_.path, out, link)
 
     def _provenance(self, step: spec.Step, record: KeyRecord, result: Result) -> dict[str, Any]:
         """What lineage records of a step that ran or was restored."""

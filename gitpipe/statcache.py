@@ -18,8 +18,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitpipe.errors import StoreError
-from gitpipe.hashing import Digest, ManifestEntry, digest_bytes, digest_file, manifest_bytes
+from gitpipe.errors import PathError
+from gitpipe.hashing import (
+    Digest,
+    ManifestEntry,
+    digest_bytes,
+    digest_file,
+    manifest_bytes,
+    not_a_file,
+)
 from gitpipe.status import Recorder
 from gitpipe.tomlcache import racy
 
@@ -177,7 +184,11 @@ class Hasher:
             del self._memo[key]
 
     def state(self, relpath: str) -> PathState | None:
-        """The state of a path relative to the root, or None when it does not exist."""
+        """The state of a path relative to the root, or None when it does not exist.
+
+        :class:`PathError` when it cannot be read (a loop of symbolic links, no
+        permission), or is, or holds, something other than files and folders (a FIFO,
+        a device, a socket): refused by its mode, before anything is opened."""
         if relpath in self._memo:
             return self._memo[relpath]
         full = self.root / relpath
@@ -187,14 +198,18 @@ class Hasher:
             result = None
             if self.seen is not None:
                 self.seen.saw(str(full), None)
+        except OSError as exc:
+            raise PathError(f"cannot read {relpath} ({exc.strerror})") from exc
         else:
             if self.seen is not None:
                 self.seen.saw(str(full), st)
             if statmod.S_ISDIR(st.st_mode):
                 result = self._folder(relpath, full)
-            else:
+            elif statmod.S_ISREG(st.st_mode):
                 digest = self._file(relpath, full, st)
                 result = PathState(digest, st.st_size, False, bool(st.st_mode & 0o100))
+            else:
+                raise not_a_file(relpath, st.st_mode)
         self._memo[relpath] = result
         return result
 
@@ -202,7 +217,10 @@ class Hasher:
         digest = self.cache.lookup(key, st)
         if digest is None:
             taken_ns = time.time_ns()  # as the file was stat-ed: before it is read
-            digest = digest_file(full, size=st.st_size)
+            try:
+                digest = digest_file(full, size=st.st_size)
+            except OSError as exc:
+                raise PathError(f"cannot read {key} ({exc.strerror})") from exc
             self.cache.files_read += 1
             self.cache.record(key, st, digest, taken_ns)
         return digest
@@ -220,23 +238,30 @@ class Hasher:
         stack = [""]
         while stack:
             sub = stack.pop()
-            with os.scandir(base / sub if sub else base) as scan:
+            try:
+                scan = os.scandir(base / sub if sub else base)
+            except OSError as exc:
+                where = f"{relpath}/{sub}" if sub else relpath
+                raise PathError(f"cannot read {where} ({exc.strerror})") from exc
+            with scan:
                 for item in scan:
                     rel = f"{sub}/{item.name}" if sub else item.name
                     try:
                         st = os.stat(item.path)
                     except OSError as exc:
-                        raise StoreError(f"cannot read {relpath}/{rel} ({exc.strerror})") from exc
+                        raise PathError(f"cannot read {relpath}/{rel} ({exc.strerror})") from exc
                     if self.seen is not None:
                         self.seen.saw(item.path, st)
                     if statmod.S_ISDIR(st.st_mode):
                         if item.is_symlink():
-                            raise StoreError(
+                            raise PathError(
                                 f"{relpath}/{rel} is a link to a folder; gitpipe follows links "
                                 "to files only"
                             )
                         stack.append(rel)
                         continue
+                    if not statmod.S_ISREG(st.st_mode):
+                        raise not_a_file(f"{relpath}/{rel}", st.st_mode)
                     digest = self._file(f"{relpath}/{rel}", item.path, st)
                     entries.append(ManifestEntry(rel, digest, st.st_size, bool(st.st_mode & 0o100)))
         entries.sort(key=lambda entry: entry.path)

@@ -15,6 +15,7 @@ from typing import Any
 
 from gitpipe import atomic, lockfile
 from gitpipe import events as ev
+from gitpipe.errors import PathError
 
 #: the states every summary counts; others (interrupted, waiting, would run, ...)
 #: are counted when a step ended so
@@ -115,17 +116,33 @@ class SummaryWriter:
         }
 
     def write(self, finished: ev.RunFinished) -> None:
+        """Write the summaries asked for; one that cannot be written does not keep the
+        other from being written, and is then a :class:`PathError` naming it."""
         data = self.data(finished)
-        if self.json_path is not None:
-            atomic.write_bytes(self.json_path, json.dumps(data, indent=2).encode() + b"\n")
-        if self.md_path is not None:
-            markdown = render_markdown(data)
-            if self.md_path.exists() and self.md_path.stat().st_size:
-                # $GITHUB_STEP_SUMMARY collects several steps' summaries: append
-                with open(self.md_path, "a", encoding="utf-8") as handle:
-                    handle.write("\n" + markdown)
-            else:
-                atomic.write_bytes(self.md_path, markdown.encode())
+        failed: list[tuple[Path, OSError]] = []
+        for path, write in ((self.json_path, self._write_json), (self.md_path, self._write_md)):
+            if path is not None:
+                try:
+                    write(path, data)
+                except OSError as exc:
+                    failed.append((path, exc))
+        if failed:
+            path, exc = failed[0]
+            raise PathError(f"cannot write the run summary {path} ({exc.strerror})") from exc
+
+    @staticmethod
+    def _write_json(path: Path, data: dict[str, Any]) -> None:
+        atomic.write_bytes(path, json.dumps(data, indent=2).encode() + b"\n")
+
+    @staticmethod
+    def _write_md(path: Path, data: dict[str, Any]) -> None:
+        markdown = render_markdown(data)
+        if path.exists() and path.stat().st_size:
+            # $GITHUB_STEP_SUMMARY collects several steps' summaries: append
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write("\n" + markdown)
+        else:
+            atomic.write_bytes(path, markdown.encode())
 
 
 def _cell(value: Any) -> str:
