@@ -39,7 +39,6 @@ from pathlib import Path
 
 from gitpipe.errors import CorruptObject, StoreError
 from gitpipe.hashing import (
-    MMAP_THRESHOLD,
     Digest,
     DigestError,
     ManifestEntry,
@@ -56,7 +55,7 @@ _READ_ONLY = 0o444
 #: where corrupt objects are moved to, under the store's root
 QUARANTINE = "quarantine"
 #: files smaller than this are copied by reading them whole, hashing and writing them
-_SMALL = MMAP_THRESHOLD
+_SMALL = 4 * 1024 * 1024
 #: a larger file is copied this much at a time, while the piece before is hashed
 _PIECE = 8 * 1024 * 1024
 #: how many copied pieces may wait to be hashed (they are still in the page cache)
