@@ -186,7 +186,7 @@ def bench_steps(base: Path, plan: Plan) -> list[Row]:
             for _ in range(plan.full_reps_for(n)):
                 gitpipe.reset(root)
                 full += checked(gitpipe.full(), root)
-            status = timed_gitpipe(gitpipe.status(), root, reps)
+            status = timed_gitpipe(gitpipe.core.snapshot(), root, reps)
             noop = timed_gitpipe(gitpipe.noop(), root, reps)
             bare_script = where / "bare.sh"
             bare_script.write_text(workloads.shell_script(work))
@@ -394,7 +394,7 @@ def bench_hashing(base: Path, plan: Plan) -> list[Row]:
 DIGEST_SNIPPET = """
 import sys, time
 import blake3
-from gitpipe.hashing import digest_file
+from gitpipe.core.hashing import digest_file
 
 def mapped(path):  # what gitpipe did before: fast, but SIGBUS if the file is truncated
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
@@ -441,7 +441,7 @@ def bench_digest(base: Path, plan: Plan) -> list[Row]:
         min(seconds),
         max(seconds),
         len(seconds),
-        "gitpipe.hashing.digest_file; blake3 mmap in process too, the others whole commands",
+        "gitpipe.core.hashing.digest_file; blake3 mmap in process too, the others whole commands",
         key="digest/big",
     )
     row.extra["bytes"] = plan.big_bytes
@@ -474,8 +474,8 @@ def bench_small_files(base: Path, plan: Plan) -> list[Row]:
     cold: list[Sample] = []
     for _ in range(plan.reps):
         stat_db.unlink(missing_ok=True)
-        cold += checked(gitpipe.status(), root)
-    warm = timed_gitpipe(gitpipe.status(), root, plan.reps)
+        cold += checked(gitpipe.core.snapshot(), root)
+    warm = timed_gitpipe(gitpipe.core.snapshot(), root, plan.reps)
     cold_row = gitpipe_row(
         f"small-files/{count}",
         f"status, {count:,} x 4 KiB dep files, no stat cache",
@@ -570,9 +570,9 @@ def bench_touch(base: Path, plan: Plan) -> list[Row]:
     write_big(root / "big.bin", plan.big_bytes)
     checked(gitpipe.full(), root)
     time.sleep(2.1)  # past the stat cache's racy window: the digest is now trusted
-    timed_gitpipe(gitpipe.status(), root, 1)
+    timed_gitpipe(gitpipe.core.snapshot(), root, 1)
     reps = 1 if plan.quick else 3
-    found, reread, error = touch_statuses(gitpipe.status(), root, "gitpipe.toml", reps, None)
+    found, reread, error = touch_statuses(gitpipe.core.snapshot(), root, "gitpipe.toml", reps, None)
     if error:
         raise SystemExit(f"gitpipe status failed in {root}: {error}")
     shutil.rmtree(root)
@@ -637,8 +637,8 @@ def reflink_supported(folder: Path) -> bool:
 RESTORE_SNIPPET = """
 import sys, time
 from pathlib import Path
-from gitpipe.hashing import digest_file
-from gitpipe.store import Store, clone_or_copy
+from gitpipe.core.hashing import digest_file
+from gitpipe.store.objects import Store, clone_or_copy
 root, reps, link = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 store = Store(root / ".gitpipe" / "cache")
 digest = digest_file(root / "big.bin")  # big.out holds the same bytes

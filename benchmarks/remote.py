@@ -6,7 +6,7 @@ against a folder remote and a local S3-compatible server (moto's standalone serv
     python benchmarks/remote.py --quick    # 1 repetition, 200 objects and 20 MB
 
 Each repetition pushes the whole store to an empty remote (a new folder, or a new
-bucket) and pulls it into an empty store, through `gitpipe.remote.push/pull` (the
+bucket) and pulls it into an empty store, through `gitpipe.store.remote.push/pull` (the
 same calls `gitpipe push --all` and `gitpipe pull --all` make, without the start-up
 of the command). Pulls re-hash every object before it enters the store.
 `bench(base, quick)` gives the rows to benchmarks/run.py.
@@ -31,8 +31,8 @@ from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
-from gitpipe.remote import Remote, open_remote, pull, push
-from gitpipe.store import Store
+from gitpipe.store.objects import Store
+from gitpipe.store.remote import Remote, open_remote, pull, push
 
 MB = 1_000_000
 
@@ -100,7 +100,7 @@ def big_store(root: Path, size: int) -> Store:
     with open(source, "wb") as handle:
         for _ in range(size // MB):
             handle.write(os.urandom(MB))
-    from gitpipe.hashing import digest_file
+    from gitpipe.core.hashing import digest_file
 
     store.add_file(source, digest_file(source))
     source.unlink()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gitpipe.errors import (
+from gitpipe.core.errors import (
     ApprovalNeeded,
     GitError,
     GitpipeError,
@@ -57,7 +57,7 @@ def params() -> dict[str, Any]:
 
     gitpipe passes them in ``GITPIPE_PARAMS``; outside a step this is ``{}``.
     """
-    from gitpipe.project import current_params
+    from gitpipe.workspace import current_params
 
     return current_params()
 
@@ -65,7 +65,7 @@ def params() -> dict[str, Any]:
 def __getattr__(name: str) -> Any:
     # Project pulls in the store and runner; import it only when asked for.
     if name in ("Project", "HookCall"):
-        from gitpipe import project
+        from gitpipe import workspace as project
 
         return getattr(project, name)
     raise AttributeError(f"module 'gitpipe' has no attribute {name!r}")

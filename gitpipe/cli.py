@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from gitpipe.errors import (
+from gitpipe.core.errors import (
     GitpipeError,
     Interrupted,
     StaleError,
@@ -24,7 +24,7 @@ from gitpipe.errors import (
 )
 
 if TYPE_CHECKING:  # imported where used: `gitpipe --help` needs neither
-    from gitpipe import events as ev
+    from gitpipe.run import events as ev
 
 
 def _plain_output() -> bool:
@@ -123,11 +123,11 @@ def _root(
 
 
 def _project(file: str | None, params: list[str] | None = None) -> Any:
-    from gitpipe.project import Project
+    from gitpipe.workspace import Project
 
     overrides = {}
     if params:
-        from gitpipe.spec import parse_override
+        from gitpipe.pipeline.spec import parse_override
 
         overrides = dict(parse_override(text) for text in params)
     return Project.open(".", file=file, overrides=overrides)
@@ -140,7 +140,7 @@ def init(
     file: FileOption = None,
 ) -> None:
     """Write a commented starter gitpipe.toml and keep .gitpipe/ out of Git."""
-    from gitpipe.project import Project
+    from gitpipe.workspace import Project
 
     target = Project.init(Path.cwd(), file=file, force=force).file
     typer.echo(f"Wrote {target.name}; .gitpipe/ keeps itself out of Git.")
@@ -166,10 +166,10 @@ def status(
     ] = False,
 ) -> None:
     """Show each step's state and why it is stale."""
-    from gitpipe.status import answer, locate
+    from gitpipe.core.snapshot import answer, locate
 
     # the whole pipeline found up to date last time, and no stamp changed since:
-    # the answer stands without parsing or hashing anything (see gitpipe/status.py)
+    # the answer stands without parsing or hashing anything (see gitpipe/core/snapshot.py)
     statuses = None if steps else answer(locate(".", file))
     if statuses is None:
         statuses = _project(file).status(steps or [])
@@ -200,7 +200,7 @@ def status(
             typer.echo("no steps")
     if check:
         # as `repro --frozen` would: restoring what gitpipe.lock names is all it may do
-        from gitpipe.planner import refusal
+        from gitpipe.run.planner import refusal
 
         refused = refusal(statuses)
         if refused:
@@ -415,7 +415,7 @@ class ConsoleReporter:
         self.out(f"{time.strftime('%H:%M:%S')} {text}", err=err)
 
     def __call__(self, event: ev.Event) -> None:
-        from gitpipe import events as ev
+        from gitpipe.run import events as ev
 
         if isinstance(event, ev.StepStarted):
             if self.verbose:
@@ -453,7 +453,7 @@ class ConsoleReporter:
             self._logs[step] = (path, offset + end)
 
     def finished(self, event: ev.StepFinished) -> None:
-        from gitpipe import events as ev
+        from gitpipe.run import events as ev
 
         why = f" ({'; '.join(event.reasons)})" if event.reasons else ""
         if event.state == ev.FAILED:
@@ -484,7 +484,7 @@ class ConsoleReporter:
 def summary(event: ev.RunFinished, *, interrupted: Sequence[str] = ()) -> str:
     """The run's closing line: its counts, and how it ended unless it ended well,
     naming the steps an interrupt stopped."""
-    from gitpipe import events as ev
+    from gitpipe.run import events as ev
 
     counts = event.counts
     parts = [
@@ -521,7 +521,7 @@ class LiveReporter(ConsoleReporter):
         super().__init__(verbose=verbose, quiet=quiet)
         from rich.console import Console
 
-        from gitpipe import events as ev
+        from gitpipe.run import events as ev
 
         self.STYLES = {
             ev.RAN: "green",
@@ -565,7 +565,7 @@ class LiveReporter(ConsoleReporter):
     def __call__(self, event: ev.Event) -> None:
         from rich.live import Live
 
-        from gitpipe import events as ev
+        from gitpipe.run import events as ev
 
         if isinstance(event, ev.RunStarted):
             self.total = len(event.steps)
@@ -590,7 +590,7 @@ class LiveReporter(ConsoleReporter):
         super().__call__(event)
 
     def finished(self, event: ev.StepFinished) -> None:
-        from gitpipe import events as ev
+        from gitpipe.run import events as ev
 
         style = self.STYLES.get(event.state)
         if style and event.state in (ev.RAN, ev.CACHED, ev.FAILED) and not self.quiet:
@@ -732,7 +732,7 @@ def repro(
     listeners: list[ev.Listener] = [reporter]
     summary = None
     if summary_json or summary_md:
-        from gitpipe.summary import SummaryWriter
+        from gitpipe.run.summary import SummaryWriter
 
         summary = SummaryWriter(project, json_path=summary_json, md_path=summary_md)
         listeners.append(summary)
@@ -830,7 +830,7 @@ if __name__ == "__main__":  # pragma: no cover
 
 
 def _lineage_db(file: str | None) -> Any:
-    from gitpipe.lineage import connect
+    from gitpipe.run.lineage import connect
 
     project = _project(file)
     return connect(project.state_dir / "lineage.db", create=False)
@@ -844,7 +844,7 @@ def log(
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs.")] = 20,
 ) -> None:
     """List the latest runs, newest first."""
-    from gitpipe import lineage
+    from gitpipe.run import lineage
 
     db = _lineage_db(file)
     rows = lineage.runs(db, limit=limit)
@@ -867,7 +867,7 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show the executions of one run."""
-    from gitpipe import lineage
+    from gitpipe.run import lineage
 
     db = _lineage_db(file)
     run_id = lineage.find_run(db, run)
@@ -916,8 +916,8 @@ def lineage_command(
     as_json: JsonOption = False,
 ) -> None:
     """Which step, run and commit produced the bytes now at PATH, and from what."""
-    from gitpipe import lineage
-    from gitpipe.store import Store
+    from gitpipe.run import lineage
+    from gitpipe.store.objects import Store
 
     project = _project(file)
     digest, relpath = _bytes_at(project, path)
@@ -942,7 +942,7 @@ def _bytes_at(project: Any, path: str) -> tuple[str, str]:
     full = Path(os.path.abspath(path))
     if not (full.is_symlink() and full.is_file()):
         return project.digest_of(path)
-    from gitpipe.hashing import digest_file
+    from gitpipe.core.hashing import digest_file
 
     place = Path(os.path.realpath(full.parent)) / full.name
     relpath = Path(os.path.relpath(place, project.root.resolve())).as_posix()
@@ -953,7 +953,7 @@ def _bytes_at(project: Any, path: str) -> tuple[str, str]:
 
 def _origin_line(item: Any, graph: Any) -> str:
     """One line of `gitpipe lineage`: a path, and who made its bytes when, or why none."""
-    from gitpipe.spec import PathSpec
+    from gitpipe.pipeline.spec import PathSpec
 
     made = item.made
     if made is None:
@@ -994,7 +994,7 @@ def _origin_line(item: Any, graph: Any) -> str:
 @handled
 def metrics(file: FileOption = None, as_json: JsonOption = False) -> None:
     """The current metrics of every step, from lineage."""
-    from gitpipe import lineage
+    from gitpipe.run import lineage
 
     values = lineage.current_metrics(_lineage_db(file))
     if as_json:
@@ -1017,7 +1017,7 @@ def dag(
     as_json: JsonOption = False,
 ) -> None:
     """The step graph, with each step's state."""
-    from gitpipe.render import dag_dot, dag_json, dag_mermaid, dag_text
+    from gitpipe.pipeline.render import dag_dot, dag_json, dag_mermaid, dag_text
 
     project = _project(file)
     states = {s.step: s for s in project.status()}
@@ -1041,7 +1041,7 @@ def versions_command(
     as_json: JsonOption = False,
 ) -> None:
     """The pipeline's versions from Git history: version, commit, date, what changed."""
-    from gitpipe.versions import DIRTY, report, shown
+    from gitpipe.history.versions import DIRTY, report, shown
 
     project = _project(file)
     result = report(project.file, state_dir=project.state_dir, step=step)
@@ -1110,7 +1110,7 @@ def diff_command(
     ] = False,
 ) -> None:
     """What changed between two commits, or a commit and the working tree, step by step."""
-    from gitpipe import diff as diffs
+    from gitpipe.history import diff as diffs
 
     if as_json and markdown:
         raise UsageError("choose one of --json and --md")
@@ -1235,10 +1235,10 @@ def _transfer(
     file: str | None,
     as_json: bool,
 ) -> None:
-    from gitpipe import lockfile
-    from gitpipe import remote as remotes
-    from gitpipe.errors import RemoteError
-    from gitpipe.store import Store
+    from gitpipe.core.errors import RemoteError
+    from gitpipe.store import lockfile
+    from gitpipe.store import remote as remotes
+    from gitpipe.store.objects import Store
 
     if jobs is not None and jobs < 1:
         raise UsageError("--jobs takes a positive number")

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gitpipe import tomlcache
 from gitpipe.cli import app
+from gitpipe.core import tomlcache
 
 
 def git(repo: Path, *args: str) -> str:

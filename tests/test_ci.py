@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from conftest import CHAIN, CHAIN_OUTPUTS, Workspace, git, run_in_a_terminal
 
-from gitpipe import lockfile
-from gitpipe.hashing import Digest
-from gitpipe.runcache import RunCache
-from gitpipe.store import Store
+from gitpipe.core.hashing import Digest
+from gitpipe.store import lockfile
+from gitpipe.store.objects import Store
+from gitpipe.store.runcache import RunCache
 
 GITPIPE = Path(sys.executable).parent / "gitpipe"
 PRE_COMMIT = Path(sys.executable).parent / "pre-commit"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import Workspace
 
-from gitpipe import statcache
+from gitpipe.identity import statcache
 
 if sys.version_info >= (3, 11):
     import tomllib

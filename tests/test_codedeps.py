@@ -1,4 +1,4 @@
-"""Pure tests of gitpipe.codedeps: entries, imports, code digests and discovery.
+"""Pure tests of gitpipe.identity.codedeps: entries, imports, code digests and discovery.
 
 Discovery runs over :class:`MemorySource`, an in-memory implementation of the
 ``codedeps.Source`` protocol (a dict of path -> bytes): our own protocol's twin,
@@ -12,7 +12,8 @@ import textwrap
 
 import pytest
 
-from gitpipe.codedeps import (
+from gitpipe.core.hashing import Digest, digest_bytes
+from gitpipe.identity.codedeps import (
     Discoverer,
     Entry,
     Imported,
@@ -20,7 +21,6 @@ from gitpipe.codedeps import (
     entries,
     imports,
 )
-from gitpipe.hashing import Digest, digest_bytes
 
 
 class MemorySource:

@@ -4,7 +4,7 @@ lineage readable and consistent, and the next `repro` finishes the work; two clo
 sharing one store and running at once never corrupt it.
 
 Every run is the installed `gitpipe` script in a process of its own; the faults are
-gitpipe's own injection points (`GITPIPE_FAULT`, see `gitpipe.project.fault_point`),
+gitpipe's own injection points (`GITPIPE_FAULT`, see `gitpipe.workspace.fault_point`),
 which kill the process with a real SIGKILL.
 """
 
@@ -26,9 +26,9 @@ import pytest
 from conftest import CHAIN as SHARED_CHAIN
 from conftest import CHAIN_OUTPUTS, Workspace, git, make_repo
 
-from gitpipe import lockfile
-from gitpipe.hashing import Digest, digest_file
-from gitpipe.store import Store
+from gitpipe.core.hashing import Digest, digest_file
+from gitpipe.store import lockfile
+from gitpipe.store.objects import Store
 
 GITPIPE = Path(sys.executable).parent / "gitpipe"
 HEX = re.compile(r"^[0-9a-f]+$")

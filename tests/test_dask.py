@@ -350,7 +350,7 @@ def test_an_unreachable_scheduler_is_a_one_line_error_that_changes_nothing(works
 
 
 def test_connect_dask_checks_that_every_worker_reads_the_workspace(cluster, workspace):
-    from gitpipe.runner import connect_dask
+    from gitpipe.run.runner import connect_dask
 
     fanout(workspace)
     client = connect_dask(cluster.address, workspace.root)

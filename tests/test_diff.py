@@ -8,7 +8,7 @@ import re
 import pytest
 from conftest import Workspace, git, snapshot
 
-from gitpipe import diff as diffs
+from gitpipe.history import diff as diffs
 
 PIPELINE = """
 [pipeline]

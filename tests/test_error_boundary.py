@@ -26,8 +26,8 @@ import blake3
 import pytest
 
 import gitpipe
-from gitpipe.hashing import Digest, digest_file
-from gitpipe.store import Store
+from gitpipe.core.hashing import Digest, digest_file
+from gitpipe.store.objects import Store
 from tests.conftest import Workspace, lock_steps, snapshot
 
 SOURCE = Path(gitpipe.__file__).resolve().parent.parent

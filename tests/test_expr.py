@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from gitpipe.expr import ExprError, Value, parse
+from gitpipe.pipeline.expr import ExprError, Value, parse
 
 
 def nothing_known(ref: str) -> Value | None:

@@ -29,10 +29,17 @@ from pathlib import Path
 import pytest
 from conftest import Workspace, git
 
-from gitpipe import lockfile
-from gitpipe.hashing import Digest, canonical, digest_bytes
-from gitpipe.remote import DirectoryRemote, entry_result_id, object_name, open_remote, result_name
-from gitpipe.runcache import (
+from gitpipe.core.hashing import Digest, canonical, digest_bytes
+from gitpipe.store import lockfile
+from gitpipe.store.objects import Store
+from gitpipe.store.remote import (
+    DirectoryRemote,
+    entry_result_id,
+    object_name,
+    open_remote,
+    result_name,
+)
+from gitpipe.store.runcache import (
     KEY_VAR,
     MAX_DEPTH,
     OutRecord,
@@ -41,7 +48,6 @@ from gitpipe.runcache import (
     Signer,
     parse_result,
 )
-from gitpipe.store import Store
 
 SECRET = "gitpipe-test-secret-" + uuid.uuid4().hex
 WITH_KEY = {KEY_VAR: SECRET}

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gitpipe import spec
-from gitpipe.action import KEY_SCHEMA, key_record
-from gitpipe.hashing import Digest, digest_bytes
+from gitpipe.core.hashing import Digest, digest_bytes
+from gitpipe.identity.action import KEY_SCHEMA, key_record
+from gitpipe.pipeline import spec
 
 GOLDEN_PIPELINE = """
 [params]

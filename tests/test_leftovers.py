@@ -3,7 +3,7 @@ processes die with it, its run is told as `killed` by the next reader, step name
 on one line and in a file name, and the runner's shared state holds under load.
 
 A real `gitpipe` process is killed with SIGKILL here: no handler of its own runs, so
-whatever stops its steps is outside it (the watchdog, see gitpipe/runner.py).
+whatever stops its steps is outside it (the watchdog, see gitpipe/run/runner.py).
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def test_the_next_repro_marks_the_run_of_a_killed_gitpipe_before_it_runs(workspa
 
 def fake_run(root: Path, run_id: str, *, host: str, pid: int | None, process: str | None) -> None:
     """A run recorded as running by the gitpipe process ``pid`` (``process``: its
-    identity, see gitpipe.lineage.process_identity) on ``host``."""
+    identity, see gitpipe.run.lineage.process_identity) on ``host``."""
     with contextlib.closing(sqlite3.connect(root / ".gitpipe" / "lineage.db")) as db, db:
         db.execute(
             "INSERT INTO runs (id, started, argv, host, status, pid, process)"
@@ -235,7 +235,7 @@ def fake_run(root: Path, run_id: str, *, host: str, pid: int | None, process: st
 
 
 def test_a_running_run_is_killed_only_when_its_own_process_is_gone(workspace):
-    from gitpipe.lineage import process_identity
+    from gitpipe.run.lineage import process_identity
 
     root = setup(workspace, "echo done > out.txt")
     workspace.ok("repro")
@@ -378,7 +378,7 @@ def test_loky_runs_every_one_of_many_steps_exactly_once_round_after_round(worksp
 
 
 def test_the_executor_keeps_its_running_steps_consistent_while_they_finish(tmp_path):
-    from gitpipe.runner import Executor, Invocation
+    from gitpipe.run.runner import Executor, Invocation
 
     executor = Executor("threading", 8)
     stop = threading.Event()

@@ -15,7 +15,7 @@ import pytest
 import sqlite_utils
 from conftest import Workspace, git
 
-from gitpipe.lineage import MIGRATIONS, SCHEMA_VERSION
+from gitpipe.run.lineage import MIGRATIONS, SCHEMA_VERSION
 
 SCORE = """
 import json

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from conftest import Workspace, lock_steps, refused
 
-from gitpipe.hashing import Digest, digest_file
-from gitpipe.store import Store
+from gitpipe.core.hashing import Digest, digest_file
+from gitpipe.store.objects import Store
 
 PIPELINE = """
 [pipeline]

@@ -33,8 +33,8 @@ from pathlib import Path
 import pytest
 from conftest import Outcome, Workspace, git
 
-from gitpipe.hashing import Digest, digest_file
-from gitpipe.store import Store
+from gitpipe.core.hashing import Digest, digest_file
+from gitpipe.store.objects import Store
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import Workspace, dag, lock_steps, refused
 
-from gitpipe.errors import StepFailed, UsageError
-from gitpipe.project import HookCall, Project
+from gitpipe.core.errors import StepFailed, UsageError
+from gitpipe.workspace import HookCall, Project
 
 INNER = """
 [params]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import Workspace
 
-from gitpipe import spec
+from gitpipe.pipeline import spec
 
 OUTER = """
 [params]

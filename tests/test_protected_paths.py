@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import Workspace, git
 
-from gitpipe.hashing import ManifestEntry, digest_bytes, digest_file, manifest_bytes
-from gitpipe.store import Store
+from gitpipe.core.hashing import ManifestEntry, digest_bytes, digest_file, manifest_bytes
+from gitpipe.store.objects import Store
 
 #: what a pipeline may name where each protected place is, and what the error says
 PROTECTED_OUTPUTS = [

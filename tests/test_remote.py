@@ -24,9 +24,11 @@ from pathlib import Path
 import pytest
 from conftest import Workspace, git
 
-from gitpipe import lockfile
-from gitpipe.hashing import Digest, ManifestEntry, canonical, digest_bytes, manifest_bytes
-from gitpipe.remote import (
+from gitpipe.core.hashing import Digest, ManifestEntry, canonical, digest_bytes, manifest_bytes
+from gitpipe.pipeline.spec import Pipeline
+from gitpipe.store import lockfile
+from gitpipe.store.objects import Store
+from gitpipe.store.remote import (
     DirectoryRemote,
     ObjectStoreRemote,
     Progress,
@@ -39,9 +41,7 @@ from gitpipe.remote import (
     push,
     result_name,
 )
-from gitpipe.runcache import OutRecord, Result, RunCache, result_id
-from gitpipe.spec import Pipeline
-from gitpipe.store import Store
+from gitpipe.store.runcache import OutRecord, Result, RunCache, result_id
 
 PIPELINE = """
 [steps.split]
@@ -297,7 +297,7 @@ def test_the_remote_comes_from_gitpipe_remote_and_the_option_wins(make_workspace
 
 @pytest.mark.skipif(
     "remote" not in getattr(Pipeline, "__dataclass_fields__", {}),
-    reason="gitpipe/spec.py does not parse [remote] yet",
+    reason="gitpipe/pipeline/spec.py does not parse [remote] yet",
 )
 def test_the_pipeline_files_remote_url_is_used_and_gitpipe_remote_wins(make_workspace, tmp_path):
     one = first_clone(make_workspace)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from conftest import Workspace, git
 
-from gitpipe.hashing import digest_file
+from gitpipe.core.hashing import digest_file
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -7,12 +7,19 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from gitpipe import lockfile
-from gitpipe.hashing import Digest, canonical, digest_bytes
-from gitpipe.lockfile import Lock, LockEntry
-from gitpipe.remote import Selection, entry_result_id
-from gitpipe.runcache import RESULT_SCHEMA, OutRecord, Result, RunCache, parse_result, result_id
-from gitpipe.store import Store
+from gitpipe.core.hashing import Digest, canonical, digest_bytes
+from gitpipe.store import lockfile
+from gitpipe.store.lockfile import Lock, LockEntry
+from gitpipe.store.objects import Store
+from gitpipe.store.remote import Selection, entry_result_id
+from gitpipe.store.runcache import (
+    RESULT_SCHEMA,
+    OutRecord,
+    Result,
+    RunCache,
+    parse_result,
+    result_id,
+)
 
 KEY = digest_bytes(b"the key of a training step")
 

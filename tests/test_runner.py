@@ -29,7 +29,7 @@ from typing import IO
 import pytest
 from conftest import Workspace, run_in_a_terminal
 
-from gitpipe import lockfile
+from gitpipe.store import lockfile
 
 GITPIPE = Path(sys.executable).parent / "gitpipe"
 SUMMARY = re.compile(
@@ -671,7 +671,7 @@ signal.signal(signal.SIGTERM, signal.SIG_IGN)
 Path(sys.argv[1]).write_text(str(os.getpid()))
 time.sleep(60)
 """
-GRACE = 5.0  # seconds from SIGTERM to SIGKILL: gitpipe.runner.GRACE
+GRACE = 5.0  # seconds from SIGTERM to SIGKILL: gitpipe.run.runner.GRACE
 
 
 @pytest.mark.timeout(60)
@@ -997,7 +997,7 @@ Path(sys.argv[2]).write_text("done\\n")
     ],
 )
 def test_only_commands_of_plain_words_skip_the_shell(command, words):
-    from gitpipe.runner import plain_words
+    from gitpipe.run.runner import plain_words
 
     assert plain_words(command) == words
 

@@ -10,7 +10,7 @@ import time
 
 from conftest import Workspace, snapshot
 
-import gitpipe.statcache
+import gitpipe.identity.statcache
 from gitpipe import Project
 
 
@@ -38,9 +38,11 @@ def test_a_no_op_status_opens_no_file_it_has_seen(workspace, monkeypatch):
     age(workspace)
     workspace.ok("status")  # re-hashes the aged files once, recording them
     reads = []
-    real = gitpipe.statcache.digest_file
+    real = gitpipe.identity.statcache.digest_file
     monkeypatch.setattr(
-        gitpipe.statcache, "digest_file", lambda path, **kw: reads.append(path) or real(path, **kw)
+        gitpipe.identity.statcache,
+        "digest_file",
+        lambda path, **kw: reads.append(path) or real(path, **kw),
     )
     result = workspace.ok("status")
     assert "a  up to date" in result.stdout

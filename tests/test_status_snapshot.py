@@ -1,4 +1,4 @@
-"""A no-op `status` answered from stamps alone (gitpipe/status.py), the racy window,
+"""A no-op `status` answered from stamps alone (gitpipe/core/snapshot.py), the racy window,
 and the stat cache's ctime: every change a user can make must still be seen."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from conftest import CHAIN, Workspace, git
 
-import gitpipe.statcache
-from gitpipe.statcache import Hasher, StatCache
-from gitpipe.status import answer
-from gitpipe.tomlcache import racy
+import gitpipe.identity.statcache
+from gitpipe.core.snapshot import answer
+from gitpipe.core.tomlcache import racy
+from gitpipe.identity.statcache import Hasher, StatCache
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -66,12 +66,12 @@ def test_a_no_op_status_is_answered_without_loading_the_pipeline(workspace):
         )
 
     fast = run()
-    assert "gitpipe.project" not in fast.stderr and "gitpipe.spec" not in fast.stderr
+    assert "gitpipe.workspace" not in fast.stderr and "gitpipe.pipeline.spec" not in fast.stderr
     fast_json = run("--json").stdout
     fast_verbose = run("-v").stdout
     (workspace.root / SNAPSHOT).unlink()
     slow = run()
-    assert "gitpipe.project" in slow.stderr
+    assert "gitpipe.workspace" in slow.stderr
     assert fast.stdout == slow.stdout
     assert fast_json == run("--json").stdout
     assert fast_verbose == run("-v").stdout
@@ -267,9 +267,11 @@ def test_a_touched_file_is_read_once_then_not_again(tmp_path, monkeypatch):
     data = tmp_path / "data.bin"
     data.write_bytes(b"x" * 100_000)
     reads = []
-    real = gitpipe.statcache.digest_file
+    real = gitpipe.identity.statcache.digest_file
     monkeypatch.setattr(
-        gitpipe.statcache, "digest_file", lambda path, **kw: reads.append(path) or real(path, **kw)
+        gitpipe.identity.statcache,
+        "digest_file",
+        lambda path, **kw: reads.append(path) or real(path, **kw),
     )
     settle()
     cache = StatCache(tmp_path / "stat.db")

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-import gitpipe.statcache
-from gitpipe.errors import StoreError
-from gitpipe.hashing import Digest, DigestError, digest_bytes, digest_file
-from gitpipe.runcache import OutRecord, Result, RunCache
-from gitpipe.statcache import Hasher, StatCache
-from gitpipe.store import Store
+import gitpipe.identity.statcache
+from gitpipe.core.errors import StoreError
+from gitpipe.core.hashing import Digest, DigestError, digest_bytes, digest_file
+from gitpipe.identity.statcache import Hasher, StatCache
+from gitpipe.store.objects import Store
+from gitpipe.store.runcache import OutRecord, Result, RunCache
 
 
 def old(path: Path) -> None:
@@ -129,9 +129,11 @@ def test_an_unchanged_file_is_not_read_again(tmp_path, monkeypatch):
     (tmp_path / "data.bin").write_bytes(b"data" * 1000)
     old(tmp_path / "data.bin")
     reads = []
-    real = gitpipe.statcache.digest_file
+    real = gitpipe.identity.statcache.digest_file
     monkeypatch.setattr(
-        gitpipe.statcache, "digest_file", lambda path, **kw: reads.append(path) or real(path, **kw)
+        gitpipe.identity.statcache,
+        "digest_file",
+        lambda path, **kw: reads.append(path) or real(path, **kw),
     )
     cache = StatCache(tmp_path / "stat.db")
     first = Hasher(tmp_path, cache).state("data.bin")
@@ -152,9 +154,11 @@ def test_an_unchanged_file_is_not_read_again(tmp_path, monkeypatch):
 def test_a_file_hashed_within_the_racy_window_is_checked_again(tmp_path, monkeypatch):
     (tmp_path / "fresh.txt").write_text("just written")
     reads = []
-    real = gitpipe.statcache.digest_file
+    real = gitpipe.identity.statcache.digest_file
     monkeypatch.setattr(
-        gitpipe.statcache, "digest_file", lambda path, **kw: reads.append(path) or real(path, **kw)
+        gitpipe.identity.statcache,
+        "digest_file",
+        lambda path, **kw: reads.append(path) or real(path, **kw),
     )
     cache = StatCache(tmp_path / "stat.db")
     Hasher(tmp_path, cache).state("fresh.txt")

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from conftest import Workspace, git
 
-from gitpipe import lockfile
-from gitpipe.errors import CorruptObject
-from gitpipe.hashing import Digest, digest_bytes, digest_file, manifest_bytes
-from gitpipe.store import Store
+from gitpipe.core.errors import CorruptObject
+from gitpipe.core.hashing import Digest, digest_bytes, digest_file, manifest_bytes
+from gitpipe.store import lockfile
+from gitpipe.store.objects import Store
 
 PIPELINE = """
 [steps.make]
@@ -284,7 +284,7 @@ def test_a_folder_restore_that_meets_a_corrupt_file_leaves_the_old_folder_whole(
     (tmp_path / "made").mkdir()
     for name, text in (("a.txt", "a\n"), ("b.txt", "b\n")):
         (tmp_path / "made" / name).write_text(text)
-    from gitpipe.hashing import ManifestEntry
+    from gitpipe.core.hashing import ManifestEntry
 
     entries = [
         ManifestEntry(n, digest_file(tmp_path / "made" / n), 2, False) for n in ("a.txt", "b.txt")
@@ -342,15 +342,15 @@ def test_a_kernel_copy_that_stops_short_at_an_odd_offset_is_still_hashed_whole(
 ):
     """Pieces that do not fall on page boundaries (a short `copy_file_range`), and the
     buffered copy where the kernel cannot: the copy is hashed whole either way."""
-    import gitpipe.store
+    import gitpipe.store.objects
 
     data = os.urandom(5 * 1024 * 1024 + 3)
     source = tmp_path / "source"
     source.write_bytes(data)
-    monkeypatch.setattr(gitpipe.store, "_PIECE", 3 * 4097)
-    assert gitpipe.store.copy_hashed(source, tmp_path / "a") == digest_bytes(data)
+    monkeypatch.setattr(gitpipe.store.objects, "_PIECE", 3 * 4097)
+    assert gitpipe.store.objects.copy_hashed(source, tmp_path / "a") == digest_bytes(data)
     monkeypatch.delattr(os, "copy_file_range")
-    assert gitpipe.store.copy_hashed(source, tmp_path / "b") == digest_bytes(data)
+    assert gitpipe.store.objects.copy_hashed(source, tmp_path / "b") == digest_bytes(data)
     assert (tmp_path / "a").read_bytes() == data == (tmp_path / "b").read_bytes()
 
 

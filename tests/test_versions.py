@@ -12,10 +12,10 @@ from conftest import Workspace, git, make_repo
 from typer.testing import CliRunner
 
 import gitpipe.cli
-import gitpipe.versions
-from gitpipe import lockfile
-from gitpipe.git import Repository, shared_state_dir
-from gitpipe.versions import version_for_lock, worktree_snapshot
+import gitpipe.history.versions
+from gitpipe.history.git import Repository, shared_state_dir
+from gitpipe.history.versions import version_for_lock, worktree_snapshot
+from gitpipe.store import lockfile
 
 PIPELINE = """
 [params]
@@ -617,9 +617,9 @@ def test_a_repeated_listing_reads_only_new_commits(workspace, monkeypatch):
     edit(ws, "gitpipe.toml", "lr = 0.1", "lr = 0.2")
     ws.commit("lr")
     parsed: list[str] = []
-    real = gitpipe.versions.spec.parse
+    real = gitpipe.history.versions.spec.parse
     monkeypatch.setattr(
-        gitpipe.versions.spec,
+        gitpipe.history.versions.spec,
         "parse",
         lambda text, *, file, read=None: parsed.append(text) or real(text, file=file, read=read),
     )
@@ -727,8 +727,10 @@ def test_a_commit_keeps_its_version_exactly_when_its_fingerprint_is_unchanged(wo
         ws.commit(f"{path}: {new}")
     file = ws.root / "gitpipe.toml"
     with Repository.find(ws.root) as repo:
-        points = gitpipe.versions.history(repo, file).points
-        snapshots = gitpipe.versions.Snapshots(repo, gitpipe.versions.PipelinePath.of(repo, file))
+        points = gitpipe.history.versions.history(repo, file).points
+        snapshots = gitpipe.history.versions.Snapshots(
+            repo, gitpipe.history.versions.PipelinePath.of(repo, file)
+        )
         prints = [snapshots.snapshot(repo.commit(p.commit).tree)[0].fingerprint for p in points]
     assert len(points) == len(edits) + 1
     kept = []

@@ -1,0 +1,271 @@
+"""Digests: blake3 over bytes, files and directory manifests, and the canonical encoder.
+
+Every digest names its algorithm (``b3:<hex>``).  The canonical encoder is the one
+place that turns records into bytes for hashing, so that the same record gives the
+same digest in any clone, on any machine, with any Python >= 3.10.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import posixpath
+import queue
+import stat as statmod
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import blake3
+
+from gitpipe.core.errors import PathError
+
+ALGORITHM = "b3"
+_HEX_LEN = 64
+_HEX = frozenset("0123456789abcdef")
+_CHUNK = 1024 * 1024
+#: the two buffers of a large file (larger ones hash no faster here, and cost memory)
+_BLOCK = 4 * 1024 * 1024
+#: files at least this large are read by a second thread while blake3 hashes the
+#: block read before it (two buffers take turns); smaller ones in one thread
+LARGE = 2 * _BLOCK
+
+
+class DigestError(ValueError):
+    """A string is not a valid ``b3:<hex>`` digest."""
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Digest:
+    """A content digest: the algorithm name and a lowercase hex string."""
+
+    hex: str
+    algorithm: str = ALGORITHM
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        """Parse ``b3:<hex>``, validating the hex so that it is safe to use in a path."""
+        algorithm, sep, hexpart = text.partition(":")
+        if not sep or algorithm != ALGORITHM:
+            raise DigestError(f"not a {ALGORITHM} digest: {text!r}")
+        if len(hexpart) != _HEX_LEN or not _HEX.issuperset(hexpart):
+            raise DigestError(f"not a valid digest: {text!r}")
+        return cls(hexpart)
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+
+def digest_bytes(data: bytes) -> Digest:
+    return Digest(blake3.blake3(data).hexdigest())
+
+
+def file_kind(mode: int) -> str:
+    """What a path that is not a regular file is, in words, from its ``st_mode``."""
+    if statmod.S_ISDIR(mode):
+        return "a folder"
+    if statmod.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if statmod.S_ISCHR(mode):
+        return "a character device"
+    if statmod.S_ISBLK(mode):
+        return "a block device"
+    if statmod.S_ISSOCK(mode):
+        return "a socket"
+    if statmod.S_ISLNK(mode):
+        return "a symbolic link"
+    return "not a regular file"
+
+
+def not_a_file(path: str | os.PathLike[str], mode: int) -> PathError:
+    """The error for a path gitpipe would read as a file and that is none."""
+    return PathError(
+        f"{os.fspath(path)} is {file_kind(mode)}, not a regular file; gitpipe reads only "
+        "files and folders"
+    )
+
+
+def digest_file(path: str | os.PathLike[str], *, size: int | None = None) -> Digest:
+    """Digest a regular file's bytes, read through fixed buffers.
+
+    The file is never mapped into memory: a mapped file that another process truncates
+    kills the process that reads it with SIGBUS.  A FIFO, device or socket is refused
+    before it is opened (it would block or never end), and a file whose size is not
+    ``size`` (when given: the size its caller saw) or changes while it is read is
+    refused too (:class:`PathError`); the system's own refusals are ``OSError``."""
+    st = os.stat(path)
+    if not statmod.S_ISREG(st.st_mode):
+        raise not_a_file(path, st.st_mode)
+    # O_NONBLOCK: should a FIFO take the file's place after the stat, opening it does
+    # not wait for a writer, and the fstat below refuses it
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not statmod.S_ISREG(st.st_mode):
+            raise not_a_file(path, st.st_mode)
+        if size is not None and st.st_size != size:
+            raise _changed(path)
+        if st.st_size >= LARGE:
+            hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+            read = _read_alongside(fd, hasher)
+        else:
+            hasher = blake3.blake3()
+            read = _read(fd, hasher)
+    finally:
+        os.close(fd)
+    if read != st.st_size:  # truncated or grown while it was read
+        raise _changed(path)
+    return Digest(hasher.hexdigest())
+
+
+class RunningDigest:
+    """A digest taken piece by piece, as the bytes go by (a copy that is hashed while
+    it is written reads its bytes once).  Pieces are hashed in the order given; blake3
+    lets go of the GIL while it hashes one, so another thread may copy meanwhile."""
+
+    __slots__ = ("_hasher",)
+
+    def __init__(self) -> None:
+        self._hasher = blake3.blake3()
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._hasher.update(data)
+
+    def digest(self) -> Digest:
+        return Digest(self._hasher.hexdigest())
+
+
+def _changed(path: str | os.PathLike[str]) -> PathError:
+    return PathError(f"{os.fspath(path)} changed while it was being read; run again")
+
+
+def _read(fd: int, hasher: blake3.blake3) -> int:
+    """Hash the rest of an open file through one buffer; the number of bytes read."""
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    total = 0
+    while count := os.readv(fd, [buffer]):
+        hasher.update(view[:count])
+        total += count
+    return total
+
+
+def _read_alongside(fd: int, hasher: blake3.blake3) -> int:
+    """Hash the rest of an open file as :func:`_read` does, with a second thread
+    reading the next block while blake3 hashes this one (the copy out of the page
+    cache costs about as much as the hashing, so the two overlap)."""
+    empty: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
+    full: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
+    for _ in range(2):
+        empty.put(bytearray(_BLOCK))
+
+    def reader() -> None:
+        try:
+            while (buffer := empty.get()) is not None:
+                count = os.readv(fd, [buffer])
+                full.put((buffer, count))
+                if not count:
+                    return
+        except BaseException as exc:  # handed over: the hashing thread raises it
+            full.put(exc)
+
+    thread = threading.Thread(target=reader, name="gitpipe-digest", daemon=True)
+    thread.start()
+    total = 0
+    try:
+        while True:
+            item = full.get()
+            if isinstance(item, BaseException):
+                raise item
+            buffer, count = item
+            if not count:
+                return total
+            hasher.update(memoryview(buffer)[:count])
+            total += count
+            empty.put(buffer)
+    finally:
+        empty.put(None)  # the reader stops at its next block, if it has not yet
+        thread.join()  # before the caller closes the file it reads
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    """One file of a directory: its path relative to the directory, digest, size, exec bit."""
+
+    path: str
+    digest: Digest
+    size: int
+    executable: bool
+
+
+def manifest_bytes(entries: Iterable[ManifestEntry]) -> bytes:
+    """The canonical manifest of a directory, sorted by relative path."""
+    rows = [
+        [entry.path, str(entry.digest), entry.size, entry.executable]
+        for entry in sorted(entries, key=lambda item: item.path)
+    ]
+    return canonical({"kind": "tree", "schema": 1, "entries": rows})
+
+
+def parse_manifest(data: bytes) -> list[ManifestEntry]:
+    record = json.loads(data)
+    if not isinstance(record, dict) or record.get("kind") != "tree":
+        raise DigestError("not a directory manifest")
+    entries = []
+    for path, digest, size, executable in record["entries"]:
+        entries.append(ManifestEntry(path, Digest.parse(digest), int(size), bool(executable)))
+    return entries
+
+
+def _plain(value: object) -> object:
+    """Convert a record to JSON-ready values, refusing anything ambiguous."""
+    # exact types first: keys hash records of hundreds of steps, so this is a hot path
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict and isinstance(value, dict):
+        return {
+            key if type(key) is str else str(key): item if type(item) is str else _plain(item)
+            for key, item in value.items()
+        }
+    if (kind is list or kind is tuple) and isinstance(value, (list, tuple)):
+        return [item if type(item) is str else _plain(item) for item in value]
+    if isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return {"$float": repr(value)}
+        return value
+    if isinstance(value, Digest):
+        return str(value)
+    if isinstance(value, Path):
+        return value.as_posix()
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return {"$time": value.isoformat()}
+    raise TypeError(f"cannot encode {type(value).__name__} canonically")
+
+
+def canonical(record: object) -> bytes:
+    """The one canonical encoding: compact JSON, sorted keys, UTF-8."""
+    return json.dumps(
+        _plain(record), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode("utf-8")
+
+
+def digest_record(record: object) -> Digest:
+    return digest_bytes(canonical(record))
+
+
+def safe_relpath(path: str) -> bool:
+    """A normalised relative path that stays inside the folder it is relative to."""
+    if not path or path.startswith("/") or "\\" in path or "\0" in path:
+        return False
+    norm = posixpath.normpath(path)
+    return norm == path and norm != "." and norm != ".." and not norm.startswith("../")

@@ -1,0 +1,273 @@
+"""What `gitpipe status` says of a step, and the stat-only answer to a no-op status.
+
+When `status` finds every step of the whole pipeline up to date (or frozen, or
+skipped), it writes down what that answer rested on: the stamp (inode, mtime,
+ctime, size, mode) of every path it looked at, found or missing: the pipeline files,
+`gitpipe.lock`, the Git index, each dependency, output and code file, each folder it
+listed, each import it looked for, the output folders' parents, and gitpipe's own
+modules.  The next `status` stats those paths and nothing else; when every stamp is
+the same, so is the answer, and it is given without parsing, hashing or keying
+anything (make's answer, with gitpipe's reasons).  One stamp that differs, a stamp
+within the racy window when it was written, or a damaged file, and `status` does
+the whole work again.
+
+This module is on the start-up path of every `status`: it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import marshal
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gitpipe.core import atomic, tomlcache
+
+#: the snapshot's layout; a file of another layout is ignored
+FORMAT = 3
+#: the pipeline file a folder holds unless told otherwise
+DEFAULT_FILE = "gitpipe.toml"
+#: gitpipe's local state beside the pipeline file (store, caches, lineage)
+STATE_DIR = ".gitpipe"
+
+#: (inode, mtime_ns, ctime_ns, size, mode), or None for a path that does not exist.
+#: The ctime, which no program can set, tells a file rewritten with its old size and
+#: mtime (`cp -p`, say) from the file it was.
+Stamp = tuple[int, int, int, int, int] | None
+
+_GLOB_CHARS = frozenset("*?[")
+_STATES = ("up to date", "frozen", "skipped")  # what a snapshot may hold
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One cause of staleness: a kind (``dep changed``) and what it is about."""
+
+    kind: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}" if self.detail else self.kind
+
+
+@dataclass(frozen=True, slots=True)
+class StepStatus:
+    """What `gitpipe status` says of one step."""
+
+    step: str
+    state: str  # up to date | stale | frozen | skipped
+    reasons: tuple[Reason, ...] = ()
+    cached: bool = False  # a stored result can serve it without running
+    upstream: tuple[str, ...] = ()  # stale steps upstream of it
+    key: str = ""
+    code: tuple[str, ...] = ()  # its code files, as discovered
+    #: what `repro` would do (gitpipe.run.planner): up to date, restore, run, frozen,
+    #: skipped or waiting; "" is read as the state
+    action: str = ""
+    source: str = ""  # restore: lock (gitpipe.lock's outputs) | result (a stored one)
+    code_note: str = ""  # why the code was not worked out ("" when it was)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "state": self.state,
+            "action": self.action or self.state,
+            "source": self.source,
+            "reasons": [str(reason) for reason in self.reasons],
+            "cached": self.cached,
+            "upstream_stale": list(self.upstream),
+            "key": self.key,
+            "code": list(self.code),
+            "code_note": self.code_note,
+        }
+
+
+class _Unknowable(Exception):
+    """A path could not be stamped (permission denied, say): no snapshot."""
+
+
+def stamp_of(st: os.stat_result | None) -> Stamp:
+    if st is None:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
+
+
+def stamp(path: str, *, follow: bool = True) -> Stamp:
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise _Unknowable(path) from exc
+    return stamp_of(st)
+
+
+class Recorder:
+    """The paths one `status` looked at, each with its stamp when first looked at.
+
+    Paths are absolute; a path looked at without following links is kept apart
+    (``"L" + path``), since its own stamp is what matters there."""
+
+    def __init__(self) -> None:
+        self.stamps: dict[str, Stamp] = {}
+        self.broken = False  # a path could not be stamped: write no snapshot
+
+    def saw(self, path: str, st: os.stat_result | None) -> None:
+        """``path`` was looked at, and ``st`` is what it was then."""
+        self.stamps.setdefault(path, stamp_of(st))
+
+    def look(self, path: str, *, follow: bool = True) -> None:
+        """Stamp ``path`` now."""
+        name = path if follow else "L" + path
+        if name not in self.stamps:
+            try:
+                self.stamps[name] = stamp(path, follow=follow)
+            except _Unknowable:
+                self.broken = True
+
+    def look_glob(self, root: str, pattern: str) -> None:
+        """Stamp the folders a glob of ``pattern`` under ``root`` lists: a new match
+        changes one of them."""
+        parts = pattern.split("/")
+        for i, part in enumerate(parts):
+            if not _GLOB_CHARS & set(part):
+                continue
+            prefix = "/".join(parts[:i])
+            if part == "**":  # every folder under each match of what comes before
+                wanted = f"{prefix}/**/" if prefix else "**/"
+                folders = [prefix] if prefix and not _GLOB_CHARS & set(prefix) else []
+                folders += glob.glob(wanted, root_dir=root, recursive=True)
+            elif prefix:
+                folders = glob.glob(prefix, root_dir=root, recursive=True)
+            else:
+                folders = [""]
+            for folder in folders:
+                full = os.path.join(root, folder)
+                if os.path.isdir(full):
+                    self.look(os.path.normpath(full))
+
+
+def locate(path: str | os.PathLike[str] = ".", file: str | None = None) -> Path:
+    """The pipeline file in folder ``path`` (``gitpipe.toml``, or ``file`` relative to
+    it); ``path`` may name the file itself."""
+    base = Path(path)
+    if file is None and base.is_file():
+        return base
+    return base / (file or DEFAULT_FILE)
+
+
+def module_paths() -> list[str]:
+    """gitpipe's own modules and their folders: an upgrade or an edit of gitpipe may
+    change any answer."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = []
+    for folder, subfolders, names in os.walk(package):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith((".", "__")))
+        paths.append(folder)
+        paths += [os.path.join(folder, name) for name in sorted(names) if name.endswith(".py")]
+    return paths
+
+
+def snapshot_path(state_dir: Path, file: Path) -> Path:
+    return state_dir / "parsed" / f"status-{file.name}.snapshot"
+
+
+def _header(file: Path) -> tuple[Any, ...]:
+    return (FORMAT, sys.version, str(file))
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A kept answer whose stamps all hold now."""
+
+    statuses: list[StepStatus]
+    #: HEAD's commit when the answer was kept, and whether `gitpipe.lock` then held
+    #: exactly what a repro that runs nothing writes there on that commit
+    head: str | None = None
+    lock_current: bool = False
+
+
+def write(
+    state_dir: Path,
+    file: Path,
+    statuses: Iterable[StepStatus],
+    recorder: Recorder,
+    *,
+    started_ns: int,
+    head: str | None = None,
+    lock_current: bool = False,
+) -> bool:
+    """Keep ``statuses`` as the answer while no stamp ``recorder`` took changes.
+    Nothing is written when a stamp is missing, or within the racy window of
+    ``started_ns`` (the path could change again without its stamp changing), or
+    when a step would have to run."""
+    rows = []
+    for s in statuses:
+        if s.state not in _STATES or s.upstream or s.cached:
+            return False
+        reasons = [(r.kind, r.detail) for r in s.reasons]
+        rows.append((s.step, s.state, reasons, s.key, list(s.code), s.code_note))
+    if recorder.broken or not state_dir.is_dir():
+        return False
+    for path in module_paths():
+        recorder.look(path)
+    stamps = recorder.stamps
+    if any(s is not None and tomlcache.racy(max(s[1], s[2]), started_ns) for s in stamps.values()):
+        return False
+    data = (_header(file), stamps, rows, head, lock_current)
+    with contextlib.suppress(OSError, ValueError):  # a cache: never a reason to fail
+        (state_dir / "parsed").mkdir(exist_ok=True)
+        atomic.write_bytes(snapshot_path(state_dir, file), marshal.dumps(data), sync=False)
+        return True
+    return False
+
+
+def forget(state_dir: Path, file: Path) -> None:
+    with contextlib.suppress(OSError):
+        snapshot_path(state_dir, file).unlink()
+
+
+def answer(file: Path) -> list[StepStatus] | None:
+    """The statuses of the pipeline ``file``'s snapshot if its stamps all hold now,
+    else None."""
+    snapshot = read(file)
+    return snapshot.statuses if snapshot is not None else None
+
+
+def read(file: Path) -> Snapshot | None:
+    """The pipeline ``file``'s snapshot if its stamps all hold now, else None."""
+    file = file.resolve()
+    state_dir = file.parent / STATE_DIR
+    try:
+        header, stamps, rows, head, lock_current = marshal.loads(
+            snapshot_path(state_dir, file).read_bytes()
+        )
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    if header != _header(file):
+        return None
+    try:
+        for path, then in stamps.items():
+            now = stamp(path[1:], follow=False) if path.startswith("L") else stamp(path)
+            if now != then:
+                return None
+    except (_Unknowable, AttributeError, TypeError, IndexError):
+        return None
+    statuses = [
+        StepStatus(
+            step=step,
+            state=state,
+            reasons=tuple(Reason(kind, detail) for kind, detail in reasons),
+            key=key,
+            code=tuple(code),
+            action=state,
+            code_note=note,
+        )
+        for step, state, reasons, key, code, note in rows
+    ]
+    return Snapshot(statuses, head, bool(lock_current))

@@ -1,0 +1,98 @@
+"""Step keys: the digest of a canonical action record built from an allow-list.
+
+Only the fields named in :func:`key_record` enter a key.  A new step field changes
+no key until it is added here on purpose (with ``KEY_SCHEMA`` bumped), and the
+golden-digest test in ``tests/test_keys.py`` fails until that change is deliberate.
+Never put commit ids, times, version numbers, absolute paths or host names here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitpipe.core.hashing import Digest, digest_record
+from gitpipe.pipeline.spec import Pipeline, Step
+
+KEY_SCHEMA = "gitpipe.key/1"
+FINGERPRINT_SCHEMA = "gitpipe.fingerprint/1"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """The components of a step's key, each kept for `status` and `why` to compare."""
+
+    cmd: tuple[str, ...]
+    wdir: str
+    code: Mapping[str, Digest]
+    deps: Mapping[str, Digest]
+    params: Mapping[str, Any]
+    env: Mapping[str, str]
+    outs: tuple[str, ...]
+    metrics: tuple[str, ...]
+    fn: str = ""
+    # the key, computed once: status, repro and the run cache all ask for it
+    _key: Digest | None = field(default=None, init=False, repr=False, compare=False)
+
+    def as_record(self) -> dict[str, Any]:
+        record = {
+            "schema": KEY_SCHEMA,
+            "cmd": list(self.cmd),
+            "wdir": self.wdir,
+            "code": {path: str(digest) for path, digest in self.code.items()},
+            "deps": {path: str(digest) for path, digest in self.deps.items()},
+            "params": dict(self.params),
+            "env": dict(self.env),
+            "outs": sorted(self.outs),
+            "metrics": sorted(self.metrics),
+        }
+        if self.fn:  # a function step (its cmd is the same reference, for people)
+            record["fn"] = self.fn
+        return record
+
+    @property
+    def key(self) -> Digest:
+        if self._key is None:
+            object.__setattr__(self, "_key", digest_record(self.as_record()))
+        assert self._key is not None
+        return self._key
+
+
+def key_record(step: Step, *, deps: Mapping[str, Digest], code: Mapping[str, Digest]) -> KeyRecord:
+    """The record a step's key is the digest of.
+
+    ``deps`` maps each dependency as written (folders with a trailing ``/``) to its
+    digest; ``code`` maps each code file to its digest.
+    """
+    return KeyRecord(
+        cmd=step.cmd,
+        wdir=step.wdir,
+        code=dict(sorted(code.items())),
+        deps=dict(sorted(deps.items())),
+        params=dict(sorted(step.params.items())),
+        env=dict(sorted(step.env.items())),
+        outs=tuple(sorted(str(spec) for spec in step.outs)),
+        metrics=tuple(sorted(str(spec) for spec in step.metrics)),
+        fn=step.fn,
+    )
+
+
+def fingerprint(pipeline: Pipeline, code: Mapping[str, Mapping[str, Digest]]) -> Digest:
+    """The pipeline's identity without its data: structure, commands, code and params."""
+    steps = {}
+    for name, step in pipeline.steps.items():
+        steps[name] = {
+            "cmd": [step.fn] if step.fn else list(step.cmd),
+            "wdir": step.wdir,
+            "deps": sorted(str(spec) for spec in step.deps),
+            "outs": sorted(str(spec) for spec in step.outs),
+            "metrics": sorted(str(spec) for spec in step.metrics),
+            "after": sorted(step.after),
+            "params": dict(step.params),
+            "env": dict(step.env),
+            "code": {path: str(digest) for path, digest in sorted(code.get(name, {}).items())},
+        }
+    return digest_record(
+        {"schema": FINGERPRINT_SCHEMA, "params": dict(pipeline.params), "steps": steps}
+    )

@@ -1,0 +1,595 @@
+"""One `gitpipe repro`, from its options to the lock it writes.
+
+    select ─> checks (guard) ─> --pull: fetch what the lock names
+        ├─ -n ───────> plan (planner) ─> told as events; nothing written
+        ├─ --frozen ─> plan ─> refused? record it, exit 3, nothing touched
+        └─ run ──────> one repro per workspace (flock) ─> schedule (runner) over a
+                       Session (session) ─> gitpipe.lock ─> --push
+
+The listeners (console, summaries, lineage) hear every path, failures included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gitpipe.core.errors import (
+    ApprovalNeeded,
+    GitpipeError,
+    Interrupted,
+    PathError,
+    StaleError,
+    StepFailed,
+    StorageFailed,
+    StoreError,
+    UsageError,
+    WorkspaceBusy,
+    describe,
+)
+from gitpipe.core.snapshot import Snapshot
+from gitpipe.core.snapshot import read as read_snapshot
+from gitpipe.identity.action import fingerprint
+from gitpipe.pipeline import spec
+from gitpipe.run import events as ev
+from gitpipe.run import guard
+from gitpipe.run.planner import Decision, refusal
+from gitpipe.run.runner import Executor, check_workers, connect_dask, schedule
+from gitpipe.run.session import HookCall, Session, _RunOptions, predicted
+from gitpipe.store import lockfile
+from gitpipe.store.lockfile import Lock, LockEntry
+from gitpipe.store.objects import Store
+
+if TYPE_CHECKING:
+    from gitpipe.workspace import Project
+
+
+@dataclass(slots=True)
+class RunReport:
+    """What a `repro` did: each step's final event, in order."""
+
+    run_id: str
+    steps: list[ev.StepFinished] = field(default_factory=list)
+    status: str = "ok"
+    duration: float = 0.0
+
+    def listen(self, event: ev.Event) -> None:
+        if isinstance(event, ev.StepFinished):
+            self.steps.append(event)
+
+    def count(self, state: str) -> int:
+        return sum(1 for step in self.steps if step.state == state)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for step in self.steps:
+            counts[step.state] = counts.get(step.state, 0) + 1
+        return counts
+
+
+@contextlib.contextmanager
+def workspace_lock(path: Path, *, wait: bool, emit: ev.Listener) -> Iterator[None]:
+    """One `repro` at a time per workspace: an advisory lock on ``path``.
+
+    The lock goes with the process, so a killed run never leaves it held."""
+    import fcntl
+
+    try:
+        handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
+    except OSError as exc:
+        raise PathError(f"cannot take the workspace lock {describe(exc)}") from exc
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            if not wait:
+                raise WorkspaceBusy(
+                    f"another `gitpipe repro` ({holder}) is running in this workspace; "
+                    "wait for it, or run without --no-wait to queue behind it"
+                ) from None
+            emit(ev.Waiting(f"waiting for another `gitpipe repro` ({holder}) to finish"))
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def reproduce(
+    project: Project,
+    targets: Iterable[str] = (),
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    single: bool = False,
+    downstream: bool = False,
+    jobs: int | None = None,
+    backend: str | None = None,
+    scheduler: str | None = None,
+    keep_going: bool = False,
+    wait: bool = True,
+    frozen: bool = False,
+    pull: bool = False,
+    push: bool = False,
+    remote: str | None = None,
+    approve: Iterable[str] = (),
+    lock: bool | None = None,
+    hooks: Mapping[str, Callable[[HookCall], None] | Sequence[Callable[[HookCall], None]]]
+    | None = None,
+    listeners: Sequence[ev.Listener] = (),
+    argv: Sequence[str] = (),
+) -> RunReport:
+    """Bring the selected steps up to date; see :meth:`gitpipe.workspace.Project.repro`."""
+    names = project.select(targets, single=single, downstream=downstream)
+    approved: set[str] = set()
+    for name in sorted(set(approve)):  # each must be a step (or group) that asks for it
+        chosen = project.select([name], single=True)
+        asking = [n for n in chosen if project.pipeline.steps[n].approval]
+        if not asking:
+            raise UsageError(
+                f"--approve {name}: step {name!r} does not ask for approval (no `approval = true`)"
+            )
+        approved.update(asking)
+    calls = {}
+    for event, given in (hooks or {}).items():
+        if event not in spec.HOOK_EVENTS:
+            raise UsageError(f"unknown hook {event!r} (hooks: {', '.join(spec.HOOK_EVENTS)})")
+        calls[event] = tuple(given) if isinstance(given, (list, tuple)) else (given,)
+    stamp = guard.index_stamp(project, names)
+    checked = stamp is not None and stamp == guard.checked_stamp(
+        project.state_dir
+    )  # as in `status`
+    with project.repository() as repo:
+        guard.check_before_run(project, names, repo, git=not checked)
+        if not checked and not dry_run:  # a dry run writes nothing
+            guard.remember_check(project.state_dir, stamp)
+        current = project.read_lock()  # a damaged lock stops us before anything is written
+        broadcast = ev.Broadcast(list(listeners))
+        far = None
+        if pull or push:
+            from gitpipe.store import remote as remotes
+
+            far = remotes.for_project(project, remote, cwd=Path.cwd())
+        if pull and far is not None:  # what the lock names, before deciding anything
+            _register(project, broadcast)
+            _pull_lock(project, far, current, names, broadcast)
+        run = _RunOptions(
+            force=force,
+            keep_going=keep_going,
+            argv=tuple(argv),
+            repo=repo,
+            remote=far if pull else None,
+            approve=frozenset(approved),
+            write_lock=(bool(lock) if project.overrides else lock is not False) and not frozen,
+            hooks=calls,
+            frozen=frozen,
+        )
+        if dry_run:
+            return _predict(project, names, broadcast, run)
+        if frozen:  # restoring what the lock names is fine; anything else stops here
+            _check_frozen(project, names, broadcast, run)
+        backend = backend or project.environ.get("GITPIPE_BACKEND") or "threading"
+        address = scheduler or project.environ.get("GITPIPE_DASK_SCHEDULER")
+        if backend == "dask" and not address:
+            raise UsageError(
+                "the dask backend needs a scheduler: pass --scheduler tcp://HOST:PORT "
+                "or set GITPIPE_DASK_SCHEDULER"
+            )
+        client = connect_dask(address) if backend == "dask" and names and address else None
+        try:
+            project.ensure_state_dir()
+        except BaseException:
+            if client is not None:
+                client.close()
+            raise
+        _register(project, broadcast)
+        with workspace_lock(project.state_dir / "repro.lock", wait=wait, emit=broadcast):
+            _clear_scratch(project.state_dir / "tmp")
+            if client is not None:
+                check_workers(client, project.root)
+                if not jobs:
+                    jobs = max(1, sum(client.ncores().values()))
+            if jobs is None:
+                jobs = 1
+            jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
+            executor = Executor(backend, jobs, client=client)
+            try:
+                report = _repro_locked(project, names, broadcast, run, executor=executor)
+            finally:
+                executor.close()
+            if push and far is not None:
+                from gitpipe.store import remote as remotes
+
+                selection = remotes.Selection.from_locks(project.read_lock())
+                pushed = remotes.push(Store(project.store_dir), far, selection)
+                broadcast(
+                    ev.Notice(f"pushed {pushed.objects} object(s) and {pushed.results} result(s)")
+                )
+            project.keep_caches()
+            return report
+
+
+def _register(project: Project, emit: ev.Listener) -> None:
+    """Note this clone in the store it writes to, so that `gc` in any clone sharing
+    the store keeps what this one needs; a store that cannot be written is a notice
+    here (restoring from it still works)."""
+    try:
+        project.register_clone()
+    except StoreError as exc:
+        emit(ev.Notice(str(exc)))
+
+
+def _pull_lock(
+    project: Project, far: Any, lock: Lock, names: Sequence[str], emit: ev.Listener
+) -> None:
+    """`repro --pull`: fetch the objects and results gitpipe.lock names for the
+    selected steps that the store lacks, so that the plan sees them."""
+    from gitpipe.store import remote as remotes
+
+    chosen = Lock(steps={n: e for n, e in lock.steps.items() if n in set(names)})
+    selection = remotes.Selection.from_locks(chosen)
+    if selection.empty:
+        return
+    pulled = remotes.pull(Store(project.store_dir), far, selection)
+    if pulled.objects or pulled.results:
+        emit(
+            ev.Notice(
+                f"fetched {pulled.objects} object(s) and {pulled.results} result(s) "
+                f"that gitpipe.lock names from {far.url}"
+            )
+        )
+
+
+def _clear_scratch(folder: Path) -> None:
+    """Remove what a killed restore left in gitpipe's scratch folder (``.NAME.*.tmp``
+    files and folders); only the repro holding the workspace builds there."""
+    with contextlib.suppress(OSError):
+        for item in os.scandir(folder):
+            if item.name.startswith(".") and item.name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    if item.is_dir(follow_symlinks=False):
+                        shutil.rmtree(item.path)
+                    else:
+                        os.unlink(item.path)
+
+
+def _new_run() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
+
+
+def _plan_run(
+    project: Project, names: Sequence[str], run: _RunOptions, run_id: str
+) -> list[Decision]:
+    """The decisions a run would take, made before it takes any."""
+    lock = project.read_lock()
+    with project.inputs(readonly=True) as inputs:
+        planner = project.planner(
+            inputs,
+            lock,
+            force=frozenset(names) if run.force else None,
+            remote=run.remote,
+            approve=run.approve,
+            run_id=run_id,
+        )
+        return planner.plan(names, project.graph.parents)
+
+
+def _predict(
+    project: Project, names: list[str], broadcast: ev.Broadcast, run: _RunOptions
+) -> RunReport:
+    """`repro -n`: the plan, told as a run's events; nothing is written."""
+    run_id = _new_run()
+    report = RunReport(run_id=run_id)
+    broadcast.listeners.insert(0, report.listen)
+    started = time.time()
+    broadcast(_run_started(project, run_id, names, run, dry_run=True, started=started))
+    for decision in _plan_run(project, names, run, run_id):
+        broadcast(predicted(decision))
+    report.duration = time.time() - started
+    broadcast(ev.RunFinished(run_id, "ok", report.counts, report.duration, ended=time.time()))
+    return report
+
+
+def _check_frozen(
+    project: Project, names: list[str], broadcast: ev.Broadcast, run: _RunOptions
+) -> None:
+    """`repro --frozen`: raise :class:`StaleError` before anything changes when a
+    step would need more than restoring what gitpipe.lock names; the refusal is
+    recorded in lineage and told to the listeners (summaries) as a run."""
+    run_id = _new_run()
+    decisions = _plan_run(project, names, run, run_id)
+    refused = [d for d in decisions if d.frozen_refusal]
+    if not refused:
+        return
+    project.ensure_state_dir()
+    report = RunReport(run_id=run_id)
+    broadcast.listeners.insert(0, report.listen)
+    recorder = project.recorder(broadcast)
+    if recorder is not None:
+        broadcast.listeners.append(recorder)
+    started = time.time()
+    failures: list[Exception] = []
+    try:
+        broadcast(_run_started(project, run_id, names, run, dry_run=False, started=started))
+        for decision in decisions:
+            broadcast(predicted(decision))
+        report.status = "stale"
+        report.duration = time.time() - started
+        finished = ev.RunFinished(
+            run_id, "stale", report.counts, report.duration, ended=time.time()
+        )
+        failures = _tell_every(broadcast, finished)
+    finally:
+        _close_recorder(recorder, broadcast)
+    _tell_failures(broadcast, failures)
+    error = StaleError(f"--frozen: {refusal(decisions)}")
+    error.report = report  # type: ignore[attr-defined]
+    raise error
+
+
+def _tell_every(broadcast: ev.Broadcast, event: ev.Event) -> list[Exception]:
+    """Send the event that ends a run to every listener, even when one of them fails
+    (a summary that cannot be written): lineage hears it all the same.  The failures,
+    to be told once the run's own outcome is decided."""
+    failures = []
+    for listener in list(broadcast.listeners):
+        try:
+            listener(event)
+        except Exception as exc:  # any listener's: the run's outcome comes first
+            failures.append(exc)
+    return failures
+
+
+def _close_recorder(recorder: Any, broadcast: ev.Broadcast) -> None:
+    """Close the lineage recorder; what it could not record is a notice."""
+    if recorder is None:
+        return
+    try:
+        recorder.close()
+    except Exception as exc:  # sqlite3.Error: lineage is never fatal to a run
+        recorder.error = recorder.error or f"lineage was not recorded ({exc})"
+    if recorder.error:
+        _tell_every(broadcast, ev.Notice(recorder.error))
+
+
+def _failure_text(exc: Exception) -> str:
+    return describe(exc) if isinstance(exc, OSError) else str(exc) or type(exc).__name__
+
+
+def _tell_failures(broadcast: ev.Broadcast, failures: Sequence[Exception]) -> None:
+    """Listeners' failures at the end of a run whose own error wins: one notice each."""
+    for exc in failures:
+        _tell_every(broadcast, ev.Notice(f"after the run: {_failure_text(exc)}"))
+
+
+def _raise_failure(broadcast: ev.Broadcast, failures: Sequence[Exception]) -> None:
+    """A run that went well, but a listener failed at its end (a summary that cannot
+    be written): the first failure is the command's error, the others notices."""
+    if not failures:
+        return
+    first, *rest = failures
+    _tell_failures(broadcast, rest)
+    if isinstance(first, (GitpipeError, OSError)):
+        raise PathError(f"the run went well, but after it: {_failure_text(first)}") from first
+    raise first  # a listener's own bug
+
+
+def _run_started(
+    project: Project,
+    run_id: str,
+    names: Sequence[str],
+    run: _RunOptions,
+    *,
+    dry_run: bool,
+    started: float,
+    executor: Executor | None = None,
+) -> ev.RunStarted:
+    checkout = run.repo.checkout() if run.repo is not None and not dry_run else None
+    return ev.RunStarted(
+        run_id=run_id,
+        steps=tuple(names),
+        dry_run=dry_run,
+        commit=checkout.commit if checkout else None,
+        dirty=checkout.dirty if checkout else None,
+        argv=run.argv,
+        started=started,
+        pipeline=project.pipeline.name,
+        jobs=executor.jobs if executor is not None else 1,
+        backend=executor.backend if executor is not None else "",
+        overrides=dict(project.pipeline.overrides),
+    )
+
+
+def _repro_locked(
+    project: Project,
+    names: list[str],
+    broadcast: ev.Broadcast,
+    run: _RunOptions,
+    *,
+    executor: Executor,
+) -> RunReport:
+    pipeline = project.pipeline
+    lock = project.read_lock()
+    run_id = _new_run()
+    report = RunReport(run_id=run_id)
+    broadcast.listeners.insert(0, report.listen)  # counts steps even if the run stops
+    recorder = project.recorder(broadcast)
+    if recorder is not None:
+        broadcast.listeners.append(recorder)
+    started = time.time()
+    begun = _run_started(
+        project, run_id, names, run, dry_run=False, started=started, executor=executor
+    )
+    broadcast(begun)
+    status = "ok"
+    storage_failures: dict[str, str] = {}
+    failures: list[Exception] = []
+    entries: dict[str, LockEntry] = dict(lock.steps)
+    try:
+        with project.inputs(readonly=False) as inputs:
+            planner = project.planner(
+                inputs,
+                lock,
+                entries=entries,
+                force=frozenset(names) if run.force else None,
+                remote=run.remote,
+                approve=run.approve,
+                run_id=run_id,
+                record_approvals=True,
+            )
+            snapshot: Snapshot | None = None
+            if not run.force and not pipeline.overrides:
+                snapshot = read_snapshot(project.file)
+            if snapshot is not None:
+                planner.known = {
+                    s.step: s for s in snapshot.statuses if s.state in (ev.UP_TO_DATE, ev.FROZEN)
+                }
+            session = Session(
+                project,
+                inputs,
+                planner,
+                run_id=run_id,
+                frozen=run.frozen,
+                hook_calls=run.hooks,
+                emit=broadcast,
+            )
+            if len(names) == len(pipeline.steps) and not run.frozen:
+                removed = session.prune(entries)
+                if removed:
+                    broadcast(
+                        ev.Notice(
+                            f"removed {len(removed)} output(s) of steps no longer in the "
+                            f"pipeline (kept in the store): {', '.join(removed)}"
+                        )
+                    )
+            schedule(
+                names,
+                project.graph.parents,
+                session,
+                executor=executor,
+                jobs=executor.jobs,
+                keep_going=run.keep_going,
+                emit=broadcast,
+            )
+            hook_failures = list(session.hook_failures)
+            storage_failures = dict(session.storage_failures)
+            live = {name: entry for name, entry in entries.items() if name in pipeline.steps}
+            # nothing ran, nothing was restored, and the snapshot found the lock as
+            # this run would write it, on this commit: leave it as it is
+            untouched = (
+                snapshot is not None
+                and snapshot.lock_current
+                and begun.commit == snapshot.head
+                and entries.keys() == lock.steps.keys()
+                and all(entry is lock.steps[name] for name, entry in entries.items())
+            )
+            if not untouched and run.write_lock and (live or project.lock_path.exists()):
+                from gitpipe.history.versions import version_for_lock
+
+                identity = str(fingerprint(pipeline, inputs.code_of_all()))
+                lockfile.write(
+                    project.lock_path,
+                    Lock(
+                        name=pipeline.declared_name,
+                        fingerprint=identity,
+                        steps=live,
+                        version=version_for_lock(project.root, project.file, identity),
+                    ),
+                    tmp_dir=project.state_dir / "tmp",
+                    previous=lock,
+                    cache_dir=project.state_dir / "parsed",
+                )
+        if hook_failures and not pipeline.hooks.fail:
+            for failure in hook_failures:
+                broadcast(ev.Notice(f"{failure} (hooks.fail = false: the run goes on)"))
+            hook_failures = []
+        if report.count(ev.FAILED) or hook_failures:
+            status = "failed"
+        elif report.count(ev.WAITING):
+            status = "waiting"
+    except KeyboardInterrupt as exc:
+        status = "interrupted"
+        _save_partial_lock(project, not run.write_lock, entries, lock)
+        raise Interrupted("interrupted; finished steps were kept, run again to go on") from exc
+    except BaseException:
+        status = "error"
+        _save_partial_lock(project, not run.write_lock, entries, lock)
+        raise
+    finally:
+        report.status = status
+        report.duration = time.time() - started
+        finished = ev.RunFinished(run_id, status, report.counts, report.duration, ended=time.time())
+        try:  # every listener hears the end, and lineage gets the run's status, whatever fails
+            failures = _tell_every(broadcast, finished)
+        finally:
+            _close_recorder(recorder, broadcast)
+        if status in ("error", "interrupted"):  # the error on its way up wins
+            _tell_failures(broadcast, failures)
+    if status == "ok":
+        _raise_failure(broadcast, failures)
+    else:
+        _tell_failures(broadcast, failures)
+    if status == "failed" and not report.count(ev.FAILED):  # only hooks failed
+        error = StepFailed(hook_failures[0])
+        error.report = report  # type: ignore[attr-defined]
+        raise error
+    if status == "waiting":
+        waiting = tuple(s.step for s in report.steps if s.state == ev.WAITING)
+        listed = ", ".join(waiting)
+        raise ApprovalNeeded(
+            f"{len(waiting)} step(s) wait for approval: {listed}; approve with "
+            f"`gitpipe approve {waiting[0]}` or run `gitpipe repro --approve "
+            f"{waiting[0]}`",
+            waiting,
+        )
+    if status == "failed":
+        failed = [s.step for s in report.steps if s.state == ev.FAILED]
+        held = [s.step for s in report.steps if s.state == ev.SKIPPED]
+        message = (
+            f"step {failed[0]!r} failed"
+            if len(failed) == 1
+            else (f"steps {', '.join(repr(f) for f in failed)} failed")
+        )
+        if held:
+            message += f"; held back: {', '.join(held)}"
+        refused = [step for step in failed if step in storage_failures]
+        if refused:  # the system refused a write, no command failed: exit 5
+            message += f" ({refused[0]}: {storage_failures[refused[0]]})"
+            error = StorageFailed(message)
+        else:
+            error = StepFailed(message)
+        error.report = report  # type: ignore[attr-defined]
+        raise error
+    return report
+
+
+def _save_partial_lock(
+    project: Project, dry_run: bool, entries: Mapping[str, LockEntry], lock: Lock
+) -> None:
+    """Keep what finished before a failure or interrupt in the lock."""
+    if dry_run or dict(entries) == dict(lock.steps):
+        return
+    with contextlib.suppress(GitpipeError, OSError):
+        live = {n: e for n, e in entries.items() if n in project.pipeline.steps}
+        lockfile.write(
+            project.lock_path,
+            Lock(
+                name=project.pipeline.declared_name,
+                fingerprint=lock.fingerprint,
+                steps=live,
+                version=lock.version,
+            ),
+            tmp_dir=project.state_dir / "tmp",
+        )

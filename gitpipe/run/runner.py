@@ -1,0 +1,732 @@
+"""Running steps: each command in a shell of its own process group, the steps of a run
+scheduled as soon as their own parents finish, and executed through joblib.
+
+    ready steps ──decide (main thread)──> up to date / cached / frozen   (no worker)
+         │
+         └──> must run ──slots free?──> executor.submit ──> joblib backend
+                                                             (threading, loky, dask)
+         finished <──publish (main thread)── outcome <───────────┘
+
+There are no waves: the scheduler waits for *any* running step to finish, publishes
+it, and starts whatever that made ready.  Deciding and publishing happen in the main
+process, so the store, the lock and lineage have one writer.  The runner never
+prints: it calls ``emit`` with events.
+
+A step's commands die with the process that started them, however it ends (SIGKILL
+included): each process group is told to a watchdog (gitpipe/run/watchdog.py), a small
+process of its own session that stops what is left of them when its pipe from this
+process closes.  A loky worker ends when the scheduler, its parent, is gone
+(:func:`_follow`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gitpipe.core.errors import UsageError, describe
+from gitpipe.run import events as ev
+from gitpipe.run.watchdog import WATCHDOG
+from gitpipe.store.runcache import KEY_VAR
+
+if TYPE_CHECKING:  # imported where used: a run that runs nothing needs neither
+    import concurrent.futures as cf
+
+BACKENDS = ("threading", "loky", "dask")
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """Everything needed to run one step's commands; picklable for worker processes."""
+
+    step: str
+    commands: tuple[str, ...]
+    cwd: str
+    env: Mapping[str, str]
+    log: str
+    timeout: float | None = None
+    #: the process that schedules the step: a command started in it is found through
+    #: :data:`_GROUPS`, one started in a worker process through the pid file
+    scheduler: int = 0
+
+    @property
+    def pidfile(self) -> str:
+        return self.log[: -len(".log")] + ".pid" if self.log.endswith(".log") else self.log + ".pid"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    exit_code: int
+    duration: float
+    message: str = ""  # why it failed, in one sentence; empty on success
+    #: the system refused gitpipe a write (the step's log: no space, read-only), so the
+    #: command could not run; not the command's failure
+    refused: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+#: seconds a stopped command's process group has to end after SIGTERM, before SIGKILL
+#: (the watchdog gives the same)
+GRACE = WATCHDOG.grace
+
+
+class _Groups:
+    """The process groups of the commands running in this process, by log path.
+
+    Worker threads add and remove them while the main thread reads them to stop a
+    run, so every access holds the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_log: dict[str, int] = {}
+
+    def add(self, log: str, pgid: int) -> None:
+        with self._lock:
+            self._by_log[log] = pgid
+
+    def remove(self, log: str) -> None:
+        with self._lock:
+            self._by_log.pop(log, None)
+
+    def get(self, log: str) -> int | None:
+        with self._lock:
+            return self._by_log.get(log)
+
+    def _forked(self) -> None:  # a forked child has no commands of its own yet
+        self._lock = threading.Lock()
+        self._by_log = {}
+
+
+_GROUPS = _Groups()
+os.register_at_fork(after_in_child=_GROUPS._forked)
+
+#: how often a loky worker checks that the scheduler that started it still runs
+POLL = 0.25
+
+
+def _follow(scheduler: int) -> None:
+    """In a loky worker: end this process when ``scheduler``, its parent, is gone.
+
+    loky's workers wait for work from a pipe the scheduler holds, but a worker
+    running a step does not read it, and an idle one lives on when the scheduler is
+    killed; so a thread watches for the worker being handed to another parent.  Its
+    exit closes its watchdog's pipe, which stops the step it was running."""
+
+    def watch() -> None:
+        while os.getppid() == scheduler:
+            time.sleep(POLL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="gitpipe-follow", daemon=True).start()
+
+
+#: characters that only a shell gives a meaning to; a command without any of them is
+#: a plain list of words, which runs without a shell (as make runs such recipes)
+_SHELL_CHARS = frozenset("#;&|<>()$`\\\"'*?[]{}~!^\n\t\r")
+#: first words that a shell runs itself, or runs otherwise than the program of that
+#: name would (dash's `echo` reads backslash escapes, /bin/echo does not)
+_SHELL_WORDS = frozenset(
+    (  # noqa: SIM905 (a list of words reads best as words)
+        ". : [ alias bg break case cd command continue declare do done echo elif else esac "
+        "eval exec exit export false fc fg fi for function getopts hash if in jobs kill let "
+        "local printf pwd read readonly return select set shift source test then time times "
+        "trap true type typeset ulimit umask unalias unset until wait while"
+    ).split()
+)
+
+
+def plain_words(command: str) -> list[str] | None:
+    """The words of a command that means the same without a shell, else None: one
+    process fewer for each step, as in make."""
+    if _SHELL_CHARS.intersection(command):
+        return None
+    words = [word for word in command.split(" ") if word]
+    if not words or words[0] in _SHELL_WORDS or "=" in words[0]:  # VAR=value cmd
+        return None
+    return words
+
+
+def _start(command: str, invocation: Invocation, env: dict[str, str], log: Any) -> Any:
+    """Start one command in a process group of its own: its plain words straight,
+    else (or where that program cannot be started) through the shell, which says why
+    in the log as it would for a shell command."""
+    options: dict[str, Any] = {
+        "cwd": invocation.cwd,
+        "env": env,
+        "stdin": subprocess.DEVNULL,
+        "stdout": log,
+        "stderr": subprocess.STDOUT,
+        "start_new_session": True,  # its own group, so it can be stopped whole
+    }
+    words = plain_words(command)
+    if words is not None:
+        try:
+            return subprocess.Popen(words, **options)
+        except OSError as exc:  # not found, not executable, a script with no #! line
+            if exc.filename != words[0]:
+                raise  # the working folder, not the program
+    return subprocess.Popen(command, shell=True, **options)
+
+
+def execute(invocation: Invocation) -> Outcome:
+    """Run the commands in order, stopping at the first failure.
+
+    Each command's process group id is written to the invocation's pid file (with
+    the host name) so that the main process can stop it on Ctrl-C, whichever worker
+    runs it, and told to this process's watchdog, which stops it if this process
+    dies.
+    """
+    start = time.monotonic()
+    Path(invocation.log).parent.mkdir(parents=True, exist_ok=True)
+    # the secret gitpipe signs results with is not the step's to read (or print)
+    env = {**{k: v for k, v in os.environ.items() if k != KEY_VAR}, **invocation.env}
+    deadline = None if invocation.timeout is None else start + invocation.timeout
+    local = invocation.scheduler == os.getpid()
+    try:
+        with open(invocation.log, "wb") as log:
+            for index, command in enumerate(invocation.commands):
+                log.write(f"$ {command}\n".encode())
+                log.flush()
+                try:
+                    process = _start(command, invocation, env, log)
+                except OSError as exc:  # e.g. the working folder does not exist
+                    log.write(f"cannot start: {exc}\n".encode())
+                    return Outcome(
+                        127,
+                        time.monotonic() - start,
+                        f"cannot start {which_of(index, invocation)}: "
+                        f"{exc.strerror} ({invocation.cwd})",
+                    )
+                WATCHDOG.watch(process.pid)
+                try:
+                    if local:
+                        _GROUPS.add(invocation.log, process.pid)
+                    else:
+                        Path(invocation.pidfile).write_text(f"{_host()} {process.pid}\n")
+                    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    code = process.wait(timeout=remaining)
+                except subprocess.TimeoutExpired:
+                    stop_group(process.pid, reap=process.poll)
+                    process.wait()
+                    return Outcome(
+                        124, time.monotonic() - start, f"timed out after {invocation.timeout:g} s"
+                    )
+                except BaseException:  # Ctrl-C, SIGTERM: stop the whole group, then go on up
+                    stop_group(process.pid, reap=process.poll)
+                    process.wait()
+                    raise
+                finally:
+                    WATCHDOG.forget(process.pid)
+                if code != 0:
+                    shown = f"signal {-code}" if code < 0 else f"code {code}"
+                    return Outcome(
+                        code if code > 0 else 128 - code,
+                        time.monotonic() - start,
+                        f"{which_of(index, invocation)} exited with {shown} "
+                        f"(log: {invocation.log})",
+                    )
+    finally:
+        if local:
+            _GROUPS.remove(invocation.log)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(invocation.pidfile)
+    return Outcome(0, time.monotonic() - start)
+
+
+def which_of(index: int, invocation: Invocation) -> str:
+    count = len(invocation.commands)
+    return f"command {index + 1} of {count}" if count > 1 else "the command"
+
+
+def stop_group(
+    pgid: int, *, reap: Callable[[], object] = lambda: None, grace: float = GRACE
+) -> None:
+    """Terminate a process group, and kill what is left of it after ``grace``.
+
+    The wait ends as soon as no process of the group runs.  A leader that exited
+    stays in its group as a zombie until its parent reaps it, so where this process
+    started the leader, ``reap`` must reap it (``Popen.poll``): otherwise a command
+    that ended at once would be waited for the whole grace.
+    """
+    if not _signal_group(pgid, signal.SIGTERM):
+        reap()
+        return
+    _wait_for_groups({pgid}, time.monotonic() + grace, reap=reap)
+    if group_alive(pgid):
+        _signal_group(pgid, signal.SIGKILL)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs.
+
+    Zombies do not count: an orphaned one waits for the process that adopted it to
+    reap it, which init in a container may do late (a second or more).
+    """
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no /proc: believe killpg
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after ")"
+        state, _ppid, group = stat.rsplit(b")", 1)[1].split()[:3]
+        if int(group) == pgid and state != b"Z":
+            return True
+    return False
+
+
+def _wait_for_groups(
+    groups: set[int], deadline: float, *, reap: Callable[[], object] = lambda: None
+) -> None:
+    """Wait until none of the process groups runs, or until ``deadline``."""
+    pause = 0.005
+    while True:
+        reap()
+        if not any(group_alive(pgid) for pgid in groups):
+            return
+        now = time.monotonic()
+        if now >= deadline:
+            return
+        time.sleep(min(pause, deadline - now))
+        pause = min(pause * 2, 0.1)
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to a process group; False when there is no such group of ours."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def group_of(invocation: Invocation) -> int | None:
+    """The process group of the command an invocation runs now, if on this host."""
+    group = _GROUPS.get(invocation.log)
+    if group is not None:
+        return group
+    try:
+        host, pid = Path(invocation.pidfile).read_text().split()
+        return int(pid) if host == _host() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def stop_all(running: Mapping[cf.Future[Outcome], Invocation], *, grace: float = GRACE) -> None:
+    """Terminate every running command, then kill what is left after ``grace``.
+
+    A step ends when its command's leader does (the worker that waits for it reaps
+    it); what it started may live on in its group, ignoring SIGTERM, so the groups
+    are watched until they are empty too.
+    """
+    import concurrent.futures as cf
+
+    deadline = time.monotonic() + grace
+    pending = dict(running)
+    groups: set[int] = set()
+    while pending and time.monotonic() < deadline:
+        for invocation in pending.values():
+            group = group_of(invocation)
+            if group is not None:
+                groups.add(group)
+                _signal_group(group, signal.SIGTERM)
+        done, _ = cf.wait(pending, timeout=0.2)
+        for future in done:
+            pending.pop(future)
+    _wait_for_groups(groups, deadline)
+    groups.update(g for g in map(group_of, pending.values()) if g is not None)
+    for group in groups:
+        if group_alive(group):
+            _signal_group(group, signal.SIGKILL)
+    cf.wait(pending, timeout=grace)
+
+
+# -- executors -------------------------------------------------------------------
+
+
+def _in_joblib(invocation: Invocation, config: dict[str, Any]) -> Outcome:
+    """Run one invocation as a one-task joblib call under the given backend config
+    (dask: the cluster's client, and the step's resources)."""
+    import joblib
+
+    with joblib.parallel_config(**config):
+        (outcome,) = joblib.Parallel()([joblib.delayed(execute)(invocation)])
+    return outcome
+
+
+class Executor:
+    """Runs invocations through a joblib backend.
+
+    joblib's ``Parallel`` runs a fixed batch and returns when all of it is done;
+    a scheduler without waves needs to start one step at a time.  So:
+
+    - ``threading``: each step runs in a thread of a pool (the work is a subprocess,
+      a thread is all it needs);
+    - ``loky``: each step is submitted to a loky process pool of this executor's own
+      (joblib's vendored loky), straight from the scheduler's thread.  Not one-task
+      ``Parallel`` calls from many threads on joblib's process-wide reusable
+      executor: there, one call's failure shuts down the workers every other call
+      uses, and concurrent calls are a pattern upstream calls unsafe (joblib#1743,
+      loky#458);
+    - ``dask``: each step gets a coordinating thread, which makes a one-task
+      ``Parallel`` call on the cluster (where ``resources`` are honoured).
+
+    The futures of steps not finished yet are kept in :attr:`active`, registered in
+    :meth:`submit` itself so that a Ctrl-C between submitting and bookkeeping cannot
+    lose one; the pool's threads remove them as they finish, so every access holds
+    the lock and :meth:`stop` works on a snapshot.
+    """
+
+    def __init__(self, backend: str, jobs: int, *, client: Any = None) -> None:
+        if backend not in BACKENDS:
+            raise UsageError(f"unknown backend {backend!r} (choose one of {', '.join(BACKENDS)})")
+        self.backend = backend
+        self.jobs = jobs
+        self.client = client
+        self._pool: Any = None  # a thread or loky process pool, started with the first step
+        self._closed = False
+        self._lock = threading.Lock()
+        self.active: dict[cf.Future[Outcome], Invocation] = {}
+
+    def _dask_config(self, resources: Mapping[str, float]) -> dict[str, Any]:
+        extra = {"resources": dict(resources)} if resources else {}
+        return {"backend": "dask", "client": self.client, **extra}
+
+    def submit(self, invocation: Invocation, resources: Mapping[str, float]) -> cf.Future[Outcome]:
+        if self._closed:
+            raise RuntimeError("cannot submit a step to a closed executor")
+        if self._pool is None:
+            self._pool = self._start_pool()
+        if self.backend == "dask":
+            future = self._pool.submit(_in_joblib, invocation, self._dask_config(resources))
+        elif self.backend == "loky":
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                future = self._pool.submit(execute, invocation)
+            except BrokenProcessPool:  # a worker died (the OOM killer): the steps after
+                self._pool.shutdown(wait=False, kill_workers=True)  # its own get a new pool
+                self._pool = self._start_pool()
+                future = self._pool.submit(execute, invocation)
+        else:
+            future = self._pool.submit(execute, invocation)
+        with self._lock:
+            self.active[future] = invocation
+        future.add_done_callback(self._forget)  # at once, here, if it is done already
+        return future
+
+    def _start_pool(self) -> Any:
+        if self.backend == "loky":
+            from joblib.externals.loky import ProcessPoolExecutor
+
+            return ProcessPoolExecutor(
+                max_workers=self.jobs, initializer=_follow, initargs=(os.getpid(),)
+            )
+        import concurrent.futures as cf
+
+        return cf.ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="gitpipe")
+
+    def _forget(self, future: cf.Future[Outcome]) -> None:
+        with self._lock:
+            self.active.pop(future, None)
+
+    def running(self) -> dict[cf.Future[Outcome], Invocation]:
+        """A snapshot of the steps submitted and not finished yet."""
+        with self._lock:
+            return dict(self.active)
+
+    def stop(self) -> None:
+        """Stop every running step's command (Ctrl-C), then stop taking work."""
+        # a step not started yet is cancelled (which runs `_forget` here); the others run
+        running = {f: step for f, step in self.running().items() if not f.cancel()}
+        stop_all(running)
+        self.close(wait=False)
+
+    def close(self, *, wait: bool = True) -> None:
+        """Stop taking work; the first call decides whether to wait for running steps
+        (without waiting, loky's workers are killed: :meth:`stop` has stopped their
+        commands)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._pool is not None:
+            if self.backend == "loky":
+                self._pool.shutdown(wait=wait, kill_workers=not wait)
+            else:
+                self._pool.shutdown(wait=wait, cancel_futures=True)
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.close()
+
+
+def connect_dask(address: str, root: Path | None = None) -> Any:
+    """A client of the dask cluster at ``address``; with ``root``, after checking that
+    every worker sees that workspace at the same path (see :func:`check_workers`)."""
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise UsageError(
+            "the dask backend needs the `distributed` package; install gitpipe[dask]"
+        ) from exc
+    try:
+        client = Client(address, timeout="5s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise UsageError(f"cannot reach the dask scheduler at {address} ({exc})") from exc
+    if root is not None:
+        check_workers(client, root)
+    return client
+
+
+def check_workers(client: Any, root: Path) -> None:
+    """Every worker must read back a probe file written under ``root/.gitpipe/tmp``;
+    closes the client and raises :class:`UsageError` naming the workers that cannot."""
+    address = client.scheduler.address
+    try:
+        workers = client.scheduler_info().get("workers", {})
+        if not workers:
+            client.wait_for_workers(1, timeout=10)
+        probe = root / ".gitpipe" / "tmp" / f"probe-{os.getpid()}-{time.time_ns()}"
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        token = os.urandom(8).hex()
+        probe.write_text(token)
+        try:
+            seen = client.run(_can_see, str(probe), token)
+        finally:
+            probe.unlink()
+        blind = sorted(worker for worker, ok in seen.items() if not ok)
+        if blind:
+            raise UsageError(
+                f"dask worker(s) {', '.join(blind)} cannot see the workspace at {root}; "
+                "workers must share it at the same path (see docs/parallel.md)"
+            )
+    except UsageError:
+        client.close()
+        raise
+    except Exception as exc:
+        client.close()
+        raise UsageError(f"cannot use the dask cluster at {address} ({exc})") from exc
+
+
+def _can_see(path: str, token: str) -> bool:
+    try:
+        return Path(path).read_text() == token
+    except OSError:
+        return False
+
+
+# -- scheduling ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Pending:
+    """A step that must run: its invocation, the slots it takes, and what publish needs."""
+
+    invocation: Invocation
+    cpus: int = 1
+    resources: Mapping[str, float] = field(default_factory=dict)
+    context: Any = None
+    key: str = ""  # the step's key, for what the run reports of it
+
+
+class Work(Protocol):
+    """What the scheduler asks of the workspace, all in the main thread."""
+
+    def decide(self, name: str, upstream_would_run: list[str]) -> ev.StepFinished | Pending: ...
+
+    def begin(self, name: str, pending: Pending) -> ev.StepFinished | None: ...
+
+    def publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished: ...
+
+
+def schedule(
+    order: Iterable[str],
+    parents: Mapping[str, Iterable[str]],
+    work: Work,
+    *,
+    executor: Executor | None,
+    jobs: int,
+    keep_going: bool,
+    emit: Callable[[ev.Event], None],
+    tick: float = 0.1,
+) -> dict[str, ev.StepFinished]:
+    """Run the given steps (in topological ``order``) as their parents finish.
+
+    Without ``keep_going`` the first failure stops new steps from starting (running
+    ones finish); with it, only what depends on the failed step is held back.
+    A step that must run with no ``executor`` (a dry run) is a bug.
+
+    When Ctrl-C or SIGTERM stops the run, the executor stops the running steps, each
+    of them finishes as ``interrupted``, and the interrupt goes on up.
+    """
+    order = list(order)
+    position = {name: i for i, name in enumerate(order)}
+    waiting = {name: {p for p in parents[name] if p in position} for name in order}
+    children: dict[str, list[str]] = {name: [] for name in order}
+    for name, ups in waiting.items():
+        for up in ups:
+            children[up].append(name)
+    ready = [position[name] for name, ups in waiting.items() if not ups]
+    heapq.heapify(ready)
+    queued: list[tuple[int, str, Pending]] = []  # must run, waiting for free slots
+    running: dict[cf.Future[Outcome], tuple[str, Pending, int]] = {}
+    finished: dict[str, ev.StepFinished] = {}
+    failed_by: dict[str, str] = {}  # step -> the failed step that holds it back
+    #: step -> why what depends on it is skipped (its condition was false, or it waits
+    #: for approval): not a failure, so the run goes on around it
+    blocked: dict[str, str] = {}
+    would_run: set[str] = set()
+    stopped_by = ""
+    free = jobs
+    #: steps started and not finished yet, with their pending work and start time
+    started: dict[str, tuple[Pending, float]] = {}
+
+    def finish(name: str, event: ev.StepFinished, held_by: str = "") -> None:
+        nonlocal stopped_by
+        started.pop(name, None)
+        finished[name] = event
+        emit(event)
+        if event.state == ev.FAILED:
+            failed_by[name] = name
+            if not keep_going and not stopped_by:
+                stopped_by = name
+        elif event.state == ev.SKIPPED and held_by:
+            failed_by[name] = held_by
+        elif event.state == ev.SKIPPED and not blocked.get(name):
+            blocked[name] = f"upstream {name!r} was skipped"
+        elif event.state == ev.WAITING:
+            blocked[name] = f"upstream {name!r} waits for approval"
+        elif event.state == ev.WOULD_RUN:  # a restore brings back what the lock says
+            would_run.add(name)
+        for child in children[name]:
+            waiting[child].discard(name)
+            if not waiting[child]:
+                heapq.heappush(ready, position[child])
+
+    try:
+        while ready or queued or running:
+            while ready:
+                name = order[heapq.heappop(ready)]
+                held = sorted({failed_by[p] for p in parents[name] if p in failed_by})
+                if held:
+                    finish(name, ev.StepFinished(name, ev.SKIPPED, message=_held(held)), held[0])
+                    continue
+                if stopped_by:
+                    message = f"not started: the run stopped after {stopped_by!r} failed"
+                    finish(name, ev.StepFinished(name, ev.SKIPPED, message=message))
+                    continue
+                reasons = [blocked[p] for p in parents[name] if p in blocked]
+                if reasons:
+                    blocked[name] = reasons[0]
+                    finish(name, ev.StepFinished(name, ev.SKIPPED, message=reasons[0]))
+                    continue
+                decision = work.decide(name, [p for p in parents[name] if p in would_run])
+                if isinstance(decision, ev.StepFinished):
+                    finish(name, decision)
+                else:
+                    heapq.heappush(queued, (position[name], name, decision))
+            while queued and not stopped_by:
+                _, name, pending = queued[0]
+                cost = max(1, min(pending.cpus, jobs))
+                if cost > free:
+                    break
+                heapq.heappop(queued)
+                if executor is None:
+                    raise RuntimeError(f"step {name!r} must run, but there is no executor")
+                refused = work.begin(name, pending)
+                if refused is not None:  # e.g. a `before_step` hook failed
+                    finish(name, refused)
+                    continue
+                free -= cost
+                started[name] = (pending, time.time())
+                emit(ev.StepStarted(name, log=pending.invocation.log, started=started[name][1]))
+                running[executor.submit(pending.invocation, pending.resources)] = (
+                    name,
+                    pending,
+                    cost,
+                )
+            if stopped_by and queued and not running:
+                for _, name, _pending in sorted(queued):
+                    message = f"not started: the run stopped after {stopped_by!r} failed"
+                    finish(name, ev.StepFinished(name, ev.SKIPPED, message=message))
+                queued.clear()
+                continue
+            if not running:
+                continue
+            import concurrent.futures as cf
+
+            done, _ = cf.wait(running, timeout=tick, return_when=cf.FIRST_COMPLETED)
+            if not done:
+                emit(ev.Tick(time.time()))
+            for future in sorted(done, key=lambda f: position[running[f][0]]):
+                name, pending, cost = running.pop(future)
+                free += cost
+                try:
+                    outcome = future.result()
+                except OSError as exc:  # its log could not be written: the system refused
+                    cause = describe(exc) if exc.filename else exc.strerror or str(exc)
+                    where = "" if exc.filename else f" (log: {pending.invocation.log})"
+                    outcome = Outcome(1, 0.0, f"could not be run{where}: {cause}", refused=True)
+                except Exception as exc:  # the backend failed, not the command
+                    outcome = Outcome(1, 0.0, f"the {_backend(executor)} backend failed: {exc}")
+                finish(name, work.publish(name, pending, outcome))
+    except BaseException:
+        if executor is not None:
+            executor.stop()
+        for name in sorted(started, key=position.__getitem__):
+            pending, began = started[name]
+            finish(name, _interrupted(name, pending, began))
+        raise
+    return finished
+
+
+def _interrupted(name: str, pending: Pending, began: float) -> ev.StepFinished:
+    """A step that was running when Ctrl-C or SIGTERM stopped the run."""
+    now = time.time()
+    return ev.StepFinished(
+        name,
+        ev.INTERRUPTED,
+        message=f"interrupted after {now - began:.2f} s; nothing it made was published",
+        key=pending.key,
+        duration=now - began,
+        log=pending.invocation.log,
+        started=began,
+        ended=now,
+    )
+
+
+def _held(failed: list[str]) -> str:
+    names = ", ".join(repr(name) for name in failed)
+    return f"held back by failed step {names}"
+
+
+def _backend(executor: Executor | None) -> str:
+    return executor.backend if executor is not None else "no"

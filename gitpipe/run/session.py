@@ -1,0 +1,808 @@
+"""One `repro`: carrying out the planner's decisions, step by step.
+
+    scheduler ──decide──> Planner.decide ─> up to date / frozen / skipped / waiting
+        │                               └──> restore: outputs from the store (lock first)
+        │                               └──> run ──begin──> executor ──publish──┐
+        └──────────────────────── finished <── objects, result, lock entry <───┘
+
+:class:`Session` is the scheduler's :class:`gitpipe.run.runner.Work`: it asks the planner
+what to do with each step once the steps before it are done, restores or hands the
+step over to run, and publishes what ran: objects into the store first, then the
+result, then the lock entry (lineage listens to the events).  Nothing outside a
+step's declared outputs is written: each removal, restore and link re-checks its path
+at the moment it writes (:func:`gitpipe.run.guard.check_write`), and what a step produced
+is checked before anything of it is stored (:func:`gitpipe.run.guard.check_produced`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gitpipe.core import tomlcache
+from gitpipe.core.errors import (
+    CorruptObject,
+    PathError,
+    StaleError,
+    StoreError,
+    UnsafePath,
+    UsageError,
+    describe,
+)
+from gitpipe.core.hashing import Digest
+from gitpipe.identity.action import KeyRecord
+from gitpipe.identity.statcache import PathState
+from gitpipe.pipeline import spec
+from gitpipe.run import events as ev
+from gitpipe.run import guard
+from gitpipe.run.inputs import Check, Inputs
+from gitpipe.run.plan import flatten
+from gitpipe.run.planner import (
+    FROZEN,
+    RESTORE,
+    RUN,
+    SKIPPED,
+    WAITING,
+    Decision,
+    Planner,
+    entry_for,
+)
+from gitpipe.run.runner import Invocation, Outcome, Pending
+from gitpipe.store.lockfile import LockEntry
+from gitpipe.store.objects import Store, remove
+from gitpipe.store.runcache import KEY_VAR, OutRecord, Result
+
+if TYPE_CHECKING:
+    from gitpipe.workspace import Project
+
+#: where a function step's returned numbers go among its metrics
+RETURNED = "returned"
+
+
+@dataclass(frozen=True, slots=True)
+class HookCall:
+    """What a hook is told: the event, the step, its state and log, the run."""
+
+    event: str  # before_step | after_step | on_failure
+    step: str
+    state: str  # running (before_step) | ran | cached | failed
+    log: str = ""
+    run_id: str = ""
+
+    def environ(self) -> dict[str, str]:
+        """The same, as the environment a hook command runs with."""
+        return {
+            "GITPIPE_HOOK": self.event,
+            "GITPIPE_STEP": self.step,
+            "GITPIPE_STATE": self.state,
+            "GITPIPE_LOG": self.log,
+            "GITPIPE_RUN_ID": self.run_id,
+        }
+
+
+def fault_point(name: str) -> None:
+    """Crash-safety tests: with ``GITPIPE_FAULT=name`` gitpipe kills itself here
+    (SIGKILL: no clean-up runs), to prove every such point leaves the store, the lock
+    and lineage consistent.  Points: ``objects-stored`` (a step's outputs are in the
+    store, its result is not), ``result-stored`` (its result is, the lock is not);
+    ``rename:FILE`` in :func:`gitpipe.core.atomic.write_bytes` stops with FILE's new bytes
+    written to a temporary file, not yet renamed over it (``rename:gitpipe.lock``)."""
+    if os.environ.get("GITPIPE_FAULT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def unflatten(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"train.lr": 1}`` -> ``{"train": {"lr": 1}}``."""
+    nested: dict[str, Any] = {}
+    for dotted, value in params.items():
+        node = nested
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return nested
+
+
+def _parse_metrics(path: Path) -> dict[str, Any]:
+    """A metrics file's scalar values, flattened to dotted keys (JSON or TOML)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomlcache.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise StoreError(
+            f"metrics file {path.name} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}"
+            f" ({exc})"
+        ) from exc
+    if not isinstance(data, dict):
+        return {}
+    return {
+        key: value
+        for key, value in sorted(flatten(data).items())
+        if isinstance(value, (int, float, str, bool))
+    }
+
+
+def _link(step: spec.Step) -> str:
+    """How a step's outputs are put in the workspace: as it asks, except that a step
+    keeping its outputs (`persist`) may write into them, so they are never the
+    store's own objects."""
+    return "copy" if step.persist else step.link
+
+
+@dataclass(frozen=True, slots=True)
+class _RunOptions:
+    """How a repro runs, once its steps are chosen."""
+
+    force: bool = False
+    keep_going: bool = False
+    argv: tuple[str, ...] = ()
+    repo: Any = None  # gitpipe.history.git.Repository, or None outside Git
+    remote: Any = None  # a gitpipe.store.remote remote to pull stale steps' results from
+    approve: frozenset[str] = frozenset()  # steps (or matrix/nested names) approved now
+    write_lock: bool = True  # False for an experiment (`-p`) unless --lock was given
+    hooks: Mapping[str, tuple[Callable[[HookCall], None], ...]] = field(default_factory=dict)
+    frozen: bool = False  # restore what gitpipe.lock names, run nothing, write no lock
+
+
+@dataclass(slots=True)
+class _Run:
+    """What publishing a step needs to remember from deciding it."""
+
+    record: KeyRecord
+    check: Check
+    reasons: tuple[str, ...]
+    step: spec.Step  # as it runs: the metrics it reads from other steps filled in
+    started: float = 0.0
+
+
+def predicted(decision: Decision) -> ev.StepFinished:
+    """What a dry run (`repro -n`) says of a decision."""
+    reasons = tuple(str(r) for r in decision.reasons)
+    key = decision.key
+    name = decision.step
+    if decision.action == RESTORE:
+        return ev.StepFinished(
+            name, ev.WOULD_RESTORE, reasons=reasons, key=key, source=decision.source
+        )
+    if decision.action == RUN:
+        if decision.upstream:
+            reasons += (f"upstream would run: {', '.join(decision.upstream)}",)
+            return ev.StepFinished(
+                name, ev.WOULD_RUN, reasons=reasons, message="if what it reads changes"
+            )
+        return ev.StepFinished(name, ev.WOULD_RUN, reasons=reasons, key=key)
+    if decision.action == WAITING:
+        return ev.StepFinished(name, ev.WAITING, reasons=reasons, key=key, message=decision.skip)
+    if decision.action == SKIPPED:
+        return ev.StepFinished(name, ev.SKIPPED, message=decision.skip)
+    if decision.action == FROZEN:
+        return ev.StepFinished(name, ev.FROZEN, message=decision.skip)
+    return ev.StepFinished(name, ev.UP_TO_DATE, reasons=reasons, key=key)
+
+
+class Session:
+    """One `repro`'s work on the workspace: the scheduler's :class:`Work`."""
+
+    def __init__(
+        self,
+        project: Project,
+        inputs: Inputs,
+        planner: Planner,
+        *,
+        run_id: str,
+        frozen: bool = False,
+        hook_calls: Mapping[str, Sequence[Callable[[HookCall], None]]] | None = None,
+        emit: ev.Listener | None = None,
+    ) -> None:
+        self.project = project
+        self.inputs = inputs
+        self.hasher = inputs.hasher
+        self.planner = planner
+        self.entries = planner.entries  # the lock as it will be written
+        self.store: Store = planner.runcache.store
+        self.runcache = planner.runcache
+        self.run_id = run_id
+        self.frozen = frozen
+        self.hook_calls = hook_calls or {}
+        self.hook_failures: list[str] = []
+        #: the places no write may reach, resolved once per repro
+        self.guarded = guard.protected(project)
+        self.emit: ev.Listener = emit or _ignore  # notices (a corrupt object set aside)
+        #: step -> why the system refused a write the step needed (its outputs into the
+        #: store, its old outputs out of the way, its log): not its command's failure
+        self.storage_failures: dict[str, str] = {}
+
+    def decide(
+        self, name: str, upstream_would_run: list[str], *, decision: Decision | None = None
+    ) -> ev.StepFinished | Pending:
+        """Up to date, restored, frozen, skipped, waiting, or a step that must run
+        (``decision``: the planner's, when it has been asked already)."""
+        decision = self.planner.decide(name) if decision is None else decision
+        step = self.project.pipeline.steps[name]
+        reasons = tuple(str(r) for r in decision.reasons)
+        key = decision.key
+        if self.frozen and decision.frozen_refusal:  # the plan said otherwise: never run
+            return ev.StepFinished(
+                name,
+                ev.FAILED,
+                reasons=reasons,
+                key=key,
+                message=f"--frozen: {decision.frozen_refusal}",
+            )
+        if decision.action == RESTORE:
+            assert decision.result is not None and decision.record is not None
+            check = decision.check
+            assert check is not None
+            step = check.step or step
+            started = time.time()
+            try:
+                self._restore(step, decision.result, check)
+            except UnsafePath as exc:  # nothing was written
+                return ev.StepFinished(name, ev.FAILED, reasons=reasons, key=key, message=str(exc))
+            except CorruptObject as exc:
+                return self._set_aside(name, upstream_would_run, exc)
+            self.entries[name] = entry_for(step, decision.record, decision.result)
+            self.hook("after_step", name, ev.CACHED)
+            return ev.StepFinished(
+                name,
+                ev.CACHED,
+                reasons=reasons,
+                key=key,
+                duration=time.time() - started,
+                started=started,
+                ended=time.time(),
+                source=decision.source,
+                **self._provenance(step, decision.record, decision.result),
+            )
+        if decision.action != RUN:
+            return predicted(decision)
+        if decision.record is None or decision.check is None:  # a dependency is missing
+            return ev.StepFinished(name, ev.FAILED, reasons=reasons, message="; ".join(reasons))
+        step = decision.check.step or step
+        return Pending(
+            self._invocation(step),
+            cpus=int(step.resources.get("cpus", 1)),
+            resources=step.resources,
+            context=_Run(decision.record, decision.check, reasons, step),
+            key=key,
+        )
+
+    def _set_aside(
+        self, name: str, upstream_would_run: list[str], corrupt: CorruptObject
+    ) -> ev.StepFinished | Pending:
+        """A restore met an object whose bytes are not the recorded ones (nothing of
+        it reached the workspace): move it to the store's quarantine, say so in one
+        line, and decide the step again without it: another stored result, the remote
+        (`--pull`), or a run.  Under `--frozen` that must still be gitpipe.lock's
+        bytes (from the remote), else :class:`StaleError` (exit 3)."""
+        digest = corrupt.digest
+        assert isinstance(digest, Digest)
+        where = self.store.quarantine(digest)
+        root = str(self.project.root) + os.sep
+        target = corrupt.target.removeprefix(root) or f"step {name!r}"
+        moved = f"moved to {_shown(where, root)}" if where else "moved away already"
+        what = f"object {digest} for {target} is corrupt (its bytes do not hash to its name)"
+        again = self.planner.decide(name)
+        if self.frozen and again.frozen_refusal:
+            elsewhere = "" if self.planner.remote is not None else ", or `--pull` them"
+            raise StaleError(
+                f"--frozen: step {name!r} cannot restore gitpipe.lock's outputs: {what}; "
+                f"{moved}; run `gitpipe repro` to make them again{elsewhere}"
+            ) from corrupt
+        if again.action == RESTORE:
+            then = f"restoring {name!r} " + (
+                "from the remote" if again.fetched else "from another stored result"
+            )
+        elif again.action == RUN:
+            then = f"running {name!r} again"
+        else:
+            then = f"{name!r}: {again.action}"
+        self.emit(ev.Notice(f"{what}: {moved}; {then}"))
+        return self.decide(name, upstream_would_run, decision=again)
+
+    def prune(self, entries: dict[str, LockEntry]) -> list[str]:
+        """Remove the outputs of steps the lock knows and the pipeline no longer has
+        (a matrix value taken out, a step deleted), so that no step reads them by
+        accident: only outputs whose bytes are still those gitpipe recorded, and only
+        once the store holds them.  Their lock entries go with them."""
+        pipeline = self.project.pipeline
+        owned = {o.path for step in pipeline.steps.values() for o in step.all_outs}
+        removed = []
+        for name in [n for n in entries if n not in pipeline.steps]:
+            for out, digest in sorted(entries[name].outs.items()):
+                path = out.rstrip("/")
+                if path in owned:  # a step of the pipeline writes it now
+                    continue
+                state = self.hasher.state(path)
+                if state is None or state.digest != digest:
+                    continue  # gone already, or changed by hand: not ours to remove
+                out_spec = spec.PathSpec(path, state.is_dir)
+                try:
+                    self._check_replace(out_spec, state)
+                    self._save_before_replacing(out_spec, state)
+                except UnsafePath:
+                    continue  # it leads out of the repository or into a protected place now
+                remove(self.project.root / path)
+                self.inputs.forget(path)
+                removed.append(out)
+            del entries[name]
+        return removed
+
+    def hook(self, event: str, step: str, state: str, log: str = "") -> str:
+        """Run the pipeline's ``[hooks]`` commands and the API's callables for
+        ``event``; the first failure's message ("" when all went well)."""
+        commands = getattr(self.project.pipeline.hooks, event)
+        calls = self.hook_calls.get(event, ())
+        if not (commands or calls):
+            return ""
+        project = self.project
+        logs = project.state_dir / "logs" / self.run_id
+        logs.mkdir(parents=True, exist_ok=True)
+        call = HookCall(event, step, state, log, self.run_id)
+        environ = {k: v for k, v in project.environ.items() if k != KEY_VAR}  # gitpipe's secret
+        env = {**environ, **call.environ(), "GITPIPE_ROOT": str(project.root)}
+        for command in commands:
+            with open(logs / "hooks.log", "ab") as out:
+                out.write(f"== {event} {step} ({state}): {command}\n".encode())
+                out.flush()
+                done = subprocess.run(
+                    command,
+                    shell=True,
+                    cwd=project.root,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    check=False,
+                )
+            if done.returncode != 0:
+                return self._hook_failed(
+                    f"{event} hook `{command}` failed for step {step!r} (exit "
+                    f"{done.returncode}; see {logs / 'hooks.log'})"
+                )
+        for function in calls:
+            try:
+                function(call)
+            except Exception as exc:  # a user's callable: any failure is its failure
+                return self._hook_failed(
+                    f"{event} hook {getattr(function, '__name__', function)!r} failed for "
+                    f"step {step!r}: {exc}"
+                )
+        return ""
+
+    def _hook_failed(self, message: str) -> str:
+        self.hook_failures.append(message)
+        return message
+
+    def begin(self, name: str, pending: Pending) -> ev.StepFinished | None:
+        """Clear the way for a step about to run: its `before_step` hooks run, its old
+        outputs go (into the store first, unless it already has them), their folders
+        exist.  A failed hook (with ``hooks.fail``) fails the step instead."""
+        step = self.project.pipeline.steps[name]
+        root = self.project.root
+        check = pending.context.check
+        failure = self.hook("before_step", name, "running", pending.invocation.log)
+        if failure and self.project.pipeline.hooks.fail:
+            return ev.StepFinished(
+                name, ev.FAILED, key=str(pending.context.record.key), message=failure
+            )
+        key = str(pending.context.record.key)
+        try:
+            for spec_ in step.all_outs:  # every output first: a refusal leaves all as they are
+                self._check_replace(spec_, check.outs_now.get(str(spec_)))
+        except UnsafePath as exc:
+            return ev.StepFinished(name, ev.FAILED, key=key, message=str(exc))
+        for spec_ in step.all_outs:
+            try:
+                if not step.persist:
+                    self._save_before_replacing(spec_, check.outs_now.get(str(spec_)))
+                    remove(root / spec_.path)
+                else:
+                    refused = self._unlink_from_store(spec_, check.outs_now.get(str(spec_)))
+                    if refused:  # the command would write into the store's object
+                        return ev.StepFinished(name, ev.FAILED, key=key, message=refused)
+                (root / spec_.path).parent.mkdir(parents=True, exist_ok=True)
+            except UnsafePath as exc:
+                return ev.StepFinished(name, ev.FAILED, key=key, message=str(exc))
+            except (StoreError, PathError, OSError) as exc:
+                what = f"its old output {spec_} could not be put aside"
+                message = self._storage_failed(name, what, exc)
+                return ev.StepFinished(name, ev.FAILED, key=key, message=message)
+            finally:
+                self.inputs.forget(spec_.path)
+        pending.context.started = time.time()
+        return None
+
+    def _storage_failed(self, name: str, what: str, exc: Exception) -> str:
+        """Remember that a step failed because the system refused a write it needed
+        (its outputs into the store, its old ones aside), and say so in one line with
+        the path and the cause."""
+        if isinstance(exc, OSError):  # a write that names no file wrote into the store
+            cause = describe(exc) if exc.filename else f"{self.store.root}: {exc.strerror}"
+        else:
+            cause = str(exc)
+        message = f"{what}: {cause}"
+        self.storage_failures[name] = message
+        return message
+
+    def _restore(self, step: spec.Step, result: Result, check: Check) -> None:
+        """Put a result's outputs in place, those that differ from it; raises
+        :class:`UnsafePath`, before writing any, where one of them may not be written
+        (or a stored folder holds `.git` or `.gitpipe`)."""
+        link = _link(step)
+        todo = []
+        for spec_ in step.all_outs:
+            out = result.outs[spec_.path]
+            now = check.outs_now.get(str(spec_))
+            if (
+                now is not None
+                and now.digest == out.digest
+                and now.is_dir == out.is_dir
+                and (out.is_dir or now.executable == out.executable)
+            ):
+                continue
+            self._check_replace(spec_, now)
+            if out.is_dir:
+                for entry in self.store.manifest(out.digest):
+                    if spec.reserved_part(entry.path) is not None:
+                        raise UnsafePath(
+                            f"refusing to restore {spec_}: the stored folder holds "
+                            f"{entry.path}, which gitpipe never writes"
+                        )
+            if link != "copy":  # a link is not read: the output may show what the store cannot
+                self._check_linked(spec_.path, now, out)
+            todo.append((spec_, out, now))
+        for spec_, out, now in todo:
+            self._save_before_replacing(spec_, now)
+            self._materialise(spec_.path, out, link)
+            self.hasher.forget(spec_.path)
+            if link != "copy":
+                self._learn(spec_.path, out)
+
+    def _check_linked(self, relpath: str, now: PathState | None, out: OutRecord) -> None:
+        """Raise :class:`CorruptObject` when an output file that is still the object it
+        is restored from (a link made before) holds other bytes than that object's
+        name: its bytes, hashed for this decision, are the object's, so the object is
+        corrupt (written to through the link).  Costs a stat per differing file."""
+        if now is None or now.is_dir != out.is_dir:
+            return
+        if out.is_dir:
+            try:
+                entries = self.store.manifest(out.digest)
+            except CorruptObject as exc:
+                raise CorruptObject(out.digest, target=f"{self.project.root / relpath}/") from exc
+            held = {e.path: e.digest for e in self.hasher.manifest(relpath)}
+            wanted = [(f"{relpath}/{e.path}", e.digest, held.get(e.path)) for e in entries]
+        else:
+            wanted = [(relpath, out.digest, now.digest)]
+        for path, digest, current in wanted:
+            if current is None or current == digest:
+                continue
+            with contextlib.suppress(OSError):
+                target = self.project.root / path
+                if os.path.samefile(target, self.store.object_path(digest)):
+                    raise CorruptObject(digest, target=str(target))
+
+    def _materialise(self, relpath: str, out: OutRecord, link: str) -> None:
+        """Put a stored output at ``relpath``, copied or linked as ``link`` says."""
+        guard.check_write(self.guarded, relpath)
+        target = self.project.root / relpath
+        scratch = self.project.state_dir / "tmp"
+        if out.is_dir:
+            self.store.restore_tree(out.digest, target, link=link, scratch=scratch)
+        else:
+            self.store.restore_file(
+                out.digest, target, executable=out.executable, link=link, scratch=scratch
+            )
+
+    def _link_output(self, relpath: str, out: OutRecord, link: str) -> None:
+        """Make the files of a just-stored output the store's own objects, as ``link``
+        asks, one by one (each renamed over its copy), except executable files."""
+        if out.is_dir:
+            files = [
+                (f"{relpath}/{entry.path}", entry.digest)
+                for entry in self.store.manifest(out.digest)
+                if not entry.executable
+            ]
+        else:
+            files = [] if out.executable else [(relpath, out.digest)]
+        for path, digest in files:
+            guard.check_write(self.guarded, path)
+            if self._link_file(path, digest, link):
+                self.hasher.learn(path, digest)
+
+    def _link_file(self, relpath: str, digest: Digest, link: str) -> bool:
+        """Make one output file the store's object, unless it is one already (linked in
+        as it was added); False where it stays a copy (a hard link to another device)."""
+        target = self.project.root / relpath
+        here = os.stat(target)
+        there = os.stat(self.store.object_path(digest))
+        if (here.st_ino, here.st_dev) == (there.st_ino, there.st_dev):
+            if link == "hardlink" or target.is_symlink():
+                return True
+        elif link == "hardlink" and here.st_dev != there.st_dev:
+            return False
+        self.store.restore_file(digest, target, link=link)
+        return True
+
+    def _learn(self, relpath: str, out: OutRecord) -> None:
+        """Tell the stat cache the digests of an output just linked from the store."""
+        if out.is_dir:
+            for entry in self.store.manifest(out.digest):
+                self.hasher.learn(f"{relpath}/{entry.path}", entry.digest)
+        else:
+            self.hasher.learn(relpath, out.digest)
+
+    def _unlink_from_store(self, out: spec.PathSpec, now: PathState | None) -> str:
+        """A `persist` step writes into its outputs: any file of them that is still one
+        of the store's objects (the step had `link` set before) becomes a copy first.
+        Returns why that failed ('' when it did not): the step must not run then."""
+        if now is None:
+            return ""
+        if now.is_dir:
+            files = [
+                (f"{out.path}/{entry.path}", entry.digest)
+                for entry in self.hasher.manifest(out.path)
+            ]
+        else:
+            files = [(out.path, now.digest)]
+        for relpath, digest in files:
+            guard.check_write(self.guarded, relpath)
+            target = self.project.root / relpath
+            try:
+                linked = os.path.samefile(target, self.store.object_path(digest))
+            except OSError:
+                continue  # gone, or its object is: the command cannot write into the store
+            if not linked:
+                continue
+            try:
+                self.store.detach(target, executable=os.access(target, os.X_OK))
+            except (OSError, StoreError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                return (
+                    f"{relpath} is still the store's own object and could not be made a copy "
+                    f"for this `persist` step to write into ({why}); the step did not run: "
+                    f"make its folder writable, or delete {relpath}, and run again"
+                )
+        return ""
+
+    def _check_replace(self, out: spec.PathSpec, now: PathState | None) -> None:
+        """Raise :class:`UnsafePath` unless gitpipe may remove or replace an output
+        now: its path passes :func:`gitpipe.run.guard.check_write`, and a folder there
+        holds no `.git` or `.gitpipe` (a repository made inside it by hand)."""
+        guard.check_write(self.guarded, out.path)
+        target = self.project.root / out.path
+        if now is not None and now.is_dir and not target.is_symlink():
+            found = guard.reserved_inside(target)
+            if found is not None:
+                raise UnsafePath(
+                    f"refusing to replace {out}: it holds {out.path}/{found}, which gitpipe "
+                    "never removes"
+                )
+
+    def _save_before_replacing(self, out: spec.PathSpec, now: PathState | None) -> None:
+        """Keep a copy in the store of output bytes gitpipe is about to replace, so
+        that nothing a user made by hand is lost (its path checked again first).  A
+        link is not followed: its bytes are where it points, and stay there."""
+        guard.check_write(self.guarded, out.path)
+        target = self.project.root / out.path
+        if now is None or target.is_symlink():
+            return
+        if now.is_dir:
+            if now.digest not in self.store:
+                self.store.add_tree(target, self.hasher.manifest(out.path))
+        else:
+            self.store.add_file(target, now.digest)
+
+    def _invocation(self, step: spec.Step) -> Invocation:
+        project = self.project
+        log = project.state_dir / "logs" / self.run_id / f"{step.name}.log"
+        env = {
+            **step.env,
+            "GITPIPE_STEP": step.name,
+            "GITPIPE_RUN_ID": self.run_id,
+            "GITPIPE_PARAMS": json.dumps(unflatten(step.params), sort_keys=True),
+            "GITPIPE_ROOT": str(project.root),
+        }
+        commands = step.cmd
+        if step.fn:  # a fresh interpreter calls the function: see gitpipe/run/fnstep.py
+            commands = (f"{shlex.quote(sys.executable)} -m gitpipe.run.fnstep",)
+            env.update(
+                GITPIPE_FN=step.fn,
+                GITPIPE_RETURN=str(log.with_suffix(".return.json")),
+                GITPIPE_FAILURE=str(log.with_suffix(".failure.txt")),
+            )
+        return Invocation(
+            step=step.name,
+            commands=commands,
+            cwd=str(project.root / step.wdir),
+            env=env,
+            log=str(log),
+            timeout=step.timeout,
+            scheduler=os.getpid(),
+        )
+
+    def publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished:
+        """Publish a finished step (:meth:`_publish`), then run its `after_step` hooks
+        and, when it failed, its `on_failure` hooks."""
+        finished = self._publish(name, pending, outcome)
+        self.hook("after_step", name, finished.state, pending.invocation.log)
+        if finished.state == ev.FAILED:
+            self.hook("on_failure", name, finished.state, pending.invocation.log)
+        return finished
+
+    def _publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished:
+        """Check a finished step's outputs and publish them: objects into the store,
+        then the result into the run cache, then the lock entry."""
+        step = pending.context.step
+        root = self.project.root
+        run: _Run = pending.context
+        record = run.record
+        invocation = pending.invocation
+        common = {
+            "reasons": run.reasons,
+            "key": str(record.key),
+            "duration": outcome.duration,
+            "exit_code": outcome.exit_code,
+            "log": invocation.log,
+            "started": run.started,
+            "ended": time.time(),
+        }
+        entries = self.entries
+        if not outcome.ok:
+            message = outcome.message
+            if outcome.refused:
+                self.storage_failures[step.name] = message
+            if step.fn:  # the function's own one-line reason, when it left one
+                with contextlib.suppress(OSError):
+                    reason = Path(invocation.log).with_suffix(".failure.txt").read_text()
+                    message = f"{reason.strip()} (log: {invocation.log})"
+            return ev.StepFinished(step.name, ev.FAILED, message=message, **common)
+        try:  # before anything is read or stored: no link out, nothing of Git's
+            for spec_ in step.all_outs:
+                guard.check_produced(self.guarded, spec_.path)
+        except UnsafePath as exc:
+            return ev.StepFinished(step.name, ev.FAILED, message=str(exc), **common)
+        outs: dict[str, OutRecord] = {}
+        missing = []
+        for spec_ in step.all_outs:
+            try:  # what the step made cannot be read: a FIFO in a folder, say
+                state = self.hasher.state(spec_.path)
+            except (StoreError, PathError) as exc:
+                return ev.StepFinished(step.name, ev.FAILED, message=str(exc), **common)
+            if state is None:
+                missing.append(str(spec_))
+            elif state.is_dir != spec_.is_dir and spec_.is_dir:
+                missing.append(f"{spec_} (a file, not a folder)")
+            else:
+                outs[spec_.path] = OutRecord(
+                    state.digest, state.is_dir, state.size, state.executable
+                )
+        if missing:
+            return ev.StepFinished(
+                step.name,
+                ev.FAILED,
+                message=f"did not produce its declared output {', '.join(missing)}",
+                **common,
+            )
+        try:
+            metrics = {spec_.path: _parse_metrics(root / spec_.path) for spec_ in step.metrics}
+        except StoreError as exc:
+            return ev.StepFinished(step.name, ev.FAILED, message=str(exc), **common)
+        if step.fn:
+            with contextlib.suppress(OSError, ValueError):
+                returned = json.loads(Path(invocation.log).with_suffix(".return.json").read_text())
+                metrics[RETURNED] = dict(sorted(flatten(returned).items()))
+        # publish last: objects, then the result, then the lock entry (lineage listens)
+        result = Result(
+            outs=outs,
+            metrics=metrics,
+            duration=outcome.duration,
+            exit_code=0,
+            step=step.name,
+            record=record.as_record(),
+        )
+        link = _link(step)
+        storing = ""
+        try:  # a store that cannot be written fails this step, not the run
+            for spec_ in step.all_outs:
+                storing = f"its output {spec_}"
+                self._store_output(spec_, outs[spec_.path], link)
+            storing = "its result"
+            fault_point("objects-stored")
+            self.runcache.put(record.key, result)
+        except UnsafePath as exc:  # no result: what was stored is only objects
+            return ev.StepFinished(step.name, ev.FAILED, message=str(exc), **common)
+        except (StoreError, PathError, OSError) as exc:
+            message = self._storage_failed(step.name, f"{storing} could not be stored", exc)
+            return ev.StepFinished(step.name, ev.FAILED, message=message, **common)
+        fault_point("result-stored")
+        entries[step.name] = entry_for(step, record, result)
+        return ev.StepFinished(
+            step.name, ev.RAN, **common, **self._provenance(step, record, result)
+        )
+
+    def _store_output(self, spec_: spec.PathSpec, out: OutRecord, link: str) -> None:
+        """Put a finished step's output into the store (linked back as ``link`` asks)."""
+        target = self.project.root / spec_.path
+        if link != "copy":  # a sibling running now may have swapped a folder since
+            guard.check_write(self.guarded, spec_.path)
+        if out.is_dir:
+            self.store.add_tree(target, self.hasher.manifest(spec_.path), link=link != "copy")
+        else:
+            self.store.add_file(target, out.digest, link=link != "copy" and not out.executable)
+        if link != "copy":
+            self._link_output(spec_.path, out, link)
+
+    def _provenance(self, step: spec.Step, record: KeyRecord, result: Result) -> dict[str, Any]:
+        """What lineage records of a step that ran or was restored."""
+        reads = []
+        for role, paths in (("dep", record.deps), ("code", record.code)):
+            for path in paths:
+                # lineage records bytes: a code file's raw digest, not its normalised one
+                state = self.hasher.state(path.rstrip("/"))
+                if state is not None:
+                    reads.append(
+                        ev.Artifact(path, str(state.digest), state.size, state.is_dir, role)
+                    )
+        writes = [
+            ev.Artifact(str(spec_), str(out.digest), out.size, out.is_dir, "out")
+            for spec_ in step.all_outs
+            for out in [result.outs[spec_.path]]
+        ]
+        return {
+            "reads": tuple(reads),
+            "writes": tuple(writes),
+            "params": dict(record.params),
+            "metrics": dict(result.metrics),
+        }
+
+
+def _ignore(event: ev.Event) -> None:
+    """The listener of a session nobody listens to."""
+
+
+def _shown(path: Path, root: str) -> str:
+    """A path as a notice shows it: from the workspace's root when it lies under it."""
+    return str(path).removeprefix(root)
+
+
+def approver(
+    project: Project, approve: frozenset[str], *, run_id: str = "", record: bool = False
+) -> Callable[[spec.Step, KeyRecord], bool]:
+    """Whether someone approved a step to run with a key; a step named in ``approve``
+    (`repro --approve`) is approved now, and with ``record`` that is written down."""
+    path = project.state_dir / "lineage.db"
+
+    def approved(step: spec.Step, key_record: KeyRecord) -> bool:
+        from gitpipe.run.lineage import approval_of, record_approval
+
+        if step.name in approve:
+            if record:
+                record_approval(path, step.name, str(key_record.key), project.user(), run_id=run_id)
+            return True
+        return approval_of(path, step.name, str(key_record.key)) is not None
+
+    return approved
+
+
+def current_params() -> dict[str, Any]:
+    """The params of the step this process runs for (``GITPIPE_PARAMS``); {} outside one."""
+    raw = os.environ.get("GITPIPE_PARAMS")
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise UsageError("GITPIPE_PARAMS is not valid JSON") from exc
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,282 @@
+"""`gitpipe.lock`: what the last repro resolved, written deterministically and atomically.
+
+The file is TOML (written with tomli-w) with sorted keys and one table per step, so
+that its Git diff reads well.  Only gitpipe writes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from gitpipe.core import atomic, tomlcache
+from gitpipe.core.errors import LockfileError
+from gitpipe.core.hashing import Digest, DigestError, digest_bytes
+
+#: schema 2 records executable outputs (``executable``); schema 1 did not, so the
+#: modes of a schema-1 lock's outputs are unknown (``LockEntry.modes`` is False)
+LOCK_SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
+HEADER = "# Written by gitpipe after each repro; commit it, do not edit it by hand.\n"
+
+
+@dataclass(frozen=True, slots=True)
+class LockEntry:
+    key: Digest
+    cmd: tuple[str, ...]
+    wdir: str
+    deps: Mapping[str, Digest]
+    code: Mapping[str, Digest]
+    params: Mapping[str, Any]
+    env: Mapping[str, str]
+    outs: Mapping[str, Digest]  # folders keep their trailing "/"
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    #: the outputs (as written in ``outs``; files only) that are executable, so that
+    #: a result's id (`gitpipe.store.runcache.result_id`) can be computed from the entry
+    executable: frozenset[str] = frozenset()
+    #: whether ``executable`` is known (False for a lock written before it was recorded)
+    modes: bool = True
+
+    def to_toml(self) -> dict[str, Any]:
+        table: dict[str, Any] = {
+            "key": str(self.key),
+            "cmd": list(self.cmd),
+            "wdir": self.wdir,
+        }
+        for name, values in (("deps", self.deps), ("code", self.code), ("outs", self.outs)):
+            if values:
+                table[name] = {path: str(digest) for path, digest in sorted(values.items())}
+        if self.params:
+            table["params"] = _sorted_deep(self.params)
+        if self.env:
+            table["env"] = dict(sorted(self.env.items()))
+        if self.metrics:
+            table["metrics"] = _sorted_deep(self.metrics)
+        if self.executable:
+            table["executable"] = sorted(self.executable)
+        return table
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    name: str = ""
+    fingerprint: str = ""
+    steps: Mapping[str, LockEntry] = field(default_factory=dict)
+    #: the pipeline's version when the lock was written ("" outside Git); a label only
+    version: str = ""
+
+    def dumps(self) -> str:
+        header = {"name": self.name} if self.name else {}
+        header["fingerprint"] = self.fingerprint
+        if self.version:
+            header["version"] = self.version
+        data = {
+            "gitpipe": {"schema": LOCK_SCHEMA},
+            "pipeline": header,
+            "steps": {name: self.steps[name].to_toml() for name in sorted(self.steps)},
+        }
+        return HEADER + tomli_w.dumps(data, multiline_strings=False)
+
+
+def _sorted_deep(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _sorted_deep(value[key]) for key in sorted(value)}
+    return value
+
+
+def read(path: Path) -> Lock:
+    """Read a lock file; a missing one is an empty lock."""
+    return read_cached(path, cache_dir=None)[0]
+
+
+def read_cached(path: Path, *, cache_dir: Path | None) -> tuple[Lock, Callable[[], None]]:
+    """Read a lock file, the parsed TOML of an unchanged file from ``cache_dir`` (see
+    gitpipe.core.tomlcache); the second value keeps a new parse there, for the caller to
+    call once its command went well."""
+    try:
+        data, keep = tomlcache.load(path, cache_dir)
+    except FileNotFoundError:
+        return Lock(), _nothing
+    except tomlcache.TOMLDecodeError as exc:
+        raise _damaged(path.name, exc) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockfileError(f"cannot read {path.name} ({exc})") from exc
+    return from_data(data, name=path.name), keep
+
+
+def _nothing() -> None:
+    return None
+
+
+def loads(text: str, *, name: str = "gitpipe.lock") -> Lock:
+    """Parse a lock file's text (``name`` is what errors call it)."""
+    try:
+        data = tomlcache.loads(text)
+    except tomlcache.TOMLDecodeError as exc:
+        raise _damaged(name, exc) from exc
+    return from_data(data, name=name)
+
+
+def _damaged(name: str, exc: Exception) -> LockfileError:
+    return LockfileError(
+        f"{name} is damaged ({exc}); restore it with `git checkout -- {name}`, "
+        "or delete it and run `gitpipe repro` (cached results are reused)"
+    )
+
+
+def from_data(data: Mapping[str, Any], *, name: str = "gitpipe.lock") -> Lock:
+    """A lock from its parsed TOML tables."""
+    try:
+        schema = data.get("gitpipe", {}).get("schema")
+        if schema not in READABLE_SCHEMAS:
+            raise LockfileError(
+                f"{name} has schema {schema!r}, this gitpipe reads schemas up to "
+                f"{LOCK_SCHEMA}; "
+                "upgrade gitpipe, or delete the file and run `gitpipe repro`"
+            )
+        header = data.get("pipeline", {})
+        steps = {
+            name: _entry(body, modes=schema >= 2) for name, body in data.get("steps", {}).items()
+        }
+    except LockfileError:
+        raise
+    except (DigestError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _damaged(name, exc) from exc
+    return Lock(
+        name=str(header.get("name", "")),
+        fingerprint=str(header.get("fingerprint", "")),
+        steps=steps,
+        version=str(header.get("version", "")),
+    )
+
+
+def _entry(body: Mapping[str, Any], *, modes: bool = True) -> LockEntry:
+    def digests(name: str) -> dict[str, Digest]:
+        return {path: Digest.parse(text) for path, text in body.get(name, {}).items()}
+
+    return LockEntry(
+        key=Digest.parse(body["key"]),
+        cmd=tuple(body["cmd"]),
+        wdir=str(body.get("wdir", ".")),
+        deps=digests("deps"),
+        code=digests("code"),
+        params=dict(body.get("params", {})),
+        env=dict(body.get("env", {})),
+        outs=digests("outs"),
+        metrics=dict(body.get("metrics", {})),
+        executable=_paths(body.get("executable", [])),
+        modes=modes,
+    )
+
+
+def _paths(value: object) -> frozenset[str]:
+    """A list of paths from the lock (absent in locks of older gitpipe)."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TypeError(f"expected a list of paths, not {value!r}")
+    return frozenset(value)
+
+
+def write(
+    path: Path,
+    lock: Lock,
+    *,
+    tmp_dir: Path | None = None,
+    previous: Lock | None = None,
+    cache_dir: Path | None = None,
+) -> None:
+    """Write the lock atomically (its temporary file in ``tmp_dir`` if given);
+    unchanged content is not rewritten.
+
+    With ``cache_dir``, gitpipe remembers there the (inode, mtime_ns, size) of the file
+    once it holds exactly what this function writes.  Then a ``lock`` made of
+    ``previous`` (the lock read from ``path``) and its very entries is not even
+    serialised while the file keeps that stamp: its bytes are what it would write.
+    As with the stat cache, a stamp taken within the racy window of the file's mtime
+    is not trusted."""
+    marker = cache_dir / (path.name + ".written") if cache_dir is not None else None
+    if (
+        marker is not None
+        and previous is not None
+        and _same(lock, previous)
+        and tomlcache.stamp(path) is not None
+        and tomlcache.stamp(path) == _trusted_stamp(marker)
+    ):
+        return
+    text = lock.dumps()
+    try:
+        unchanged = path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        unchanged = False
+    if not unchanged:
+        try:
+            atomic.write_bytes(path, text.encode("utf-8"), tmp_dir=tmp_dir)
+        except OSError as exc:
+            raise LockfileError(f"cannot write {path.name} ({exc})") from exc
+    if marker is not None:
+        _remember(path, marker)
+
+
+def _same(lock: Lock, previous: Lock) -> bool:
+    """``lock`` serialises exactly as ``previous`` does: the same header and the same
+    entry objects (equality is not enough: ``1 == 1.0`` but they are written apart)."""
+    return (
+        (lock.name, lock.fingerprint, lock.version)
+        == (previous.name, previous.fingerprint, previous.version)
+        and lock.steps.keys() == previous.steps.keys()
+        and all(entry is previous.steps[name] for name, entry in lock.steps.items())
+    )
+
+
+def _format() -> str:
+    """What the written form depends on besides the lock (this module's header, the
+    TOML writer's ways), as the digest of a small lock written now: a marker left by
+    a gitpipe that writes locks otherwise is not trusted."""
+    sample = LockEntry(
+        key=Digest("0" * 64),
+        cmd=("a 'b'",),
+        wdir=".",
+        deps={"d/": Digest("1" * 64)},
+        code={},
+        params={"p": {"x": [1, 2.5, "s"]}},
+        env={"E": "1"},
+        outs={"o": Digest("2" * 64)},
+        metrics={"m.json": {"auc": 0.5, "ok": True}},
+    )
+    text = Lock(name="n", fingerprint="f", steps={"s": sample}, version="1.0.0").dumps()
+    return digest_bytes(text.encode("utf-8")).hex[:16]
+
+
+def _trusted_stamp(marker: Path) -> tuple[int, int, int] | None:
+    """The stamp a marker file holds, if it was taken outside the racy window by a
+    gitpipe that writes locks as this one does."""
+    try:
+        form, *numbers = marker.read_text().split()
+        inode, mtime_ns, size, taken_ns = (int(n) for n in numbers)
+    except (OSError, ValueError):
+        return None
+    if form != _format() or tomlcache.racy(mtime_ns, taken_ns):
+        return None
+    return (inode, mtime_ns, size)
+
+
+def _remember(path: Path, marker: Path) -> None:
+    """Note that ``path``, as it is now, holds what `write` writes (a cache only)."""
+    taken_ns = time.time_ns()  # before the stamp: a later edit is then within the window
+    stamp = tomlcache.stamp(path)
+    if stamp is None or not marker.parent.parent.is_dir():  # only where gitpipe keeps state
+        return
+    with contextlib.suppress(OSError):
+        marker.parent.mkdir(exist_ok=True)
+        text = f"{_format()} {stamp[0]} {stamp[1]} {stamp[2]} {taken_ns}"
+        atomic.write_bytes(marker, text.encode(), sync=False)
+
+
+def path_for(pipeline_file: Path) -> Path:
+    """``gitpipe.toml`` -> ``gitpipe.lock``; ``other.toml`` -> ``other.lock``."""
+    return pipeline_file.with_suffix(".lock")

@@ -1,0 +1,570 @@
+"""The store: a content-addressed collection of file bytes and folder manifests.
+
+Objects live at ``objects/b3/<2 hex>/<62 hex>``, are read-only, and are written
+to a temporary file in the store and renamed into place, so a crash never leaves
+a half-written object under a real name.  Digests are validated as hex before they
+become paths (:meth:`Digest.parse`).  Adding an object that exists is a no-op.
+
+Nothing leaves the store unverified: a copy is hashed as it is made, from the copy
+itself, and compared with the object's name before it is renamed into place; a
+manifest or other object read whole is hashed as it is read.  An object whose bytes
+do not hash to its name raises :class:`CorruptObject` (nothing of it reaches the
+workspace) and can be moved to ``quarantine/`` (:meth:`Store.quarantine`).  Links
+(``link = "hardlink" | "symlink"``) are the object itself and are not read when
+made: objects are verified when they enter the store, when they come from a remote,
+and by `gitpipe cache verify`.
+
+    object ──copy_hashed──> temporary file ──digest = name?──> renamed over the target
+                 │ reflink: the clone, hashed          └─ no: removed, CorruptObject
+                 │ small: read whole, hashed, written
+                 └ large: the kernel copies a piece while a second thread hashes the
+                   piece before it, read back from the copy
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import itertools
+import mmap
+import os
+import queue
+import shutil
+import stat as statmod
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from gitpipe.core.errors import CorruptObject, StoreError
+from gitpipe.core.hashing import (
+    Digest,
+    DigestError,
+    ManifestEntry,
+    RunningDigest,
+    digest_bytes,
+    digest_file,
+    manifest_bytes,
+    parse_manifest,
+    safe_relpath,
+)
+
+_FICLONE = 0x40049409  # linux/fs.h: share the source's extents (reflink)
+_READ_ONLY = 0o444
+#: where corrupt objects are moved to, under the store's root
+QUARANTINE = "quarantine"
+#: files smaller than this are copied by reading them whole, hashing and writing them
+_SMALL = 4 * 1024 * 1024
+#: a larger file is copied this much at a time, while the piece before is hashed
+_PIECE = 8 * 1024 * 1024
+#: how many copied pieces may wait to be hashed (they are still in the page cache)
+_AHEAD = 4
+
+
+#: what the kernel says when a file system cannot clone or copy between these files
+_UNSUPPORTED = (
+    errno.EOPNOTSUPP,
+    errno.ENOTTY,
+    errno.EXDEV,
+    errno.EINVAL,
+    errno.ENOSYS,
+    errno.EPERM,
+)
+#: ... or cannot link them (another device, too many links, no links at all)
+_NO_LINK = (*_UNSUPPORTED, errno.EMLINK, errno.EACCES)
+
+
+def _link(source: Path, target: str, link: str) -> bool:
+    """Make ``target`` a hard or symbolic link to ``source``, as ``link`` says; False
+    where the file system cannot (or ``link`` is "copy").  ``FileExistsError`` when
+    ``target`` exists."""
+    try:
+        if link == "hardlink":
+            os.link(source, target, follow_symlinks=False)
+            return True
+        if link == "symlink":
+            os.symlink(os.path.abspath(source), target)
+            return True
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_LINK:
+            raise
+    return False
+
+
+def place(source: Path, target: Path, link: str = "copy") -> Digest | None:
+    """Put ``source``'s bytes at ``target``, which must not exist (a path in a fresh
+    folder of gitpipe's own): a link to it where ``link`` asks and the file system
+    allows, else a copy.  Returns the digest of the copy (:func:`copy_hashed`), or
+    None when ``target`` is a link (as read-only as ``source``)."""
+    if _link(source, str(target), link):
+        return None
+    return copy_hashed(source, target)
+
+
+def stage(source: Path, folder: Path, name: str, link: str = "copy") -> tuple[str, Digest | None]:
+    """A new temporary file in ``folder``, named after ``name``, holding ``source``'s
+    bytes: a link to it where ``link`` asks and the file system allows, else a copy.
+    Returns its path, to be renamed into place or removed, and the digest of the copy
+    (:func:`copy_hashed`), or None when it is a link."""
+    while link != "copy":
+        tmp = os.path.join(folder, f".{name}.{os.urandom(6).hex()}.tmp")
+        try:
+            if _link(source, tmp, link):
+                return tmp, None
+        except FileExistsError:
+            continue  # the name is taken: draw another
+        break
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        copied = copy_hashed(source, tmp)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp, copied
+
+
+def _scratch_for(dest: Path, scratch: Path | None) -> Path:
+    """Where to build what is renamed to ``dest``: ``scratch`` when it is on the same
+    file system as ``dest``'s folder (a rename cannot cross file systems), else that
+    folder."""
+    if scratch is not None:
+        with contextlib.suppress(OSError):
+            scratch.mkdir(parents=True, exist_ok=True)
+            if os.stat(scratch).st_dev == os.stat(dest.parent).st_dev:
+                return scratch
+    return dest.parent
+
+
+def clone_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Copy a file's bytes, by reflink where the file system offers it, else inside
+    the kernel (``copy_file_range``) as far as it goes, the rest through a buffer;
+    unhashed (what a remote copies is hashed where it arrives): see :func:`copy_hashed`."""
+    with open(src, "rb") as source, open(_open_empty(dst), "wb") as target:
+        try:
+            fcntl.ioctl(target.fileno(), _FICLONE, source.fileno())
+            return
+        except OSError as exc:
+            if exc.errno not in _UNSUPPORTED:
+                raise
+        _copy_in_kernel(source.fileno(), target.fileno())
+        shutil.copyfileobj(source, target, length=1024 * 1024)  # what is left, if any
+
+
+def copy_hashed(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Digest:
+    """Copy a file's bytes to ``dst`` and return the digest of the copy, reading the
+    bytes once: by reflink, and then the clone is hashed; else a small file is read
+    whole, hashed and written; else the kernel copies it (``copy_file_range``, the
+    rest through a buffer where it stops) a piece at a time while a second thread
+    hashes each piece as soon as it is copied, read back from the copy while it is
+    still in the page cache.  What is hashed is always what ``dst`` holds."""
+    with (
+        open(src, "rb", buffering=0) as source,
+        open(_open_empty(dst, os.O_RDWR), "r+b", buffering=0) as target,
+    ):
+        try:
+            fcntl.ioctl(target.fileno(), _FICLONE, source.fileno())
+        except OSError as exc:
+            if exc.errno not in _UNSUPPORTED:
+                raise
+        else:
+            return digest_file(dst)
+        if os.fstat(source.fileno()).st_size < _SMALL:
+            data = source.readall()
+            running = RunningDigest()
+            running.update(data)
+            view = memoryview(data)
+            written = 0
+            while written < len(data):
+                written += target.write(view[written:]) or 0
+            return running.digest()
+        return _copy_large(source.fileno(), target.fileno())
+
+
+def _copy_large(source: int, target: int) -> Digest:
+    """Copy from ``source`` to ``target`` (both at offset 0) piece by piece, hashing
+    each copied piece from ``target`` (mapped, so its pages are not copied again) in a
+    second thread, at most :data:`_AHEAD` pieces behind; the digest of what
+    ``target`` holds."""
+    running = RunningDigest()
+    pieces: queue.Queue[tuple[int, int] | None] = queue.Queue(maxsize=_AHEAD)
+    failed: list[BaseException] = []
+
+    def hash_copied() -> None:
+        while (piece := pieces.get()) is not None:
+            if failed:
+                continue  # drain, so that the copying thread is never held
+            offset, length = piece
+            start = offset - offset % mmap.ALLOCATIONGRANULARITY  # where a map may begin
+            try:
+                with mmap.mmap(
+                    target, length + offset - start, access=mmap.ACCESS_READ, offset=start
+                ) as mapped:
+                    running.update(memoryview(mapped)[offset - start :])
+            except BaseException as exc:  # handed to the copying thread
+                failed.append(exc)
+
+    worker = threading.Thread(target=hash_copied, name="gitpipe-copy-hash", daemon=True)
+    worker.start()
+    try:
+        offset = 0
+        for length in _copy_pieces(source, target):
+            pieces.put((offset, length))
+            offset += length
+            if failed:
+                break
+    finally:
+        pieces.put(None)
+        worker.join()
+    if failed:
+        raise failed[0]
+    return running.digest()
+
+
+def _copy_pieces(source: int, target: int) -> Iterator[int]:
+    """Copy from the current offsets to the end, yielding the length of each piece
+    copied: inside the kernel (``copy_file_range``) while it can (some file systems
+    stop short, saying 0, or refuse), then through a buffer."""
+    copy = getattr(os, "copy_file_range", None)
+    while copy is not None:
+        try:
+            n = copy(source, target, _PIECE)
+        except OSError as exc:
+            if exc.errno in _UNSUPPORTED:
+                break
+            raise
+        if n == 0:
+            break
+        yield n
+    buffer = bytearray(_PIECE)
+    view = memoryview(buffer)
+    while n := os.readv(source, [buffer]):
+        written = 0
+        while written < n:
+            written += os.write(target, view[written:n])
+        yield n
+
+
+def _open_empty(path: str | os.PathLike[str], mode: int = os.O_WRONLY) -> int:
+    """Open a file for writing (``mode``: also reading, with ``os.O_RDWR``), emptied,
+    without truncating one that is empty already (such as a fresh temporary file): on
+    ext4, truncating makes closing the file wait for its new bytes to be written out,
+    which doubles the time of a large copy."""
+    fd = os.open(path, mode | os.O_CREAT, 0o666)
+    try:
+        if os.fstat(fd).st_size:
+            os.ftruncate(fd, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _copy_in_kernel(source: int, target: int) -> None:
+    """Copy from the current offsets with ``copy_file_range`` (advancing both) until
+    the end, or until the kernel or file system cannot (some pseudo file systems stop
+    short, saying 0): the caller copies what is left from there."""
+    copy = getattr(os, "copy_file_range", None)
+    if copy is None:
+        return
+    while True:
+        try:
+            if copy(source, target, 1 << 30) == 0:
+                return
+        except OSError as exc:
+            if exc.errno in _UNSUPPORTED:
+                return
+            raise
+
+
+class Store:
+    """The content-addressed store of one or more workspaces."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects = root / "objects"
+        self.tmp = root / "tmp"
+
+    def object_path(self, digest: Digest) -> Path:
+        Digest.parse(str(digest))  # never build a path from unvalidated text
+        return self.objects / digest.algorithm / digest.hex[:2] / digest.hex[2:]
+
+    def __contains__(self, digest: object) -> bool:
+        return isinstance(digest, Digest) and self.object_path(digest).is_file()
+
+    def _tempfile(self) -> str:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="in-")
+        os.close(fd)
+        return name
+
+    def _publish(self, tmp: str, digest: Digest) -> None:
+        target = self.object_path(digest)
+        os.chmod(tmp, _READ_ONLY)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, target)
+
+    def adopt(self, tmp: str, digest: Digest) -> None:
+        """Rename a file already in ``tmp/`` into place, if its bytes hash to ``digest``
+        (what comes from a remote is verified before it becomes visible)."""
+        if digest_file(tmp) != digest:
+            raise StoreError(f"{tmp} does not hash to {digest}")
+        self._publish(tmp, digest)
+
+    def add_bytes(self, data: bytes) -> Digest:
+        """Store bytes held in memory (a folder's manifest).  When the object is there
+        already its bytes are compared (they are small): a corrupt one is moved to the
+        quarantine and written afresh."""
+        digest = digest_bytes(data)
+        if digest in self:
+            try:
+                if self.object_path(digest).read_bytes() == data:
+                    return digest
+            except OSError:
+                return digest  # unreadable here: leave it to `gitpipe cache verify`
+            self.quarantine(digest)
+        tmp = self._tempfile()
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+            self._publish(tmp, digest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return digest
+
+    def add_file(self, path: str | os.PathLike[str], digest: Digest, *, link: bool = False) -> None:
+        """Copy a workspace file in under its (already known) digest; with ``link``,
+        link it in where the file system allows (the workspace file then *is* the
+        object, read-only like it, and nothing is copied).
+
+        The copy is hashed again before it is published, so a file that changed
+        between hashing and copying never enters the store under a wrong name.
+        """
+        if digest in self:
+            return
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        st = os.lstat(path)
+        # only a regular file with no other name is linked in: never a symbolic link
+        # (the store would hold the link), nor an input's second name (`ln in out`)
+        own = link and statmod.S_ISREG(st.st_mode) and st.st_nlink == 1
+        tmp, copied = stage(Path(path), self.tmp, "in", "hardlink" if own else "copy")
+        try:
+            actual = digest_file(tmp) if copied is None else copied  # a copy: hashed as made
+            if actual != digest:
+                raise StoreError(f"{os.fspath(path)} changed while it was being stored; run again")
+            self._publish(tmp, digest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def add_tree(
+        self, folder: Path, entries: Iterable[ManifestEntry], *, link: bool = False
+    ) -> Digest:
+        """Store each file of a folder, then its manifest; returns the folder digest.
+        ``link`` as for :meth:`add_file` (executable files are always copied: an
+        object cannot carry the executable bit for one of its names only)."""
+        entries = list(entries)
+        for entry in entries:
+            self.add_file(folder / entry.path, entry.digest, link=link and not entry.executable)
+        return self.add_bytes(manifest_bytes(entries))
+
+    def read_bytes(self, digest: Digest) -> bytes:
+        """An object's bytes, verified: :class:`CorruptObject` when they do not hash
+        to its name."""
+        try:
+            data = self.object_path(digest).read_bytes()
+        except OSError as exc:
+            raise StoreError(f"object {digest} is missing from the store at {self.root}") from exc
+        if digest_bytes(data) != digest:
+            raise CorruptObject(digest)
+        return data
+
+    def manifest(self, digest: Digest) -> list[ManifestEntry]:
+        """A folder's manifest, read and verified (:meth:`read_bytes`)."""
+        try:
+            return parse_manifest(self.read_bytes(digest))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"object {digest} is not a folder manifest") from exc
+
+    def has_tree(self, digest: Digest) -> bool:
+        """True when a folder's manifest and every file it lists are present."""
+        if digest not in self:
+            return False
+        try:
+            return all(entry.digest in self for entry in self.manifest(digest))
+        except StoreError:
+            return False
+
+    def verify(self, digest: Digest) -> bool:
+        """Re-hash an object and compare it with its name."""
+        try:
+            return digest_file(self.object_path(digest)) == digest
+        except OSError:
+            return False
+
+    def restore_file(
+        self,
+        digest: Digest,
+        dest: Path,
+        *,
+        executable: bool = False,
+        link: str = "copy",
+        scratch: Path | None = None,
+    ) -> None:
+        """Materialise a file object at ``dest`` atomically: by reflink, else copy, or
+        as a link to the object where ``link`` asks (``"hardlink"``, ``"symlink"``) and
+        the file system allows (an executable file is always copied).  The new file is
+        made in ``scratch`` (a folder of gitpipe's own) when that is on ``dest``'s file
+        system, so that a crash leaves nothing beside ``dest``; else beside it.
+
+        A copy is hashed as it is made and must hash to ``digest``, else it is removed
+        and :class:`CorruptObject` raised, ``dest`` untouched.  A link is not read."""
+        source = self.object_path(digest)
+        if not source.is_file():
+            raise StoreError(f"object {digest} for {dest} is missing from the store")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        folder = _scratch_for(dest, scratch)
+        tmp, copied = stage(source, folder, dest.name, "copy" if executable else link)
+        try:
+            if copied is not None:
+                if copied != digest:
+                    raise CorruptObject(digest, target=str(dest))
+                os.chmod(tmp, 0o755 if executable else 0o644)
+            elif link == "hardlink" and os.stat(tmp).st_mode & 0o7777 != _READ_ONLY:
+                # the object itself was chmodded (by root, through a linked output):
+                # objects are read-only and never executable
+                os.chmod(tmp, _READ_ONLY)
+            remove(dest)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def restore_tree(
+        self, digest: Digest, dest: Path, *, link: str = "copy", scratch: Path | None = None
+    ) -> None:
+        """Materialise a folder: built in ``scratch`` (as :meth:`restore_file` says),
+        then swapped into place; each file as :meth:`restore_file` would, each copy
+        verified.  A corrupt manifest or file object raises :class:`CorruptObject`
+        (naming it) before ``dest`` is touched."""
+        try:
+            entries = self.manifest(digest)
+        except CorruptObject as exc:
+            raise CorruptObject(digest, target=f"{dest}/") from exc
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        folder = _scratch_for(dest, scratch)
+        staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{dest.name}.", suffix=".tmp"))
+        try:
+            os.chmod(staging, 0o755)  # a folder as `mkdir` makes it, not mkdtemp's 0700
+            for entry in entries:
+                if not safe_relpath(entry.path):
+                    raise StoreError(f"folder {digest} names an unsafe path {entry.path!r}")
+                target = staging / entry.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = self.object_path(entry.digest)
+                if not source.is_file():
+                    raise StoreError(f"object {entry.digest} for {dest / entry.path} is missing")
+                copied = place(source, target, "copy" if entry.executable else link)
+                if copied is not None:
+                    if copied != entry.digest:
+                        raise CorruptObject(entry.digest, target=str(dest / entry.path))
+                    os.chmod(target, 0o755 if entry.executable else 0o644)
+            remove(dest)
+            os.replace(staging, dest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def quarantine(self, digest: Digest) -> Path | None:
+        """Move a corrupt object out of ``objects/`` to ``quarantine/b3/<64 hex>``
+        (``.1``, ``.2``... when that name is taken: nothing there is ever replaced), so
+        that it is never restored again, nothing of it is lost, and adding its bytes
+        writes them afresh.  Returns where it went; None when it was gone already."""
+        source = self.object_path(digest)
+        folder = self.root / QUARANTINE / digest.algorithm
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return _move_aside(source, folder, digest.hex)
+        except OSError as exc:
+            raise StoreError(
+                f"object {digest} in the store at {self.root} is corrupt and cannot be moved "
+                f"to {folder} ({exc.strerror}); remove it with `gitpipe cache verify "
+                "--repair` where the store is writable"
+            ) from exc
+
+    def quarantined(self) -> list[Path]:
+        """The files in the quarantine, by name."""
+        base = self.root / QUARANTINE
+        with contextlib.suppress(OSError):
+            return sorted(p for p in base.rglob("*") if p.is_file())
+        return []
+
+    def detach(self, path: Path, *, executable: bool) -> None:
+        """Make a workspace file that is one of the store's objects (a hard link) a
+        writable file of its own with the bytes it holds, copied beside it and renamed
+        over it: not a restore, so nothing is compared with a digest."""
+        tmp, _ = stage(path, path.parent, path.name)
+        try:
+            os.chmod(tmp, 0o755 if executable else 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def discard(self, digest: Digest) -> None:
+        """Remove an object (a corrupt one, or one `gc` found unreferenced)."""
+        path = self.object_path(digest)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # not made writable first: a workspace link may share its inode
+
+    def iter_objects(self) -> Iterable[Digest]:
+        base = self.objects / "b3"
+        if not base.is_dir():
+            return
+        for prefix in sorted(base.iterdir()):
+            for item in sorted(prefix.iterdir()):
+                with contextlib.suppress(DigestError):
+                    yield Digest.parse(f"b3:{prefix.name}{item.name}")
+
+
+def _move_aside(source: Path, folder: Path, name: str) -> Path | None:
+    """Move ``source`` into ``folder`` as ``name`` (``name.1``, ``name.2``... when that
+    is taken: no file there is ever replaced); None when ``source`` is gone."""
+    for n in itertools.count():
+        target = folder / (name if n == 0 else f"{name}.{n}")
+        try:
+            os.link(source, target, follow_symlinks=False)  # fails on a taken name
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno not in _NO_LINK or target.exists():
+                raise
+            os.rename(source, target)  # a file system without hard links
+            return target
+        with contextlib.suppress(FileNotFoundError):
+            source.unlink()
+        return target
+    return None  # pragma: no cover (the names never run out)
+
+
+def remove(path: Path) -> None:
+    """Remove a file, link or folder if it exists."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if statmod.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        path.unlink()

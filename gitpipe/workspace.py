@@ -1,0 +1,732 @@
+"""The workspace facade: a pipeline file, its store, lock and lineage.
+
+Only this module reads the working directory and the environment; it hands the
+work to the modules that do it, each passed what it needs:
+
+    Project ──> inputs.Inputs    what steps read now (hashing, code, keys)
+            ──> planner.Planner  the one decision per step, which every view reads
+            ──> session.Session  one repro: restores, runs and publishes
+            ──> maintenance      cache verify, gc
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gitpipe.core import atomic, tomlcache
+from gitpipe.core.errors import (
+    GitError,
+    UsageError,
+)
+from gitpipe.core.hashing import Digest
+from gitpipe.core.snapshot import STATE_DIR, Reason, Recorder, StepStatus, locate
+from gitpipe.core.snapshot import write as write_snapshot
+from gitpipe.identity.action import fingerprint
+from gitpipe.identity.statcache import Hasher, StatCache
+from gitpipe.pipeline import graph as graphs
+from gitpipe.pipeline import spec
+from gitpipe.run import events as ev
+from gitpipe.run import guard
+from gitpipe.run.inputs import Inputs
+from gitpipe.run.plan import STALE
+from gitpipe.run.planner import RESTORE, SETTLED, WAITING, Decision, Planner
+from gitpipe.run.reproduce import RunReport
+from gitpipe.run.session import (
+    HookCall,
+    approver,
+    current_params,
+    fault_point,
+)
+from gitpipe.store import lockfile
+from gitpipe.store.lockfile import Lock, LockEntry
+from gitpipe.store.objects import Store
+from gitpipe.store.runcache import RunCache, Signer
+
+if TYPE_CHECKING:  # imported where used: a no-op run explains nothing
+    from gitpipe.history.maintenance import GcReport, StoreReport
+    from gitpipe.run import explain
+
+__all__ = ["HookCall", "Project", "RunReport", "current_params", "fault_point"]
+
+
+STARTER = """\
+# A gitpipe pipeline; the fields are described in gitpipe's docs/pipeline-file.md.
+# Each step's command, code, params and input bytes make its key; a step whose key
+# already has a stored result is restored instead of run.
+
+[pipeline]
+name = "{name}"
+
+[params]                  # values steps may use, as ${{params.NAME}} or `params = [...]`
+seed = 42
+
+# [steps.prepare]
+# cmd = "python src/prepare.py --seed ${{params.seed}}"
+# deps = ["src/prepare.py", "data/raw.csv"]
+# outs = ["data/prepared/"]   # a trailing slash: a folder output
+#
+# [steps.train]
+# cmd = "python src/train.py"
+# deps = ["src/train.py", "data/prepared/"]
+# params = ["seed"]
+# outs = ["model.pkl"]
+# metrics = ["metrics.json"]
+"""
+
+
+@dataclass(slots=True)
+class Explanation:
+    """What `gitpipe why` says of a step."""
+
+    step: str
+    state: str
+    action: str = ""  # what `repro` would do: see gitpipe.run.planner
+    source: str = ""  # a restore's: lock | result
+    reasons: tuple[str, ...] = ()
+    upstream: tuple[str, ...] = ()  # steps that run first; it is decided after them
+    note: str = ""  # skipped or waiting: why
+    key: str = ""
+    code: tuple[str, ...] = ()  # the step's code files, as discovered
+    lock_key: str = ""
+    against_lock: list[explain.Component] | None = None  # None: no lock entry
+    nearest_key: str = ""
+    nearest: list[explain.Component] | None = None  # differences; None: no stored result
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "state": self.state,
+            "action": self.action,
+            "source": self.source,
+            "reasons": list(self.reasons),
+            "upstream": list(self.upstream),
+            "note": self.note,
+            "key": self.key,
+            "code": list(self.code),
+            "lock": None
+            if self.against_lock is None
+            else {"key": self.lock_key, "components": [c.to_json() for c in self.against_lock]},
+            "nearest_result": None
+            if self.nearest is None
+            else {
+                "key": self.nearest_key,
+                "differences": [c.to_json() for c in self.nearest],
+            },
+        }
+
+
+def _nothing() -> None:
+    return None
+
+
+class Project:
+    """A pipeline file and everything around it.
+
+    >>> project = Project.open("path/to/repo")          # doctest: +SKIP
+    >>> [s.state for s in project.status()]              # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        file: Path,
+        *,
+        cache_dir: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.file = file.resolve()
+        #: `repro -p NAME=VALUE`: params for this run only (an experiment)
+        self.overrides = dict(overrides or {})
+        self.root = self.file.parent
+        self.environ = dict(os.environ if environ is None else environ)
+        self.state_dir = self.root / STATE_DIR
+        self.lock_path = lockfile.path_for(self.file)
+        configured = cache_dir or self.environ.get("GITPIPE_CACHE_DIR")
+        self._store_dir = Path(configured).resolve() if configured else None
+        self._pipeline: spec.Pipeline | None = None
+        self._graph: graphs.Graph | None = None
+        self._keep: Callable[[], None] = _nothing
+        self._keep_lock: Callable[[], None] = _nothing
+        self._user: str | None = None  # who approves, found once
+        #: the lock last read, with the file's (inode, mtime_ns, size) and when it was read
+        self._lock_read: tuple[tuple[int, int, int], int, Lock] | None = None
+
+    @property
+    def store_dir(self) -> Path:
+        """The store: ``GITPIPE_CACHE_DIR``, else ``.gitpipe/cache`` beside the pipeline,
+        in the main work tree when this is a linked one (`git worktree add`), so that
+        work trees share one store."""
+        if self._store_dir is None:
+            shared = None
+            if (
+                guard.dot_git(self.root) is not None and guard.dot_git(self.root).is_file()
+            ):  # a linked work tree
+                from gitpipe.history.git import shared_state_dir
+
+                shared = shared_state_dir(self.root)
+            self._store_dir = (shared or self.state_dir) / "cache"
+        return self._store_dir
+
+    @classmethod
+    def init(
+        cls, folder: str | os.PathLike[str], *, file: str | None = None, force: bool = False
+    ) -> Project:
+        """Write a commented starter pipeline in ``folder`` (inside a Git repository)."""
+        from gitpipe.history.git import Repository
+
+        here = Path(folder).resolve()
+        repo = Repository.find(here)
+        if repo is None:
+            raise UsageError(
+                f"{here} is not inside a Git repository; run `git init` first, then `gitpipe init`"
+            )
+        repo.close()
+        target = here / (file or spec.DEFAULT_FILE)
+        if target.exists() and not force:
+            raise UsageError(f"{target.name} exists already; pass --force to overwrite it")
+        atomic.write_bytes(target, STARTER.format(name=here.name).encode())
+        project = cls(target)
+        project.ensure_state_dir()
+        return project
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] = ".",
+        *,
+        file: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Project:
+        """Open the pipeline in ``path`` (``gitpipe.toml``, or ``file`` relative to it);
+        ``overrides`` replace params by dotted name, as `repro -p` does."""
+        return cls(locate(path, file), overrides=overrides)
+
+    # -- reading the pipeline -------------------------------------------------
+
+    @property
+    def pipeline(self) -> spec.Pipeline:
+        if self._pipeline is None:
+            self._load()
+        assert self._pipeline is not None
+        return self._pipeline
+
+    @property
+    def graph(self) -> graphs.Graph:
+        if self._graph is None:
+            self._load()
+        assert self._graph is not None
+        return self._graph
+
+    def _load(self) -> None:
+        pipeline, keep = spec.load_cached(
+            self.file, cache_dir=self.state_dir / "parsed", overrides=self.overrides
+        )
+        self._graph = graphs.build(pipeline)
+        self._pipeline = pipeline
+        self._keep = keep  # called by a command that went well: see keep_caches
+
+    def read_lock(self) -> Lock:
+        """gitpipe.lock, its parsed TOML cached like the pipeline file's; read again only
+        when the file changed since this project last read it (as the stat cache tells)."""
+        try:
+            st = self.lock_path.stat()
+            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        last = self._lock_read
+        if last is not None and stamp == last[0] and not tomlcache.racy(last[0][1], last[1]):
+            return last[2]
+        read_ns = time.time_ns()
+        lock, keep = lockfile.read_cached(self.lock_path, cache_dir=self.state_dir / "parsed")
+        self._keep_lock = keep
+        self._lock_read = (stamp, read_ns, lock) if stamp is not None else None
+        return lock
+
+    def keep_caches(self) -> None:
+        """Cache the parsed pipeline and lock files, now that a command used them
+        without error (a dry run or a refused command writes nothing)."""
+        self._keep()
+        self._keep_lock()
+        self._keep = self._keep_lock = _nothing
+
+    def select(
+        self, targets: Iterable[str] = (), *, single: bool = False, downstream: bool = False
+    ) -> list[str]:
+        return graphs.select(
+            self.graph, targets, file=self.file.name, single=single, downstream=downstream
+        )
+
+    def digest_of(self, path: str | os.PathLike[str]) -> tuple[str, str]:
+        """The digest of a workspace path now, and the path relative to the pipeline."""
+        full = Path(path)
+        full = full if full.is_absolute() else Path.cwd() / full
+        try:
+            relpath = Path(os.path.relpath(full.resolve(), self.root)).as_posix()
+        except ValueError as exc:
+            raise UsageError(f"{path} is not inside this workspace") from exc
+        if relpath == ".." or relpath.startswith("../"):
+            raise UsageError(f"{path} is not inside this workspace ({self.root})")
+        with self.inputs(readonly=True) as inputs:
+            state = inputs.hasher.state(relpath)
+        if state is None:
+            raise UsageError(f"{path} does not exist")
+        return str(state.digest), relpath + ("/" if state.is_dir else "")
+
+    # -- status ---------------------------------------------------------------
+
+    def status(
+        self, targets: Iterable[str] = (), *, single: bool = False, downstream: bool = False
+    ) -> list[StepStatus]:
+        """Each selected step's state, what `repro` would do with it, and why; reads
+        no file it has seen unchanged.
+
+        When every step of the whole pipeline turns out up to date, the stamps of all
+        it looked at are kept, so that the next `gitpipe status` can answer from them
+        alone (see :mod:`gitpipe.core.snapshot`)."""
+        started_ns = time.time_ns()
+        names = self.select(targets, single=single, downstream=downstream)
+        whole = not targets and self.state_dir.is_dir()
+        recorder = Recorder() if whole else None
+        stamp = guard.index_stamp(self, names)
+        if stamp is not None and stamp == guard.checked_stamp(self.state_dir):
+            # the Git index and the outputs are as when they last passed: skip Git
+            guard.check_before_run(self, names, None, run=False, git=False)
+        else:
+            with self.repository() as repo:
+                guard.check_before_run(self, names, repo, run=False)
+            guard.remember_check(self.state_dir, stamp)
+        lock = self.read_lock()
+        # the stat cache is kept once gitpipe has state here; status creates none
+        with self.inputs(readonly=not self.state_dir.is_dir()) as inputs:
+            inputs.hasher.seen = recorder
+            planner = self.planner(inputs, lock)
+            statuses = [status_of(d) for d in planner.plan(names, self.graph.parents)]
+            if recorder is not None and stamp is not None and not recorder.broken:
+                self._record_inputs(recorder, names)
+                if all(s.action in SETTLED for s in statuses):
+                    head, current = self._lock_is_current(inputs, lock)
+                    write_snapshot(
+                        self.state_dir,
+                        self.file,
+                        statuses,
+                        recorder,
+                        started_ns=started_ns,
+                        head=head,
+                        lock_current=current,
+                    )
+        self.keep_caches()
+        return statuses
+
+    def plan(
+        self,
+        targets: Iterable[str] = (),
+        *,
+        single: bool = False,
+        downstream: bool = False,
+        force: bool = False,
+    ) -> list[Decision]:
+        """What `repro` would do with each selected step, and why (nothing is
+        written): the decisions every view shows."""
+        names = self.select(targets, single=single, downstream=downstream)
+        lock = self.read_lock()
+        with self.inputs(readonly=True) as inputs:
+            planner = self.planner(inputs, lock, force=frozenset(names) if force else None)
+            return planner.plan(names, self.graph.parents)
+
+    def planner(
+        self,
+        inputs: Inputs,
+        lock: Lock,
+        *,
+        entries: dict[str, LockEntry] | None = None,
+        force: frozenset[str] | None = None,
+        remote: Any = None,
+        approve: frozenset[str] = frozenset(),
+        run_id: str = "",
+        record_approvals: bool = False,
+    ) -> Planner:
+        return Planner(
+            inputs,
+            RunCache(Store(self.store_dir), signer=Signer.from_environ(self.environ)),
+            dict(lock.steps) if entries is None else entries,
+            force=force or frozenset(),
+            remote=remote,
+            approved=approver(self, approve, run_id=run_id, record=record_approvals),
+        )
+
+    def _lock_is_current(self, inputs: Inputs, lock: Lock) -> tuple[str | None, bool]:
+        """HEAD's commit, and whether the lock holds exactly what a repro that runs
+        nothing would write there now (so that such a repro can leave it alone)."""
+        from gitpipe.history.git import Repository
+        from gitpipe.history.versions import version_for_lock
+
+        try:
+            repo = Repository.find(self.root)
+            if repo is None:
+                return None, False
+            with repo:
+                head = repo.head_commit()
+        except GitError:
+            return None, False
+        pipeline = self.pipeline
+        identity = str(fingerprint(pipeline, inputs.code_of_all()))
+        current = (
+            lock.steps.keys() == pipeline.steps.keys()
+            and (lock.name, lock.fingerprint) == (pipeline.declared_name, identity)
+            and lock.version == version_for_lock(self.root, self.file, identity)
+        )
+        return head, current
+
+    def _record_inputs(self, recorder: Recorder, names: Sequence[str]) -> None:
+        """Stamp what `status` read besides the files it hashed: the pipeline files,
+        the lock, the Git index (and where it is found), and the folders leading to
+        each output (the check that outputs stay inside the repository)."""
+        root = str(self.root)
+        for relpath in ("", *self.pipeline.includes):
+            recorder.look(str(self.file) if not relpath else os.path.join(root, relpath))
+        recorder.look(str(self.lock_path))
+        dotgit = guard.dot_git(self.root)
+        index = guard.git_index(self.root)
+        if dotgit is None or index is None:
+            recorder.broken = True
+            return
+        for folder in (self.root, *self.root.parents):
+            if folder == dotgit.parent:
+                break
+            recorder.look(str(folder / ".git"), follow=False)  # still none nearer
+        recorder.look(str(index))
+        for name in names:
+            for out in self.pipeline.steps[name].all_outs:
+                parts = out.path.split("/")
+                for i in range(1, len(parts) + 1):
+                    recorder.look(os.path.join(root, *parts[:i]), follow=False)
+
+    # -- check (pre-commit) ----------------------------------------------------
+
+    def check_lock(self) -> list[tuple[str, list[str]]]:
+        """Steps whose lock entry does not match the pipeline and the files it reads
+        now (outputs are not looked at): what `gitpipe check` and its pre-commit hook
+        report.  The pipeline file must be valid."""
+        names = self.select()
+        lock = self.read_lock()
+        mismatched = []
+        with self.inputs(readonly=True) as inputs:
+            for name in names:
+                entry = lock.steps.get(name)
+                # a fresh clone has no outputs: take a missing dep to be as the lock says
+                assume = entry.deps if entry is not None else {}
+                check = inputs.check(
+                    self.pipeline.steps[name], entry, assume=assume, entries=lock.steps
+                )
+                reasons = [
+                    str(r) for r in check.reasons if r.kind not in ("out missing", "out modified")
+                ]
+                if check.state == STALE and reasons:
+                    mismatched.append((name, reasons))
+        for name in sorted(set(lock.steps) - set(self.pipeline.steps)):
+            mismatched.append((name, ["no longer in the pipeline"]))
+        return mismatched
+
+    # -- the store -------------------------------------------------------------
+
+    def verify_store(self, *, repair: bool = False) -> StoreReport:
+        """Re-hash every object and check every result; with ``repair``, remove the
+        corrupt objects and the results that name missing objects."""
+        from gitpipe.history.maintenance import verify_store
+
+        return verify_store(self.store_dir, repair=repair)
+
+    def collect_garbage(
+        self, *, workspace_only: bool = False, delete: bool = False, keep_recent: float = 3600.0
+    ) -> GcReport:
+        """Objects and results that no lock of any clone using the store references:
+        the working tree's lock of this clone and of every clone registered in the
+        store and, unless ``workspace_only``, the lock on every ref of their
+        repositories (see :func:`gitpipe.history.maintenance.needed_locks`).  With ``delete``,
+        raises :class:`StoreError` and deletes nothing while one of those locks
+        cannot be read; without, the report lists them."""
+        from gitpipe.history.maintenance import collect_garbage, needed_locks
+
+        needs = needed_locks(self.store_dir, self.file, workspace_only=workspace_only)
+        return collect_garbage(self.store_dir, needs, delete=delete, keep_recent=keep_recent)
+
+    def register_clone(self) -> None:
+        """Note in the store that this clone uses it, so that `gitpipe gc` in any
+        clone sharing the store keeps what this one needs: written once, then one
+        ``stat`` (see :mod:`gitpipe.store.clones`).  Raises :class:`StoreError` when the
+        store cannot be written."""
+        from gitpipe.store import clones
+
+        if clones.is_registered(self.store_dir, self.file):
+            return
+        with self.repository() as repo:
+            top = repo.top if repo is not None else None
+        clones.register(self.store_dir, self.file, top)
+
+    # -- why ------------------------------------------------------------------
+
+    def why(self, name: str) -> Explanation:
+        """What `repro` would do with a step and why: its key, component by component,
+        against the lock and the nearest stored result."""
+        members = self.pipeline.groups.get(name)
+        if members:
+            raise UsageError(
+                f"{name!r} stands for {len(members)} steps; name one of them: "
+                + ", ".join(members[:5])
+                + (", ..." if len(members) > 5 else "")
+            )
+        self.select([name], single=True)
+        names = self.select([name])  # it and what it reads: the plan a repro makes
+        lock = self.read_lock()
+        entry = lock.steps.get(name)
+        with self.inputs(readonly=not self.state_dir.is_dir()) as inputs:
+            planner = self.planner(inputs, lock)
+            decision = planner.plan(names, self.graph.parents)[-1]
+            record = decision.record
+            explanation = Explanation(
+                step=name,
+                state=decision.state,
+                action=decision.action,
+                source=decision.source,
+                reasons=tuple(str(r) for r in decision.reasons),
+                upstream=decision.upstream,
+                note=decision.skip,
+            )
+            if record is None:
+                return explanation
+            from gitpipe.run import explain
+
+            now = explain.comparable(record.as_record())
+            explanation.key = str(record.key)
+            explanation.code = tuple(record.code)
+            if entry is not None:
+                explanation.lock_key = str(entry.key)
+                explanation.against_lock = explain.compare(now, explain.from_lock(entry))
+            best: tuple[int, str, list[explain.Component]] | None = None
+            for key in self._known_keys(name, entry):
+                result = planner.runcache.get(Digest.parse(key))
+                if result is None or not result.record:
+                    continue
+                diffs = explain.differences(explain.compare(now, explain.comparable(result.record)))
+                if best is None or len(diffs) < best[0]:
+                    best = (len(diffs), key, diffs)
+            if best is not None:
+                explanation.nearest_key, explanation.nearest = best[1], best[2]
+        return explanation
+
+    def _known_keys(self, name: str, entry: LockEntry | None) -> list[str]:
+        """Keys this step had: the lock's, then those lineage saw, newest first."""
+        keys = [str(entry.key)] if entry is not None else []
+        path = self.state_dir / "lineage.db"
+        if path.exists():
+            from gitpipe.run.lineage import LineageError, connect
+
+            with contextlib.suppress(LineageError):
+                db = connect(path, create=False)
+                try:
+                    keys += [
+                        row["key"]
+                        for row in db.query(
+                            "SELECT key, max(id) AS last FROM executions WHERE step = ? AND"
+                            " key IS NOT NULL AND state IN ('ran', 'cached') GROUP BY key"
+                            " ORDER BY last DESC LIMIT 200",
+                            [name],
+                        )
+                    ]
+                finally:
+                    db.conn.close()
+        return list(dict.fromkeys(keys))
+
+    # -- approvals ------------------------------------------------------------
+
+    def user(self) -> str:
+        """Who is approving: ``GITPIPE_USER``, else Git's ``user.name <user.email>``,
+        else the login name."""
+        if self._user is None:
+            self._user = self.environ.get("GITPIPE_USER", "").strip() or self._git_user()
+        return self._user
+
+    def _git_user(self) -> str:
+        with self.repository() as repo:
+            found = repo.user() if repo is not None else None
+        if found:
+            return found
+        import getpass
+
+        try:
+            return getpass.getuser()
+        except (OSError, KeyError):
+            return "unknown"
+
+    def approve(self, name: str) -> tuple[list[tuple[str, str]], str]:
+        """Approve a step (`approval = true`) to run with its key as it is now;
+        returns each step approved with its key, and who approved.  A matrix step or
+        nested pipeline approves each of its steps that asks for approval."""
+        names = self.select([name], single=True)
+        asking = [n for n in names if self.pipeline.steps[n].approval]
+        if not asking:
+            raise UsageError(f"step {name!r} does not ask for approval (no `approval = true`)")
+        lock = self.read_lock()
+        self.ensure_state_dir()
+        who = self.user()
+        keys = []
+        with self.inputs(readonly=False) as inputs:
+            for step_name in asking:
+                check = inputs.check(
+                    self.pipeline.steps[step_name], lock.steps.get(step_name), entries=lock.steps
+                )
+                if check.record is None:
+                    why = "; ".join(str(r) for r in check.reasons)
+                    raise UsageError(
+                        f"step {step_name!r} cannot be approved yet ({why}); run "
+                        "`gitpipe repro` until it waits for approval"
+                    )
+                keys.append((step_name, str(check.record.key)))
+        from gitpipe.run.lineage import record_approval
+
+        for step_name, key in keys:
+            record_approval(self.state_dir / "lineage.db", step_name, key, who)
+        self.keep_caches()
+        return keys, who
+
+    # -- repro ----------------------------------------------------------------
+
+    def repro(
+        self,
+        targets: Iterable[str] = (),
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        single: bool = False,
+        downstream: bool = False,
+        jobs: int | None = None,
+        backend: str | None = None,
+        scheduler: str | None = None,
+        keep_going: bool = False,
+        wait: bool = True,
+        frozen: bool = False,
+        pull: bool = False,
+        push: bool = False,
+        remote: str | None = None,
+        approve: Iterable[str] = (),
+        lock: bool | None = None,
+        hooks: Mapping[str, Callable[[HookCall], None] | Sequence[Callable[[HookCall], None]]]
+        | None = None,
+        listeners: Sequence[ev.Listener] = (),
+        argv: Sequence[str] = (),
+    ) -> RunReport:
+        """Bring the selected steps up to date: restore what the store has, run the rest.
+
+        ``jobs`` steps run at once through the joblib ``backend`` (``threading`` by
+        default; ``dask`` with a ``scheduler`` address).  Raises :class:`StepFailed`
+        (after recording the run) when a step failed, :class:`Interrupted` on Ctrl-C,
+        :class:`ApprovalNeeded` when steps wait for approval (``approve`` names steps
+        to approve on the way).  ``hooks`` maps ``before_step``, ``after_step`` and
+        ``on_failure`` to callables taking a :class:`HookCall`, run after the pipeline
+        file's own hook commands.  With params overridden (:attr:`overrides`) the run is
+        an experiment: `gitpipe.lock` is written only when ``lock`` is true.
+
+        ``frozen`` restores only what gitpipe.lock names and runs nothing: when any
+        step would need more, :class:`StaleError` is raised before anything in the
+        workspace changes, naming each step and why, and gitpipe.lock is never
+        written.  ``pull`` fetches what gitpipe.lock names from the remote before
+        anything is decided, and a stale step's results when it is decided.
+        """
+        from gitpipe.run.reproduce import reproduce
+
+        return reproduce(
+            self,
+            targets,
+            force=force,
+            dry_run=dry_run,
+            single=single,
+            downstream=downstream,
+            jobs=jobs,
+            backend=backend,
+            scheduler=scheduler,
+            keep_going=keep_going,
+            wait=wait,
+            frozen=frozen,
+            pull=pull,
+            push=push,
+            remote=remote,
+            approve=approve,
+            lock=lock,
+            hooks=hooks,
+            listeners=listeners,
+            argv=argv,
+        )
+
+    # -- helpers --------------------------------------------------------------
+
+    def ensure_state_dir(self) -> None:
+        self.state_dir.mkdir(exist_ok=True)
+        ignore = self.state_dir / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# gitpipe's local state: never commit it\n*\n", encoding="utf-8")
+
+    @contextlib.contextmanager
+    def repository(self) -> Iterator[Any]:
+        """The Git repository around the pipeline (None outside one), opened once."""
+        from gitpipe.history.git import Repository
+
+        repo = Repository.find(self.root)
+        try:
+            yield repo
+        finally:
+            if repo is not None:
+                repo.close()
+
+    def recorder(self, emit: ev.Listener) -> Any:
+        """The lineage listener; a damaged or too new database is a notice, not a stop."""
+        from gitpipe.run.lineage import LineageError, LineageRecorder
+
+        try:
+            return LineageRecorder(self.state_dir / "lineage.db")
+        except LineageError as exc:
+            emit(ev.Notice(f"{exc}; this run is not recorded in lineage"))
+            return None
+
+    @contextlib.contextmanager
+    def inputs(self, *, readonly: bool) -> Iterator[Inputs]:
+        """What steps read, for one command, through the stat cache."""
+        cache = StatCache(self.state_dir / "stat.db", readonly=readonly)
+        try:
+            yield Inputs(self.root, self.pipeline, Hasher(self.root, cache))
+        finally:
+            cache.close()
+
+
+def status_of(decision: Decision) -> StepStatus:
+    """What `gitpipe status` shows of a decision."""
+    reasons = decision.reasons
+    if decision.skip and decision.action not in (WAITING, RESTORE):
+        reasons = (*reasons, Reason(decision.skip))
+    record = decision.record
+    if record is not None:
+        code, note = tuple(record.code), ""
+    elif decision.upstream:
+        code, note = (), f"worked out once {', '.join(decision.upstream)} has run"
+    elif decision.action in (ev.FROZEN, ev.SKIPPED):
+        code, note = (), f"not worked out ({decision.action})"
+    else:
+        missing = "; ".join(str(r) for r in decision.reasons) or "its inputs are incomplete"
+        code, note = (), f"not worked out ({missing})"
+    return StepStatus(
+        step=decision.step,
+        state=decision.state,
+        reasons=tuple(reasons),
+        cached=decision.action == RESTORE,
+        upstream=decision.upstream,
+        key=decision.key,
+        code=code,
+        action=decision.action,
+        source=decision.source,
+        code_note=note,
+    )
