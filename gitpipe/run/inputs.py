@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitpipe.core.errors import PipelineError, StoreError
+from gitpipe.core.errors import PathError, PipelineError, StoreError
 from gitpipe.core.hashing import Digest, ManifestEntry, digest_bytes, manifest_bytes
 from gitpipe.core.snapshot import Reason
 from gitpipe.identity.action import KeyRecord, key_record
@@ -34,6 +34,10 @@ if TYPE_CHECKING:  # imported where used: a no-op run discovers no code
     from gitpipe.store.runcache import OutRecord
 
 _GLOB_CHARS = frozenset("*?[")
+
+
+#: the state of an output that is no regular file or folder (see Inputs.out_state)
+UNREADABLE = PathState(Digest("0" * 64), 0, False)
 
 
 @dataclass(slots=True)
@@ -321,6 +325,15 @@ class Inputs:
 
     # the key and the state --------------------------------------------------------
 
+    def out_state(self, path: str) -> PathState | None:
+        """An output's state now; a FIFO, device or socket where an output belongs (or
+        in its folder) is :data:`UNREADABLE`: not what any lock names, so the step is
+        stale, and gitpipe replaces it as it would other bytes."""
+        try:
+            return self.hasher.state(path)
+        except PathError:
+            return UNREADABLE
+
     def check(
         self,
         step: spec.Step,
@@ -339,7 +352,7 @@ class Inputs:
             try:
                 step = spec.resolve(step, lambda ref: self.metric_value(ref, entries))
             except PipelineError as exc:
-                outs_now = {str(o): self.hasher.state(o.path) for o in step.all_outs}
+                outs_now = {str(o): self.out_state(o.path) for o in step.all_outs}
                 reason = Reason("metric unknown", str(exc).split(": ", 1)[-1])
                 return Check(STALE, [reason], None, outs_now, step)
         deps: dict[str, Digest] = {}
@@ -354,7 +367,7 @@ class Inputs:
                 deps[str(dep)] = assume[str(dep)]
             else:
                 missing.append(Reason("dep missing", str(dep)))
-        outs_now = {str(o): self.hasher.state(o.path) for o in step.all_outs}
+        outs_now = {str(o): self.out_state(o.path) for o in step.all_outs}
         if step.frozen:
             return Check(FROZEN, [], None, outs_now, step)
         if missing:

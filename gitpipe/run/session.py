@@ -45,7 +45,7 @@ from gitpipe.identity.statcache import PathState
 from gitpipe.pipeline import spec
 from gitpipe.run import events as ev
 from gitpipe.run import guard
-from gitpipe.run.inputs import Check, Inputs
+from gitpipe.run.inputs import UNREADABLE, Check, Inputs
 from gitpipe.run.plan import flatten
 from gitpipe.run.planner import (
     FROZEN,
@@ -59,7 +59,7 @@ from gitpipe.run.planner import (
 )
 from gitpipe.run.runner import Invocation, Outcome, Pending
 from gitpipe.store.lockfile import LockEntry
-from gitpipe.store.objects import Store, remove
+from gitpipe.store.objects import Store, remove, settle, unstage
 from gitpipe.store.runcache import KEY_VAR, OutRecord, Result
 
 if TYPE_CHECKING:
@@ -251,6 +251,9 @@ class Session:
                 return ev.StepFinished(name, ev.FAILED, reasons=reasons, key=key, message=str(exc))
             except CorruptObject as exc:
                 return self._set_aside(name, upstream_would_run, exc)
+            except (StoreError, PathError, OSError) as exc:  # the system refused a write
+                message = self._storage_failed(name, "its outputs could not be restored", exc)
+                return ev.StepFinished(name, ev.FAILED, reasons=reasons, key=key, message=message)
             self.entries[name] = entry_for(step, decision.record, decision.result)
             self.hook("after_step", name, ev.CACHED)
             return ev.StepFinished(
@@ -462,9 +465,25 @@ class Session:
             if link != "copy":  # a link is not read: the output may show what the store cannot
                 self._check_linked(spec_.path, now, out)
             todo.append((spec_, out, now))
-        for spec_, out, now in todo:
-            self._save_before_replacing(spec_, now)
-            self._materialise(spec_.path, out, link)
+        # every output made (and its bytes checked) first, so that a corrupt object
+        # leaves all of them as they were; then each put in place
+        staged: list[str] = []
+        try:
+            for spec_, out, _now in todo:
+                staged.append(self._prepare(spec_.path, out, link))
+        except BaseException:
+            for path in staged:
+                unstage(path)
+            raise
+        for i, (spec_, out, now) in enumerate(todo):
+            try:
+                self._save_before_replacing(spec_, now)
+                guard.check_write(self.guarded, spec_.path)
+                settle(staged[i], self.project.root / spec_.path)
+            except BaseException:
+                for path in staged[i + 1 :]:
+                    unstage(path)
+                raise
             self.hasher.forget(spec_.path)
             if link != "copy":
                 self._learn(spec_.path, out)
@@ -493,17 +512,17 @@ class Session:
                 if os.path.samefile(target, self.store.object_path(digest)):
                     raise CorruptObject(digest, target=str(target))
 
-    def _materialise(self, relpath: str, out: OutRecord, link: str) -> None:
-        """Put a stored output at ``relpath``, copied or linked as ``link`` says."""
+    def _prepare(self, relpath: str, out: OutRecord, link: str) -> str:
+        """A stored output made ready to be put at ``relpath`` (copied, and checked, or
+        linked as ``link`` says): see :meth:`gitpipe.store.objects.Store.prepare_file`."""
         guard.check_write(self.guarded, relpath)
         target = self.project.root / relpath
         scratch = self.project.state_dir / "tmp"
         if out.is_dir:
-            self.store.restore_tree(out.digest, target, link=link, scratch=scratch)
-        else:
-            self.store.restore_file(
-                out.digest, target, executable=out.executable, link=link, scratch=scratch
-            )
+            return self.store.prepare_tree(out.digest, target, link=link, scratch=scratch)
+        return self.store.prepare_file(
+            out.digest, target, executable=out.executable, link=link, scratch=scratch
+        )
 
     def _link_output(self, relpath: str, out: OutRecord, link: str) -> None:
         """Make the files of a just-stored output the store's own objects, as ``link``
@@ -596,8 +615,8 @@ class Session:
         link is not followed: its bytes are where it points, and stay there."""
         guard.check_write(self.guarded, out.path)
         target = self.project.root / out.path
-        if now is None or target.is_symlink():
-            return
+        if now is None or now is UNREADABLE or target.is_symlink():
+            return  # nothing there, no bytes to keep (a FIFO, a device), or a link
         if now.is_dir:
             if now.digest not in self.store:
                 self.store.add_tree(target, self.hasher.manifest(out.path))

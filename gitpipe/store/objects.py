@@ -128,6 +128,27 @@ def stage(source: Path, folder: Path, name: str, link: str = "copy") -> tuple[st
     return tmp, copied
 
 
+def settle(staged: str, dest: Path) -> None:
+    """Put a prepared file or folder (:meth:`Store.prepare_file`,
+    :meth:`Store.prepare_tree`) in place of ``dest``: what is there goes, the new one
+    is renamed over it; on failure the prepared one is thrown away."""
+    try:
+        remove(dest)
+        os.replace(staged, dest)
+    except BaseException:
+        unstage(staged)
+        raise
+
+
+def unstage(staged: str) -> None:
+    """Throw away a prepared file or folder that will not be put in place."""
+    if os.path.isdir(staged) and not os.path.islink(staged):
+        shutil.rmtree(staged, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(staged)
+
+
 def _scratch_for(dest: Path, scratch: Path | None) -> Path:
     """Where to build what is renamed to ``dest``: ``scratch`` when it is on the same
     file system as ``dest``'s folder (a rename cannot cross file systems), else that
@@ -418,11 +439,28 @@ class Store:
         link: str = "copy",
         scratch: Path | None = None,
     ) -> None:
-        """Materialise a file object at ``dest`` atomically: by reflink, else copy, or
+        """Materialise a file object at ``dest`` atomically: :meth:`prepare_file`, then
+        :func:`settle`."""
+        settle(
+            self.prepare_file(digest, dest, executable=executable, link=link, scratch=scratch),
+            dest,
+        )
+
+    def prepare_file(
+        self,
+        digest: Digest,
+        dest: Path,
+        *,
+        executable: bool = False,
+        link: str = "copy",
+        scratch: Path | None = None,
+    ) -> str:
+        """A new file with an object's bytes, ready to be renamed over ``dest`` by
+        :func:`settle` (or thrown away by :func:`unstage`): by reflink, else copy, or
         as a link to the object where ``link`` asks (``"hardlink"``, ``"symlink"``) and
-        the file system allows (an executable file is always copied).  The new file is
-        made in ``scratch`` (a folder of gitpipe's own) when that is on ``dest``'s file
-        system, so that a crash leaves nothing beside ``dest``; else beside it.
+        the file system allows (an executable file is always copied).  It is made in
+        ``scratch`` (a folder of gitpipe's own) when that is on ``dest``'s file system,
+        so that a crash leaves nothing beside ``dest``; else beside it.
 
         A copy is hashed as it is made and must hash to ``digest``, else it is removed
         and :class:`CorruptObject` raised, ``dest`` untouched.  A link is not read."""
@@ -441,20 +479,25 @@ class Store:
                 # the object itself was chmodded (by root, through a linked output):
                 # objects are read-only and never executable
                 os.chmod(tmp, _READ_ONLY)
-            remove(dest)
-            os.replace(tmp, dest)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            unstage(tmp)
             raise
+        return tmp
 
     def restore_tree(
         self, digest: Digest, dest: Path, *, link: str = "copy", scratch: Path | None = None
     ) -> None:
-        """Materialise a folder: built in ``scratch`` (as :meth:`restore_file` says),
-        then swapped into place; each file as :meth:`restore_file` would, each copy
-        verified.  A corrupt manifest or file object raises :class:`CorruptObject`
-        (naming it) before ``dest`` is touched."""
+        """Materialise a folder atomically: :meth:`prepare_tree`, then :func:`settle`."""
+        settle(self.prepare_tree(digest, dest, link=link, scratch=scratch), dest)
+
+    def prepare_tree(
+        self, digest: Digest, dest: Path, *, link: str = "copy", scratch: Path | None = None
+    ) -> str:
+        """A new folder with a folder object's files, built in ``scratch`` (as
+        :meth:`prepare_file` says), ready to be swapped in for ``dest`` by
+        :func:`settle`; each file as :meth:`prepare_file` makes it, each copy verified.
+        A corrupt manifest or file object raises :class:`CorruptObject` (naming it)
+        before ``dest`` is touched."""
         try:
             entries = self.manifest(digest)
         except CorruptObject as exc:
@@ -477,11 +520,10 @@ class Store:
                     if copied != entry.digest:
                         raise CorruptObject(entry.digest, target=str(dest / entry.path))
                     os.chmod(target, 0o755 if entry.executable else 0o644)
-            remove(dest)
-            os.replace(staging, dest)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            unstage(str(staging))
             raise
+        return str(staging)
 
     def quarantine(self, digest: Digest) -> Path | None:
         """Move a corrupt object out of ``objects/`` to ``quarantine/b3/<64 hex>``
@@ -552,8 +594,14 @@ def _move_aside(source: Path, folder: Path, name: str) -> Path | None:
                 raise
             os.rename(source, target)  # a file system without hard links
             return target
-        with contextlib.suppress(FileNotFoundError):
+        try:
             source.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:  # it stays where it was: the quarantine keeps no second name
+            with contextlib.suppress(OSError):
+                target.unlink()
+            raise
         return target
     return None  # pragma: no cover (the names never run out)
 

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from gitpipe.core import atomic
 from gitpipe.core.errors import RemoteError, StoreError, UsageError
@@ -410,11 +410,13 @@ class ObjectStoreRemote(Remote):
             ) from exc
         if parts.username or parts.password:
             raise UsageError(
-                f"the remote url {url!r} holds credentials; remove them and set "
+                f"the remote url {redact(url)!r} holds credentials; remove them and set "
                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment instead"
             )
         if parts.query or parts.fragment or not parts.netloc:
-            raise UsageError(f"the remote url {url!r} is not of the form {scheme}://BUCKET/PREFIX")
+            raise UsageError(
+                f"the remote url {redact(url)!r} is not of the form {scheme}://BUCKET/PREFIX"
+            )
         self.url = url
         self.signer = Signer.from_environ(environ)
         self._obs = obstore
@@ -520,6 +522,23 @@ class ObjectStoreRemote(Remote):
 # -- which remote -----------------------------------------------------------------------
 
 
+def redact(url: str) -> str:
+    """``url`` fit to show: a user name, password or query value in it (which may be
+    a secret) is replaced by ``***``."""
+    parts = urlsplit(url)
+    if not parts.scheme or not (parts.username or parts.password or parts.query):
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    if parts.username or parts.password:
+        netloc = "***@" + netloc
+    query = "&".join(
+        f"{item.partition('=')[0]}=***" if "=" in item else "***"
+        for item in parts.query.split("&")
+        if item
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
 def open_remote(
     url: str, *, base: Path, environ: Mapping[str, str] | None = None
 ) -> DirectoryRemote | ObjectStoreRemote:
@@ -539,14 +558,14 @@ def open_remote(
     if scheme == "file":
         parts = urlsplit(text)
         if parts.netloc not in ("", "localhost"):
-            raise UsageError(f"a file:// remote must be on this machine, not {parts.netloc!r}")
+            raise UsageError(f"a file:// remote must be on this machine, not {redact(text)!r}")
         return DirectoryRemote(
             Path(unquote(parts.path)), url=text, signer=Signer.from_environ(environ)
         )
     if scheme in OBJECT_STORE_SCHEMES:
         return ObjectStoreRemote(text, environ=environ)
     raise UsageError(
-        f"unknown remote scheme {scheme}:// in {text!r}; use a folder, file://PATH "
+        f"unknown remote scheme {scheme}:// in {redact(text)!r}; use a folder, file://PATH "
         "or s3://BUCKET/PREFIX"
     )
 
