@@ -33,7 +33,7 @@ from gitpipe.core.hashing import digest_record
 from gitpipe.pipeline import spec
 
 if TYPE_CHECKING:
-    from gitpipe.workspace import Project
+    from gitpipe.run.context import Workspace
 
 
 def dot_git(root: Path) -> Path | None:
@@ -45,7 +45,7 @@ def dot_git(root: Path) -> Path | None:
     return None
 
 
-def index_stamp(project: Project, names: Sequence[str]) -> str | None:
+def index_stamp(project: Workspace, names: Sequence[str]) -> str | None:
     """What the check for outputs tracked by Git depends on: the Git index file's
     (inode, mtime, size) and the outputs checked; None when it cannot be told
     without Git (no `.git` found, or a Git index changed within the racy window).
@@ -86,7 +86,7 @@ def checked_stamp(state_dir: Path) -> str | None:
 
 
 def _links_to_object(
-    project: Project, relpath: str, real: str, folders: dict[str, str], inside: str
+    project: Workspace, relpath: str, real: str, folders: dict[str, str], inside: str
 ) -> bool:
     """Whether an output is a symbolic link, in a folder inside the repository, to
     one of the store's objects: what `link = "symlink"` makes."""
@@ -109,7 +109,7 @@ def remember_check(state_dir: Path, stamp: str | None) -> None:
 
 
 def check_before_run(
-    project: Project, names: Sequence[str], repo: Any, *, run: bool = True, git: bool = True
+    project: Workspace, names: Sequence[str], repo: Any, *, run: bool = True, git: bool = True
 ) -> None:
     """Errors that must stop a command before anything changes on disk.
 
@@ -227,7 +227,7 @@ class Protected:
         return None
 
 
-def protected(project: Project, *, top: str | os.PathLike[str] | None = None) -> Protected:
+def protected(project: Workspace, *, top: str | os.PathLike[str] | None = None) -> Protected:
     """The protected places of a project (see :class:`Protected`), resolved now;
     ``top`` is the repository's top folder (found without Git when not given)."""
     root = os.path.realpath(project.root)

@@ -21,7 +21,6 @@ import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -41,11 +40,12 @@ from gitpipe.core.errors import (
 )
 from gitpipe.core.hashing import Digest
 from gitpipe.identity.action import KeyRecord
-from gitpipe.identity.statcache import PathState
 from gitpipe.pipeline import spec
 from gitpipe.run import events as ev
 from gitpipe.run import guard
-from gitpipe.run.inputs import UNREADABLE, Check, Inputs
+from gitpipe.run.hooks import HookCall, Hooks
+from gitpipe.run.inputs import Check, Inputs
+from gitpipe.run.outputs import Outputs, link_of
 from gitpipe.run.plan import flatten
 from gitpipe.run.planner import (
     FROZEN,
@@ -59,35 +59,14 @@ from gitpipe.run.planner import (
 )
 from gitpipe.run.runner import Invocation, Outcome, Pending
 from gitpipe.store.lockfile import LockEntry
-from gitpipe.store.objects import Store, remove, settle, unstage
-from gitpipe.store.runcache import KEY_VAR, OutRecord, Result
+from gitpipe.store.objects import Store, remove
+from gitpipe.store.runcache import OutRecord, Result
 
 if TYPE_CHECKING:
-    from gitpipe.workspace import Project
+    from gitpipe.run.context import Workspace
 
 #: where a function step's returned numbers go among its metrics
 RETURNED = "returned"
-
-
-@dataclass(frozen=True, slots=True)
-class HookCall:
-    """What a hook is told: the event, the step, its state and log, the run."""
-
-    event: str  # before_step | after_step | on_failure
-    step: str
-    state: str  # running (before_step) | ran | cached | failed
-    log: str = ""
-    run_id: str = ""
-
-    def environ(self) -> dict[str, str]:
-        """The same, as the environment a hook command runs with."""
-        return {
-            "GITPIPE_HOOK": self.event,
-            "GITPIPE_STEP": self.step,
-            "GITPIPE_STATE": self.state,
-            "GITPIPE_LOG": self.log,
-            "GITPIPE_RUN_ID": self.run_id,
-        }
 
 
 def fault_point(name: str) -> None:
@@ -130,13 +109,6 @@ def _parse_metrics(path: Path) -> dict[str, Any]:
         for key, value in sorted(flatten(data).items())
         if isinstance(value, (int, float, str, bool))
     }
-
-
-def _link(step: spec.Step) -> str:
-    """How a step's outputs are put in the workspace: as it asks, except that a step
-    keeping its outputs (`persist`) may write into them, so they are never the
-    store's own objects."""
-    return "copy" if step.persist else step.link
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +167,7 @@ class Session:
 
     def __init__(
         self,
-        project: Project,
+        project: Workspace,
         inputs: Inputs,
         planner: Planner,
         *,
@@ -213,10 +185,10 @@ class Session:
         self.runcache = planner.runcache
         self.run_id = run_id
         self.frozen = frozen
-        self.hook_calls = hook_calls or {}
-        self.hook_failures: list[str] = []
+        self.hooks = Hooks(project, run_id, hook_calls)
         #: the places no write may reach, resolved once per repro
         self.guarded = guard.protected(project)
+        self.outputs = Outputs(project, self.store, self.hasher, self.guarded)
         self.emit: ev.Listener = emit or _ignore  # notices (a corrupt object set aside)
         #: step -> why the system refused a write the step needed (its outputs into the
         #: store, its old outputs out of the way, its log): not its command's failure
@@ -246,7 +218,7 @@ class Session:
             step = check.step or step
             started = time.time()
             try:
-                self._restore(step, decision.result, check)
+                self.outputs.restore(step, decision.result, check)
             except UnsafePath as exc:  # nothing was written
                 return ev.StepFinished(name, ev.FAILED, reasons=reasons, key=key, message=str(exc))
             except CorruptObject as exc:
@@ -255,7 +227,7 @@ class Session:
                 message = self._storage_failed(name, "its outputs could not be restored", exc)
                 return ev.StepFinished(name, ev.FAILED, reasons=reasons, key=key, message=message)
             self.entries[name] = entry_for(step, decision.record, decision.result)
-            self.hook("after_step", name, ev.CACHED)
+            self.hooks.run("after_step", name, ev.CACHED)
             return ev.StepFinished(
                 name,
                 ev.CACHED,
@@ -331,8 +303,8 @@ class Session:
                     continue  # gone already, or changed by hand: not ours to remove
                 out_spec = spec.PathSpec(path, state.is_dir)
                 try:
-                    self._check_replace(out_spec, state)
-                    self._save_before_replacing(out_spec, state)
+                    self.outputs.check_replace(out_spec, state)
+                    self.outputs.save_before_replacing(out_spec, state)
                 except UnsafePath:
                     continue  # it leads out of the repository or into a protected place now
                 remove(self.project.root / path)
@@ -341,52 +313,6 @@ class Session:
             del entries[name]
         return removed
 
-    def hook(self, event: str, step: str, state: str, log: str = "") -> str:
-        """Run the pipeline's ``[hooks]`` commands and the API's callables for
-        ``event``; the first failure's message ("" when all went well)."""
-        commands = getattr(self.project.pipeline.hooks, event)
-        calls = self.hook_calls.get(event, ())
-        if not (commands or calls):
-            return ""
-        project = self.project
-        logs = project.state_dir / "logs" / self.run_id
-        logs.mkdir(parents=True, exist_ok=True)
-        call = HookCall(event, step, state, log, self.run_id)
-        environ = {k: v for k, v in project.environ.items() if k != KEY_VAR}  # gitpipe's secret
-        env = {**environ, **call.environ(), "GITPIPE_ROOT": str(project.root)}
-        for command in commands:
-            with open(logs / "hooks.log", "ab") as out:
-                out.write(f"== {event} {step} ({state}): {command}\n".encode())
-                out.flush()
-                done = subprocess.run(
-                    command,
-                    shell=True,
-                    cwd=project.root,
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    check=False,
-                )
-            if done.returncode != 0:
-                return self._hook_failed(
-                    f"{event} hook `{command}` failed for step {step!r} (exit "
-                    f"{done.returncode}; see {logs / 'hooks.log'})"
-                )
-        for function in calls:
-            try:
-                function(call)
-            except Exception as exc:  # a user's callable: any failure is its failure
-                return self._hook_failed(
-                    f"{event} hook {getattr(function, '__name__', function)!r} failed for "
-                    f"step {step!r}: {exc}"
-                )
-        return ""
-
-    def _hook_failed(self, message: str) -> str:
-        self.hook_failures.append(message)
-        return message
-
     def begin(self, name: str, pending: Pending) -> ev.StepFinished | None:
         """Clear the way for a step about to run: its `before_step` hooks run, its old
         outputs go (into the store first, unless it already has them), their folders
@@ -394,7 +320,7 @@ class Session:
         step = self.project.pipeline.steps[name]
         root = self.project.root
         check = pending.context.check
-        failure = self.hook("before_step", name, "running", pending.invocation.log)
+        failure = self.hooks.run("before_step", name, "running", pending.invocation.log)
         if failure and self.project.pipeline.hooks.fail:
             return ev.StepFinished(
                 name, ev.FAILED, key=str(pending.context.record.key), message=failure
@@ -402,16 +328,16 @@ class Session:
         key = str(pending.context.record.key)
         try:
             for spec_ in step.all_outs:  # every output first: a refusal leaves all as they are
-                self._check_replace(spec_, check.outs_now.get(str(spec_)))
+                self.outputs.check_replace(spec_, check.outs_now.get(str(spec_)))
         except UnsafePath as exc:
             return ev.StepFinished(name, ev.FAILED, key=key, message=str(exc))
         for spec_ in step.all_outs:
             try:
                 if not step.persist:
-                    self._save_before_replacing(spec_, check.outs_now.get(str(spec_)))
+                    self.outputs.save_before_replacing(spec_, check.outs_now.get(str(spec_)))
                     remove(root / spec_.path)
                 else:
-                    refused = self._unlink_from_store(spec_, check.outs_now.get(str(spec_)))
+                    refused = self.outputs.unlink_from_store(spec_, check.outs_now.get(str(spec_)))
                     if refused:  # the command would write into the store's object
                         return ev.StepFinished(name, ev.FAILED, key=key, message=refused)
                 (root / spec_.path).parent.mkdir(parents=True, exist_ok=True)
@@ -437,191 +363,6 @@ class Session:
         message = f"{what}: {cause}"
         self.storage_failures[name] = message
         return message
-
-    def _restore(self, step: spec.Step, result: Result, check: Check) -> None:
-        """Put a result's outputs in place, those that differ from it; raises
-        :class:`UnsafePath`, before writing any, where one of them may not be written
-        (or a stored folder holds `.git` or `.gitpipe`)."""
-        link = _link(step)
-        todo = []
-        for spec_ in step.all_outs:
-            out = result.outs[spec_.path]
-            now = check.outs_now.get(str(spec_))
-            if (
-                now is not None
-                and now.digest == out.digest
-                and now.is_dir == out.is_dir
-                and (out.is_dir or now.executable == out.executable)
-            ):
-                continue
-            self._check_replace(spec_, now)
-            if out.is_dir:
-                for entry in self.store.manifest(out.digest):
-                    if spec.reserved_part(entry.path) is not None:
-                        raise UnsafePath(
-                            f"refusing to restore {spec_}: the stored folder holds "
-                            f"{entry.path}, which gitpipe never writes"
-                        )
-            if link != "copy":  # a link is not read: the output may show what the store cannot
-                self._check_linked(spec_.path, now, out)
-            todo.append((spec_, out, now))
-        # every output made (and its bytes checked) first, so that a corrupt object
-        # leaves all of them as they were; then each put in place
-        staged: list[str] = []
-        try:
-            for spec_, out, _now in todo:
-                staged.append(self._prepare(spec_.path, out, link))
-        except BaseException:
-            for path in staged:
-                unstage(path)
-            raise
-        for i, (spec_, out, now) in enumerate(todo):
-            try:
-                self._save_before_replacing(spec_, now)
-                guard.check_write(self.guarded, spec_.path)
-                settle(staged[i], self.project.root / spec_.path)
-            except BaseException:
-                for path in staged[i + 1 :]:
-                    unstage(path)
-                raise
-            self.hasher.forget(spec_.path)
-            if link != "copy":
-                self._learn(spec_.path, out)
-
-    def _check_linked(self, relpath: str, now: PathState | None, out: OutRecord) -> None:
-        """Raise :class:`CorruptObject` when an output file that is still the object it
-        is restored from (a link made before) holds other bytes than that object's
-        name: its bytes, hashed for this decision, are the object's, so the object is
-        corrupt (written to through the link).  Costs a stat per differing file."""
-        if now is None or now.is_dir != out.is_dir:
-            return
-        if out.is_dir:
-            try:
-                entries = self.store.manifest(out.digest)
-            except CorruptObject as exc:
-                raise CorruptObject(out.digest, target=f"{self.project.root / relpath}/") from exc
-            held = {e.path: e.digest for e in self.hasher.manifest(relpath)}
-            wanted = [(f"{relpath}/{e.path}", e.digest, held.get(e.path)) for e in entries]
-        else:
-            wanted = [(relpath, out.digest, now.digest)]
-        for path, digest, current in wanted:
-            if current is None or current == digest:
-                continue
-            with contextlib.suppress(OSError):
-                target = self.project.root / path
-                if os.path.samefile(target, self.store.object_path(digest)):
-                    raise CorruptObject(digest, target=str(target))
-
-    def _prepare(self, relpath: str, out: OutRecord, link: str) -> str:
-        """A stored output made ready to be put at ``relpath`` (copied, and checked, or
-        linked as ``link`` says): see :meth:`gitpipe.store.objects.Store.prepare_file`."""
-        guard.check_write(self.guarded, relpath)
-        target = self.project.root / relpath
-        scratch = self.project.state_dir / "tmp"
-        if out.is_dir:
-            return self.store.prepare_tree(out.digest, target, link=link, scratch=scratch)
-        return self.store.prepare_file(
-            out.digest, target, executable=out.executable, link=link, scratch=scratch
-        )
-
-    def _link_output(self, relpath: str, out: OutRecord, link: str) -> None:
-        """Make the files of a just-stored output the store's own objects, as ``link``
-        asks, one by one (each renamed over its copy), except executable files."""
-        if out.is_dir:
-            files = [
-                (f"{relpath}/{entry.path}", entry.digest)
-                for entry in self.store.manifest(out.digest)
-                if not entry.executable
-            ]
-        else:
-            files = [] if out.executable else [(relpath, out.digest)]
-        for path, digest in files:
-            guard.check_write(self.guarded, path)
-            if self._link_file(path, digest, link):
-                self.hasher.learn(path, digest)
-
-    def _link_file(self, relpath: str, digest: Digest, link: str) -> bool:
-        """Make one output file the store's object, unless it is one already (linked in
-        as it was added); False where it stays a copy (a hard link to another device)."""
-        target = self.project.root / relpath
-        here = os.stat(target)
-        there = os.stat(self.store.object_path(digest))
-        if (here.st_ino, here.st_dev) == (there.st_ino, there.st_dev):
-            if link == "hardlink" or target.is_symlink():
-                return True
-        elif link == "hardlink" and here.st_dev != there.st_dev:
-            return False
-        self.store.restore_file(digest, target, link=link)
-        return True
-
-    def _learn(self, relpath: str, out: OutRecord) -> None:
-        """Tell the stat cache the digests of an output just linked from the store."""
-        if out.is_dir:
-            for entry in self.store.manifest(out.digest):
-                self.hasher.learn(f"{relpath}/{entry.path}", entry.digest)
-        else:
-            self.hasher.learn(relpath, out.digest)
-
-    def _unlink_from_store(self, out: spec.PathSpec, now: PathState | None) -> str:
-        """A `persist` step writes into its outputs: any file of them that is still one
-        of the store's objects (the step had `link` set before) becomes a copy first.
-        Returns why that failed ('' when it did not): the step must not run then."""
-        if now is None:
-            return ""
-        if now.is_dir:
-            files = [
-                (f"{out.path}/{entry.path}", entry.digest)
-                for entry in self.hasher.manifest(out.path)
-            ]
-        else:
-            files = [(out.path, now.digest)]
-        for relpath, digest in files:
-            guard.check_write(self.guarded, relpath)
-            target = self.project.root / relpath
-            try:
-                linked = os.path.samefile(target, self.store.object_path(digest))
-            except OSError:
-                continue  # gone, or its object is: the command cannot write into the store
-            if not linked:
-                continue
-            try:
-                self.store.detach(target, executable=os.access(target, os.X_OK))
-            except (OSError, StoreError) as exc:
-                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                return (
-                    f"{relpath} is still the store's own object and could not be made a copy "
-                    f"for this `persist` step to write into ({why}); the step did not run: "
-                    f"make its folder writable, or delete {relpath}, and run again"
-                )
-        return ""
-
-    def _check_replace(self, out: spec.PathSpec, now: PathState | None) -> None:
-        """Raise :class:`UnsafePath` unless gitpipe may remove or replace an output
-        now: its path passes :func:`gitpipe.run.guard.check_write`, and a folder there
-        holds no `.git` or `.gitpipe` (a repository made inside it by hand)."""
-        guard.check_write(self.guarded, out.path)
-        target = self.project.root / out.path
-        if now is not None and now.is_dir and not target.is_symlink():
-            found = guard.reserved_inside(target)
-            if found is not None:
-                raise UnsafePath(
-                    f"refusing to replace {out}: it holds {out.path}/{found}, which gitpipe "
-                    "never removes"
-                )
-
-    def _save_before_replacing(self, out: spec.PathSpec, now: PathState | None) -> None:
-        """Keep a copy in the store of output bytes gitpipe is about to replace, so
-        that nothing a user made by hand is lost (its path checked again first).  A
-        link is not followed: its bytes are where it points, and stay there."""
-        guard.check_write(self.guarded, out.path)
-        target = self.project.root / out.path
-        if now is None or now is UNREADABLE or target.is_symlink():
-            return  # nothing there, no bytes to keep (a FIFO, a device), or a link
-        if now.is_dir:
-            if now.digest not in self.store:
-                self.store.add_tree(target, self.hasher.manifest(out.path))
-        else:
-            self.store.add_file(target, now.digest)
 
     def _invocation(self, step: spec.Step) -> Invocation:
         project = self.project
@@ -655,9 +396,9 @@ class Session:
         """Publish a finished step (:meth:`_publish`), then run its `after_step` hooks
         and, when it failed, its `on_failure` hooks."""
         finished = self._publish(name, pending, outcome)
-        self.hook("after_step", name, finished.state, pending.invocation.log)
+        self.hooks.run("after_step", name, finished.state, pending.invocation.log)
         if finished.state == ev.FAILED:
-            self.hook("on_failure", name, finished.state, pending.invocation.log)
+            self.hooks.run("on_failure", name, finished.state, pending.invocation.log)
         return finished
 
     def _publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished:
@@ -731,12 +472,12 @@ class Session:
             step=step.name,
             record=record.as_record(),
         )
-        link = _link(step)
+        link = link_of(step)
         storing = ""
         try:  # a store that cannot be written fails this step, not the run
             for spec_ in step.all_outs:
                 storing = f"its output {spec_}"
-                self._store_output(spec_, outs[spec_.path], link)
+                self.outputs.store_output(spec_, outs[spec_.path], link)
             storing = "its result"
             fault_point("objects-stored")
             self.runcache.put(record.key, result)
@@ -750,18 +491,6 @@ class Session:
         return ev.StepFinished(
             step.name, ev.RAN, **common, **self._provenance(step, record, result)
         )
-
-    def _store_output(self, spec_: spec.PathSpec, out: OutRecord, link: str) -> None:
-        """Put a finished step's output into the store (linked back as ``link`` asks)."""
-        target = self.project.root / spec_.path
-        if link != "copy":  # a sibling running now may have swapped a folder since
-            guard.check_write(self.guarded, spec_.path)
-        if out.is_dir:
-            self.store.add_tree(target, self.hasher.manifest(spec_.path), link=link != "copy")
-        else:
-            self.store.add_file(target, out.digest, link=link != "copy" and not out.executable)
-        if link != "copy":
-            self._link_output(spec_.path, out, link)
 
     def _provenance(self, step: spec.Step, record: KeyRecord, result: Result) -> dict[str, Any]:
         """What lineage records of a step that ran or was restored."""
@@ -797,7 +526,7 @@ def _shown(path: Path, root: str) -> str:
 
 
 def approver(
-    project: Project, approve: frozenset[str], *, run_id: str = "", record: bool = False
+    project: Workspace, approve: frozenset[str], *, run_id: str = "", record: bool = False
 ) -> Callable[[spec.Step, KeyRecord], bool]:
     """Whether someone approved a step to run with a key; a step named in ``approve``
     (`repro --approve`) is approved now, and with ``record`` that is written down."""

@@ -483,7 +483,7 @@ def _repro_locked(
                 keep_going=run.keep_going,
                 emit=broadcast,
             )
-            hook_failures = list(session.hook_failures)
+            hook_failures = list(session.hooks.failures)
             storage_failures = dict(session.storage_failures)
             live = {name: entry for name, entry in entries.items() if name in pipeline.steps}
             # nothing ran, nothing was restored, and the snapshot found the lock as

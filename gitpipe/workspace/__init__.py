@@ -15,28 +15,21 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitpipe.core import atomic, tomlcache
 from gitpipe.core.errors import (
-    GitError,
     UsageError,
 )
-from gitpipe.core.hashing import Digest
-from gitpipe.core.snapshot import STATE_DIR, Reason, Recorder, StepStatus, locate
-from gitpipe.core.snapshot import write as write_snapshot
-from gitpipe.identity.action import fingerprint
+from gitpipe.core.snapshot import STATE_DIR, StepStatus, locate
 from gitpipe.identity.statcache import Hasher, StatCache
 from gitpipe.pipeline import graph as graphs
 from gitpipe.pipeline import spec
 from gitpipe.run import events as ev
 from gitpipe.run import guard
 from gitpipe.run.inputs import Inputs
-from gitpipe.run.plan import STALE
-from gitpipe.run.planner import RESTORE, SETTLED, WAITING, Decision, Planner
-from gitpipe.run.reproduce import RunReport
+from gitpipe.run.planner import Decision, Planner
 from gitpipe.run.session import (
     HookCall,
     approver,
@@ -47,10 +40,10 @@ from gitpipe.store import lockfile
 from gitpipe.store.lockfile import Lock, LockEntry
 from gitpipe.store.objects import Store
 from gitpipe.store.runcache import RunCache, Signer
+from gitpipe.workspace.reproduce import RunReport
 
 if TYPE_CHECKING:  # imported where used: a no-op run explains nothing
     from gitpipe.history.maintenance import GcReport, StoreReport
-    from gitpipe.run import explain
 
 __all__ = ["HookCall", "Project", "RunReport", "current_params", "fault_point"]
 
@@ -80,49 +73,12 @@ seed = 42
 """
 
 
-@dataclass(slots=True)
-class Explanation:
-    """What `gitpipe why` says of a step."""
-
-    step: str
-    state: str
-    action: str = ""  # what `repro` would do: see gitpipe.run.planner
-    source: str = ""  # a restore's: lock | result
-    reasons: tuple[str, ...] = ()
-    upstream: tuple[str, ...] = ()  # steps that run first; it is decided after them
-    note: str = ""  # skipped or waiting: why
-    key: str = ""
-    code: tuple[str, ...] = ()  # the step's code files, as discovered
-    lock_key: str = ""
-    against_lock: list[explain.Component] | None = None  # None: no lock entry
-    nearest_key: str = ""
-    nearest: list[explain.Component] | None = None  # differences; None: no stored result
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "state": self.state,
-            "action": self.action,
-            "source": self.source,
-            "reasons": list(self.reasons),
-            "upstream": list(self.upstream),
-            "note": self.note,
-            "key": self.key,
-            "code": list(self.code),
-            "lock": None
-            if self.against_lock is None
-            else {"key": self.lock_key, "components": [c.to_json() for c in self.against_lock]},
-            "nearest_result": None
-            if self.nearest is None
-            else {
-                "key": self.nearest_key,
-                "differences": [c.to_json() for c in self.nearest],
-            },
-        }
-
-
 def _nothing() -> None:
     return None
+
+
+from gitpipe.workspace import inspection  # noqa: E402 (it names Project as a type only)
+from gitpipe.workspace.inspection import Explanation  # noqa: E402
 
 
 class Project:
@@ -264,64 +220,16 @@ class Project:
 
     def digest_of(self, path: str | os.PathLike[str]) -> tuple[str, str]:
         """The digest of a workspace path now, and the path relative to the pipeline."""
-        full = Path(path)
-        full = full if full.is_absolute() else Path.cwd() / full
-        try:
-            relpath = Path(os.path.relpath(full.resolve(), self.root)).as_posix()
-        except ValueError as exc:
-            raise UsageError(f"{path} is not inside this workspace") from exc
-        if relpath == ".." or relpath.startswith("../"):
-            raise UsageError(f"{path} is not inside this workspace ({self.root})")
-        with self.inputs(readonly=True) as inputs:
-            state = inputs.hasher.state(relpath)
-        if state is None:
-            raise UsageError(f"{path} does not exist")
-        return str(state.digest), relpath + ("/" if state.is_dir else "")
+        return inspection.digest_of(self, path)
 
     # -- status ---------------------------------------------------------------
 
     def status(
         self, targets: Iterable[str] = (), *, single: bool = False, downstream: bool = False
     ) -> list[StepStatus]:
-        """Each selected step's state, what `repro` would do with it, and why; reads
-        no file it has seen unchanged.
-
-        When every step of the whole pipeline turns out up to date, the stamps of all
-        it looked at are kept, so that the next `gitpipe status` can answer from them
-        alone (see :mod:`gitpipe.core.snapshot`)."""
-        started_ns = time.time_ns()
-        names = self.select(targets, single=single, downstream=downstream)
-        whole = not targets and self.state_dir.is_dir()
-        recorder = Recorder() if whole else None
-        stamp = guard.index_stamp(self, names)
-        if stamp is not None and stamp == guard.checked_stamp(self.state_dir):
-            # the Git index and the outputs are as when they last passed: skip Git
-            guard.check_before_run(self, names, None, run=False, git=False)
-        else:
-            with self.repository() as repo:
-                guard.check_before_run(self, names, repo, run=False)
-            guard.remember_check(self.state_dir, stamp)
-        lock = self.read_lock()
-        # the stat cache is kept once gitpipe has state here; status creates none
-        with self.inputs(readonly=not self.state_dir.is_dir()) as inputs:
-            inputs.hasher.seen = recorder
-            planner = self.planner(inputs, lock)
-            statuses = [status_of(d) for d in planner.plan(names, self.graph.parents)]
-            if recorder is not None and stamp is not None and not recorder.broken:
-                self._record_inputs(recorder, names)
-                if all(s.action in SETTLED for s in statuses):
-                    head, current = self._lock_is_current(inputs, lock)
-                    write_snapshot(
-                        self.state_dir,
-                        self.file,
-                        statuses,
-                        recorder,
-                        started_ns=started_ns,
-                        head=head,
-                        lock_current=current,
-                    )
-        self.keep_caches()
-        return statuses
+        """Each selected step's state, what `repro` would do with it, and why (see
+        :func:`gitpipe.workspace.inspection.status`)."""
+        return inspection.status(self, targets, single=single, downstream=downstream)
 
     def plan(
         self,
@@ -360,78 +268,12 @@ class Project:
             approved=approver(self, approve, run_id=run_id, record=record_approvals),
         )
 
-    def _lock_is_current(self, inputs: Inputs, lock: Lock) -> tuple[str | None, bool]:
-        """HEAD's commit, and whether the lock holds exactly what a repro that runs
-        nothing would write there now (so that such a repro can leave it alone)."""
-        from gitpipe.history.git import Repository
-        from gitpipe.history.versions import version_for_lock
-
-        try:
-            repo = Repository.find(self.root)
-            if repo is None:
-                return None, False
-            with repo:
-                head = repo.head_commit()
-        except GitError:
-            return None, False
-        pipeline = self.pipeline
-        identity = str(fingerprint(pipeline, inputs.code_of_all()))
-        current = (
-            lock.steps.keys() == pipeline.steps.keys()
-            and (lock.name, lock.fingerprint) == (pipeline.declared_name, identity)
-            and lock.version == version_for_lock(self.root, self.file, identity)
-        )
-        return head, current
-
-    def _record_inputs(self, recorder: Recorder, names: Sequence[str]) -> None:
-        """Stamp what `status` read besides the files it hashed: the pipeline files,
-        the lock, the Git index (and where it is found), and the folders leading to
-        each output (the check that outputs stay inside the repository)."""
-        root = str(self.root)
-        for relpath in ("", *self.pipeline.includes):
-            recorder.look(str(self.file) if not relpath else os.path.join(root, relpath))
-        recorder.look(str(self.lock_path))
-        dotgit = guard.dot_git(self.root)
-        index = guard.git_index(self.root)
-        if dotgit is None or index is None:
-            recorder.broken = True
-            return
-        for folder in (self.root, *self.root.parents):
-            if folder == dotgit.parent:
-                break
-            recorder.look(str(folder / ".git"), follow=False)  # still none nearer
-        recorder.look(str(index))
-        for name in names:
-            for out in self.pipeline.steps[name].all_outs:
-                parts = out.path.split("/")
-                for i in range(1, len(parts) + 1):
-                    recorder.look(os.path.join(root, *parts[:i]), follow=False)
-
     # -- check (pre-commit) ----------------------------------------------------
 
     def check_lock(self) -> list[tuple[str, list[str]]]:
         """Steps whose lock entry does not match the pipeline and the files it reads
-        now (outputs are not looked at): what `gitpipe check` and its pre-commit hook
-        report.  The pipeline file must be valid."""
-        names = self.select()
-        lock = self.read_lock()
-        mismatched = []
-        with self.inputs(readonly=True) as inputs:
-            for name in names:
-                entry = lock.steps.get(name)
-                # a fresh clone has no outputs: take a missing dep to be as the lock says
-                assume = entry.deps if entry is not None else {}
-                check = inputs.check(
-                    self.pipeline.steps[name], entry, assume=assume, entries=lock.steps
-                )
-                reasons = [
-                    str(r) for r in check.reasons if r.kind not in ("out missing", "out modified")
-                ]
-                if check.state == STALE and reasons:
-                    mismatched.append((name, reasons))
-        for name in sorted(set(lock.steps) - set(self.pipeline.steps)):
-            mismatched.append((name, ["no longer in the pipeline"]))
-        return mismatched
+        (see :func:`gitpipe.workspace.inspection.check_lock`)."""
+        return inspection.check_lock(self)
 
     # -- the store -------------------------------------------------------------
 
@@ -474,74 +316,7 @@ class Project:
     def why(self, name: str) -> Explanation:
         """What `repro` would do with a step and why: its key, component by component,
         against the lock and the nearest stored result."""
-        members = self.pipeline.groups.get(name)
-        if members:
-            raise UsageError(
-                f"{name!r} stands for {len(members)} steps; name one of them: "
-                + ", ".join(members[:5])
-                + (", ..." if len(members) > 5 else "")
-            )
-        self.select([name], single=True)
-        names = self.select([name])  # it and what it reads: the plan a repro makes
-        lock = self.read_lock()
-        entry = lock.steps.get(name)
-        with self.inputs(readonly=not self.state_dir.is_dir()) as inputs:
-            planner = self.planner(inputs, lock)
-            decision = planner.plan(names, self.graph.parents)[-1]
-            record = decision.record
-            explanation = Explanation(
-                step=name,
-                state=decision.state,
-                action=decision.action,
-                source=decision.source,
-                reasons=tuple(str(r) for r in decision.reasons),
-                upstream=decision.upstream,
-                note=decision.skip,
-            )
-            if record is None:
-                return explanation
-            from gitpipe.run import explain
-
-            now = explain.comparable(record.as_record())
-            explanation.key = str(record.key)
-            explanation.code = tuple(record.code)
-            if entry is not None:
-                explanation.lock_key = str(entry.key)
-                explanation.against_lock = explain.compare(now, explain.from_lock(entry))
-            best: tuple[int, str, list[explain.Component]] | None = None
-            for key in self._known_keys(name, entry):
-                result = planner.runcache.get(Digest.parse(key))
-                if result is None or not result.record:
-                    continue
-                diffs = explain.differences(explain.compare(now, explain.comparable(result.record)))
-                if best is None or len(diffs) < best[0]:
-                    best = (len(diffs), key, diffs)
-            if best is not None:
-                explanation.nearest_key, explanation.nearest = best[1], best[2]
-        return explanation
-
-    def _known_keys(self, name: str, entry: LockEntry | None) -> list[str]:
-        """Keys this step had: the lock's, then those lineage saw, newest first."""
-        keys = [str(entry.key)] if entry is not None else []
-        path = self.state_dir / "lineage.db"
-        if path.exists():
-            from gitpipe.run.lineage import LineageError, connect
-
-            with contextlib.suppress(LineageError):
-                db = connect(path, create=False)
-                try:
-                    keys += [
-                        row["key"]
-                        for row in db.query(
-                            "SELECT key, max(id) AS last FROM executions WHERE step = ? AND"
-                            " key IS NOT NULL AND state IN ('ran', 'cached') GROUP BY key"
-                            " ORDER BY last DESC LIMIT 200",
-                            [name],
-                        )
-                    ]
-                finally:
-                    db.conn.close()
-        return list(dict.fromkeys(keys))
+        return inspection.why(self, name)
 
     # -- approvals ------------------------------------------------------------
 
@@ -566,34 +341,8 @@ class Project:
 
     def approve(self, name: str) -> tuple[list[tuple[str, str]], str]:
         """Approve a step (`approval = true`) to run with its key as it is now;
-        returns each step approved with its key, and who approved.  A matrix step or
-        nested pipeline approves each of its steps that asks for approval."""
-        names = self.select([name], single=True)
-        asking = [n for n in names if self.pipeline.steps[n].approval]
-        if not asking:
-            raise UsageError(f"step {name!r} does not ask for approval (no `approval = true`)")
-        lock = self.read_lock()
-        self.ensure_state_dir()
-        who = self.user()
-        keys = []
-        with self.inputs(readonly=False) as inputs:
-            for step_name in asking:
-                check = inputs.check(
-                    self.pipeline.steps[step_name], lock.steps.get(step_name), entries=lock.steps
-                )
-                if check.record is None:
-                    why = "; ".join(str(r) for r in check.reasons)
-                    raise UsageError(
-                        f"step {step_name!r} cannot be approved yet ({why}); run "
-                        "`gitpipe repro` until it waits for approval"
-                    )
-                keys.append((step_name, str(check.record.key)))
-        from gitpipe.run.lineage import record_approval
-
-        for step_name, key in keys:
-            record_approval(self.state_dir / "lineage.db", step_name, key, who)
-        self.keep_caches()
-        return keys, who
+        returns each step approved with its key, and who approved."""
+        return inspection.approve(self, name)
 
     # -- repro ----------------------------------------------------------------
 
@@ -638,7 +387,7 @@ class Project:
         written.  ``pull`` fetches what gitpipe.lock names from the remote before
         anything is decided, and a stale step's results when it is decided.
         """
-        from gitpipe.run.reproduce import reproduce
+        from gitpipe.workspace.reproduce import reproduce
 
         return reproduce(
             self,
@@ -701,32 +450,3 @@ class Project:
             yield Inputs(self.root, self.pipeline, Hasher(self.root, cache))
         finally:
             cache.close()
-
-
-def status_of(decision: Decision) -> StepStatus:
-    """What `gitpipe status` shows of a decision."""
-    reasons = decision.reasons
-    if decision.skip and decision.action not in (WAITING, RESTORE):
-        reasons = (*reasons, Reason(decision.skip))
-    record = decision.record
-    if record is not None:
-        code, note = tuple(record.code), ""
-    elif decision.upstream:
-        code, note = (), f"worked out once {', '.join(decision.upstream)} has run"
-    elif decision.action in (ev.FROZEN, ev.SKIPPED):
-        code, note = (), f"not worked out ({decision.action})"
-    else:
-        missing = "; ".join(str(r) for r in decision.reasons) or "its inputs are incomplete"
-        code, note = (), f"not worked out ({missing})"
-    return StepStatus(
-        step=decision.step,
-        state=decision.state,
-        reasons=tuple(reasons),
-        cached=decision.action == RESTORE,
-        upstream=decision.upstream,
-        key=decision.key,
-        code=code,
-        action=decision.action,
-        source=decision.source,
-        code_note=note,
-    )
