@@ -166,7 +166,8 @@ def status(
     ] = False,
 ) -> None:
     """Show each step's state and why it is stale."""
-    from gitpipe.core.snapshot import answer, locate
+    from gitpipe.core.layout import locate
+    from gitpipe.core.snapshot import answer
 
     # the whole pipeline found up to date last time, and no stamp changed since:
     # the answer stands without parsing or hashing anything (see gitpipe/core/snapshot.py)

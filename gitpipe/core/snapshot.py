@@ -27,13 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from gitpipe.core import atomic, tomlcache
+from gitpipe.core.layout import STATE_DIR
+from gitpipe.core.records import Reason, StepStatus
 
 #: the snapshot's layout; a file of another layout is ignored
 FORMAT = 3
-#: the pipeline file a folder holds unless told otherwise
-DEFAULT_FILE = "gitpipe.toml"
-#: gitpipe's local state beside the pipeline file (store, caches, lineage)
-STATE_DIR = ".gitpipe"
 
 #: (inode, mtime_ns, ctime_ns, size, mode), or None for a path that does not exist.
 #: The ctime, which no program can set, tells a file rewritten with its old size and
@@ -42,49 +40,6 @@ Stamp = tuple[int, int, int, int, int] | None
 
 _GLOB_CHARS = frozenset("*?[")
 _STATES = ("up to date", "frozen", "skipped")  # what a snapshot may hold
-
-
-@dataclass(frozen=True, slots=True)
-class Reason:
-    """One cause of staleness: a kind (``dep changed``) and what it is about."""
-
-    kind: str
-    detail: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.detail}" if self.detail else self.kind
-
-
-@dataclass(frozen=True, slots=True)
-class StepStatus:
-    """What `gitpipe status` says of one step."""
-
-    step: str
-    state: str  # up to date | stale | frozen | skipped
-    reasons: tuple[Reason, ...] = ()
-    cached: bool = False  # a stored result can serve it without running
-    upstream: tuple[str, ...] = ()  # stale steps upstream of it
-    key: str = ""
-    code: tuple[str, ...] = ()  # its code files, as discovered
-    #: what `repro` would do (gitpipe.run.planner): up to date, restore, run, frozen,
-    #: skipped or waiting; "" is read as the state
-    action: str = ""
-    source: str = ""  # restore: lock (gitpipe.lock's outputs) | result (a stored one)
-    code_note: str = ""  # why the code was not worked out ("" when it was)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "state": self.state,
-            "action": self.action or self.state,
-            "source": self.source,
-            "reasons": [str(reason) for reason in self.reasons],
-            "cached": self.cached,
-            "upstream_stale": list(self.upstream),
-            "key": self.key,
-            "code": list(self.code),
-            "code_note": self.code_note,
-        }
 
 
 class _Unknowable(Exception):
@@ -150,15 +105,6 @@ class Recorder:
                 full = os.path.join(root, folder)
                 if os.path.isdir(full):
                     self.look(os.path.normpath(full))
-
-
-def locate(path: str | os.PathLike[str] = ".", file: str | None = None) -> Path:
-    """The pipeline file in folder ``path`` (``gitpipe.toml``, or ``file`` relative to
-    it); ``path`` may name the file itself."""
-    base = Path(path)
-    if file is None and base.is_file():
-        return base
-    return base / (file or DEFAULT_FILE)
 
 
 def module_paths() -> list[str]:

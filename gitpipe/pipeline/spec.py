@@ -20,7 +20,7 @@ from typing import Any
 
 from gitpipe.core import atomic, tomlcache
 from gitpipe.core.errors import PipelineError, UsageError
-from gitpipe.core.snapshot import DEFAULT_FILE
+from gitpipe.core.layout import DEFAULT_FILE
 from gitpipe.pipeline.expr import Condition, ExprError
 from gitpipe.pipeline.expr import parse as parse_condition
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from gitpipe.core.errors import PathError, PipelineError, StoreError
 from gitpipe.core.hashing import Digest, ManifestEntry, digest_bytes, manifest_bytes
-from gitpipe.core.snapshot import Reason
+from gitpipe.core.records import Reason
 from gitpipe.identity.action import KeyRecord, key_record
 from gitpipe.identity.statcache import Hasher, PathState
 from gitpipe.pipeline import spec

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from gitpipe.core.snapshot import Reason
+from gitpipe.core.records import Reason
 from gitpipe.identity.action import KeyRecord
 from gitpipe.identity.statcache import PathState
 from gitpipe.pipeline.spec import Step, render

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from gitpipe.core.errors import PipelineError
 from gitpipe.core.hashing import Digest
-from gitpipe.core.snapshot import Reason
+from gitpipe.core.records import Reason
 from gitpipe.identity.action import KeyRecord
 from gitpipe.pipeline import spec
 from gitpipe.pipeline.expr import ExprError

@@ -22,7 +22,8 @@ from gitpipe.core import atomic, tomlcache
 from gitpipe.core.errors import (
     UsageError,
 )
-from gitpipe.core.snapshot import STATE_DIR, StepStatus, locate
+from gitpipe.core.layout import STATE_DIR, locate
+from gitpipe.core.records import StepStatus
 from gitpipe.identity.statcache import Hasher, StatCache
 from gitpipe.pipeline import graph as graphs
 from gitpipe.pipeline import spec

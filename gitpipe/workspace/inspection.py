@@ -18,7 +18,8 @@ from gitpipe.core.errors import (
     UsageError,
 )
 from gitpipe.core.hashing import Digest
-from gitpipe.core.snapshot import Reason, Recorder, StepStatus
+from gitpipe.core.records import Reason, StepStatus
+from gitpipe.core.snapshot import Recorder
 from gitpipe.core.snapshot import write as write_snapshot
 from gitpipe.identity.action import fingerprint
 from gitpipe.run import events as ev

@@ -1,0 +1,21 @@
+"""Where gitpipe's files are in a workspace: the pipeline file, and the state folder
+beside it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: the pipeline file a folder holds unless told otherwise
+DEFAULT_FILE = "gitpipe.toml"
+#: gitpipe's local state beside the pipeline file (store, caches, lineage)
+STATE_DIR = ".gitpipe"
+
+
+def locate(path: str | os.PathLike[str] = ".", file: str | None = None) -> Path:
+    """The pipeline file in folder ``path`` (``gitpipe.toml``, or ``file`` relative to
+    it); ``path`` may name the file itself."""
+    base = Path(path)
+    if file is None and base.is_file():
+        return base
+    return base / (file or DEFAULT_FILE)
