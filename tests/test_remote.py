@@ -25,7 +25,6 @@ import pytest
 from conftest import Workspace, git
 
 from gitpipe.core.hashing import Digest, ManifestEntry, canonical, digest_bytes, manifest_bytes
-from gitpipe.pipeline.spec import Pipeline
 from gitpipe.store import lockfile
 from gitpipe.store.objects import Store
 from gitpipe.store.remote import (
@@ -295,10 +294,6 @@ def test_the_remote_comes_from_gitpipe_remote_and_the_option_wins(make_workspace
     assert set(two.states().values()) == {"cached"}
 
 
-@pytest.mark.skipif(
-    "remote" not in getattr(Pipeline, "__dataclass_fields__", {}),
-    reason="gitpipe/pipeline/spec.py does not parse [remote] yet",
-)
 def test_the_pipeline_files_remote_url_is_used_and_gitpipe_remote_wins(make_workspace, tmp_path):
     one = first_clone(make_workspace)
     (one.root / "shared").mkdir()  # relative to the pipeline file's folder

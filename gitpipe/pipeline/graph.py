@@ -1,6 +1,6 @@
 """The step graph: edges from outputs to the dependencies that read them, plus `after`.
 
-Pure functions over a parsed :class:`~gitpipe.pipeline.spec.Pipeline`; iterative throughout,
+Pure functions over a parsed :class:`~gitpipe.pipeline.model.Pipeline`; iterative throughout,
 so a 10,000-step chain has no depth limit.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gitpipe.core.errors import PipelineError, UsageError
-from gitpipe.pipeline.spec import PathSpec, Pipeline
+from gitpipe.pipeline.model import PathSpec, Pipeline
 
 
 @dataclass(frozen=True, slots=True)

@@ -594,8 +594,7 @@ def for_project(
         return open_remote(url, base=cwd, environ=environ)
     if environ.get(ENV_VAR, "").strip():
         return open_remote(environ[ENV_VAR], base=cwd, environ=environ)
-    # `remote` is the pipeline file's [remote] url once gitpipe/pipeline/spec.py parses it
-    configured = getattr(project.pipeline, "remote", "")
+    configured = project.pipeline.remote
     if configured:
         return open_remote(configured, base=project.root, environ=environ)
     raise UsageError(

@@ -1,0 +1,285 @@
+"""The pipeline file's TOML tables, parsed into the step model.
+
+    [pipeline]  name, and the steps' defaults (code_digest, link)
+    [params]    + `repro -p` ─► params.apply_overrides
+    [steps.X]   a step name ─► pipeline = "..."  ─► nested: a Parser of that file
+                              matrix = {...}    ─► matrix.combinations ─┐
+                              otherwise                                 ├► step_fields
+    all steps   ─► paths: outputs owned once, none protected; metric references
+    [hooks] [remote]
+                ─► model.Pipeline
+
+The parser checks everything that can be known without the disk or Git (fields,
+types, ``${...}`` references, path shapes, overlapping outputs); the graph checks
+edges and cycles, the run layer what needs the disk.  It reads no file itself: a
+nested pipeline file comes from the ``read`` function it is given, and a pipeline
+without ``[pipeline] name`` is named after its folder as the file system resolves it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gitpipe.pipeline import nested
+from gitpipe.pipeline.checks import Checks
+from gitpipe.pipeline.matrix import combinations
+from gitpipe.pipeline.model import CODE_DIGESTS, HOOK_EVENTS, LINKS, Hooks, Pipeline, Step
+from gitpipe.pipeline.params import apply_overrides
+from gitpipe.pipeline.paths import check_outputs, check_protected
+from gitpipe.pipeline.step_fields import parse_step
+
+TOP_LEVEL = frozenset({"pipeline", "params", "steps", "remote", "hooks"})
+PIPELINE_FIELDS = frozenset({"name", "code_digest", "link"})
+HOOK_FIELDS = frozenset({*HOOK_EVENTS, "fail"})
+REMOTE_FIELDS = frozenset({"url"})
+#: what a step name is made of; it does not start with '.', '-' or '@'
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-@")
+#: the longest step name, in bytes: a step's log is `.gitpipe/logs/RUN/NAME.log` (and
+#: its pid file `NAME.pid`), and a file name holds at most 255 bytes (NAME_MAX); a
+#: matrix step's expansions (`NAME@LABEL`) and a nested pipeline's steps (`OUTER/NAME`)
+#: are held to it too
+MAX_NAME_BYTES = 200
+
+
+class Parser(Checks):
+    """Parses the TOML ``data`` of the pipeline file ``file`` (``shown`` in messages)."""
+
+    def __init__(
+        self,
+        shown: str,
+        data: dict[str, Any],
+        file: Path,
+        *,
+        read: nested.Reader | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        chain: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(shown)
+        self.data = data
+        self.file = file
+        self.read = read
+        self.overrides = dict(overrides or {})
+        self.chain = chain or (file.name,)  # the pipeline files that nest this one
+        self.code_digest = "ast"  # [pipeline]'s defaults for each step, once read
+        self.link = "copy"
+
+    def pipeline(self) -> Pipeline:
+        self.fields(
+            self.data,
+            TOP_LEVEL,
+            "",
+            lambda key, known: f"unknown table {key!r} (expected one of: {known})",
+        )
+        header = self.table(self.data.get("pipeline", {}), "pipeline")
+        self.fields(header, PIPELINE_FIELDS, "pipeline", lambda key, _: f"unknown field {key!r}")
+        name = header.get("name", self.file.resolve().parent.name)
+        if not isinstance(name, str) or not name:
+            raise self.error("must be a non-empty string", "pipeline.name")
+        self.code_digest = self.choice(
+            header.get("code_digest", "ast"), CODE_DIGESTS, "pipeline.code_digest"
+        )
+        self.link = self.choice(header.get("link", "copy"), LINKS, "pipeline.link")
+        params = apply_overrides(
+            self.shown, self.table(self.data.get("params", {}), "params"), self.overrides
+        )
+        steps_table = self.table(self.data.get("steps", {}), "steps")
+        steps: dict[str, Step] = {}
+        groups: dict[str, tuple[str, ...]] = {}
+        includes: list[str] = []
+        for step_name, body in steps_table.items():
+            self.step_name(step_name)
+            body = self.table(body, f"steps.{step_name}")
+            if "pipeline" in body:
+                expansion, nested_groups, nested_files = self.nested(step_name, body)
+                groups.update(nested_groups)  # with step_name -> its steps
+                includes += nested_files
+            elif "matrix" in body:
+                expansion = self.matrix(step_name, body, params)
+                groups[step_name] = tuple(expansion)
+            else:
+                expansion = {step_name: self.step(step_name, body, params)}
+            self.check_expansion(step_name, body, expansion, steps, steps_table)
+            steps.update(expansion)
+        check_outputs(self, steps)
+        check_protected(self, self.file.name, steps, includes)
+        self.check_refs(steps, groups)
+        return Pipeline(
+            name=name,
+            file=self.file,
+            params=params,
+            steps=steps,
+            remote=self.remote(),
+            declared_name=header.get("name", ""),
+            groups=groups,
+            hooks=self.hooks(),
+            overrides=self.overrides,
+            includes=tuple(dict.fromkeys(includes)),
+        )
+
+    def step_name(self, name: str) -> None:
+        """A step's name: one line of letters, digits, '_', '-', '.' and '@' (not
+        first), short enough to name its log file."""
+        key = f"steps.{name}"
+        bad = next(
+            (c for i, c in enumerate(name) if c not in _NAME_CHARS or (i == 0 and c in ".-@")),
+            None,
+        )
+        if bad is not None or not name:
+            found = f", not {bad!r}" if bad is not None else " (this one is empty)"
+            raise self.error(
+                f"a step name may hold letters, digits, '_', '-', '.' and '@' only{found}", key
+            )
+        size = len(name.encode())
+        if size > MAX_NAME_BYTES:
+            raise self.error(
+                f"a step name may have at most {MAX_NAME_BYTES} bytes, not {size} "
+                "(its log file is named after it)",
+                key,
+            )
+
+    def step(
+        self,
+        name: str,
+        body: dict[str, Any],
+        params: Mapping[str, Any],
+        *,
+        matrix: Mapping[str, Any] | None = None,
+        group: str = "",
+    ) -> Step:
+        return parse_step(
+            self,
+            name,
+            body,
+            params,
+            code_digest=self.code_digest,
+            link=self.link,
+            matrix=matrix,
+            group=group,
+        )
+
+    def matrix(self, name: str, body: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Step]:
+        """A matrix step's expansions, ``NAME@LABEL`` each."""
+        if "matrix" in params:
+            raise self.error(
+                "a param named 'matrix' clashes with ${matrix.NAME}; rename it", "params.matrix"
+            )
+        steps: dict[str, Step] = {}
+        for values, label in combinations(self, name, body["matrix"]):
+            full = f"{name}@{label}"
+            if full in steps:
+                raise self.error(
+                    f"two combinations of step {name!r} are both named {full!r}; "
+                    "give such values distinct labels (see docs/sweeps.md)",
+                    f"steps.{name}.matrix",
+                )
+            steps[full] = self.step(full, body, params, matrix=values, group=name)
+        return steps
+
+    def nested(
+        self, name: str, body: dict[str, Any]
+    ) -> tuple[dict[str, Step], dict[str, tuple[str, ...]], list[str]]:
+        """A step that runs another pipeline file: that file's steps, named
+        ``NAME/STEP``, their paths seen from this pipeline's folder (see
+        gitpipe.pipeline.nested); with their groups and the files they were read from."""
+        file = nested.target(self, name, body, self.chain)
+        data, read = nested.read(self, self.read, file, f"steps.{name}.pipeline")
+        shown = nested.shown(self, file)
+        inner = Parser(
+            shown, data, self.file.parent / file.path, read=read, chain=(*self.chain, shown)
+        ).pipeline()
+        after = tuple(self.str_list(body.get("after", []), f"steps.{name}.after"))
+        return nested.moved(inner, name, file, after)
+
+    def check_expansion(
+        self,
+        name: str,
+        body: dict[str, Any],
+        expansion: Mapping[str, Step],
+        steps: Mapping[str, Step],
+        steps_table: Mapping[str, Any],
+    ) -> None:
+        """The names the step table ``name`` expands to are short enough to name a log
+        file, and name no other step."""
+        for full in expansion:
+            if len(full.encode()) > MAX_NAME_BYTES:
+                raise self.error(
+                    f"step {name!r} expands to a step name of {len(full.encode())} "
+                    f"bytes ({full!r}), over the {MAX_NAME_BYTES} a name may have (its "
+                    "log file is named after it); "
+                    + (
+                        "give the matrix values shorter labels (a table's `name`)"
+                        if "matrix" in body
+                        else "give the steps shorter names"
+                    ),
+                    f"steps.{name}.matrix" if "matrix" in body else f"steps.{name}",
+                )
+            if full in steps or (full in steps_table and full != name):
+                raise self.error(
+                    f"step {name!r} expands to {full!r}, which is also the name of another step",
+                    f"steps.{name}",
+                )
+
+    def check_refs(self, steps: Mapping[str, Step], groups: Mapping[str, tuple[str, ...]]) -> None:
+        """Every ``${steps.S.metrics.M}`` names a step of this pipeline that declares
+        metrics (or is a function step, whose returned values are metrics)."""
+        for step in steps.values():
+            for ref in step.metric_refs:
+                if ref.step in groups:
+                    raise self.error(
+                        f"{ref.step!r} expands to several steps; name one of them, e.g. "
+                        f"${{steps.{groups[ref.step][0]}.metrics.{ref.metric}}}",
+                        ref.key,
+                    )
+                other = steps.get(ref.step)
+                if other is None:
+                    raise self.error(f"${{{ref.ref}}} names no step of this pipeline", ref.key)
+                if ref.step == step.name:
+                    raise self.error(f"step {step.name!r} cannot read its own metrics", ref.key)
+                if not other.metrics and not other.fn:
+                    raise self.error(
+                        f"step {ref.step!r} declares no metrics for ${{{ref.ref}}} to read",
+                        ref.key,
+                    )
+
+    def hooks(self) -> Hooks:
+        table = self.table(self.data.get("hooks", {}), "hooks")
+        self.fields(
+            table,
+            HOOK_FIELDS,
+            "hooks",
+            lambda key, known: f"unknown field {key!r} (expected one of: {known})",
+        )
+        commands = {}
+        for event in HOOK_EVENTS:
+            values = self.str_list(table.get(event, []), f"hooks.{event}")
+            if any(not v.strip() for v in values):
+                raise self.error("a hook command must not be empty", f"hooks.{event}")
+            commands[event] = tuple(values)
+        return Hooks(**commands, fail=self.boolean(table, "fail", "hooks", True))
+
+    def remote(self) -> str:
+        table = self.table(self.data.get("remote", {}), "remote")
+        self.fields(
+            table,
+            REMOTE_FIELDS,
+            "remote",
+            lambda key, known: f"unknown field {key!r} (expected: {known})",
+        )
+        url = self.string(table.get("url", ""), "remote.url").strip()
+        if "url" in table and not url:
+            raise self.error("must be a non-empty string", "remote.url")
+        return url
+
+
+def parse_data(
+    data: dict[str, Any],
+    file: Path,
+    *,
+    read: nested.Reader | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Pipeline:
+    """The pipeline the TOML tables ``data`` of ``file`` describe; ``read`` gives the
+    tables of a nested pipeline file by its path relative to ``file``'s folder."""
+    return Parser(file.name, data, file, read=read, overrides=overrides).pipeline()

@@ -1,0 +1,158 @@
+"""The path rules of the pipeline file, as written (gitpipe/run/guard.py checks the
+same on disk, through links):
+
+- a path is relative to the pipeline file's folder, never absolute;
+- an output lies inside that folder and is not the folder itself;
+- a step does not read what it writes, nor declare an output twice;
+- no two steps own the same output, and no output folder contains another;
+- no output is, contains or lies inside `.git`, `.gitpipe`, the lock file or a
+  pipeline file.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+
+from gitpipe.pipeline.checks import Checks
+from gitpipe.pipeline.model import PathSpec, Step, out_places
+
+#: folder names no output may be or lie inside, at any depth and in any case: Git's
+#: own (a folder, or the file of a linked work tree) and gitpipe's state
+RESERVED_NAMES = (".git", ".gitpipe")
+#: what each reserved name is, for messages
+RESERVED_WHAT = {".git": "Git's own folder", ".gitpipe": "gitpipe's own folder"}
+
+
+def reserved_part(relpath: str) -> str | None:
+    """The first part of a relative path that is `.git` or `.gitpipe` (in any case, as
+    a case-insensitive file system reads it); None when there is none."""
+    for part in relpath.split("/"):
+        if part.casefold() in RESERVED_NAMES:
+            return part
+    return None
+
+
+def reserved(relpath: str) -> tuple[str, str] | None:
+    """("is" | "lies inside", what) when a part of a relative path is `.git` or
+    `.gitpipe` (see :func:`reserved_part`); None when none is."""
+    part = reserved_part(relpath)
+    if part is None:
+        return None
+    how = "is" if relpath.rpartition("/")[2] == part else "lies inside"
+    return how, f"{part}, {RESERVED_WHAT[part.casefold()]}"
+
+
+def relation(path: str, place: str) -> str | None:
+    """How a relative path stands to a protected one: "is" it, "lies inside" it,
+    "contains" it, or None."""
+    if path == place:
+        return "is"
+    if place.startswith(path + "/"):
+        return "contains"
+    if path.startswith(place + "/"):
+        return "lies inside"
+    return None
+
+
+def path(checks: Checks, raw: str, key: str, *, output: bool) -> PathSpec:
+    """A path as written (``${...}`` already put in), normalised; a trailing ``/``
+    makes it a folder."""
+    if not raw:
+        raise checks.error("a path must not be empty", key)
+    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":") or raw.startswith("\\"):
+        raise checks.error(
+            f"{raw!r} is an absolute path; use a path relative to the pipeline file's folder",
+            key,
+        )
+    is_dir = raw.endswith("/")
+    norm = posixpath.normpath(raw.replace("\\", "/"))
+    if output and norm == ".":
+        raise checks.error(
+            f"output {raw!r} is the pipeline's folder itself; "
+            "declare the files or folders inside it that the step writes",
+            key,
+        )
+    if output and (norm == ".." or norm.startswith("../")):
+        raise checks.error(
+            f"output {raw!r} lies outside the pipeline's folder; outputs must be inside it",
+            key,
+        )
+    return PathSpec(norm, is_dir)
+
+
+def check_own_paths(checks: Checks, step: Step) -> None:
+    """A step declares each output once and reads none of them."""
+    seen: set[str] = set()
+    for spec, key in out_places(step):
+        if spec.path in seen:
+            raise checks.error(f"output {str(spec)!r} is declared twice in step {step.name!r}", key)
+        seen.add(spec.path)
+    for i, dep in enumerate(step.deps):
+        for out, _ in out_places(step):
+            if out.contains(dep) or dep.contains(out):
+                both = f"{str(dep)!r}" if dep.path == out.path else f"{str(dep)!r} and {str(out)!r}"
+                raise checks.error(
+                    f"{both} {'is' if dep.path == out.path else 'are'} both a dependency and "
+                    f"an output of step {step.name!r}; a step cannot read what it writes",
+                    f"steps.{step.name}.deps[{i}]",
+                )
+
+
+def check_outputs(checks: Checks, steps: Mapping[str, Step]) -> None:
+    """No two steps may own the same or overlapping outputs."""
+    owner: dict[str, tuple[str, str]] = {}  # path -> (step, key)
+    for name, step in steps.items():
+        for spec, key in out_places(step):
+            other, _ = owner.setdefault(spec.path, (name, key))
+            if other != name:
+                raise checks.error(
+                    f"steps {other!r} and {name!r} both declare the output {str(spec)!r}; "
+                    "each output must belong to one step",
+                    key,
+                )
+    for out, (name, key) in owner.items():
+        parts = out.split("/")
+        for i in range(1, len(parts)):
+            ancestor = "/".join(parts[:i])
+            if ancestor in owner:
+                other = owner[ancestor][0]
+                who = (
+                    f"step {name!r} declares"
+                    if other == name
+                    else (f"steps {other!r} and {name!r} declare")
+                )
+                raise checks.error(
+                    f"{who} overlapping outputs {ancestor + '/'!r} and {out!r}; "
+                    "an output folder must not contain another output",
+                    key,
+                )
+
+
+def check_protected(
+    checks: Checks, file_name: str, steps: Mapping[str, Step], includes: list[str]
+) -> None:
+    """No output is, contains or lies inside `.git`, `.gitpipe`, the lock of the
+    pipeline file ``file_name`` or a pipeline file, as written (with ``-p`` values put
+    in); gitpipe/run/guard.py checks the same on disk, through links, and the store
+    wherever it is."""
+    # the lock, as gitpipe.store.lockfile.path_for names it
+    lock = posixpath.splitext(file_name)[0] + ".lock"
+    places = {
+        file_name: f"the pipeline file {file_name}",
+        lock: f"{lock}, the pipeline's lock file",
+    }
+    for include in includes:
+        places.setdefault(include, f"the pipeline file {include}")
+    for step_name, step in steps.items():
+        for spec, key in out_places(step):
+            found = reserved(spec.path) or next(
+                ((r, what) for place, what in places.items() if (r := relation(spec.path, place))),
+                None,
+            )
+            if found is not None:
+                raise checks.error(
+                    f"output {str(spec)!r} of step {step_name!r} {found[0]} {found[1]}; "
+                    "gitpipe never writes there, choose another path",
+                    key,
+                )

@@ -1,0 +1,220 @@
+"""One step's table in the pipeline file, read into a :class:`~gitpipe.pipeline.model.Step`.
+
+    [steps.NAME]   cmd | fn ─► the command, its ${...} put in (params.References)
+                   deps, outs, metrics, wdir ─► paths (gitpipe.pipeline.paths)
+                   params, code, after, env, when, timeout, resources, flags
+                ─► Step (and its own paths checked: no output twice, none read)
+
+docs/pipeline-file.md describes each field; adding one starts at STEP_FIELDS (and,
+when it changes what the step computes, at the key: gitpipe.identity.action).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from gitpipe.pipeline.checks import Checks, type_name
+from gitpipe.pipeline.model import CODE_DIGESTS, LINKS, PathSpec, Step, Template
+from gitpipe.pipeline.params import References
+from gitpipe.pipeline.paths import check_own_paths, path
+from gitpipe.pipeline.refs import scalar_text
+
+STEP_FIELDS = frozenset(
+    {
+        "cmd",
+        "fn",
+        "deps",
+        "outs",
+        "metrics",
+        "params",
+        "code",
+        "after",
+        "env",
+        "wdir",
+        "always",
+        "cache",
+        "persist",
+        "frozen",
+        "desc",
+        "timeout",
+        "resources",
+        "code_digest",
+        "link",
+        "matrix",
+        "when",
+        "approval",
+    }
+)
+_FN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+
+
+def parse_step(
+    checks: Checks,
+    name: str,
+    body: dict[str, Any],
+    params: Mapping[str, Any],
+    *,
+    code_digest: str,
+    link: str,
+    matrix: Mapping[str, Any] | None = None,
+    group: str = "",
+) -> Step:
+    """The step ``name`` from its table ``body``: one expansion of the matrix step
+    ``group`` when ``matrix`` holds its values.  ``code_digest`` and ``link`` are the
+    pipeline's defaults (``[pipeline]``)."""
+    prefix = f"steps.{group or name}"
+    checks.fields(
+        body,
+        STEP_FIELDS,
+        prefix,
+        lambda key, known: f"unknown field {key!r} in step {name!r} (known fields: {known})",
+    )
+    refs = References(checks, params, matrix)
+    fn, cmd, raw_cmds = _command(checks, refs, name, body, prefix)
+
+    def paths(key: str, *, outputs: bool) -> tuple[PathSpec, ...]:
+        values = checks.str_list(body.get(key, []), f"{prefix}.{key}")
+        specs = []
+        for i, value in enumerate(values):
+            where = f"{prefix}.{key}[{i}]"
+            specs.append(
+                path(checks, refs.expand(value, where, metrics=False), where, output=outputs)
+            )
+        return tuple(specs)
+
+    deps = paths("deps", outputs=False)
+    outs = paths("outs", outputs=True)
+    metrics = paths("metrics", outputs=True)
+    for spec in metrics:
+        if spec.is_dir:
+            raise checks.error("a metrics file cannot be a folder", f"{prefix}.metrics")
+    code = tuple(
+        refs.expand(value, f"{prefix}.code", metrics=False)
+        for value in checks.str_list(body.get("code", []), f"{prefix}.code")
+    )
+    after = tuple(checks.str_list(body.get("after", []), f"{prefix}.after"))
+    for i, param_key in enumerate(checks.str_list(body.get("params", []), f"{prefix}.params")):
+        where = f"{prefix}.params[{i}]"
+        refs.param(refs.expand(param_key, where, metrics=False), where)
+    refs.use_matrix()
+    env_written, env = _env(checks, refs, body, prefix)
+    wdir_written = checks.string(body.get("wdir", "."), f"{prefix}.wdir")
+    wdir = path(
+        checks,
+        refs.expand(wdir_written, f"{prefix}.wdir", metrics=False),
+        f"{prefix}.wdir",
+        output=False,
+    ).path
+    when = refs.condition(body["when"], f"{prefix}.when") if "when" in body else None
+    timeout = _timeout(checks, body, prefix)
+    resources = _resources(checks, body, prefix)
+    step = Step(
+        name=name,
+        cmd=cmd,
+        deps=deps,
+        outs=outs,
+        metrics=metrics,
+        params=dict(sorted(refs.used.items())),
+        code=code,
+        after=after,
+        env=dict(sorted(env.items())),
+        wdir=wdir,
+        always=checks.boolean(body, "always", prefix, False),
+        cache=checks.boolean(body, "cache", prefix, True),
+        persist=checks.boolean(body, "persist", prefix, False),
+        frozen=checks.boolean(body, "frozen", prefix, False),
+        desc=checks.string(body.get("desc", ""), f"{prefix}.desc"),
+        timeout=timeout,
+        resources=resources,
+        fn=fn,
+        code_digest=checks.choice(
+            body.get("code_digest", code_digest), CODE_DIGESTS, f"{prefix}.code_digest"
+        ),
+        link=checks.choice(body.get("link", link), LINKS, f"{prefix}.link"),
+        group=group,
+        matrix=dict(matrix or {}),
+        when=when,
+        approval=checks.boolean(body, "approval", prefix, False),
+        metric_refs=tuple(dict.fromkeys(refs.refs)),
+        template=Template(
+            cmd=tuple(raw_cmds), env=dict(sorted(env_written.items())), wdir=wdir_written
+        ),
+    )
+    check_own_paths(checks, step)
+    return step
+
+
+def _command(
+    checks: Checks, refs: References, name: str, body: dict[str, Any], prefix: str
+) -> tuple[str, tuple[str, ...], list[str]]:
+    """``fn`` ("" for a command step), ``cmd`` with its references put in, and ``cmd``
+    as written; a function step's "command" is its reference."""
+    if "cmd" not in body and "fn" not in body:
+        raise checks.error(
+            f"step {name!r} has neither `cmd` (a command) nor `fn` (a Python function)",
+            f"{prefix}.cmd",
+        )
+    if "cmd" in body and "fn" in body:
+        raise checks.error(
+            f"step {name!r} has both `cmd` and `fn`; give one of them", f"{prefix}.fn"
+        )
+    fn = ""
+    if "fn" in body:
+        fn = checks.string(body["fn"], f"{prefix}.fn")
+        if not _FN.match(fn):
+            raise checks.error(
+                f"{fn!r} is not a function reference like 'package.module:function'",
+                f"{prefix}.fn",
+            )
+    raw_cmd = body.get("cmd", [fn])
+    if isinstance(raw_cmd, str):
+        raw_cmds = [raw_cmd]
+    elif isinstance(raw_cmd, list) and raw_cmd and all(isinstance(c, str) for c in raw_cmd):
+        raw_cmds = raw_cmd
+    else:
+        raise checks.error("must be a string or a non-empty list of strings", f"{prefix}.cmd")
+    cmd = tuple(
+        refs.expand(c, f"{prefix}.cmd" + (f"[{i}]" if len(raw_cmds) > 1 else ""))
+        for i, c in enumerate(raw_cmds)
+    )
+    if any(not c.strip() for c in cmd):
+        raise checks.error("a command must not be empty", f"{prefix}.cmd")
+    return fn, cmd, raw_cmds
+
+
+def _env(
+    checks: Checks, refs: References, body: dict[str, Any], prefix: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """``env`` as written (numbers and booleans as text) and with its references put in."""
+    written: dict[str, str] = {}
+    env = {}
+    for key, value in checks.table(body.get("env", {}), f"{prefix}.env").items():
+        if not isinstance(value, (str, int, float, bool)):
+            raise checks.error(
+                f"must be a string or a number, not {type_name(value)}", f"{prefix}.env.{key}"
+            )
+        written[key] = scalar_text(value)
+        env[key] = refs.expand(written[key], f"{prefix}.env.{key}")
+    return written, env
+
+
+def _timeout(checks: Checks, body: dict[str, Any], prefix: str) -> float | None:
+    timeout = body.get("timeout")
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise checks.error("must be a positive number of seconds", f"{prefix}.timeout")
+    return float(timeout)
+
+
+def _resources(checks: Checks, body: dict[str, Any], prefix: str) -> dict[str, float]:
+    resources = {}
+    for key, value in checks.table(body.get("resources", {}), f"{prefix}.resources").items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise checks.error("must be a positive number", f"{prefix}.resources.{key}")
+        if key == "cpus" and not isinstance(value, int):
+            raise checks.error("must be a whole number", f"{prefix}.resources.cpus")
+        resources[key] = value
+    return resources
