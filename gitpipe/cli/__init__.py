@@ -1,0 +1,214 @@
+"""The command line: the one place that prints, and that turns errors into exit codes.
+
+    argv ──▶ main() ──▶ _keep_only(the command argv names) ──▶ app ──▶ _root (-C, --debug)
+                                                                         │
+        a command  (run · inspect · history · store · lineage: one module per group)
+          parse arguments ──▶ the facade, gitpipe.workspace.Project (or the layer
+          module it calls) ──▶ a view prints the answer (plain · live · output)
+                                                                         │
+        handled: a GitpipeError, OSError or SQLite error ──▶ one line on stderr, exit code
+
+Each command module registers its commands on ``app`` when it is imported, which
+this package does last, after ``app``, ``handled`` and the shared options they use.
+Start-up stays fast: the command modules import the rest of gitpipe (and rich) inside
+the commands, and ``main`` keeps only the command the arguments name before typer
+builds the command line."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from typer.models import CommandInfo
+
+from gitpipe.cli.output import plain_output
+from gitpipe.core.errors import GitpipeError, Interrupted, StoreError, describe
+
+if TYPE_CHECKING:  # imported where used: `gitpipe --help` needs neither
+    import sqlite_utils
+
+    from gitpipe.workspace import Project
+
+
+# Help and usage errors are drawn with rich on a terminal only: importing rich's
+# renderers takes longer (~0.1 s) than all of the rest of `gitpipe --help`.
+MARKUP: Any = None if plain_output() else "rich"
+
+app = typer.Typer(
+    name="gitpipe",
+    help="Reproducible pipelines on Git: run exactly what changed, reuse everything else, "
+    "and say why.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=MARKUP,
+)
+
+_state: dict[str, bool] = {"debug": False}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+FileOption = Annotated[
+    str | None,
+    typer.Option("--file", "-f", help="The pipeline file (default: gitpipe.toml)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+StepsArgument = Annotated[
+    list[str] | None, typer.Argument(help="Steps to act on (default: all).", show_default=False)
+]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"gitpipe: {message}", err=True)
+    return typer.Exit(code)
+
+
+def handled(func: F) -> F:
+    """Turn library errors into one-sentence messages and exit codes.
+
+    The library turns what the system refuses into typed errors where it knows what it
+    was doing; an ``OSError`` or SQLite error that still gets here (the store, the
+    workspace, lineage) is one line too, with the path and the cause, and exit 5: a
+    store error, never 1, which says a step failed."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except GitpipeError as exc:
+            _traceback()
+            raise _fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted", Interrupted.exit_code) from None
+        except OSError as exc:
+            _traceback()
+            raise _fail(describe(exc), StoreError.exit_code) from None
+        except Exception as exc:
+            sqlite3 = sys.modules.get("sqlite3")  # imported by whatever raised it, if so
+            if sqlite3 is None or not isinstance(exc, sqlite3.Error):
+                raise
+            _traceback()
+            message = f"a SQLite database of gitpipe's could not be used ({exc})"
+            raise _fail(" ".join(message.split()), StoreError.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _traceback() -> None:
+    """With --debug, the traceback of the error being handled."""
+    if _state["debug"]:
+        import traceback
+
+        traceback.print_exc()
+
+
+@app.callback()
+def _root(
+    chdir: Annotated[
+        Path | None, typer.Option("-C", help="Run as if started in this folder.")
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks for errors.", envvar="GITPIPE_DEBUG")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+    if chdir is not None:
+        try:
+            os.chdir(chdir)
+        except OSError as exc:
+            raise _fail(f"cannot change to {chdir} ({exc.strerror})", 2) from None
+
+
+def open_project(file: str | None, params: list[str] | None = None) -> Project:
+    """The workspace here, its pipeline read from ``file``, with ``-p`` overrides."""
+    from gitpipe.workspace import Project
+
+    overrides = {}
+    if params:
+        from gitpipe.pipeline.spec import parse_override
+
+        overrides = dict(parse_override(text) for text in params)
+    return Project.open(".", file=file, overrides=overrides)
+
+
+def open_lineage(project: Project) -> sqlite_utils.Database:
+    """The workspace's lineage database, as it is: a missing one is not made."""
+    from gitpipe.run.lineage import connect
+
+    return connect(project.state_dir / "lineage.db", create=False)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """The console script: SIGTERM stops a run as cleanly as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    _keep_only(_command_named(sys.argv[1:]))
+    app()
+
+
+def _command_named(args: list[str]) -> str | None:
+    """The command the arguments name after the root options, if plainly so."""
+    args = iter(args)
+    for arg in args:
+        if arg == "-C":
+            next(args, None)  # its folder
+        elif arg == "--debug" or (arg.startswith("-C") and arg != "-C"):
+            continue
+        elif arg.startswith("-"):
+            return None  # --help, or something for click to explain
+        else:
+            return arg
+    return None
+
+
+def _name(info: CommandInfo) -> str | None:
+    """A registered command's name, as typer derives it from its function's."""
+    if info.name:
+        return info.name
+    return info.callback.__name__.lower().replace("_", "-") if info.callback else None
+
+
+def _keep_only(name: str | None) -> None:
+    """Register only the named command (or group) before typer builds the command
+    line: building every command's options takes longer than the rest of a no-op
+    `status` start-up.  Names that are no command change nothing, so click reports
+    them as it would."""
+    commands = [info for info in app.registered_commands if _name(info) == name]
+    groups = [info for info in app.registered_groups if info.name == name]
+    if len(commands) + len(groups) == 1:
+        app.registered_commands = commands
+        app.registered_groups = groups
+
+
+#: the order in which `gitpipe --help` lists the commands (groups, like `cache`, follow
+#: them); a command missing here is listed after these
+_HELP_ORDER = (
+    "init", "status", "why", "check", "gc", "repro", "approve", "log", "show", "lineage",
+    "metrics", "dag", "versions", "diff", "push", "pull",
+)  # fmt: skip
+
+
+def _in_help_order() -> None:
+    """List the commands in ``_HELP_ORDER``, whichever module registered them."""
+
+    def place(info: CommandInfo) -> int:
+        name = _name(info)
+        return _HELP_ORDER.index(name) if name in _HELP_ORDER else len(_HELP_ORDER)
+
+    app.registered_commands.sort(key=place)
+
+
+# The command modules register their commands on `app` as they are imported, using
+# the names above: so they come last.
+from gitpipe.cli import history, inspect, lineage, run, store  # noqa: E402, F401
+
+_in_help_order()

@@ -1,0 +1,221 @@
+"""Commands that look and change nothing: `status`, `why`, `check`, `dag`, `metrics`.
+
+Each reads one answer from the facade (the planner's decisions, as `status_of` and
+`Explanation` carry them; lineage's metrics) and prints it as lines or `--json`."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gitpipe.cli import (
+    FileOption,
+    JsonOption,
+    StepsArgument,
+    app,
+    handled,
+    open_lineage,
+    open_project,
+)
+from gitpipe.cli.output import echo_json
+from gitpipe.core.errors import StaleError, UsageError
+
+if TYPE_CHECKING:
+    from gitpipe.workspace import Explanation
+
+
+@app.command()
+@handled
+def status(
+    steps: StepsArgument = None,
+    file: FileOption = None,
+    as_json: JsonOption = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Exit 3 unless `repro --frozen` would pass: a step would have to run, or "
+            "restore other outputs than gitpipe.lock names.",
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also list each step's code files.")
+    ] = False,
+) -> None:
+    """Show each step's state and why it is stale."""
+    from gitpipe.core.layout import locate
+    from gitpipe.core.snapshot import answer
+
+    # the whole pipeline found up to date last time, and no stamp changed since:
+    # the answer stands without parsing or hashing anything (see gitpipe/core/snapshot.py)
+    statuses = None if steps else answer(locate(".", file))
+    if statuses is None:
+        statuses = open_project(file).status(steps or [])
+    if as_json:
+        echo_json([s.to_json() for s in statuses])
+    else:
+        width = max((len(s.step) for s in statuses), default=0)
+        for s in statuses:
+            detail = "; ".join(str(r) for r in s.reasons)
+            if s.upstream:
+                detail = "; ".join(
+                    filter(None, [detail, f"upstream will run: {', '.join(s.upstream)}"])
+                )
+            action = _ACTIONS.get(s.action, "") if s.action != s.state else ""
+            if s.action == "restore":
+                action = (
+                    "restores gitpipe.lock's outputs"
+                    if s.source == "lock"
+                    else "restores a stored result"
+                )
+            detail = "; ".join(filter(None, [detail, action]))
+            line = f"{s.step:<{width}}  {s.state}"
+            typer.echo(f"{line}  {detail}".rstrip())
+            if verbose:
+                code = ", ".join(s.code) if s.code else (s.code_note or "none found")
+                typer.echo(f"{'':<{width}}  code: {code}")
+        if not statuses:
+            typer.echo("no steps")
+    if check:
+        # as `repro --frozen` would: restoring what gitpipe.lock names is all it may do
+        from gitpipe.run.planner import refusal
+
+        refused = refusal(statuses)
+        if refused:
+            raise StaleError(refused)
+
+
+#: what `status` adds for each action that its state does not say already
+_ACTIONS = {"waiting": "waits for approval"}
+
+
+@app.command()
+@handled
+def why(
+    step: Annotated[str, typer.Argument(help="The step to explain.")],
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Explain a step's key, component by component, against the lock and the store."""
+    explanation = open_project(file).why(step)
+    if as_json:
+        echo_json(explanation.to_json(), default=str)
+        return
+    reasons = f" ({'; '.join(explanation.reasons)})" if explanation.reasons else ""
+    typer.echo(f"{step}: {explanation.state}{reasons}")
+    typer.echo(f"  repro would: {_would(explanation)}")
+    if not explanation.key:
+        return
+    typer.echo(f"  key now: {explanation.key}")
+    if explanation.code:
+        typer.echo(f"  code: {', '.join(explanation.code)}")
+    if explanation.against_lock is None:
+        typer.echo("  gitpipe.lock has no entry for it (it never ran here, or the lock is new)")
+    else:
+        typer.echo(f"  against gitpipe.lock (key {explanation.lock_key[:15]}):")
+        for c in explanation.against_lock:
+            label = f"{c.kind} {c.name}".strip()
+            if c.change == "same":
+                typer.echo(f"    {label:<28} same")
+            else:
+                typer.echo(f"    {label:<28} {c.change}: {_short(c.then)} -> {_short(c.now)}")
+    if explanation.nearest is None:
+        typer.echo("  no stored result of this step to compare with")
+    elif not explanation.nearest and explanation.state == "up to date":
+        typer.echo("  up to date: the key matches gitpipe.lock and the outputs match it")
+    elif not explanation.nearest:
+        typer.echo("  a stored result has exactly this key: `gitpipe repro` restores it")
+    else:
+        typer.echo(
+            f"  nearest stored result (key {explanation.nearest_key[:15]}) differs in "
+            f"{len(explanation.nearest)} component(s); it would be hit if:"
+        )
+        for c in explanation.nearest:
+            label = f"{c.kind} {c.name}".strip()
+            if c.change == "added":
+                typer.echo(f"    {label} were not there")
+            elif c.change == "removed":
+                typer.echo(f"    {label} were back ({_short(c.then)})")
+            else:
+                typer.echo(f"    {label} were {_short(c.then)} (it is {_short(c.now)})")
+
+
+def _would(explanation: Explanation) -> str:
+    """What `repro` would do with a step, as `why` says it."""
+    action = explanation.action
+    if action == "restore":
+        where = "gitpipe.lock's outputs" if explanation.source == "lock" else "a stored result"
+        return f"restore {where}"
+    if action == "run" and explanation.upstream:
+        return f"decide once {', '.join(explanation.upstream)} has run (it will run)"
+    if action == "run":
+        return "run it"
+    if action == "waiting":
+        return f"wait for approval ({explanation.note})"
+    if action == "skipped":
+        return f"skip it ({explanation.note})"
+    if action == "frozen":
+        return "leave it (frozen: never runs)"
+    return "nothing (up to date)"
+
+
+def _short(value: object) -> str:
+    """A value of a key's component, short enough for one line: digests to 15 characters."""
+    text = json.dumps(value) if not isinstance(value, str) else value
+    if text.startswith("b3:") and len(text) == 67:
+        return text[:15]
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@app.command()
+@handled
+def check(file: FileOption = None) -> None:
+    """Fail (exit 3) when gitpipe.lock does not match the pipeline (for pre-commit)."""
+    mismatched = open_project(file).check_lock()
+    if mismatched:
+        listed = "; ".join(f"{step} ({', '.join(reasons)})" for step, reasons in mismatched)
+        raise StaleError(
+            f"gitpipe.lock does not match the pipeline for {len(mismatched)} step(s): {listed}; "
+            "run `gitpipe repro` and commit gitpipe.lock"
+        )
+    typer.echo("gitpipe.lock matches the pipeline")
+
+
+@app.command()
+@handled
+def metrics(file: FileOption = None, as_json: JsonOption = False) -> None:
+    """The current metrics of every step, from lineage."""
+    from gitpipe.run import lineage
+
+    values = lineage.current_metrics(open_lineage(open_project(file)))
+    if as_json:
+        echo_json(values)
+        return
+    for step, files in values.items():
+        for path, numbers in files.items():
+            for name, value in numbers.items():
+                typer.echo(f"{step}  {path}  {name} = {value}")
+    if not values:
+        typer.echo("no metrics recorded yet")
+
+
+@app.command()
+@handled
+def dag(
+    file: FileOption = None,
+    mermaid: Annotated[bool, typer.Option("--mermaid", help="Mermaid, for Markdown.")] = False,
+    dot: Annotated[bool, typer.Option("--dot", help="Graphviz dot.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The step graph, with each step's state."""
+    from gitpipe.pipeline.render import dag_dot, dag_json, dag_mermaid, dag_text
+
+    project = open_project(file)
+    states = {s.step: s for s in project.status()}
+    graph = project.graph
+    if sum((mermaid, dot, as_json)) > 1:
+        raise UsageError("choose one of --mermaid, --dot and --json")
+    render = dag_mermaid if mermaid else dag_dot if dot else dag_json if as_json else dag_text
+    typer.echo(render(graph, states))

@@ -1,0 +1,174 @@
+"""Commands that read lineage, the SQLite history of runs: `log`, `show`, `lineage`.
+
+They query `gitpipe.run.lineage` (runs, executions, the origin of a file's bytes) and
+print its rows as lines or `--json`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gitpipe.cli import FileOption, JsonOption, app, handled, open_lineage, open_project
+from gitpipe.cli.output import echo_json
+from gitpipe.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from gitpipe.pipeline.graph import Graph
+    from gitpipe.run.lineage import Origin
+    from gitpipe.workspace import Project
+
+
+@app.command()
+@handled
+def log(
+    file: FileOption = None,
+    as_json: JsonOption = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs.")] = 20,
+) -> None:
+    """List the latest runs, newest first."""
+    from gitpipe.run import lineage
+
+    rows = lineage.runs(open_lineage(open_project(file)), limit=limit)
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        commit = (row["git_commit"] or "no commit")[:10] + ("+dirty" if row["dirty"] else "")
+        typer.echo(
+            f"{row['id']}  {row['started'][:19]}  {commit:<16} {row['status']:<11} "
+            + _counts(row["counts"])
+        )
+    if not rows:
+        typer.echo("no runs yet")
+
+
+@app.command()
+@handled
+def show(
+    run: Annotated[str, typer.Argument(help="A run id, a unique prefix of one, or `last`.")],
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the executions of one run."""
+    from gitpipe.cli.plain import ending
+    from gitpipe.run import lineage
+
+    db = open_lineage(open_project(file))
+    run_id = lineage.find_run(db, run)
+    info = lineage.run(db, run_id)
+    rows = lineage.executions(db, run_id)
+    if as_json:
+        head = {key: info[key] for key in ("status", "started", "ended", "dirty")}
+        echo_json({"run": run_id, **head, "commit": info["git_commit"], "executions": rows})
+        return
+    typer.echo(f"run {run_id}  {info['status']}  {_commit(info['git_commit'], info['dirty'])}")
+    width = max((len(row["step"]) for row in rows), default=0)
+    states = max((len(row["state"]) for row in rows), default=0)
+    for row in rows:
+        detail = row["message"] or "; ".join(row["reasons"])
+        took = f"{row['duration']:.2f} s" if row["state"] in _TIMED else ""
+        typer.echo(
+            f"  {row['step']:<{width}}  {row['state']:<{states}} {took:>9}  {detail}".rstrip()
+        )
+    stopped = [row["step"] for row in rows if row["state"] == "interrupted"]
+    typer.echo((_counts(info["counts"]) or "no steps") + ending(info["status"], stopped))
+
+
+#: states whose executions took time worth showing
+_TIMED = ("ran", "failed", "interrupted")
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    """A run's counts, by state: "1 cached, 2 ran"."""
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+
+
+def _commit(commit: str | None, dirty: bool | None) -> str:
+    """A run's commit, short, marked when the work tree had uncommitted changes."""
+    return (f"commit {commit[:10]}" + ("+dirty" if dirty else "")) if commit else "no commit"
+
+
+@app.command("lineage")
+@handled
+def lineage_command(
+    path: Annotated[str, typer.Argument(help="A file or folder the pipeline produced.")],
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Which step, run and commit produced the bytes now at PATH, and from what."""
+    from gitpipe.run import lineage
+    from gitpipe.store.objects import Store
+
+    project = open_project(file)
+    digest, relpath = _bytes_at(project, path)
+    db = open_lineage(project)
+    node = lineage.origin(db, relpath, digest, store=Store(project.store_dir))
+    if node.made is None:
+        raise UsageError(
+            f"no recorded step wrote the bytes now at {relpath}; "
+            "it is a raw input or was changed by hand"
+        )
+    if as_json:
+        echo_json(node.to_json())
+        return
+    for depth, item in lineage.walk(node):
+        typer.echo("  " * depth + _origin_line(item, project.graph))
+
+
+def _bytes_at(project: Project, path: str) -> tuple[str, str]:
+    """The digest of the bytes at a workspace path, and that path relative to the
+    pipeline's folder.  An output linked from the store (`link = "symlink"`) keeps
+    its own name: the object it points to is not where the pipeline wrote it."""
+    full = Path(os.path.abspath(path))
+    if not (full.is_symlink() and full.is_file()):
+        return project.digest_of(path)
+    from gitpipe.core.hashing import digest_file
+
+    place = Path(os.path.realpath(full.parent)) / full.name
+    relpath = Path(os.path.relpath(place, project.root.resolve())).as_posix()
+    if relpath == ".." or relpath.startswith("../"):
+        raise UsageError(f"{path} is not inside this workspace ({project.root})")
+    return str(digest_file(full)), relpath
+
+
+def _origin_line(item: Origin, graph: Graph) -> str:
+    """One line of `gitpipe lineage`: a path, and who made its bytes when, or why none."""
+    from gitpipe.pipeline.spec import PathSpec
+
+    made = item.made
+    if made is None:
+        parts = item.path.rstrip("/").split("/")
+        ancestors = ("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+        around = {graph.producer[path] for path in ancestors if path in graph.producer}
+        inside = graph.producers_of(PathSpec("/".join(parts), item.path.endswith("/")))
+        digest = item.digest[:15]
+        if around:  # an output, or in one: bytes no recorded run of its step wrote
+            return (
+                f"{item.path}  ({item.role}, an output of step {', '.join(sorted(around))}, "
+                f"but no recorded run wrote these bytes, {digest})"
+            )
+        if inside:
+            return (
+                f"{item.path}  ({item.role}, a folder holding outputs of step "
+                f"{', '.join(sorted(inside))}, {digest})"
+            )
+        return f"{item.path}  ({item.role}, raw input, {digest})"
+    where = f", in {item.within}" if item.within else ""
+    if item.seen:
+        return f"{item.path}  <- step {made.step}{where} (see above)"
+    when = f"run {made.run_id}, {_commit(made.git_commit, made.dirty)}"
+    if made.state == "cached":
+        how = f"restored from the store in {when}; no run that made them is recorded here"
+    else:
+        how = f"{made.state} in {when}"
+    if item.restored is not None:
+        again = item.restored
+        how += (
+            f"; restored from the store in run {again.run_id}, "
+            f"{_commit(again.git_commit, again.dirty)}"
+        )
+    return f"{item.path}  <- step {made.step}{where} ({how})"

@@ -1,0 +1,41 @@
+"""How commands print: plain lines or a live view, colour, JSON, sizes for people.
+
+The Markdown that commands print (`diff --md`, `repro --summary-md`) is rendered by
+the layer that owns the data (`gitpipe.history.diff`, `gitpipe.run.summary`); the
+command only chooses where it goes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+
+def plain_output() -> bool:
+    """Plain lines without control codes: in CI, or when stdout is not a terminal."""
+    ci = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+    return ci or not sys.stdout.isatty() or os.environ.get("TERM") == "dumb"
+
+
+def colour() -> bool:
+    """Colour only on a terminal that wants it."""
+    return not plain_output() and "NO_COLOR" not in os.environ
+
+
+def echo_json(value: Any, *, default: Callable[[Any], Any] | None = None) -> None:
+    """Print a command's answer for machines (`--json`): indented JSON."""
+    typer.echo(json.dumps(value, indent=2, default=default))
+
+
+def size(n: int) -> str:
+    """A number of bytes for people: 512 B, 1.5 kB, 2.0 MB, 3.1 GB."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"  # pragma: no cover

@@ -1,0 +1,280 @@
+"""Commands that look after the store: `gc`, `cache verify`, `push` and `pull`.
+
+`gc` and `cache verify` ask the facade; `push` and `pull` hand the store layer
+(`gitpipe.store.remote`) the selection gitpipe.lock names and a progress view
+(`TransferLines`, or `TransferBars` on a terminal), then print its report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gitpipe.cli import MARKUP, FileOption, JsonOption, app, handled, open_project
+from gitpipe.cli.output import echo_json, plain_output, size
+from gitpipe.core.errors import RemoteError, StoreError, UsageError
+
+if TYPE_CHECKING:
+    from gitpipe.cli.live import TransferBars
+    from gitpipe.cli.plain import TransferLines
+
+cache_app = typer.Typer(help="Look after the store.", no_args_is_help=True, rich_markup_mode=MARKUP)
+app.add_typer(cache_app, name="cache")
+
+
+@app.command()
+@handled
+def gc(
+    file: FileOption = None,
+    workspace: Annotated[
+        bool,
+        typer.Option(
+            "--workspace",
+            help="Keep only what the working trees' locks need (this clone's and those "
+            "of the clones sharing its store), not what other commits' locks need.",
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete (the default only shows what would go).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Show what would go (the default).")
+    ] = False,
+    keep_recent: Annotated[
+        float,
+        typer.Option(help="Never remove anything younger than this many hours.", min=0.0),
+    ] = 1.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove store objects and results that no lock needs: on any branch, tag or
+    remote-tracking branch, or in the working tree, of this clone or of any clone
+    sharing its store.  Exits 5, deleting nothing, while such a lock cannot be read."""
+    if force and dry_run:
+        raise UsageError("--force and --dry-run cannot be used together")
+    report = open_project(file).collect_garbage(
+        workspace_only=workspace, delete=force, keep_recent=keep_recent * 3600
+    )
+    if as_json:
+        echo_json(report.to_json())
+    else:
+        verb = "removed" if force else "would remove"
+        typer.echo(
+            f"{verb} {report.objects} object(s) ({report.bytes / 1e6:.1f} MB) and "
+            f"{report.results} result(s); "
+            f"kept {report.kept} object(s) that {report.locks} lock file(s) need"
+            + (f", and {report.recent} younger than {keep_recent:g} h" if report.recent else "")
+        )
+        if report.clones > 1:
+            typer.echo(f"read the locks of {report.clones} clones sharing the store")
+        if report.dropped:
+            typer.echo(
+                f"{'dropped' if force else 'would drop'} {len(report.dropped)} clone(s) "
+                f"registered in the store whose folder is gone: {', '.join(report.dropped)}"
+            )
+        if not force and not report.refusal and (report.objects or report.results):
+            typer.echo("run `gitpipe gc --force` to remove them")
+    if report.refusal:  # a dry run: `--force` would have refused before deleting anything
+        raise StoreError(report.refusal)
+
+
+@cache_app.command("verify")
+@handled
+def cache_verify(
+    file: FileOption = None,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Remove corrupt objects and broken results.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-hash every object in the store and check every stored result."""
+    report = open_project(file).verify_store(repair=repair)
+    if as_json:
+        echo_json(report.to_json())
+    else:
+        typer.echo(f"{report.objects} objects, {report.results} results checked")
+        for digest in report.corrupt:
+            typer.echo(f"corrupt object {digest}" + (" (removed)" if repair else ""))
+        for key in report.broken_results:
+            typer.echo(f"broken result {key}" + (" (removed)" if repair else ""))
+        for path in report.quarantined:
+            typer.echo(
+                f"quarantined {path} (corrupt bytes a restore set aside; delete once looked at)"
+            )
+    if (report.corrupt or report.broken_results) and not repair:
+        raise StoreError(
+            f"{len(report.corrupt)} corrupt object(s) and {len(report.broken_results)} broken "
+            "result(s); run `gitpipe cache verify --repair` to remove them"
+        )
+
+
+RemoteOption = Annotated[
+    str | None,
+    typer.Option(
+        "--remote",
+        "-r",
+        help="A folder, file://PATH or s3://BUCKET/PREFIX "
+        "(default: $GITPIPE_REMOTE, then the pipeline file's remote url).",
+        show_default=False,
+    ),
+]
+TransferJobsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs", "-j", help="Transfers at once (default: 16 for object stores, 8 for folders)."
+    ),
+]
+RunCacheOption = Annotated[
+    bool,
+    typer.Option(
+        "--run-cache/--no-run-cache", help="Also move the run-cache results of the steps."
+    ),
+]
+AllOption = Annotated[
+    bool,
+    typer.Option("--all", help="Everything in the store, not only what gitpipe.lock names."),
+]
+
+
+@app.command()
+@handled
+def push(
+    remote: RemoteOption = None,
+    jobs: TransferJobsOption = None,
+    run_cache: RunCacheOption = True,
+    everything: AllOption = False,
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Upload the outputs gitpipe.lock names, and their results, to the remote:
+    only what it lacks."""
+    _transfer(
+        "push",
+        remote_url=remote,
+        jobs=jobs,
+        run_cache=run_cache,
+        everything=everything,
+        file=file,
+        as_json=as_json,
+    )
+
+
+@app.command()
+@handled
+def pull(
+    remote: RemoteOption = None,
+    jobs: TransferJobsOption = None,
+    run_cache: RunCacheOption = True,
+    everything: AllOption = False,
+    file: FileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Download the outputs gitpipe.lock names, and their results, from the remote
+    into the store, verifying every byte; then `gitpipe repro` restores them."""
+    _transfer(
+        "pull",
+        remote_url=remote,
+        jobs=jobs,
+        run_cache=run_cache,
+        everything=everything,
+        file=file,
+        as_json=as_json,
+    )
+
+
+def _progress_view() -> TransferLines | TransferBars:
+    """Lines in CI and pipes, bars on a terminal."""
+    if plain_output():
+        from gitpipe.cli.plain import TransferLines
+
+        return TransferLines()
+    from gitpipe.cli.live import TransferBars
+
+    return TransferBars()
+
+
+def _transfer(
+    direction: str,
+    *,
+    remote_url: str | None,
+    jobs: int | None,
+    run_cache: bool,
+    everything: bool,
+    file: str | None,
+    as_json: bool,
+) -> None:
+    """`push` or `pull`: what gitpipe.lock names (or ``everything``), with a progress
+    view unless ``as_json``, then one line saying what moved, or the report as JSON."""
+    from gitpipe.store import lockfile
+    from gitpipe.store import remote as remotes
+    from gitpipe.store.objects import Store
+
+    if jobs is not None and jobs < 1:
+        raise UsageError("--jobs takes a positive number")
+    project = open_project(file)
+    remote = remotes.for_project(project, remote_url, cwd=Path.cwd())
+    selection = None
+    if not everything:
+        selection = remotes.Selection.from_locks(lockfile.read(project.lock_path))
+        if selection.empty and not as_json:
+            typer.echo(
+                f"gitpipe: {project.lock_path.name} names no outputs yet; run `gitpipe repro` "
+                f"first, or pass --all to {direction} the whole store",
+                err=True,
+            )
+    if direction == "pull":  # so that `gc` in any clone sharing the store keeps what it pulls
+        project.register_clone()
+    view: TransferLines | TransferBars | None = None
+    if not as_json:
+        view = _progress_view()
+    move = remotes.push if direction == "push" else remotes.pull
+    try:
+        report = move(
+            Store(project.store_dir),
+            remote,
+            selection,
+            run_cache=run_cache,
+            jobs=jobs,
+            progress=view or remotes.ignore_progress,
+        )
+    finally:
+        if view is not None:
+            view.close()
+    if as_json:
+        echo_json(report.to_json())
+    else:
+        moved, where, here = (
+            ("pushed", "to", "there") if direction == "push" else ("pulled", "from", "here")
+        )
+        line = f"{moved} {report.objects} object(s) ({size(report.bytes)})"
+        if run_cache:
+            line += f" and {report.results} result(s)"
+        line += f" {where} {report.url} in {report.duration:.2f} s"
+        if report.objects_present or report.results_present:
+            line += f"; {report.objects_present} object(s)"
+            if run_cache:
+                line += f" and {report.results_present} result(s)"
+            line += f" were {here} already"
+        typer.echo(line)
+        if report.unavailable:
+            side = "the local store" if direction == "push" else "the remote"
+            shown = ", ".join(report.unavailable[:3])
+            more = f" and {len(report.unavailable) - 3} more" if len(report.unavailable) > 3 else ""
+            typer.echo(
+                f"gitpipe: {len(report.unavailable)} wanted item(s) are not in {side}: "
+                f"{shown}{more}",
+                err=True,
+            )
+    if report.rejected:
+        shown = "; ".join(str(r) for r in report.rejected[:3])
+        more = f"; and {len(report.rejected) - 3} more" if len(report.rejected) > 3 else ""
+        if direction == "pull":
+            advice = (
+                "nothing rejected was written here; the remote's copies are damaged or "
+                "forged: delete them there and push again from a clone that has them"
+            )
+        else:
+            advice = "the damaged local objects were not pushed"
+        raise RemoteError(
+            f"{len(report.rejected)} item(s) failed verification: {shown}{more}; {advice}"
+        )
