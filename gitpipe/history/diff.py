@@ -12,7 +12,6 @@ table for pull-request comments.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from gitpipe.history.versions import (
     resolver,
     worktree_snapshot,
 )
+from gitpipe.pipeline.values import metric_delta
 from gitpipe.store import lockfile
 from gitpipe.store.lockfile import Lock
 
@@ -115,7 +115,7 @@ class MetricChange:
     key: str
     old: Any
     new: Any
-    delta: float | None = None
+    delta: int | float | None = None  # see gitpipe.pipeline.values.metric_delta
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -233,32 +233,13 @@ def _code(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[CodeChange, .
     return tuple(found)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def _metrics(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[MetricChange, ...]:
     found = []
     for file in sorted(set(old) | set(new)):
         before, after = old.get(file, {}), new.get(file, {})
-        for item in _values(before, after):
-            a = _number(item.old) if item.old_present else None
-            b = _number(item.new) if item.new_present else None
-            delta = None
-            if a is not None and b is not None:
-                delta = b - a
-                if isinstance(item.old, int) and isinstance(item.new, int):
-                    delta = int(delta)
+        for item in _values(before, after):  # an absent value is None
             found.append(
-                MetricChange(
-                    file,
-                    item.key,
-                    item.old if item.old_present else None,
-                    item.new if item.new_present else None,
-                    delta,
-                )
+                MetricChange(file, item.key, item.old, item.new, metric_delta(item.old, item.new))
             )
     return tuple(found)
 
@@ -429,7 +410,7 @@ def short_digest(digest: str | None) -> str:
     return f"{algorithm}:{hexpart[:12]}"
 
 
-def delta_text(delta: float | None) -> str:
+def delta_text(delta: int | float | None) -> str:
     if delta is None:
         return ""
     if isinstance(delta, int):

@@ -57,7 +57,7 @@ from gitpipe.identity.codedeps import (
 )
 from gitpipe.pipeline import graph as graphs
 from gitpipe.pipeline import spec
-from gitpipe.run.plan import flatten
+from gitpipe.pipeline.values import flatten
 from gitpipe.store import lockfile
 
 RULES = "gitpipe.history.versions/2"

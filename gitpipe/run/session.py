@@ -43,10 +43,10 @@ from gitpipe.core.hashing import Digest
 from gitpipe.identity.action import KeyRecord
 from gitpipe.identity.statcache import PathState
 from gitpipe.pipeline import spec
+from gitpipe.pipeline.values import flatten
 from gitpipe.run import events as ev
 from gitpipe.run import guard
 from gitpipe.run.inputs import UNREADABLE, Check, Inputs
-from gitpipe.run.plan import flatten
 from gitpipe.run.planner import (
     FROZEN,
     RESTORE,
