@@ -19,19 +19,18 @@ from typing import Any
 
 from gitpipe.core.errors import GitError, LockfileError, PipelineError
 from gitpipe.history.git import Repository
-from gitpipe.history.versions import (
+from gitpipe.history.rules import CodeChange, changed_keys, code_changes, command_edits
+from gitpipe.history.shape import (
     INVALID,
     CodeCache,
     PipelinePath,
     Snapshot,
     Snapshots,
     StepShape,
-    cache_path,
-    changed_keys,
-    command_edits,
-    resolver,
     worktree_snapshot,
 )
+from gitpipe.history.versions import resolver
+from gitpipe.history.walk import cache_path
 from gitpipe.pipeline.values import metric_delta
 from gitpipe.store import lockfile
 from gitpipe.store.lockfile import Lock
@@ -79,24 +78,6 @@ class ValueChange:
             "old": self.old if self.old_present else None,
             "new": self.new if self.new_present else None,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class CodeChange:
-    path: str
-    change: str  # modified | added | removed | renamed
-    to: str = ""  # the new path of a renamed file
-
-    def __str__(self) -> str:
-        if self.change == "renamed":
-            return f"{self.path} -> {self.to} (renamed)"
-        return f"{self.path} ({self.change})"
-
-    def to_json(self) -> dict[str, Any]:
-        found = {"path": self.path, "change": self.change}
-        if self.to:
-            found["to"] = self.to
-        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,25 +195,6 @@ def _values(
     )
 
 
-def _code(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[CodeChange, ...]:
-    added = sorted(set(new) - set(old))
-    removed = sorted(set(old) - set(new))
-    found = [
-        CodeChange(path, "modified")
-        for path in sorted(set(old) & set(new))
-        if old[path] != new[path]
-    ]
-    for path in list(removed):
-        twin = next((a for a in added if new[a] == old[path]), None)
-        if twin is not None:
-            found.append(CodeChange(path, "renamed", twin))
-            added.remove(twin)
-            removed.remove(path)
-    found += [CodeChange(path, "added") for path in added]
-    found += [CodeChange(path, "removed") for path in removed]
-    return tuple(found)
-
-
 def _metrics(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[MetricChange, ...]:
     found = []
     for file in sorted(set(old) | set(new)):
@@ -296,7 +258,7 @@ def compare_steps(
             )
             for key in edits.env
         ),
-        code=_code(old.code, new.code),
+        code=tuple(code_changes(old.code, new.code)),
         params=_values(old.params, new.params, encoded=True),
         outputs=outputs,
         metrics=metrics,
