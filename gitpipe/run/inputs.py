@@ -1,7 +1,7 @@
 """What a step reads, now: its code, its dependencies' digests, its outputs, its key.
 
     workspace ──Hasher (stat cache)──> digests ─┐
-    commands ──codedeps──────────────> code ────┼─> key_record() ─> Check
+    commands ──stepcode──────────────> code ────┼─> key_record() ─> Check
     lock entries (metrics it reads) ─> step ────┘        (state, reasons, outputs now)
 
 :class:`Inputs` gathers these for one command; :mod:`gitpipe.run.planner` decides from
