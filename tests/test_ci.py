@@ -400,6 +400,8 @@ def test_check_ignores_missing_outputs_even_when_a_step_reads_them(workspace):
         (root / name).unlink()
     result = workspace.gitpipe("check")
     assert result.exit_code == 0, result.output
+    assert result.stdout == "gitpipe.lock matches the pipeline\n"
+    assert not (root / "made.txt").exists()  # check runs nothing
 
 
 def test_check_on_an_invalid_pipeline_exits_2_naming_the_key(workspace):

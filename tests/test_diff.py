@@ -342,6 +342,7 @@ def test_json_and_markdown_cannot_be_asked_together(workspace):
     two_commits(ws)
     result = ws.gitpipe("diff", "--json", "--md")
     assert result.exit_code == 2
+    assert result.stderr == "gitpipe: choose one of --json and --md\n"  # not click's usage
 
 
 def test_a_diff_works_in_a_subfolder_pipeline_and_from_before_it_existed(workspace):

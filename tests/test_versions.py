@@ -12,9 +12,12 @@ from conftest import Workspace, git, make_repo
 from typer.testing import CliRunner
 
 import gitpipe.cli
-import gitpipe.history.versions
+import gitpipe.history.shape
+import gitpipe.history.walk
+import gitpipe.pipeline.spec
 from gitpipe.history.git import Repository, shared_state_dir
-from gitpipe.history.versions import version_for_lock, worktree_snapshot
+from gitpipe.history.shape import worktree_snapshot
+from gitpipe.history.versions import version_for_lock
 from gitpipe.store import lockfile
 
 PIPELINE = """
@@ -617,9 +620,9 @@ def test_a_repeated_listing_reads_only_new_commits(workspace, monkeypatch):
     edit(ws, "gitpipe.toml", "lr = 0.1", "lr = 0.2")
     ws.commit("lr")
     parsed: list[str] = []
-    real = gitpipe.history.versions.spec.parse
+    real = gitpipe.pipeline.spec.parse
     monkeypatch.setattr(
-        gitpipe.history.versions.spec,
+        gitpipe.pipeline.spec,
         "parse",
         lambda text, *, file, read=None: parsed.append(text) or real(text, file=file, read=read),
     )
@@ -727,9 +730,9 @@ def test_a_commit_keeps_its_version_exactly_when_its_fingerprint_is_unchanged(wo
         ws.commit(f"{path}: {new}")
     file = ws.root / "gitpipe.toml"
     with Repository.find(ws.root) as repo:
-        points = gitpipe.history.versions.history(repo, file).points
-        snapshots = gitpipe.history.versions.Snapshots(
-            repo, gitpipe.history.versions.PipelinePath.of(repo, file)
+        points = gitpipe.history.walk.history(repo, file).points
+        snapshots = gitpipe.history.shape.Snapshots(
+            repo, gitpipe.history.shape.PipelinePath.of(repo, file)
         )
         prints = [snapshots.snapshot(repo.commit(p.commit).tree)[0].fingerprint for p in points]
     assert len(points) == len(edits) + 1

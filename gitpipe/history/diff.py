@@ -12,7 +12,6 @@ table for pull-request comments.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,19 +19,19 @@ from typing import Any
 
 from gitpipe.core.errors import GitError, LockfileError, PipelineError
 from gitpipe.history.git import Repository
-from gitpipe.history.versions import (
+from gitpipe.history.rules import CodeChange, changed_keys, code_changes, command_edits
+from gitpipe.history.shape import (
     INVALID,
     CodeCache,
     PipelinePath,
     Snapshot,
     Snapshots,
     StepShape,
-    cache_path,
-    changed_keys,
-    command_edits,
-    resolver,
     worktree_snapshot,
 )
+from gitpipe.history.versions import resolver
+from gitpipe.history.walk import cache_path
+from gitpipe.pipeline.values import metric_delta
 from gitpipe.store import lockfile
 from gitpipe.store.lockfile import Lock
 
@@ -82,24 +81,6 @@ class ValueChange:
 
 
 @dataclass(frozen=True, slots=True)
-class CodeChange:
-    path: str
-    change: str  # modified | added | removed | renamed
-    to: str = ""  # the new path of a renamed file
-
-    def __str__(self) -> str:
-        if self.change == "renamed":
-            return f"{self.path} -> {self.to} (renamed)"
-        return f"{self.path} ({self.change})"
-
-    def to_json(self) -> dict[str, Any]:
-        found = {"path": self.path, "change": self.change}
-        if self.to:
-            found["to"] = self.to
-        return found
-
-
-@dataclass(frozen=True, slots=True)
 class OutputChange:
     path: str
     old: str | None  # digests as recorded in each side's lock
@@ -115,7 +96,7 @@ class MetricChange:
     key: str
     old: Any
     new: Any
-    delta: float | None = None
+    delta: int | float | None = None  # see gitpipe.pipeline.values.metric_delta
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -214,51 +195,13 @@ def _values(
     )
 
 
-def _code(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[CodeChange, ...]:
-    added = sorted(set(new) - set(old))
-    removed = sorted(set(old) - set(new))
-    found = [
-        CodeChange(path, "modified")
-        for path in sorted(set(old) & set(new))
-        if old[path] != new[path]
-    ]
-    for path in list(removed):
-        twin = next((a for a in added if new[a] == old[path]), None)
-        if twin is not None:
-            found.append(CodeChange(path, "renamed", twin))
-            added.remove(twin)
-            removed.remove(path)
-    found += [CodeChange(path, "added") for path in added]
-    found += [CodeChange(path, "removed") for path in removed]
-    return tuple(found)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def _metrics(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[MetricChange, ...]:
     found = []
     for file in sorted(set(old) | set(new)):
         before, after = old.get(file, {}), new.get(file, {})
-        for item in _values(before, after):
-            a = _number(item.old) if item.old_present else None
-            b = _number(item.new) if item.new_present else None
-            delta = None
-            if a is not None and b is not None:
-                delta = b - a
-                if isinstance(item.old, int) and isinstance(item.new, int):
-                    delta = int(delta)
+        for item in _values(before, after):  # an absent value is None
             found.append(
-                MetricChange(
-                    file,
-                    item.key,
-                    item.old if item.old_present else None,
-                    item.new if item.new_present else None,
-                    delta,
-                )
+                MetricChange(file, item.key, item.old, item.new, metric_delta(item.old, item.new))
             )
     return tuple(found)
 
@@ -315,7 +258,7 @@ def compare_steps(
             )
             for key in edits.env
         ),
-        code=_code(old.code, new.code),
+        code=tuple(code_changes(old.code, new.code)),
         params=_values(old.params, new.params, encoded=True),
         outputs=outputs,
         metrics=metrics,
@@ -429,7 +372,7 @@ def short_digest(digest: str | None) -> str:
     return f"{algorithm}:{hexpart[:12]}"
 
 
-def delta_text(delta: float | None) -> str:
+def delta_text(delta: int | float | None) -> str:
     if delta is None:
         return ""
     if isinstance(delta, int):

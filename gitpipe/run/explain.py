@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gitpipe.run.plan import flatten
+from gitpipe.pipeline.values import flatten
 from gitpipe.store.lockfile import LockEntry
 
 SAME = "same"

@@ -1,7 +1,7 @@
 """What a step reads, now: its code, its dependencies' digests, its outputs, its key.
 
     workspace ──Hasher (stat cache)──> digests ─┐
-    commands ──codedeps──────────────> code ────┼─> key_record() ─> Check
+    commands ──stepcode──────────────> code ────┼─> key_record() ─> Check
     lock entries (metrics it reads) ─> step ────┘        (state, reasons, outputs now)
 
 :class:`Inputs` gathers these for one command; :mod:`gitpipe.run.planner` decides from
@@ -227,9 +227,9 @@ class Inputs:
                     file=self.file_name,
                     key=f"steps.{step.name}.code[{i}]",
                 )
-        from gitpipe.identity import codedeps
+        from gitpipe.identity.stepcode import find_code
 
-        return self.discoverer.discover(codedeps.commands_of(step), step.wdir, step.code)
+        return find_code(step, self.discoverer)
 
     def code_info(self, path: str) -> tuple[Digest, Digest, list[codedeps.Imported] | None]:
         """A code file's raw digest, normalised digest and imports (None: it does not
@@ -281,12 +281,12 @@ class Inputs:
         """Each code file of a step with its code digest (normalised unless
         ``code_digest = "bytes"``)."""
         if step.name not in self._code:
+            from gitpipe.identity.stepcode import code_digests
+
             discovery = self.code_files(step)
-            code = {}
-            for path in discovery.files:
-                raw, normal, _ = self.code_info(path)
-                code[path] = normal if step.code_digest == "ast" else raw
-            self._code[step.name] = code
+            self._code[step.name] = code_digests(
+                step, discovery.files, self.worktree, lambda path, _: self.code_info(path)[1]
+            )
             self._unreadable[step.name] = discovery.unreadable
         return self._code[step.name]
 

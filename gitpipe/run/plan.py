@@ -16,23 +16,12 @@ from gitpipe.core.records import Reason
 from gitpipe.identity.action import KeyRecord
 from gitpipe.identity.statcache import PathState
 from gitpipe.pipeline.spec import Step, render
+from gitpipe.pipeline.values import flatten
 from gitpipe.store.lockfile import LockEntry
 
 UP_TO_DATE = "up to date"
 STALE = "stale"
 FROZEN = "frozen"
-
-
-def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
 
 
 def _changed(kind: str, now: Mapping[str, Any], then: Mapping[str, Any]) -> Iterator[Reason]:

@@ -41,12 +41,12 @@ from gitpipe.core.errors import (
 from gitpipe.core.hashing import Digest
 from gitpipe.identity.action import KeyRecord
 from gitpipe.pipeline import spec
+from gitpipe.pipeline.values import flatten
 from gitpipe.run import events as ev
 from gitpipe.run import guard
 from gitpipe.run.hooks import HookCall, Hooks
 from gitpipe.run.inputs import Check, Inputs
 from gitpipe.run.outputs import Outputs, link_of
-from gitpipe.run.plan import flatten
 from gitpipe.run.planner import (
     FROZEN,
     RESTORE,

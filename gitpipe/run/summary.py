@@ -15,6 +15,7 @@ from typing import Any
 
 from gitpipe.core import atomic
 from gitpipe.core.errors import PathError
+from gitpipe.pipeline.values import metric_delta
 from gitpipe.run import events as ev
 from gitpipe.store import lockfile
 
@@ -23,17 +24,13 @@ from gitpipe.store import lockfile
 ORDER = (ev.RAN, ev.CACHED, ev.UP_TO_DATE, ev.SKIPPED, ev.FAILED, ev.FROZEN)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
 def metric_changes(
     before: Mapping[str, Mapping[str, Mapping[str, Any]]],
     after: Mapping[str, Mapping[str, Mapping[str, Any]]],
 ) -> list[dict[str, Any]]:
-    """Per step, file and name: the value before and after, and the numeric delta."""
+    """Per step, file and name: the value before and after, and the delta
+    (:func:`~gitpipe.pipeline.values.metric_delta`: None unless both are finite
+    numbers)."""
     rows = []
     for step in sorted(set(before) | set(after)):
         files_before, files_after = before.get(step, {}), after.get(step, {})
@@ -41,7 +38,6 @@ def metric_changes(
             old_values, new_values = files_before.get(path, {}), files_after.get(path, {})
             for name in sorted(set(old_values) | set(new_values)):
                 old, new = old_values.get(name), new_values.get(name)
-                a, b = _number(old), _number(new)
                 rows.append(
                     {
                         "step": step,
@@ -49,7 +45,7 @@ def metric_changes(
                         "name": name,
                         "before": old,
                         "after": new,
-                        "delta": None if a is None or b is None else b - a,
+                        "delta": metric_delta(old, new),
                     }
                 )
     return rows

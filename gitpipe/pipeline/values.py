@@ -1,0 +1,45 @@
+"""Params and metrics as flat values: nested tables as dotted keys, and how far a
+metric moved.
+
+    {"train": {"lr": 0.1}} ──flatten()──> {"train.lr": 0.1}
+    (0.91, 0.93) ──metric_delta()──> 0.02      ("a", 1) or (inf, 1) -> None
+
+One implementation for every layer that reads params or compares metrics: the
+planner and the session (run), versions and `gitpipe diff` (history), the run
+summary.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def metric_delta(old: Any, new: Any) -> int | float | None:
+    """``new - old`` when both are finite numbers, else None (a side missing, text,
+    a boolean, inf or NaN: no number says how far such a metric moved).  Two
+    integers give an integer, so large counts keep every digit."""
+    if not (_finite(old) and _finite(new)):
+        return None
+    if isinstance(old, int) and isinstance(new, int):
+        return new - old
+    return float(new) - float(old)
