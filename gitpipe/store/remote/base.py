@@ -16,14 +16,14 @@ class Remote(abc.ABC):
     """A place holding objects and results under the store's names.
 
     Names are built only by :mod:`gitpipe.store.naming`. Methods raise
-    :class:`RemoteError` for anything but a missing object, which they report by
-    their return value."""
+    :class:`~gitpipe.core.errors.RemoteError` for anything but a missing object, which
+    they report by their return value."""
 
     url: str
     #: transfers at once, unless the caller says otherwise
     jobs: int = 8
-    #: signs the results pushed there and checks those pulled from there
-    #: (``GITPIPE_RESULT_KEY``; :func:`open_remote` takes it from the environment)
+    #: signs the results pushed there and checks those pulled from there (``GITPIPE_RESULT_KEY``;
+    #: :func:`~gitpipe.store.remote.url.open_remote` takes it from the environment)
     signer: Signer = UNSIGNED
 
     @abc.abstractmethod
