@@ -1,9 +1,10 @@
 """The store: a content-addressed collection of file bytes and folder manifests.
 
-Objects live at ``objects/b3/<2 hex>/<62 hex>``, are read-only, and are written
-to a temporary file in the store and renamed into place, so a crash never leaves
-a half-written object under a real name.  Digests are validated as hex before they
-become paths (:meth:`Digest.parse`).  Adding an object that exists is a no-op.
+Objects live at ``objects/b3/<2 hex>/<62 hex>`` (:mod:`gitpipe.store.naming`), are
+read-only, and are written to a temporary file in the store and renamed into place,
+so a crash never leaves a half-written object under a real name.  Digests are
+validated as hex before they become paths (:meth:`Digest.parse`).  Adding an object
+that exists is a no-op.
 
 Nothing leaves the store unverified: a copy is hashed as it is made, from the copy
 itself, and compared with the object's name before it is renamed into place; a
@@ -39,8 +40,8 @@ from pathlib import Path
 
 from gitpipe.core.errors import CorruptObject, StoreError
 from gitpipe.core.hashing import (
+    ALGORITHM,
     Digest,
-    DigestError,
     ManifestEntry,
     RunningDigest,
     digest_bytes,
@@ -49,6 +50,7 @@ from gitpipe.core.hashing import (
     parse_manifest,
     safe_relpath,
 )
+from gitpipe.store.naming import OBJECTS, object_name, parse_object_name
 
 _FICLONE = 0x40049409  # linux/fs.h: share the source's extents (reflink)
 _READ_ONLY = 0o444
@@ -307,12 +309,11 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.objects = root / "objects"
+        self.objects = root / OBJECTS
         self.tmp = root / "tmp"
 
     def object_path(self, digest: Digest) -> Path:
-        Digest.parse(str(digest))  # never build a path from unvalidated text
-        return self.objects / digest.algorithm / digest.hex[:2] / digest.hex[2:]
+        return self.root / object_name(digest)
 
     def __contains__(self, digest: object) -> bool:
         return isinstance(digest, Digest) and self.object_path(digest).is_file()
@@ -569,13 +570,14 @@ class Store:
             path.unlink()  # not made writable first: a workspace link may share its inode
 
     def iter_objects(self) -> Iterable[Digest]:
-        base = self.objects / "b3"
+        base = self.objects / ALGORITHM
         if not base.is_dir():
             return
         for prefix in sorted(base.iterdir()):
             for item in sorted(prefix.iterdir()):
-                with contextlib.suppress(DigestError):
-                    yield Digest.parse(f"b3:{prefix.name}{item.name}")
+                digest = parse_object_name(item.relative_to(self.root).as_posix())
+                if digest is not None:
+                    yield digest
 
 
 def _move_aside(source: Path, folder: Path, name: str) -> Path | None:

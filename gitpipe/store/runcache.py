@@ -39,14 +39,28 @@ from typing import Any
 
 from gitpipe.core import atomic
 from gitpipe.core.errors import StoreError
-from gitpipe.core.hashing import Digest, DigestError, canonical, digest_record, safe_relpath
+from gitpipe.core.hashing import (
+    ALGORITHM,
+    Digest,
+    DigestError,
+    canonical,
+    digest_record,
+    safe_relpath,
+)
+from gitpipe.store.naming import (
+    RESULTS,
+    legacy_result_name,
+    parse_legacy_result_name,
+    parse_result_name,
+    result_name,
+    results_prefix,
+)
 from gitpipe.store.objects import Store
 
 #: the schema new results are written with
 RESULT_SCHEMA = "gitpipe.result/2"
 #: the schemas read: /1 (one result per key, no "created") and /2
 READABLE_SCHEMAS = frozenset({"gitpipe.result/1", RESULT_SCHEMA})
-_SUFFIX = ".json"
 #: the environment variable holding the secret results are signed with
 KEY_VAR = "GITPIPE_RESULT_KEY"
 #: how a signature names its algorithm
@@ -383,7 +397,7 @@ def _newest_first(result: Result) -> tuple[float, str]:
 
 class RunCache:
     """Results stored beside the objects: each key's folder holds one file per result,
-    ``results/b3/<2 hex>/<62 hex>/<result id hex>.json``.
+    ``results/b3/<2 hex>/<62 hex>/<result id hex>.json`` (:mod:`gitpipe.store.naming`).
 
     ``signer`` signs each result written (with ``GITPIPE_RESULT_KEY``); results read
     here are not checked against it: the local store is the clone's own, and what
@@ -391,7 +405,7 @@ class RunCache:
 
     def __init__(self, store: Store, *, signer: Signer = UNSIGNED) -> None:
         self.store = store
-        self.root = store.root / "results"
+        self.root = store.root / RESULTS
         self.signer = signer
 
     # -- names --------------------------------------------------------------------
@@ -400,16 +414,16 @@ class RunCache:
         """The file of one result of ``key``; without ``result_id``, the folder that
         holds every result of the key (the legacy file of an older gitpipe is that
         folder's name plus ``.json``)."""
-        Digest.parse(str(key))  # never build a path from unvalidated text
-        folder = self.root / key.algorithm / key.hex[:2] / key.hex[2:]
         if result_id is None:
-            return folder
-        Digest.parse(str(result_id))
-        return folder / f"{result_id.hex}{_SUFFIX}"
+            return self.store.root / results_prefix(key)
+        return self.store.root / result_name(key, result_id)
 
     def _legacy(self, key: Digest) -> Path:
-        folder = self.path_of(key)
-        return folder.with_name(folder.name + _SUFFIX)
+        return self.store.root / legacy_result_name(key)
+
+    def _name(self, path: Path) -> str:
+        """A path in the run cache as the store names it (``results/b3/...``)."""
+        return path.relative_to(self.store.root).as_posix()
 
     # -- reading ------------------------------------------------------------------
 
@@ -434,14 +448,14 @@ class RunCache:
 
     def _files(self, key: Digest) -> Iterator[tuple[Digest | None, Path]]:
         """(id its name says, path) of each result file of ``key``; None: the legacy one."""
-        folder = self.path_of(key)
+        folder, prefix = self.path_of(key), results_prefix(key)
         names: list[str] = []
         with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder) as it:
             names = sorted(entry.name for entry in it)
         for name in names:
-            rid = _named_id(name)
-            if rid is not None:
-                yield rid, folder / name
+            named = parse_result_name(prefix + name)
+            if named is not None:
+                yield named[1], folder / name
         legacy = self._legacy(key)
         if legacy.is_file():
             yield None, legacy
@@ -478,26 +492,24 @@ class RunCache:
     def stored(self) -> Iterator[tuple[Digest, Digest | None, Path]]:
         """(key, result id, path) of every result file, valid or not; the id is None
         for an older gitpipe's one-result-per-key file."""
-        base = self.root / "b3"
+        base = self.root / ALGORITHM
         if not base.is_dir():
             return
         for prefix in sorted(base.iterdir()):
             if not prefix.is_dir():
                 continue
             for item in sorted(prefix.iterdir()):
-                stem = item.name.removesuffix(_SUFFIX) if item.is_file() else item.name
-                try:
-                    key = Digest.parse(f"b3:{prefix.name}{stem}")
-                except DigestError:
-                    continue
                 if item.is_file():
-                    if item.name.endswith(_SUFFIX):
+                    key = parse_legacy_result_name(self._name(item))
+                    if key is not None:
                         yield key, None, item
                     continue
+                if not item.is_dir():
+                    continue
                 for entry in sorted(item.iterdir()):
-                    rid = _named_id(entry.name)
-                    if rid is not None and entry.is_file():
-                        yield key, rid, entry
+                    named = parse_result_name(self._name(entry))
+                    if named is not None and entry.is_file():
+                        yield named[0], named[1], entry
 
     def stored_keys(self) -> Iterator[Digest]:
         """Every key with a stored result file (valid or not), once each."""
@@ -545,13 +557,3 @@ class RunCache:
                 path.unlink()
         with contextlib.suppress(OSError):  # not empty (another result, a write going on)
             folder.rmdir()
-
-
-def _named_id(name: str) -> Digest | None:
-    """The result id a file name in a key's folder says; None for anything else."""
-    if name.startswith(".") or not name.endswith(_SUFFIX):
-        return None
-    try:
-        return Digest.parse(f"b3:{name.removesuffix(_SUFFIX)}")
-    except DigestError:
-        return None

@@ -1,15 +1,4 @@
-"""Remotes: the store's objects and run-cache results on a shared folder or object store.
-
-A remote has the local store's layout (``objects/b3/XX/REST`` and, for each result
-of a step key, ``results/b3/XX/REST/RESULT_ID.json``; a key may have several). Two
-kinds:
-
-- :class:`DirectoryRemote`: a local or mounted folder, built in. Every write goes to
-  a temporary file and is renamed into place, as in the local store.
-- :class:`ObjectStoreRemote`: S3 (and other object stores) through obstore, the
-  ``gitpipe[s3]`` extra. Credentials come only from the environment (``AWS_*``
-  variables, or the container, web-identity and instance-metadata providers those
-  variables point at), never from a file in the repository or from the url.
+"""Moving objects and results between the local store and a remote.
 
 :func:`push` and :func:`pull` move only what the other side lacks, many transfers at
 once (a thread pool), and report progress to a listener: this module never prints.
@@ -39,45 +28,35 @@ a remote are ignored.
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import os
 import posixpath
-import re
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
-from urllib.parse import unquote, urlsplit, urlunsplit
+from typing import Any
 
-from gitpipe.core import atomic
-from gitpipe.core.errors import RemoteError, StoreError, UsageError
-from gitpipe.core.hashing import Digest, DigestError, digest_file, parse_manifest, safe_relpath
+from gitpipe.core.errors import StoreError
+from gitpipe.core.hashing import Digest, digest_file, parse_manifest, safe_relpath
 from gitpipe.store.lockfile import Lock, LockEntry
-from gitpipe.store.objects import Store, clone_or_copy
-from gitpipe.store.runcache import (
-    UNSIGNED,
-    OutRecord,
-    Result,
-    RunCache,
-    Signer,
-    parse_result,
-    result_id,
+from gitpipe.store.naming import (
+    OBJECTS,
+    RESULTS,
+    object_name,
+    parse_object_name,
+    parse_result_name,
+    result_name,
+    results_prefix,
 )
+from gitpipe.store.objects import Store
+from gitpipe.store.remote.base import Remote
+from gitpipe.store.runcache import OutRecord, Result, RunCache, parse_result, result_id
 
-ENV_VAR = "GITPIPE_REMOTE"
-OBJECTS = "objects/"
-RESULTS = "results/"
-#: url schemes served by :class:`ObjectStoreRemote`
-OBJECT_STORE_SCHEMES = frozenset({"s3", "s3a", "gs", "az", "abfs", "abfss"})
 #: up to this many names are always checked one by one, not by listing their folders
 EXISTS_LIMIT = 32
-_CHUNK = 8 * 1024 * 1024  # download stream chunks
-_READ_ONLY = 0o444
 
 
 # -- what to move, and what happened ----------------------------------------------------
@@ -187,420 +166,6 @@ class TransferReport:
             "rejected": [{"what": r.what, "reason": r.reason} for r in self.rejected],
             "duration": round(self.duration, 3),
         }
-
-
-def object_name(digest: Digest) -> str:
-    """Where an object lives in a remote (and in a store): ``objects/b3/XX/REST``."""
-    Digest.parse(str(digest))  # never build a name from unvalidated text
-    return f"{OBJECTS}{digest.algorithm}/{digest.hex[:2]}/{digest.hex[2:]}"
-
-
-def results_prefix(key: Digest) -> str:
-    """The folder of every result of a step key: ``results/b3/XX/REST/``."""
-    Digest.parse(str(key))
-    return f"{RESULTS}{key.algorithm}/{key.hex[:2]}/{key.hex[2:]}/"
-
-
-def result_name(key: Digest, result_id: Digest) -> str:
-    """Where one result of a step key lives: ``results/b3/XX/REST/RESULT_ID.json``."""
-    Digest.parse(str(result_id))
-    return f"{results_prefix(key)}{result_id.hex}.json"
-
-
-def parse_result_name(name: str) -> tuple[Digest, Digest] | None:
-    """(key, result id) from a name :func:`result_name` builds; None for any other
-    name (an older gitpipe's ``results/b3/XX/REST.json`` among them)."""
-    parts = name.split("/")
-    if len(parts) != 5 or parts[0] != RESULTS.rstrip("/") or len(parts[2]) != 2:
-        return None
-    if not parts[4].endswith(".json"):
-        return None
-    try:
-        key = Digest.parse(f"{parts[1]}:{parts[2]}{parts[3]}")
-        rid = Digest.parse(f"{parts[1]}:{parts[4].removesuffix('.json')}")
-    except DigestError:
-        return None
-    return key, rid
-
-
-def _digest_named(name: str) -> Digest | None:
-    """The digest in an object's name; None for anything else."""
-    parts = name.split("/")
-    if len(parts) != 4 or len(parts[2]) != 2:
-        return None
-    try:
-        return Digest.parse(f"{parts[1]}:{parts[2]}{parts[3]}")
-    except DigestError:
-        return None
-
-
-# -- the two kinds of remote ------------------------------------------------------------
-
-
-class Remote(abc.ABC):
-    """A place holding objects and results under the store's names.
-
-    Names are built only by :func:`object_name` and :func:`result_name`. Methods raise
-    :class:`RemoteError` for anything but a missing object, which they report by
-    their return value."""
-
-    url: str
-    #: transfers at once, unless the caller says otherwise
-    jobs: int = 8
-    #: signs the results pushed there and checks those pulled from there
-    #: (``GITPIPE_RESULT_KEY``; :func:`open_remote` takes it from the environment)
-    signer: Signer = UNSIGNED
-
-    @abc.abstractmethod
-    def check(self) -> None:
-        """Raise :class:`RemoteError` unless the remote is there and can be read."""
-
-    @abc.abstractmethod
-    def exists(self, name: str) -> bool: ...
-
-    @abc.abstractmethod
-    def empty(self) -> bool:
-        """True when the remote holds no object yet (one cheap request)."""
-
-    @abc.abstractmethod
-    def listing(self, prefix: str) -> set[str]:
-        """Every name under ``prefix`` (which ends with ``/``), at any depth."""
-
-    @abc.abstractmethod
-    def upload(self, source: Path, name: str) -> None:
-        """Store a local file's bytes under ``name``; readers never see half of it."""
-
-    @abc.abstractmethod
-    def download(self, name: str, target: Path) -> bool:
-        """Write the bytes under ``name`` to ``target``; False when there are none."""
-
-    @abc.abstractmethod
-    def read(self, name: str) -> bytes | None:
-        """The bytes under ``name``; None when there are none."""
-
-    @abc.abstractmethod
-    def write(self, name: str, data: bytes) -> None:
-        """Store ``data`` under ``name``; readers never see half of it."""
-
-
-class DirectoryRemote(Remote):
-    """A local or mounted folder with the store's layout; writes go through ``tmp/``
-    (objects) or a hidden file beside the target (results), then a rename."""
-
-    jobs = 8
-
-    def __init__(self, root: Path, *, url: str | None = None, signer: Signer = UNSIGNED) -> None:
-        self.root = root
-        self.url = url or str(root)
-        self.signer = signer
-        self._checked = False
-
-    def _fail(self, doing: str, exc: OSError) -> RemoteError:
-        return RemoteError(f"cannot {doing} the remote folder {self.root} ({exc.strerror or exc})")
-
-    def check(self) -> None:
-        if self._checked:
-            return
-        if not self.root.is_dir():
-            raise RemoteError(
-                f"the remote folder {self.root} does not exist; create it "
-                f"(mkdir -p {self.root}) or point the remote at the right place"
-            )
-        self._checked = True
-
-    def exists(self, name: str) -> bool:
-        return (self.root / name).is_file()
-
-    def empty(self) -> bool:
-        try:
-            with os.scandir(self.root / OBJECTS) as entries:
-                return next(entries, None) is None
-        except FileNotFoundError:
-            return True
-        except OSError as exc:
-            raise self._fail("list", exc) from exc
-
-    def listing(self, prefix: str) -> set[str]:
-        base = self.root / prefix
-        found: set[str] = set()
-        try:
-            for folder, _dirs, files in os.walk(base):
-                rel = Path(folder).relative_to(self.root).as_posix()
-                found.update(f"{rel}/{name}" for name in files if not name.startswith("."))
-        except OSError as exc:
-            raise self._fail("list", exc) from exc
-        return found
-
-    def upload(self, source: Path, name: str) -> None:
-        target = self.root / name
-        try:
-            staging = self.root / "tmp"
-            staging.mkdir(exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=staging, prefix="in-")
-            os.close(fd)
-            try:
-                clone_or_copy(source, tmp)
-                os.chmod(tmp, _READ_ONLY)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-        except OSError as exc:
-            raise self._fail(f"write {name} to", exc) from exc
-
-    def download(self, name: str, target: Path) -> bool:
-        try:
-            clone_or_copy(self.root / name, target)
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise self._fail(f"read {name} from", exc) from exc
-        return True
-
-    def read(self, name: str) -> bytes | None:
-        try:
-            return (self.root / name).read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise self._fail(f"read {name} from", exc) from exc
-
-    def write(self, name: str, data: bytes) -> None:
-        try:
-            atomic.write_bytes(self.root / name, data, mode=_READ_ONLY)
-        except OSError as exc:
-            raise self._fail(f"write {name} to", exc) from exc
-
-
-def describe(exc: BaseException) -> str:
-    """One line from an object-store error: the server's code and message when it
-    sent one, else the first line (obstore appends a multi-line debug dump)."""
-    text = str(exc).split("\n\nDebug source:")[0].strip()
-    code = re.search(r"<Code>([^<]*)</Code>", text)
-    if code:
-        message = re.search(r"<Message>([^<]*)</Message>", text)
-        return f"{code.group(1)}: {message.group(1)}" if message else code.group(1)
-    line = text.splitlines()[0] if text else type(exc).__name__
-    line = line.removeprefix("Generic S3 error: ")
-    return line if len(line) <= 300 else line[:297] + "..."
-
-
-class ObjectStoreRemote(Remote):
-    """An object store (``s3://BUCKET/PREFIX``; also ``gs://`` and ``az://``) through
-    obstore. Its sync calls release the GIL, so a thread pool moves many objects at
-    once; large uploads go in parts; requests are retried with backoff."""
-
-    jobs = 16
-    #: retries with exponential backoff and jitter, bounded so that an unreachable
-    #: remote fails in seconds, not minutes
-    RETRY: ClassVar[dict[str, Any]] = {"max_retries": 4, "retry_timeout": timedelta(seconds=60)}
-
-    def __init__(self, url: str, *, environ: Mapping[str, str]) -> None:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        try:
-            import obstore
-            from obstore.exceptions import BaseError, NotFoundError
-            from obstore.store import S3Store, from_url
-        except ImportError as exc:
-            raise UsageError(
-                f"{scheme}:// remotes need gitpipe's s3 extra: pip install 'gitpipe[s3]'"
-            ) from exc
-        if parts.username or parts.password:
-            raise UsageError(
-                f"the remote url {redact(url)!r} holds credentials; remove them and set "
-                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment instead"
-            )
-        if parts.query or parts.fragment or not parts.netloc:
-            raise UsageError(
-                f"the remote url {redact(url)!r} is not of the form {scheme}://BUCKET/PREFIX"
-            )
-        self.url = url
-        self.signer = Signer.from_environ(environ)
-        self._obs = obstore
-        self._errors: tuple[type[BaseException], ...] = (BaseError, OSError)
-        self._missing: tuple[type[BaseException], ...] = (FileNotFoundError, NotFoundError)
-        self._checked = False
-        try:
-            if scheme in ("s3", "s3a"):
-                endpoint = next(
-                    (
-                        environ[name]
-                        for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT")
-                        if environ.get(name)
-                    ),
-                    "",
-                )
-                # an S3-compatible server the user named with http:// is meant to be used
-                options = {"allow_http": True} if endpoint.startswith("http://") else {}
-                self.store: Any = S3Store(
-                    parts.netloc,
-                    prefix=parts.path.strip("/") or None,
-                    client_options=options,  # type: ignore[arg-type]
-                    retry_config=self.RETRY,  # type: ignore[arg-type]
-                )
-            else:
-                self.store = from_url(url, retry_config=self.RETRY)  # type: ignore[arg-type]
-        except self._errors as exc:
-            raise RemoteError(f"cannot use the remote {url}: {describe(exc)}") from exc
-
-    def _fail(self, doing: str, exc: BaseException) -> RemoteError:
-        return RemoteError(
-            f"cannot {doing} the remote {self.url} ({describe(exc)}); check the url, "
-            "AWS_ENDPOINT_URL if you use one, and the AWS_* credentials in the environment"
-        )
-
-    def check(self) -> None:
-        if not self._checked:
-            self._first_object("reach")
-            self._checked = True
-
-    def empty(self) -> bool:
-        return not self._first_object("list")
-
-    def _first_object(self, doing: str) -> bool:
-        try:
-            for chunk in self._obs.list(self.store, OBJECTS, chunk_size=1):
-                return bool(chunk)
-        except self._errors as exc:
-            raise self._fail(doing, exc) from exc
-        return False
-
-    def exists(self, name: str) -> bool:
-        try:
-            self._obs.head(self.store, name)
-        except self._missing:
-            return False
-        except self._errors as exc:
-            raise self._fail(f"look for {name} on", exc) from exc
-        return True
-
-    def listing(self, prefix: str) -> set[str]:
-        found: set[str] = set()
-        try:
-            for chunk in self._obs.list(self.store, prefix, chunk_size=1000):
-                found.update(meta["path"] for meta in chunk)
-        except self._errors as exc:
-            raise self._fail("list", exc) from exc
-        return found
-
-    def upload(self, source: Path, name: str) -> None:
-        try:
-            self._obs.put(self.store, name, source)
-        except self._errors as exc:
-            raise self._fail(f"write {name} to", exc) from exc
-
-    def download(self, name: str, target: Path) -> bool:
-        try:
-            result = self._obs.get(self.store, name)
-            with open(target, "wb") as handle:
-                for chunk in result.stream(min_chunk_size=_CHUNK):
-                    handle.write(chunk)
-        except self._missing:
-            return False
-        except self._errors as exc:
-            raise self._fail(f"read {name} from", exc) from exc
-        return True
-
-    def read(self, name: str) -> bytes | None:
-        try:
-            return bytes(self._obs.get(self.store, name).bytes())
-        except self._missing:
-            return None
-        except self._errors as exc:
-            raise self._fail(f"read {name} from", exc) from exc
-
-    def write(self, name: str, data: bytes) -> None:
-        try:
-            self._obs.put(self.store, name, data)
-        except self._errors as exc:
-            raise self._fail(f"write {name} to", exc) from exc
-
-
-# -- which remote -----------------------------------------------------------------------
-
-
-def redact(url: str) -> str:
-    """``url`` fit to show: a user name, password or query value in it (which may be
-    a secret) is replaced by ``***``."""
-    parts = urlsplit(url)
-    if not parts.scheme or not (parts.username or parts.password or parts.query):
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    if parts.username or parts.password:
-        netloc = "***@" + netloc
-    query = "&".join(
-        f"{item.partition('=')[0]}=***" if "=" in item else "***"
-        for item in parts.query.split("&")
-        if item
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-def open_remote(
-    url: str, *, base: Path, environ: Mapping[str, str] | None = None
-) -> DirectoryRemote | ObjectStoreRemote:
-    """The remote at ``url``: a folder path (relative to ``base``), ``file://PATH``, or
-    an object store url such as ``s3://BUCKET/PREFIX``. Its credentials and its
-    results' :class:`~gitpipe.store.runcache.Signer` come from ``environ`` (default: this
-    process's environment)."""
-    text = url.strip()
-    if not text:
-        raise UsageError("the remote's url is empty")
-    environ = os.environ if environ is None else environ
-    scheme, sep, _ = text.partition("://")
-    if not sep:
-        path = Path(os.path.normpath(base / Path(text).expanduser()))
-        return DirectoryRemote(path, url=text, signer=Signer.from_environ(environ))
-    scheme = scheme.lower()
-    if scheme == "file":
-        parts = urlsplit(text)
-        if parts.netloc not in ("", "localhost"):
-            raise UsageError(f"a file:// remote must be on this machine, not {redact(text)!r}")
-        return DirectoryRemote(
-            Path(unquote(parts.path)), url=text, signer=Signer.from_environ(environ)
-        )
-    if scheme in OBJECT_STORE_SCHEMES:
-        return ObjectStoreRemote(text, environ=environ)
-    raise UsageError(
-        f"unknown remote scheme {scheme}:// in {redact(text)!r}; use a folder, file://PATH "
-        "or s3://BUCKET/PREFIX"
-    )
-
-
-class Configured(Protocol):
-    """What :func:`for_project` reads of a project (a :class:`gitpipe.workspace.Project`)."""
-
-    @property
-    def root(self) -> Path: ...
-
-    @property
-    def environ(self) -> Mapping[str, str]: ...
-
-    @property
-    def pipeline(self) -> Any: ...
-
-
-def for_project(
-    project: Configured, url: str | None = None, *, cwd: Path
-) -> DirectoryRemote | ObjectStoreRemote:
-    """The remote a command uses: ``url`` (``--remote``), else ``$GITPIPE_REMOTE``, else
-    the pipeline file's ``[remote] url``. A relative folder is taken from ``cwd`` for
-    the first two and from the pipeline file's folder for the last."""
-    environ = project.environ
-    if url and url.strip():
-        return open_remote(url, base=cwd, environ=environ)
-    if environ.get(ENV_VAR, "").strip():
-        return open_remote(environ[ENV_VAR], base=cwd, environ=environ)
-    configured = project.pipeline.remote
-    if configured:
-        return open_remote(configured, base=project.root, environ=environ)
-    raise UsageError(
-        f"no remote is configured; pass --remote URL, set {ENV_VAR}, or add "
-        '[remote] with url = "..." to the pipeline file'
-    )
 
 
 # -- moving things ----------------------------------------------------------------------
@@ -745,13 +310,6 @@ def _remote_results(
     return found
 
 
-def _adopt(store: Store, tmp: str, digest: Digest) -> None:
-    """Rename a verified file in the store's tmp/ into place as an object."""
-    # Store has no public way yet to take in a verified file that is already in its
-    # tmp/ (add_file would copy it and hash it a second time): a `Store.adopt` would be.
-    store.adopt(tmp, digest)
-
-
 def _objects_of(result: Result, entries: Mapping[Digest, list[Digest]]) -> set[Digest]:
     """Every object a result needs: its outputs, and each folder's listed files."""
     needed: set[Digest] = set()
@@ -882,7 +440,7 @@ def _fetch_object(store: Store, remote: Remote, digest: Digest, *, folder: bool)
         if folder:
             _check_manifest(tmp)
         size = os.path.getsize(tmp)
-        _adopt(store, tmp, digest)
+        store.adopt(tmp, digest)
         return size
     except OSError as exc:
         raise StoreError(f"cannot write to the store at {store.root} ({exc.strerror})") from exc
@@ -927,11 +485,11 @@ def pull(
     with _pool(jobs or remote.jobs) as pool:
         pairs: set[Pair] = set()
         if selection is None:
-            names = remote.listing(OBJECTS)
-            files = {d for d in map(_digest_named, names) if d is not None}
+            names = remote.listing(f"{OBJECTS}/")
+            files = {d for d in map(parse_object_name, names) if d is not None}
             folders: set[Digest] = set()
             if run_cache:
-                pairs = {p for p in map(parse_result_name, remote.listing(RESULTS)) if p}
+                pairs = {p for p in map(parse_result_name, remote.listing(f"{RESULTS}/")) if p}
         else:
             files, folders = set(selection.files), set(selection.folders)
             if run_cache:

@@ -1,0 +1,75 @@
+"""What every remote is: :class:`Remote`, the interface each kind implements (one
+module per kind: :mod:`~gitpipe.store.remote.folder`,
+:mod:`~gitpipe.store.remote.objectstore`), and :func:`redact`, how a remote's url is
+shown."""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from gitpipe.store.runcache import UNSIGNED, Signer
+
+
+class Remote(abc.ABC):
+    """A place holding objects and results under the store's names.
+
+    Names are built only by :mod:`gitpipe.store.naming`. Methods raise
+    :class:`~gitpipe.core.errors.RemoteError` for anything but a missing object, which
+    they report by their return value."""
+
+    url: str
+    #: transfers at once, unless the caller says otherwise
+    jobs: int = 8
+    #: signs the results pushed there and checks those pulled from there (``GITPIPE_RESULT_KEY``;
+    #: :func:`~gitpipe.store.remote.url.open_remote` takes it from the environment)
+    signer: Signer = UNSIGNED
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise :class:`RemoteError` unless the remote is there and can be read."""
+
+    @abc.abstractmethod
+    def exists(self, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    def empty(self) -> bool:
+        """True when the remote holds no object yet (one cheap request)."""
+
+    @abc.abstractmethod
+    def listing(self, prefix: str) -> set[str]:
+        """Every name under ``prefix`` (which ends with ``/``), at any depth."""
+
+    @abc.abstractmethod
+    def upload(self, source: Path, name: str) -> None:
+        """Store a local file's bytes under ``name``; readers never see half of it."""
+
+    @abc.abstractmethod
+    def download(self, name: str, target: Path) -> bool:
+        """Write the bytes under ``name`` to ``target``; False when there are none."""
+
+    @abc.abstractmethod
+    def read(self, name: str) -> bytes | None:
+        """The bytes under ``name``; None when there are none."""
+
+    @abc.abstractmethod
+    def write(self, name: str, data: bytes) -> None:
+        """Store ``data`` under ``name``; readers never see half of it."""
+
+
+def redact(url: str) -> str:
+    """``url`` fit to show: a user name, password or query value in it (which may be
+    a secret) is replaced by ``***``."""
+    parts = urlsplit(url)
+    if not parts.scheme or not (parts.username or parts.password or parts.query):
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    if parts.username or parts.password:
+        netloc = "***@" + netloc
+    query = "&".join(
+        f"{item.partition('=')[0]}=***" if "=" in item else "***"
+        for item in parts.query.split("&")
+        if item
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
