@@ -227,11 +227,6 @@ def write(
     return False
 
 
-def forget(state_dir: Path, file: Path) -> None:
-    with contextlib.suppress(OSError):
-        snapshot_path(state_dir, file).unlink()
-
-
 def answer(file: Path) -> list[StepStatus] | None:
     """The statuses of the pipeline ``file``'s snapshot if its stamps all hold now,
     else None."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import marshal
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -103,8 +102,3 @@ def _nothing() -> None:
 
 def loads(text: str) -> dict[str, Any]:
     return _tomllib().loads(text)
-
-
-def forget(path: Path, cache_dir: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(cache_dir / (path.name + ".marshal"))

@@ -66,7 +66,6 @@ class StatCache:
         self._dirty: dict[str, _Row] = {}
         self._code: dict[str, _CodeRow] = {}
         self._code_dirty: dict[str, _CodeRow] = {}
-        self.files_read = 0
         if path.exists():
             try:
                 with contextlib.closing(sqlite3.connect(path)) as db:
@@ -140,22 +139,6 @@ class StatCache:
             pass
 
 
-class StatCacheNoop(StatCache):
-    """A stat cache that remembers nothing: every look-up reads the file."""
-
-    def __init__(self) -> None:
-        self.path = Path(os.devnull)
-        self.readonly = True
-        self._rows = {}
-        self._dirty = {}
-        self._code = {}
-        self._code_dirty = {}
-        self.files_read = 0
-
-    def record(self, key: str, st: os.stat_result, digest: Digest, hashed_ns: int) -> None:
-        return None
-
-
 @dataclass(frozen=True, slots=True)
 class PathState:
     """What a workspace path holds now: its digest, total size and, for files, the
@@ -221,7 +204,6 @@ class Hasher:
                 digest = digest_file(full, size=st.st_size)
             except OSError as exc:
                 raise PathError(f"cannot read {key} ({exc.strerror})") from exc
-            self.cache.files_read += 1
             self.cache.record(key, st, digest, taken_ns)
         return digest
 
