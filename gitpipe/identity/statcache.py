@@ -187,7 +187,7 @@ class Hasher:
             if self.seen is not None:
                 self.seen.saw(str(full), st)
             if statmod.S_ISDIR(st.st_mode):
-                result = self._folder(relpath, full)
+                result = self._folder(relpath)
             elif statmod.S_ISREG(st.st_mode):
                 digest = self._file(relpath, full, st)
                 result = PathState(digest, st.st_size, False, bool(st.st_mode & 0o100))
@@ -249,7 +249,7 @@ class Hasher:
         entries.sort(key=lambda entry: entry.path)
         return entries
 
-    def _folder(self, relpath: str, full: Path) -> PathState:
+    def _folder(self, relpath: str) -> PathState:
         entries = self.manifest(relpath)
         digest = digest_bytes(manifest_bytes(entries))
         return PathState(digest, sum(entry.size for entry in entries), True)
