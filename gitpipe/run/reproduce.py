@@ -521,11 +521,11 @@ def _repro_locked(
             status = "waiting"
     except KeyboardInterrupt as exc:
         status = "interrupted"
-        _save_partial_lock(project, not run.write_lock, entries, lock)
+        _save_partial_lock(project, run.write_lock, entries, lock)
         raise Interrupted("interrupted; finished steps were kept, run again to go on") from exc
     except BaseException:
         status = "error"
-        _save_partial_lock(project, not run.write_lock, entries, lock)
+        _save_partial_lock(project, run.write_lock, entries, lock)
         raise
     finally:
         report.status = status
@@ -576,10 +576,11 @@ def _repro_locked(
 
 
 def _save_partial_lock(
-    project: Project, dry_run: bool, entries: Mapping[str, LockEntry], lock: Lock
+    project: Project, write_lock: bool, entries: Mapping[str, LockEntry], lock: Lock
 ) -> None:
-    """Keep what finished before a failure or interrupt in the lock."""
-    if dry_run or dict(entries) == dict(lock.steps):
+    """Keep what finished before a failure or interrupt in the lock, when the run
+    writes one."""
+    if not write_lock or dict(entries) == dict(lock.steps):
         return
     with contextlib.suppress(GitpipeError, OSError):
         live = {n: e for n, e in entries.items() if n in project.pipeline.steps}
