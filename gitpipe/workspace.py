@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitpipe.core import atomic, tomlcache
+from gitpipe.core import atomic, stamps
 from gitpipe.core.errors import (
     GitError,
     UsageError,
@@ -154,8 +154,8 @@ class Project:
         self._keep: Callable[[], None] = _nothing
         self._keep_lock: Callable[[], None] = _nothing
         self._user: str | None = None  # who approves, found once
-        #: the lock last read, with the file's (inode, mtime_ns, size) and when it was read
-        self._lock_read: tuple[tuple[int, int, int], int, Lock] | None = None
+        #: the lock last read, with the file's stamp and when it was read
+        self._lock_read: tuple[stamps.Stamp, int, Lock] | None = None
 
     @property
     def store_dir(self) -> Path:
@@ -234,13 +234,14 @@ class Project:
     def read_lock(self) -> Lock:
         """gitpipe.lock, its parsed TOML cached like the pipeline file's; read again only
         when the file changed since this project last read it (as the stat cache tells)."""
-        try:
-            st = self.lock_path.stat()
-            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except OSError:
-            stamp = None
+        stamp = stamps.stamp(self.lock_path)
         last = self._lock_read
-        if last is not None and stamp == last[0] and not tomlcache.racy(last[0][1], last[1]):
+        if (
+            stamp is not None
+            and last is not None
+            and stamp == last[0]
+            and not stamps.racy(stamp[1], last[1])
+        ):
             return last[2]
         read_ns = time.time_ns()
         lock, keep = lockfile.read_cached(self.lock_path, cache_dir=self.state_dir / "parsed")
@@ -293,21 +294,21 @@ class Project:
         names = self.select(targets, single=single, downstream=downstream)
         whole = not targets and self.state_dir.is_dir()
         recorder = Recorder() if whole else None
-        stamp = guard.index_stamp(self, names)
-        if stamp is not None and stamp == guard.checked_stamp(self.state_dir):
+        git_check = guard.git_check_digest(self, names)
+        if git_check is not None and git_check == guard.passed_git_check(self.state_dir):
             # the Git index and the outputs are as when they last passed: skip Git
             guard.check_before_run(self, names, None, run=False, git=False)
         else:
             with self.repository() as repo:
                 guard.check_before_run(self, names, repo, run=False)
-            guard.remember_check(self.state_dir, stamp)
+            guard.remember_check(self.state_dir, git_check)
         lock = self.read_lock()
         # the stat cache is kept once gitpipe has state here; status creates none
         with self.inputs(readonly=not self.state_dir.is_dir()) as inputs:
             inputs.hasher.seen = recorder
             planner = self.planner(inputs, lock)
             statuses = [status_of(d) for d in planner.plan(names, self.graph.parents)]
-            if recorder is not None and stamp is not None and not recorder.broken:
+            if recorder is not None and git_check is not None and not recorder.broken:
                 self._record_inputs(recorder, names)
                 if all(s.action in SETTLED for s in statuses):
                     head, current = self._lock_is_current(inputs, lock)

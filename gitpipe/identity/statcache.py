@@ -4,7 +4,7 @@ A file whose (inode, mtime_ns, ctime_ns, size) matches what was recorded when it
 last hashed is not opened again (the ctime, which no program sets, tells a file
 rewritten with its old size and mtime, by `cp -p` say, from the file it was).  As
 in Git, an entry hashed within the racy window of the file's own mtime
-(:func:`gitpipe.core.tomlcache.racy`) is not trusted (the file may have changed again
+(:func:`gitpipe.core.stamps.racy`) is not trusted (the file may have changed again
 within the file system's timestamp tick) and is hashed once more on the next look-up.
 """
 
@@ -28,7 +28,7 @@ from gitpipe.core.hashing import (
     not_a_file,
 )
 from gitpipe.core.snapshot import Recorder
-from gitpipe.core.tomlcache import racy
+from gitpipe.core.stamps import racy
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -157,7 +157,7 @@ class Hasher:
         self.root = root
         self.cache = cache
         self._memo: dict[str, PathState | None] = {}
-        #: set by `status`: every path looked at, with its stamp (see gitpipe.core.snapshot)
+        #: set by `status`: every path looked at, with its stamp (gitpipe.core.snapshot)
         self.seen: Recorder | None = None
 
     def forget(self, relpath: str) -> None:

@@ -147,14 +147,14 @@ def reproduce(
         if event not in spec.HOOK_EVENTS:
             raise UsageError(f"unknown hook {event!r} (hooks: {', '.join(spec.HOOK_EVENTS)})")
         calls[event] = tuple(given) if isinstance(given, (list, tuple)) else (given,)
-    stamp = guard.index_stamp(project, names)
-    checked = stamp is not None and stamp == guard.checked_stamp(
+    git_check = guard.git_check_digest(project, names)
+    checked = git_check is not None and git_check == guard.passed_git_check(
         project.state_dir
     )  # as in `status`
     with project.repository() as repo:
         guard.check_before_run(project, names, repo, git=not checked)
         if not checked and not dry_run:  # a dry run writes nothing
-            guard.remember_check(project.state_dir, stamp)
+            guard.remember_check(project.state_dir, git_check)
         current = project.read_lock()  # a damaged lock stops us before anything is written
         broadcast = ev.Broadcast(list(listeners))
         far = None
