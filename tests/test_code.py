@@ -853,7 +853,9 @@ def test_a_steps_key_does_not_depend_on_what_was_digested_before(make_workspace)
     assert keys[0] == keys[1]
 
 
-def test_a_code_path_outside_the_pipeline_folder_is_code_or_an_error(workspace):
+def test_a_code_path_above_the_pipeline_folder_is_code_like_any_other(workspace):
+    """docs/code.md: "a `code` entry or a script above the pipeline folder
+    (`../shared/helpers.py`) is code like any other" (it was once left out silently)."""
     workspace.write("shared/helpers.py", "X = 1\n")
     workspace.write("analysis/run.py", "print(1)\n")
     workspace.write(
@@ -861,11 +863,14 @@ def test_a_code_path_outside_the_pipeline_folder_is_code_or_an_error(workspace):
         f'[steps.a]\ncmd = "{PY} run.py"\ncode = ["../shared/helpers.py"]\n',
     )
     workspace.commit()
-    result = workspace.gitpipe("-C", "analysis", "status", "--json")
-    if result.exit_code == 2:
-        assert "steps.a.code[0]" in result.stderr
-    else:
-        assert json.loads(result.stdout)[0]["code"] == ["../shared/helpers.py", "run.py"]
+    (before,) = json.loads(workspace.ok("-C", "analysis", "status", "--json").stdout)
+    assert before["code"] == ["../shared/helpers.py", "run.py"]
+
+    workspace.ok("-C", "analysis", "repro")
+    workspace.write("shared/helpers.py", "X = 2\n")
+    (after,) = json.loads(workspace.ok("-C", "analysis", "status", "--json").stdout)
+    assert after["state"] == "stale"
+    assert after["reasons"] == ["code changed: ../shared/helpers.py"]
 
 
 def test_a_missing_code_file_is_a_pipeline_error(workspace):

@@ -677,6 +677,42 @@ def test_dag_states_follow_staleness(workspace):
     assert set(dag_states(workspace).values()) == {"up to date"}
 
 
+def test_dag_shows_a_step_its_when_skips_in_every_rendering(workspace):
+    workspace.write(".gitignore", "*.txt\n")
+    workspace.pipeline(
+        """
+        [params]
+        mode = "quick"
+
+        [steps.make]
+        cmd = "echo made > made.txt"
+        outs = ["made.txt"]
+
+        [steps.full]
+        cmd = "echo full > full.txt"
+        when = "${params.mode} == 'full'"
+        outs = ["full.txt"]
+
+        [steps.report]
+        cmd = "cp full.txt report.txt"
+        deps = ["full.txt"]
+        outs = ["report.txt"]
+        """
+    )
+    workspace.commit("gated")
+    assert dag_states(workspace) == {"make": "stale", "full": "skipped", "report": "skipped"}
+
+    mermaid = workspace.ok("dag", "--mermaid").stdout
+    assert 's_full["full<br/><i>skipped</i>"]:::skipped' in mermaid
+    assert 's_report["report<br/><i>skipped</i>"]:::skipped' in mermaid
+    assert "s_full --> s_report" in mermaid
+    named = {line.rsplit(":::", 1)[1] for line in mermaid.splitlines() if ":::" in line}
+    defined = {line.split()[1] for line in mermaid.splitlines() if "classDef" in line}
+    assert named <= defined, mermaid
+    assert '"full" [label="full\\nskipped"' in workspace.ok("dag", "--dot").stdout
+    assert "full    [skipped]" in workspace.ok("dag").stdout
+
+
 # -- the schema is an interface -------------------------------------------------------
 
 

@@ -1,16 +1,18 @@
 """The runner behaviours of issue 3: parallel steps without wave barriers, resources,
 --keep-going, backends, Ctrl-C / SIGTERM, two runs at once, and what people see.
 
-Timing is read from lineage (each execution's start and end), and only orderings
-and overlaps are compared, never wall-clock durations.  Where a real process is
-needed (signals, two runs at once, a terminal) the installed `gitpipe` script runs
-as a subprocess.
+Which steps ran at the same time, and in which order, is proven with files, never
+read from clocks: steps that must overlap wait at a barrier for each other's
+markers (and fail if the others never come), and steps append to a journal when
+they start and end, whose order is the order things happened.  Only the tests about
+durations (timeouts, the grace before SIGKILL, how soon Ctrl-C ends a run) measure
+time, since time is what they are about.  Where a real process is needed (signals,
+two runs at once, a terminal) the installed `gitpipe` script runs as a subprocess.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import re
@@ -95,14 +97,55 @@ def executions(root: Path, run_id: str | None = None) -> dict[str, Execution]:
     }
 
 
-def overlap(*runs_: Execution) -> bool:
-    """Whether all the executions were running at one same moment."""
-    return max(e.started for e in runs_) < min(e.ended for e in runs_)
+def await_files(step: str, *names: str) -> str:
+    """A shell command: wait (up to 30 s) until every file of ``names`` exists; the
+    step fails, saying so, when one never does."""
+    present = " && ".join(f"[ -f {name} ]" for name in names)
+    gave_up = f"echo '{step}: gave up waiting for {' '.join(names)}' >&2; exit 9"
+    return (
+        f"for i in $(seq 300); do {present} && break; sleep 0.1; done; "
+        f"{present} || {{ {gave_up}; }}"
+    )
 
 
-def apart(a: Execution, b: Execution) -> bool:
-    """Whether one execution ended before the other started."""
-    return a.ended <= b.started or b.ended <= a.started
+def barrier(step: str, *others: str) -> str:
+    """A shell command for ``step``: leave a marker, then wait for the markers of all
+    the ``others``.  Steps that all pass one barrier were running at one same moment:
+    each started before any of the others ended.  A scheduler that would not run them
+    together fails them instead, whatever the machine's load."""
+    return f"touch started.{step}.txt; " + await_files(step, *(f"started.{o}.txt" for o in others))
+
+
+def journaled(step: str, *commands: str) -> str:
+    """A shell command for ``step``: ``commands``, between a `start` and an `end` line
+    appended to journal.txt."""
+    return "; ".join(
+        (f"echo start {step} >> journal.txt", *commands, f"echo end {step} >> journal.txt")
+    )
+
+
+#: in a journaled step, time for an overlap, were one allowed, to show in the journal;
+#: the journal's order decides, so a slow machine can hide a fault but never fail a test
+PAUSE = "sleep 0.2"
+
+
+def together(root: Path) -> set[frozenset[str]]:
+    """Every set of steps journal.txt shows running at one moment (an entry per
+    start: the steps then started and not yet ended)."""
+    running: set[str] = set()
+    seen: set[frozenset[str]] = set()
+    for line in (root / "journal.txt").read_text().splitlines():
+        what, step = line.split()
+        if what == "start":
+            running.add(step)
+            seen.add(frozenset(running))
+        else:
+            running.discard(step)
+    return seen
+
+
+def journal(root: Path) -> list[str]:
+    return (root / "journal.txt").read_text().splitlines()
 
 
 def summary_line(text: str) -> re.Match[str]:
@@ -213,61 +256,57 @@ def is_alive(pid: int) -> bool:
 
 # -- concurrency -----------------------------------------------------------------
 
-FOUR_SLEEPERS = "".join(
-    f"""
-[steps.s{i}]
-cmd = "sleep 1; echo {i} > s{i}.txt"
-outs = ["s{i}.txt"]
+FOUR = [f"s{i}" for i in range(4)]
+
+
+def four_steps(command: Callable[[str], str]) -> str:
+    return "".join(
+        f"""
+[steps.{step}]
+cmd = "{command(step)}; echo {step} > {step}.txt"
+outs = ["{step}.txt"]
 """
-    for i in range(4)
-)
+        for step in FOUR
+    )
 
 
 @pytest.mark.timeout(60)
 def test_independent_steps_run_at_the_same_time_with_jobs_and_one_by_one_without(workspace):
-    setup(workspace, FOUR_SLEEPERS)
+    setup(workspace, four_steps(lambda step: barrier(step, *(s for s in FOUR if s != step))))
+    workspace.ok("repro", "-j", "4")  # all four met at the barrier
+    assert workspace.states() == dict.fromkeys(FOUR, "ran")
 
-    workspace.ok("repro", "-j", "4")
-    parallel = executions(workspace.root)
-    assert [e.state for e in parallel.values()] == ["ran"] * 4
-    assert overlap(*parallel.values()), parallel
-
-    workspace.ok("repro", "--force")  # the default is -j 1
-    serial = sorted(executions(workspace.root).values(), key=lambda e: e.started)
-    assert [e.state for e in serial] == ["ran"] * 4
-    for before, after in itertools.pairwise(serial):
-        assert before.ended <= after.started, (before, after)
+    workspace.pipeline(four_steps(lambda step: journaled(step, PAUSE)))
+    workspace.ok("repro")  # the default is -j 1
+    assert workspace.states() == dict.fromkeys(FOUR, "ran")
+    assert together(workspace.root) == {frozenset([step]) for step in FOUR}, journal(workspace.root)
 
 
 @pytest.mark.timeout(60)
 def test_a_step_starts_when_its_own_parents_finish_without_waiting_for_a_slow_branch(workspace):
     setup(
         workspace,
-        """
+        f"""
         [steps.slow]
-        cmd = "sleep 3; echo slow > slow.txt"
+        cmd = "{journaled("slow", await_files("slow", "fast_child.txt"), "echo slow > slow.txt")}"
         outs = ["slow.txt"]
 
         [steps.fast]
-        cmd = "sleep 0.2; echo fast > fast.txt"
+        cmd = "{journaled("fast", "echo fast > fast.txt")}"
         outs = ["fast.txt"]
 
         [steps.fast_child]
-        cmd = "cp fast.txt fast_child.txt"
+        cmd = "{journaled("fast_child", "cp fast.txt fast_child.txt")}"
         deps = ["fast.txt"]
         outs = ["fast_child.txt"]
         """,
     )
+    # `slow` ends only once `fast_child` has written: had `fast_child` waited for the
+    # slow branch, `slow` would have given up and failed
     workspace.ok("repro", "-j", "3")
-    run = executions(workspace.root)
-    assert {step: e.state for step, e in run.items()} == {
-        "slow": "ran",
-        "fast": "ran",
-        "fast_child": "ran",
-    }
-    assert run["fast"].ended <= run["fast_child"].started
-    assert run["fast_child"].started < run["slow"].ended
-    assert run["fast_child"].ended < run["slow"].ended
+    assert workspace.states() == {"slow": "ran", "fast": "ran", "fast_child": "ran"}
+    order = journal(workspace.root)
+    assert order.index("end fast") < order.index("start fast_child"), order
 
 
 # -- failures --------------------------------------------------------------------
@@ -309,17 +348,39 @@ def test_a_failure_stops_steps_that_had_not_started_and_names_the_failed_step(wo
     assert "other" in result.stderr
 
 
+#: a step's command: wait (up to 30 s) until lineage records STEP in STATE
+RECORDED = """
+import contextlib, sqlite3, sys, time
+step, state = sys.argv[1:]
+for _ in range(300):
+    with contextlib.suppress(sqlite3.Error):
+        with contextlib.closing(
+            sqlite3.connect("file:.gitpipe/lineage.db?mode=ro", uri=True)
+        ) as db:
+            query = "SELECT 1 FROM executions WHERE step = ? AND state = ?"
+            if db.execute(query, (step, state)).fetchone():
+                sys.exit(0)
+    time.sleep(0.1)
+sys.exit(f"gave up waiting for lineage to record {step} {state}")
+"""
+
+
 @pytest.mark.timeout(60)
 def test_a_failure_lets_running_siblings_finish_and_keeps_what_they_made(workspace):
+    workspace.write("src/recorded.py", RECORDED)
     setup(
         workspace,
-        """
+        f"""
         [steps.bad]
-        cmd = "sleep 0.2; exit 1"
+        cmd = "{barrier("bad", "sibling")}; exit 1"
         outs = ["bad.txt"]
 
         [steps.sibling]
-        cmd = "sleep 1; echo made > sibling.txt"
+        cmd = [
+            "touch started.sibling.txt",
+            "python3 src/recorded.py bad failed",
+            "echo made > sibling.txt",
+        ]
         outs = ["sibling.txt"]
 
         [steps.later]
@@ -327,6 +388,8 @@ def test_a_failure_lets_running_siblings_finish_and_keeps_what_they_made(workspa
         outs = ["later.txt"]
         """,
     )
+    # `bad` fails once `sibling` runs, and `sibling` goes on once the run has recorded
+    # the failure: it was running when `bad` failed, and is let finish
     result = workspace.gitpipe("repro", "-j", "2")
     assert result.exit_code == 1, result.output
     run = executions(workspace.root)
@@ -335,7 +398,6 @@ def test_a_failure_lets_running_siblings_finish_and_keeps_what_they_made(workspa
         "ran",
         "skipped",
     )
-    assert run["bad"].ended < run["sibling"].ended
     assert (workspace.root / "sibling.txt").read_text() == "made\n"
     assert locked_steps(workspace.root) == {"sibling"}
     assert "later" in result.stderr  # it names the steps it held back
@@ -377,36 +439,48 @@ def test_a_failed_step_shows_the_end_of_its_log_without_verbose(workspace):
 
 # -- resources -------------------------------------------------------------------
 
-WIDE_AND_NARROW = """
+
+def wide_and_narrow(wide: str, a: str, b: str) -> str:
+    """`wide` needing two CPUs and two one-CPU steps, each running its shell command
+    and then writing its output."""
+    return f"""
 [steps.wide]
-cmd = "sleep 1; echo wide > wide.txt"
+cmd = "{wide}; echo wide > wide.txt"
 outs = ["wide.txt"]
-resources = { cpus = 2 }
+resources = {{ cpus = 2 }}
 
 [steps.a]
-cmd = "sleep 1; echo a > a.txt"
+cmd = "{a}; echo a > a.txt"
 outs = ["a.txt"]
 
 [steps.b]
-cmd = "sleep 1; echo b > b.txt"
+cmd = "{b}; echo b > b.txt"
 outs = ["b.txt"]
 """
 
 
 @pytest.mark.timeout(60)
 def test_a_step_needing_two_cpus_takes_two_job_slots(workspace):
-    setup(workspace, WIDE_AND_NARROW)
-
+    # with two slots, the one-slot steps meet at a barrier, and `wide` runs alone
+    setup(
+        workspace,
+        wide_and_narrow(
+            journaled("wide", PAUSE),
+            journaled("a", barrier("a", "b")),
+            journaled("b", barrier("b", "a")),
+        ),
+    )
     workspace.ok("repro", "-j", "2")
-    run = executions(workspace.root)
-    assert [e.state for e in run.values()] == ["ran"] * 3
-    assert apart(run["wide"], run["a"]), run
-    assert apart(run["wide"], run["b"]), run
-    assert overlap(run["a"], run["b"]), run  # the two one-slot steps still share
+    assert workspace.states() == {"wide": "ran", "a": "ran", "b": "ran"}
+    shared = {running for running in together(workspace.root) if "wide" in running}
+    assert shared == {frozenset(["wide"])}, journal(workspace.root)
 
-    workspace.ok("repro", "--force", "-j", "4")
-    run = executions(workspace.root)
-    assert overlap(run["wide"], run["a"], run["b"]), run
+    # with four, all three meet
+    workspace.pipeline(
+        wide_and_narrow(*(barrier(s, *({"wide", "a", "b"} - {s})) for s in ("wide", "a", "b")))
+    )
+    workspace.ok("repro", "-j", "4")
+    assert workspace.states() == {"wide": "ran", "a": "ran", "b": "ran"}
 
 
 @pytest.mark.parametrize("cpus", ["0", "1.5", "-1", "true"])

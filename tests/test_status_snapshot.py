@@ -17,7 +17,7 @@ from conftest import CHAIN, Workspace, git
 
 import gitpipe.identity.statcache
 from gitpipe.core.snapshot import answer
-from gitpipe.core.tomlcache import racy
+from gitpipe.core.stamps import racy
 from gitpipe.identity.statcache import Hasher, StatCache
 
 if sys.version_info >= (3, 11):
@@ -100,11 +100,16 @@ def test_a_no_op_status_is_answered_without_loading_the_pipeline(workspace):
     ids=["dep edited", "output removed", "output edited", "pipeline edited", "lock edited"],
 )
 def test_any_change_to_what_status_read_is_seen(workspace, change, expected):
-    up_to_date(workspace)
+    kept = (up_to_date(workspace).root / SNAPSHOT).read_bytes()
     change(workspace.root)
+    settle()  # past the racy window: only the answer itself can keep a snapshot out
     lines = status_lines(workspace)
     assert " stale" in lines[expected], lines
-    assert not (workspace.root / SNAPSHOT).exists() or "stale" in str(lines)
+    # no snapshot is kept of a stale answer: the old one is left as it was (or gone),
+    # and its stamps no longer hold
+    snapshot = workspace.root / SNAPSHOT
+    assert not snapshot.exists() or snapshot.read_bytes() == kept
+    assert answer(workspace.root / "gitpipe.toml") is None
 
 
 def test_a_file_rewritten_with_its_old_size_and_mtime_is_seen(workspace):
@@ -116,6 +121,37 @@ def test_a_file_rewritten_with_its_old_size_and_mtime_is_seen(workspace):
     os.utime(raw, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert (raw.stat().st_ino, raw.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert "dep changed: data/raw.txt" in status_lines(workspace)["first"]
+
+
+def rewrite_keeping_size_and_mtime(path: Path, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` (as long) in a file, as `cp -p` or tar would leave it:
+    the same inode, size and mtime; only the ctime tells."""
+    assert len(old) == len(new)
+    before = path.stat()
+    path.write_text(path.read_text().replace(old, new, 1))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+
+
+def test_a_pipeline_file_rewritten_with_its_old_size_and_mtime_is_parsed_again(workspace):
+    """The parsed-pipeline caches key on the whole stamp, ctime included."""
+    up_to_date(workspace)
+    rewrite_keeping_size_and_mtime(workspace.root / "gitpipe.toml", "wc -c", "wc -m")
+    assert " stale" in status_lines(workspace)["third"]
+
+
+def test_a_lock_rewritten_with_its_old_size_and_mtime_is_read_again(workspace):
+    up_to_date(workspace)
+    lock = workspace.root / "gitpipe.lock"
+    key = tomllib.loads(lock.read_text())["steps"]["second"]["key"]
+    changed = key[:-1] + ("0" if key[-1] != "0" else "1")
+    rewrite_keeping_size_and_mtime(lock, key, changed)
+    assert " stale" in status_lines(workspace)["second"]
 
 
 def test_an_output_tracked_by_git_since_is_still_refused(workspace):

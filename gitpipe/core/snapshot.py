@@ -26,17 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gitpipe.core import atomic, tomlcache
+from gitpipe.core import atomic
 from gitpipe.core.layout import STATE_DIR
 from gitpipe.core.records import Reason, StepStatus
+from gitpipe.core.stamps import Stamp, racy, stamp_of
 
 #: the snapshot's layout; a file of another layout is ignored
 FORMAT = 3
-
-#: (inode, mtime_ns, ctime_ns, size, mode), or None for a path that does not exist.
-#: The ctime, which no program can set, tells a file rewritten with its old size and
-#: mtime (`cp -p`, say) from the file it was.
-Stamp = tuple[int, int, int, int, int] | None
 
 _GLOB_CHARS = frozenset("*?[")
 _STATES = ("up to date", "frozen", "skipped")  # what a snapshot may hold
@@ -46,13 +42,9 @@ class _Unknowable(Exception):
     """A path could not be stamped (permission denied, say): no snapshot."""
 
 
-def stamp_of(st: os.stat_result | None) -> Stamp:
-    if st is None:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
-
-
-def stamp(path: str, *, follow: bool = True) -> Stamp:
+def _stamp(path: str, *, follow: bool = True) -> Stamp:
+    """The stamp of ``path`` now; :class:`_Unknowable` when it cannot be told (a path
+    that cannot be stat-ed is not a missing one)."""
     try:
         st = os.stat(path) if follow else os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -81,7 +73,7 @@ class Recorder:
         name = path if follow else "L" + path
         if name not in self.stamps:
             try:
-                self.stamps[name] = stamp(path, follow=follow)
+                self.stamps[name] = _stamp(path, follow=follow)
             except _Unknowable:
                 self.broken = True
 
@@ -163,7 +155,7 @@ def write(
     for path in module_paths():
         recorder.look(path)
     stamps = recorder.stamps
-    if any(s is not None and tomlcache.racy(max(s[1], s[2]), started_ns) for s in stamps.values()):
+    if any(s is not None and racy(max(s[1], s[2]), started_ns) for s in stamps.values()):
         return False
     data = (_header(file), stamps, rows, head, lock_current)
     with contextlib.suppress(OSError, ValueError):  # a cache: never a reason to fail
@@ -171,11 +163,6 @@ def write(
         atomic.write_bytes(snapshot_path(state_dir, file), marshal.dumps(data), sync=False)
         return True
     return False
-
-
-def forget(state_dir: Path, file: Path) -> None:
-    with contextlib.suppress(OSError):
-        snapshot_path(state_dir, file).unlink()
 
 
 def answer(file: Path) -> list[StepStatus] | None:
@@ -199,7 +186,7 @@ def read(file: Path) -> Snapshot | None:
         return None
     try:
         for path, then in stamps.items():
-            now = stamp(path[1:], follow=False) if path.startswith("L") else stamp(path)
+            now = _stamp(path[1:], follow=False) if path.startswith("L") else _stamp(path)
             if now != then:
                 return None
     except (_Unknowable, AttributeError, TypeError, IndexError):

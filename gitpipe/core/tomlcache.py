@@ -4,8 +4,8 @@ parsed again.
 Python's TOML parser is pure Python: a 500-step `gitpipe.lock` takes a tenth of a
 second to parse, more than everything else a no-op `status` does.  This cache keeps
 the parsed tables (as `marshal` data: plain dicts, lists, strings and numbers) keyed
-by the file's (inode, mtime_ns, size); like the stat cache, an entry whose stamp was
-taken within the racy window of the file's mtime (see :func:`racy`) is not trusted.
+by the file's stamp (gitpipe.core.stamps); like the stat cache, an entry whose stamp
+was taken within the racy window of the file's mtime is not trusted.
 Only gitpipe writes these cache files, in its own ignored `.gitpipe/` folder; a
 damaged one is ignored.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import marshal
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -23,22 +22,9 @@ from types import ModuleType
 from typing import Any
 
 from gitpipe.core import atomic
+from gitpipe.core.stamps import racy, stamp_of
 
-_VERSION = 1
-#: A file stamped (stat-ed, then hashed or parsed) soon after its mtime may change
-#: again within the same timestamp tick, and keep its stamp.  Stamps in whole
-#: seconds (FAT, ext3, HFS+, some file servers) tick every second or two ...
-RACY_NS = 2_000_000_000
-#: ... sub-second stamps (ext4, XFS, btrfs, APFS, NTFS) every few milliseconds at
-#: most; 50 ms also covers the clock skew of a synchronised file server.
-FINE_RACY_NS = 50_000_000
-
-
-def racy(mtime_ns: int, taken_ns: int) -> bool:
-    """Whether a stamp with this mtime, taken at ``taken_ns`` (before the file was
-    read), may miss a later change: such a stamp is checked again next time."""
-    window = RACY_NS if mtime_ns % 1_000_000_000 == 0 else FINE_RACY_NS
-    return taken_ns - mtime_ns < window
+_VERSION = 2  # 2: keyed by the whole stamp (1: inode, mtime and size)
 
 
 def _tomllib() -> ModuleType:
@@ -69,13 +55,13 @@ def load(
     """
     taken_ns = time.time_ns()
     st = path.stat()
-    stamp = (_VERSION, st.st_ino, st.st_mtime_ns, st.st_size)
+    wanted = (_VERSION, stamp_of(st))
     if cache_dir is None:
         return _tomllib().loads(path.read_text(encoding="utf-8")), _nothing
     cached = cache_dir / ((name or path.name) + ".marshal")
     with contextlib.suppress(OSError, ValueError, EOFError, TypeError):
-        saved_stamp, hashed_ns, data = marshal.loads(cached.read_bytes())
-        if tuple(saved_stamp) == stamp and not racy(st.st_mtime_ns, hashed_ns):
+        saved, hashed_ns, data = marshal.loads(cached.read_bytes())
+        if tuple(saved) == wanted and not racy(st.st_mtime_ns, hashed_ns):
             return data, _nothing
     data = _tomllib().loads(path.read_text(encoding="utf-8"))
 
@@ -83,18 +69,9 @@ def load(
         if not cache_dir.parent.is_dir():  # only where gitpipe keeps state already
             return
         with contextlib.suppress(OSError, ValueError):  # ValueError: what marshal cannot hold
-            atomic.write_bytes(cached, marshal.dumps((stamp, taken_ns, data)), sync=False)
+            atomic.write_bytes(cached, marshal.dumps((wanted, taken_ns, data)), sync=False)
 
     return data, keep
-
-
-def stamp(path: Path) -> tuple[int, int, int] | None:
-    """A file's (inode, mtime_ns, size), or None when it cannot be seen."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _nothing() -> None:
@@ -103,8 +80,3 @@ def _nothing() -> None:
 
 def loads(text: str) -> dict[str, Any]:
     return _tomllib().loads(text)
-
-
-def forget(path: Path, cache_dir: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(cache_dir / (path.name + ".marshal"))

@@ -4,7 +4,7 @@ A file whose (inode, mtime_ns, ctime_ns, size) matches what was recorded when it
 last hashed is not opened again (the ctime, which no program sets, tells a file
 rewritten with its old size and mtime, by `cp -p` say, from the file it was).  As
 in Git, an entry hashed within the racy window of the file's own mtime
-(:func:`gitpipe.core.tomlcache.racy`) is not trusted (the file may have changed again
+(:func:`gitpipe.core.stamps.racy`) is not trusted (the file may have changed again
 within the file system's timestamp tick) and is hashed once more on the next look-up.
 """
 
@@ -28,7 +28,7 @@ from gitpipe.core.hashing import (
     not_a_file,
 )
 from gitpipe.core.snapshot import Recorder
-from gitpipe.core.tomlcache import racy
+from gitpipe.core.stamps import racy
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -66,7 +66,6 @@ class StatCache:
         self._dirty: dict[str, _Row] = {}
         self._code: dict[str, _CodeRow] = {}
         self._code_dirty: dict[str, _CodeRow] = {}
-        self.files_read = 0
         if path.exists():
             try:
                 with contextlib.closing(sqlite3.connect(path)) as db:
@@ -140,22 +139,6 @@ class StatCache:
             pass
 
 
-class StatCacheNoop(StatCache):
-    """A stat cache that remembers nothing: every look-up reads the file."""
-
-    def __init__(self) -> None:
-        self.path = Path(os.devnull)
-        self.readonly = True
-        self._rows = {}
-        self._dirty = {}
-        self._code = {}
-        self._code_dirty = {}
-        self.files_read = 0
-
-    def record(self, key: str, st: os.stat_result, digest: Digest, hashed_ns: int) -> None:
-        return None
-
-
 @dataclass(frozen=True, slots=True)
 class PathState:
     """What a workspace path holds now: its digest, total size and, for files, the
@@ -174,7 +157,7 @@ class Hasher:
         self.root = root
         self.cache = cache
         self._memo: dict[str, PathState | None] = {}
-        #: set by `status`: every path looked at, with its stamp (see gitpipe.core.snapshot)
+        #: set by `status`: every path looked at, with its stamp (gitpipe.core.snapshot)
         self.seen: Recorder | None = None
 
     def forget(self, relpath: str) -> None:
@@ -204,7 +187,7 @@ class Hasher:
             if self.seen is not None:
                 self.seen.saw(str(full), st)
             if statmod.S_ISDIR(st.st_mode):
-                result = self._folder(relpath, full)
+                result = self._folder(relpath)
             elif statmod.S_ISREG(st.st_mode):
                 digest = self._file(relpath, full, st)
                 result = PathState(digest, st.st_size, False, bool(st.st_mode & 0o100))
@@ -221,7 +204,6 @@ class Hasher:
                 digest = digest_file(full, size=st.st_size)
             except OSError as exc:
                 raise PathError(f"cannot read {key} ({exc.strerror})") from exc
-            self.cache.files_read += 1
             self.cache.record(key, st, digest, taken_ns)
         return digest
 
@@ -267,7 +249,7 @@ class Hasher:
         entries.sort(key=lambda entry: entry.path)
         return entries
 
-    def _folder(self, relpath: str, full: Path) -> PathState:
+    def _folder(self, relpath: str) -> PathState:
         entries = self.manifest(relpath)
         digest = digest_bytes(manifest_bytes(entries))
         return PathState(digest, sum(entry.size for entry in entries), True)

@@ -31,7 +31,14 @@ def _node_id(name: str) -> str:
     return "s_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
-_CLASSES = {"up to date": "fresh", "stale": "stale", "frozen": "frozen", "unknown": "unknown"}
+#: the Mermaid class of each state `status` can show (and "unknown" for a step it did not)
+_CLASSES = {
+    "up to date": "fresh",
+    "stale": "stale",
+    "frozen": "frozen",
+    "skipped": "skipped",
+    "unknown": "unknown",
+}
 
 
 def dag_mermaid(graph: Graph, states: Mapping[str, Any]) -> str:
@@ -46,6 +53,7 @@ def dag_mermaid(graph: Graph, states: Mapping[str, Any]) -> str:
         "    classDef fresh fill:#e6f4ea,stroke:#34a853",
         "    classDef stale fill:#fef7e0,stroke:#f9ab00",
         "    classDef frozen fill:#e8f0fe,stroke:#4285f4",
+        "    classDef skipped fill:#f1f3f4,stroke:#999999,stroke-dasharray:4 3",
         "    classDef unknown fill:#eeeeee,stroke:#999999",
     ]
     return "\n".join(lines)

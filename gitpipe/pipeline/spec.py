@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gitpipe.core import atomic, tomlcache
+from gitpipe.core import atomic, stamps, tomlcache
 from gitpipe.core.errors import PipelineError
 from gitpipe.core.layout import DEFAULT_FILE
 from gitpipe.pipeline.model import (
@@ -117,7 +117,7 @@ def _pickle_key(file: Path, overrides: Mapping[str, Any] | None) -> tuple[Any, .
     folder names the pipeline), the overrides, and the parser's code (this layer's
     modules and the TOML cache's)."""
     sources = [*sorted(Path(__file__).parent.glob("*.py")), Path(tomlcache.__file__)]
-    code = tuple(tomlcache.stamp(source) for source in sources)
+    code = tuple(stamps.stamp(source) for source in sources)
     return (1, str(file.resolve()), repr(sorted((overrides or {}).items())), code)
 
 
@@ -132,7 +132,7 @@ def _from_pickle(cache_dir: Path, key: tuple[Any, ...]) -> Pipeline | None:
     if saved_key != key or not isinstance(pipeline, Pipeline):
         return None
     for path, stamp in files:
-        if tomlcache.stamp(Path(path)) != stamp:
+        if stamps.stamp(path) != stamp:
             return None
     return pipeline
 
@@ -146,12 +146,12 @@ def _to_pickle(
 
     if not cache_dir.parent.is_dir():  # only where gitpipe keeps state already
         return
-    stamps = [(str(path), tomlcache.stamp(path)) for path in files]
-    if any(s is None or tomlcache.racy(s[1], started_ns) for _, s in stamps):
+    taken = [(str(path), stamps.stamp(path)) for path in files]
+    if any(s is None or stamps.racy(s[1], started_ns) for _, s in taken):
         return
     with contextlib.suppress(Exception):  # a cache: never a reason to fail a command
         cache_dir.mkdir(exist_ok=True)
-        data = pickle.dumps((key, stamps, pipeline), protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((key, taken, pipeline), protocol=pickle.HIGHEST_PROTOCOL)
         atomic.write_bytes(cache_dir / _PICKLED, data, sync=False)
 
 

@@ -5,7 +5,7 @@ Outputs must stay inside the repository, clear of the protected places (`.git`,
 `.gitpipe`, the store, the lock, the pipeline files: :class:`Protected`), and must
 not be tracked by Git; a run's source dependencies must exist.  The Git part is
 skipped while the Git index and the outputs checked are as when it last passed
-(:func:`index_stamp`).
+(:func:`git_check_digest`).
 
 A step's command may change the disk under gitpipe's feet (swap a folder for a link
 out of the repository), so every write re-checks its path (:func:`check_write`) and
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitpipe.core import atomic, tomlcache
+from gitpipe.core import atomic, stamps
 from gitpipe.core.errors import PipelineError, UnsafePath
 from gitpipe.core.hashing import digest_record
 from gitpipe.pipeline import spec
@@ -45,22 +45,18 @@ def dot_git(root: Path) -> Path | None:
     return None
 
 
-def index_stamp(project: Workspace, names: Sequence[str]) -> str | None:
-    """What the check for outputs tracked by Git depends on: the Git index file's
-    (inode, mtime, size) and the outputs checked; None when it cannot be told
-    without Git (no `.git` found, or a Git index changed within the racy window).
-    """
+def git_check_digest(project: Workspace, names: Sequence[str]) -> str | None:
+    """The digest of what the check for outputs tracked by Git depends on: the Git
+    index file's stamp and the outputs checked; None when it cannot be told without
+    Git (no `.git` found, or a Git index changed within the racy window)."""
     index = git_index(project.root)
     if index is None:
         return None
-    try:
-        st = index.stat()
-    except OSError:
-        return None
-    if tomlcache.racy(st.st_mtime_ns, time.time_ns()):
+    stamp = stamps.stamp(index)
+    if stamp is None or stamps.racy(stamp[1], time.time_ns()):
         return None
     outs = sorted(str(o) for n in names for o in project.pipeline.steps[n].all_outs)
-    return str(digest_record([str(index), st.st_ino, st.st_mtime_ns, st.st_size, outs]))
+    return str(digest_record([str(index), *stamp, outs]))
 
 
 def git_index(root: Path) -> Path | None:
@@ -78,8 +74,8 @@ def git_index(root: Path) -> Path | None:
     return None
 
 
-def checked_stamp(state_dir: Path) -> str | None:
-    """The stamp of the last Git check that passed (see :func:`index_stamp`)."""
+def passed_git_check(state_dir: Path) -> str | None:
+    """The digest of the last Git check that passed (see :func:`git_check_digest`)."""
     with contextlib.suppress(OSError):
         return (state_dir / "parsed" / "git-check").read_text()
     return None
@@ -99,13 +95,13 @@ def _links_to_object(
     return _OBJECT_PATH.fullmatch(os.path.relpath(real, objects)) is not None
 
 
-def remember_check(state_dir: Path, stamp: str | None) -> None:
-    """Keep the stamp of a Git check that passed, so that the next command with the
-    same stamp can skip Git."""
-    if stamp is not None and state_dir.is_dir():
+def remember_check(state_dir: Path, digest: str | None) -> None:
+    """Keep the digest of a Git check that passed, so that the next command whose
+    check has the same digest can skip Git."""
+    if digest is not None and state_dir.is_dir():
         with contextlib.suppress(OSError):
             (state_dir / "parsed").mkdir(exist_ok=True)
-            atomic.write_bytes(state_dir / "parsed" / "git-check", stamp.encode(), sync=False)
+            atomic.write_bytes(state_dir / "parsed" / "git-check", digest.encode(), sync=False)
 
 
 def check_before_run(

@@ -15,7 +15,7 @@ from typing import Any
 
 import tomli_w
 
-from gitpipe.core import atomic, tomlcache
+from gitpipe.core import atomic, stamps, tomlcache
 from gitpipe.core.errors import LockfileError
 from gitpipe.core.hashing import Digest, DigestError, digest_bytes
 
@@ -193,10 +193,11 @@ def write(
     """Write the lock atomically (its temporary file in ``tmp_dir`` if given);
     unchanged content is not rewritten.
 
-    With ``cache_dir``, gitpipe remembers there the (inode, mtime_ns, size) of the file
-    once it holds exactly what this function writes.  Then a ``lock`` made of
-    ``previous`` (the lock read from ``path``) and its very entries is not even
-    serialised while the file keeps that stamp: its bytes are what it would write.
+    With ``cache_dir``, gitpipe remembers there the stamp of the file (see
+    gitpipe.core.stamps) once it holds exactly what this function writes.  Then a
+    ``lock`` made of ``previous`` (the lock read from ``path``) and its very entries is
+    not even serialised while the file keeps that stamp: its bytes are what it would
+    write.
     As with the stat cache, a stamp taken within the racy window of the file's mtime
     is not trusted."""
     marker = cache_dir / (path.name + ".written") if cache_dir is not None else None
@@ -204,8 +205,8 @@ def write(
         marker is not None
         and previous is not None
         and _same(lock, previous)
-        and tomlcache.stamp(path) is not None
-        and tomlcache.stamp(path) == _trusted_stamp(marker)
+        and stamps.stamp(path) is not None
+        and stamps.stamp(path) == _trusted_stamp(marker)
     ):
         return
     text = lock.dumps()
@@ -252,28 +253,28 @@ def _format() -> str:
     return digest_bytes(text.encode("utf-8")).hex[:16]
 
 
-def _trusted_stamp(marker: Path) -> tuple[int, int, int] | None:
+def _trusted_stamp(marker: Path) -> stamps.Stamp:
     """The stamp a marker file holds, if it was taken outside the racy window by a
     gitpipe that writes locks as this one does."""
     try:
         form, *numbers = marker.read_text().split()
-        inode, mtime_ns, size, taken_ns = (int(n) for n in numbers)
+        inode, mtime_ns, ctime_ns, size, mode, taken_ns = (int(n) for n in numbers)
     except (OSError, ValueError):
         return None
-    if form != _format() or tomlcache.racy(mtime_ns, taken_ns):
+    if form != _format() or stamps.racy(mtime_ns, taken_ns):
         return None
-    return (inode, mtime_ns, size)
+    return (inode, mtime_ns, ctime_ns, size, mode)
 
 
 def _remember(path: Path, marker: Path) -> None:
     """Note that ``path``, as it is now, holds what `write` writes (a cache only)."""
     taken_ns = time.time_ns()  # before the stamp: a later edit is then within the window
-    stamp = tomlcache.stamp(path)
+    stamp = stamps.stamp(path)
     if stamp is None or not marker.parent.parent.is_dir():  # only where gitpipe keeps state
         return
     with contextlib.suppress(OSError):
         marker.parent.mkdir(exist_ok=True)
-        text = f"{_format()} {stamp[0]} {stamp[1]} {stamp[2]} {taken_ns}"
+        text = f"{_format()} {' '.join(str(n) for n in stamp)} {taken_ns}"
         atomic.write_bytes(marker, text.encode(), sync=False)
 
 

@@ -144,7 +144,7 @@ class Result:
     #: `gitpipe why` can say how a step now differs from a stored result
     record: Mapping[str, Any] = field(default_factory=dict)
     #: when it was recorded (wall clock, seconds); 0.0 for results of older gitpipe.
-    #: `RunCache.put` stamps a result that has none
+    #: `RunCache.put` dates a result that has none
     created: float = 0.0
     #: the HMAC it was read with ("" for none): see :class:`Signer`
     signature: str = ""
@@ -522,7 +522,7 @@ class RunCache:
     # -- writing ------------------------------------------------------------------
 
     def put(self, key: Digest, result: Result) -> None:
-        """Record a result of ``key`` (stamped with the time now unless it has one).
+        """Record a result of ``key`` (dated now unless it has a date).
         A result with the id of one already there replaces it, so that it is the
         newest again. It is signed when the run cache has a signer with a secret; else
         it keeps the signature it came with, which a new time would void."""

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitpipe.core import atomic, tomlcache
+from gitpipe.core import atomic, stamps
 from gitpipe.core.errors import (
     UsageError,
 )
@@ -111,8 +111,8 @@ class Project:
         self._keep: Callable[[], None] = _nothing
         self._keep_lock: Callable[[], None] = _nothing
         self._user: str | None = None  # who approves, found once
-        #: the lock last read, with the file's (inode, mtime_ns, size) and when it was read
-        self._lock_read: tuple[tuple[int, int, int], int, Lock] | None = None
+        #: the lock last read, with the file's stamp and when it was read
+        self._lock_read: tuple[stamps.Stamp, int, Lock] | None = None
 
     @property
     def store_dir(self) -> Path:
@@ -191,13 +191,14 @@ class Project:
     def read_lock(self) -> Lock:
         """gitpipe.lock, its parsed TOML cached like the pipeline file's; read again only
         when the file changed since this project last read it (as the stat cache tells)."""
-        try:
-            st = self.lock_path.stat()
-            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except OSError:
-            stamp = None
+        stamp = stamps.stamp(self.lock_path)
         last = self._lock_read
-        if last is not None and stamp == last[0] and not tomlcache.racy(last[0][1], last[1]):
+        if (
+            stamp is not None
+            and last is not None
+            and stamp == last[0]
+            and not stamps.racy(stamp[1], last[1])
+        ):
             return last[2]
         read_ns = time.time_ns()
         lock, keep = lockfile.read_cached(self.lock_path, cache_dir=self.state_dir / "parsed")

@@ -108,21 +108,21 @@ def status(
     names = project.select(targets, single=single, downstream=downstream)
     whole = not targets and project.state_dir.is_dir()
     recorder = Recorder() if whole else None
-    stamp = guard.index_stamp(project, names)
-    if stamp is not None and stamp == guard.checked_stamp(project.state_dir):
+    git_check = guard.git_check_digest(project, names)
+    if git_check is not None and git_check == guard.passed_git_check(project.state_dir):
         # the Git index and the outputs are as when they last passed: skip Git
         guard.check_before_run(project, names, None, run=False, git=False)
     else:
         with project.repository() as repo:
             guard.check_before_run(project, names, repo, run=False)
-        guard.remember_check(project.state_dir, stamp)
+        guard.remember_check(project.state_dir, git_check)
     lock = project.read_lock()
     # the stat cache is kept once gitpipe has state here; status creates none
     with project.inputs(readonly=not project.state_dir.is_dir()) as inputs:
         inputs.hasher.seen = recorder
         planner = project.planner(inputs, lock)
         statuses = [status_of(d) for d in planner.plan(names, project.graph.parents)]
-        if recorder is not None and stamp is not None and not recorder.broken:
+        if recorder is not None and git_check is not None and not recorder.broken:
             record_inputs(project, recorder, names)
             if all(s.action in SETTLED for s in statuses):
                 head, current = lock_is_current(project, inputs, lock)

@@ -147,14 +147,14 @@ def reproduce(
         if event not in spec.HOOK_EVENTS:
             raise UsageError(f"unknown hook {event!r} (hooks: {', '.join(spec.HOOK_EVENTS)})")
         calls[event] = tuple(given) if isinstance(given, (list, tuple)) else (given,)
-    stamp = guard.index_stamp(project, names)
-    checked = stamp is not None and stamp == guard.checked_stamp(
+    git_check = guard.git_check_digest(project, names)
+    checked = git_check is not None and git_check == guard.passed_git_check(
         project.state_dir
     )  # as in `status`
     with project.repository() as repo:
         guard.check_before_run(project, names, repo, git=not checked)
         if not checked and not dry_run:  # a dry run writes nothing
-            guard.remember_check(project.state_dir, stamp)
+            guard.remember_check(project.state_dir, git_check)
         current = project.read_lock()  # a damaged lock stops us before anything is written
         broadcast = ev.Broadcast(list(listeners))
         far = None
@@ -521,11 +521,11 @@ def _repro_locked(
             status = "waiting"
     except KeyboardInterrupt as exc:
         status = "interrupted"
-        _save_partial_lock(project, not run.write_lock, entries, lock)
+        _save_partial_lock(project, run.write_lock, entries, lock)
         raise Interrupted("interrupted; finished steps were kept, run again to go on") from exc
     except BaseException:
         status = "error"
-        _save_partial_lock(project, not run.write_lock, entries, lock)
+        _save_partial_lock(project, run.write_lock, entries, lock)
         raise
     finally:
         report.status = status
@@ -576,10 +576,11 @@ def _repro_locked(
 
 
 def _save_partial_lock(
-    project: Project, dry_run: bool, entries: Mapping[str, LockEntry], lock: Lock
+    project: Project, write_lock: bool, entries: Mapping[str, LockEntry], lock: Lock
 ) -> None:
-    """Keep what finished before a failure or interrupt in the lock."""
-    if dry_run or dict(entries) == dict(lock.steps):
+    """Keep what finished before a failure or interrupt in the lock, when the run
+    writes one."""
+    if not write_lock or dict(entries) == dict(lock.steps):
         return
     with contextlib.suppress(GitpipeError, OSError):
         live = {n: e for n, e in entries.items() if n in project.pipeline.steps}
