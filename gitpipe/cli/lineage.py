@@ -14,6 +14,7 @@ import typer
 
 from gitpipe.cli import FileOption, JsonOption, app, handled, open_lineage, open_project
 from gitpipe.cli.output import echo_json
+from gitpipe.core import states
 from gitpipe.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -67,19 +68,19 @@ def show(
         return
     typer.echo(f"run {run_id}  {info['status']}  {_commit(info['git_commit'], info['dirty'])}")
     width = max((len(row["step"]) for row in rows), default=0)
-    states = max((len(row["state"]) for row in rows), default=0)
+    state_width = max((len(row["state"]) for row in rows), default=0)
     for row in rows:
         detail = row["message"] or "; ".join(row["reasons"])
         took = f"{row['duration']:.2f} s" if row["state"] in _TIMED else ""
         typer.echo(
-            f"  {row['step']:<{width}}  {row['state']:<{states}} {took:>9}  {detail}".rstrip()
+            f"  {row['step']:<{width}}  {row['state']:<{state_width}} {took:>9}  {detail}".rstrip()
         )
-    stopped = [row["step"] for row in rows if row["state"] == "interrupted"]
+    stopped = [row["step"] for row in rows if row["state"] == states.INTERRUPTED]
     typer.echo((_counts(info["counts"]) or "no steps") + ending(info["status"], stopped))
 
 
 #: states whose executions took time worth showing
-_TIMED = ("ran", "failed", "interrupted")
+_TIMED = (states.RAN, states.FAILED, states.INTERRUPTED)
 
 
 def _counts(counts: Mapping[str, int]) -> str:
@@ -161,7 +162,7 @@ def _origin_line(item: Origin, graph: Graph) -> str:
     if item.seen:
         return f"{item.path}  <- step {made.step}{where} (see above)"
     when = f"run {made.run_id}, {_commit(made.git_commit, made.dirty)}"
-    if made.state == "cached":
+    if made.state == states.CACHED:
         how = f"restored from the store in {when}; no run that made them is recorded here"
     else:
         how = f"{made.state} in {when}"

@@ -19,3 +19,11 @@ def locate(path: str | os.PathLike[str] = ".", file: str | None = None) -> Path:
     if file is None and base.is_file():
         return base
     return base / (file or DEFAULT_FILE)
+
+
+def ensure_state_dir(folder: Path, *, parents: bool = False) -> None:
+    """Make gitpipe's state folder, with a `.gitignore` that keeps it out of Git."""
+    folder.mkdir(parents=parents, exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# gitpipe's local state: never commit it\n*\n", encoding="utf-8")

@@ -30,12 +30,13 @@ from gitpipe.core import atomic
 from gitpipe.core.layout import STATE_DIR
 from gitpipe.core.records import Reason, StepStatus
 from gitpipe.core.stamps import Stamp, racy, stamp_of
+from gitpipe.core.states import FROZEN, SKIPPED, UP_TO_DATE
 
 #: the snapshot's layout; a file of another layout is ignored
 FORMAT = 3
 
 _GLOB_CHARS = frozenset("*?[")
-_STATES = ("up to date", "frozen", "skipped")  # what a snapshot may hold
+_STATES = (UP_TO_DATE, FROZEN, SKIPPED)  # what a snapshot may hold
 
 
 class _Unknowable(Exception):

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from gitpipe.core.errors import GitError, LockfileError
+from gitpipe.core.layout import ensure_state_dir
 from gitpipe.history.git import CommitInfo, Repository, Trace
 from gitpipe.history.rules import (
     FIRST,
@@ -161,7 +162,7 @@ class _Cache:
         if path is None:
             return
         try:
-            _ensure_state_dir(path.parent)
+            ensure_state_dir(path.parent, parents=True)
             db = sqlite3.connect(path, timeout=30)
             with db:
                 db.executescript(self.SCHEMA)
@@ -211,14 +212,6 @@ class _Cache:
                 )
         except sqlite3.Error:
             pass
-
-
-def _ensure_state_dir(path: Path) -> None:
-    """The state folder, ignored by Git (as the project makes it)."""
-    path.mkdir(parents=True, exist_ok=True)
-    ignore = path / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# gitpipe's local state: never commit it\n*\n", encoding="utf-8")
 
 
 @dataclass

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from gitpipe.core.states import FROZEN, SKIPPED, STALE, UP_TO_DATE
 from gitpipe.pipeline.graph import Graph
 
 
@@ -14,7 +15,7 @@ def _state(states: Mapping[str, Any], name: str) -> str:
     status = states.get(name)
     if status is None:
         return "unknown"
-    return "stale" if status.upstream and status.state == "up to date" else status.state
+    return STALE if status.upstream and status.state == UP_TO_DATE else status.state
 
 
 def dag_text(graph: Graph, states: Mapping[str, Any]) -> str:
@@ -33,10 +34,10 @@ def _node_id(name: str) -> str:
 
 #: the Mermaid class of each state `status` can show (and "unknown" for a step it did not)
 _CLASSES = {
-    "up to date": "fresh",
+    UP_TO_DATE: "fresh",
     "stale": "stale",
     "frozen": "frozen",
-    "skipped": "skipped",
+    SKIPPED: "skipped",
     "unknown": "unknown",
 }
 
@@ -60,7 +61,7 @@ def dag_mermaid(graph: Graph, states: Mapping[str, Any]) -> str:
 
 
 def dag_dot(graph: Graph, states: Mapping[str, Any]) -> str:
-    colours = {"up to date": "#34a853", "stale": "#f9ab00", "frozen": "#4285f4"}
+    colours = {UP_TO_DATE: "#34a853", STALE: "#f9ab00", FROZEN: "#4285f4"}
     lines = ["digraph gitpipe {", "  rankdir=LR;", "  node [shape=box, style=rounded];"]
     for name in graph.order:
         state = _state(states, name)

@@ -43,3 +43,15 @@ def metric_delta(old: Any, new: Any) -> int | float | None:
     if isinstance(old, int) and isinstance(new, int):
         return new - old
     return float(new) - float(old)
+
+
+def unflatten(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"train.lr": 1}`` -> ``{"train": {"lr": 1}}``."""
+    nested: dict[str, Any] = {}
+    for dotted, value in params.items():
+        node = nested
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return nested

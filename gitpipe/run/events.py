@@ -7,17 +7,37 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# step states a run reports
-RAN = "ran"
-CACHED = "cached"
-UP_TO_DATE = "up to date"
-FAILED = "failed"
-SKIPPED = "skipped"  # held back by a failed step, or its `when` condition is false
-WAITING = "waiting for approval"  # `approval = true` and nobody approved this key yet
-FROZEN = "frozen"
-INTERRUPTED = "interrupted"  # running when Ctrl-C or SIGTERM stopped the run
-WOULD_RUN = "would run"  # --dry-run
-WOULD_RESTORE = "would restore"  # --dry-run
+# the step states a run reports, defined once in gitpipe.core.states (re-exported)
+from gitpipe.core.states import (
+    CACHED as CACHED,
+)
+from gitpipe.core.states import (
+    FAILED as FAILED,
+)
+from gitpipe.core.states import (
+    FROZEN as FROZEN,
+)
+from gitpipe.core.states import (
+    INTERRUPTED as INTERRUPTED,
+)
+from gitpipe.core.states import (
+    RAN as RAN,
+)
+from gitpipe.core.states import (
+    SKIPPED as SKIPPED,
+)
+from gitpipe.core.states import (
+    UP_TO_DATE as UP_TO_DATE,
+)
+from gitpipe.core.states import (
+    WAITING as WAITING,
+)
+from gitpipe.core.states import (
+    WOULD_RESTORE as WOULD_RESTORE,
+)
+from gitpipe.core.states import (
+    WOULD_RUN as WOULD_RUN,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,15 +13,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from gitpipe.core.records import Reason
+from gitpipe.core.states import FROZEN, STALE, UP_TO_DATE
 from gitpipe.identity.action import KeyRecord
 from gitpipe.identity.statcache import PathState
 from gitpipe.pipeline.spec import Step, render
 from gitpipe.pipeline.values import flatten
 from gitpipe.store.lockfile import LockEntry
-
-UP_TO_DATE = "up to date"
-STALE = "stale"
-FROZEN = "frozen"
 
 
 def _changed(kind: str, now: Mapping[str, Any], then: Mapping[str, Any]) -> Iterator[Reason]:

@@ -33,21 +33,19 @@ from typing import Any, Protocol
 from gitpipe.core.errors import PipelineError
 from gitpipe.core.hashing import Digest
 from gitpipe.core.records import Reason
+from gitpipe.core.states import FROZEN, SKIPPED, STALE, UP_TO_DATE
 from gitpipe.identity.action import KeyRecord
 from gitpipe.pipeline import spec
 from gitpipe.pipeline.expr import ExprError
 from gitpipe.run.inputs import Check, Inputs, Projection
-from gitpipe.run.plan import FROZEN, STALE
 from gitpipe.store.lockfile import LockEntry
 from gitpipe.store.runcache import OutRecord, Result, RunCache
 
-# actions
-UP_TO_DATE = "up to date"
+# actions: what `repro` does with a step; up to date, frozen and skipped are the
+# states of gitpipe.core.states by the same words
 RESTORE = "restore"
 RUN = "run"
-SKIPPED = "skipped"
 WAITING = "waiting"
-# FROZEN = "frozen", as gitpipe.run.plan names the state
 
 # where a restore's bytes come from
 LOCK = "lock"

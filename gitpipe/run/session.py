@@ -41,7 +41,7 @@ from gitpipe.core.errors import (
 from gitpipe.core.hashing import Digest
 from gitpipe.identity.action import KeyRecord
 from gitpipe.pipeline import spec
-from gitpipe.pipeline.values import flatten
+from gitpipe.pipeline.values import flatten, unflatten
 from gitpipe.run import events as ev
 from gitpipe.run import guard
 from gitpipe.run.hooks import HookCall, Hooks
@@ -78,18 +78,6 @@ def fault_point(name: str) -> None:
     written to a temporary file, not yet renamed over it (``rename:gitpipe.lock``)."""
     if os.environ.get("GITPIPE_FAULT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def unflatten(params: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"train.lr": 1}`` -> ``{"train": {"lr": 1}}``."""
-    nested: dict[str, Any] = {}
-    for dotted, value in params.items():
-        node = nested
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return nested
 
 
 def _parse_metrics(path: Path) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitpipe.core import atomic, stamps
+from gitpipe.core import atomic, layout, stamps
 from gitpipe.core.errors import (
     UsageError,
 )
@@ -417,10 +417,8 @@ class Project:
     # -- helpers --------------------------------------------------------------
 
     def ensure_state_dir(self) -> None:
-        self.state_dir.mkdir(exist_ok=True)
-        ignore = self.state_dir / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# gitpipe's local state: never commit it\n*\n", encoding="utf-8")
+        """Make `.gitpipe/`, kept out of Git by its own `.gitignore`."""
+        layout.ensure_state_dir(self.state_dir)
 
     @contextlib.contextmanager
     def repository(self) -> Iterator[Any]:
