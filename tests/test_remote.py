@@ -11,18 +11,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import stat
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Workspace, git
+from conftest import Workspace, free_port, git
 
 from gitpipe.core.hashing import Digest, ManifestEntry, canonical, digest_bytes, manifest_bytes
 from gitpipe.store import lockfile
@@ -78,42 +75,6 @@ def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """The tests choose the remote and the AWS settings themselves."""
     for name in ("GITPIPE_REMOTE", "GITPIPE_DEBUG", *AWS_SETTINGS):
         monkeypatch.delenv(name, raising=False)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[str]:
-    """moto's standalone S3 server on 127.0.0.1 and a random port; stopped at the end."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto's S3 server did not start") from None
-                time.sleep(0.2)
-        yield endpoint
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 @pytest.fixture
