@@ -139,9 +139,9 @@ def open_project(file: str | None, params: list[str] | None = None) -> Project:
 
 def open_lineage(project: Project) -> sqlite_utils.Database:
     """The workspace's lineage database, as it is: a missing one is not made."""
-    from gitpipe.run.lineage import connect
+    from gitpipe.workspace.lineage import database
 
-    return connect(project.state_dir / "lineage.db", create=False)
+    return database(project)
 
 
 def _interrupt(signum: int, frame: object) -> None:

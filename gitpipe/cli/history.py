@@ -1,8 +1,8 @@
 """Commands that read Git history: `versions` and `diff`.
 
-The history layer (`gitpipe.history.versions`, `gitpipe.history.diff`) builds the
-answer and, for `diff`, renders it as text, JSON or Markdown; these commands choose
-the form and whether the text is coloured."""
+The facade (`gitpipe.workspace.history`) builds the answer and the history layer
+(`gitpipe.history.diff`) renders a diff as text, JSON or Markdown; these commands
+choose the form and whether the text is coloured."""
 
 from __future__ import annotations
 
@@ -25,10 +25,11 @@ def versions_command(
     as_json: JsonOption = False,
 ) -> None:
     """The pipeline's versions from Git history: version, commit, date, what changed."""
-    from gitpipe.history.versions import DIRTY, report, shown
+    from gitpipe.history.versions import DIRTY, shown
+    from gitpipe.workspace.history import versions
 
     project = open_project(file)
-    result = report(project.file, state_dir=project.state_dir, step=step)
+    result = versions(project, step=step)
     if as_json:
         echo_json(result.to_json())
         return
@@ -95,11 +96,11 @@ def diff_command(
 ) -> None:
     """What changed between two commits, or a commit and the working tree, step by step."""
     from gitpipe.history import diff as diffs
+    from gitpipe.workspace.history import diff
 
     if as_json and markdown:
         raise UsageError("choose one of --json and --md")
-    project = open_project(file)
-    result = diffs.diff(project.file, a, b, state_dir=project.state_dir, all_steps=all_steps)
+    result = diff(open_project(file), a, b, all_steps=all_steps)
     if as_json:
         typer.echo(diffs.render_json(result))
     elif markdown:

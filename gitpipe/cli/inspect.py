@@ -101,7 +101,7 @@ def why(
     """Explain a step's key, component by component, against the lock and the store."""
     explanation = open_project(file).why(step)
     if as_json:
-        echo_json(explanation.to_json(), default=str)
+        echo_json(explanation.to_json())
         return
     reasons = f" ({'; '.join(explanation.reasons)})" if explanation.reasons else ""
     typer.echo(f"{step}: {explanation.state}{reasons}")

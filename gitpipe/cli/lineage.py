@@ -1,26 +1,22 @@
 """Commands that read lineage, the SQLite history of runs: `log`, `show`, `lineage`.
 
-They query `gitpipe.run.lineage` (runs, executions, the origin of a file's bytes) and
-print its rows as lines or `--json`."""
+They ask the facade (`gitpipe.workspace.lineage`: runs, one run's executions, the
+origin of a file's bytes) and print the answer as lines or `--json`."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gitpipe.cli import FileOption, JsonOption, app, handled, open_lineage, open_project
+from gitpipe.cli import FileOption, JsonOption, app, handled, open_project
 from gitpipe.cli.output import echo_json
 from gitpipe.core import states
-from gitpipe.core.errors import UsageError
 
 if TYPE_CHECKING:
     from gitpipe.pipeline.graph import Graph
-    from gitpipe.run.lineage import Origin
-    from gitpipe.workspace import Project
+    from gitpipe.run.provenance import Origin
 
 
 @app.command()
@@ -31,9 +27,9 @@ def log(
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs.")] = 20,
 ) -> None:
     """List the latest runs, newest first."""
-    from gitpipe.run import lineage
+    from gitpipe.workspace import lineage
 
-    rows = lineage.runs(open_lineage(open_project(file)), limit=limit)
+    rows = lineage.runs(open_project(file), limit=limit)
     if as_json:
         echo_json(rows)
         return
@@ -56,16 +52,13 @@ def show(
 ) -> None:
     """Show the executions of one run."""
     from gitpipe.cli.plain import ending
-    from gitpipe.run import lineage
+    from gitpipe.workspace import lineage
 
-    db = open_lineage(open_project(file))
-    run_id = lineage.find_run(db, run)
-    info = lineage.run(db, run_id)
-    rows = lineage.executions(db, run_id)
+    detail = lineage.run(open_project(file), run)
     if as_json:
-        head = {key: info[key] for key in ("status", "started", "ended", "dirty")}
-        echo_json({"run": run_id, **head, "commit": info["git_commit"], "executions": rows})
+        echo_json(detail.to_json())
         return
+    run_id, info, rows = detail.run_id, detail.info, detail.executions
     typer.echo(f"run {run_id}  {info['status']}  {_commit(info['git_commit'], info['dirty'])}")
     width = max((len(row["step"]) for row in rows), default=0)
     state_width = max((len(row["state"]) for row in rows), default=0)
@@ -101,39 +94,16 @@ def lineage_command(
     as_json: JsonOption = False,
 ) -> None:
     """Which step, run and commit produced the bytes now at PATH, and from what."""
-    from gitpipe.run import lineage
-    from gitpipe.store.objects import Store
+    from gitpipe.run.provenance import walk
+    from gitpipe.workspace import lineage
 
     project = open_project(file)
-    digest, relpath = _bytes_at(project, path)
-    db = open_lineage(project)
-    node = lineage.origin(db, relpath, digest, store=Store(project.store_dir))
-    if node.made is None:
-        raise UsageError(
-            f"no recorded step wrote the bytes now at {relpath}; "
-            "it is a raw input or was changed by hand"
-        )
+    node = lineage.origin(project, path)
     if as_json:
         echo_json(node.to_json())
         return
-    for depth, item in lineage.walk(node):
+    for depth, item in walk(node):
         typer.echo("  " * depth + _origin_line(item, project.graph))
-
-
-def _bytes_at(project: Project, path: str) -> tuple[str, str]:
-    """The digest of the bytes at a workspace path, and that path relative to the
-    pipeline's folder.  An output linked from the store (`link = "symlink"`) keeps
-    its own name: the object it points to is not where the pipeline wrote it."""
-    full = Path(os.path.abspath(path))
-    if not (full.is_symlink() and full.is_file()):
-        return project.digest_of(path)
-    from gitpipe.core.hashing import digest_file
-
-    place = Path(os.path.realpath(full.parent)) / full.name
-    relpath = Path(os.path.relpath(place, project.root.resolve())).as_posix()
-    if relpath == ".." or relpath.startswith("../"):
-        raise UsageError(f"{path} is not inside this workspace ({project.root})")
-    return str(digest_file(full)), relpath
 
 
 def _origin_line(item: Origin, graph: Graph) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -26,9 +25,9 @@ def colour() -> bool:
     return not plain_output() and "NO_COLOR" not in os.environ
 
 
-def echo_json(value: Any, *, default: Callable[[Any], Any] | None = None) -> None:
+def echo_json(value: Any) -> None:
     """Print a command's answer for machines (`--json`): indented JSON."""
-    typer.echo(json.dumps(value, indent=2, default=default))
+    typer.echo(json.dumps(value, indent=2))
 
 
 def size(n: int) -> str:

@@ -15,7 +15,6 @@ import typer
 
 from gitpipe.cli import FileOption, JsonOption, StepsArgument, app, handled, open_project
 from gitpipe.cli.output import plain_output
-from gitpipe.core.errors import UsageError
 
 if TYPE_CHECKING:
     from gitpipe.run import events as ev
@@ -144,12 +143,6 @@ def repro(
     ] = False,
 ) -> None:
     """Run the stale steps; restore those whose results are stored."""
-    if (single or downstream) and not steps:
-        raise UsageError("--single and --downstream need the names of steps")
-    if single and downstream:
-        raise UsageError("--single and --downstream cannot be used together")
-    if lock and not param:
-        raise UsageError("--lock goes with -p: a run without overrides always writes the lock")
     project = open_project(file, param)
     if plain_output():
         from gitpipe.cli.plain import ConsoleReporter as View
@@ -163,8 +156,6 @@ def repro(
         from gitpipe.run.summary import SummaryWriter
 
         listeners.append(SummaryWriter(project, json_path=summary_json, md_path=summary_md))
-    if jobs is not None and jobs < 0:
-        raise UsageError("--jobs takes 0 (one per CPU) or a positive number")
     project.repro(
         steps or [],
         force=force,

@@ -1,19 +1,18 @@
 """Commands that look after the store: `gc`, `cache verify`, `push` and `pull`.
 
-`gc` and `cache verify` ask the facade; `push` and `pull` hand the store layer
-(`gitpipe.store.remote`) the selection gitpipe.lock names and a progress view
-(`TransferLines`, or `TransferBars` on a terminal), then print its report."""
+Each asks the facade (`Project`; `gitpipe.workspace.transfer` for `push` and `pull`,
+handed a progress view: `TransferLines`, or `TransferBars` on a terminal) and prints
+its report."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gitpipe.cli import MARKUP, FileOption, JsonOption, app, handled, open_project
 from gitpipe.cli.output import echo_json, plain_output, size
-from gitpipe.core.errors import RemoteError, StoreError, UsageError
+from gitpipe.core.errors import StoreError, UsageError
 
 if TYPE_CHECKING:
     from gitpipe.cli.live import TransferBars
@@ -203,40 +202,26 @@ def _transfer(
     file: str | None,
     as_json: bool,
 ) -> None:
-    """`push` or `pull`: what gitpipe.lock names (or ``everything``), with a progress
-    view unless ``as_json``, then one line saying what moved, or the report as JSON."""
-    from gitpipe.store import lockfile
-    from gitpipe.store import remote as remotes
-    from gitpipe.store.objects import Store
+    """`push` or `pull` through the facade (:mod:`gitpipe.workspace.transfer`), with a
+    progress view unless ``as_json``, then one line saying what moved, or the report
+    as JSON."""
+    from gitpipe.workspace import transfer as transfers
 
-    if jobs is not None and jobs < 1:
-        raise UsageError("--jobs takes a positive number")
     project = open_project(file)
-    remote = remotes.for_project(project, remote_url, cwd=Path.cwd())
-    selection = None
-    if not everything:
-        selection = remotes.Selection.from_locks(lockfile.read(project.lock_path))
-        if selection.empty and not as_json:
-            typer.echo(
-                f"gitpipe: {project.lock_path.name} names no outputs yet; run `gitpipe repro` "
-                f"first, or pass --all to {direction} the whole store",
-                err=True,
-            )
-    if direction == "pull":  # so that `gc` in any clone sharing the store keeps what it pulls
-        project.register_clone()
+    plan = transfers.prepare(
+        project, direction, remote=remote_url, everything=everything, jobs=jobs
+    )
+    if plan.empty and not as_json:
+        typer.echo(
+            f"gitpipe: {project.lock_path.name} names no outputs yet; run `gitpipe repro` "
+            f"first, or pass --all to {direction} the whole store",
+            err=True,
+        )
     view: TransferLines | TransferBars | None = None
     if not as_json:
         view = _progress_view()
-    move = remotes.push if direction == "push" else remotes.pull
     try:
-        report = move(
-            Store(project.store_dir),
-            remote,
-            selection,
-            run_cache=run_cache,
-            jobs=jobs,
-            progress=view or remotes.ignore_progress,
-        )
+        report = transfers.transfer(project, plan, run_cache=run_cache, progress=view)
     finally:
         if view is not None:
             view.close()
@@ -265,16 +250,4 @@ def _transfer(
                 f"{shown}{more}",
                 err=True,
             )
-    if report.rejected:
-        shown = "; ".join(str(r) for r in report.rejected[:3])
-        more = f"; and {len(report.rejected) - 3} more" if len(report.rejected) > 3 else ""
-        if direction == "pull":
-            advice = (
-                "nothing rejected was written here; the remote's copies are damaged or "
-                "forged: delete them there and push again from a clone that has them"
-            )
-        else:
-            advice = "the damaged local objects were not pushed"
-        raise RemoteError(
-            f"{len(report.rejected)} item(s) failed verification: {shown}{more}; {advice}"
-        )
+    transfers.verified(report)

@@ -31,7 +31,7 @@ from gitpipe.history.shape import (
 )
 from gitpipe.history.versions import resolver
 from gitpipe.history.walk import cache_path
-from gitpipe.pipeline.values import metric_delta
+from gitpipe.pipeline.values import jsonable, metric_delta
 from gitpipe.store import lockfile
 from gitpipe.store.lockfile import Lock
 
@@ -161,13 +161,16 @@ class PipelineDiff:
         return bool(self.params) or any(s.status != UNCHANGED for s in self.steps)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "a": {**self.a.to_json(), "fingerprint": self.a.snapshot.fingerprint},
-            "b": {**self.b.to_json(), "fingerprint": self.b.snapshot.fingerprint},
-            "changed": self.changed,
-            "steps": [step.to_json() for step in self.steps],
-            "params": [item.to_json() for item in self.params],
-        }
+        """Plain JSON: values as JSON holds them (a TOML date as its text)."""
+        return jsonable(
+            {
+                "a": {**self.a.to_json(), "fingerprint": self.a.snapshot.fingerprint},
+                "b": {**self.b.to_json(), "fingerprint": self.b.snapshot.fingerprint},
+                "changed": self.changed,
+                "steps": [step.to_json() for step in self.steps],
+                "params": [item.to_json() for item in self.params],
+            }
+        )
 
 
 # -- comparing -------------------------------------------------------------------
@@ -464,7 +467,7 @@ def render_text(result: PipelineDiff, *, style: Style = plain) -> str:
 
 
 def render_json(result: PipelineDiff) -> str:
-    return json.dumps(result.to_json(), indent=2, ensure_ascii=False, default=str)
+    return json.dumps(result.to_json(), indent=2, ensure_ascii=False)
 
 
 def _cell(text: str, *, code: bool = False) -> str:

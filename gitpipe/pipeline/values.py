@@ -3,6 +3,7 @@ metric moved.
 
     {"train": {"lr": 0.1}} ──flatten()──> {"train.lr": 0.1}
     (0.91, 0.93) ──metric_delta()──> 0.02      ("a", 1) or (inf, 1) -> None
+    {"day": date(2024, 1, 2)} ──jsonable()──> {"day": "2024-01-02"}
 
 One implementation for every layer that reads params or compares metrics: the
 planner and the session (run), versions and `gitpipe diff` (history), the run
@@ -55,3 +56,16 @@ def unflatten(params: Mapping[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[last] = value
     return nested
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON can hold it, what ``json.dumps(value, default=str)`` writes:
+    tables (dicts) and lists through, tuples as lists, strings, numbers, booleans and
+    None as they are, anything else (a TOML date or time) as its text."""
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)

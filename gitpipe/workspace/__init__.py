@@ -7,6 +7,11 @@ work to the modules that do it, each passed what it needs:
             ──> planner.Planner  the one decision per step, which every view reads
             ──> session.Session  one repro: restores, runs and publishes
             ──> maintenance      cache verify, gc
+
+Beside it, one module per operation, each handed the project: reproduce (one
+`repro`), inspection (status, why, check, approve), history (versions, diff),
+lineage (runs, the origin of a path) and transfer (push, pull).  The command line
+and the Python API (`gitpipe/__init__.py`) call the same ones.
 """
 
 from __future__ import annotations

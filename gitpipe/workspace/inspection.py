@@ -22,6 +22,7 @@ from gitpipe.core.records import Reason, StepStatus
 from gitpipe.core.snapshot import Recorder
 from gitpipe.core.snapshot import write as write_snapshot
 from gitpipe.identity.action import fingerprint
+from gitpipe.pipeline.values import jsonable
 from gitpipe.run import events as ev
 from gitpipe.run import guard
 from gitpipe.run.inputs import Inputs
@@ -56,26 +57,30 @@ class Explanation:
     nearest: list[explain.Component] | None = None  # differences; None: no stored result
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "state": self.state,
-            "action": self.action,
-            "source": self.source,
-            "reasons": list(self.reasons),
-            "upstream": list(self.upstream),
-            "note": self.note,
-            "key": self.key,
-            "code": list(self.code),
-            "lock": None
-            if self.against_lock is None
-            else {"key": self.lock_key, "components": [c.to_json() for c in self.against_lock]},
-            "nearest_result": None
-            if self.nearest is None
-            else {
-                "key": self.nearest_key,
-                "differences": [c.to_json() for c in self.nearest],
-            },
-        }
+        """Plain JSON: the values of a key's components as JSON holds them (a TOML
+        date as its text)."""
+        return jsonable(
+            {
+                "step": self.step,
+                "state": self.state,
+                "action": self.action,
+                "source": self.source,
+                "reasons": list(self.reasons),
+                "upstream": list(self.upstream),
+                "note": self.note,
+                "key": self.key,
+                "code": list(self.code),
+                "lock": None
+                if self.against_lock is None
+                else {"key": self.lock_key, "components": [c.to_json() for c in self.against_lock]},
+                "nearest_result": None
+                if self.nearest is None
+                else {
+                    "key": self.nearest_key,
+                    "differences": [c.to_json() for c in self.nearest],
+                },
+            }
+        )
 
 
 def digest_of(project: Project, path: str | os.PathLike[str]) -> tuple[str, str]:

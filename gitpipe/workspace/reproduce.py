@@ -37,6 +37,7 @@ from gitpipe.core.snapshot import Snapshot
 from gitpipe.core.snapshot import read as read_snapshot
 from gitpipe.identity.action import fingerprint
 from gitpipe.pipeline import spec
+from gitpipe.pipeline.values import jsonable
 from gitpipe.run import events as ev
 from gitpipe.run import guard
 from gitpipe.run.planner import Decision, refusal
@@ -72,6 +73,32 @@ class RunReport:
         for step in self.steps:
             counts[step.state] = counts.get(step.state, 0) + 1
         return counts
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON: the run, its status, counts by state and each step's end."""
+        return jsonable(
+            {
+                "run": self.run_id,
+                "status": self.status,
+                "duration": round(self.duration, 3),
+                "counts": self.counts,
+                "steps": [
+                    {
+                        "step": s.step,
+                        "state": s.state,
+                        "source": s.source,
+                        "reasons": list(s.reasons),
+                        "message": s.message,
+                        "key": s.key,
+                        "duration": round(s.duration, 3),
+                        "exit_code": s.exit_code,
+                        "log": s.log,
+                        "metrics": {path: dict(v) for path, v in s.metrics.items()},
+                    }
+                    for s in self.steps
+                ],
+            }
+        )
 
 
 @contextlib.contextmanager
@@ -132,6 +159,15 @@ def reproduce(
     argv: Sequence[str] = (),
 ) -> RunReport:
     """Bring the selected steps up to date; see :meth:`gitpipe.workspace.Project.repro`."""
+    targets = list(targets)
+    if (single or downstream) and not targets:
+        raise UsageError("--single and --downstream need the names of steps")
+    if single and downstream:
+        raise UsageError("--single and --downstream cannot be used together")
+    if lock and not project.overrides:
+        raise UsageError("--lock goes with -p: a run without overrides always writes the lock")
+    if jobs is not None and jobs < 0:
+        raise UsageError("--jobs takes 0 (one per CPU) or a positive number")
     names = project.select(targets, single=single, downstream=downstream)
     approved: set[str] = set()
     for name in sorted(set(approve)):  # each must be a step (or group) that asks for it
