@@ -645,6 +645,12 @@ def test_ctrl_c_stops_every_running_step_under_each_backend(workspace, backend):
                 pidfile = root / f"{name}.pid.txt"
                 wait_for(lambda p=pidfile: p.exists() and p.read_text().strip(), f"{name}", 30)
                 pids.append(int(pidfile.read_text()))
+            logs = root / ".gitpipe" / "logs"
+            wait_for(  # gitpipe knows both commands' groups (a worker notes each it starts)
+                lambda: len(list(logs.glob("*/*.pid"))) == 2 or backend == "threading",
+                "gitpipe to note the steps' process groups",
+                30,
+            )
             os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
             try:
                 stdout, stderr = process.communicate(timeout=20)

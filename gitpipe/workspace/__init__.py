@@ -1,7 +1,11 @@
 """The workspace facade: a pipeline file, its store, lock and lineage.
 
-Only this module reads the working directory and the environment; it hands the
-work to the modules that do it, each passed what it needs:
+The facade reads the working directory and the environment it is given
+(``Project(environ=...)``, else the process's: the store's place, the approving
+user, the signing key, hooks' environment); steps themselves inherit the process's
+environment, plus their `env` table and gitpipe's variables (runner and session).
+The command line reads its own few (`CI`, `NO_COLOR`, `GITHUB_STEP_SUMMARY`).  It
+hands the work to the modules that do it, each passed what it needs:
 
     Project ──> inputs.Inputs    what steps read now (hashing, code, keys)
             ──> planner.Planner  the one decision per step, which every view reads
@@ -19,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +50,7 @@ from gitpipe.store import lockfile
 from gitpipe.store.lockfile import Lock, LockEntry
 from gitpipe.store.objects import Store
 from gitpipe.store.runcache import RunCache, Signer
-from gitpipe.workspace.reproduce import RunReport
+from gitpipe.workspace.reproduce import RunReport, reproduce
 
 if TYPE_CHECKING:  # imported where used: a no-op run explains nothing
     from gitpipe.history.maintenance import GcReport, StoreReport
@@ -353,71 +357,9 @@ class Project:
 
     # -- repro ----------------------------------------------------------------
 
-    def repro(
-        self,
-        targets: Iterable[str] = (),
-        *,
-        force: bool = False,
-        dry_run: bool = False,
-        single: bool = False,
-        downstream: bool = False,
-        jobs: int | None = None,
-        backend: str | None = None,
-        scheduler: str | None = None,
-        keep_going: bool = False,
-        wait: bool = True,
-        frozen: bool = False,
-        pull: bool = False,
-        push: bool = False,
-        remote: str | None = None,
-        approve: Iterable[str] = (),
-        lock: bool | None = None,
-        hooks: Mapping[str, Callable[[HookCall], None] | Sequence[Callable[[HookCall], None]]]
-        | None = None,
-        listeners: Sequence[ev.Listener] = (),
-        argv: Sequence[str] = (),
-    ) -> RunReport:
-        """Bring the selected steps up to date: restore what the store has, run the rest.
-
-        ``jobs`` steps run at once through the joblib ``backend`` (``threading`` by
-        default; ``dask`` with a ``scheduler`` address).  Raises :class:`StepFailed`
-        (after recording the run) when a step failed, :class:`Interrupted` on Ctrl-C,
-        :class:`ApprovalNeeded` when steps wait for approval (``approve`` names steps
-        to approve on the way).  ``hooks`` maps ``before_step``, ``after_step`` and
-        ``on_failure`` to callables taking a :class:`HookCall`, run after the pipeline
-        file's own hook commands.  With params overridden (:attr:`overrides`) the run is
-        an experiment: `gitpipe.lock` is written only when ``lock`` is true.
-
-        ``frozen`` restores only what gitpipe.lock names and runs nothing: when any
-        step would need more, :class:`StaleError` is raised before anything in the
-        workspace changes, naming each step and why, and gitpipe.lock is never
-        written.  ``pull`` fetches what gitpipe.lock names from the remote before
-        anything is decided, and a stale step's results when it is decided.
-        """
-        from gitpipe.workspace.reproduce import reproduce
-
-        return reproduce(
-            self,
-            targets,
-            force=force,
-            dry_run=dry_run,
-            single=single,
-            downstream=downstream,
-            jobs=jobs,
-            backend=backend,
-            scheduler=scheduler,
-            keep_going=keep_going,
-            wait=wait,
-            frozen=frozen,
-            pull=pull,
-            push=push,
-            remote=remote,
-            approve=approve,
-            lock=lock,
-            hooks=hooks,
-            listeners=listeners,
-            argv=argv,
-        )
+    #: :func:`gitpipe.workspace.reproduce.reproduce`, as a method: bring the selected
+    #: steps up to date, restoring what the store has and running the rest
+    repro = reproduce
 
     # -- helpers --------------------------------------------------------------
 

@@ -158,7 +158,23 @@ def reproduce(
     listeners: Sequence[ev.Listener] = (),
     argv: Sequence[str] = (),
 ) -> RunReport:
-    """Bring the selected steps up to date; see :meth:`gitpipe.workspace.Project.repro`."""
+    """Bring the selected steps up to date: restore what the store has, run the rest.
+
+    ``jobs`` steps run at once through the joblib ``backend`` (``threading`` by
+    default; ``dask`` with a ``scheduler`` address).  Raises :class:`StepFailed`
+    (after recording the run) when a step failed, :class:`Interrupted` on Ctrl-C,
+    :class:`ApprovalNeeded` when steps wait for approval (``approve`` names steps
+    to approve on the way).  ``hooks`` maps ``before_step``, ``after_step`` and
+    ``on_failure`` to callables taking a :class:`HookCall`, run after the pipeline
+    file's own hook commands.  With params overridden (:attr:`overrides`) the run is
+    an experiment: `gitpipe.lock` is written only when ``lock`` is true.
+
+    ``frozen`` restores only what gitpipe.lock names and runs nothing: when any
+    step would need more, :class:`StaleError` is raised before anything in the
+    workspace changes, naming each step and why, and gitpipe.lock is never
+    written.  ``pull`` fetches what gitpipe.lock names from the remote before
+    anything is decided, and a stale step's results when it is decided.
+    """
     targets = list(targets)
     if (single or downstream) and not targets:
         raise UsageError("--single and --downstream need the names of steps")
