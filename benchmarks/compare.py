@@ -186,7 +186,7 @@ def bench_steps(base: Path, plan: Plan) -> list[Row]:
             for _ in range(plan.full_reps_for(n)):
                 gitpipe.reset(root)
                 full += checked(gitpipe.full(), root)
-            status = timed_gitpipe(gitpipe.core.snapshot(), root, reps)
+            status = timed_gitpipe(gitpipe.status(), root, reps)
             noop = timed_gitpipe(gitpipe.noop(), root, reps)
             bare_script = where / "bare.sh"
             bare_script.write_text(workloads.shell_script(work))
@@ -474,8 +474,8 @@ def bench_small_files(base: Path, plan: Plan) -> list[Row]:
     cold: list[Sample] = []
     for _ in range(plan.reps):
         stat_db.unlink(missing_ok=True)
-        cold += checked(gitpipe.core.snapshot(), root)
-    warm = timed_gitpipe(gitpipe.core.snapshot(), root, plan.reps)
+        cold += checked(gitpipe.status(), root)
+    warm = timed_gitpipe(gitpipe.status(), root, plan.reps)
     cold_row = gitpipe_row(
         f"small-files/{count}",
         f"status, {count:,} x 4 KiB dep files, no stat cache",
@@ -570,9 +570,9 @@ def bench_touch(base: Path, plan: Plan) -> list[Row]:
     write_big(root / "big.bin", plan.big_bytes)
     checked(gitpipe.full(), root)
     time.sleep(2.1)  # past the stat cache's racy window: the digest is now trusted
-    timed_gitpipe(gitpipe.core.snapshot(), root, 1)
+    timed_gitpipe(gitpipe.status(), root, 1)
     reps = 1 if plan.quick else 3
-    found, reread, error = touch_statuses(gitpipe.core.snapshot(), root, "gitpipe.toml", reps, None)
+    found, reread, error = touch_statuses(gitpipe.status(), root, "gitpipe.toml", reps, None)
     if error:
         raise SystemExit(f"gitpipe status failed in {root}: {error}")
     shutil.rmtree(root)
