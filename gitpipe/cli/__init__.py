@@ -193,7 +193,7 @@ def _keep_only(name: str | None) -> None:
 #: them); a command missing here is listed after these
 _HELP_ORDER = (
     "init", "status", "why", "check", "gc", "repro", "approve", "log", "show", "lineage",
-    "metrics", "dag", "versions", "diff", "push", "pull",
+    "metrics", "dag", "versions", "diff", "push", "pull", "schema",
 )  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""Commands that look and change nothing: `status`, `why`, `check`, `dag`, `metrics`.
+"""Commands that look and change nothing: `status`, `why`, `check`, `dag`, `metrics`,
+`schema`.
 
 Each reads one answer from the facade (the planner's decisions, as `status_of` and
 `Explanation` carry them; lineage's metrics) and prints it as lines or `--json`."""
@@ -6,6 +7,7 @@ Each reads one answer from the facade (the planner's decisions, as `status_of` a
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -219,3 +221,11 @@ def dag(
         raise UsageError("choose one of --mermaid, --dot and --json")
     render = dag_mermaid if mermaid else dag_dot if dot else dag_json if as_json else dag_text
     typer.echo(render(graph, states))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of gitpipe.toml, for editors (docs/pipeline-file.md)."""
+    from gitpipe.pipeline.spec import schema_text
+
+    sys.stdout.write(schema_text())

@@ -6,6 +6,9 @@
     TOML text ───► parse
                  ─► gitpipe.pipeline.parser ─► gitpipe.pipeline.model.Pipeline
 
+    gitpipe.schema.json (beside this module) ─► schema_text: the file's JSON Schema,
+                    for editors (`gitpipe schema`)
+
 Reading files happens here, at the edge; the parser and the model below it are pure.
 The step model and the helpers other layers use (``spec.Step``, ``spec.resolve``,
 ``spec.reserved_part``, ...) are re-exported, so that ``from gitpipe.pipeline import
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +63,12 @@ __all__ = [
     "reserved",
     "reserved_part",
     "resolve",
+    "schema_text",
 ]
+
+#: the JSON Schema of the pipeline file, shipped in this package; tests/test_schema.py
+#: holds it to the parser (its fields, types and choices)
+SCHEMA_FILE = "gitpipe.schema.json"
 
 
 def load_cached(
@@ -177,3 +186,9 @@ def parse(
     return parse_data(
         data, file, read=lambda relpath: tomlcache.loads(reader(relpath)), overrides=overrides
     )
+
+
+def schema_text() -> str:
+    """The JSON Schema (draft 2020-12) of the pipeline file, as shipped: an editor
+    that reads it flags a misspelt field or a wrong type as the file is written."""
+    return resources.files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
