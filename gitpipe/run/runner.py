@@ -495,7 +495,7 @@ def connect_dask(address: str, root: Path | None = None) -> Any:
         from distributed import Client
     except ImportError as exc:
         raise UsageError(
-            "the dask backend needs the `distributed` package; install gitpipe[dask]"
+            "the dask backend needs the `distributed` package; install gitpipe-ml[dask]"
         ) from exc
     try:
         client = Client(address, timeout="5s", set_as_default=False)

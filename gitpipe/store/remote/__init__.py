@@ -10,7 +10,7 @@ the transfer apart::
     folder       DirectoryRemote: a local or mounted folder, built in; every write
                  goes to a temporary file and is renamed into place, as in the store
     objectstore  ObjectStoreRemote: S3 (and other object stores) through obstore, the
-                 gitpipe[s3] extra; credentials from the environment only
+                 gitpipe-ml[s3] extra; credentials from the environment only
     url          open_remote(url), for_project(project): which remote a command uses
     transfer     push, pull, fetch_for_keys: what the other side lacks, verified;
                  Selection (what to move), Progress, TransferReport (what happened)

@@ -1,5 +1,5 @@
 """The object-store remote: S3 (and other object stores) through obstore, the
-``gitpipe[s3]`` extra, imported only when such a remote is opened.
+``gitpipe-ml[s3]`` extra, imported only when such a remote is opened.
 
 Credentials come only from the environment (``AWS_*`` variables, or the container,
 web-identity and instance-metadata providers those variables point at), never from
@@ -56,7 +56,7 @@ class ObjectStoreRemote(Remote):
             from obstore.store import S3Store, from_url
         except ImportError as exc:
             raise UsageError(
-                f"{scheme}:// remotes need gitpipe's s3 extra: pip install 'gitpipe[s3]'"
+                f"{scheme}:// remotes need gitpipe's s3 extra: pip install 'gitpipe-ml[s3]'"
             ) from exc
         if parts.username or parts.password:
             raise UsageError(
