@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import refused
+from conftest import refused, snapshot
 
 import gitpipe
 from gitpipe import cli
@@ -200,15 +200,25 @@ def test_logs_prints_a_steps_log_from_its_last_run_or_the_one_named(workspace):
     # `other` did not run in the last run: its log is the one from when it did
     assert "other\n" in workspace.ok("logs", "other").stdout
 
-    refused(workspace, "logs", "nope", says=("gitpipe: there is no step named 'nope'",))
-    refused(
-        workspace,
-        "logs",
-        "other",
-        "--run",
-        "last",
-        says=("gitpipe: step other wrote no log in run ", "(it did not run there)"),
-    )
+    for args, says in (
+        (["nope"], "gitpipe: there is no step named 'nope' (steps: hello, other)"),
+        (["other", "--run", "last"], "gitpipe: step other wrote no log in run "),
+    ):
+        before = files_but_sqlite_bookkeeping(workspace.root)
+        done = workspace.gitpipe("logs", *args)
+        assert done.exit_code == 2
+        assert done.stderr.startswith(says) and done.stderr.count("\n") == 1, done.stderr
+        assert files_but_sqlite_bookkeeping(workspace.root) == before
+
+
+def files_but_sqlite_bookkeeping(root: Path) -> dict[str, object]:
+    """Every file and folder as `snapshot` sees it, but for what SQLite keeps beside a
+    database in WAL mode (-wal, -shm, and the times of .gitpipe/), which reading updates."""
+    return {
+        path: (mode, data, None if path == ".gitpipe" else mtime)
+        for path, (mode, data, mtime) in snapshot(root).items()
+        if not path.endswith(("-wal", "-shm"))
+    }
 
 
 def test_check_json_lists_the_mismatched_steps_and_reasons(workspace):
