@@ -1,6 +1,6 @@
 """The command line: the one place that prints, and that turns errors into exit codes.
 
-    argv ──▶ main() ──▶ _keep_only(the command argv names) ──▶ app ──▶ _root (-C, --debug)
+    argv ──▶ main() ──▶ _keep_only(the command argv names) ──▶ app ──▶ _root (-C, -f, --debug)
                                                                          │
         a command  (run · inspect · history · store · lineage: one module per group)
           parse arguments ──▶ the facade, gitpipe.workspace.Project (or the layer
@@ -12,10 +12,15 @@ Each command module registers its commands on ``app`` when it is imported, which
 this package does last, after ``app``, ``handled`` and the shared options they use.
 Start-up stays fast: the command modules import the rest of gitpipe (and rich) inside
 the commands, and ``main`` keeps only the command the arguments name before typer
-builds the command line."""
+builds the command line.
+
+The root options -C, -f and --debug may come after the command too: ``_Root`` gives
+each command copies of -C and --debug as it looks it up, and a -f given before the
+command becomes the command's own default (click's ``default_map``)."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import signal
@@ -25,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 from typer.models import CommandInfo
 
 from gitpipe.cli.output import plain_output
@@ -40,12 +46,51 @@ if TYPE_CHECKING:  # imported where used: `gitpipe --help` needs neither
 # renderers takes longer (~0.1 s) than all of the rest of `gitpipe --help`.
 MARKUP: Any = None if plain_output() else "rich"
 
+
+class _Root(TyperGroup):
+    """The root group: its options -C and --debug are accepted after the command too
+    (given to each command as it is looked up), and help lists each command's first
+    sentence whole, never cut with "...", whatever the width."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _accept_root_options(command, self)
+        return command
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _accept_root_options(command: Any, root: Any) -> None:
+    """Give a command (and a group's commands) copies of the root's -C and --debug,
+    which act when parsed: -C changes folder before the command opens the workspace."""
+    if any("-C" in param.opts for param in command.params):
+        return
+    for param in root.params:
+        action = _ROOT_ACTIONS.get(param.name)
+        if action is not None:
+            again = copy.copy(param)
+            again.callback, again.expose_value, again.envvar = action, False, None
+            command.params.append(again)
+    for sub in getattr(command, "commands", {}).values():
+        _accept_root_options(sub, root)
+
+
 app = typer.Typer(
     name="gitpipe",
+    cls=_Root,
     help="Reproducible pipelines on Git: run exactly what changed, reuse everything else, "
     "and say why.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=MARKUP,
 )
@@ -108,21 +153,69 @@ def _traceback() -> None:
         traceback.print_exc()
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        # gitpipe.__version__, read from the package this one is in (always imported
+        # first), not imported: the command line sits below the Python API it serves
+        typer.echo(f"gitpipe {sys.modules['gitpipe'].__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     chdir: Annotated[
         Path | None, typer.Option("-C", help="Run as if started in this folder.")
+    ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file", "-f", help="The pipeline file (default: gitpipe.toml).", show_default=False
+        ),
     ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks for errors.", envvar="GITPIPE_DEBUG")
     ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print gitpipe's version.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
+    """Options given before the command: -f is the command's -f unless it has its own."""
     _state["debug"] = debug
     if chdir is not None:
-        try:
-            os.chdir(chdir)
-        except OSError as exc:
-            raise _fail(f"cannot change to {chdir} ({exc.strerror})", 2) from None
+        _chdir(chdir)
+    if file is not None:
+        ctx.default_map = _defaults(ctx.command, {"file": file})
+
+
+def _chdir(folder: str | os.PathLike[str]) -> None:
+    try:
+        os.chdir(folder)
+    except OSError as exc:
+        raise _fail(f"cannot change to {folder} ({exc.strerror})", 2) from None
+
+
+def _debug_after(ctx: Any, param: Any, value: bool) -> None:
+    if value:
+        _state["debug"] = True
+
+
+def _chdir_after(ctx: Any, param: Any, value: Path | None) -> None:
+    if value is not None and not ctx.resilient_parsing:
+        _chdir(value)
+
+
+#: what the copies of the root's options do when given after the command
+_ROOT_ACTIONS = {"chdir": _chdir_after, "debug": _debug_after}
+
+
+def _defaults(group: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """A click default map giving every command under ``group`` these defaults."""
+    commands = getattr(group, "commands", {})
+    return {**values, **{name: _defaults(sub, values) for name, sub in commands.items()}}
 
 
 def open_project(file: str | None, params: list[str] | None = None) -> Project:
@@ -152,16 +245,16 @@ def main() -> None:
     """The console script: SIGTERM stops a run as cleanly as Ctrl-C does."""
     signal.signal(signal.SIGTERM, _interrupt)
     _keep_only(_command_named(sys.argv[1:]))
-    app()
+    app(prog_name="gitpipe")  # as `python -m gitpipe` too: completion scripts name it
 
 
 def _command_named(args: list[str]) -> str | None:
     """The command the arguments name after the root options, if plainly so."""
     args = iter(args)
     for arg in args:
-        if arg == "-C":
-            next(args, None)  # its folder
-        elif arg == "--debug" or (arg.startswith("-C") and arg != "-C"):
+        if arg in ("-C", "-f", "--file"):
+            next(args, None)  # its value
+        elif arg == "--debug" or arg.startswith(("-C", "-f", "--file=")):
             continue
         elif arg.startswith("-"):
             return None  # --help, or something for click to explain
@@ -192,8 +285,8 @@ def _keep_only(name: str | None) -> None:
 #: the order in which `gitpipe --help` lists the commands (groups, like `cache`, follow
 #: them); a command missing here is listed after these
 _HELP_ORDER = (
-    "init", "status", "why", "check", "gc", "repro", "approve", "log", "show", "lineage",
-    "metrics", "dag", "versions", "diff", "push", "pull", "schema",
+    "init", "status", "why", "check", "gc", "repro", "approve", "log", "show", "logs",
+    "lineage", "metrics", "dag", "versions", "diff", "push", "pull", "schema",
 )  # fmt: skip
 
 

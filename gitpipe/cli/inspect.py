@@ -173,16 +173,26 @@ def _short(value: object) -> str:
 
 @app.command()
 @handled
-def check(file: FileOption = None) -> None:
+def check(file: FileOption = None, as_json: JsonOption = False) -> None:
     """Fail (exit 3) when gitpipe.lock does not match the pipeline (for pre-commit)."""
     mismatched = open_project(file).check_lock()
+    if as_json:
+        echo_json(
+            {
+                "matches": not mismatched,
+                "mismatched": [
+                    {"step": step, "reasons": list(reasons)} for step, reasons in mismatched
+                ],
+            }
+        )
     if mismatched:
         listed = "; ".join(f"{step} ({', '.join(reasons)})" for step, reasons in mismatched)
         raise StaleError(
             f"gitpipe.lock does not match the pipeline for {len(mismatched)} step(s): {listed}; "
             "run `gitpipe repro` and commit gitpipe.lock"
         )
-    typer.echo("gitpipe.lock matches the pipeline")
+    if not as_json:
+        typer.echo("gitpipe.lock matches the pipeline")
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""Commands that read lineage, the SQLite history of runs: `log`, `show`, `lineage`.
+"""Commands that read lineage, the SQLite history of runs: `log`, `show`, `logs`,
+`lineage`.
 
 They ask the facade (`gitpipe.workspace.lineage`: runs, one run's executions, the
 origin of a file's bytes) and print the answer as lines or `--json`."""
@@ -70,6 +71,29 @@ def show(
         )
     stopped = [row["step"] for row in rows if row["state"] == states.INTERRUPTED]
     typer.echo((_counts(info["counts"]) or "no steps") + ending(info["status"], stopped))
+
+
+@app.command()
+@handled
+def logs(
+    step: Annotated[str, typer.Argument(help="The step whose output to print.")],
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run",
+            "-r",
+            help="A run id, a unique prefix of one, or `last` [default: the last run in "
+            "which the step ran].",
+            show_default=False,
+        ),
+    ] = None,
+    file: FileOption = None,
+) -> None:
+    """Print what a step wrote to stdout and stderr when it last ran, or in one run."""
+    from gitpipe.workspace import lineage
+
+    path = lineage.step_log(open_project(file), step, run)
+    typer.echo(path.read_bytes(), nl=False)
 
 
 #: states whose executions took time worth showing

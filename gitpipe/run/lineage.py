@@ -486,7 +486,7 @@ def approval_of(path: Path, step: str, key: str) -> dict[str, Any] | None:
 # -- queries ---------------------------------------------------------------------
 
 
-_RUN_COLUMNS = "id, started, ended, git_commit, dirty, status, argv"
+_RUN_COLUMNS = "id, started, ended, git_commit, dirty, status, argv, overrides"
 
 
 def runs(db: sqlite_utils.Database, *, limit: int = 20) -> list[dict[str, Any]]:
@@ -507,6 +507,7 @@ def run(db: sqlite_utils.Database, run_id: str) -> dict[str, Any]:
 
 def _run_row(db: sqlite_utils.Database, row: dict[str, Any]) -> dict[str, Any]:
     row["argv"] = json.loads(row["argv"] or "[]")
+    row["overrides"] = json.loads(row["overrides"] or "{}")  # `repro -p`, for this run only
     row["dirty"] = None if row["dirty"] is None else bool(row["dirty"])
     row["counts"] = {
         r["state"]: r["n"]
@@ -544,6 +545,17 @@ def executions(db: sqlite_utils.Database, run_id: str) -> list[dict[str, Any]]:
     for row in rows:
         row["reasons"] = json.loads(row["reasons"] or "[]")
     return rows
+
+
+def step_logs(db: sqlite_utils.Database, step: str, run_id: str | None = None) -> list[str]:
+    """The log files of a step's executions that wrote one, newest first: in one run,
+    or in any."""
+    where, args = ("AND run_id = ?", [step, run_id]) if run_id else ("", [step])
+    rows = db.query(
+        f"SELECT log FROM executions WHERE step = ? AND log IS NOT NULL {where} ORDER BY id DESC",
+        args,
+    )
+    return [str(row["log"]) for row in rows]
 
 
 def current_metrics(db: sqlite_utils.Database) -> dict[str, dict[str, dict[str, Any]]]:

@@ -4,6 +4,7 @@ the bytes at a path (`gitpipe log`, `show`, `lineage`).
     Project ──> runs(limit)     ──> the latest runs, newest first
             ──> run(ref)        ──> RunDetail: one run and its executions
             ──> origin(path)    ──> Origin: who made the bytes now at a path, from what
+            ──> step_log(step)  ──> the log file of a step's latest (or one run's) execution
 
 The queries are :mod:`gitpipe.run.lineage`'s and :mod:`gitpipe.run.provenance`'s; these
 open the workspace's database as it is (a missing one is not made) and find the bytes
@@ -49,7 +50,7 @@ class RunDetail:
     executions: list[dict[str, Any]]
 
     def to_json(self) -> dict[str, Any]:
-        head = {key: self.info[key] for key in ("status", "started", "ended", "dirty")}
+        head = {key: self.info[key] for key in ("status", "started", "ended", "dirty", "overrides")}
         return {
             "run": self.run_id,
             **head,
@@ -65,6 +66,27 @@ def run(project: Project, ref: str) -> RunDetail:
     db = database(project)
     run_id = lineage.find_run(db, ref)
     return RunDetail(run_id, lineage.run(db, run_id), lineage.executions(db, run_id))
+
+
+def step_log(project: Project, step: str, run: str | None = None) -> Path:
+    """The log a step wrote when it last ran, or in the run ``run`` names (an id, a
+    unique prefix, or ``last``).  Raises :class:`UsageError` for a step the pipeline
+    does not name or that wrote no log there (it was restored, skipped, or not in it)."""
+    from gitpipe.run import lineage
+
+    db = database(project)
+    run_id = lineage.find_run(db, run) if run is not None else None
+    logs = lineage.step_logs(db, step, run_id)
+    if not logs:
+        steps = project.graph.order
+        if step not in steps:
+            raise UsageError(f"there is no step named {step!r} (steps: {', '.join(steps)})")
+        where = f"run {run_id}" if run_id else "any recorded run"
+        raise UsageError(f"step {step} wrote no log in {where} (it did not run there)")
+    log = Path(logs[0])
+    if not log.is_file():
+        raise UsageError(f"the log of step {step} is gone ({log})")
+    return log
 
 
 def origin(project: Project, path: str | os.PathLike[str]) -> Origin:
