@@ -240,8 +240,32 @@ def test_a_condition_on_params_is_decided_when_the_file_is_read(workspace):
         outs = ["full.txt"]
         """
     )
-    workspace.ok("repro")
+    result = workspace.ok("repro")
     assert workspace.states() == {"full": "skipped"}
+    # the params are shown filled in, as the metrics are
+    assert "full: skipped, condition false: 'quick' == 'full' or not true" in result.stderr
+
+
+def test_a_false_condition_on_a_param_and_a_metric_shows_both_values(workspace):
+    workspace.pipeline(
+        """
+        [params]
+        dry_run = true
+
+        [steps.evaluate]
+        cmd = "echo '{\\"accuracy\\": 0.95}' > m.json"
+        metrics = ["m.json"]
+
+        [steps.deploy]
+        cmd = "echo deployed > deploy.txt"
+        when = "not ${params.dry_run} and ${steps.evaluate.metrics.accuracy} >= 0.9"
+        outs = ["deploy.txt"]
+        """
+    )
+    result = workspace.ok("repro")
+    assert workspace.states()["deploy"] == "skipped"
+    assert "deploy: skipped, condition false: not true and 0.95 >= 0.9" in result.stderr
+    assert "${" not in result.stderr.partition("condition false:")[2].partition("(when")[0]
 
 
 @pytest.mark.parametrize(

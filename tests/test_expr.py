@@ -79,6 +79,7 @@ def test_references_known_at_parse_time_are_filled_in_and_not_left_for_later():
     condition = parse("${matrix.model} == 'rf' and ${steps.t.metrics.m} > 1", resolve)
     assert condition.refs == ("steps.t.metrics.m",)
     assert condition.evaluate({"steps.t.metrics.m": 2}) is True
+    assert condition.shown({"steps.t.metrics.m": 2}) == "'rf' == 'rf' and 2 > 1"
 
 
 def test_equality_across_types_is_false_not_an_error():

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Workspace, free_port, git
+from conftest import Workspace, free_port, git, snapshot
 
 from gitpipe.core.hashing import Digest, ManifestEntry, canonical, digest_bytes, manifest_bytes
 from gitpipe.store import lockfile
@@ -602,6 +602,27 @@ def test_without_a_remote_gitpipe_says_how_to_name_one(make_workspace):
     outcome = one.gitpipe("push")
     assert outcome.exit_code == 2
     assert "GITPIPE_REMOTE" in one_line_error(outcome)
+
+
+@pytest.mark.parametrize("direction", ["push", "pull"])
+@pytest.mark.parametrize("everything", [(), ("--all",)], ids=["lock", "all"])
+def test_push_or_pull_without_a_pipeline_file_is_one_line_naming_it(
+    make_workspace, tmp_path, direction, everything
+):
+    bare = make_workspace("bare")
+    (tmp_path / "remote").mkdir()
+    before = snapshot(bare.root)
+
+    outcome = bare.gitpipe(direction, *everything, "--remote", str(tmp_path / "remote"))
+
+    assert outcome.exit_code == 2, outcome.output
+    assert one_line_error(outcome) == (
+        f"gitpipe: gitpipe.toml: no pipeline file here, so there is nothing to {direction}; "
+        "run `gitpipe init` to create one, or pass -f FILE"
+    )
+    assert outcome.stdout == ""
+    assert snapshot(bare.root) == before
+    assert list((tmp_path / "remote").iterdir()) == []
 
 
 def test_credentials_in_the_url_are_refused(make_workspace):

@@ -173,8 +173,15 @@ def test_init_writes_a_starter_pipeline_that_parses_and_ignores_its_state(worksp
         for line in text.splitlines()
     )
     workspace.write("gitpipe.toml", body)
+    workspace.write("src/prepare.py", "import common\n")
+    workspace.write("src/common.py", "SEED = 1\n")
+    workspace.write("data/raw.csv", "x\n1\n")
     statuses = json.loads(workspace.ok("status", "--json").stdout)
     assert [s["step"] for s in statuses] == ["prepare", "train"]
+    # its scripts are found from the commands, as its comment says, not listed in deps
+    deps = [line for line in body.splitlines() if line.startswith("deps =")]
+    assert len(deps) == 2 and not any(".py" in line for line in deps)
+    assert sorted(statuses[0]["code"]) == ["src/common.py", "src/prepare.py"]
 
     again = workspace.gitpipe("init")
     assert again.exit_code == 2

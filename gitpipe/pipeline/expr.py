@@ -45,6 +45,8 @@ class Condition:
     source: str
     tree: tuple[Any, ...]
     refs: tuple[str, ...]  # the references left to resolve at run time, e.g. "steps.a.metrics.b"
+    #: the references filled in when it was parsed (params, matrix values), to be shown
+    known: tuple[tuple[str, Value], ...] = ()
 
     def evaluate(self, values: Mapping[str, Value]) -> bool:
         """The condition's truth, given a value for each of :attr:`refs`."""
@@ -63,14 +65,16 @@ class Condition:
                 return node
             return tuple(walk(n) if isinstance(n, tuple) else n for n in node)
 
-        return Condition(source, walk(self.tree), tuple(mapping.get(r, r) for r in self.refs))
+        return Condition(
+            source, walk(self.tree), tuple(mapping.get(r, r) for r in self.refs), self.known
+        )
 
     def shown(self, values: Mapping[str, Value]) -> str:
-        """The condition with its references replaced by their values, for messages."""
+        """The condition with its references replaced by their values (``values`` for
+        those read at run time), for messages."""
         text = self.source
-        for ref in self.refs:
-            if ref in values:
-                text = re.sub(r"\$\{\s*" + re.escape(ref) + r"\s*\}", _show(values[ref]), text)
+        for ref, value in (*self.known, *values.items()):
+            text = re.sub(r"\$\{\s*" + re.escape(ref) + r"\s*\}", lambda _, v=value: _show(v), text)
         return text
 
 
@@ -82,7 +86,7 @@ def parse(source: str, resolve: Callable[[str], Value | None]) -> Condition:
     tree = parser.disjunction()
     if parser.pos != len(tokens):
         raise ExprError(f"unexpected {tokens[parser.pos][1]!r} in {source!r}")
-    return Condition(source, tree, tuple(dict.fromkeys(parser.refs)))
+    return Condition(source, tree, tuple(dict.fromkeys(parser.refs)), tuple(parser.known.items()))
 
 
 def _tokenise(source: str) -> list[tuple[str, str]]:
@@ -114,6 +118,7 @@ class _Parser:
         self.source = source
         self.pos = 0
         self.refs: list[str] = []
+        self.known: dict[str, Value] = {}
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -180,6 +185,7 @@ class _Parser:
             ref = text[2:-1].strip()
             value = self.resolve(ref)
             if value is not None:
+                self.known[ref] = value
                 return ("value", value)
             self.refs.append(ref)
             return ("ref", ref)

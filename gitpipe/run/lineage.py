@@ -323,6 +323,8 @@ class LineageRecorder:
 
     def _record(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
+            from gitpipe.store.remote.base import redact_argv  # a --remote url's secrets
+
             self.run_id = event.run_id
             with self.conn:
                 self.conn.execute(
@@ -335,7 +337,7 @@ class LineageRecorder:
                         None,
                         event.commit,
                         None if event.dirty is None else int(event.dirty),
-                        json.dumps(list(event.argv)),
+                        json.dumps(redact_argv(event.argv)),
                         os.uname().nodename,  # the host name, without importing socket
                         "running",
                         event.pipeline,

@@ -61,7 +61,9 @@ __all__ = ["HookCall", "Project", "RunReport", "current_params", "fault_point"]
 STARTER = """\
 # A gitpipe pipeline; the fields are described in gitpipe's docs/pipeline-file.md.
 # Each step's command, code, params and input bytes make its key; a step whose key
-# already has a stored result is restored instead of run.
+# already has a stored result is restored instead of run.  A step's code is found
+# from its command: the script it runs and the modules of this repository that
+# script imports (docs/code.md), so `deps` lists only the data a step reads.
 
 [pipeline]
 name = "{name}"
@@ -70,13 +72,13 @@ name = "{name}"
 seed = 42
 
 # [steps.prepare]
-# cmd = "python src/prepare.py --seed ${{params.seed}}"
-# deps = ["src/prepare.py", "data/raw.csv"]
+# cmd = "python3 src/prepare.py --seed ${{params.seed}}"
+# deps = ["data/raw.csv"]
 # outs = ["data/prepared/"]   # a trailing slash: a folder output
 #
 # [steps.train]
-# cmd = "python src/train.py"
-# deps = ["src/train.py", "data/prepared/"]
+# cmd = "python3 src/train.py"
+# deps = ["data/prepared/"]
 # params = ["seed"]
 # outs = ["model.pkl"]
 # metrics = ["metrics.json"]

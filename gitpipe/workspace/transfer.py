@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gitpipe.core.errors import RemoteError, UsageError
+from gitpipe.core.errors import PipelineError, RemoteError, UsageError
 
 if TYPE_CHECKING:
     from gitpipe.store.remote import ProgressListener, Remote, Selection, TransferReport
@@ -56,6 +56,12 @@ def prepare(
 
     if direction not in DIRECTIONS:
         raise UsageError(f"unknown direction {direction!r} (push or pull)")
+    if not project.file.is_file():  # no pipeline: no lock to name outputs, no store
+        raise PipelineError(
+            f"no pipeline file here, so there is nothing to {direction}; run `gitpipe "
+            "init` to create one, or pass -f FILE",
+            file=project.file.name,
+        )
     if jobs is not None and jobs < 1:
         raise UsageError("--jobs takes a positive number")
     far = remotes.for_project(project, remote, cwd=Path.cwd())

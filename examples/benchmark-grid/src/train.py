@@ -6,7 +6,6 @@ import argparse
 import csv
 import json
 import random
-import time
 from pathlib import Path
 
 from models import MODELS
@@ -23,7 +22,6 @@ def main() -> None:
     random.Random(args.seed).shuffle(rows)
     cut = len(rows) * 3 // 4
     train, test = rows[:cut], rows[cut:]
-    started = time.perf_counter()
     predict = MODELS[args.model](train)
     correct = sum(predict(x, y) == label for x, y, label in test)
     result = {
@@ -31,7 +29,6 @@ def main() -> None:
         "dataset": args.dataset,
         "accuracy": round(correct / len(test), 4),
         "test_rows": len(test),
-        "seconds": round(time.perf_counter() - started, 4),
     }
     out = Path("results") / f"{args.model}-{args.dataset}.json"
     out.parent.mkdir(exist_ok=True)

@@ -6,7 +6,7 @@ A remote has the local store's layout (:mod:`gitpipe.store.naming`:
 the transfer apart::
 
     base         Remote: what every kind offers (exists, listing, upload, download,
-                 read, write); redact: a url fit to show
+                 read, write); redact, redact_argv: a url, or a command line, fit to show
     folder       DirectoryRemote: a local or mounted folder, built in; every write
                  goes to a temporary file and is renamed into place, as in the store
     objectstore  ObjectStoreRemote: S3 (and other object stores) through obstore, the
@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gitpipe.store.naming import object_name, parse_result_name, result_name, results_prefix
-from gitpipe.store.remote.base import Remote, redact
+from gitpipe.store.remote.base import Remote, redact, redact_argv
 from gitpipe.store.remote.folder import DirectoryRemote
 from gitpipe.store.remote.transfer import (
     Pair,
@@ -74,6 +74,7 @@ __all__ = [
     "pull",
     "push",
     "redact",
+    "redact_argv",
     "result_name",
     "results_prefix",
 ]

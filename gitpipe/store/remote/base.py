@@ -1,11 +1,12 @@
 """What every remote is: :class:`Remote`, the interface each kind implements (one
 module per kind: :mod:`~gitpipe.store.remote.folder`,
 :mod:`~gitpipe.store.remote.objectstore`), and :func:`redact`, how a remote's url is
-shown."""
+shown (:func:`redact_argv`: a command line holding one)."""
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,6 +20,8 @@ class Remote(abc.ABC):
     :class:`~gitpipe.core.errors.RemoteError` for anything but a missing object, which
     they report by their return value."""
 
+    #: the url fit to show (:func:`redact`): every message, report and progress line
+    #: names the remote by it, so a secret in the url the user gave is never echoed
     url: str
     #: transfers at once, unless the caller says otherwise
     jobs: int = 8
@@ -73,3 +76,13 @@ def redact(url: str) -> str:
         if item
     )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` fit to record: each url in it (``URL``, or ``--option=URL``) through
+    :func:`redact`."""
+    shown = []
+    for arg in argv:
+        head, eq, tail = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+        shown.append(head + eq + redact(tail) if "://" in tail else arg)
+    return shown

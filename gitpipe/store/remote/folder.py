@@ -11,7 +11,7 @@ from gitpipe.core import atomic
 from gitpipe.core.errors import RemoteError
 from gitpipe.store.naming import OBJECTS
 from gitpipe.store.objects import clone_or_copy
-from gitpipe.store.remote.base import Remote
+from gitpipe.store.remote.base import Remote, redact
 from gitpipe.store.runcache import UNSIGNED, Signer
 
 _READ_ONLY = 0o444
@@ -25,7 +25,7 @@ class DirectoryRemote(Remote):
 
     def __init__(self, root: Path, *, url: str | None = None, signer: Signer = UNSIGNED) -> None:
         self.root = root
-        self.url = url or str(root)
+        self.url = redact(url) if url else str(root)
         self.signer = signer
         self._checked = False
 

@@ -67,7 +67,7 @@ class ObjectStoreRemote(Remote):
             raise UsageError(
                 f"the remote url {redact(url)!r} is not of the form {scheme}://BUCKET/PREFIX"
             )
-        self.url = url
+        self.url = redact(url)
         self.signer = Signer.from_environ(environ)
         self._obs = obstore
         self._errors: tuple[type[BaseException], ...] = (BaseError, OSError)
@@ -94,7 +94,7 @@ class ObjectStoreRemote(Remote):
             else:
                 self.store = from_url(url, retry_config=self.RETRY)  # type: ignore[arg-type]
         except self._errors as exc:
-            raise RemoteError(f"cannot use the remote {url}: {describe(exc)}") from exc
+            raise RemoteError(f"cannot use the remote {redact(url)}: {describe(exc)}") from exc
 
     def _fail(self, doing: str, exc: BaseException) -> RemoteError:
         return RemoteError(
