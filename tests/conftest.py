@@ -161,11 +161,15 @@ def make_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, bytes | None, int]]:
-    """Every path under root except .git: mode, bytes (files) and mtime."""
+    """Every path under root except .git: mode, bytes (files) and mtime.  SQLite's own
+    side files (-wal, -shm, -journal), which come and go as a database is read, are
+    left out."""
     state = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
         if rel == ".git" or rel.startswith(".git/"):
+            continue
+        if rel.endswith(("-wal", "-shm", "-journal")):
             continue
         st = path.lstat()
         data = path.read_bytes() if path.is_file() and not path.is_symlink() else None

@@ -235,7 +235,7 @@ def dag(
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of gitpipe.toml, for editors (docs/pipeline-file.md)."""
+    """Print the JSON Schema of gitpipe.toml, for editors to check it as you type."""
     from gitpipe.pipeline.spec import schema_text
 
     sys.stdout.write(schema_text())
