@@ -269,6 +269,21 @@ def good_run(workspace: Workspace) -> None:
 
 # -- a real S3-compatible server on loopback, for the remote tests ----------------------
 
+#: the settings an S3 client reads from the environment: each remote test sets its own
+AWS_SETTINGS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "AWS_ALLOW_HTTP",
+    "AWS_CHECKSUM_ALGORITHM",
+)
+
 
 def free_port() -> int:
     with socket.socket() as sock:

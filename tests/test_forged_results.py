@@ -25,7 +25,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from conftest import Workspace, git
+from conftest import AWS_SETTINGS, Workspace, git
 
 from gitpipe.core.hashing import Digest, canonical, digest_bytes
 from gitpipe.store import lockfile
@@ -69,20 +69,6 @@ deps = ["parts/"]
 outs = ["count.txt"]
 metrics = ["score.json"]
 """
-
-AWS_SETTINGS = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_ENDPOINT",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_PROFILE",
-    "AWS_ALLOW_HTTP",
-    "AWS_CHECKSUM_ALGORITHM",
-)
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Workspace, free_port, git, snapshot
+from conftest import AWS_SETTINGS, Workspace, free_port, git, snapshot
 
 from gitpipe.core.hashing import Digest, ManifestEntry, canonical, digest_bytes, manifest_bytes
 from gitpipe.store import lockfile
@@ -54,20 +54,6 @@ cmd = "cat parts/a.txt parts/b.txt | wc -c > count.txt"
 deps = ["parts/"]
 outs = ["count.txt"]
 """
-
-AWS_SETTINGS = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_ENDPOINT",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_PROFILE",
-    "AWS_ALLOW_HTTP",
-    "AWS_CHECKSUM_ALGORITHM",
-)
 
 
 @pytest.fixture(autouse=True)
