@@ -382,3 +382,30 @@ def test_the_text_renderer_styles_by_role_so_the_cli_can_colour_it(workspace):
     assert "<new>0.2</new>" in text
     assert "<old>0.1</old>" in text
     assert {"heading", "added", "removed", "changed", "old", "new"} <= roles
+
+
+def test_an_added_step_shows_all_it_is_and_a_removed_one_all_it_was(workspace):
+    ws = workspace
+    two_commits(ws)
+    steps = {step["step"]: step for step in as_json(ws, "a", "b")["steps"]}
+    evaluate, old = steps["evaluate"], steps["old"]
+    assert evaluate["command"] == {"old": [], "new": ["cp metrics.json evaluated.txt"]}
+    assert evaluate["deps"] == {"added": ["metrics.json"], "removed": []}
+    assert evaluate["outs"] == {"added": ["evaluated.txt"], "removed": []}
+    assert evaluate["edges"] == {"added": ["train"], "removed": []}
+    assert old["command"] == {"old": ["echo old > old.txt"], "new": []}
+    assert old["outs"] == {"added": [], "removed": ["old.txt"]}
+
+    lines = ws.ok("diff", "a", "b").stdout.splitlines()
+    at = lines.index("+ evaluate  (added)")
+    shown = [line.split() for line in lines[at + 1 : at + 6]]
+    assert ["command", "(none)", "->", "cp", "metrics.json", "evaluated.txt"] in shown
+    assert ["deps", "+metrics.json"] in shown
+
+
+def test_a_metric_delta_is_shown_to_the_precision_of_its_values():
+    assert diffs.delta_text(0.9731 - 0.9715, 0.9715, 0.9731) == "+0.0016"
+    assert diffs.delta_text(0.7 - 0.6, 0.6, 0.7) == "+0.1"
+    assert diffs.delta_text(3, 1, 4) == "+3"
+    assert diffs.delta_text(2.5e-12 - 1e-12, 1e-12, 2.5e-12) == "+1.5e-12"
+    assert diffs.delta_text(None, None, 1) == ""

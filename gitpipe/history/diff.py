@@ -236,8 +236,34 @@ def compare_steps(
     entry_a, entry_b = old_lock.steps.get(name), new_lock.steps.get(name)
     outputs = _outputs(entry_a.outs if entry_a else {}, entry_b.outs if entry_b else {})
     metrics = _metrics(entry_a.metrics if entry_a else {}, entry_b.metrics if entry_b else {})
-    if old is None or new is None:
-        return StepDiff(name, ADDED if old is None else REMOVED, outputs=outputs, metrics=metrics)
+    if old is None or new is None:  # all of what the step is, added or removed
+        shape = new if old is None else old
+        added = old is None
+        if shape is None:  # on neither side: what the locks say only
+            return StepDiff(name, ADDED, outputs=outputs, metrics=metrics)
+        every = (
+            tuple(sorted(shape.parents)),
+            tuple(sorted(shape.deps)),
+            tuple(sorted(shape.outs + shape.metrics)),
+        )
+        none: tuple[str, ...] = ()
+        return StepDiff(
+            name,
+            ADDED if added else REMOVED,
+            edges_added=every[0] if added else none,
+            edges_removed=none if added else every[0],
+            deps_added=every[1] if added else none,
+            deps_removed=none if added else every[1],
+            outs_added=every[2] if added else none,
+            outs_removed=none if added else every[2],
+            command=((), shape.template.cmd) if added else (shape.template.cmd, ()),
+            code=tuple(code_changes({}, shape.code) if added else code_changes(shape.code, {})),
+            params=_values({}, shape.params, encoded=True)
+            if added
+            else _values(shape.params, {}, encoded=True),
+            outputs=outputs,
+            metrics=metrics,
+        )
     edits = command_edits(old, new)
     written_a, written_b = old.template, new.template
     diff = StepDiff(
@@ -375,12 +401,27 @@ def short_digest(digest: str | None) -> str:
     return f"{algorithm}:{hexpart[:12]}"
 
 
-def delta_text(delta: int | float | None) -> str:
+def delta_text(delta: int | float | None, old: Any = None, new: Any = None) -> str:
+    """A metric's change, to the precision of the values it is the difference of
+    (``0.9715 -> 0.9731`` changes by ``+0.0016``, not ``+0.00160000000000005``)."""
     if delta is None:
         return ""
     if isinstance(delta, int):
         return f"{delta:+d}"
-    return f"{delta:+.6g}"
+    places = max(_decimals(old), _decimals(new))
+    if places is None or places > 15:
+        return f"{delta:+.6g}"
+    return f"{round(delta, places):+.{places}f}"
+
+
+def _decimals(value: Any) -> int:
+    """How many decimal places a number is written with (0 for an integer)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    text = repr(value)
+    if "e" in text or "E" in text:
+        return 16  # too far to write out: shown in 6 significant digits
+    return len(text.partition(".")[2])
 
 
 def _command(cmd: tuple[str, ...]) -> str:
@@ -428,7 +469,7 @@ def rows(step: StepDiff) -> list[Row]:
     for metric in step.metrics:
         after = value_text(metric.new, metric.new is not None)
         if metric.delta is not None:
-            after += f" ({delta_text(metric.delta)})"
+            after += f" ({delta_text(metric.delta, metric.old, metric.new)})"
         old = value_text(metric.old, metric.old is not None)
         found.append(Row(f"metric {metric.file}: {metric.key}", old, after))
     return found
