@@ -224,7 +224,9 @@ class Planner:
                         or (not out.is_dir and now.executable != planned.executable)
                     ):
                         projection.put(out.path, planned)
-                        self.inputs.forget(out.path, projected=True)
+                        # imports the discoverer learnt may change only where Python may be
+                        python = out.is_dir or out.path.endswith(".py")
+                        self.inputs.forget(out.path, projected=python)
                 entries[name] = entry_for(
                     check.step or self.pipeline.steps[name], decision.record, decision.result
                 )

@@ -330,10 +330,11 @@ class Store:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, target)
 
-    def adopt(self, tmp: str, digest: Digest) -> None:
+    def adopt(self, tmp: str, digest: Digest, *, hashed: Digest | None = None) -> None:
         """Rename a file already in ``tmp/`` into place, if its bytes hash to ``digest``
-        (what comes from a remote is verified before it becomes visible)."""
-        if digest_file(tmp) != digest:
+        (what comes from a remote is verified before it becomes visible).  ``hashed``:
+        the digest the caller has just taken of those bytes, so they are read once."""
+        if (hashed if hashed is not None else digest_file(tmp)) != digest:
             raise StoreError(f"{tmp} does not hash to {digest}")
         self._publish(tmp, digest)
 

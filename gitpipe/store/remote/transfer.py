@@ -440,7 +440,7 @@ def _fetch_object(store: Store, remote: Remote, digest: Digest, *, folder: bool)
         if folder:
             _check_manifest(tmp)
         size = os.path.getsize(tmp)
-        store.adopt(tmp, digest)
+        store.adopt(tmp, digest, hashed=actual)  # read once: hashed just above
         return size
     except OSError as exc:
         raise StoreError(f"cannot write to the store at {store.root} ({exc.strerror})") from exc
