@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import inspect
 import json
 import os
 import select
@@ -41,6 +42,14 @@ def make_repo(path: Path) -> Path:
     git(path, "config", "user.name", "gitpipe tests")
     git(path, "config", "commit.gpgsign", "false")
     return path
+
+
+def cli_runner() -> CliRunner:
+    """typer's test runner with stdout and stderr apart on every click the metadata
+    allows: click < 8.2 mixes them unless told not to (the lowest-versions job runs it)."""
+    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+    return CliRunner()
 
 
 @dataclass
@@ -147,7 +156,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     monkeypatch.delenv("GITPIPE_CACHE_DIR", raising=False)
     monkeypatch.setenv("CI", "true")
     root = make_repo(tmp_path / "repo")
-    return Workspace(root, CliRunner())
+    return Workspace(root, cli_runner())
 
 
 @pytest.fixture
@@ -155,7 +164,7 @@ def make_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[
     monkeypatch.delenv("GITPIPE_CACHE_DIR", raising=False)
 
     def make(name: str) -> Workspace:
-        return Workspace(make_repo(tmp_path / name), CliRunner())
+        return Workspace(make_repo(tmp_path / name), cli_runner())
 
     return make
 

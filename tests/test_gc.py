@@ -8,8 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import Workspace, git, snapshot
-from typer.testing import CliRunner
+from conftest import Workspace, cli_runner, git, snapshot
 
 PIPELINE = """
 [params]
@@ -116,7 +115,7 @@ def clone_of(source: Workspace, path: Path) -> Workspace:
     git(path, "config", "user.email", "test@gitpipe.invalid")
     git(path, "config", "user.name", "gitpipe tests")
     git(path, "config", "commit.gpgsign", "false")
-    return Workspace(path, CliRunner())
+    return Workspace(path, cli_runner())
 
 
 def stored(store: Path) -> dict[str, tuple[int, bytes | None, int]]:
@@ -191,7 +190,7 @@ def test_a_linked_work_tree_s_lock_is_kept_by_gc_in_the_main_one(tmp_path, works
     workspace.commit("n = 1")
     linked = tmp_path / "linked"
     git(workspace.root, "worktree", "add", "-q", "-b", "feature", str(linked))
-    other = Workspace(linked, CliRunner())
+    other = Workspace(linked, cli_runner())
     other.pipeline(PIPELINE.format(n=5))  # the linked work tree's, not committed
     other.ok("repro")
     report = gc(workspace, "--force")

@@ -17,7 +17,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from conftest import cli_runner
 
 from gitpipe.cli import app
 
@@ -96,7 +96,7 @@ def snapshot(top: Path) -> dict[str, tuple[str, bytes | str | None, int]]:
 
 def gitpipe(*args: str) -> tuple[int, str, str]:
     """Run the CLI in-process; unexpected exceptions propagate and fail the test."""
-    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    result = cli_runner().invoke(app, list(args), catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
 
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import Workspace, snapshot
+from conftest import Workspace, cli_runner, snapshot
 
 import gitpipe.identity.statcache
 from gitpipe import Project
@@ -190,13 +190,12 @@ def test_init_writes_a_starter_pipeline_that_parses_and_ignores_its_state(worksp
 
 
 def test_init_outside_a_git_repository_says_so(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
 
     from gitpipe.cli import app
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
-    result = CliRunner().invoke(app, ["init"])
+    result = cli_runner().invoke(app, ["init"])
     assert result.exit_code == 2
     assert "not inside a Git repository" in result.stderr
     assert list(tmp_path.iterdir()) == []

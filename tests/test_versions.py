@@ -8,8 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Workspace, git, make_repo
-from typer.testing import CliRunner
+from conftest import Workspace, cli_runner, git, make_repo
 
 import gitpipe.cli
 import gitpipe.history.shape
@@ -696,7 +695,7 @@ def test_the_lock_keeps_reading_files_written_before_it_had_a_version(tmp_path):
 def test_outside_a_git_repository_versions_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "gitpipe.toml").write_text('[steps.a]\ncmd = "true"\n')
-    result = CliRunner().invoke(gitpipe.cli.app, ["versions"])
+    result = cli_runner().invoke(gitpipe.cli.app, ["versions"])
     assert result.exit_code == 4
     assert "not inside a Git repository" in result.stderr
 
@@ -760,7 +759,7 @@ def test_the_quickstart_script_builds_a_history_to_try_versions_and_diff(tmp_pat
     )
     assert done.returncode == 0, done.stderr
     assert "gitpipe versions" in done.stdout
-    ws = Workspace(target, CliRunner())
+    ws = Workspace(target, cli_runner())
     assert table(ws) == [
         ("2.0.0", ["major: +report"]),
         ("1.1.0", ["minor: code of train (src/train.py)"]),
