@@ -260,7 +260,7 @@ class Snapshots:
         normal = normaliser(source, self.cache.code)
 
         def code_of(step: spec.Step) -> dict[str, Digest]:
-            key = (step.cmd, step.fn, step.wdir, step.code, step.code_digest)
+            key = (step.cmd, step.fn, step.wdir, step.code, step.code_digest, step.pythonpath)
             known = self._code.get(key)
             if known is not None and self.repo.trace_holds(tree, known[0]):
                 source.trace.merge(known[0])
@@ -293,7 +293,7 @@ class Snapshots:
         Which files they are depends only on which paths are files and on what the
         Python files import, so a step whose probes find the same kinds of entry and
         whose Python files import the same modules keeps the files found before."""
-        key = (step.cmd, step.fn, step.wdir, step.code)
+        key = (step.cmd, step.fn, step.wdir, step.code, step.pythonpath)
         known = self._found.get(key)
         if known is not None and self.repo.trace_holds(source.tree, known.trace):
             with source.recording(kinds=True):

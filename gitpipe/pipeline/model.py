@@ -134,6 +134,9 @@ class Step:
     metric_refs: tuple[MetricRef, ...] = ()
     #: ``cmd``, ``env`` and ``wdir`` as written (the fields above hold them resolved)
     template: Template = field(default_factory=Template)
+    #: ``[pipeline] pythonpath`` (folders relative to the pipeline's folder); None
+    #: when the pipeline does not say (docs/code.md#pythonpath)
+    pythonpath: tuple[str, ...] | None = None
 
     @property
     def all_outs(self) -> tuple[PathSpec, ...]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ class Parser(Checks):
         self.read_bytes = read_bytes
         self.env: dict[str, Any] = {}  # [pipeline] env, under each step's
         self.files: dict[str, paramfiles.FileParams] = {}  # params files, as written
+        self.pythonpath: tuple[str, ...] | None = None  # [pipeline] pythonpath
         self.overrides = dict(overrides or {})
         self.chain = chain or (file.name,)  # the pipeline files that nest this one
         self.code_digest = "ast"  # [pipeline]'s defaults for each step, once read
@@ -102,7 +104,7 @@ class Parser(Checks):
             for file, values in files
         }
         self.env = self.pipeline_env(header, params)
-        pythonpath = self.pythonpath(header)
+        self.pythonpath = self.read_pythonpath(header)
         steps_table = self.table(self.data.get("steps", {}), "steps")
         steps: dict[str, Step] = {}
         groups: dict[str, tuple[str, ...]] = {}
@@ -141,7 +143,7 @@ class Parser(Checks):
             includes=tuple(dict.fromkeys(includes)),
             params_files=tuple(file for file, _ in files),
             params_origin=origin if files else {},
-            pythonpath=pythonpath,
+            pythonpath=self.pythonpath,
             read_files=tuple(dict.fromkeys([*(f.path for f, _ in files), *reads])),
         )
 
@@ -158,7 +160,7 @@ class Parser(Checks):
             refs.expand(scalar_text(value), f"pipeline.env.{key}")
         return env
 
-    def pythonpath(self, header: Mapping[str, Any]) -> tuple[str, ...] | None:
+    def read_pythonpath(self, header: Mapping[str, Any]) -> tuple[str, ...] | None:
         """``[pipeline] pythonpath``: folders relative to the pipeline's folder (None:
         not written, each step gets what its code discovery needs)."""
         if "pythonpath" not in header:
@@ -200,7 +202,7 @@ class Parser(Checks):
     ) -> Step:
         if self.env and isinstance(body.get("env", {}), dict):  # the step's own env wins
             body = {**body, "env": {**self.env, **body.get("env", {})}}
-        return parse_step(
+        step = parse_step(
             self,
             name,
             body,
@@ -211,6 +213,7 @@ class Parser(Checks):
             group=group,
             files=self.files,
         )
+        return step if self.pythonpath is None else replace(step, pythonpath=self.pythonpath)
 
     def matrix(self, name: str, body: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Step]:
         """A matrix step's expansions, ``NAME@LABEL`` each."""
