@@ -175,7 +175,9 @@ def test_file_entries_select_what_that_file_defines_and_check_it(workspace):
     refused(
         workspace,
         "status",
-        says=("at steps.one_of_a.params[0]: param 'train.lr' is not defined in params file 'b.json'",),
+        says=(
+            "at steps.one_of_a.params[0]: param 'train.lr' is not defined in params file 'b.json'",
+        ),
     )
     workspace.write("gitpipe.toml", text.replace('"a.yaml:train.lr"', '"c.yaml:*"'))
     refused(
@@ -482,3 +484,20 @@ def test_pipeline_env_with_an_unknown_param_is_refused_where_it_is_written(works
     workspace.pipeline('[pipeline]\nenv = { X = "${params.nope}" }\n[steps.a]\ncmd = "true"\n')
     workspace.commit()
     refused(workspace, "status", says=("at pipeline.env.X: unknown param 'nope'",))
+
+
+def test_a_step_cannot_write_a_params_file(workspace):
+    workspace.write("conf/params.yaml", "seed: 1\n")
+    workspace.pipeline(
+        '[pipeline]\nparams_files = ["conf/params.yaml"]\n'
+        '[steps.a]\ncmd = "true"\nouts = ["conf/"]\n'
+    )
+    workspace.commit()
+    refused(
+        workspace,
+        "repro",
+        says=(
+            "at steps.a.outs[0]: output 'conf/' of step 'a' is the params file "
+            "'conf/params.yaml' or holds it",
+        ),
+    )

@@ -54,7 +54,7 @@ def test_a_written_pythonpath_of_the_same_folder_keeps_the_key(workspace):
 
 
 def test_pythonpath_empty_stops_listing_the_module_and_status_and_repro_say_why(workspace):
-    setup(workspace, '[pipeline]\npythonpath = []\n')
+    setup(workspace, "[pipeline]\npythonpath = []\n")
     status = workspace.ok("status", "-v").stdout
     assert "code: src/stages/train.py\n" in status  # the module is not listed as code
     said = (

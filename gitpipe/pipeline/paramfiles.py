@@ -116,9 +116,7 @@ def read_files(
             raise checks.error(f"{raw!r} must be a path relative to the pipeline's folder", key)
         path = posixpath.normpath(raw.replace("\\", "/"))
         if not format_of(path):
-            raise checks.error(
-                f"params file {raw!r} must end in .yaml, .yml, .json or .toml", key
-            )
+            raise checks.error(f"params file {raw!r} must end in .yaml, .yml, .json or .toml", key)
         if any(path == other.path for other, _ in found):
             raise checks.error(f"params file {raw!r} is listed twice", key)
         if read is None:

@@ -29,16 +29,24 @@ from typing import Any
 from gitpipe.pipeline import nested, paramfiles
 from gitpipe.pipeline.checks import Checks, type_name
 from gitpipe.pipeline.matrix import combinations
-from gitpipe.pipeline.model import CODE_DIGESTS, HOOK_EVENTS, LINKS, Hooks, Pipeline, Step
+from gitpipe.pipeline.model import (
+    CODE_DIGESTS,
+    HOOK_EVENTS,
+    LINKS,
+    Hooks,
+    ParamsFile,
+    PathSpec,
+    Pipeline,
+    Step,
+    out_places,
+)
 from gitpipe.pipeline.params import References, apply_overrides
 from gitpipe.pipeline.paths import check_outputs, check_protected, path
 from gitpipe.pipeline.refs import scalar_text
 from gitpipe.pipeline.step_fields import parse_step
 
 TOP_LEVEL = frozenset({"pipeline", "params", "steps", "remote", "hooks"})
-PIPELINE_FIELDS = frozenset(
-    {"name", "code_digest", "link", "params_files", "env", "pythonpath"}
-)
+PIPELINE_FIELDS = frozenset({"name", "code_digest", "link", "params_files", "env", "pythonpath"})
 HOOK_FIELDS = frozenset({*HOOK_EVENTS, "fail"})
 REMOTE_FIELDS = frozenset({"url"})
 #: what a step name is made of; it does not start with '.', '-' or '@'
@@ -100,7 +108,9 @@ class Parser(Checks):
         where = f"{self.shown}'s [params]" + (" or its params files" if files else "")
         params = apply_overrides(where, params, self.overrides)
         self.files = {
-            file.written: paramfiles.FileParams(file, values, paramfiles.own_keys(file, values, origin))
+            file.written: paramfiles.FileParams(
+                file, values, paramfiles.own_keys(file, values, origin)
+            )
             for file, values in files
         }
         self.env = self.pipeline_env(header, params)
@@ -114,9 +124,7 @@ class Parser(Checks):
             self.step_name(step_name)
             body = self.table(body, f"steps.{step_name}")
             if "pipeline" in body:
-                expansion, nested_groups, nested_files, nested_reads = self.nested(
-                    step_name, body
-                )
+                expansion, nested_groups, nested_files, nested_reads = self.nested(step_name, body)
                 groups.update(nested_groups)  # with step_name -> its steps
                 includes += nested_files
                 reads += nested_reads
@@ -128,6 +136,7 @@ class Parser(Checks):
             self.check_expansion(step_name, body, expansion, steps, steps_table)
             steps.update(expansion)
         check_outputs(self, steps)
+        self.check_params_files(steps, [file for file, _ in files])
         check_protected(self, self.file.name, steps, includes)
         self.check_refs(steps, groups)
         return Pipeline(
@@ -146,6 +155,19 @@ class Parser(Checks):
             pythonpath=self.pythonpath,
             read_files=tuple(dict.fromkeys([*(f.path for f, _ in files), *reads])),
         )
+
+    def check_params_files(self, steps: Mapping[str, Step], files: list[ParamsFile]) -> None:
+        """No step writes a params file: the params are known before any step runs."""
+        for step in steps.values():
+            for spec, key in out_places(step):
+                for file in files:
+                    if spec.contains(PathSpec(file.path)):
+                        raise self.error(
+                            f"output {str(spec)!r} of step {step.name!r} is the params file "
+                            f"{file.written!r} or holds it; params must be known before any "
+                            "step runs",
+                            key,
+                        )
 
     def pipeline_env(self, header: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
         """``[pipeline] env``, checked as a step's ``env`` is (its ``${params...}``

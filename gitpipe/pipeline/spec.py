@@ -114,9 +114,7 @@ def load_cached(
         read_from.append(path)
         return path.read_bytes()
 
-    pipeline = parse_data(
-        data, file, read=read_nested, read_bytes=read_bytes, overrides=overrides
-    )
+    pipeline = parse_data(data, file, read=read_nested, read_bytes=read_bytes, overrides=overrides)
 
     def keep_all() -> None:
         for each in keeps:

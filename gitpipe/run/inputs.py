@@ -394,5 +394,7 @@ class Inputs:
         state, reasons = assess(step, record, entry, outs_now)
         if state == STALE:
             reasons += [Reason("code unreadable", path) for path in self._unreadable[step.name]]
-            reasons += [Reason("import outside pythonpath", what) for what in self._unresolved[step.name]]
+            reasons += [
+                Reason("import outside pythonpath", what) for what in self._unresolved[step.name]
+            ]
         return Check(state, reasons, record, outs_now, step)

@@ -130,7 +130,9 @@ class Project:
         repro holds the workspace (it puts them back itself); see
         :mod:`gitpipe.run.overlay`.  Returns the files put back."""
         try:
-            with workspace_lock(self.state_dir / "repro.lock", wait=False, emit=lambda _event: None):
+            with workspace_lock(
+                self.state_dir / "repro.lock", wait=False, emit=lambda _event: None
+            ):
                 return overlay.put_back(self.root, self.state_dir)
         except WorkspaceBusy:
             return []
