@@ -501,3 +501,45 @@ def test_a_step_cannot_write_a_params_file(workspace):
             "'conf/params.yaml' or holds it",
         ),
     )
+
+
+def test_p_shows_in_json_and_toml_params_files_too_and_both_are_put_back(workspace):
+    json_file = workspace.write("conf/model.json", '{"model": {"depth": 3}}\n')
+    toml_file = workspace.write("conf/data.toml", "# rows to read\n[data]\nrows = 100\n")
+    workspace.write(".gitignore", "*.txt\n")
+    workspace.pipeline(
+        """\
+        [pipeline]
+        params_files = ["conf/model.json", "conf/data.toml"]
+
+        [steps.fit]
+        cmd = "cat conf/model.json conf/data.toml > seen.txt"
+        params = ["conf/model.json:*", "conf/data.toml:*"]
+        outs = ["seen.txt"]
+        """
+    )
+    workspace.commit()
+    before = json_file.read_bytes(), toml_file.read_bytes()
+    workspace.ok("repro", "-p", "model.depth=7", "-p", "data.rows=5")
+    seen = (workspace.root / "seen.txt").read_text()
+    assert '"depth": 7' in seen and "rows = 5" in seen
+    assert (json_file.read_bytes(), toml_file.read_bytes()) == before
+
+
+def test_a_step_may_not_use_a_null_param_but_its_neighbours_yes(workspace):
+    workspace.write("params.yaml", "train:\n  depth: null\n  lr: 0.1\n")
+    workspace.pipeline(
+        '[pipeline]\nparams_files = ["params.yaml"]\n[steps.a]\ncmd = "true"\nparams = ["train"]\n'
+    )
+    workspace.commit()
+    refused(
+        workspace,
+        "repro",
+        says=("at steps.a.params: param 'train.depth' is null; a param a step uses needs a value",),
+    )
+    workspace.pipeline(
+        '[pipeline]\nparams_files = ["params.yaml"]\n'
+        '[steps.a]\ncmd = "true"\nparams = ["train.lr"]\n'
+    )
+    workspace.ok("repro")
+    assert lock_steps(workspace)["a"]["params"] == {"train.lr": 0.1}

@@ -59,6 +59,24 @@ def select(checks: Checks, files: Mapping[str, FileParams], entry: str, key: str
     return [dotted]
 
 
+def check_not_null(checks: Checks, dotted: str, value: Any, key: str) -> None:
+    """A param a step uses has a value: a YAML or JSON ``null`` has none in
+    gitpipe.lock (TOML), so a step may not select one (its script may still read it
+    from the file)."""
+    if value is None:
+        raise checks.error(
+            f"param {dotted!r} is null; a param a step uses needs a value (gitpipe.lock, "
+            "TOML, has no null): give it one, or select the keys beside it",
+            key,
+        )
+    if isinstance(value, dict):
+        for name, inner in value.items():
+            check_not_null(checks, f"{dotted}.{name}", inner, key)
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            check_not_null(checks, f"{dotted}[{i}]", inner, key)
+
+
 def format_of(path: str) -> str:
     """``yaml``, ``json`` or ``toml``, by the file's suffix ("" for another)."""
     return FORMATS.get(posixpath.splitext(path)[1].lower(), "")

@@ -106,6 +106,8 @@ def parse_step(
         ):
             refs.param(dotted, where)
     refs.use_matrix()
+    for dotted, value in refs.used.items():
+        paramfiles.check_not_null(checks, dotted, value, f"{prefix}.params")
     env_written, env = _env(checks, refs, body, prefix)
     wdir_written = checks.string(body.get("wdir", "."), f"{prefix}.wdir")
     wdir = path(
