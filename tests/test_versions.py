@@ -623,7 +623,7 @@ def test_a_repeated_listing_reads_only_new_commits(workspace, monkeypatch):
     monkeypatch.setattr(
         gitpipe.pipeline.spec,
         "parse",
-        lambda text, *, file, read=None: parsed.append(text) or real(text, file=file, read=read),
+        lambda text, *, file, **readers: parsed.append(text) or real(text, file=file, **readers),
     )
     assert [v for v, _ in table(ws)] == ["1.0.1", "1.0.0"]
     # the pipeline's two contents, and the work tree; the 15 other commits cost no parse

@@ -143,21 +143,29 @@ def take_snapshot(
     if parsed is None:
         folder = posixpath.dirname(name)
 
-        def read_nested(relpath: str) -> str:  # a nested pipeline file, from the same tree
+        others: list[str] = []  # files read besides this one: a parse depends on them
+
+        def read_bytes(relpath: str) -> bytes:  # a nested pipeline or params file, same tree
             path = posixpath.normpath(posixpath.join(folder, relpath))
+            others.append(path)
             if not source.is_file(path):
                 raise FileNotFoundError(path)
-            return source.read(path).decode("utf-8")
+            return source.read(path)
 
         try:
             text = source.read(name).decode("utf-8")
-            pipeline = spec.parse(text, file=file, read=read_nested)
+            pipeline = spec.parse(
+                text,
+                file=file,
+                read=lambda relpath: read_bytes(relpath).decode("utf-8"),
+                read_bytes=read_bytes,
+            )
             parsed = (pipeline, graphs.build(pipeline))
         except UnicodeDecodeError as exc:
             parsed = f"{name} is not UTF-8 text ({exc.reason})"
         except PipelineError as exc:
             parsed = str(exc)
-        if isinstance(parsed, str) or not parsed[0].includes:  # nested files change apart
+        if not others:  # nested pipeline files and params files change apart from this one
             cache.pipelines[key] = parsed
     if isinstance(parsed, str):
         return Snapshot(INVALID, error=parsed)
@@ -260,7 +268,7 @@ class Snapshots:
         normal = normaliser(source, self.cache.code)
 
         def code_of(step: spec.Step) -> dict[str, Digest]:
-            key = (step.cmd, step.fn, step.wdir, step.code, step.code_digest)
+            key = (step.cmd, step.fn, step.wdir, step.code, step.code_digest, step.pythonpath)
             known = self._code.get(key)
             if known is not None and self.repo.trace_holds(tree, known[0]):
                 source.trace.merge(known[0])
@@ -293,7 +301,7 @@ class Snapshots:
         Which files they are depends only on which paths are files and on what the
         Python files import, so a step whose probes find the same kinds of entry and
         whose Python files import the same modules keeps the files found before."""
-        key = (step.cmd, step.fn, step.wdir, step.code)
+        key = (step.cmd, step.fn, step.wdir, step.code, step.pythonpath)
         known = self._found.get(key)
         if known is not None and self.repo.trace_holds(source.tree, known.trace):
             with source.recording(kinds=True):

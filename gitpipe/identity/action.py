@@ -8,7 +8,7 @@ Never put commit ids, times, version numbers, absolute paths or host names here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,9 @@ class KeyRecord:
     outs: tuple[str, ...]
     metrics: tuple[str, ...]
     fn: str = ""
+    #: folders (relative to the pipeline's folder) put first on PYTHONPATH for its
+    #: commands: ``[pipeline] pythonpath``, or those its code discovery needs
+    pythonpath: tuple[str, ...] = ()
     # the key, computed once: status, repro and the run cache all ask for it
     _key: Digest | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -49,6 +52,8 @@ class KeyRecord:
         }
         if self.fn:  # a function step (its cmd is the same reference, for people)
             record["fn"] = self.fn
+        if self.pythonpath:  # none: the key of a step Python finds its code for unaided
+            record["pythonpath"] = list(self.pythonpath)
         return record
 
     @property
@@ -59,11 +64,19 @@ class KeyRecord:
         return self._key
 
 
-def key_record(step: Step, *, deps: Mapping[str, Digest], code: Mapping[str, Digest]) -> KeyRecord:
+def key_record(
+    step: Step,
+    *,
+    deps: Mapping[str, Digest],
+    code: Mapping[str, Digest],
+    pythonpath: Sequence[str] = (),
+) -> KeyRecord:
     """The record a step's key is the digest of.
 
     ``deps`` maps each dependency as written (folders with a trailing ``/``) to its
-    digest; ``code`` maps each code file to its digest.
+    digest; ``code`` maps each code file to its digest; ``pythonpath`` lists the
+    folders its commands get first on PYTHONPATH (it enters the record only when
+    there are some, so that a step that needs none keeps the key it always had).
     """
     return KeyRecord(
         cmd=step.cmd,
@@ -75,6 +88,7 @@ def key_record(step: Step, *, deps: Mapping[str, Digest], code: Mapping[str, Dig
         outs=tuple(sorted(str(spec) for spec in step.outs)),
         metrics=tuple(sorted(str(spec) for spec in step.metrics)),
         fn=step.fn,
+        pythonpath=tuple(pythonpath),
     )
 
 

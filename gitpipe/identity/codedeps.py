@@ -214,10 +214,50 @@ def _join(root: str, parts: list[str]) -> str:
 
 @dataclass
 class Discovery:
-    """A step's code files, and the Python files among them that do not parse."""
+    """A step's code files, the Python files among them that do not parse, the
+    folders its commands need on PYTHONPATH for Python to import them (relative to
+    the pipeline's folder), and the imports found only where Python will not look."""
 
     files: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    pythonpath: list[str] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Roots:
+    """Where the imports of one Python command are looked for, in order: the
+    folders Python itself puts first on ``sys.path`` (``own``: the script's folder,
+    or the working folder for ``python -m``), then the others.  ``hidden`` are the
+    folders discovery would also look in had ``pythonpath`` not been written: an
+    import found only there is reported, never listed as code."""
+
+    own: tuple[str, ...]
+    others: tuple[str, ...]
+    hidden: tuple[str, ...] = ()
+
+    @property
+    def search(self) -> tuple[str, ...]:
+        return _unique_tuple(self.own + self.others)
+
+
+def roots_for(entry: Entry, pythonpath: Iterable[str] | None) -> Roots:
+    """The roots of an entry.  Without ``pythonpath`` (not written): the script's
+    folder, the working folder and the pipeline's folder (for ``-m``: the working
+    folder, the pipeline's folder and ``src``), as discovery always searched;
+    with it: Python's own folder and those folders."""
+    cwd = posixpath.normpath(entry.cwd)
+    if entry.kind == "script":
+        path = posixpath.normpath(posixpath.join(cwd, entry.target))
+        own: tuple[str, ...] = (posixpath.dirname(path) or ".",)
+        default = (cwd, ".")
+    else:
+        own, default = (cwd,), (".", "src")
+    if pythonpath is None:
+        return Roots(own, _unique_tuple(default))
+    others = _unique_tuple(tuple(pythonpath))
+    hidden = tuple(r for r in _unique_tuple(default) if r not in own + others)
+    return Roots(own, others, hidden)
 
 
 class Discoverer:
@@ -233,7 +273,7 @@ class Discoverer:
         self.source = source
         #: raw digest of a file -> what it imports (None: it does not parse)
         self.cache: dict[Digest, list[Imported] | None] = {} if cache is None else cache
-        self._edges: dict[tuple[str, tuple[str, ...]], list[str] | None] = {}
+        self._edges: dict[tuple[str, Roots], list[tuple[str, str]] | None] = {}
         if imports_of is not None:  # a caller with a cache of its own
             self.imports_of = imports_of  # type: ignore[method-assign]
 
@@ -243,17 +283,32 @@ class Discoverer:
             self.cache[key] = imports(self.source.read(path))
         return self.cache[key]
 
-    def discover(self, commands: Iterable[str], wdir: str, globs: Iterable[str]) -> Discovery:
+    def discover(
+        self,
+        commands: Iterable[str],
+        wdir: str,
+        globs: Iterable[str],
+        pythonpath: Iterable[str] | None = None,
+    ) -> Discovery:
+        """The code of commands run in ``wdir``, with the ``code`` globs; imports are
+        looked for as :func:`roots_for` says (``pythonpath``: as written in the
+        pipeline, None when it is not)."""
         result = Discovery()
         files: set[str] = set()
         for pattern in globs:
             files.update(self.source.glob(pattern))
-        queue: list[tuple[str, list[str]]] = []  # (file, search roots for its imports)
+        explicit = None if pythonpath is None else tuple(pythonpath)
+        needed: list[str] = list(explicit or ())
+        queue: list[tuple[str, Roots]] = []  # (file, where its imports are looked for)
         for command in commands:
             for entry in entries(command, wdir):
-                for path, roots in self._start(entry):
+                roots = roots_for(entry, explicit)
+                for path, root in self._start(entry, roots):
                     queue.append((path, roots))
+                    if root not in roots.own:
+                        needed.append(root)
         seen: set[str] = set()
+        unresolved: set[str] = set()
         while queue:
             path, roots = queue.pop()
             if path in seen:
@@ -266,77 +321,92 @@ class Discoverer:
             if targets is None:
                 result.unreadable.append(path)
                 continue
-            for target in targets:
+            for target, root in targets:
+                if root.startswith("!"):  # found only where Python will not look
+                    hint = f"add {root[1:]!r} to [pipeline] pythonpath"
+                    unresolved.add(f"{target} (imported by {path}; {hint})")
+                    continue
+                if root and root not in roots.own:
+                    needed.append(root)
                 if target not in seen:
                     queue.append((target, roots))
         result.files = sorted(files)
         result.unreadable.sort()
+        result.pythonpath = list(dict.fromkeys(needed))
+        result.unresolved = sorted(unresolved)
         return result
 
     def forget(self) -> None:
         """Drop what was learnt of the files' imports (some file changed)."""
         self._edges.clear()
 
-    def _targets(self, path: str, roots: list[str]) -> list[str] | None:
-        """The files a Python file's imports resolve to (None: it does not parse),
-        remembered for the discoverer's life: steps share most of their modules."""
-        memo = (path, tuple(roots))
+    def _targets(self, path: str, roots: Roots) -> list[tuple[str, str]] | None:
+        """The files a Python file's imports resolve to, each with the root it was
+        found through ("" for a relative import; "!ROOT" for a hidden root), None when
+        it does not parse; remembered for the discoverer's life: steps share most of
+        their modules."""
+        memo = (path, roots)
         if memo not in self._edges:
             found = self.imports_of(path)
             if found is None:
                 self._edges[memo] = None
             else:
-                targets: list[str] = []
+                targets: list[tuple[str, str]] = []
                 for item in found:
                     targets += self._resolve(item, path, roots)
                 self._edges[memo] = list(dict.fromkeys(targets))
         return self._edges[memo]
 
-    def _start(self, entry: Entry) -> Iterator[tuple[str, list[str]]]:
+    def _start(self, entry: Entry, roots: Roots) -> Iterator[tuple[str, str]]:
+        """The files an entry runs first, each with the root it was found through."""
         cwd = posixpath.normpath(entry.cwd)
         if entry.kind == "script":
             path = posixpath.normpath(posixpath.join(cwd, entry.target))
-            if not self.source.is_file(path):
+            if self.source.is_file(path):
+                yield path, roots.own[0]  # Python puts the script's folder first on sys.path
+            return
+        for root in roots.search:
+            files = _module_files(root, entry.target, self.source)
+            if files:
+                # `python -m pkg` runs pkg/__main__.py
+                main = posixpath.join(posixpath.dirname(files[-1]), "__main__.py")
+                if files[-1].endswith("__init__.py") and self.source.is_file(main):
+                    files.append(main)
+                for path in files:
+                    yield path, root
                 return
-            # Python puts the script's folder first on sys.path
-            roots = _unique([posixpath.dirname(path) or ".", cwd, "."])
-            yield path, roots
-        else:
-            roots = _unique([cwd, ".", "src"])
-            for root in roots:
-                files = _module_files(root, entry.target, self.source)
-                if files:
-                    # `python -m pkg` runs pkg/__main__.py
-                    main = posixpath.join(posixpath.dirname(files[-1]), "__main__.py")
-                    if files[-1].endswith("__init__.py") and self.source.is_file(main):
-                        files.append(main)
-                    for path in files:
-                        yield path, roots
-                    return
 
-    def _resolve(self, item: Imported, importer: str, roots: list[str]) -> list[str]:
+    def _resolve(self, item: Imported, importer: str, roots: Roots) -> list[tuple[str, str]]:
         if item.level:
             base = posixpath.dirname(importer)
             for _ in range(item.level - 1):
                 base = posixpath.dirname(base)
-            bases = [base or "."]
-        else:
-            bases = roots
-        for base in bases:
-            found = _module_files(base, item.module, self.source) if item.module else []
-            extra = []
-            if not found or found[-1].endswith("__init__.py"):
-                # `from pkg import submodule`; pkg may be a namespace package (no file)
-                package = _join(base, item.module.split(".")) if item.module else base
-                for name in item.names:
-                    extra += _module_files(package, name, self.source)
-            if found or extra:
-                return found + extra
+            return [(path, "") for path in self._find(item, base or ".")]
+        for base in roots.search:
+            found = self._find(item, base)
+            if found:
+                return [(path, base) for path in found]
+        for base in roots.hidden:
+            found = self._find(item, base)
+            if found:
+                return [(found[-1], "!" + base)]
         return []
 
+    def _find(self, item: Imported, base: str) -> list[str]:
+        """The files an import names under one root (with `from pkg import mod`'s
+        submodules); [] when it names none there."""
+        found = _module_files(base, item.module, self.source) if item.module else []
+        extra = []
+        if not found or found[-1].endswith("__init__.py"):
+            # `from pkg import submodule`; pkg may be a namespace package (no file)
+            package = _join(base, item.module.split(".")) if item.module else base
+            for name in item.names:
+                extra += _module_files(package, name, self.source)
+        return found + extra
 
-def _unique(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(posixpath.normpath(item) for item in items))
+
+def _unique_tuple(items: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(posixpath.normpath(item) for item in items))
 
 
 def code_digest(path: str, data: bytes, *, mode: str = "ast") -> tuple[Digest, bool]:

@@ -28,8 +28,9 @@ Normaliser = Callable[[str, Digest], Digest]
 
 def find_code(step: Step, discoverer: Discoverer) -> Discovery:
     """A step's code files: those its ``code`` globs name, and the Python its commands
-    (or its ``fn`` module) run and import."""
-    return discoverer.discover(commands_of(step), step.wdir, step.code)
+    (or its ``fn`` module) run and import; with the folders Python needs on
+    PYTHONPATH to import them as discovery did (``Discovery.pythonpath``)."""
+    return discoverer.discover(commands_of(step), step.wdir, step.code, step.pythonpath)
 
 
 def code_digests(

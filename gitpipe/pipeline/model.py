@@ -1,6 +1,7 @@
 """The step model: what a pipeline file says, as frozen dataclasses.
 
-    Pipeline   name, params, [hooks], [remote], groups, nested files
+    Pipeline   name, params (and the params files they come from), pythonpath,
+               [hooks], [remote], groups, nested files
       └─ steps: name -> Step   cmd or fn, deps / outs / metrics (PathSpec), the params
                                 it uses, code, env, wdir, when, and the fields that
                                 say how it runs
@@ -91,6 +92,16 @@ class Template:
 
 
 @dataclass(frozen=True, slots=True)
+class ParamsFile:
+    """A file of ``[pipeline] params_files`` (docs/pipeline-file.md#params-files)."""
+
+    written: str  # as the pipeline file spells it (what `FILE:KEY` entries name)
+    path: str  # normalised, relative to the pipeline's folder
+    format: str  # "yaml", "json" or "toml"
+    keys: tuple[str, ...] = ()  # its top-level keys
+
+
+@dataclass(frozen=True, slots=True)
 class Step:
     name: str
     cmd: tuple[str, ...]
@@ -123,6 +134,9 @@ class Step:
     metric_refs: tuple[MetricRef, ...] = ()
     #: ``cmd``, ``env`` and ``wdir`` as written (the fields above hold them resolved)
     template: Template = field(default_factory=Template)
+    #: ``[pipeline] pythonpath`` (folders relative to the pipeline's folder); None
+    #: when the pipeline does not say (docs/code.md#pythonpath)
+    pythonpath: tuple[str, ...] | None = None
 
     @property
     def all_outs(self) -> tuple[PathSpec, ...]:
@@ -148,6 +162,18 @@ class Pipeline:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     #: nested pipeline files, relative to this one's folder
     includes: tuple[str, ...] = ()
+    #: ``[pipeline] params_files``, in order (their values are in ``params``)
+    params_files: tuple[ParamsFile, ...] = ()
+    #: each leaf param (dotted) -> where it is defined: "[params]" or a params file
+    #: as written; a param of [params] alone leaves this empty
+    params_origin: Mapping[str, str] = field(default_factory=dict)
+    #: ``[pipeline] pythonpath``: folders put first on PYTHONPATH for every command;
+    #: None when the file does not say (each step then gets the folders its code
+    #: discovery resolved imports through, see docs/code.md)
+    pythonpath: tuple[str, ...] | None = None
+    #: every file the pipeline was read from besides the pipeline files: params files,
+    #: nested pipelines' included (relative to this one's folder)
+    read_files: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:

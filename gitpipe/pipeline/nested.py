@@ -110,6 +110,9 @@ def moved(
             wdir=posixpath.normpath(posixpath.join(where, step.wdir)),
             after=tuple(inside(a) for a in step.after) + after,
             template=replace(step.template, wdir=_joined(where, step.template.wdir)),
+            pythonpath=None
+            if step.pythonpath is None
+            else tuple(posixpath.normpath(posixpath.join(where, p)) for p in step.pythonpath),
         )
         steps[step_moved.name] = step_moved
     groups = {

@@ -52,9 +52,9 @@ def parse_override(text: str) -> tuple[str, Any]:
 def apply_overrides(
     shown: str, params: dict[str, Any], overrides: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """``[params]`` of the pipeline file ``shown`` with the command line's ``-p
-    NAME=VALUE`` put in (each NAME must be a param already: a typo must not run an
-    experiment that changes nothing)."""
+    """The params (``shown`` names where they are, in messages) with the command
+    line's ``-p NAME=VALUE`` put in (each NAME must be a param already: a typo must not
+    run an experiment that changes nothing)."""
     if not overrides:
         return params
     params = map_strings(params, str)  # a copy: overrides must not leak
@@ -64,7 +64,7 @@ def apply_overrides(
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
         if not isinstance(node, dict) or last not in node:
-            raise UsageError(f"-p {dotted}: there is no param {dotted!r} in {shown}'s [params]")
+            raise UsageError(f"-p {dotted}: there is no param {dotted!r} in {shown}")
         if isinstance(node[last], dict) and not isinstance(value, dict):
             raise UsageError(
                 f"-p {dotted}: {dotted!r} is a table of params; set one of them, "

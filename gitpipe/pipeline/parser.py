@@ -1,6 +1,7 @@
 """The pipeline file's TOML tables, parsed into the step model.
 
-    [pipeline]  name, and the steps' defaults (code_digest, link)
+    [pipeline]  name, the steps' defaults (code_digest, link), env (under each
+                step's), pythonpath, params_files ─► paramfiles: merged with [params]
     [params]    + `repro -p` ─► params.apply_overrides
     [steps.X]   a step name ─► pipeline = "..."  ─► nested: a Parser of that file
                               matrix = {...}    ─► matrix.combinations ─┐
@@ -12,26 +13,40 @@
 The parser checks everything that can be known without the disk or Git (fields,
 types, ``${...}`` references, path shapes, overlapping outputs); the graph checks
 edges and cycles, the run layer what needs the disk.  It reads no file itself: a
-nested pipeline file comes from the ``read`` function it is given, and a pipeline
+nested pipeline file comes from the ``read`` function it is given, a params file
+from ``read_bytes``, and a pipeline
 without ``[pipeline] name`` is named after its folder as the file system resolves it.
 """
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gitpipe.pipeline import nested
-from gitpipe.pipeline.checks import Checks
+from gitpipe.pipeline import nested, paramfiles
+from gitpipe.pipeline.checks import Checks, type_name
 from gitpipe.pipeline.matrix import combinations
-from gitpipe.pipeline.model import CODE_DIGESTS, HOOK_EVENTS, LINKS, Hooks, Pipeline, Step
-from gitpipe.pipeline.params import apply_overrides
-from gitpipe.pipeline.paths import check_outputs, check_protected
+from gitpipe.pipeline.model import (
+    CODE_DIGESTS,
+    HOOK_EVENTS,
+    LINKS,
+    Hooks,
+    ParamsFile,
+    PathSpec,
+    Pipeline,
+    Step,
+    out_places,
+)
+from gitpipe.pipeline.params import References, apply_overrides
+from gitpipe.pipeline.paths import check_outputs, check_protected, path
+from gitpipe.pipeline.refs import scalar_text
 from gitpipe.pipeline.step_fields import parse_step
 
 TOP_LEVEL = frozenset({"pipeline", "params", "steps", "remote", "hooks"})
-PIPELINE_FIELDS = frozenset({"name", "code_digest", "link"})
+PIPELINE_FIELDS = frozenset({"name", "code_digest", "link", "params_files", "env", "pythonpath"})
 HOOK_FIELDS = frozenset({*HOOK_EVENTS, "fail"})
 REMOTE_FIELDS = frozenset({"url"})
 #: what a step name is made of; it does not start with '.', '-' or '@'
@@ -53,6 +68,7 @@ class Parser(Checks):
         file: Path,
         *,
         read: nested.Reader | None = None,
+        read_bytes: paramfiles.BytesReader | None = None,
         overrides: Mapping[str, Any] | None = None,
         chain: tuple[str, ...] = (),
     ) -> None:
@@ -60,6 +76,10 @@ class Parser(Checks):
         self.data = data
         self.file = file
         self.read = read
+        self.read_bytes = read_bytes
+        self.env: dict[str, Any] = {}  # [pipeline] env, under each step's
+        self.files: dict[str, paramfiles.FileParams] = {}  # params files, as written
+        self.pythonpath: tuple[str, ...] | None = None  # [pipeline] pythonpath
         self.overrides = dict(overrides or {})
         self.chain = chain or (file.name,)  # the pipeline files that nest this one
         self.code_digest = "ast"  # [pipeline]'s defaults for each step, once read
@@ -81,20 +101,33 @@ class Parser(Checks):
             header.get("code_digest", "ast"), CODE_DIGESTS, "pipeline.code_digest"
         )
         self.link = self.choice(header.get("link", "copy"), LINKS, "pipeline.link")
-        params = apply_overrides(
-            self.shown, self.table(self.data.get("params", {}), "params"), self.overrides
+        files = paramfiles.read_files(self, header.get("params_files", []), self.read_bytes)
+        params, origin = paramfiles.merge(
+            self, self.table(self.data.get("params", {}), "params"), files
         )
+        where = f"{self.shown}'s [params]" + (" or its params files" if files else "")
+        params = apply_overrides(where, params, self.overrides)
+        self.files = {
+            file.written: paramfiles.FileParams(
+                file, values, paramfiles.own_keys(file, values, origin)
+            )
+            for file, values in files
+        }
+        self.env = self.pipeline_env(header, params)
+        self.pythonpath = self.read_pythonpath(header)
         steps_table = self.table(self.data.get("steps", {}), "steps")
         steps: dict[str, Step] = {}
         groups: dict[str, tuple[str, ...]] = {}
         includes: list[str] = []
+        reads: list[str] = []
         for step_name, body in steps_table.items():
             self.step_name(step_name)
             body = self.table(body, f"steps.{step_name}")
             if "pipeline" in body:
-                expansion, nested_groups, nested_files = self.nested(step_name, body)
+                expansion, nested_groups, nested_files, nested_reads = self.nested(step_name, body)
                 groups.update(nested_groups)  # with step_name -> its steps
                 includes += nested_files
+                reads += nested_reads
             elif "matrix" in body:
                 expansion = self.matrix(step_name, body, params)
                 groups[step_name] = tuple(expansion)
@@ -103,6 +136,7 @@ class Parser(Checks):
             self.check_expansion(step_name, body, expansion, steps, steps_table)
             steps.update(expansion)
         check_outputs(self, steps)
+        self.check_params_files(steps, [file for file, _ in files])
         check_protected(self, self.file.name, steps, includes)
         self.check_refs(steps, groups)
         return Pipeline(
@@ -116,7 +150,47 @@ class Parser(Checks):
             hooks=self.hooks(),
             overrides=self.overrides,
             includes=tuple(dict.fromkeys(includes)),
+            params_files=tuple(file for file, _ in files),
+            params_origin=origin if files else {},
+            pythonpath=self.pythonpath,
+            read_files=tuple(dict.fromkeys([*(f.path for f, _ in files), *reads])),
         )
+
+    def check_params_files(self, steps: Mapping[str, Step], files: list[ParamsFile]) -> None:
+        """No step writes a params file: the params are known before any step runs."""
+        for step in steps.values():
+            for spec, key in out_places(step):
+                for file in files:
+                    if spec.contains(PathSpec(file.path)):
+                        raise self.error(
+                            f"output {str(spec)!r} of step {step.name!r} is the params file "
+                            f"{file.written!r} or holds it; params must be known before any "
+                            "step runs",
+                            key,
+                        )
+
+    def pipeline_env(self, header: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+        """``[pipeline] env``, checked as a step's ``env`` is (its ``${params...}``
+        are put in for each step, as if the step had written them)."""
+        env = self.table(header.get("env", {}), "pipeline.env")
+        refs = References(self, params, None)
+        for key, value in env.items():
+            if not isinstance(value, (str, int, float, bool)):
+                raise self.error(
+                    f"must be a string or a number, not {type_name(value)}", f"pipeline.env.{key}"
+                )
+            refs.expand(scalar_text(value), f"pipeline.env.{key}")
+        return env
+
+    def read_pythonpath(self, header: Mapping[str, Any]) -> tuple[str, ...] | None:
+        """``[pipeline] pythonpath``: folders relative to the pipeline's folder (None:
+        not written, each step gets what its code discovery needs)."""
+        if "pythonpath" not in header:
+            return None
+        found = []
+        for i, raw in enumerate(self.str_list(header["pythonpath"], "pipeline.pythonpath")):
+            found.append(path(self, raw, f"pipeline.pythonpath[{i}]", output=False).path)
+        return tuple(dict.fromkeys(found))
 
     def step_name(self, name: str) -> None:
         """A step's name: one line of letters, digits, '_', '-', '.' and '@' (not
@@ -148,7 +222,9 @@ class Parser(Checks):
         matrix: Mapping[str, Any] | None = None,
         group: str = "",
     ) -> Step:
-        return parse_step(
+        if self.env and isinstance(body.get("env", {}), dict):  # the step's own env wins
+            body = {**body, "env": {**self.env, **body.get("env", {})}}
+        step = parse_step(
             self,
             name,
             body,
@@ -157,7 +233,9 @@ class Parser(Checks):
             link=self.link,
             matrix=matrix,
             group=group,
+            files=self.files,
         )
+        return step if self.pythonpath is None else replace(step, pythonpath=self.pythonpath)
 
     def matrix(self, name: str, body: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Step]:
         """A matrix step's expansions, ``NAME@LABEL`` each."""
@@ -179,18 +257,33 @@ class Parser(Checks):
 
     def nested(
         self, name: str, body: dict[str, Any]
-    ) -> tuple[dict[str, Step], dict[str, tuple[str, ...]], list[str]]:
+    ) -> tuple[dict[str, Step], dict[str, tuple[str, ...]], list[str], list[str]]:
         """A step that runs another pipeline file: that file's steps, named
         ``NAME/STEP``, their paths seen from this pipeline's folder (see
-        gitpipe.pipeline.nested); with their groups and the files they were read from."""
+        gitpipe.pipeline.nested); with their groups, the pipeline files they were read
+        from and the other files read for them (params files)."""
         file = nested.target(self, name, body, self.chain)
         data, read = nested.read(self, self.read, file, f"steps.{name}.pipeline")
         shown = nested.shown(self, file)
+        folder = posixpath.dirname(file.path)
+        outer_bytes = self.read_bytes
+        read_bytes = (
+            None
+            if outer_bytes is None
+            else lambda relpath: outer_bytes(posixpath.normpath(posixpath.join(folder, relpath)))
+        )
         inner = Parser(
-            shown, data, self.file.parent / file.path, read=read, chain=(*self.chain, shown)
+            shown,
+            data,
+            self.file.parent / file.path,
+            read=read,
+            read_bytes=read_bytes,
+            chain=(*self.chain, shown),
         ).pipeline()
         after = tuple(self.str_list(body.get("after", []), f"steps.{name}.after"))
-        return nested.moved(inner, name, file, after)
+        steps, groups, files = nested.moved(inner, name, file, after)
+        reads = [posixpath.normpath(posixpath.join(folder, f)) for f in inner.read_files]
+        return steps, groups, files, reads
 
     def check_expansion(
         self,
@@ -278,8 +371,12 @@ def parse_data(
     file: Path,
     *,
     read: nested.Reader | None = None,
+    read_bytes: paramfiles.BytesReader | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Pipeline:
     """The pipeline the TOML tables ``data`` of ``file`` describe; ``read`` gives the
-    tables of a nested pipeline file by its path relative to ``file``'s folder."""
-    return Parser(file.name, data, file, read=read, overrides=overrides).pipeline()
+    tables of a nested pipeline file by its path relative to ``file``'s folder, and
+    ``read_bytes`` the bytes of a params file."""
+    return Parser(
+        file.name, data, file, read=read, read_bytes=read_bytes, overrides=overrides
+    ).pipeline()

@@ -31,6 +31,7 @@ from gitpipe.pipeline.model import (
     HOOK_EVENTS,
     Hooks,
     MetricRef,
+    ParamsFile,
     PathSpec,
     Pipeline,
     Step,
@@ -50,6 +51,7 @@ __all__ = [
     "RESERVED_WHAT",
     "Hooks",
     "MetricRef",
+    "ParamsFile",
     "PathSpec",
     "Pipeline",
     "Step",
@@ -107,7 +109,12 @@ def load_cached(
         keeps.append(keep)
         return data
 
-    pipeline = parse_data(data, file, read=read_nested, overrides=overrides)
+    def read_bytes(relpath: str) -> bytes:  # a params file
+        path = file.parent / relpath
+        read_from.append(path)
+        return path.read_bytes()
+
+    pipeline = parse_data(data, file, read=read_nested, read_bytes=read_bytes, overrides=overrides)
 
     def keep_all() -> None:
         for each in keeps:
@@ -173,18 +180,24 @@ def parse(
     *,
     file: Path,
     read: Callable[[str], str] | None = None,
+    read_bytes: Callable[[str], bytes] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Pipeline:
     """Parse pipeline TOML text; ``file`` names the file in errors and anchors paths.
     ``read`` gives the text of a nested pipeline file by its path relative to
-    ``file``'s folder (default: from the disk)."""
+    ``file``'s folder, ``read_bytes`` the bytes of a params file (default: from the
+    disk)."""
     try:
         data = tomlcache.loads(text)
     except tomlcache.TOMLDecodeError as exc:
         raise PipelineError(f"invalid TOML: {exc}", file=file.name) from exc
     reader = read or (lambda relpath: (file.parent / relpath).read_text(encoding="utf-8"))
     return parse_data(
-        data, file, read=lambda relpath: tomlcache.loads(reader(relpath)), overrides=overrides
+        data,
+        file,
+        read=lambda relpath: tomlcache.loads(reader(relpath)),
+        read_bytes=read_bytes or (lambda relpath: (file.parent / relpath).read_bytes()),
+        overrides=overrides,
     )
 
 

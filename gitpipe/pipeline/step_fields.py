@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from gitpipe.pipeline import paramfiles
 from gitpipe.pipeline.checks import Checks, type_name
 from gitpipe.pipeline.model import CODE_DIGESTS, LINKS, PathSpec, Step, Template
 from gitpipe.pipeline.params import References
@@ -60,10 +61,12 @@ def parse_step(
     link: str,
     matrix: Mapping[str, Any] | None = None,
     group: str = "",
+    files: Mapping[str, paramfiles.FileParams] | None = None,
 ) -> Step:
     """The step ``name`` from its table ``body``: one expansion of the matrix step
     ``group`` when ``matrix`` holds its values.  ``code_digest`` and ``link`` are the
-    pipeline's defaults (``[pipeline]``)."""
+    pipeline's defaults (``[pipeline]``); ``files`` the params files, by name as
+    written, that ``params = ["FILE:KEY"]`` entries select from."""
     prefix = f"steps.{group or name}"
     checks.fields(
         body,
@@ -97,8 +100,14 @@ def parse_step(
     after = tuple(checks.str_list(body.get("after", []), f"{prefix}.after"))
     for i, param_key in enumerate(checks.str_list(body.get("params", []), f"{prefix}.params")):
         where = f"{prefix}.params[{i}]"
-        refs.param(refs.expand(param_key, where, metrics=False), where)
+        entry = refs.expand(param_key, where, metrics=False)
+        for dotted in (
+            paramfiles.select(checks, files or {}, entry, where) if ":" in entry else [entry]
+        ):
+            refs.param(dotted, where)
     refs.use_matrix()
+    for dotted, value in refs.used.items():
+        paramfiles.check_not_null(checks, dotted, value, f"{prefix}.params")
     env_written, env = _env(checks, refs, body, prefix)
     wdir_written = checks.string(body.get("wdir", "."), f"{prefix}.wdir")
     wdir = path(

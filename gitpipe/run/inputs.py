@@ -204,6 +204,8 @@ class Inputs:
         self._discoverer: codedeps.Discoverer | None = None
         self._code: dict[str, dict[str, Digest]] = {}
         self._unreadable: dict[str, list[str]] = {}
+        self._pythonpath: dict[str, list[str]] = {}
+        self._unresolved: dict[str, list[str]] = {}
         self._code_info: dict[str, tuple[Digest, Digest, list[codedeps.Imported] | None]] = {}
 
     # code -----------------------------------------------------------------------
@@ -288,7 +290,20 @@ class Inputs:
                 step, discovery.files, self.worktree, lambda path, _: self.code_info(path)[1]
             )
             self._unreadable[step.name] = discovery.unreadable
+            self._pythonpath[step.name] = discovery.pythonpath
+            self._unresolved[step.name] = discovery.unresolved
         return self._code[step.name]
+
+    def pythonpath_of(self, step: spec.Step) -> list[str]:
+        """The folders the step's commands get first on PYTHONPATH (docs/code.md)."""
+        self.code_of(step)
+        return self._pythonpath[step.name]
+
+    def unresolved_of(self, step: spec.Step) -> list[str]:
+        """The modules the step imports that only a folder Python will not search
+        holds (``[pipeline] pythonpath`` leaves it out): not code, and said so."""
+        self.code_of(step)
+        return self._unresolved[step.name]
 
     def code_of_all(self) -> dict[str, dict[str, Digest]]:
         return {name: self.code_of(step) for name, step in self.pipeline.steps.items()}
@@ -375,8 +390,11 @@ class Inputs:
         code = self.code_of(step)
         # a dependency that is also code is keyed by its code digest, not its bytes
         deps = {path: digest for path, digest in deps.items() if path not in code}
-        record = key_record(step, deps=deps, code=code)
+        record = key_record(step, deps=deps, code=code, pythonpath=self._pythonpath[step.name])
         state, reasons = assess(step, record, entry, outs_now)
         if state == STALE:
             reasons += [Reason("code unreadable", path) for path in self._unreadable[step.name]]
+            reasons += [
+                Reason("import outside pythonpath", what) for what in self._unresolved[step.name]
+            ]
         return Check(state, reasons, record, outs_now, step)

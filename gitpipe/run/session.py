@@ -233,7 +233,7 @@ class Session:
             return ev.StepFinished(name, ev.FAILED, reasons=reasons, message="; ".join(reasons))
         step = decision.check.step or step
         return Pending(
-            self._invocation(step),
+            self._invocation(step, decision.record.pythonpath),
             cpus=int(step.resources.get("cpus", 1)),
             resources=step.resources,
             context=_Run(decision.record, decision.check, reasons, step),
@@ -352,11 +352,19 @@ class Session:
         self.storage_failures[name] = message
         return message
 
-    def _invocation(self, step: spec.Step) -> Invocation:
+    def _invocation(self, step: spec.Step, pythonpath: Sequence[str] = ()) -> Invocation:
+        """How to run a step: its commands, folder and environment; ``pythonpath``
+        (its key record's) goes first on PYTHONPATH, as absolute folders."""
         project = self.project
         log = project.state_dir / "logs" / self.run_id / f"{step.name}.log"
+        extra = {}
+        if pythonpath:
+            given = step.env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+            folders = [os.path.normpath(project.root / folder) for folder in pythonpath]
+            extra["PYTHONPATH"] = os.pathsep.join([*folders, *filter(None, [given])])
         env = {
             **step.env,
+            **extra,
             "GITPIPE_STEP": step.name,
             "GITPIPE_RUN_ID": self.run_id,
             "GITPIPE_PARAMS": json.dumps(unflatten(step.params), sort_keys=True),

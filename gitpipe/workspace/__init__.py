@@ -28,16 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitpipe.core import atomic, layout, stamps
-from gitpipe.core.errors import (
-    UsageError,
-)
+from gitpipe.core.errors import UsageError, WorkspaceBusy
 from gitpipe.core.layout import STATE_DIR, locate
 from gitpipe.core.records import StepStatus
 from gitpipe.identity.statcache import Hasher, StatCache
 from gitpipe.pipeline import graph as graphs
 from gitpipe.pipeline import spec
 from gitpipe.run import events as ev
-from gitpipe.run import guard
+from gitpipe.run import guard, overlay
 from gitpipe.run.inputs import Inputs
 from gitpipe.run.planner import Decision, Planner
 from gitpipe.run.session import (
@@ -50,7 +48,7 @@ from gitpipe.store import lockfile
 from gitpipe.store.lockfile import Lock, LockEntry
 from gitpipe.store.objects import Store
 from gitpipe.store.runcache import RunCache, Signer
-from gitpipe.workspace.reproduce import RunReport, reproduce
+from gitpipe.workspace.reproduce import RunReport, reproduce, workspace_lock
 
 if TYPE_CHECKING:  # imported where used: a no-op run explains nothing
     from gitpipe.history.maintenance import GcReport, StoreReport
@@ -124,6 +122,20 @@ class Project:
         self._user: str | None = None  # who approves, found once
         #: the lock last read, with the file's stamp and when it was read
         self._lock_read: tuple[stamps.Stamp, int, Lock] | None = None
+        if overlay.left_behind(self.state_dir):
+            self.put_back_params()
+
+    def put_back_params(self) -> list[str]:
+        """Put back the params files a killed `repro -p` left rewritten, unless a
+        repro holds the workspace (it puts them back itself); see
+        :mod:`gitpipe.run.overlay`.  Returns the files put back."""
+        try:
+            with workspace_lock(
+                self.state_dir / "repro.lock", wait=False, emit=lambda _event: None
+            ):
+                return overlay.put_back(self.root, self.state_dir)
+        except WorkspaceBusy:
+            return []
 
     @property
     def store_dir(self) -> Path:

@@ -173,7 +173,7 @@ def record_inputs(project: Project, recorder: Recorder, names: Sequence[str]) ->
     the lock, the Git index (and where it is found), and the folders leading to
     each output (the check that outputs stay inside the repository)."""
     root = str(project.root)
-    for relpath in ("", *project.pipeline.includes):
+    for relpath in ("", *project.pipeline.includes, *project.pipeline.read_files):
         recorder.look(str(project.file) if not relpath else os.path.join(root, relpath))
     recorder.look(str(project.lock_path))
     dotgit = guard.dot_git(project.root)

@@ -39,7 +39,7 @@ from gitpipe.identity.action import fingerprint
 from gitpipe.pipeline import spec
 from gitpipe.pipeline.values import jsonable
 from gitpipe.run import events as ev
-from gitpipe.run import guard
+from gitpipe.run import guard, overlay
 from gitpipe.run.planner import Decision, refusal
 from gitpipe.run.runner import Executor, check_workers, connect_dask, schedule
 from gitpipe.run.session import HookCall, Session, _RunOptions, predicted
@@ -249,6 +249,7 @@ def reproduce(
         _register(project, broadcast)
         with workspace_lock(project.state_dir / "repro.lock", wait=wait, emit=broadcast):
             _clear_scratch(project.state_dir / "tmp")
+            overlay.put_back(project.root, project.state_dir)  # what a killed run left
             if client is not None:
                 check_workers(client, project.root)
                 if not jobs:
@@ -258,7 +259,14 @@ def reproduce(
             jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
             executor = Executor(backend, jobs, client=client)
             try:
-                report = _repro_locked(project, names, broadcast, run, executor=executor)
+                # with -p, the params files show the overrides while the run lasts
+                with overlay.shown(
+                    project.root,
+                    project.state_dir,
+                    project.pipeline.params_files,
+                    {} if frozen else project.pipeline.overrides,  # --frozen runs nothing
+                ):
+                    report = _repro_locked(project, names, broadcast, run, executor=executor)
             finally:
                 executor.close()
             if push and far is not None:
@@ -438,6 +446,22 @@ def _raise_failure(broadcast: ev.Broadcast, failures: Sequence[Exception]) -> No
     raise first  # a listener's own bug
 
 
+def _tell_unresolved(
+    pipeline: spec.Pipeline, names: Sequence[str], inputs: Any, emit: ev.Listener
+) -> None:
+    """Before any step runs: a notice for each import that a step's command cannot
+    make, since ``[pipeline] pythonpath`` leaves out the folder holding it (not
+    code, see docs/code.md).  Only a written pythonpath can leave one out."""
+    if pipeline.pythonpath is None:
+        return
+    for name in names:
+        step = pipeline.steps[name]
+        if step.frozen:
+            continue
+        for what in inputs.unresolved_of(step):
+            emit(ev.Notice(f"step {name!r}: import outside pythonpath: {what}"))
+
+
 def _run_started(
     project: Project,
     run_id: str,
@@ -526,6 +550,7 @@ def _repro_locked(
                             f"pipeline (kept in the store): {', '.join(removed)}"
                         )
                     )
+            _tell_unresolved(pipeline, names, inputs, broadcast)
             schedule(
                 names,
                 project.graph.parents,
