@@ -1,0 +1,467 @@
+"""`gitpipe import dvc` (issue #19, point 4): a DVC project's dvc.yaml written as
+gitpipe.toml, so that its scripts run unchanged.
+
+The projects below are written for these tests, shaped like the DVC projects one
+meets: the get-started layout (prepare, featurize, train, evaluate; scripts in src/
+reading params.yaml themselves), foreach over datasets, a matrix sweep, `vars`, a
+monorepo with a pipeline whose stages run from the repository's root (`wdir: ../..`)
+and one that stays in its folder.  Each is imported through the real CLI in a real
+Git repository, and run where it runs offline.
+
+Running a pipeline that reads params from params.yaml needs `[pipeline] params_files`
+(issue #19 point 1, another branch): those tests run once gitpipe knows that field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import Workspace, dag, refused, snapshot
+from jsonschema import Draft202012Validator
+
+from gitpipe.core import tomlcache
+from gitpipe.pipeline import parser, spec
+
+SCHEMA = json.loads(spec.schema_text())
+#: whether gitpipe reads params files yet (issue #19 point 1)
+PARAMS_FILES = "params_files" in parser.PIPELINE_FIELDS
+needs_params_files = pytest.mark.skipif(
+    not PARAMS_FILES, reason="needs [pipeline] params_files (issue #19 point 1)"
+)
+
+
+@pytest.fixture(autouse=True)
+def _python_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DVC's commands say `python`: this interpreter, as with an active venv."""
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def project(workspace: Workspace, files: dict[str, str]) -> None:
+    for path, text in files.items():
+        workspace.write(path, text)
+
+
+def imported(workspace: Workspace, *args: str) -> tuple[str, list[str]]:
+    """Run `gitpipe import dvc ARGS`: the gitpipe.toml written, and the warnings."""
+    result = workspace.ok("import", "dvc", *args)
+    warnings = [line for line in result.stderr.splitlines() if line]
+    assert all(line.startswith("gitpipe: warning: ") for line in warnings), warnings
+    return (workspace.root / "gitpipe.toml").read_text(), warnings
+
+
+def valid(text: str, folder: Path) -> None:
+    """The schema and gitpipe's parser take the pipeline ``text``."""
+    errors = [e.message for e in Draft202012Validator(SCHEMA).iter_errors(tomlcache.loads(text))]
+    assert errors == []
+    spec.parse(text, file=folder / "gitpipe.toml")
+
+
+# --- the get-started layout: params.yaml read by the scripts themselves -------------
+
+GET_STARTED = {
+    "params.yaml": """\
+        prepare:
+          split: 0.25
+          seed: 7
+        featurize:
+          max_words: 4
+        train:
+          epochs: 3
+          rate: 0.5
+        """,
+    "data/raw.csv": """\
+        id,text,label
+        1,good fast cheap,1
+        2,slow bad,0
+        3,good good value,1
+        4,bad service slow,0
+        5,fast and good,1
+        6,bad,0
+        7,value good,1
+        8,slow slow bad,0
+        """,
+    "src/prepare.py": """\
+        import csv
+        import os
+        import random
+        import sys
+
+        import yaml
+
+        params = yaml.safe_load(open("params.yaml"))["prepare"]
+        rows = list(csv.DictReader(open(sys.argv[1])))
+        random.Random(params["seed"]).shuffle(rows)
+        cut = int(len(rows) * params["split"])
+        os.makedirs("data/prepared", exist_ok=True)
+        for name, part in (("test", rows[:cut]), ("train", rows[cut:])):
+            with open(f"data/prepared/{name}.csv", "w", newline="") as handle:
+                writer = csv.DictWriter(handle, ["id", "text", "label"])
+                writer.writeheader()
+                writer.writerows(part)
+        """,
+    "src/featurize.py": """\
+        import csv
+        import json
+        import os
+        import sys
+        from collections import Counter
+
+        import yaml
+
+        max_words = yaml.safe_load(open("params.yaml"))["featurize"]["max_words"]
+        source, target = sys.argv[1], sys.argv[2]
+        train = list(csv.DictReader(open(f"{source}/train.csv")))
+        counts = Counter(w for row in train for w in row["text"].split())
+        vocabulary = sorted(w for w, _ in counts.most_common(max_words))
+        os.makedirs(target, exist_ok=True)
+        for name in ("train", "test"):
+            rows = list(csv.DictReader(open(f"{source}/{name}.csv")))
+            table = [
+                {"id": r["id"], "x": [r["text"].split().count(w) for w in vocabulary],
+                 "y": int(r["label"])}
+                for r in rows
+            ]
+            json.dump(table, open(f"{target}/{name}.json", "w"))
+        """,
+    "src/train.py": """\
+        import json
+        import sys
+
+        import yaml
+
+        params = yaml.safe_load(open("params.yaml"))["train"]
+        rows = json.load(open(f"{sys.argv[1]}/train.json"))
+        weights = [0.0] * len(rows[0]["x"])
+        for _ in range(params["epochs"]):
+            for row in rows:
+                guess = sum(w * x for w, x in zip(weights, row["x"]))
+                error = row["y"] - (guess > 0.5)
+                weights = [w + params["rate"] * error * x for w, x in zip(weights, row["x"])]
+        json.dump({"weights": weights}, open(sys.argv[2], "w"))
+        """,
+    "src/evaluate.py": """\
+        import json
+        import os
+        import sys
+
+        weights = json.load(open(sys.argv[1]))["weights"]
+        rows = json.load(open(f"{sys.argv[2]}/test.json"))
+        os.makedirs("eval/plots", exist_ok=True)
+        right = 0
+        with open("eval/plots/errors.csv", "w") as handle:
+            handle.write("id,error\\n")
+            for row in rows:
+                guess = int(sum(w * x for w, x in zip(weights, row["x"])) > 0.5)
+                right += guess == row["y"]
+                handle.write(f"{row['id']},{abs(guess - row['y'])}\\n")
+        json.dump({"accuracy": right / len(rows)}, open("eval/metrics.json", "w"))
+        """,
+    "dvc.yaml": """\
+        stages:
+          prepare:
+            desc: Shuffle the reviews and split them into train and test.
+            cmd: python src/prepare.py data/raw.csv
+            deps:
+              - data/raw.csv
+              - src/prepare.py
+            params:
+              - prepare.seed
+              - prepare.split
+            outs:
+              - data/prepared
+          featurize:
+            cmd: python src/featurize.py data/prepared data/features
+            deps:
+              - data/prepared
+              - src/featurize.py
+            params:
+              - featurize.max_words
+            outs:
+              - data/features
+          train:
+            cmd: python src/train.py data/features model.json
+            deps:
+              - data/features
+              - src/train.py
+            params:
+              - train
+            outs:
+              - model.json
+          evaluate:
+            cmd: python src/evaluate.py model.json data/features
+            deps:
+              - model.json
+              - data/features
+              - src/evaluate.py
+            metrics:
+              - eval/metrics.json:
+                  cache: false
+            plots:
+              - eval/plots/errors.csv:
+                  x: id
+                  y: error
+        """,
+    ".gitignore": "/data/prepared\n/data/features\n/model.json\n/eval\n",
+}
+
+GET_STARTED_TOML = """\
+# Imported from dvc.yaml by `gitpipe import dvc` (see docs/migrating-from-dvc.md).
+# The commands are DVC's, unchanged; paths are relative to this file's folder.
+
+[pipeline]
+params_files = ["params.yaml"]
+
+[steps.prepare]
+desc = "Shuffle the reviews and split them into train and test."
+cmd = "python src/prepare.py data/raw.csv"
+deps = ["data/raw.csv", "src/prepare.py"]
+params = ["prepare.seed", "prepare.split"]
+outs = ["data/prepared"]
+
+[steps.featurize]
+cmd = "python src/featurize.py data/prepared data/features"
+deps = ["data/prepared", "src/featurize.py"]
+params = ["featurize.max_words"]
+outs = ["data/features"]
+
+[steps.train]
+cmd = "python src/train.py data/features model.json"
+deps = ["data/features", "src/train.py"]
+params = ["train"]
+outs = ["model.json"]
+
+[steps.evaluate]
+cmd = "python src/evaluate.py model.json data/features"
+deps = ["model.json", "data/features", "src/evaluate.py"]
+outs = [
+  "eval/plots/errors.csv",  # plots in dvc.yaml: an output until gitpipe has plots
+]
+metrics = [
+  "eval/metrics.json",  # cache: false in dvc.yaml
+]
+"""
+
+
+def test_the_get_started_layout_imports_stage_for_stage_with_params_yaml_as_a_params_file(
+    workspace,
+):
+    project(workspace, GET_STARTED)
+    text, warnings = imported(workspace)
+    assert text == GET_STARTED_TOML
+    assert warnings == [
+        "gitpipe: warning: dvc.yaml, stages.evaluate.metrics[0]: eval/metrics.json has cache: "
+        "false: gitpipe stores every output, and refuses one that Git tracks (untrack it with "
+        "`git rm --cached eval/metrics.json`)",
+        "gitpipe: warning: dvc.yaml, stages.evaluate.plots[0]: x, y of eval/plots/errors.csv "
+        "not translated",
+    ]
+    assert (workspace.root / "dvc.yaml").read_text() == textwrap.dedent(GET_STARTED["dvc.yaml"])
+
+
+@needs_params_files
+def test_the_imported_get_started_pipeline_runs_its_scripts_unchanged(workspace):
+    project(workspace, GET_STARTED)
+    imported(workspace)
+    workspace.commit("import")
+    workspace.ok("repro")
+    assert workspace.ran() == ["prepare", "featurize", "train", "evaluate"]
+    assert "accuracy" in json.loads((workspace.root / "eval/metrics.json").read_text())
+    assert workspace.ok("repro").stdout.count("ran") == 1  # "0 ran, ..."
+    assert workspace.ran() == []
+
+
+# --- foreach (list, mapping, list of mappings) and matrix, without params -----------
+
+DATASETS = {
+    "data/north.csv": "n\n3\n4\n",
+    "data/south.csv": "n\n10\n20\n30\n",
+    "src/count.py": """\
+        import os
+        import sys
+
+        source, target = sys.argv[1], sys.argv[2]
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        values = [int(line) for line in open(source).read().split()[1:]]
+        open(target, "w").write(f"{len(values)} {sum(values)}\\n")
+        """,
+    "src/summarize.py": """\
+        import argparse
+        import os
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--limit", type=int)
+        parser.add_argument("--name")
+        args = parser.parse_args()
+        totals = sorted(open(f"counts/{n}").read() for n in os.listdir("counts"))
+        os.makedirs("summary", exist_ok=True)
+        open(f"summary/{args.name}.txt", "w").write("".join(totals[: args.limit]))
+        """,
+    "src/report.py": """\
+        import os
+        import sys
+
+        fmt, width = sys.argv[1], int(sys.argv[2])
+        lines = sorted(open(f"summary/{n}").read() for n in os.listdir("summary"))
+        open(f"report.{fmt}", "w").write("-" * width + "\\n" + "".join(lines))
+        """,
+    "dvc.yaml": """\
+        vars:
+          - regions: [north, south]
+        stages:
+          count:
+            foreach: ${regions}
+            do:
+              cmd: python src/count.py data/${item}.csv counts/${item}.txt
+              deps: ["data/${item}.csv", src/count.py]
+              outs: ["counts/${item}.txt"]
+          summarize:
+            foreach:
+              small:
+                limit: 1
+              large:
+                limit: 100
+            do:
+              cmd: python src/summarize.py --limit ${item.limit} --name ${key}
+              deps: [counts]
+              outs: ["summary/${key}.txt"]
+          report:
+            foreach:
+              - format: txt
+                width: 10
+              - format: md
+                width: 20
+            do:
+              cmd: python src/report.py ${item.format} ${item.width}
+              deps: [summary]
+              outs: ["report.${item.format}"]
+        """,
+    ".gitignore": "/counts\n/summary\n/report.*\n",
+}
+
+DATASETS_TOML = """\
+# Imported from dvc.yaml by `gitpipe import dvc` (see docs/migrating-from-dvc.md).
+# The commands are DVC's, unchanged; paths are relative to this file's folder.
+
+# foreach in dvc.yaml: one step per item, count@ITEM
+[steps.count]
+matrix = { item = ["north", "south"] }
+cmd = "python src/count.py data/${matrix.item}.csv counts/${matrix.item}.txt"
+deps = ["data/${matrix.item}.csv", "src/count.py"]
+outs = ["counts/${matrix.item}.txt"]
+
+# foreach in dvc.yaml: one step per item, summarize@ITEM
+[steps.summarize]
+matrix = { item = [{ name = "small", limit = 1 }, { name = "large", limit = 100 }] }
+cmd = "python src/summarize.py --limit ${matrix.item.limit} --name ${matrix.item.name}"
+deps = ["counts"]
+outs = ["summary/${matrix.item.name}.txt"]
+
+# foreach in dvc.yaml: one step per item
+[steps."report@0"]
+cmd = "python src/report.py txt 10"
+deps = ["summary"]
+outs = ["report.txt"]
+
+[steps."report@1"]
+cmd = "python src/report.py md 20"
+deps = ["summary"]
+outs = ["report.md"]
+"""
+
+
+def test_foreach_over_a_list_a_mapping_and_a_list_of_mappings_keeps_dvcs_step_names(workspace):
+    project(workspace, DATASETS)
+    text, warnings = imported(workspace)
+    assert text == DATASETS_TOML
+    assert warnings == []
+    valid(text, workspace.root)
+    assert list(dag(workspace)) == [
+        "count@north",
+        "count@south",
+        "summarize@small",
+        "summarize@large",
+        "report@0",
+        "report@1",
+    ]
+
+
+def test_an_imported_foreach_pipeline_runs_end_to_end_and_then_runs_only_what_changed(
+    workspace,
+):
+    project(workspace, DATASETS)
+    imported(workspace)
+    workspace.commit("import")
+    workspace.ok("repro")
+    assert sorted(workspace.ran()) == sorted(dag(workspace))
+    assert (workspace.root / "counts/south.txt").read_text() == "3 60\n"
+    assert (workspace.root / "summary/small.txt").read_text() == "2 7\n"
+    assert (workspace.root / "report.md").read_text().startswith("-" * 20 + "\n")
+
+    workspace.write("data/north.csv", "n\n3\n5\n")
+    workspace.ok("repro")
+    assert workspace.ran() == ["count@north", "summarize@small", "summarize@large"] + [
+        "report@0",
+        "report@1",
+    ]
+
+
+MATRIX = {
+    "src/fit.py": """\
+        import os
+        import sys
+
+        model, rate = sys.argv[1], sys.argv[2]
+        os.makedirs("fits", exist_ok=True)
+        open(f"fits/{model}-{rate}.txt", "w").write(f"{model} at {rate}\\n")
+        """,
+    "dvc.yaml": """\
+        vars:
+          - rates: [0.1, 0.01]
+        stages:
+          fit:
+            matrix:
+              model: [mean, median]
+              rate: ${rates}
+            cmd: python src/fit.py ${item.model} ${item.rate}
+            deps: [src/fit.py]
+            outs: ["fits/${item.model}-${item.rate}.txt"]
+          grid:
+            matrix:
+              shape: [[1, 2], [3]]
+              kind: [a]
+            cmd: echo ${item.kind} ${key} > grid-${key}.txt
+            outs: ["grid-${key}.txt"]
+        """,
+    ".gitignore": "/fits\n/grid-*\n",
+}
+
+
+def test_a_matrix_becomes_gitpipes_matrix_or_one_step_per_combination_named_as_dvc_does(
+    workspace,
+):
+    project(workspace, MATRIX)
+    text, warnings = imported(workspace)
+    assert warnings == []
+    fit = tomlcache.loads(text)["steps"]["fit"]
+    assert fit["matrix"] == {"model": ["mean", "median"], "rate": [0.1, 0.01]}
+    assert fit["cmd"] == "python src/fit.py ${matrix.model} ${matrix.rate}"
+    assert tomlcache.loads(text)["steps"]["grid@shape0-a"]["cmd"] == (
+        "echo a shape0-a > grid-shape0-a.txt"
+    )
+    valid(text, workspace.root)
+    workspace.commit("import")
+    workspace.ok("repro")
+    assert workspace.ran() == [
+        "fit@mean-0.1",
+        "fit@mean-0.01",
+        "fit@median-0.1",
+        "fit@median-0.01",
+        "grid@shape0-a",
+        "grid@shape1-a",
+    ]
+    assert (workspace.root / "fits/median-0.01.txt").read_text() == "median at 0.01\n"
