@@ -172,9 +172,14 @@ def _top_level(unit: Unit) -> list[str]:
     for name, value in unit.data.items():
         if name in TOP_FIELDS:
             continue
-        what = f"{len(value)} entries" if isinstance(value, (list, dict)) else "it"
+        many = isinstance(value, (list, dict)) and len(value) != 1
+        what = (
+            f" ({len(value)} entr{'ies' if many else 'y'})"
+            if isinstance(value, (list, dict))
+            else ""
+        )
         warnings.append(
-            f"{unit.source}: top-level {name!r} ({what}) is not translated"
+            f"{unit.source}: top-level {name!r}{what} is not translated"
             + (
                 "; gitpipe reads a step's metrics files, and plots are outputs for now"
                 if name in ("metrics", "plots")
@@ -248,10 +253,13 @@ def _live_params(
     owner: dict[str, str] = {}
     for file in dict.fromkeys(f for u in units for f in _candidates(u, files)):
         values = files.get(file)
-        why = ""
         if values is None:
-            why = "it does not exist"
-        elif not file.endswith(PARAMS_SUFFIXES):
+            warnings.append(
+                f"{file}: does not exist; the params selected from it are not translated"
+            )
+            continue
+        why = ""
+        if not file.endswith(PARAMS_SUFFIXES):
             why = "gitpipe reads params from YAML, JSON and TOML files only"
         elif not _inside(file, base):
             why = f"it lies outside {base}"
@@ -318,7 +326,7 @@ HEADER = """\
 
 def render(base: str, units: list[Unit], live: Mapping[str, Any], nested: list[Unit]) -> str:
     """The pipeline file in ``base`` for ``units``, nesting the files of ``nested``."""
-    sources = ", ".join(u.source for u in units + nested) or "no dvc.yaml"
+    sources = ", ".join(u.source for u in units) or "the dvc.yaml files of its subfolders"
     lines = [HEADER.format(sources=sources)]
     if live:
         lines += ["[pipeline]", *array("params_files", [(_rel(f, base), "") for f in live]), ""]
@@ -326,7 +334,7 @@ def render(base: str, units: list[Unit], live: Mapping[str, Any], nested: list[U
     for unit in units:
         prefix = "" if unit.folder == base else _label(unit.folder, base, taken) + "-"
         if prefix:
-            lines.append(f"# the stages of {unit.source}, run from {base}")
+            lines.append(f"# the stages of {unit.source}, whose paths reach above its folder")
         for step in unit.steps:
             name = _unique(prefix + step.name, taken)
             lines += [*step.render(name, lambda p: _rel(p, base)), ""]
