@@ -688,18 +688,18 @@ def test_a_params_file_whose_names_clash_with_another_is_read_as_values_and_a_de
         "outs": ["fit.txt"],
     }
     assert warnings == [
-        "gitpipe: warning: other.yaml: not a params file of gitpipe.toml, as 'train' is also "
+        "gitpipe: warning: other.yaml: not a params file of gitpipe.toml, as 'train.lr' is also "
         "in params.yaml (gitpipe's params are one namespace); its values are written in where "
         "used, and the steps using them depend on the whole file"
     ]
 
 
-def test_a_stages_default_params_file_is_params_yaml_in_its_wdir(workspace):
+def test_a_stages_default_params_file_is_params_yaml_in_its_wdir_and_tables_merge(workspace):
     project(
         workspace,
         {
-            "params.yaml": "lr: 0.1\n",
-            "src/params.yaml": "depth: 4\n",
+            "params.yaml": "lr: 0.1\nnet:\n  depth: 2\n",
+            "src/params.yaml": "depth: 4\nnet:\n  width: 8\n",
             "dvc.yaml": """\
                 stages:
                   fit:
@@ -808,102 +808,21 @@ def test_dry_run_prints_the_pipeline_and_writes_nothing(workspace):
 
 # --- end to end: scripts that read params.yaml, foreach, matrix and vars -------------
 
-SHOP = {
-    "params.yaml": """\
-        prepare:
-          min_length: 2
-        train:
-          epochs: 3
-          seed: 1
-        evaluate:
-          threshold: 0.5
-        """,
-    "config.json": '{"report": {"digits": 3}}',
-    "data/north.csv": "word\nab\nabc\nx\nabcd\n",
-    "data/south.csv": "word\nabcde\ny\nabc\n",
-    "src/prepare.py": """\
-        import json
-        import os
-        import sys
-
-        import yaml
-
-        region = sys.argv[1]
-        least = yaml.safe_load(open("params.yaml"))["prepare"]["min_length"]
-        words = open(f"data/{region}.csv").read().split()[1:]
-        os.makedirs("data/prepared", exist_ok=True)
-        kept = [w for w in words if len(w) >= least]
-        json.dump(kept, open(f"data/prepared/{region}.json", "w"))
-        """,
-    "src/train.py": """\
-        import argparse
-        import json
-        import os
-
-        import yaml
-
-        parser = argparse.ArgumentParser()
-        parser.add_argument("--model")
-        parser.add_argument("--smoothing", type=int)
-        args = parser.parse_args()
-        epochs = yaml.safe_load(open("params.yaml"))["train"]["epochs"]
-        sizes = sorted(
-            len(w) for n in sorted(os.listdir("data/prepared"))
-            for w in json.load(open(f"data/prepared/{n}"))
-        )
-        centre = sum(sizes) / len(sizes) if args.model == "mean" else sizes[len(sizes) // 2]
-        os.makedirs("models", exist_ok=True)
-        out = f"models/{args.model}-{args.smoothing}.json"
-        json.dump({"centre": centre + args.smoothing * epochs}, open(out, "w"))
-        """,
-    "src/evaluate.py": """\
-        import json
-        import os
-        import sys
-
-        import yaml
-
-        threshold = yaml.safe_load(open("params.yaml"))["evaluate"]["threshold"]
-        digits = int(sys.argv[sys.argv.index("--digits") + 1])
-        centres = [json.load(open(f"models/{n}"))["centre"] for n in sorted(os.listdir("models"))]
-        score = round(sum(c > threshold for c in centres) / len(centres), digits)
-        json.dump({"score": score, "threshold": threshold}, open("metrics.json", "w"))
-        """,
-    "dvc.yaml": """\
-        vars:
-          - regions: [north, south]
-          - config.json:report
-        stages:
-          prepare:
-            foreach: ${regions}
-            do:
-              cmd: python src/prepare.py ${item}
-              deps: ["data/${item}.csv", src/prepare.py]
-              params: [prepare.min_length]
-              outs: ["data/prepared/${item}.json"]
-          train:
-            matrix:
-              model: [mean, median]
-              smoothing: [0, 1]
-            cmd: python src/train.py --model ${item.model} --smoothing ${item.smoothing}
-            deps: [data/prepared, src/train.py]
-            params: [train.epochs]
-            outs: ["models/${item.model}-${item.smoothing}.json"]
-          evaluate:
-            cmd: python src/evaluate.py --digits ${report.digits}
-            deps: [models, src/evaluate.py]
-            params: [evaluate]
-            metrics: [metrics.json]
-        """,
-    ".gitignore": "/data/prepared\n/models\n/metrics.json\n",
+#: examples/dvc-migration: a DVC project and the gitpipe.toml its import wrote
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "dvc-migration"
+EXAMPLE_FILES = {
+    path.relative_to(EXAMPLE).as_posix(): path.read_text()
+    for path in sorted(EXAMPLE.rglob("*"))
+    if path.is_file() and path.name not in ("gitpipe.toml", "gitpipe.lock", "README.md")
 }
 TRAINED = ["train@mean-0", "train@mean-1", "train@median-0", "train@median-1"]
 
 
-def test_the_shop_project_imports_foreach_matrix_and_vars_with_its_params_live(workspace):
-    project(workspace, SHOP)
+def test_the_example_project_imports_foreach_matrix_and_vars_with_its_params_live(workspace):
+    project(workspace, EXAMPLE_FILES)
     text, warnings = imported(workspace)
-    assert warnings == []
+    assert text == (EXAMPLE / "gitpipe.toml").read_text()  # committed as it came out
+    assert len(warnings) == 2  # cache: false, and the plot's x and y
     data = tomlcache.loads(text)
     assert data["pipeline"] == {"params_files": ["params.yaml", "config.json"]}
     assert data["steps"]["prepare"]["matrix"] == {"item": ["north", "south"]}
@@ -917,7 +836,7 @@ def test_the_shop_project_imports_foreach_matrix_and_vars_with_its_params_live(w
 def test_an_imported_pipeline_reading_params_yaml_itself_reruns_only_the_steps_selecting_an_edit(
     workspace,
 ):
-    project(workspace, SHOP)
+    project(workspace, EXAMPLE_FILES)
     imported(workspace)
     workspace.commit("import")
     workspace.ok("repro")

@@ -250,7 +250,7 @@ def _live_params(
     """The params files the pipeline file in ``base`` reads (their values, by path):
     each that gitpipe can read, inside ``base``, whose names no earlier one has."""
     live: dict[str, dict[str, Any]] = {}
-    owner: dict[str, str] = {}
+    merged: dict[str, Any] = {}  # the namespace so far, each value with its file
     for file in dict.fromkeys(f for u in units for f in _candidates(u, files)):
         values = files.get(file)
         if values is None:
@@ -264,20 +264,48 @@ def _live_params(
         elif not _inside(file, base):
             why = f"it lies outside {base}"
         else:
-            clash = [name for name in values if name in owner]
+            clash = _clash(merged, values)
             if clash:
-                names = ", ".join(repr(c) for c in clash)
-                why = f"{names} is also in {owner[clash[0]]} (gitpipe's params are one namespace)"
+                name, other = clash
+                why = f"{name!r} is also in {other} (gitpipe's params are one namespace)"
         if why:
             warnings.append(
                 f"{file}: not a params file of {join(base, PIPELINE_FILE)}, as {why}; its values "
                 "are written in where used, and the steps using them depend on the whole file"
             )
             continue
-        assert values is not None
         live[file] = values
-        owner.update(dict.fromkeys(values, file))
+        _merge(merged, values, file)
     return live
+
+
+def _clash(
+    merged: dict[str, Any], values: dict[str, Any], prefix: str = ""
+) -> tuple[str, str] | None:
+    """The first name ``values`` defines that ``merged`` has a value for (tables
+    merge), with the file it is in."""
+    for name, value in values.items():
+        if name not in merged:
+            continue
+        if isinstance(merged[name], dict) and isinstance(value, dict):
+            found = _clash(merged[name], value, f"{prefix}{name}.")
+            if found:
+                return found
+            continue
+        there = merged[name]
+        while isinstance(there, dict):  # a table of values: name one of its files
+            there = next(iter(there.values()))
+        return prefix + name, there
+    return None
+
+
+def _merge(merged: dict[str, Any], values: dict[str, Any], file: str) -> None:
+    """Add ``values`` (which do not clash) to ``merged``, each leaf as its file."""
+    for name, value in values.items():
+        if isinstance(value, dict) and value:
+            _merge(merged.setdefault(name, {}), value, file)
+        else:
+            merged[name] = file
 
 
 def _read_steps(unit: Unit, files: _Files, live: set[str], warnings: list[str]) -> list[Step]:
