@@ -857,3 +857,45 @@ def test_an_imported_pipeline_reading_params_yaml_itself_reruns_only_the_steps_s
     assert edit("seed: 1", "seed: 2") == []  # no step selects train.seed
     # every train@ step selects train.epochs; evaluate reads what they wrote
     assert sorted(edit("epochs: 3", "epochs: 4")) == sorted([*TRAINED, "evaluate"])
+
+
+def test_values_read_from_a_params_file_at_import_are_named_and_their_key_selected(workspace):
+    project(
+        workspace,
+        {
+            "params.yaml": "datasets: [iris, wine]\nlayers: [8, 4]\ntrain:\n  lr: 0.1\n",
+            "hyper.py": "LR = 0.1\n",
+            "dvc.yaml": """\
+                stages:
+                  fit:
+                    foreach: ${datasets}
+                    do:
+                      cmd: python fit.py ${item} --first ${layers[0]} ${train}
+                      params:
+                        - hyper.py:
+                            - LR
+                      outs: ["${item}.txt"]
+                """,
+        },
+    )
+    text, warnings = imported(workspace)
+    fit = tomlcache.loads(text)["steps"]["fit"]
+    assert fit == {
+        "matrix": {"item": ["iris", "wine"]},
+        "cmd": "python fit.py ${matrix.item} --first 8 $${train}",
+        "deps": ["hyper.py"],
+        "params": ["datasets", "layers"],
+        "outs": ["${matrix.item}.txt"],
+    }
+    assert [w.removeprefix("gitpipe: warning: ") for w in warnings] == [
+        "hyper.py: not a params file of gitpipe.toml, as gitpipe reads params from YAML, JSON "
+        "and TOML files only; its values are written in where used, and the steps using them "
+        "depend on the whole file",
+        "dvc.yaml, stages.fit.foreach: the items of ${datasets} in params.yaml are written into "
+        "the step as they are now; import again (or edit the step) after adding or removing "
+        "items",
+        "dvc.yaml, stages.fit.cmd: ${layers[0]} indexes a list, which ${params...} cannot: its "
+        "value '8' is written in, and the step selects 'layers'",
+        "dvc.yaml, stages.fit.cmd: ${train} is a table; DVC turns it into command-line flags, "
+        "gitpipe does not; kept as the text ${train}",
+    ]

@@ -172,13 +172,13 @@ class Interpolation:
             )
         if origin.live and not through_list:
             return "${params." + dotted(parts) + "}"
+        self.constant(origin, parts)
         if origin.live:
             self.warnings.append(
                 f"{self.where}.{key}: ${{{ref}}} indexes a list, which ${{params...}} cannot: "
-                f"its value {dvc_text(found)!r} is written in, and the step depends on "
-                f"{origin.file}"
+                f"its value {dvc_text(found)!r} is written in, and the step selects "
+                f"{self.constants[-1][1]!r}"
             )
-        self.constant(origin, parts)
         return dvc_text(found)
 
     def renamed(self, parts: list[str | int], ref: str, key: str) -> str | None:
