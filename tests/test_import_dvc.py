@@ -899,3 +899,12 @@ def test_values_read_from_a_params_file_at_import_are_named_and_their_key_select
         "dvc.yaml, stages.fit.cmd: ${train} is a table; DVC turns it into command-line flags, "
         "gitpipe does not; kept as the text ${train}",
     ]
+
+
+def test_a_folder_that_is_not_there_is_one_error_line(workspace):
+    stderr = refused(workspace, "import", "dvc", "nowhere", says=("nowhere is not a folder",))
+    assert stderr == "gitpipe: nowhere is not a folder\n"
+
+
+def test_import_dvc_is_listed_in_help(workspace):
+    assert "dvc  Write gitpipe.toml from dvc.yaml" in workspace.ok("import", "--help").stdout

@@ -158,20 +158,16 @@ class StageReader:
             if step is not None:
                 step.comments.append(f"foreach in {self.source}: one step per item, {name}@ITEM")
             return [step] if step else []
-        steps = []
-        for key, item in dvc_items(items):
-            child = scope.child()
-            child.names["item"] = (item, Origin())
-            if isinstance(items, dict):
-                child.names["key"] = (key, Origin())
-            step = self.one(
-                f"{name}@{_safe(key)}", do, child, f"{where}@{key}", constants=interp.constants
-            )
-            if step is not None:
-                steps.append(step)
-        if steps:
-            steps[0].comments.append(f"foreach in {self.source}: one step per item")
-        return steps
+        return self.each(
+            name,
+            do,
+            scope,
+            where,
+            dvc_items(items),
+            interp,
+            with_key=isinstance(items, dict),
+            what="foreach",
+        )
 
     def matrix(self, name: str, body: dict[str, Any], scope: Scope, where: str) -> list[Step]:
         interp = Interpolation(scope, where)
@@ -191,23 +187,42 @@ class StageReader:
             child.renamed.update({f"item.{a}": (f"matrix.{a}", v[0]) for a, v in axes.items()})
             step = self.one(name, rest, child, where, matrix=axes, constants=interp.constants)
             return [step] if step else []
-        steps = []
+        items = []
         for combination in itertools.product(*(list(enumerate(v)) for v in axes.values())):
-            item = {a: v for a, (_, v) in zip(axes, combination, strict=True)}
             key = "-".join(
                 f"{a}{i}" if isinstance(v, (dict, list)) else dvc_text(v)
                 for a, (i, v) in zip(axes, combination, strict=True)
             )
+            items.append((key, {a: v for a, (_, v) in zip(axes, combination, strict=True)}))
+        return self.each(name, rest, scope, where, items, interp, with_key=True, what="matrix")
+
+    def each(
+        self,
+        name: str,
+        body: dict[str, Any],
+        scope: Scope,
+        where: str,
+        items: list[tuple[str, Any]],
+        interp: Interpolation,
+        *,
+        with_key: bool,
+        what: str,
+    ) -> list[Step]:
+        """One step per item of a foreach or matrix, ``NAME@KEY`` as DVC names it,
+        with ``${item}`` (and ``${key}``) written in."""
+        steps = []
+        for key, item in items:
             child = scope.child()
             child.names["item"] = (item, Origin())
-            child.names["key"] = (key, Origin())
+            if with_key:
+                child.names["key"] = (key, Origin())
             step = self.one(
-                f"{name}@{_safe(key)}", rest, child, f"{where}@{key}", constants=interp.constants
+                f"{name}@{_safe(key)}", body, child, f"{where}@{key}", constants=interp.constants
             )
             if step is not None:
                 steps.append(step)
         if steps:
-            steps[0].comments.append(f"matrix in {self.source}: one step per combination")
+            steps[0].comments.append(f"{what} in {self.source}: one step per item")
         return steps
 
     def snapshot(self, where: str, interp: Interpolation) -> None:
