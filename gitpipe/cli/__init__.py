@@ -285,7 +285,7 @@ def _keep_only(name: str | None) -> None:
 #: the order in which `gitpipe --help` lists the commands (groups, like `cache`, follow
 #: them); a command missing here is listed after these
 _HELP_ORDER = (
-    "init", "import", "status", "why", "check", "gc", "repro", "approve", "log", "show", "logs",
+    "init", "status", "why", "check", "gc", "repro", "approve", "log", "show", "logs",
     "lineage", "metrics", "dag", "versions", "diff", "push", "pull", "schema",
 )  # fmt: skip
 
