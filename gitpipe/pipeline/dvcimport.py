@@ -241,7 +241,10 @@ def vars_files(value: Any, folder: str, source: str) -> list[tuple[str, list[str
 
 
 def _inside(path: str, folder: str) -> bool:
-    return folder == "." or path == folder or path.startswith(folder + "/")
+    """Whether ``path`` lies in ``folder`` (both seen from the import folder)."""
+    if folder == ".":
+        return path != ".." and not path.startswith("../")
+    return path == folder or path.startswith(folder + "/")
 
 
 def _live_params(
