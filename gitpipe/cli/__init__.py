@@ -302,6 +302,6 @@ def _in_help_order() -> None:
 
 # The command modules register their commands on `app` as they are imported, using
 # the names above: so they come last.
-from gitpipe.cli import history, inspect, lineage, run, store  # noqa: E402, F401
+from gitpipe.cli import history, importing, inspect, lineage, run, store  # noqa: E402, F401
 
 _in_help_order()
