@@ -35,6 +35,7 @@ from gitpipe.pipeline.model import (
     Pipeline,
     Step,
     Template,
+    UrlDep,
     out_places,
     resolve,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "Pipeline",
     "Step",
     "Template",
+    "UrlDep",
     "load_cached",
     "out_places",
     "parse",
