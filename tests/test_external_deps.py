@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import AWS_SETTINGS, Workspace, lock_steps, refused, snapshot
+from conftest import AWS_SETTINGS, Workspace, git, lock_steps, refused, snapshot
 
 SECRET = "s3cr3t-never-shown-4b1d"
 
@@ -378,6 +378,43 @@ def test_a_pipeline_without_urls_writes_its_lock_as_before(workspace):
     workspace.ok("repro")
 
     assert "urls" not in (workspace.root / "gitpipe.lock").read_text()
+
+
+def test_adding_a_url_dep_shows_in_diff_as_an_added_dep(workspace, server):
+    server.resources["/data.csv"] = Resource({"ETag": '"v1"'})
+    url = server.url("/data.csv")
+    workspace.write(".gitignore", "model.txt\n")
+    workspace.write("local.csv", "x\n")
+    workspace.pipeline(STEP.format(url="local.csv"))
+    workspace.ok("repro")
+    workspace.commit("a")
+    git(workspace.root, "tag", "a")
+    workspace.pipeline(STEP.format(url=f'local.csv", "{url}'))
+    workspace.ok("repro")
+    workspace.commit("b")
+
+    diff = json.loads(workspace.ok("diff", "--json", "a", "HEAD").stdout)
+
+    (train,) = diff["steps"]
+    assert train["deps"] == {"added": [url], "removed": []}
+
+
+def test_a_nested_pipeline_keeps_its_steps_url_deps(workspace, server):
+    server.resources["/data.csv"] = Resource({"ETag": '"v1"'})
+    url = server.url("/data.csv")
+    workspace.write(".gitignore", "model.txt\n")
+    workspace.write("inner/gitpipe.toml", STEP.format(url=url))
+    workspace.pipeline(
+        """
+        [steps.outer]
+        pipeline = "inner/gitpipe.toml"
+        """
+    )
+
+    workspace.ok("repro")
+    server.resources["/data.csv"] = Resource({"ETag": '"v2"'})
+
+    assert f"outer/train  stale  remote dep changed: {url}" in workspace.ok("status").stdout
 
 
 # -- what the pipeline file may say ---------------------------------------------------
