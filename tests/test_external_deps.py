@@ -357,6 +357,26 @@ def test_credentials_for_a_host_come_from_netrc_and_are_never_shown(
     assert_nowhere(SECRET, workspace.root, *(o.output for o in outputs))
 
 
+def test_a_query_value_is_hidden_in_every_message_and_lineage(workspace, server):
+    server.resources[f"/data.csv?sig={SECRET}"] = Resource({"ETag": '"v1"'})
+    url = server.url(f"/data.csv?sig={SECRET}")
+    with_url(workspace, url)
+    ran = workspace.ok("repro")
+    server.resources[f"/data.csv?sig={SECRET}"] = Resource({"ETag": '"v2"'})
+
+    status = workspace.ok("status")
+    why = workspace.ok("why", "train")
+    server.stop()
+    frozen = workspace.gitpipe("repro", "--frozen")
+
+    shown = server.url("/data.csv?sig=***")
+    assert f"remote dep changed: {shown}" in status.stdout
+    assert f"cannot fingerprint the remote dep {shown}" in frozen.stderr
+    assert lineage_reads(workspace) == [("url", shown)]
+    for outcome in (ran, status, why, frozen):
+        assert SECRET not in outcome.output
+
+
 def test_gitpipe_check_takes_the_locks_fingerprints_without_asking(workspace, server):
     server.resources["/data.csv"] = Resource({"ETag": '"v1"'})
     with_url(workspace, server.url("/data.csv"))
