@@ -18,12 +18,9 @@ the pipeline file, and no message shows them (gitpipe.core.redaction).
 
 from __future__ import annotations
 
-import base64
-import netrc
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from gitpipe.core.errors import RemoteDepError, UsageError
@@ -108,6 +105,9 @@ def _cause(reason: object, timeout: float) -> str:
 def _netrc_authorization(url: str, environ: Mapping[str, str]) -> str:
     """``Basic ...`` for the url's host from the netrc file (``$NETRC``, else
     ``~/.netrc``); "" when it names none."""
+    import base64
+    import netrc
+
     host = urlsplit(url).hostname
     path = environ.get("NETRC") or os.path.expanduser("~/.netrc")
     if not host or not os.path.isfile(path):
@@ -145,6 +145,8 @@ class Fingerprints:
         if len(wanted) == 1:
             found = [self._ask(wanted[0])]
         else:
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(max_workers=min(JOBS, len(wanted))) as pool:
                 found = list(pool.map(self._ask, wanted))
         with self._guard:
