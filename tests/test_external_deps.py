@@ -386,6 +386,20 @@ def test_gitpipe_check_takes_the_locks_fingerprints_without_asking(workspace, se
     workspace.ok("check")
 
 
+def test_a_lock_whose_fingerprint_is_no_table_is_damaged(workspace, server):
+    server.resources["/data.csv"] = Resource({"ETag": '"v1"'})
+    url = server.url("/data.csv")
+    with_url(workspace, url)
+    workspace.ok("repro")
+    lock = workspace.root / "gitpipe.lock"
+    lock.write_text(lock.read_text().replace('etag = "\\"v1\\""', "etag = [1]"))
+
+    outcome = workspace.gitpipe("status")
+
+    assert outcome.exit_code == 5, outcome.output
+    assert "gitpipe.lock is damaged" in outcome.stderr and url in outcome.stderr
+
+
 def test_a_pipeline_without_urls_writes_its_lock_as_before(workspace):
     workspace.write(".gitignore", "model.txt\n")
     workspace.pipeline(
