@@ -80,6 +80,7 @@ def status(
                 typer.echo(f"{'':<{width}}  code: {code}")
         if not statuses:
             typer.echo("no steps")
+    _stop_if_unreachable([str(r) for s in statuses for r in s.reasons])
     if check:
         # as `repro --frozen` would: restoring what gitpipe.lock names is all it may do
         from gitpipe.run.planner import refusal
@@ -93,6 +94,22 @@ def status(
 _ACTIONS = {"waiting": "waits for approval"}
 
 
+def _stop_if_unreachable(reasons: list[str]) -> None:
+    """Exit 5 once the answer is shown when a remote dep had no fingerprint: whether
+    its step is up to date could not be told (docs/external-deps.md)."""
+    if not any(" unreachable: " in r for r in reasons):
+        return
+    from gitpipe.core.errors import RemoteError
+    from gitpipe.identity.external import UNREACHABLE
+
+    details = [r.removeprefix(f"{UNREACHABLE}: ") for r in reasons if r.startswith(UNREACHABLE)]
+    if details:
+        raise RemoteError(
+            f"cannot tell whether steps are up to date: no fingerprint for the remote "
+            f"dep {'; '.join(dict.fromkeys(details))}"
+        )
+
+
 @app.command()
 @handled
 def why(
@@ -104,11 +121,13 @@ def why(
     explanation = open_project(file).why(step)
     if as_json:
         echo_json(explanation.to_json())
+        _stop_if_unreachable(list(explanation.reasons))
         return
     reasons = f" ({'; '.join(explanation.reasons)})" if explanation.reasons else ""
     typer.echo(f"{step}: {explanation.state}{reasons}")
     typer.echo(f"  repro would: {_would(explanation)}")
     if not explanation.key:
+        _stop_if_unreachable(list(explanation.reasons))
         return
     typer.echo(f"  key now: {explanation.key}")
     if explanation.code:

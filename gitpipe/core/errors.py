@@ -135,6 +135,20 @@ class RemoteError(StoreError):
     exit_code = 5
 
 
+class RemoteDepError(RemoteError):
+    """A url a step depends on has no fingerprint now: its server cannot be reached,
+    refused access, has no such object, or tells nothing that would show a change
+    (neither an ETag nor a Last-Modified with a Content-Length).  ``url`` is the url
+    fit to show (its credentials and query values hidden), ``cause`` why, in a phrase."""
+
+    exit_code = 5
+
+    def __init__(self, url: str, cause: str) -> None:
+        self.url = url
+        self.cause = cause
+        super().__init__(f"cannot fingerprint the remote dep {url} ({cause})")
+
+
 class UnsafePath(GitpipeError):
     """gitpipe was about to remove, replace, link or chmod a path that leads outside
     the repository or into a protected place (`.git`, `.gitpipe`, the store, the lock,

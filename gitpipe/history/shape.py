@@ -105,7 +105,8 @@ def shape(
             template=step.template,
             parents=tuple(sorted(graph.parents[name])),
             after=tuple(sorted(step.after)),
-            deps=tuple(sorted(str(dep) for dep in step.deps)),
+            # its remote deps (urls) are deps too: adding one changes what it reads
+            deps=tuple(sorted([str(dep) for dep in step.deps] + [str(u) for u in step.urls])),
             outs=tuple(sorted(str(out) for out in step.outs)),
             metrics=tuple(sorted(str(out) for out in step.metrics)),
             params=encoded(step.params),

@@ -4,6 +4,10 @@ Only the fields named in :func:`key_record` enter a key.  A new step field chang
 no key until it is added here on purpose (with ``KEY_SCHEMA`` bumped), and the
 golden-digest test in ``tests/test_keys.py`` fails until that change is deliberate.
 Never put commit ids, times, version numbers, absolute paths or host names here.
+
+A field that is absent unless a step uses it (``fn``, ``urls``: its remote deps'
+fingerprints) enters only the records of steps that use it: the keys of every
+other step stay as they were, so such a field needs no new ``KEY_SCHEMA``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class KeyRecord:
     #: folders (relative to the pipeline's folder) put first on PYTHONPATH for its
     #: commands: ``[pipeline] pythonpath``, or those its code discovery needs
     pythonpath: tuple[str, ...] = ()
+    #: each remote dep (a url) with its fingerprint (gitpipe.identity.external)
+    urls: Mapping[str, Mapping[str, str | int]] = field(default_factory=dict)
     # the key, computed once: status, repro and the run cache all ask for it
     _key: Digest | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -54,6 +60,8 @@ class KeyRecord:
             record["fn"] = self.fn
         if self.pythonpath:  # none: the key of a step Python finds its code for unaided
             record["pythonpath"] = list(self.pythonpath)
+        if self.urls:  # only then: the keys of steps without remote deps stay as they were
+            record["urls"] = {url: dict(found) for url, found in self.urls.items()}
         return record
 
     @property
@@ -70,13 +78,15 @@ def key_record(
     deps: Mapping[str, Digest],
     code: Mapping[str, Digest],
     pythonpath: Sequence[str] = (),
+    urls: Mapping[str, Mapping[str, str | int]] | None = None,
 ) -> KeyRecord:
     """The record a step's key is the digest of.
 
     ``deps`` maps each dependency as written (folders with a trailing ``/``) to its
     digest; ``code`` maps each code file to its digest; ``pythonpath`` lists the
     folders its commands get first on PYTHONPATH (it enters the record only when
-    there are some, so that a step that needs none keeps the key it always had).
+    there are some, so that a step that needs none keeps the key it always had);
+    ``urls`` maps each remote dep to its fingerprint.
     """
     return KeyRecord(
         cmd=step.cmd,
@@ -89,6 +99,7 @@ def key_record(
         metrics=tuple(sorted(str(spec) for spec in step.metrics)),
         fn=step.fn,
         pythonpath=tuple(pythonpath),
+        urls={url: dict(sorted(found.items())) for url, found in sorted((urls or {}).items())},
     )
 
 
@@ -107,6 +118,8 @@ def fingerprint(pipeline: Pipeline, code: Mapping[str, Mapping[str, Digest]]) ->
             "env": dict(step.env),
             "code": {path: str(digest) for path, digest in sorted(code.get(name, {}).items())},
         }
+        if step.urls:  # only then: the fingerprints of pipelines without them stay
+            steps[name]["urls"] = sorted(str(dep) for dep in step.urls)
     return digest_record(
         {"schema": FINGERPRINT_SCHEMA, "params": dict(pipeline.params), "steps": steps}
     )

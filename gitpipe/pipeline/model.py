@@ -2,9 +2,9 @@
 
     Pipeline   name, params (and the params files they come from), pythonpath,
                [hooks], [remote], groups, nested files
-      └─ steps: name -> Step   cmd or fn, deps / outs / metrics (PathSpec), the params
-                                it uses, code, env, wdir, when, and the fields that
-                                say how it runs
+      └─ steps: name -> Step   cmd or fn, deps / outs / metrics (PathSpec), the
+                                URLs it reads (UrlDep), the params it uses, code,
+                                env, wdir, when, and the fields that say how it runs
                   ├─ template      cmd, env and wdir as written, before ${...}
                   └─ metric_refs   ${steps.S.metrics.M} it reads (MetricRef), put in
                                    by :func:`resolve` once S ran
@@ -51,6 +51,27 @@ class PathSpec:
         if self.path == other.path:
             return True
         return self.path == "." or other.path.startswith(self.path + "/")
+
+
+#: the url schemes a dependency may name (docs/external-deps.md)
+URL_SCHEMES = ("s3", "http", "https")
+
+
+@dataclass(frozen=True, slots=True)
+class UrlDep:
+    """A dependency outside the workspace: an S3 object or an HTTP(S) resource, named
+    by its url (``${...}`` already put in).  gitpipe never reads it; it asks the server
+    for the object's fingerprint (gitpipe.identity.external), which enters the key.
+    Kept apart from :class:`PathSpec`, so that nothing takes it for a workspace path."""
+
+    url: str
+
+    def __str__(self) -> str:
+        return self.url
+
+    @property
+    def scheme(self) -> str:
+        return self.url.partition("://")[0].lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +158,8 @@ class Step:
     #: ``[pipeline] pythonpath`` (folders relative to the pipeline's folder); None
     #: when the pipeline does not say (docs/code.md#pythonpath)
     pythonpath: tuple[str, ...] | None = None
+    #: the urls among its ``deps`` (S3 objects, HTTP(S) resources), in the order written
+    urls: tuple[UrlDep, ...] = ()
 
     @property
     def all_outs(self) -> tuple[PathSpec, ...]:

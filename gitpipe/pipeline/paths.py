@@ -6,16 +6,21 @@ same on disk, through links):
 - a step does not read what it writes, nor declare an output twice;
 - no two steps own the same output, and no output folder contains another;
 - no output is, contains or lies inside `.git`, `.gitpipe`, the lock file or a
-  pipeline file.
+  pipeline file;
+- a dependency may instead be a url (:func:`url`): an S3 object or an HTTP(S)
+  resource, holding no credentials; an output never is.
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
+from gitpipe.core.redaction import redact
 from gitpipe.pipeline.checks import Checks
-from gitpipe.pipeline.model import PathSpec, Step, out_places
+from gitpipe.pipeline.model import URL_SCHEMES, PathSpec, Step, UrlDep, out_places
 
 #: folder names no output may be or lie inside, at any depth and in any case: Git's
 #: own (a folder, or the file of a linked work tree) and gitpipe's state
@@ -55,11 +60,75 @@ def relation(path: str, place: str) -> str | None:
     return None
 
 
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_SUPPORTED = ", ".join(f"{scheme}://" for scheme in URL_SCHEMES)
+
+
+def is_url(raw: str) -> bool:
+    """Whether a dependency as written is a url (``SCHEME://...``), not a path."""
+    return _SCHEME.match(raw) is not None
+
+
+def url(checks: Checks, raw: str, key: str) -> UrlDep:
+    """A dependency named by its url (``${...}`` already put in): ``s3://BUCKET/KEY``,
+    ``http://`` or ``https://``.  A url holding credentials is refused, and no message
+    repeats them (:func:`~gitpipe.core.redaction.redact`)."""
+    shown = redact(raw)
+    match = _SCHEME.match(raw)
+    assert match is not None
+    scheme = match.group(1).lower()
+    if scheme not in URL_SCHEMES:
+        raise checks.error(
+            f"{shown!r}: gitpipe cannot fingerprint {scheme}:// dependencies; "
+            f"a url dependency is one of {_SUPPORTED}",
+            key,
+        )
+    if any(c.isspace() for c in raw):
+        raise checks.error(f"{shown!r}: a url must not hold spaces; write them as %20", key)
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - a port that is no number raises here
+    except ValueError as exc:
+        raise checks.error(f"{shown!r} is not a valid url ({exc})", key) from None
+    if parts.username or parts.password:
+        where = (
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            if scheme == "s3"
+            else "~/.netrc (or the file $NETRC names)"
+        )
+        raise checks.error(
+            f"{shown!r} holds credentials; remove them from the url and put them in {where}: "
+            "gitpipe never reads credentials from the pipeline file",
+            key,
+        )
+    if parts.fragment:
+        raise checks.error(
+            f"{shown!r} has a fragment (#...), which is never sent to the server; remove it", key
+        )
+    if scheme == "s3":
+        name = parts.path.lstrip("/")
+        if not parts.netloc or not name or name.endswith("/") or parts.query:
+            raise checks.error(
+                f"{shown!r} names no object; write s3://BUCKET/KEY (one object, "
+                "not a prefix, without ?...)",
+                key,
+            )
+    elif not parts.hostname:
+        raise checks.error(f"{shown!r} names no host; write {scheme}://HOST/PATH", key)
+    return UrlDep(raw)
+
+
 def path(checks: Checks, raw: str, key: str, *, output: bool) -> PathSpec:
     """A path as written (``${...}`` already put in), normalised; a trailing ``/``
     makes it a folder."""
     if not raw:
         raise checks.error("a path must not be empty", key)
+    if output and is_url(raw):
+        raise checks.error(
+            f"output {redact(raw)!r} is a url; outputs are files and folders in the workspace "
+            "(a url may be a dependency)",
+            key,
+        )
     if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":") or raw.startswith("\\"):
         raise checks.error(
             f"{raw!r} is an absolute path; use a path relative to the pipeline file's folder",

@@ -36,6 +36,7 @@ from gitpipe.pipeline.model import (
     Pipeline,
     Step,
     Template,
+    UrlDep,
     out_places,
     resolve,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "Pipeline",
     "Step",
     "Template",
+    "UrlDep",
     "load_cached",
     "out_places",
     "parse",

@@ -1,7 +1,8 @@
 """One step's table in the pipeline file, read into a :class:`~gitpipe.pipeline.model.Step`.
 
     [steps.NAME]   cmd | fn ─► the command, its ${...} put in (params.References)
-                   deps, outs, metrics, wdir ─► paths (gitpipe.pipeline.paths)
+                   deps, outs, metrics, wdir ─► paths (gitpipe.pipeline.paths);
+                                                a url in deps ─► UrlDep
                    params, code, after, env, when, timeout, resources, flags
                 ─► Step (and its own paths checked: no output twice, none read)
 
@@ -17,9 +18,9 @@ from typing import Any
 
 from gitpipe.pipeline import paramfiles
 from gitpipe.pipeline.checks import Checks, type_name
-from gitpipe.pipeline.model import CODE_DIGESTS, LINKS, PathSpec, Step, Template
+from gitpipe.pipeline.model import CODE_DIGESTS, LINKS, PathSpec, Step, Template, UrlDep
 from gitpipe.pipeline.params import References
-from gitpipe.pipeline.paths import check_own_paths, path
+from gitpipe.pipeline.paths import check_own_paths, is_url, path, url
 from gitpipe.pipeline.refs import scalar_text
 
 STEP_FIELDS = frozenset(
@@ -77,14 +78,18 @@ def parse_step(
     refs = References(checks, params, matrix)
     fn, cmd, raw_cmds = _command(checks, refs, name, body, prefix)
 
+    urls: dict[UrlDep, None] = {}  # the urls among deps, in order, each once
+
     def paths(key: str, *, outputs: bool) -> tuple[PathSpec, ...]:
         values = checks.str_list(body.get(key, []), f"{prefix}.{key}")
         specs = []
         for i, value in enumerate(values):
             where = f"{prefix}.{key}[{i}]"
-            specs.append(
-                path(checks, refs.expand(value, where, metrics=False), where, output=outputs)
-            )
+            raw = refs.expand(value, where, metrics=False)
+            if not outputs and is_url(raw):
+                urls[url(checks, raw, where)] = None
+            else:
+                specs.append(path(checks, raw, where, output=outputs))
         return tuple(specs)
 
     deps = paths("deps", outputs=False)
@@ -150,6 +155,7 @@ def parse_step(
         template=Template(
             cmd=tuple(raw_cmds), env=dict(sorted(env_written.items())), wdir=wdir_written
         ),
+        urls=tuple(urls),
     )
     check_own_paths(checks, step)
     return step

@@ -65,7 +65,8 @@ class StepStarted:
 @dataclass(frozen=True, slots=True)
 class Artifact:
     """Bytes a step read or wrote: the path (relative to the pipeline's folder), digest,
-    size and whether it is a folder; ``role`` is ``dep``, ``code`` or ``out``."""
+    size and whether it is a folder; ``role`` is ``dep``, ``code`` or ``out``, or
+    ``url`` for a remote dep (its url, and the digest of its fingerprint)."""
 
     path: str
     digest: str

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gitpipe.core.redaction import redact
 from gitpipe.pipeline.values import flatten
 from gitpipe.store.lockfile import LockEntry
 
@@ -21,8 +22,9 @@ REMOVED = "removed"
 
 @dataclass(frozen=True, slots=True)
 class Component:
-    """One component of a key: ``kind`` (command, code, dep, param, env, wdir, outs),
-    its name, its value now and in the record compared with, and how they compare."""
+    """One component of a key: ``kind`` (command, code, dep, remote dep, param, env,
+    wdir, outs), its name, its value now and in the record compared with, and how
+    they compare."""
 
     kind: str
     name: str
@@ -50,6 +52,7 @@ def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
         "param": flatten(record.get("params", {})),
         "env": dict(record.get("env", {})),
         "outs": sorted([*record.get("outs", []), *record.get("metrics", [])]),
+        "remote dep": {redact(url): found for url, found in record.get("urls", {}).items()},
     }
 
 
@@ -64,6 +67,7 @@ def from_lock(entry: LockEntry) -> dict[str, Any]:
             "params": dict(entry.params),
             "env": dict(entry.env),
             "outs": list(entry.outs),
+            "urls": {url: dict(found) for url, found in entry.urls.items()},
         }
     )
 
@@ -74,7 +78,7 @@ def compare(now: Mapping[str, Any], then: Mapping[str, Any]) -> list[Component]:
     for kind in ("command", "wdir", "outs"):
         a, b = now.get(kind), then.get(kind)
         components.append(Component(kind, "", a, b, SAME if a == b else CHANGED))
-    for kind in ("code", "dep", "param", "env"):
+    for kind in ("code", "dep", "remote dep", "param", "env"):
         a, b = now.get(kind, {}), then.get(kind, {})
         for name in sorted(set(a) | set(b)):
             if name not in b:

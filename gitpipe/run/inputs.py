@@ -1,8 +1,9 @@
 """What a step reads, now: its code, its dependencies' digests, its outputs, its key.
 
-    workspace ──Hasher (stat cache)──> digests ─┐
-    commands ──stepcode──────────────> code ────┼─> key_record() ─> Check
-    lock entries (metrics it reads) ─> step ────┘        (state, reasons, outputs now)
+    workspace ──Hasher (stat cache)──> digests ──────┐
+    commands ──stepcode──────────────> code ─────────┤
+    urls ──Fingerprints (HEAD, once)─> fingerprints ─┼─> key_record() ─> Check
+    lock entries (metrics it reads) ─> step ─────────┘   (state, reasons, outputs now)
 
 :class:`Inputs` gathers these for one command; :mod:`gitpipe.run.planner` decides from
 them.  A :class:`Projection` stands for outputs as they will be once the restores a
@@ -14,15 +15,17 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitpipe.core.errors import PathError, PipelineError, StoreError
+from gitpipe.core.errors import PathError, PipelineError, RemoteDepError, StoreError
 from gitpipe.core.hashing import Digest, ManifestEntry, digest_bytes, manifest_bytes
 from gitpipe.core.records import Reason
 from gitpipe.identity.action import KeyRecord, key_record
+from gitpipe.identity.external import UNREACHABLE, Fingerprints
 from gitpipe.identity.statcache import Hasher, PathState
 from gitpipe.pipeline import spec
 from gitpipe.run.plan import FROZEN, STALE, assess
@@ -192,14 +195,35 @@ class WorkTree:
         return state.digest
 
 
+def fingerprints_for(environ: Mapping[str, str]) -> Fingerprints:
+    """The remote deps' fingerprints for one command: S3 objects through the object
+    store's client (gitpipe.store.remote.objectstore), HTTP(S) ones by HEAD."""
+
+    def s3_head(url: str, timeout: float) -> dict[str, str | int]:
+        from gitpipe.store.remote.objectstore import head_object
+
+        return head_object(url, timeout, environ=environ)
+
+    return Fingerprints(environ=environ, s3_head=s3_head)
+
+
 class Inputs:
     """One command's view of what steps read: hashing, code discovery, keys."""
 
-    def __init__(self, root: Path, pipeline: spec.Pipeline, hasher: Hasher) -> None:
+    def __init__(
+        self,
+        root: Path,
+        pipeline: spec.Pipeline,
+        hasher: Hasher,
+        *,
+        fingerprints: Fingerprints | None = None,
+    ) -> None:
         self.root = root
         self.pipeline = pipeline
         self.file_name = pipeline.file.name
         self.hasher = hasher
+        #: the remote deps' fingerprints, each url asked once per command
+        self.fingerprints = fingerprints or fingerprints_for(os.environ)
         self.worktree = WorkTree(root, hasher)
         self._discoverer: codedeps.Discoverer | None = None
         self._code: dict[str, dict[str, Digest]] = {}
@@ -356,12 +380,15 @@ class Inputs:
         *,
         entries: Mapping[str, LockEntry],
         assume: Mapping[str, Digest] | None = None,
+        assume_urls: Mapping[str, Mapping[str, str | int]] | None = None,
         projection: Projection | None = None,
     ) -> Check:
         """A step's key record and state now.  Metrics the step reads from other
         steps come from ``entries``; ``assume`` gives digests for deps that are missing
-        (the lock's, for `gitpipe check` in a clone without outputs); ``projection``
-        gives the dependencies as planned restores will leave them."""
+        (the lock's, for `gitpipe check` in a clone without outputs), ``assume_urls``
+        fingerprints for remote deps, which are then not asked (the lock's, for `gitpipe
+        check`, which looks at the workspace only); ``projection`` gives the
+        dependencies as planned restores will leave them."""
         self.worktree.projection = projection or None
         if step.metric_refs:
             try:
@@ -385,12 +412,23 @@ class Inputs:
         outs_now = {str(o): self.out_state(o.path) for o in step.all_outs}
         if step.frozen:
             return Check(FROZEN, [], None, outs_now, step)
+        urls = {}
+        for url in step.urls:
+            if assume_urls and url.url in assume_urls:
+                urls[url.url] = dict(assume_urls[url.url])
+                continue
+            try:
+                urls[url.url] = self.fingerprints.of(url.url)
+            except RemoteDepError as exc:  # never taken as unchanged: the step is stale
+                missing.append(Reason(UNREACHABLE, f"{exc.url} ({exc.cause})"))
         if missing:
             return Check(STALE, missing, None, outs_now, step)
         code = self.code_of(step)
         # a dependency that is also code is keyed by its code digest, not its bytes
         deps = {path: digest for path, digest in deps.items() if path not in code}
-        record = key_record(step, deps=deps, code=code, pythonpath=self._pythonpath[step.name])
+        record = key_record(
+            step, deps=deps, code=code, pythonpath=self._pythonpath[step.name], urls=urls
+        )
         state, reasons = assess(step, record, entry, outs_now)
         if state == STALE:
             reasons += [Reason("code unreadable", path) for path in self._unreadable[step.name]]

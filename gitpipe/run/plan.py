@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from gitpipe.core.records import Reason
+from gitpipe.core.redaction import redact
 from gitpipe.core.states import FROZEN, STALE, UP_TO_DATE
 from gitpipe.identity.action import KeyRecord
 from gitpipe.identity.statcache import PathState
@@ -64,6 +65,10 @@ def key_reasons(
         reasons.append(Reason("wdir changed", f"{entry.wdir} -> {record.wdir}"))
     reasons += _changed("code", record.code, entry.code)
     reasons += _changed("dep", record.deps, entry.deps)
+    reasons += [
+        Reason(reason.kind, redact(reason.detail))
+        for reason in _changed("remote dep", record.urls, entry.urls)
+    ]
     for reason in _changed("params", flatten(record.params), flatten(entry.params)):
         reasons.append(Reason("params changed", reason.detail))
     reasons += [

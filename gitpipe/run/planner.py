@@ -198,6 +198,9 @@ class Planner:
         a step after a planned restore is keyed on the outputs that restore brings."""
         entries = dict(self.entries)
         projection = Projection(self.runcache.store)
+        steps = [self.pipeline.steps[name] for name in names]
+        # the remote deps of all of them at once (each asked once per command)
+        self.inputs.fingerprints.prefetch(u.url for s in steps if not s.frozen for u in s.urls)
         decided: dict[str, Decision] = {}
         for name in names:
             ups = [decided[p] for p in parents[name] if p in decided]
@@ -415,4 +418,5 @@ def entry_for(step: spec.Step, record: KeyRecord, result: Result) -> LockEntry:
         executable=frozenset(
             str(s) for s in step.all_outs if not s.is_dir and result.outs[s.path].executable
         ),
+        urls=record.urls,
     )

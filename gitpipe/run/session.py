@@ -38,7 +38,8 @@ from gitpipe.core.errors import (
     UsageError,
     describe,
 )
-from gitpipe.core.hashing import Digest
+from gitpipe.core.hashing import Digest, digest_record
+from gitpipe.core.redaction import redact
 from gitpipe.identity.action import KeyRecord
 from gitpipe.pipeline import spec
 from gitpipe.pipeline.values import flatten, unflatten
@@ -499,6 +500,8 @@ class Session:
                     reads.append(
                         ev.Artifact(path, str(state.digest), state.size, state.is_dir, role)
                     )
+        for url, found in record.urls.items():  # a remote dep: the digest of its fingerprint
+            reads.append(ev.Artifact(redact(url), str(digest_record(found)), role="url"))
         writes = [
             ev.Artifact(str(spec_), str(out.digest), out.size, out.is_dir, "out")
             for spec_ in step.all_outs

@@ -18,6 +18,7 @@ import tomli_w
 from gitpipe.core import atomic, stamps, tomlcache
 from gitpipe.core.errors import LockfileError
 from gitpipe.core.hashing import Digest, DigestError, digest_bytes
+from gitpipe.core.redaction import redact
 
 #: schema 2 records executable outputs (``executable``); schema 1 did not, so the
 #: modes of a schema-1 lock's outputs are unknown (``LockEntry.modes`` is False)
@@ -42,6 +43,9 @@ class LockEntry:
     executable: frozenset[str] = frozenset()
     #: whether ``executable`` is known (False for a lock written before it was recorded)
     modes: bool = True
+    #: each remote dep (a url) with the fingerprint its server gave (etag, size, ...);
+    #: written only when the step has some, so other entries read as they always did
+    urls: Mapping[str, Mapping[str, str | int]] = field(default_factory=dict)
 
     def to_toml(self) -> dict[str, Any]:
         table: dict[str, Any] = {
@@ -60,6 +64,8 @@ class LockEntry:
             table["metrics"] = _sorted_deep(self.metrics)
         if self.executable:
             table["executable"] = sorted(self.executable)
+        if self.urls:
+            table["urls"] = _sorted_deep(self.urls)
         return table
 
 
@@ -172,7 +178,22 @@ def _entry(body: Mapping[str, Any], *, modes: bool = True) -> LockEntry:
         metrics=dict(body.get("metrics", {})),
         executable=_paths(body.get("executable", [])),
         modes=modes,
+        urls=_urls(body.get("urls", {})),
     )
+
+
+def _urls(value: object) -> dict[str, dict[str, str | int]]:
+    """The remote deps' fingerprints from the lock (absent in most entries)."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a table of urls, not {value!r}")
+    found = {}
+    for url, record in value.items():
+        if not isinstance(record, Mapping) or not all(
+            isinstance(v, (str, int)) and not isinstance(v, bool) for v in record.values()
+        ):
+            raise TypeError(f"expected a fingerprint for {redact(str(url))}")
+        found[str(url)] = dict(record)
+    return found
 
 
 def _paths(value: object) -> frozenset[str]:

@@ -36,7 +36,7 @@ from gitpipe.pipeline import graph as graphs
 from gitpipe.pipeline import spec
 from gitpipe.run import events as ev
 from gitpipe.run import guard, overlay
-from gitpipe.run.inputs import Inputs
+from gitpipe.run.inputs import Inputs, fingerprints_for
 from gitpipe.run.planner import Decision, Planner
 from gitpipe.run.session import (
     HookCall,
@@ -122,6 +122,9 @@ class Project:
         self._user: str | None = None  # who approves, found once
         #: the lock last read, with the file's stamp and when it was read
         self._lock_read: tuple[stamps.Stamp, int, Lock] | None = None
+        #: the remote deps' fingerprints: each url asked once in this project's life
+        #: (one command)
+        self.fingerprints = fingerprints_for(self.environ)
         if overlay.left_behind(self.state_dir):
             self.put_back_params()
 
@@ -408,6 +411,11 @@ class Project:
         """What steps read, for one command, through the stat cache."""
         cache = StatCache(self.state_dir / "stat.db", readonly=readonly)
         try:
-            yield Inputs(self.root, self.pipeline, Hasher(self.root, cache))
+            yield Inputs(
+                self.root,
+                self.pipeline,
+                Hasher(self.root, cache),
+                fingerprints=self.fingerprints,
+            )
         finally:
             cache.close()

@@ -108,10 +108,13 @@ def status(
 
     When every step of the whole pipeline turns out up to date, the stamps of all
     it looked at are kept, so that the next `gitpipe status` can answer from them
-    alone (see :mod:`gitpipe.core.snapshot`)."""
+    alone (see :mod:`gitpipe.core.snapshot`); not when a step has remote deps, whose
+    fingerprints are asked of their servers each time."""
     started_ns = time.time_ns()
     names = project.select(targets, single=single, downstream=downstream)
-    whole = not targets and project.state_dir.is_dir()
+    # an answer that rests on a url's fingerprint cannot be kept by stamps alone
+    remote = any(step.urls for step in project.pipeline.steps.values())
+    whole = not targets and project.state_dir.is_dir() and not remote
     recorder = Recorder() if whole else None
     git_check = guard.git_check_digest(project, names)
     if git_check is not None and git_check == guard.passed_git_check(project.state_dir):
@@ -206,7 +209,12 @@ def check_lock(project: Project) -> list[tuple[str, list[str]]]:
             # a fresh clone has no outputs: take a missing dep to be as the lock says
             assume = entry.deps if entry is not None else {}
             check = inputs.check(
-                project.pipeline.steps[name], entry, assume=assume, entries=lock.steps
+                project.pipeline.steps[name],
+                entry,
+                assume=assume,
+                # the objects behind urls are not the workspace's: the lock's stand
+                assume_urls=entry.urls if entry is not None else {},
+                entries=lock.steps,
             )
             reasons = [
                 str(r) for r in check.reasons if r.kind not in ("out missing", "out modified")

@@ -1,6 +1,7 @@
 """One `gitpipe repro`, from its options to the lock it writes.
 
-    select ─> checks (guard) ─> --pull: fetch what the lock names
+    select ─> remote deps' fingerprints (none: stop, exit 5) ─> checks (guard)
+          ─> --pull: fetch what the lock names
         ├─ -n ───────> plan (planner) ─> told as events; nothing written
         ├─ --frozen ─> plan ─> refused? record it, exit 3, nothing touched
         └─ run ──────> one repro per workspace (flock) ─> schedule (runner) over a
@@ -25,6 +26,7 @@ from gitpipe.core.errors import (
     GitpipeError,
     Interrupted,
     PathError,
+    RemoteDepError,
     StaleError,
     StepFailed,
     StorageFailed,
@@ -194,6 +196,7 @@ def reproduce(
                 f"--approve {name}: step {name!r} does not ask for approval (no `approval = true`)"
             )
         approved.update(asking)
+    _fingerprint_urls(project, names)
     calls = {}
     for event, given in (hooks or {}).items():
         if event not in spec.HOOK_EVENTS:
@@ -279,6 +282,24 @@ def reproduce(
                 )
             project.keep_caches()
             return report
+
+
+def _fingerprint_urls(project: Project, names: Sequence[str]) -> None:
+    """Ask the servers of the selected steps' remote deps for their fingerprints, all
+    at once, before anything is written: a url without one now stops every kind of
+    repro (-n, --frozen, a run) with :class:`RemoteDepError`, since whether its step
+    is up to date cannot be told.  Steps with ``frozen = true`` never run: theirs
+    are not asked."""
+    steps = [project.pipeline.steps[name] for name in names]
+    urls = [url.url for step in steps if not step.frozen for url in step.urls]
+    failures = project.fingerprints.failures(urls)
+    if not failures:
+        return
+    first, *others = failures
+    cause = first.cause
+    if others:
+        cause += f"; nor can {len(others)} more: {', '.join(other.url for other in others)}"
+    raise RemoteDepError(first.url, cause)
 
 
 def _register(project: Project, emit: ev.Listener) -> None:

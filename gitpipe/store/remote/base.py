@@ -1,15 +1,15 @@
 """What every remote is: :class:`Remote`, the interface each kind implements (one
 module per kind: :mod:`~gitpipe.store.remote.folder`,
 :mod:`~gitpipe.store.remote.objectstore`), and :func:`redact`, how a remote's url is
-shown (:func:`redact_argv`: a command line holding one)."""
+shown (:mod:`gitpipe.core.redaction`; :func:`redact_argv`: a command line holding one)."""
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
+from gitpipe.core.redaction import redact
 from gitpipe.store.runcache import UNSIGNED, Signer
 
 
@@ -59,23 +59,6 @@ class Remote(abc.ABC):
     @abc.abstractmethod
     def write(self, name: str, data: bytes) -> None:
         """Store ``data`` under ``name``; readers never see half of it."""
-
-
-def redact(url: str) -> str:
-    """``url`` fit to show: a user name, password or query value in it (which may be
-    a secret) is replaced by ``***``."""
-    parts = urlsplit(url)
-    if not parts.scheme or not (parts.username or parts.password or parts.query):
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    if parts.username or parts.password:
-        netloc = "***@" + netloc
-    query = "&".join(
-        f"{item.partition('=')[0]}=***" if "=" in item else "***"
-        for item in parts.query.split("&")
-        if item
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:

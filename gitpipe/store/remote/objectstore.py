@@ -1,5 +1,6 @@
 """The object-store remote: S3 (and other object stores) through obstore, the
-``gitpipe-ml[s3]`` extra, imported only when such a remote is opened.
+``gitpipe-ml[s3]`` extra, imported only when such a remote is opened, or an
+``s3://`` remote dep is fingerprinted (:func:`head_object`).
 
 Credentials come only from the environment (``AWS_*`` variables, or the container,
 web-identity and instance-metadata providers those variables point at), never from
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from gitpipe.core.errors import RemoteError, UsageError
+from gitpipe.core.errors import RemoteDepError, RemoteError, UsageError
 from gitpipe.store.naming import OBJECTS
 from gitpipe.store.remote.base import Remote, redact
 from gitpipe.store.runcache import Signer
@@ -35,6 +36,66 @@ def describe(exc: BaseException) -> str:
     line = text.splitlines()[0] if text else type(exc).__name__
     line = line.removeprefix("Generic S3 error: ")
     return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _s3_store(
+    s3_store: Any,
+    bucket: str,
+    *,
+    prefix: str | None,
+    environ: Mapping[str, str],
+    retry: Mapping[str, Any],
+    options: Mapping[str, Any] | None = None,
+) -> Any:
+    """obstore's ``S3Store`` for ``bucket``: the endpoint (an S3-compatible server)
+    and the credentials from the environment, none from elsewhere."""
+    endpoint = next(
+        (
+            environ[name]
+            for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT")
+            if environ.get(name)
+        ),
+        "",
+    )
+    client = dict(options or {})
+    # an S3-compatible server the user named with http:// is meant to be used
+    if endpoint.startswith("http://"):
+        client["allow_http"] = True
+    return s3_store(bucket, prefix=prefix, client_options=client, retry_config=retry)
+
+
+def head_object(url: str, timeout: float, *, environ: Mapping[str, str]) -> dict[str, str | int]:
+    """The fingerprint of the object ``s3://BUCKET/KEY`` (a step's remote dep, see
+    gitpipe.identity.external): its ETag and size, and its version id when the
+    bucket keeps versions.  One HEAD request, retried briefly, within ``timeout``
+    seconds; :class:`RemoteDepError` naming the url (redacted) when it fails."""
+    parts = urlsplit(url)
+    shown = redact(url)
+    try:
+        import obstore
+        from obstore.exceptions import BaseError, NotFoundError
+        from obstore.store import S3Store
+    except ImportError as exc:
+        raise UsageError(
+            f"the remote dep {shown} needs gitpipe's s3 extra: pip install 'gitpipe-ml[s3]'"
+        ) from exc
+    retry = {"max_retries": 2, "retry_timeout": timedelta(seconds=timeout)}
+    options = {"timeout": f"{timeout:g}s", "connect_timeout": f"{timeout:g}s"}
+    try:
+        store = _s3_store(
+            S3Store, parts.netloc, prefix=None, environ=environ, retry=retry, options=options
+        )
+        meta = obstore.head(store, parts.path.lstrip("/"))
+    except (FileNotFoundError, NotFoundError):
+        raise RemoteDepError(shown, "no such object") from None
+    except (BaseError, OSError) as exc:
+        raise RemoteDepError(shown, describe(exc)) from None
+    found: dict[str, str | int] = {"etag": str(meta.get("e_tag") or ""), "size": int(meta["size"])}
+    if meta.get("version"):
+        found["version_id"] = str(meta["version"])
+    if not found["etag"]:
+        del found["etag"]
+    return found
 
 
 class ObjectStoreRemote(Remote):
@@ -75,21 +136,12 @@ class ObjectStoreRemote(Remote):
         self._checked = False
         try:
             if scheme in ("s3", "s3a"):
-                endpoint = next(
-                    (
-                        environ[name]
-                        for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT")
-                        if environ.get(name)
-                    ),
-                    "",
-                )
-                # an S3-compatible server the user named with http:// is meant to be used
-                options = {"allow_http": True} if endpoint.startswith("http://") else {}
-                self.store: Any = S3Store(
+                self.store: Any = _s3_store(
+                    S3Store,
                     parts.netloc,
                     prefix=parts.path.strip("/") or None,
-                    client_options=options,  # type: ignore[arg-type]
-                    retry_config=self.RETRY,  # type: ignore[arg-type]
+                    environ=environ,
+                    retry=self.RETRY,
                 )
             else:
                 self.store = from_url(url, retry_config=self.RETRY)  # type: ignore[arg-type]
