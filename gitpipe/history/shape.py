@@ -106,7 +106,7 @@ def shape(
             parents=tuple(sorted(graph.parents[name])),
             after=tuple(sorted(step.after)),
             deps=tuple(sorted(str(dep) for dep in step.deps)),
-            outs=tuple(sorted(str(out) for out in step.outs)),
+            outs=tuple(sorted(str(out) for out in (*step.outs, *step.plots))),
             metrics=tuple(sorted(str(out) for out in step.metrics)),
             params=encoded(step.params),
             code={path: str(digest) for path, digest in sorted(code.get(name, {}).items())},

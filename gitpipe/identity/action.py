@@ -32,6 +32,7 @@ class KeyRecord:
     outs: tuple[str, ...]
     metrics: tuple[str, ...]
     fn: str = ""
+    plots: tuple[str, ...] = ()  # keyed only when declared: no other step's key moves
     # the key, computed once: status, repro and the run cache all ask for it
     _key: Digest | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -47,6 +48,8 @@ class KeyRecord:
             "outs": sorted(self.outs),
             "metrics": sorted(self.metrics),
         }
+        if self.plots:  # output paths, like outs and metrics
+            record["plots"] = sorted(self.plots)
         if self.fn:  # a function step (its cmd is the same reference, for people)
             record["fn"] = self.fn
         return record
@@ -75,6 +78,7 @@ def key_record(step: Step, *, deps: Mapping[str, Digest], code: Mapping[str, Dig
         outs=tuple(sorted(str(spec) for spec in step.outs)),
         metrics=tuple(sorted(str(spec) for spec in step.metrics)),
         fn=step.fn,
+        plots=tuple(sorted(str(spec) for spec in step.plots)),
     )
 
 
@@ -93,6 +97,8 @@ def fingerprint(pipeline: Pipeline, code: Mapping[str, Mapping[str, Digest]]) ->
             "env": dict(step.env),
             "code": {path: str(digest) for path, digest in sorted(code.get(name, {}).items())},
         }
+        if step.plots:
+            steps[name]["plots"] = sorted(str(spec) for spec in step.plots)
     return digest_record(
         {"schema": FINGERPRINT_SCHEMA, "params": dict(pipeline.params), "steps": steps}
     )

@@ -49,7 +49,9 @@ def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
         "dep": dict(record.get("deps", {})),
         "param": flatten(record.get("params", {})),
         "env": dict(record.get("env", {})),
-        "outs": sorted([*record.get("outs", []), *record.get("metrics", [])]),
+        "outs": sorted(
+            [*record.get("outs", []), *record.get("metrics", []), *record.get("plots", [])]
+        ),
     }
 
 
