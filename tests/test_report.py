@@ -34,7 +34,9 @@ def tiny_png() -> bytes:
 
     header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
     pixels = zlib.compress(b"\x00\xe6\x9f\x00")
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
 def chain(workspace: Workspace) -> None:
@@ -169,7 +171,7 @@ def test_a_matrix_step_is_one_box_standing_for_its_expansions(workspace):
     text = page(workspace.root / "r.html")
     grouped = text.split('id="dag-grouped"', 1)[1].split("</svg>", 1)[0]
     assert 'data-group="fit" data-members="3"' in grouped
-    assert "data-step=\"fit@" not in grouped
+    assert 'data-step="fit@' not in grouped
     assert grouped.count('class="edge"') == 2  # prep -> fit -> pick
     every = text.split('id="dag-all"', 1)[1].split("</svg>", 1)[0]
     for name in ("prep", "fit@1", "fit@2", "fit@3", "pick"):
@@ -201,7 +203,11 @@ def test_plots_files_are_drawn_as_line_charts(workspace):
         """
     )
     workspace.ok("repro")
-    assert set(lock_steps(workspace)["curves"]["outs"]) == {"curve.csv", "curve.json", "broken.json"}
+    assert set(lock_steps(workspace)["curves"]["outs"]) == {
+        "curve.csv",
+        "curve.json",
+        "broken.json",
+    }
     workspace.ok("report", "-o", "r.html")
     text = page(workspace.root / "r.html")
     csv_plot = text.split('data-path="curve.csv"', 1)[1].split("</figure>", 1)[0]
@@ -237,9 +243,9 @@ def test_adding_a_plots_file_changes_only_that_steps_key(workspace):
     keys = {name: entry["key"] for name, entry in lock_steps(workspace).items()}
     workspace.write(
         "gitpipe.toml",
-        CHAIN.replace('outs = ["third.txt"]', 'outs = ["third.txt"]\nplots = ["third.csv"]').replace(
-            "> third.txt", "> third.txt; echo x,y > third.csv"
-        ),
+        CHAIN.replace(
+            'outs = ["third.txt"]', 'outs = ["third.txt"]\nplots = ["third.csv"]'
+        ).replace("> third.txt", "> third.txt; echo x,y > third.csv"),
     )
     workspace.write(".gitignore", "*.txt\n!data/*.txt\n*.csv\n")
     workspace.ok("repro")
@@ -258,7 +264,8 @@ def test_png_and_svg_outputs_are_put_in_the_page(workspace):
         import os
         os.makedirs("figures", exist_ok=True)
         open("figures/dot.png", "wb").write({png!r})
-        open("figures/box.svg", "w").write('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>')
+        svg = '<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>'
+        open("figures/box.svg", "w").write(svg)
         """,
     )
     workspace.pipeline(
@@ -349,7 +356,9 @@ def history(n: int) -> list[VersionMetrics]:
 def test_metrics_across_versions_have_one_point_per_version_and_experiments_a_row_each():
     data = ReportData("demo", (StepView("a", "up-to-date", "up to date"),))
     experiments = [
-        Experiment(f"exp-{i}", 1_700_000_000.0 + i, {"train.l2": i}, {"evaluate": {"r2": i / 10}}, "done")
+        Experiment(
+            f"exp-{i}", 1_700_000_000.0 + i, {"train.l2": i}, {"evaluate": {"r2": i / 10}}, "done"
+        )
         for i in range(3)
     ]
     text = render(data, history=history(7), experiments=experiments)
@@ -366,7 +375,9 @@ def test_a_version_missing_a_metric_leaves_a_gap_not_a_zero():
     points = history(3)
     points[1] = VersionMetrics("1.1.0", "c" * 40, 1.0, "s", {"evaluate": {"r2": 0.7}})
     text = render(ReportData("demo", ()), history=points)
-    rmse = next(c for c in re.findall(r'<figure class="metric">(.*?)</figure>', text) if "rmse" in c)
+    rmse = next(
+        c for c in re.findall(r'<figure class="metric">(.*?)</figure>', text) if "rmse" in c
+    )
     assert rmse.count('class="point"') == 2
 
 

@@ -160,9 +160,11 @@ class Pipeline:
 def out_places(step: Step) -> list[tuple[PathSpec, str]]:
     """Each declared output with the TOML key it was written at."""
     prefix = f"steps.{step.name}"
-    return [(spec, f"{prefix}.outs[{i}]") for i, spec in enumerate(step.outs)] + [
-        (spec, f"{prefix}.metrics[{i}]") for i, spec in enumerate(step.metrics)
-    ] + [(spec, f"{prefix}.plots[{i}]") for i, spec in enumerate(step.plots)]
+    return (
+        [(spec, f"{prefix}.outs[{i}]") for i, spec in enumerate(step.outs)]
+        + [(spec, f"{prefix}.metrics[{i}]") for i, spec in enumerate(step.metrics)]
+        + [(spec, f"{prefix}.plots[{i}]") for i, spec in enumerate(step.plots)]
+    )
 
 
 def resolve(step: Step, value_of: Callable[[MetricRef], Any]) -> Step:

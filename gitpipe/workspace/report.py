@@ -205,15 +205,12 @@ def _reasons(decision: Decision) -> tuple[str, ...]:
     return reasons or ((decision.skip,) if decision.skip else ())
 
 
-def _text(value: Any) -> str:
+def _text(kind: str, value: Any) -> str:
+    """A component's value as one line (a command's parts joined by ``&&``)."""
     if isinstance(value, str):
         return value
-    if isinstance(value, list | tuple):
-        return (
-            " && ".join(str(v) for v in value)
-            if value and all(isinstance(v, str) for v in value)
-            else json.dumps(value, default=str)
-        )
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return (" && " if kind == "command" else ", ").join(value)
     return json.dumps(value, default=str)
 
 
@@ -228,12 +225,12 @@ def _parts(decision: Decision, entry: LockEntry | None) -> tuple[KeyPart, ...]:
     if entry is not None:
         components = explain.compare(now, explain.from_lock(entry))
         return tuple(
-            KeyPart(c.kind, c.name, _text(c.now if c.now is not None else c.then), c.change)
+            KeyPart(c.kind, c.name, _text(c.kind, c.then if c.now is None else c.now), c.change)
             for c in components
         )
-    parts = [KeyPart(kind, "", _text(now[kind]), "") for kind in ("command", "wdir", "outs")]
+    parts = [KeyPart(k, "", _text(k, now[k]), "") for k in ("command", "wdir", "outs")]
     for kind in ("code", "dep", "param", "env"):
-        parts += [KeyPart(kind, name, _text(value), "") for name, value in now[kind].items()]
+        parts += [KeyPart(kind, name, _text(kind, v), "") for name, v in now[kind].items()]
     return tuple(parts)
 
 

@@ -263,7 +263,7 @@ def line_chart_svg(
     """A line chart: one polyline and one marker per point for each series, a legend
     when there are several.  ``x_labels`` names the xs (versions), else they are
     numbers on an axis."""
-    left, right, top, bottom = 52, 12, 26, 40
+    left, right, top, bottom = 52, 28, 26, 40
     values = [y for line in lines for y in line.ys if y is not None and math.isfinite(y)]
     finite_x = [x for x in xs if math.isfinite(x)]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
