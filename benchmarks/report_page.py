@@ -72,10 +72,12 @@ def pipeline_text() -> str:
             extra = ""
             if link == 19:
                 extra = f'metrics = ["out/m{chain}.json"]\n'
-                cmd = f"echo {name} > out/{name}.txt; echo '{{\\\"score\\\": {chain}}}' > out/m{chain}.json"
+                score = f"echo '{{\\\"score\\\": {chain}}}' > out/m{chain}.json"
+                cmd = f"echo {name} > out/{name}.txt; {score}"
             elif link == 18:
                 extra = f'plots = ["out/p{chain}.csv"]\n'
-                cmd = f"echo {name} > out/{name}.txt; printf 'x,y\\\\n1,2\\\\n2,3\\\\n' > out/p{chain}.csv"
+                curve = f"printf 'x,y\\\\n1,2\\\\n2,3\\\\n' > out/p{chain}.csv"
+                cmd = f"echo {name} > out/{name}.txt; {curve}"
             else:
                 cmd = f"echo {name} > out/{name}.txt"
             parts.append(f'[steps.{name}]\ncmd = "{cmd}"\n{dep}outs = ["out/{name}.txt"]\n{extra}')

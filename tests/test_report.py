@@ -10,6 +10,7 @@ import os
 import re
 import struct
 import subprocess
+import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -434,3 +435,18 @@ def test_the_page_is_the_same_escaped_text_the_steps_hold():
     assert f"<h1>{html.escape(EVIL)}</h1>" in text
     assert "<img" not in text
     assert embedded(text)["steps"]["a"]["reasons"] == [EVIL]
+
+
+@pytest.mark.benchmark
+def test_the_report_benchmark_meets_its_targets_in_quick_mode():
+    """benchmarks/report_page.py --quick: 500 steps, 50 versions, 20 experiments in at
+    most 2 s and 2 MB (it exits 1 past either)."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "report_page.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "report of 500 steps, 50 versions, 20 experiments" in done.stdout
