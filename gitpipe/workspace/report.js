@@ -152,11 +152,11 @@
       applyZoom();
     });
   });
-  (function fitOnLoad() {  // a wide graph starts fitted to the page, down to half size
+  (function fitOnLoad() {  // a wide graph starts fitted to the page, down to 60%
     var svg = visibleSvg();
     if (!svg) return;
     var room = svg.parentNode.clientWidth - 4, w = Number(svg.getAttribute("data-width"));
-    if (room > 0 && w > room) { zoom = Math.max(0.5, room / w); applyZoom(); }
+    if (room > 0 && w > room) { zoom = Math.max(0.6, room / w); applyZoom(); }
   })();
   var expand = document.getElementById("expand");
   if (expand) {

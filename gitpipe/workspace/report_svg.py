@@ -20,7 +20,7 @@ from html import escape
 #: the Okabe-Ito palette (colour-blind safe): one colour per series or state
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#000000")
 
-NODE_W, NODE_H, COL_GAP, ROW_GAP, MARGIN = 190, 28, 70, 10, 16
+NODE_W, NODE_H, COL_GAP, ROW_GAP, MARGIN = 160, 28, 44, 10, 16
 _SWEEPS = 4
 
 
@@ -47,7 +47,7 @@ def esc(text: object) -> str:
     return escape(str(text), quote=True)
 
 
-def _short(text: str, limit: int = 24) -> str:
+def _short(text: str, limit: int = 20) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
