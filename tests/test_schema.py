@@ -151,6 +151,7 @@ VALID = {
         [steps.score]
         fn = "src.score:main"
         metrics = ["score.json"]
+        plots = ["curve.csv"]
 
         [hooks]
         before_step = "echo start"

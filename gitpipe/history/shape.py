@@ -107,7 +107,7 @@ def shape(
             after=tuple(sorted(step.after)),
             # its remote deps (urls) are deps too: adding one changes what it reads
             deps=tuple(sorted([str(dep) for dep in step.deps] + [str(u) for u in step.urls])),
-            outs=tuple(sorted(str(out) for out in step.outs)),
+            outs=tuple(sorted(str(out) for out in (*step.outs, *step.plots))),
             metrics=tuple(sorted(str(out) for out in step.metrics)),
             params=encoded(step.params),
             code={path: str(digest) for path, digest in sorted(code.get(name, {}).items())},

@@ -41,6 +41,7 @@ class KeyRecord:
     pythonpath: tuple[str, ...] = ()
     #: each remote dep (a url) with its fingerprint (gitpipe.identity.external)
     urls: Mapping[str, Mapping[str, str | int]] = field(default_factory=dict)
+    plots: tuple[str, ...] = ()  # keyed only when declared: no other step's key moves
     # the key, computed once: status, repro and the run cache all ask for it
     _key: Digest | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -56,6 +57,8 @@ class KeyRecord:
             "outs": sorted(self.outs),
             "metrics": sorted(self.metrics),
         }
+        if self.plots:  # output paths, like outs and metrics
+            record["plots"] = sorted(self.plots)
         if self.fn:  # a function step (its cmd is the same reference, for people)
             record["fn"] = self.fn
         if self.pythonpath:  # none: the key of a step Python finds its code for unaided
@@ -100,6 +103,7 @@ def key_record(
         fn=step.fn,
         pythonpath=tuple(pythonpath),
         urls={url: dict(sorted(found.items())) for url, found in sorted((urls or {}).items())},
+        plots=tuple(sorted(str(spec) for spec in step.plots)),
     )
 
 
@@ -120,6 +124,8 @@ def fingerprint(pipeline: Pipeline, code: Mapping[str, Mapping[str, Digest]]) ->
         }
         if step.urls:  # only then: the fingerprints of pipelines without them stay
             steps[name]["urls"] = sorted(str(dep) for dep in step.urls)
+        if step.plots:
+            steps[name]["plots"] = sorted(str(spec) for spec in step.plots)
     return digest_record(
         {"schema": FINGERPRINT_SCHEMA, "params": dict(pipeline.params), "steps": steps}
     )

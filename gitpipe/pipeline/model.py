@@ -129,6 +129,8 @@ class Step:
     deps: tuple[PathSpec, ...] = ()
     outs: tuple[PathSpec, ...] = ()
     metrics: tuple[PathSpec, ...] = ()
+    #: output files of plot data (CSV or JSON) that `gitpipe report` draws as charts
+    plots: tuple[PathSpec, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
     code: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
@@ -163,8 +165,8 @@ class Step:
 
     @property
     def all_outs(self) -> tuple[PathSpec, ...]:
-        """Declared outputs and metrics files, in the order written."""
-        return self.outs + self.metrics
+        """Declared outputs, metrics and plots files, in the order written."""
+        return self.outs + self.metrics + self.plots
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,9 +209,11 @@ class Pipeline:
 def out_places(step: Step) -> list[tuple[PathSpec, str]]:
     """Each declared output with the TOML key it was written at."""
     prefix = f"steps.{step.name}"
-    return [(spec, f"{prefix}.outs[{i}]") for i, spec in enumerate(step.outs)] + [
-        (spec, f"{prefix}.metrics[{i}]") for i, spec in enumerate(step.metrics)
-    ]
+    return (
+        [(spec, f"{prefix}.outs[{i}]") for i, spec in enumerate(step.outs)]
+        + [(spec, f"{prefix}.metrics[{i}]") for i, spec in enumerate(step.metrics)]
+        + [(spec, f"{prefix}.plots[{i}]") for i, spec in enumerate(step.plots)]
+    )
 
 
 def resolve(step: Step, value_of: Callable[[MetricRef], Any]) -> Step:

@@ -106,6 +106,7 @@ def moved(
             deps=tuple(d.under(where) for d in step.deps),
             outs=tuple(o.under(where) for o in step.outs),
             metrics=tuple(m.under(where) for m in step.metrics),
+            plots=tuple(p.under(where) for p in step.plots),
             code=tuple(posixpath.normpath(posixpath.join(where, c)) for c in step.code),
             wdir=posixpath.normpath(posixpath.join(where, step.wdir)),
             after=tuple(inside(a) for a in step.after) + after,

@@ -30,6 +30,7 @@ STEP_FIELDS = frozenset(
         "deps",
         "outs",
         "metrics",
+        "plots",
         "params",
         "code",
         "after",
@@ -98,6 +99,10 @@ def parse_step(
     for spec in metrics:
         if spec.is_dir:
             raise checks.error("a metrics file cannot be a folder", f"{prefix}.metrics")
+    plots = paths("plots", outputs=True)
+    for spec in plots:
+        if spec.is_dir:
+            raise checks.error("a plots file cannot be a folder", f"{prefix}.plots")
     code = tuple(
         refs.expand(value, f"{prefix}.code", metrics=False)
         for value in checks.str_list(body.get("code", []), f"{prefix}.code")
@@ -130,6 +135,7 @@ def parse_step(
         deps=deps,
         outs=outs,
         metrics=metrics,
+        plots=plots,
         params=dict(sorted(refs.used.items())),
         code=code,
         after=after,

@@ -51,7 +51,9 @@ def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
         "dep": dict(record.get("deps", {})),
         "param": flatten(record.get("params", {})),
         "env": dict(record.get("env", {})),
-        "outs": sorted([*record.get("outs", []), *record.get("metrics", [])]),
+        "outs": sorted(
+            [*record.get("outs", []), *record.get("metrics", []), *record.get("plots", [])]
+        ),
         "remote dep": {redact(url): found for url, found in record.get("urls", {}).items()},
     }
 

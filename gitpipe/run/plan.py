@@ -79,7 +79,7 @@ def key_reasons(
             and written_env.get(reason.detail) == entry.env.get(reason.detail)
         )
     ]
-    declared = set(record.outs) | set(record.metrics)
+    declared = set(record.outs) | set(record.metrics) | set(record.plots)
     recorded = set(entry.outs)
     if declared != recorded:
         for path in sorted(declared - recorded):
