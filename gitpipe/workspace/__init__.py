@@ -271,6 +271,7 @@ class Project:
         approve: frozenset[str] = frozenset(),
         run_id: str = "",
         record_approvals: bool = False,
+        preferred: Mapping[Any, Mapping[str, Any]] | None = None,
     ) -> Planner:
         return Planner(
             inputs,
@@ -279,6 +280,7 @@ class Project:
             force=force or frozenset(),
             remote=remote,
             approved=approver(self, approve, run_id=run_id, record=record_approvals),
+            preferred=preferred or {},
         )
 
     # -- check (pre-commit) ----------------------------------------------------
