@@ -286,7 +286,7 @@ def _keep_only(name: str | None) -> None:
 #: them); a command missing here is listed after these
 _HELP_ORDER = (
     "init", "status", "why", "check", "gc", "repro", "approve", "log", "show", "logs",
-    "lineage", "metrics", "dag", "versions", "diff", "push", "pull", "schema",
+    "lineage", "metrics", "exp", "dag", "versions", "diff", "push", "pull", "schema",
 )  # fmt: skip
 
 
@@ -302,6 +302,6 @@ def _in_help_order() -> None:
 
 # The command modules register their commands on `app` as they are imported, using
 # the names above: so they come last.
-from gitpipe.cli import history, inspect, lineage, run, store  # noqa: E402, F401
+from gitpipe.cli import experiments, history, inspect, lineage, run, store  # noqa: E402, F401
 
 _in_help_order()
