@@ -558,11 +558,16 @@ def held_note(result: PipelineDiff) -> str:
     they agree)."""
     if not result.held:
         return ""
-    whose = f"experiment {result.experiment}" if result.experiment else "an experiment"
+    if result.experiment:
+        name = result.experiment
+        return (
+            f"the working tree holds the results of experiment {name} (`gitpipe exp show`), "
+            f"not gitpipe.lock's: `gitpipe exp apply {name}` keeps them, `gitpipe repro` "
+            "restores the lock's"
+        )
     return (
-        f"the working tree holds the results of {whose} (`gitpipe exp show`): its metrics "
-        f"differ from gitpipe.lock's; `gitpipe exp apply {result.experiment or 'ID'}` "
-        "keeps them, `gitpipe repro` restores the lock's"
+        "the working tree's metrics differ from gitpipe.lock's: an experiment's results "
+        "(`gitpipe exp show`), or outputs `gitpipe repro` has not restored since a checkout"
     )
 
 

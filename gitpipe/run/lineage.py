@@ -203,6 +203,28 @@ def connect(path: Path, *, create: bool = True) -> sqlite_utils.Database:
     return sqlite_utils.Database(conn)
 
 
+def read_only(path: Path, *, untouched: bool = False) -> sqlite_utils.Database:
+    """The lineage database for queries that change nothing (`exp`), opened read-only.
+    With ``untouched`` (`diff`, which must leave even folders' times as they were),
+    SQLite is told the file cannot change, so it makes no side files: a run recording
+    at that moment may be missed.  A database that lacks migrations is opened as
+    :func:`connect` does (migrated first)."""
+    import sqlite_utils
+
+    if not path.exists():
+        raise LineageError(f"no lineage yet at {path}; run `gitpipe repro` first")
+    uri = path.resolve().as_uri() + ("?mode=ro&immutable=1" if untouched else "?mode=ro")
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=30)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise lineage_error(path, exc) from exc
+    if version != SCHEMA_VERSION:
+        conn.close()
+        return connect(path, create=False)  # migrated, or refused when newer
+    return sqlite_utils.Database(conn)
+
+
 # -- runs whose gitpipe is gone --------------------------------------------------
 
 #: the status of a run whose gitpipe process ended without recording the run's end

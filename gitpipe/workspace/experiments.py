@@ -29,13 +29,14 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitpipe.core import atomic
-from gitpipe.core.errors import GitError, StaleError, UsageError
+from gitpipe.core.errors import GitError, GitpipeError, StaleError, UsageError
 from gitpipe.core.hashing import Digest
 from gitpipe.history.git import Repository
 from gitpipe.history.metrics import MetricsHistory, VersionMetrics, committed_params
@@ -140,13 +141,14 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def experiments(project: Project) -> tuple[Experiment, ...]:
-    """The experiments lineage recorded, newest first (none without lineage)."""
+def experiments(project: Project, *, untouched: bool = False) -> tuple[Experiment, ...]:
+    """The experiments lineage recorded, newest first (none without lineage).
+    ``untouched``: not even SQLite's side files are made (for `diff`)."""
     from gitpipe.run import lineage
 
     if not (project.state_dir / "lineage.db").exists():
         return ()  # nothing ran here yet
-    rows = lineage.experiment_runs(_database(project))
+    rows = lineage.experiment_runs(_database(project, untouched=untouched))
     lock = project.read_lock()
     now = flatten(project.pipeline.params)
     params_at = _committed(project)
@@ -186,10 +188,12 @@ def experiments(project: Project) -> tuple[Experiment, ...]:
     return tuple(found)
 
 
-def _database(project: Project) -> Any:
-    from gitpipe.workspace.lineage import database
+def _database(project: Project, *, untouched: bool = False) -> Any:
+    """Lineage, read-only: listing experiments changes nothing (see
+    :func:`gitpipe.run.lineage.read_only` for ``untouched``)."""
+    from gitpipe.run.lineage import read_only
 
-    return database(project)
+    return read_only(project.state_dir / "lineage.db", untouched=untouched)
 
 
 def _suffix(run_id: str) -> str:
@@ -528,7 +532,11 @@ def holding(project: Project, held: Mapping[str, Mapping[str, Mapping[str, Any]]
     """The id of the newest experiment whose metrics the work tree's metrics files hold
     (step -> file -> values), "" when none matches."""
     wanted = {step: numbers(files) for step, files in held.items()}
-    for experiment in experiments(project):
+    try:
+        found = experiments(project, untouched=True)
+    except (GitpipeError, sqlite3.Error):
+        return ""  # naming it is a courtesy: the diff stands without
+    for experiment in found:
         if all(
             experiment.metrics.get(step, {}) == values for step, values in wanted.items() if values
         ):
