@@ -203,17 +203,18 @@ def connect(path: Path, *, create: bool = True) -> sqlite_utils.Database:
     return sqlite_utils.Database(conn)
 
 
-def read_only(path: Path, *, untouched: bool = False) -> sqlite_utils.Database:
-    """The lineage database for queries that change nothing (`exp`), opened read-only.
-    With ``untouched`` (`diff`, which must leave even folders' times as they were),
-    SQLite is told the file cannot change, so it makes no side files: a run recording
-    at that moment may be missed.  A database that lacks migrations is opened as
-    :func:`connect` does (migrated first)."""
+def read_only(path: Path) -> sqlite_utils.Database:
+    """The lineage database for queries that change nothing, not even the times of
+    the folder it is in (`exp`, `diff`).  When no connection has it open (no ``-wal``
+    file beside it) SQLite is told the file cannot change, so that it makes no side
+    files; else it is opened read-only beside the writer.  A database that lacks
+    migrations is opened as :func:`connect` does (migrated first)."""
     import sqlite_utils
 
     if not path.exists():
         raise LineageError(f"no lineage yet at {path}; run `gitpipe repro` first")
-    uri = path.resolve().as_uri() + ("?mode=ro&immutable=1" if untouched else "?mode=ro")
+    idle = not path.with_name(path.name + "-wal").exists()
+    uri = path.resolve().as_uri() + ("?mode=ro&immutable=1" if idle else "?mode=ro")
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=30)
         version = conn.execute("PRAGMA user_version").fetchone()[0]

@@ -141,14 +141,13 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def experiments(project: Project, *, untouched: bool = False) -> tuple[Experiment, ...]:
-    """The experiments lineage recorded, newest first (none without lineage).
-    ``untouched``: not even SQLite's side files are made (for `diff`)."""
+def experiments(project: Project) -> tuple[Experiment, ...]:
+    """The experiments lineage recorded, newest first (none without lineage)."""
     from gitpipe.run import lineage
 
     if not (project.state_dir / "lineage.db").exists():
         return ()  # nothing ran here yet
-    rows = lineage.experiment_runs(_database(project, untouched=untouched))
+    rows = lineage.experiment_runs(_database(project))
     lock = project.read_lock()
     now = flatten(project.pipeline.params)
     params_at = _committed(project)
@@ -188,12 +187,11 @@ def experiments(project: Project, *, untouched: bool = False) -> tuple[Experimen
     return tuple(found)
 
 
-def _database(project: Project, *, untouched: bool = False) -> Any:
-    """Lineage, read-only: listing experiments changes nothing (see
-    :func:`gitpipe.run.lineage.read_only` for ``untouched``)."""
+def _database(project: Project) -> Any:
+    """Lineage, read-only: listing experiments changes nothing."""
     from gitpipe.run.lineage import read_only
 
-    return read_only(project.state_dir / "lineage.db", untouched=untouched)
+    return read_only(project.state_dir / "lineage.db")
 
 
 def _suffix(run_id: str) -> str:
@@ -533,7 +531,7 @@ def holding(project: Project, held: Mapping[str, Mapping[str, Mapping[str, Any]]
     (step -> file -> values), "" when none matches."""
     wanted = {step: numbers(files) for step, files in held.items()}
     try:
-        found = experiments(project, untouched=True)
+        found = experiments(project)
     except (GitpipeError, sqlite3.Error):
         return ""  # naming it is a courtesy: the diff stands without
     for experiment in found:
