@@ -286,7 +286,7 @@ def _keep_only(name: str | None) -> None:
 #: them); a command missing here is listed after these
 _HELP_ORDER = (
     "init", "status", "why", "check", "gc", "repro", "approve", "log", "show", "logs",
-    "lineage", "metrics", "exp", "dag", "versions", "diff", "push", "pull", "schema",
+    "lineage", "metrics", "dag", "versions", "diff", "push", "pull", "schema",
 )  # fmt: skip
 
 
