@@ -11,6 +11,7 @@ from contextlib import closing
 import pytest
 from conftest import Workspace, git, refused
 
+import gitpipe
 from gitpipe.core.errors import UsageError
 from gitpipe.pipeline.paramsedit import set_values, toml_value
 from gitpipe.workspace import Project
@@ -316,6 +317,7 @@ def test_the_python_api_lists_frozen_experiments(ws):
     assert experiment.state == "ok"
     assert experiment.changed == {"train.lr": 0.3}
     assert json.loads(json.dumps(experiment.to_json()))["id"] == experiment.id
+    assert gitpipe.experiments(path=ws.root) == (experiment,)
     with closing(sqlite3.connect(ws.root / ".gitpipe" / "lineage.db")) as db:
         runs = [row[0] for row in db.execute("SELECT id FROM runs WHERE overrides IS NOT NULL")]
     assert runs == [experiment.run_id]

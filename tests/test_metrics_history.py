@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import Workspace, git, make_repo, refused, snapshot
 
+import gitpipe
 from gitpipe.store import lockfile
 from gitpipe.workspace import Project
 from gitpipe.workspace.experiments import MetricsHistory, VersionMetrics
@@ -220,6 +221,7 @@ def test_the_python_api_returns_frozen_points(workspace):
     assert point.subject == "merge the branch"
     assert point.metrics == {"train": {"acc": 0.8, "nested.loss": 2}}
     assert json.loads(json.dumps(result.to_json()))["points"][0]["version"] == "1.0.0"
+    assert gitpipe.metrics_history(path=workspace.root, limit=1) == result
 
 
 def test_the_metrics_of_a_lock_are_read_as_a_whole_parse_reads_them():
@@ -243,7 +245,9 @@ def test_the_metrics_of_a_lock_are_read_as_a_whole_parse_reads_them():
             )
         },
     ).dumps()
-    assert lockfile.metrics_of(text) == {"a@x.y": {"m.json": {"a.b": 1.5, "t": "x"}, "n.toml": {"c": 2}}}
+    assert lockfile.metrics_of(text) == {
+        "a@x.y": {"m.json": {"a.b": 1.5, "t": "x"}, "n.toml": {"c": 2}}
+    }
 
 
 def test_a_lock_of_a_newer_schema_is_refused_by_the_metrics_reader():
