@@ -38,7 +38,9 @@ def value_text(value: Any) -> str:
 @handled
 def show(file: FileOption = None, as_json: JsonOption = False) -> None:
     """Each experiment, newest first: id, time, the params it changed, metrics, state."""
-    found = open_project(file).experiments()
+    project = open_project(file)
+    found = project.experiments()
+    project.keep_caches()  # the parsed pipeline, for the next command
     if as_json:
         echo_json([experiment.to_json() for experiment in found])
         return
@@ -73,7 +75,9 @@ def diff(
     from gitpipe.history.diff import delta_text
     from gitpipe.workspace.experiments import compare
 
-    result = compare(open_project(file), a, b)
+    project = open_project(file)
+    result = compare(project, a, b)
+    project.keep_caches()
     if as_json:
         echo_json(result.to_json())
         return

@@ -124,9 +124,10 @@ def loads(text: str, *, name: str = "gitpipe.lock") -> Lock:
     return from_data(data, name=name)
 
 
-#: a table's header: gitpipe writes one at the start of a line, and nothing else there
-#: starts with "[" (its arrays stay on one line, its strings are never multi-line)
-_HEADER = re.compile(r"^\[", re.MULTILINE)
+#: the header of a table that holds metrics (or the schema): gitpipe writes each at the
+#: start of a line, and no other line there starts with "[" (its arrays stay on one
+#: line, its strings are never multi-line), so a table ends where the next line does
+_METRICS_TABLE = re.compile(r"^\[(?:gitpipe|steps\..*\.metrics.*)\]$", re.MULTILINE)
 
 
 def metrics_of(text: str, *, name: str = "gitpipe.lock") -> dict[str, Mapping[str, Any]]:
@@ -134,13 +135,10 @@ def metrics_of(text: str, *, name: str = "gitpipe.lock") -> dict[str, Mapping[st
     lock's text, parsing only the tables that hold them and the schema: reading the
     metrics of fifty 500-step locks (`gitpipe metrics --history`) costs a scan of each,
     not fifty whole parses.  Steps without metrics are left out."""
-    starts = [match.start() for match in _HEADER.finditer(text)]
     kept = []
-    for start, end in zip(starts, [*starts[1:], len(text)], strict=True):
-        newline = text.find("\n", start, end)
-        header = text[start : newline if newline >= 0 else end].rstrip()
-        if header == "[gitpipe]" or (header.startswith("[steps.") and ".metrics" in header):
-            kept.append(text[start:end])
+    for match in _METRICS_TABLE.finditer(text):
+        end = text.find("\n[", match.end())
+        kept.append(text[match.start() : end + 1 if end >= 0 else len(text)])
     try:
         data = tomlcache.loads("\n".join(kept))
         schema = data.get("gitpipe", {}).get("schema")
