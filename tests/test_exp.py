@@ -257,6 +257,36 @@ def test_apply_when_the_store_lost_the_experiments_outputs_is_refused(ws):
     refused(ws, "exp", "apply", exp, says=("cannot be applied",), code=3)
 
 
+def test_apply_puts_the_params_and_lock_back_when_a_restore_fails(ws):
+    ws.ok("repro", "-p", "train.lr=0.3")
+    exp = last_id(ws)
+    with closing(sqlite3.connect(ws.root / ".gitpipe" / "lineage.db")) as db:
+        (digest,) = db.execute(
+            "SELECT io.digest FROM io JOIN executions e ON e.id = io.execution_id"
+            " WHERE e.run_id LIKE ? AND io.path = 'model.txt'",
+            (f"%-{exp}",),
+        ).fetchone()
+    ws.ok("repro")
+    algorithm, hexdigest = digest.split(":")
+    stored = ws.root / ".gitpipe" / "cache" / "objects" / algorithm / hexdigest[:2] / hexdigest[2:]
+    stored.chmod(0o644)
+    stored.write_text("not the bytes it was\n")
+    pipeline, lock = (ws.root / name for name in ("gitpipe.toml", "gitpipe.lock"))
+    before = (pipeline.read_bytes(), lock.read_bytes(), outputs(ws)["model.txt"])
+    result = ws.gitpipe("exp", "apply", exp)
+    assert result.exit_code == 3, result.output
+    assert "is corrupt" in result.stderr
+    assert (pipeline.read_bytes(), lock.read_bytes(), outputs(ws)["model.txt"]) == before
+    ws.ok("status", "--check")
+
+
+def test_diff_against_head_without_a_commit_is_refused(workspace):
+    workspace.write("train.py", TRAIN)
+    workspace.pipeline(PIPELINE)
+    workspace.ok("repro", "-p", "seed=2")
+    refused(workspace, "exp", "diff", last_id(workspace), says=("HEAD has no commit yet",))
+
+
 def test_apply_refuses_a_param_written_in_an_inline_table(workspace):
     ws = workspace
     ws.write(".gitignore", "\n".join(OUTPUTS) + "\n")
