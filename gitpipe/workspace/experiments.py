@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import shlex
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -508,8 +509,8 @@ def _refuse(
 
 
 def _shown(value: Any) -> str:
-    text = toml_value(value)
-    return f"'{text}'" if any(c in text for c in " \"'[]{}#$") else text
+    """A param's value as `-p NAME=VALUE` takes it, quoted for a shell where needed."""
+    return shlex.quote(toml_value(value))
 
 
 def _bytes(path: Path) -> bytes | None:
