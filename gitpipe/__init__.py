@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from gitpipe.run.provenance import Origin
     from gitpipe.store.remote import TransferReport
     from gitpipe.workspace import HookCall, Project
+    from gitpipe.workspace.experiments import Experiment, MetricsHistory
     from gitpipe.workspace.inspection import Explanation
     from gitpipe.workspace.reproduce import RunReport
 
@@ -70,7 +71,9 @@ __all__ = [
     "WorkspaceBusy",
     "__version__",
     "diff",
+    "experiments",
     "lineage",
+    "metrics_history",
     "params",
     "pull",
     "push",
@@ -191,6 +194,21 @@ def diff(
     from gitpipe.workspace.history import diff as compare
 
     return compare(_open(path, file), a, b, all_steps=all_steps)
+
+
+def metrics_history(
+    *, path: PathLike = ".", file: str | None = None, limit: int | None = None
+) -> MetricsHistory:
+    """Each step's metrics per version along HEAD's first-parent history, oldest first,
+    the working tree last when its lock records other metrics (`gitpipe metrics
+    --history`); the ``limit`` newest points."""
+    return _open(path, file).metrics_history(limit=limit)
+
+
+def experiments(*, path: PathLike = ".", file: str | None = None) -> tuple[Experiment, ...]:
+    """The experiments (`repro -p` runs) lineage recorded, newest first (`gitpipe exp
+    show`)."""
+    return _open(path, file).experiments()
 
 
 def lineage(output: PathLike, *, path: PathLike = ".", file: str | None = None) -> Origin:

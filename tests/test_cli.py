@@ -66,7 +66,7 @@ def test_python_m_gitpipe_cli_runs_every_command_as_gitpipe_does(workspace):
 def test_every_command_has_its_place_in_the_help():
     names = [cli._name(info) for info in cli.app.registered_commands]
     assert names == list(cli._HELP_ORDER)
-    assert [group.name for group in cli.app.registered_groups] == ["import", "cache"]
+    assert [group.name for group in cli.app.registered_groups] == ["exp", "import", "cache"]
 
 
 def without_ci() -> dict[str, str]:

@@ -302,6 +302,15 @@ def _in_help_order() -> None:
 
 # The command modules register their commands on `app` as they are imported, using
 # the names above: so they come last.
-from gitpipe.cli import history, importing, inspect, lineage, report, run, store  # noqa: E402, F401
+from gitpipe.cli import (  # noqa: E402, F401
+    experiments,
+    history,
+    importing,
+    inspect,
+    lineage,
+    report,
+    run,
+    store,
+)
 
 _in_help_order()

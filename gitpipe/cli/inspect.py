@@ -21,11 +21,12 @@ from gitpipe.cli import (
     open_lineage,
     open_project,
 )
-from gitpipe.cli.output import echo_json
+from gitpipe.cli.output import echo_json, table
 from gitpipe.core.errors import StaleError, UsageError
 
 if TYPE_CHECKING:
     from gitpipe.workspace import Explanation
+    from gitpipe.workspace.experiments import MetricsHistory
 
 
 @app.command()
@@ -216,8 +217,28 @@ def check(file: FileOption = None, as_json: JsonOption = False) -> None:
 
 @app.command()
 @handled
-def metrics(file: FileOption = None, as_json: JsonOption = False) -> None:
-    """The current metrics of every step, from lineage."""
+def metrics(
+    file: FileOption = None,
+    as_json: JsonOption = False,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="Each metric per version along HEAD's first-parent history (from the "
+            "gitpipe.lock of each commit), and the working tree's, with deltas.",
+        ),
+    ] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option("-n", help="With --history: the N newest versions only.", show_default=False),
+    ] = None,
+) -> None:
+    """The current metrics of every step, from lineage; with --history, per version."""
+    if limit is not None and not history:
+        raise UsageError("-n goes with --history")
+    if history:
+        _metrics_history(open_project(file).metrics_history(limit=limit), as_json=as_json)
+        return
     from gitpipe.run import lineage
 
     values = lineage.current_metrics(open_lineage(open_project(file)))
@@ -230,6 +251,35 @@ def metrics(file: FileOption = None, as_json: JsonOption = False) -> None:
                 typer.echo(f"{step}  {path}  {name} = {value}")
     if not values:
         typer.echo("no metrics recorded yet")
+
+
+def _metrics_history(history: MetricsHistory, *, as_json: bool) -> None:
+    """One line per version, one column per metric: its value and how far it moved."""
+    from gitpipe.history.diff import delta_text
+
+    if as_json:
+        echo_json(history.to_json())
+        return
+    if not history.points:
+        typer.echo("no commit on HEAD's first-parent history records metrics in gitpipe.lock yet")
+        return
+    names = history.names()
+    several = len({step for step, _ in names}) > 1  # name the step where it tells apart
+    header = ["version", "commit", *[f"{s}.{n}" if several else n for s, n in names]]
+    rows = []
+    previous: dict[str, dict[str, object]] = {}
+    for i, point in enumerate(history.points):
+        deltas = history.deltas(i)
+        cells = [point.version or "-", point.commit[:7] if point.commit else "workspace"]
+        for step, name in names:
+            value = point.metrics.get(step, {}).get(name)
+            before = previous.get(step, {}).get(name)
+            delta = delta_text(deltas.get(step, {}).get(name), before, value)
+            cells.append("-" if value is None else f"{value} ({delta})" if delta else str(value))
+        previous = {step: dict(values) for step, values in point.metrics.items()}
+        rows.append(cells)
+    for line in table(header, rows):
+        typer.echo(line)
 
 
 @app.command()

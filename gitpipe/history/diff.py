@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gitpipe.core import tomlcache
 from gitpipe.core.errors import GitError, LockfileError, PipelineError
 from gitpipe.history.git import Repository
 from gitpipe.history.rules import CodeChange, changed_keys, code_changes, command_edits
@@ -31,7 +32,7 @@ from gitpipe.history.shape import (
 )
 from gitpipe.history.versions import resolver
 from gitpipe.history.walk import cache_path
-from gitpipe.pipeline.values import jsonable, metric_delta
+from gitpipe.pipeline.values import jsonable, metric_delta, metric_values
 from gitpipe.store import lockfile
 from gitpipe.store.lockfile import Lock
 
@@ -50,6 +51,10 @@ class Side:
     commit: str | None  # None for the work tree
     snapshot: Snapshot
     lock: Lock
+    #: the work tree only: each step's metrics as its metrics files hold them now
+    #: (step -> file -> name -> value), which an experiment (`repro -p`) changes
+    #: without touching the lock
+    held: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "commit": self.commit}
@@ -155,6 +160,11 @@ class PipelineDiff:
     b: Side
     steps: tuple[StepDiff, ...]
     params: tuple[ValueChange, ...] = ()  # [params] that no step uses
+    #: the work tree's metrics files against its gitpipe.lock: (step, change) where
+    #: they differ, as after an experiment (`repro -p`) that left the lock alone
+    held: tuple[tuple[str, MetricChange], ...] = ()
+    #: the experiment whose results the work tree holds, when one is known
+    experiment: str = ""
 
     @property
     def changed(self) -> bool:
@@ -169,6 +179,10 @@ class PipelineDiff:
                 "changed": self.changed,
                 "steps": [step.to_json() for step in self.steps],
                 "params": [item.to_json() for item in self.params],
+                "workspace_metrics": {
+                    "experiment": self.experiment or None,
+                    "differ": [{"step": step, **item.to_json()} for step, item in self.held],
+                },
             }
         )
 
@@ -315,7 +329,15 @@ def compare(a: Side, b: Side, *, all_steps: bool = False) -> PipelineDiff:
         for item in _values(old.params, new.params, encoded=True)
         if not any(item.key == key or item.key.startswith(key + ".") for key in used)
     )
-    return PipelineDiff(a, b, tuple(steps), loose)
+    held = tuple(
+        (name, change)
+        for name, files in sorted((b.held or {}).items())
+        if name in b.lock.steps
+        for change in _metrics(
+            {f: v for f, v in b.lock.steps[name].metrics.items() if f in files}, files
+        )
+    )
+    return PipelineDiff(a, b, tuple(steps), loose, held)
 
 
 # -- reading the sides -------------------------------------------------------------
@@ -342,7 +364,25 @@ def worktree_side(pipeline_file: Path, *, cache: CodeCache) -> Side:
     snap = worktree_snapshot(pipeline_file, cache)
     if snap.state == INVALID:
         raise PipelineError(f"in the working tree: {snap.error}")
-    return Side(WORKTREE, None, snap, lockfile.read(lockfile.path_for(pipeline_file)))
+    lock = lockfile.read(lockfile.path_for(pipeline_file))
+    return Side(WORKTREE, None, snap, lock, held_metrics(pipeline_file.parent, snap, lock))
+
+
+def held_metrics(root: Path, snap: Snapshot, lock: Lock) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each locked step's metrics files as the work tree holds them now (a file that
+    is missing or cannot be read is left out: `status` tells of it)."""
+    held: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, shape in snap.steps.items():
+        if name not in lock.steps:
+            continue
+        for relpath in shape.metrics:
+            try:
+                text = (root / relpath).read_text(encoding="utf-8")
+                data = tomlcache.loads(text) if relpath.endswith(".toml") else json.loads(text)
+            except (OSError, ValueError):
+                continue
+            held.setdefault(name, {})[relpath] = metric_values(data)
+    return held
 
 
 def diff(
@@ -467,12 +507,16 @@ def rows(step: StepDiff) -> list[Row]:
     for out in step.outputs:
         found.append(Row(f"output {out.path}", short_digest(out.old), short_digest(out.new)))
     for metric in step.metrics:
-        after = value_text(metric.new, metric.new is not None)
-        if metric.delta is not None:
-            after += f" ({delta_text(metric.delta, metric.old, metric.new)})"
-        old = value_text(metric.old, metric.old is not None)
-        found.append(Row(f"metric {metric.file}: {metric.key}", old, after))
+        found.append(Row(f"metric {metric.file}: {metric.key}", *_metric_values(metric)))
     return found
+
+
+def _metric_values(metric: MetricChange) -> tuple[str, str]:
+    """A metric's old value, and its new one with how far it moved."""
+    after = value_text(metric.new, metric.new is not None)
+    if metric.delta is not None:
+        after += f" ({delta_text(metric.delta, metric.old, metric.new)})"
+    return value_text(metric.old, metric.old is not None), after
 
 
 _MARK = {ADDED: "+", REMOVED: "-", CHANGED: "~", UNCHANGED: " "}
@@ -483,6 +527,7 @@ def render_text(result: PipelineDiff, *, style: Style = plain) -> str:
     lines = [style(f"gitpipe diff: {result.a.title} -> {result.b.title}", "heading")]
     if not result.changed and not result.steps:
         lines.append("no step changed")
+        lines.extend(_held_text(result, style))
         return "\n".join(lines)
     for step in result.steps:
         role = step.status if step.status != UNCHANGED else "dim"
@@ -504,7 +549,37 @@ def render_text(result: PipelineDiff, *, style: Style = plain) -> str:
             old = value_text(item.old, item.old_present)
             new = value_text(item.new, item.new_present)
             lines.append(f"    {item.key}  {style(old, 'old')} -> {style(new, 'new')}")
+    lines.extend(_held_text(result, style))
     return "\n".join(lines)
+
+
+def held_note(result: PipelineDiff) -> str:
+    """What the work tree's metrics files say against its lock, in one sentence ("" when
+    they agree)."""
+    if not result.held:
+        return ""
+    if result.experiment:
+        name = result.experiment
+        return (
+            f"the working tree holds the results of experiment {name} (`gitpipe exp show`), "
+            f"not gitpipe.lock's: `gitpipe exp apply {name}` keeps them, `gitpipe repro` "
+            "restores the lock's"
+        )
+    return (
+        "the working tree's metrics differ from gitpipe.lock's: an experiment's results "
+        "(`gitpipe exp show`), or outputs `gitpipe repro` has not restored since a checkout"
+    )
+
+
+def _held_text(result: PipelineDiff, style: Style) -> list[str]:
+    if not result.held:
+        return []
+    lines = [style(f"! {held_note(result)}", "changed")]
+    for step, metric in result.held:
+        old, new = _metric_values(metric)
+        what = f"{step}  {metric.file}: {metric.key}"
+        lines.append(f"    {what}  {style(old, 'old')} -> {style(new, 'new')}")
+    return lines
 
 
 def render_json(result: PipelineDiff) -> str:
@@ -526,8 +601,9 @@ def render_markdown(result: PipelineDiff) -> str:
     """A Markdown table, one row per change, fit for a pull-request comment."""
     b = _cell(result.b.title, code=True) if result.b.commit else result.b.title
     title = f"**gitpipe diff** {_cell(result.a.title, code=True)} → {b}"
+    note = f"\n{held_note(result)}.\n" if result.held else ""
     if not result.changed and not result.steps:
-        return f"{title}\n\nNo step changed.\n"
+        return f"{title}\n\nNo step changed.\n{note}"
     lines = [title, "", "| step | change | before | after |", "| --- | --- | --- | --- |"]
     for step in result.steps:
         name = _cell(step.step, code=True)
@@ -544,4 +620,4 @@ def render_markdown(result: PipelineDiff) -> str:
         old = _cell(value_text(item.old, item.old_present))
         new = _cell(value_text(item.new, item.new_present))
         lines.append(f"| | param {_cell(item.key)} (no step uses it) | {old} | {new} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + note

@@ -69,3 +69,32 @@ def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
+
+
+def metric_values(data: Any) -> dict[str, Any]:
+    """A metrics file's parsed content as a step records it: its scalar values
+    (numbers, strings, booleans) under dotted keys, sorted; {} for anything but a
+    table."""
+    if not isinstance(data, Mapping):
+        return {}
+    return {
+        key: value
+        for key, value in sorted(flatten(data).items())
+        if isinstance(value, (int, float, str, bool))
+    }
+
+
+def numbers(files: Mapping[str, Mapping[str, Any]]) -> dict[str, int | float]:
+    """A step's recorded metrics (metrics file -> dotted name -> value) as one table of
+    its finite numbers (booleans, text, inf and NaN left out), by name: a name that
+    several of its metrics files hold is written ``FILE:NAME`` for each of them."""
+    seen: dict[str, int] = {}
+    for values in files.values():
+        for name in values:
+            seen[name] = seen.get(name, 0) + 1
+    found: dict[str, int | float] = {}
+    for file in sorted(files):
+        for name, value in files[file].items():
+            if _finite(value):
+                found[f"{file}:{name}" if seen[name] > 1 else name] = value
+    return dict(sorted(found.items()))

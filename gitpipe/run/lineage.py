@@ -203,6 +203,29 @@ def connect(path: Path, *, create: bool = True) -> sqlite_utils.Database:
     return sqlite_utils.Database(conn)
 
 
+def read_only(path: Path) -> sqlite_utils.Database:
+    """The lineage database for queries that change nothing, not even the times of
+    the folder it is in (`exp`, `diff`).  When no connection has it open (no ``-wal``
+    file beside it) SQLite is told the file cannot change, so that it makes no side
+    files; else it is opened read-only beside the writer.  A database that lacks
+    migrations is opened as :func:`connect` does (migrated first)."""
+    import sqlite_utils
+
+    if not path.exists():
+        raise LineageError(f"no lineage yet at {path}; run `gitpipe repro` first")
+    idle = not path.with_name(path.name + "-wal").exists()
+    uri = path.resolve().as_uri() + ("?mode=ro&immutable=1" if idle else "?mode=ro")
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=30)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise lineage_error(path, exc) from exc
+    if version != SCHEMA_VERSION:
+        conn.close()
+        return connect(path, create=False)  # migrated, or refused when newer
+    return sqlite_utils.Database(conn)
+
+
 # -- runs whose gitpipe is gone --------------------------------------------------
 
 #: the status of a run whose gitpipe process ended without recording the run's end
@@ -509,8 +532,7 @@ def run(db: sqlite_utils.Database, run_id: str) -> dict[str, Any]:
 
 def _run_row(db: sqlite_utils.Database, row: dict[str, Any]) -> dict[str, Any]:
     row["argv"] = json.loads(row["argv"] or "[]")
-    row["overrides"] = json.loads(row["overrides"] or "{}")  # `repro -p`, for this run only
-    row["dirty"] = None if row["dirty"] is None else bool(row["dirty"])
+    _decoded(row)  # overrides: `repro -p`, for this run only
     row["counts"] = {
         r["state"]: r["n"]
         for r in db.query(
@@ -574,10 +596,68 @@ def current_metrics(db: sqlite_utils.Database) -> dict[str, dict[str, dict[str, 
             " ORDER BY path, name",
             [row["id"]],
         ):
-            value = json.loads(metric["text"]) if metric["text"] is not None else metric["value"]
-            values.setdefault(metric["path"], {})[metric["name"]] = value
+            values.setdefault(metric["path"], {})[metric["name"]] = _metric(metric)
         result[row["step"]] = values
     return result
+
+
+def experiment_runs(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """The runs given params of their own (`repro -p`: experiments), newest first, each
+    with ``steps``: step -> its execution's key, state and metrics (file -> name ->
+    value) in that run."""
+    found = [
+        _decoded(row)
+        for row in db.query(
+            "SELECT id, started, git_commit, dirty, status, overrides FROM runs"
+            " WHERE overrides IS NOT NULL ORDER BY started DESC, rowid DESC"
+        )
+    ]
+    by_id = {row["id"]: row for row in found}
+    for row in found:
+        row["steps"] = {}
+    if not found:
+        return found
+    chosen = "SELECT id FROM runs WHERE overrides IS NOT NULL"
+    executions: dict[int, dict[str, Any]] = {}
+    for row in db.query(
+        f"SELECT id, run_id, step, key, state FROM executions WHERE run_id IN ({chosen})"
+        " ORDER BY id"
+    ):
+        step = {"key": row["key"], "state": row["state"], "metrics": {}}
+        by_id[row["run_id"]]["steps"][row["step"]] = step
+        executions[row["id"]] = step
+    for row in db.query(
+        "SELECT execution_id, path, name, value, text FROM metrics WHERE execution_id IN"
+        f" (SELECT id FROM executions WHERE run_id IN ({chosen}))"
+    ):
+        step = executions.get(row["execution_id"])
+        if step is not None:
+            step["metrics"].setdefault(row["path"], {})[row["name"]] = _metric(row)
+    return found
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    row["overrides"] = json.loads(row["overrides"] or "{}")
+    row["dirty"] = None if row["dirty"] is None else bool(row["dirty"])
+    return row
+
+
+def _metric(row: dict[str, Any]) -> Any:
+    """A recorded metric's value: as its JSON text holds it, else the number."""
+    return json.loads(row["text"]) if row["text"] is not None else row["value"]
+
+
+def execution_outputs(db: sqlite_utils.Database, run_id: str) -> dict[str, dict[str, str]]:
+    """What each step that ran or was restored in a run left at its outputs: step ->
+    output path (folders without their trailing "/") -> digest."""
+    found: dict[str, dict[str, str]] = {}
+    for row in db.query(
+        "SELECT e.step, io.path, io.digest FROM io JOIN executions e ON e.id = io.execution_id"
+        " WHERE e.run_id = ? AND io.role = 'out' AND e.state IN ('ran', 'cached')",
+        [run_id],
+    ):
+        found.setdefault(row["step"], {})[row["path"].rstrip("/")] = row["digest"]
+    return found
 
 
 # the read side of provenance lives in its own module; its names stay reachable here

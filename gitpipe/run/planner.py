@@ -188,6 +188,10 @@ class Planner:
     approved: Callable[[spec.Step, KeyRecord], bool] = field(default=lambda step, record: True)
     #: steps a still-valid status snapshot found up to date or frozen (see gitpipe.core.snapshot)
     known: Mapping[str, Any] = field(default_factory=dict)
+    #: key -> the outputs (path -> digest) of the stored result to take first among
+    #: the key's results: `exp apply` restores the experiment's own, where a step
+    #: that writes other bytes each run has several
+    preferred: Mapping[Digest, Mapping[str, Digest]] = field(default_factory=dict)
 
     @property
     def pipeline(self) -> spec.Pipeline:
@@ -335,8 +339,13 @@ class Planner:
         return None
 
     def _results(self, step: spec.Step, key: Digest) -> list[Result]:
-        """The stored results of ``key`` that may serve ``step``, newest first."""
-        return [result for result in self.runcache.results(key) if serves(step, result)]
+        """The stored results of ``key`` that may serve ``step``, newest first (the
+        preferred one, if stored, before all)."""
+        found = [result for result in self.runcache.results(key) if serves(step, result)]
+        wanted = self.preferred.get(key)
+        if wanted is not None:  # a stable sort: the rest stay newest first
+            found.sort(key=lambda result: _digests(result) != wanted)
+        return found
 
     def _lock_objects(self, key: Digest, wanted: Result) -> Result | None:
         """The lock's outputs as a result, when the store holds every object: the run
@@ -390,8 +399,13 @@ def serves(step: spec.Step, result: Result) -> bool:
     )
 
 
+def _digests(result: Result) -> dict[str, Digest]:
+    """A result's outputs, path -> digest (folders without their trailing "/")."""
+    return {path.rstrip("/"): out.digest for path, out in result.outs.items()}
+
+
 def _same_bytes(a: Result, b: Result) -> bool:
-    return {p: o.digest for p, o in a.outs.items()} == {p: o.digest for p, o in b.outs.items()}
+    return _digests(a) == _digests(b)
 
 
 def _size(store: Any, out: OutRecord) -> int:

@@ -42,7 +42,7 @@ from gitpipe.core.hashing import Digest, digest_record
 from gitpipe.core.redaction import redact
 from gitpipe.identity.action import KeyRecord
 from gitpipe.pipeline import spec
-from gitpipe.pipeline.values import flatten, unflatten
+from gitpipe.pipeline.values import flatten, metric_values, unflatten
 from gitpipe.run import events as ev
 from gitpipe.run import guard
 from gitpipe.run.hooks import HookCall, Hooks
@@ -91,13 +91,7 @@ def _parse_metrics(path: Path) -> dict[str, Any]:
             f"metrics file {path.name} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}"
             f" ({exc})"
         ) from exc
-    if not isinstance(data, dict):
-        return {}
-    return {
-        key: value
-        for key, value in sorted(flatten(data).items())
-        if isinstance(value, (int, float, str, bool))
-    }
+    return metric_values(data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ from gitpipe.workspace.reproduce import RunReport, reproduce, workspace_lock
 
 if TYPE_CHECKING:  # imported where used: a no-op run explains nothing
     from gitpipe.history.maintenance import GcReport, StoreReport
+    from gitpipe.workspace.experiments import Experiment, MetricsHistory
 
 __all__ = ["HookCall", "Project", "RunReport", "current_params", "fault_point"]
 
@@ -286,6 +287,7 @@ class Project:
         approve: frozenset[str] = frozenset(),
         run_id: str = "",
         record_approvals: bool = False,
+        preferred: Mapping[Any, Mapping[str, Any]] | None = None,
     ) -> Planner:
         return Planner(
             inputs,
@@ -294,6 +296,7 @@ class Project:
             force=force or frozenset(),
             remote=remote,
             approved=approver(self, approve, run_id=run_id, record=record_approvals),
+            preferred=preferred or {},
         )
 
     # -- check (pre-commit) ----------------------------------------------------
@@ -371,6 +374,23 @@ class Project:
         """Approve a step (`approval = true`) to run with its key as it is now;
         returns each step approved with its key, and who approved."""
         return inspection.approve(self, name)
+
+    # -- metrics over time and experiments ---------------------------------------
+
+    def metrics_history(self, *, limit: int | None = None) -> MetricsHistory:
+        """Each step's metrics per version along HEAD's first-parent history, oldest
+        first, the working tree last when it differs (see
+        :func:`gitpipe.workspace.experiments.metrics_history`)."""
+        from gitpipe.workspace.experiments import metrics_history
+
+        return metrics_history(self, limit=limit)
+
+    def experiments(self) -> tuple[Experiment, ...]:
+        """The experiments (`repro -p` runs) lineage recorded, newest first (see
+        :func:`gitpipe.workspace.experiments.experiments`)."""
+        from gitpipe.workspace.experiments import experiments
+
+        return experiments(self)
 
     # -- repro ----------------------------------------------------------------
 

@@ -3,6 +3,8 @@ commits (or a commit and the working tree).
 
     Project ──> versions(step) ──> gitpipe.history.versions.report ──> Report
             ──> diff(a, b)     ──> gitpipe.history.diff.diff       ──> PipelineDiff
+                                   (naming the experiment whose results the work
+                                   tree holds, when its metrics are not the lock's)
 
 The history layer reads Git; these hand it the project's pipeline file and state
 folder, so that the CLI and the Python API ask the same question the same way.
@@ -36,4 +38,12 @@ def diff(
     Unchanged steps only with ``all_steps``."""
     from gitpipe.history.diff import diff as compare
 
-    return compare(project.file, a, b, state_dir=project.state_dir, all_steps=all_steps)
+    result = compare(project.file, a, b, state_dir=project.state_dir, all_steps=all_steps)
+    if result.held and result.b.held:  # the work tree holds an experiment's results
+        import dataclasses
+
+        from gitpipe.workspace.experiments import holding
+
+        held = {step: result.b.held[step] for step, _ in result.held}
+        result = dataclasses.replace(result, experiment=holding(project, held))
+    return result

@@ -50,6 +50,7 @@ from gitpipe.store.lockfile import Lock, LockEntry
 from gitpipe.store.objects import Store
 
 if TYPE_CHECKING:
+    from gitpipe.run.inputs import Inputs
     from gitpipe.workspace import Project
 
 
@@ -594,17 +595,9 @@ def _repro_locked(
                 and all(entry is lock.steps[name] for name, entry in entries.items())
             )
             if not untouched and run.write_lock and (live or project.lock_path.exists()):
-                from gitpipe.history.versions import version_for_lock
-
-                identity = str(fingerprint(pipeline, inputs.code_of_all()))
                 lockfile.write(
                     project.lock_path,
-                    Lock(
-                        name=pipeline.declared_name,
-                        fingerprint=identity,
-                        steps=live,
-                        version=version_for_lock(project.root, project.file, identity),
-                    ),
+                    new_lock(project, inputs, live),
                     tmp_dir=project.state_dir / "tmp",
                     previous=lock,
                     cache_dir=project.state_dir / "parsed",
@@ -671,6 +664,21 @@ def _repro_locked(
         error.report = report  # type: ignore[attr-defined]
         raise error
     return report
+
+
+def new_lock(project: Project, inputs: Inputs, steps: Mapping[str, LockEntry]) -> Lock:
+    """The lock a repro writes with these entries: the pipeline's name, fingerprint
+    and version (the version it has once committed on top of HEAD)."""
+    from gitpipe.history.versions import version_for_lock
+
+    pipeline = project.pipeline
+    identity = str(fingerprint(pipeline, inputs.code_of_all()))
+    return Lock(
+        name=pipeline.declared_name,
+        fingerprint=identity,
+        steps=steps,
+        version=version_for_lock(project.root, project.file, identity),
+    )
 
 
 def _save_partial_lock(
