@@ -148,6 +148,8 @@ class Pipeline:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     #: nested pipeline files, relative to this one's folder
     includes: tuple[str, ...] = ()
+    #: ``[pipeline] link``: the steps' default, and how `gitpipe add` links added data
+    link: str = "copy"
 
     @property
     def root(self) -> Path:

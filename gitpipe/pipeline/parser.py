@@ -116,6 +116,7 @@ class Parser(Checks):
             hooks=self.hooks(),
             overrides=self.overrides,
             includes=tuple(dict.fromkeys(includes)),
+            link=self.link,
         )
 
     def step_name(self, name: str) -> None:

@@ -387,6 +387,28 @@ class Store:
                 os.unlink(tmp)
             raise
 
+    def ingest(self, path: str | os.PathLike[str], *, link: bool = False) -> Digest:
+        """Store a workspace file whose digest is not known yet, reading its bytes once,
+        and return the digest: copied in and hashed as it is copied (or, reflinked and
+        then hashed); with ``link``, a regular file with no other name is linked in and
+        hashed, and *is* the object then (read-only like it).  Bytes the store holds
+        already are not stored twice."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        st = os.lstat(path)
+        own = link and statmod.S_ISREG(st.st_mode) and st.st_nlink == 1
+        tmp, copied = stage(Path(path), self.tmp, "in", "hardlink" if own else "copy")
+        try:
+            digest = digest_file(tmp) if copied is None else copied
+            if digest in self:
+                os.unlink(tmp)
+            else:
+                self._publish(tmp, digest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return digest
+
     def add_tree(
         self, folder: Path, entries: Iterable[ManifestEntry], *, link: bool = False
     ) -> Digest:
