@@ -461,8 +461,7 @@ def checkout(
     _need_pipeline(project, "check out")
     targets = _chosen(project, _targets(project, read_records(project)), paths)
     project.ensure_state_dir()
-    with _exclusive(project):
-        return _put_back(project, targets, pull=pull, force=force, remote=remote)
+    return _put_back(project, targets, pull=pull, force=force, remote=remote)
 
 
 @contextlib.contextmanager
@@ -500,12 +499,14 @@ def _put_back(
         if only_missing:
             todo = [(t, now) for t, now in todo if t not in lacking]
         elif lacking:
+            inputs.hasher.cache.readonly = True  # refused: nothing written, the stat cache too
             raise StaleError(_lacking(lacking, pull))
         if not force:
             mine = [
                 name for t, now in todo for name in _unrecorded(store, inputs.hasher, t.path, now)
             ]
             if mine:
+                inputs.hasher.cache.readonly = True
                 shown = ", ".join(mine[:5]) + (
                     f" and {len(mine) - 5} more" if len(mine) > 5 else ""
                 )
@@ -515,9 +516,14 @@ def _put_back(
                     "are then kept in the store)"
                 )
         outputs = Outputs(project, store, inputs.hasher, guarded)
-        outputs.place(
-            [Placement(spec.PathSpec(t.path, t.out.is_dir), t.out, now, t.link) for t, now in todo]
-        )
+        if todo:
+            with _exclusive(project):
+                outputs.place(
+                    [
+                        Placement(spec.PathSpec(t.path, t.out.is_dir), t.out, now, t.link)
+                        for t, now in todo
+                    ]
+                )
         report.restored = [t.path + ("/" if t.out.is_dir else "") for t, _ in todo]
     return report
 
@@ -601,8 +607,5 @@ def restore_missing(
     if not wanted:
         return []
     project.ensure_state_dir()
-    with _exclusive(project):
-        report = _put_back(
-            project, wanted, pull=pull, force=False, remote=remote, only_missing=True
-        )
+    report = _put_back(project, wanted, pull=pull, force=False, remote=remote, only_missing=True)
     return report.restored
