@@ -460,7 +460,6 @@ def checkout(
     never recorded, which only ``force`` overwrites (they are kept in the store)."""
     _need_pipeline(project, "check out")
     targets = _chosen(project, _targets(project, read_records(project)), paths)
-    project.ensure_state_dir()
     return _put_back(project, targets, pull=pull, force=force, remote=remote)
 
 
@@ -469,6 +468,7 @@ def _exclusive(project: Project) -> Iterator[None]:
     """Hold the workspace as `repro` does, so that the two never write at once."""
     from gitpipe.workspace.reproduce import workspace_lock
 
+    project.ensure_state_dir()
     with workspace_lock(project.state_dir / "repro.lock", wait=True, emit=lambda event: None):
         yield
 
@@ -606,6 +606,5 @@ def restore_missing(
             wanted.append(_Target(record.path, _out(record), record.link, "added data"))
     if not wanted:
         return []
-    project.ensure_state_dir()
     report = _put_back(project, wanted, pull=pull, force=False, remote=remote, only_missing=True)
     return report.restored
