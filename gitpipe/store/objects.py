@@ -311,6 +311,7 @@ class Store:
         self.root = root
         self.objects = root / OBJECTS
         self.tmp = root / "tmp"
+        self._tmp_made = False  # tmp/ made by this object (ingest makes it once)
 
     def object_path(self, digest: Digest) -> Path:
         return self.root / object_name(digest)
@@ -393,9 +394,13 @@ class Store:
         then hashed); with ``link``, a regular file with no other name is linked in and
         hashed, and *is* the object then (read-only like it).  Bytes the store holds
         already are not stored twice."""
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        if not self._tmp_made:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            self._tmp_made = True
         st = os.lstat(path)
         own = link and statmod.S_ISREG(st.st_mode) and st.st_nlink == 1
+        if not own and statmod.S_ISREG(st.st_mode) and st.st_size < _SMALL:
+            return self._ingest_small(path)
         tmp, copied = stage(Path(path), self.tmp, "in", "hardlink" if own else "copy")
         try:
             digest = digest_file(tmp) if copied is None else copied
@@ -403,6 +408,34 @@ class Store:
                 os.unlink(tmp)
             else:
                 self._publish(tmp, digest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return digest
+
+    def _ingest_small(self, path: str | os.PathLike[str]) -> Digest:
+        """:meth:`ingest` of a small file: read whole and hashed, and written to a new
+        object only when the store lacks those bytes (a folder of many small files is
+        mostly system calls: as few as can be)."""
+        with open(path, "rb", buffering=0) as source:
+            data = source.readall()
+        digest = digest_bytes(data)
+        target = self.object_path(digest)
+        if target.is_file():
+            return digest
+        tmp = os.path.join(self.tmp, f"in-{os.urandom(8).hex()}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _READ_ONLY)
+            with open(fd, "wb", buffering=0) as handle:
+                view, written = memoryview(data), 0
+                while written < len(data):
+                    written += handle.write(view[written:]) or 0
+            try:
+                os.replace(tmp, target)
+            except FileNotFoundError:  # the first object of its shard
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
