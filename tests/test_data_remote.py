@@ -148,7 +148,7 @@ def test_a_pull_of_objects_the_remote_lacks_exits_3_naming_them(tmp_path, monkey
     monkeypatch.setenv("GITPIPE_REMOTE", str(remote))
     result = two.gitpipe("checkout", "--pull")
     assert result.exit_code == 3
-    assert "neither the store or the remote has" in result.stderr
+    assert "neither the store nor the remote holds" in result.stderr
     assert "data/raw.csv (added data)" in result.stderr
     assert not (two.root / "data").exists()
 

@@ -536,13 +536,15 @@ def _lacking(lacking: Sequence[_Target], pulled: bool) -> str:
     shown = "; ".join(f"{t.path}{'/' if t.out.is_dir else ''} ({t.what})" for t in lacking[:5]) + (
         f"; and {len(lacking) - 5} more" if len(lacking) > 5 else ""
     )
-    where = "the store or the remote has" if pulled else "the store has"
-    advice = (
-        "push them from a clone that has them"
-        if pulled
-        else "run `gitpipe checkout --pull` (or `gitpipe pull`) to fetch them"
+    if pulled:
+        return (
+            f"nothing was changed: neither the store nor the remote holds the bytes "
+            f"recorded for {shown}; push them from a clone that has them"
+        )
+    return (
+        f"nothing was changed: the store lacks the bytes recorded for {shown}; run "
+        "`gitpipe checkout --pull` (or `gitpipe pull`) to fetch them"
     )
-    return f"nothing was changed: neither {where} the bytes recorded for {shown}; {advice}"
 
 
 def _unrecorded(store: Store, hasher: Hasher, rel: str, now: PathState | None) -> list[str]:
