@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+import test_remote
 from conftest import AWS_SETTINGS, Workspace, git, make_repo, refused
 
 from gitpipe.core import tomlcache
@@ -30,30 +31,9 @@ def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "true")
 
 
-@pytest.fixture(params=["folder", "s3"])
-def remote_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "folder":
-        folder = tmp_path / "remote"
-        folder.mkdir()
-        return str(folder)
-    bucket = request.getfixturevalue("s3_bucket")
-    return f"s3://{bucket}/team/store"
-
-
-@pytest.fixture
-def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    import urllib.request
-    import uuid
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
-    bucket = f"gitpipe-data-{uuid.uuid4().hex[:12]}"
-    request = urllib.request.Request(f"{s3_server}/{bucket}", method="PUT")
-    with urllib.request.urlopen(request, timeout=10):
-        pass
-    return bucket
+#: test_remote's fixtures: a folder remote, or a fresh bucket on the moto server
+remote_url = test_remote.remote_url
+s3_bucket = test_remote.s3_bucket
 
 
 def origin_and_clone(tmp_path: Path) -> tuple[Workspace, Path]:
