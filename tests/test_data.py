@@ -354,3 +354,14 @@ def test_a_missing_added_dependency_points_at_checkout(workspace):
     result = workspace.gitpipe("repro")
     assert result.exit_code == 2
     assert "it is added data (data/raw.csv): `gitpipe checkout` puts it back" in result.stderr
+
+
+def test_a_path_with_pattern_characters_is_ignored_by_its_own_line_only(workspace):
+    dataset(workspace)
+    workspace.write("data/my file [1].csv", "x\n")
+    workspace.write("data/my file 1.csv", "y\n")  # what an unescaped [1] would match
+    workspace.ok("add", "data/my file [1].csv")
+    assert "/data/my file \\[1].csv" in (workspace.root / ".gitignore").read_text()
+    untracked = git(workspace.root, "status", "--porcelain", "--untracked-files=all")
+    assert "my file [1].csv" not in untracked
+    assert "data/my file 1.csv" in untracked
