@@ -2,7 +2,7 @@
 
     argv ──▶ main() ──▶ _keep_only(the command argv names) ──▶ app ──▶ _root (-C, -f, --debug)
                                                                          │
-        a command  (run · inspect · history · store · lineage: one module per group)
+        a command  (run · inspect · history · store · lineage · data: one module per group)
           parse arguments ──▶ the facade, gitpipe.workspace.Project (or the layer
           module it calls) ──▶ a view prints the answer (plain · live · output)
                                                                          │
@@ -286,7 +286,8 @@ def _keep_only(name: str | None) -> None:
 #: them); a command missing here is listed after these
 _HELP_ORDER = (
     "init", "status", "why", "check", "gc", "repro", "approve", "log", "show", "logs",
-    "lineage", "metrics", "dag", "report", "versions", "diff", "push", "pull", "schema",
+    "lineage", "metrics", "dag", "report", "versions", "diff", "add", "remove", "checkout",
+    "push", "pull", "schema",
 )  # fmt: skip
 
 
@@ -303,6 +304,7 @@ def _in_help_order() -> None:
 # The command modules register their commands on `app` as they are imported, using
 # the names above: so they come last.
 from gitpipe.cli import (  # noqa: E402, F401
+    data,
     experiments,
     history,
     importing,

@@ -27,6 +27,7 @@ from gitpipe.core.errors import StaleError, UsageError
 if TYPE_CHECKING:
     from gitpipe.workspace import Explanation
     from gitpipe.workspace.experiments import MetricsHistory
+    from gitpipe.workspace.data import DataState
 
 
 @app.command()
@@ -54,10 +55,12 @@ def status(
     # the whole pipeline found up to date last time, and no stamp changed since:
     # the answer stands without parsing or hashing anything (see gitpipe/core/snapshot.py)
     statuses = None if steps else answer(locate(".", file))
+    data: list[DataState] = []  # a snapshot's answer stands only with all added data as recorded
     if statuses is None:
-        statuses = open_project(file).status(steps or [])
+        statuses, data = open_project(file).status_and_data(steps or [])
+    data = [d for d in data if d.state != "up to date"]
     if as_json:
-        echo_json([s.to_json() for s in statuses])
+        echo_json([s.to_json() for s in statuses] + [d.to_json() for d in data])
     else:
         width = max((len(s.step) for s in statuses), default=0)
         for s in statuses:
@@ -79,14 +82,17 @@ def status(
             if verbose:
                 code = ", ".join(s.code) if s.code else (s.code_note or "none found")
                 typer.echo(f"{'':<{width}}  code: {code}")
-        if not statuses:
+        for d in data:
+            typer.echo(str(d))
+        if not statuses and not data:
             typer.echo("no steps")
     _stop_if_unreachable([str(r) for s in statuses for r in s.reasons])
     if check:
         # as `repro --frozen` would: restoring what gitpipe.lock names is all it may do
         from gitpipe.run.planner import refusal
+        from gitpipe.workspace.data import refusal as data_refusal
 
-        refused = refusal(statuses)
+        refused = "; ".join(filter(None, [refusal(statuses), data_refusal(data)]))
         if refused:
             raise StaleError(refused)
 

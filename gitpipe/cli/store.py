@@ -145,8 +145,8 @@ def push(
     file: FileOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Upload the outputs gitpipe.lock names, and their results, to the remote:
-    only what it lacks."""
+    """Upload the outputs gitpipe.lock names, and their results, and the data
+    gitpipe.data names, to the remote: only what it lacks."""
     _transfer(
         "push",
         remote_url=remote,
@@ -168,8 +168,9 @@ def pull(
     file: FileOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Download the outputs gitpipe.lock names, and their results, from the remote
-    into the store, verifying every byte; then `gitpipe repro` restores them."""
+    """Download the outputs gitpipe.lock names, and their results, and the data
+    gitpipe.data names, from the remote into the store, verifying every byte; then
+    `gitpipe checkout` (or `gitpipe repro`) puts them in the workspace."""
     _transfer(
         "pull",
         remote_url=remote,
@@ -213,8 +214,9 @@ def _transfer(
     )
     if plan.empty and not as_json:
         typer.echo(
-            f"gitpipe: {project.lock_path.name} names no outputs yet; run `gitpipe repro` "
-            f"first, or pass --all to {direction} the whole store",
+            f"gitpipe: {project.lock_path.name} names no outputs and no data is added yet; "
+            f"run `gitpipe repro` or `gitpipe add` first, or pass --all to {direction} the "
+            "whole store",
             err=True,
         )
     view: TransferLines | TransferBars | None = None

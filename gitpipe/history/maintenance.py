@@ -21,8 +21,9 @@ from typing import Any
 from gitpipe.core import tomlcache
 from gitpipe.core.errors import GitError, LockfileError, StoreError
 from gitpipe.core.hashing import Digest, digest_bytes
-from gitpipe.store import clones, lockfile
+from gitpipe.store import clones, datafile, lockfile
 from gitpipe.store.clones import Clone
+from gitpipe.store.datafile import DataRecords
 from gitpipe.store.lockfile import Lock
 from gitpipe.store.objects import Store
 from gitpipe.store.runcache import Result, RunCache, declared_mismatch, parse_result
@@ -71,6 +72,8 @@ class Needs:
     bytes, and what it could not read."""
 
     locks: dict[Digest, Lock] = field(default_factory=dict)
+    #: the data files (gitpipe.data) gc read, by the digest of their bytes
+    data: dict[Digest, DataRecords] = field(default_factory=dict)
     unreadable: list[Unreadable] = field(default_factory=list)
     clones: int = 0  # clones whose locks were read, this one included
     dropped: list[Clone] = field(default_factory=list)  # registered, work tree gone
@@ -92,7 +95,7 @@ class Needs:
 class GcReport:
     """What `gitpipe gc` found (and, when ``deleted``, removed)."""
 
-    locks: int = 0  # distinct lock files read, in every clone's working tree and refs
+    locks: int = 0  # distinct lock (and data) files read, in every clone's working tree and refs
     kept: int = 0  # objects some lock needs
     objects: int = 0  # unreferenced objects
     results: int = 0  # unreferenced results
@@ -189,12 +192,15 @@ def collect_garbage(
             live_keys.add(entry.key)
             for path, digest in entry.outs.items():
                 keep_object(digest, path.endswith("/"))
+    for records in needs.data.values():
+        for record in records:
+            keep_object(record.digest, record.is_dir)
     for key in live_keys:
         for result in runcache.results(key):
             for out in result.outs.values():
                 keep_object(out.digest, out.is_dir)
     report = GcReport(
-        locks=len(needs.locks),
+        locks=len(needs.locks) + len(needs.data),
         deleted=delete,
         clones=needs.clones,
         dropped=[str(clone.folder) for clone in needs.dropped],
@@ -284,15 +290,16 @@ class _LockReader:
         needs = self.needs
         lock_path = lockfile.path_for(pipeline)
         before = len(needs.unreadable)
-        try:
-            data = lock_path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            data = None  # none yet (or the pipeline moved): nothing to keep for it
-        except OSError as exc:
-            needs.unreadable.append(Unreadable(str(lock_path), exc.strerror or str(exc)))
-            data = None
-        if data is not None:
-            self._add(data, str(lock_path), lock_path.name)
+        for path in (lock_path, datafile.path_for(pipeline)):
+            try:
+                data = path.read_bytes()
+            except (FileNotFoundError, NotADirectoryError):
+                data = None  # none yet (or the pipeline moved): nothing to keep for it
+            except OSError as exc:
+                needs.unreadable.append(Unreadable(str(path), exc.strerror or str(exc)))
+                data = None
+            if data is not None:
+                self._add(data, str(path), path.name)
         if self.refs:
             self._read_refs(pipeline, worktree, lock_path, this=this)
         if len(needs.unreadable) == before:
@@ -301,6 +308,8 @@ class _LockReader:
     def _read_refs(
         self, pipeline: Path, worktree: Path | None, lock_path: Path, *, this: bool
     ) -> None:
+        """The lock and the data file (gitpipe.data) as every ref of the clone's
+        repository holds them."""
         from gitpipe.history.git import Repository
 
         needs = self.needs
@@ -324,40 +333,58 @@ class _LockReader:
             return
         suffix = "" if this else f" in {repo.top}"
         with repo:
-            path = repo.relpath(lock_path)
             try:
                 refs = repo.ref_commits()
             except GitError as exc:
                 needs.unreadable.append(Unreadable(where, str(exc)))
                 return
-            holders: dict[str, list[str]] = {}  # blob -> the refs holding it
+            readable = {}
             for ref, commit in refs.items():
                 if commit is None:
                     needs.unreadable.append(
                         Unreadable(f"{ref}{suffix}", "names an object Git cannot read")
                     )
-                    continue
-                try:
-                    blob = repo.blob_at(commit, path)
-                except GitError as exc:
-                    needs.unreadable.append(Unreadable(f"{ref}:{path}{suffix}", str(exc)))
-                    continue
-                if blob is not None and blob not in self.blobs:
-                    holders.setdefault(blob, []).append(ref)
-            for blob, names in holders.items():
-                shown = ", ".join(names[:3]) + (
-                    f" (and {len(names) - 3} more)" if len(names) > 3 else ""
-                )
-                try:
-                    data = repo.blob(blob)
-                except GitError as exc:
-                    needs.unreadable.append(Unreadable(f"{shown}:{path}{suffix}", str(exc)))
-                    continue
-                if self._add(data, f"{shown}:{path}{suffix}", lock_path.name):
-                    self.blobs.add(blob)
+                else:
+                    readable[ref] = commit
+            for file in (lock_path, datafile.path_for(pipeline)):
+                self._read_file(repo, readable, file, suffix)
+
+    def _read_file(self, repo: Any, refs: dict[str, Any], file: Path, suffix: str) -> None:
+        """One file (the lock or the data file) as each ref holds it."""
+        needs = self.needs
+        path = repo.relpath(file)
+        holders: dict[str, list[str]] = {}  # blob -> the refs holding it
+        for ref, commit in refs.items():
+            try:
+                blob = repo.blob_at(commit, path)
+            except GitError as exc:
+                needs.unreadable.append(Unreadable(f"{ref}:{path}{suffix}", str(exc)))
+                continue
+            if blob is not None and blob not in self.blobs:
+                holders.setdefault(blob, []).append(ref)
+        for blob, names in holders.items():
+            shown = ", ".join(names[:3]) + (
+                f" (and {len(names) - 3} more)" if len(names) > 3 else ""
+            )
+            try:
+                data = repo.blob(blob)
+            except GitError as exc:
+                needs.unreadable.append(Unreadable(f"{shown}:{path}{suffix}", str(exc)))
+                continue
+            if self._add(data, f"{shown}:{path}{suffix}", file.name):
+                self.blobs.add(blob)
 
     def _add(self, data: bytes, where: str, name: str) -> bool:
-        """Parse one lock file's bytes; False (and noted) when they are no lock."""
+        """Parse one lock file's bytes (or a data file's, by its name); False (and
+        noted) when they are none."""
+        if name.endswith(".data"):
+            try:
+                records = datafile.loads(data.decode("utf-8"), name=name)
+            except (UnicodeDecodeError, LockfileError) as exc:
+                self.needs.unreadable.append(Unreadable(where, str(exc)))
+                return False
+            self.needs.data.setdefault(digest_bytes(data), records)
+            return True
         parsed = _parse_lock(data, name)
         if isinstance(parsed, str):
             self.needs.unreadable.append(Unreadable(where, parsed))

@@ -15,6 +15,7 @@ import os
 import sqlite3
 import stat as statmod
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,9 @@ CREATE TABLE IF NOT EXISTS code (
     imports TEXT
 ) WITHOUT ROWID
 """
+
+#: how a file's digest is taken: (path relative to the root, full path, its stat)
+Taker = Callable[[str, str, os.stat_result], Digest]
 
 _Row = tuple[int, int, int, int, int, str]  # inode, mtime_ns, ctime_ns, size, hashed_ns, digest
 #: raw digest hex -> (normalised code digest hex, parses, imports as JSON or None)
@@ -213,8 +217,12 @@ class Hasher:
         with contextlib.suppress(OSError):
             self.cache.record(relpath, os.stat(self.root / relpath), digest, time.time_ns())
 
-    def manifest(self, relpath: str) -> list[ManifestEntry]:
-        """The files of a folder, each with its digest; sorted by relative path."""
+    def manifest(self, relpath: str, *, take: Taker | None = None) -> list[ManifestEntry]:
+        """The files of a folder, each with its digest; sorted by relative path.
+        ``take`` digests each file instead of the stat cache (`gitpipe add` stores the
+        bytes as it hashes them): called with the file's path relative to the root,
+        its full path and its ``stat``."""
+        take = take or self._file
         entries: list[ManifestEntry] = []
         base = self.root / relpath
         stack = [""]
@@ -244,7 +252,7 @@ class Hasher:
                         continue
                     if not statmod.S_ISREG(st.st_mode):
                         raise not_a_file(f"{relpath}/{rel}", st.st_mode)
-                    digest = self._file(f"{relpath}/{rel}", item.path, st)
+                    digest = take(f"{relpath}/{rel}", item.path, st)
                     entries.append(ManifestEntry(rel, digest, st.st_size, bool(st.st_mode & 0o100)))
         entries.sort(key=lambda entry: entry.path)
         return entries

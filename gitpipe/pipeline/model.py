@@ -199,6 +199,8 @@ class Pipeline:
     #: every file the pipeline was read from besides the pipeline files: params files,
     #: nested pipelines' included (relative to this one's folder)
     read_files: tuple[str, ...] = ()
+    #: ``[pipeline] link``: the steps' default, and how `gitpipe add` links added data
+    link: str = "copy"
 
     @property
     def root(self) -> Path:

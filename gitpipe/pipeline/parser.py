@@ -154,6 +154,7 @@ class Parser(Checks):
             params_origin=origin if files else {},
             pythonpath=self.pythonpath,
             read_files=tuple(dict.fromkeys([*(f.path for f, _ in files), *reads])),
+            link=self.link,
         )
 
     def check_params_files(self, steps: Mapping[str, Step], files: list[ParamsFile]) -> None:

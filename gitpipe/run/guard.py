@@ -31,6 +31,7 @@ from gitpipe.core import atomic, stamps
 from gitpipe.core.errors import PipelineError, UnsafePath
 from gitpipe.core.hashing import digest_record
 from gitpipe.pipeline import spec
+from gitpipe.store import datafile
 
 if TYPE_CHECKING:
     from gitpipe.run.context import Workspace
@@ -123,9 +124,16 @@ def check_before_run(
             if not run or project.graph.producers_of(dep):
                 continue
             if not (project.root / dep.path).exists():
+                added = datafile.read(datafile.path_for(project.file)).holding(dep.path)
                 raise PipelineError(
                     f"dependency {str(dep)!r} of step {name!r} does not exist and no "
-                    "step produces it",
+                    "step produces it"
+                    + (
+                        f"; it is added data ({added.name}): `gitpipe checkout` puts it "
+                        "back (with --pull, from the remote)"
+                        if added is not None
+                        else ""
+                    ),
                     file=name_of,
                     key=f"steps.{name}.deps[{i}]",
                 )
@@ -139,6 +147,7 @@ def check_before_run(
                 raise PipelineError(
                     f"output {str(out)!r} of step {name!r} {refusal}", file=name_of, key=key
                 )
+    _check_added(project, names)
     if repo is not None and git:
         prefix = repo.relpath(project.root)
         wanted = {}
@@ -155,6 +164,25 @@ def check_before_run(
                 file=name_of,
                 key=key,
             )
+
+
+def _check_added(project: Workspace, names: Sequence[str]) -> None:
+    """No output is, holds or lies inside a path `gitpipe add` tracks (gitpipe.data)."""
+    records = datafile.read(datafile.path_for(project.file))
+    if not records:
+        return
+    for name in names:
+        for out, key in spec.out_places(project.pipeline.steps[name]):
+            for record in records:
+                how = spec.relation(out.path, record.path)
+                if how is not None:
+                    raise PipelineError(
+                        f"output {str(out)!r} of step {name!r} {how} {record.name}, which "
+                        "`gitpipe add` tracks; `gitpipe remove` it first, or choose another "
+                        "path",
+                        file=project.pipeline.file.name,
+                        key=key,
+                    )
 
 
 def _refusal(guarded: Protected, place: str, real: str) -> str:
@@ -228,6 +256,7 @@ def protected(project: Workspace, *, top: str | os.PathLike[str] | None = None) 
     ``top`` is the repository's top folder (found without Git when not given)."""
     root = os.path.realpath(project.root)
     dotgit = dot_git(project.root)
+    data_path = datafile.path_for(project.file)
     if top is None:
         top = dotgit.parent if dotgit is not None else project.root
     places = [
@@ -238,6 +267,7 @@ def protected(project: Workspace, *, top: str | os.PathLike[str] | None = None) 
             f"{project.lock_path.name}, the pipeline's lock file",
         ),
         (os.path.realpath(project.file), f"the pipeline file {project.file.name}"),
+        (os.path.realpath(data_path), f"{data_path.name}, the record of added data"),
     ]
     if dotgit is not None:
         places.insert(0, (os.path.realpath(dotgit), ".git, Git's own folder"))
@@ -301,12 +331,22 @@ def check_produced(guarded: Protected, relpath: str) -> None:
     outside the repository or into a protected place, nor a link to a folder; and,
     for a folder, nothing in it is named `.git` or `.gitpipe` or is such a link."""
     check_write(guarded, relpath)
+    why = stored_refusal(guarded, relpath)
+    if why:
+        raise UnsafePath(f"refusing to store {relpath}: {why}")
+
+
+def stored_refusal(guarded: Protected, relpath: str) -> str:
+    """Why what is at ``relpath`` must not go into the store ("" when it may): it is
+    a link leading outside the repository or into a protected place, or a link to a
+    folder; or, a folder, it holds `.git`, `.gitpipe` or such a link (the message
+    names it).  Its folders are checked by :func:`check_write`."""
     full = os.path.join(guarded.root, relpath)
     why = _link_refusal(guarded, full, top_level=True)
     if why:
-        raise UnsafePath(f"refusing to store {relpath}: it {why}")
+        return f"it {why}"
     if not os.path.isdir(full) or os.path.islink(full):
-        return
+        return ""
     stack = [""]
     while stack:  # by the folder's own listing: one lstat per link, none per file
         sub = stack.pop()
@@ -322,7 +362,8 @@ def check_produced(guarded: Protected, relpath: str) -> None:
                     if item.is_dir(follow_symlinks=False):
                         stack.append(rel)
                 if why:
-                    raise UnsafePath(f"refusing to store {relpath}: {relpath}/{rel} {why}")
+                    return f"{relpath}/{rel} {why}"
+    return ""
 
 
 def _link_refusal(guarded: Protected, path: str, *, top_level: bool) -> str:

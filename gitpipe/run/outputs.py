@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from gitpipe.core.errors import CorruptObject, StoreError, UnsafePath
 from gitpipe.core.hashing import Digest
@@ -24,6 +25,27 @@ from gitpipe.store.runcache import OutRecord, Result
 
 if TYPE_CHECKING:
     from gitpipe.run.context import Workspace
+
+
+class Placement(NamedTuple):
+    """One path to put stored bytes at: where, what (``out``), what is there now
+    (None: nothing), and how (``link``: copy, hardlink or symlink)."""
+
+    path: spec.PathSpec
+    out: OutRecord
+    now: PathState | None
+    link: str
+
+
+def holds(now: PathState | None, out: OutRecord) -> bool:
+    """Whether a path's state ``now`` is what ``out`` records: the same digest and
+    kind, and, for a file, the same executable bit."""
+    return (
+        now is not None
+        and now.digest == out.digest
+        and now.is_dir == out.is_dir
+        and (out.is_dir or now.executable == out.executable)
+    )
 
 
 def link_of(step: spec.Step) -> str:
@@ -53,13 +75,17 @@ class Outputs:
         for spec_ in step.all_outs:
             out = result.outs[spec_.path]
             now = check.outs_now.get(str(spec_))
-            if (
-                now is not None
-                and now.digest == out.digest
-                and now.is_dir == out.is_dir
-                and (out.is_dir or now.executable == out.executable)
-            ):
-                continue
+            if not holds(now, out):
+                todo.append(Placement(spec_, out, now, link))
+        self.place(todo)
+
+    def place(self, todo: Sequence[Placement]) -> None:
+        """Put stored bytes in place of each path of ``todo`` (each linked as its
+        ``link`` says), keeping in the store the bytes each replaces; raises
+        :class:`UnsafePath`, before writing any, where one of them may not be written
+        (or a stored folder holds `.git` or `.gitpipe`), and :class:`CorruptObject`,
+        before writing any, where an object's bytes are not its name."""
+        for spec_, out, now, link in todo:
             self.check_replace(spec_, now)
             if out.is_dir:
                 for entry in self.store.manifest(out.digest):
@@ -70,18 +96,17 @@ class Outputs:
                         )
             if link != "copy":  # a link is not read: the output may show what the store cannot
                 self._check_linked(spec_.path, now, out)
-            todo.append((spec_, out, now))
         # every output made (and its bytes checked) first, so that a corrupt object
         # leaves all of them as they were; then each put in place
         staged: list[str] = []
         try:
-            for spec_, out, _now in todo:
+            for spec_, out, _now, link in todo:
                 staged.append(self._prepare(spec_.path, out, link))
         except BaseException:
             for path in staged:
                 unstage(path)
             raise
-        for i, (spec_, out, now) in enumerate(todo):
+        for i, (spec_, out, now, link) in enumerate(todo):
             try:
                 self.save_before_replacing(spec_, now)
                 guard.check_write(self.guarded, spec_.path)
@@ -201,9 +226,9 @@ class Outputs:
         else:
             self.store.add_file(target, out.digest, link=link != "copy" and not out.executable)
         if link != "copy":
-            self._link_output(spec_.path, out, link)
+            self.link_output(spec_.path, out, link)
 
-    def _link_output(self, relpath: str, out: OutRecord, link: str) -> None:
+    def link_output(self, relpath: str, out: OutRecord, link: str) -> None:
         """Make the files of a just-stored output the store's own objects, as ``link``
         asks, one by one (each renamed over its copy), except executable files."""
         if out.is_dir:

@@ -311,18 +311,13 @@ class Store:
         self.root = root
         self.objects = root / OBJECTS
         self.tmp = root / "tmp"
+        self._tmp_made = False  # tmp/ made by this object (ingest makes it once)
 
     def object_path(self, digest: Digest) -> Path:
         return self.root / object_name(digest)
 
     def __contains__(self, digest: object) -> bool:
         return isinstance(digest, Digest) and self.object_path(digest).is_file()
-
-    def _tempfile(self) -> str:
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="in-")
-        os.close(fd)
-        return name
 
     def _publish(self, tmp: str, digest: Digest) -> None:
         target = self.object_path(digest)
@@ -350,16 +345,29 @@ class Store:
             except OSError:
                 return digest  # unreadable here: leave it to `gitpipe cache verify`
             self.quarantine(digest)
-        tmp = self._tempfile()
+        self._write_new(data, digest)
+        return digest
+
+    def _write_new(self, data: bytes, digest: Digest) -> None:
+        """Write bytes held in memory, whose digest is known, as a new object: into a
+        new file in tmp/ (made read-only as it is created), renamed into place."""
+        if not self._tmp_made:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            self._tmp_made = True
+        tmp = os.path.join(self.tmp, f"in-{os.urandom(8).hex()}")
+        target = self.object_path(digest)
         try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-            self._publish(tmp, digest)
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _READ_ONLY), "wb") as out:
+                out.write(data)
+            try:
+                os.replace(tmp, target)
+            except FileNotFoundError:  # the first object of its shard
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        return digest
 
     def add_file(self, path: str | os.PathLike[str], digest: Digest, *, link: bool = False) -> None:
         """Copy a workspace file in under its (already known) digest; with ``link``,
@@ -386,6 +394,41 @@ class Store:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+    def ingest(self, path: str | os.PathLike[str], *, link: bool = False) -> Digest:
+        """Store a workspace file whose digest is not known yet, reading its bytes once,
+        and return the digest: copied in and hashed as it is copied (or, reflinked and
+        then hashed); with ``link``, a regular file with no other name is linked in and
+        hashed, and *is* the object then (read-only like it).  Bytes the store holds
+        already are not stored twice."""
+        st = os.lstat(path)
+        own = link and statmod.S_ISREG(st.st_mode) and st.st_nlink == 1
+        if not own and statmod.S_ISREG(st.st_mode) and st.st_size < _SMALL:
+            return self._ingest_small(path)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        tmp, copied = stage(Path(path), self.tmp, "in", "hardlink" if own else "copy")
+        try:
+            digest = digest_file(tmp) if copied is None else copied
+            if digest in self:
+                os.unlink(tmp)
+            else:
+                self._publish(tmp, digest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return digest
+
+    def _ingest_small(self, path: str | os.PathLike[str]) -> Digest:
+        """:meth:`ingest` of a small file: read whole and hashed, and written to a new
+        object only when the store lacks those bytes (a folder of many small files is
+        mostly system calls: as few as can be)."""
+        with open(path, "rb", buffering=0) as source:
+            data = source.readall()
+        digest = digest_bytes(data)
+        if digest not in self:
+            self._write_new(data, digest)
+        return digest
 
     def add_tree(
         self, folder: Path, entries: Iterable[ManifestEntry], *, link: bool = False

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ from gitpipe.run.session import (
     fault_point,
 )
 from gitpipe.store import lockfile
+from gitpipe.store.datafile import DataRecord
 from gitpipe.store.lockfile import Lock, LockEntry
 from gitpipe.store.objects import Store
 from gitpipe.store.runcache import RunCache, Signer
@@ -88,7 +89,7 @@ def _nothing() -> None:
     return None
 
 
-from gitpipe.workspace import inspection  # noqa: E402 (it names Project as a type only)
+from gitpipe.workspace import data, inspection  # noqa: E402 (they name Project as a type only)
 from gitpipe.workspace.inspection import Explanation  # noqa: E402
 
 
@@ -260,6 +261,12 @@ class Project:
         :func:`gitpipe.workspace.inspection.status`)."""
         return inspection.status(self, targets, single=single, downstream=downstream)
 
+    def status_and_data(
+        self, targets: Iterable[str] = (), *, single: bool = False, downstream: bool = False
+    ) -> tuple[list[StepStatus], list[data.DataState]]:
+        """:meth:`status`, and how the workspace stands to each added path."""
+        return inspection.status_and_data(self, targets, single=single, downstream=downstream)
+
     def plan(
         self,
         targets: Iterable[str] = (),
@@ -341,6 +348,28 @@ class Project:
         with self.repository() as repo:
             top = repo.top if repo is not None else None
         clones.register(self.store_dir, self.file, top)
+
+    # -- added data -------------------------------------------------------------
+
+    def add(self, paths: Sequence[str], *, link: str | None = None) -> list[data.Added]:
+        """Track files and folders too big for Git (see :func:`gitpipe.workspace.data.add`)."""
+        return data.add(self, paths, link=link)
+
+    def remove(self, paths: Sequence[str]) -> list[DataRecord]:
+        """Stop tracking added paths; the files stay (:func:`gitpipe.workspace.data.remove`)."""
+        return data.remove(self, paths)
+
+    def checkout(
+        self,
+        paths: Sequence[str] = (),
+        *,
+        pull: bool = False,
+        force: bool = False,
+        remote: str | None = None,
+    ) -> data.CheckoutReport:
+        """Put added data and the lock's outputs back as this commit records them,
+        running nothing (see :func:`gitpipe.workspace.data.checkout`)."""
+        return data.checkout(self, paths, pull=pull, force=force, remote=remote)
 
     # -- why ------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from gitpipe.run.inputs import Inputs
 from gitpipe.run.plan import STALE
 from gitpipe.run.planner import RESTORE, SETTLED, WAITING, Decision
 from gitpipe.store.lockfile import Lock, LockEntry
+from gitpipe.workspace import data
 
 if TYPE_CHECKING:  # imported where used: a no-op run explains nothing
     from gitpipe.run import explain
@@ -104,12 +105,21 @@ def status(
     project: Project, targets: Iterable[str] = (), *, single: bool = False, downstream: bool = False
 ) -> list[StepStatus]:
     """Each selected step's state, what `repro` would do with it, and why; reads
-    no file it has seen unchanged.
+    no file it has seen unchanged (see :func:`status_and_data`)."""
+    return status_and_data(project, targets, single=single, downstream=downstream)[0]
 
-    When every step of the whole pipeline turns out up to date, the stamps of all
-    it looked at are kept, so that the next `gitpipe status` can answer from them
-    alone (see :mod:`gitpipe.core.snapshot`); not when a step has remote deps, whose
-    fingerprints are asked of their servers each time."""
+
+def status_and_data(
+    project: Project, targets: Iterable[str] = (), *, single: bool = False, downstream: bool = False
+) -> tuple[list[StepStatus], list[data.DataState]]:
+    """Each selected step's state, what `repro` would do with it, and why; and how
+    the workspace stands to each added path (gitpipe.data).  Reads no file it has
+    seen unchanged.
+
+    When every step of the whole pipeline turns out up to date, and all added data
+    too, the stamps of all it looked at are kept, so that the next `gitpipe status`
+    can answer from them alone (see :mod:`gitpipe.core.snapshot`); not when a step
+    has remote deps, whose fingerprints are asked of their servers each time."""
     started_ns = time.time_ns()
     names = project.select(targets, single=single, downstream=downstream)
     # an answer that rests on a url's fingerprint cannot be kept by stamps alone
@@ -130,9 +140,12 @@ def status(
         inputs.hasher.seen = recorder
         planner = project.planner(inputs, lock)
         statuses = [status_of(d) for d in planner.plan(names, project.graph.parents)]
+        added = data.states(data.read_records(project), inputs.hasher)
         if recorder is not None and git_check is not None and not recorder.broken:
             record_inputs(project, recorder, names)
-            if all(s.action in SETTLED for s in statuses):
+            recorder.look(str(data.records_path(project)))
+            settled = all(d.state == data.IN_SYNC for d in added)
+            if settled and all(s.action in SETTLED for s in statuses):
                 head, current = lock_is_current(project, inputs, lock)
                 write_snapshot(
                     project.state_dir,
@@ -144,7 +157,7 @@ def status(
                     lock_current=current,
                 )
     project.keep_caches()
-    return statuses
+    return statuses, added
 
 
 def lock_is_current(project: Project, inputs: Inputs, lock: Lock) -> tuple[str | None, bool]:

@@ -203,6 +203,11 @@ def reproduce(
         if event not in spec.HOOK_EVENTS:
             raise UsageError(f"unknown hook {event!r} (hooks: {', '.join(spec.HOOK_EVENTS)})")
         calls[event] = tuple(given) if isinstance(given, (list, tuple)) else (given,)
+    put_back: list[str] = []
+    if not dry_run:  # added data the steps read, missing here (a fresh clone): put back
+        from gitpipe.workspace.data import restore_missing
+
+        put_back = restore_missing(project, names, pull=pull, remote=remote)
     git_check = guard.git_check_digest(project, names)
     checked = git_check is not None and git_check == guard.passed_git_check(
         project.state_dir
@@ -213,6 +218,8 @@ def reproduce(
             guard.remember_check(project.state_dir, git_check)
         current = project.read_lock()  # a damaged lock stops us before anything is written
         broadcast = ev.Broadcast(list(listeners))
+        if put_back:
+            broadcast(ev.Notice(f"put back added data from the store: {', '.join(put_back)}"))
         far = None
         if pull or push:
             from gitpipe.store import remote as remotes

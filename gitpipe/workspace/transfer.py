@@ -50,7 +50,7 @@ def prepare(
 ) -> Plan:
     """The remote (``remote``: a folder, ``file://PATH`` or ``s3://BUCKET/PREFIX``;
     default: ``$GITPIPE_REMOTE``, then the pipeline file's remote url) and what
-    gitpipe.lock names, or, with ``everything``, the whole store."""
+    gitpipe.lock and gitpipe.data name, or, with ``everything``, the whole store."""
     from gitpipe.store import lockfile
     from gitpipe.store import remote as remotes
 
@@ -67,7 +67,10 @@ def prepare(
     far = remotes.for_project(project, remote, cwd=Path.cwd())
     chosen = None
     if not everything:
+        from gitpipe.workspace.data import read_records, selection_of
+
         chosen = remotes.Selection.from_locks(lockfile.read(project.lock_path))
+        chosen = chosen | selection_of(read_records(project))  # and the added data
     return Plan(direction, far, chosen, jobs)
 
 

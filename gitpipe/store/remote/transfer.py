@@ -90,6 +90,14 @@ class Selection:
     def empty(self) -> bool:
         return not (self.files or self.folders or self.keys or self.results)
 
+    def __or__(self, other: Selection) -> Selection:
+        return Selection(
+            self.files | other.files,
+            self.folders | other.folders,
+            self.keys | other.keys,
+            self.results | other.results,
+        )
+
 
 def entry_result_id(entry: LockEntry) -> Digest:
     """The id of the result a lock entry records (see :func:`gitpipe.store.runcache.result_id`):
