@@ -26,8 +26,8 @@ from gitpipe.core.errors import StaleError, UsageError
 
 if TYPE_CHECKING:
     from gitpipe.workspace import Explanation
-    from gitpipe.workspace.experiments import MetricsHistory
     from gitpipe.workspace.data import DataState
+    from gitpipe.workspace.experiments import MetricsHistory
 
 
 @app.command()

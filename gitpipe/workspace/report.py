@@ -125,14 +125,17 @@ def write(
     project: Project,
     output: str | os.PathLike[str] | None = None,
     *,
-    history: Sequence[VersionPoint] = (),
-    experiments: Sequence[ExperimentRow] = (),
+    history: Sequence[VersionPoint] | None = None,
+    experiments: Sequence[ExperimentRow] | None = None,
 ) -> Path:
-    """Write the report where ``output`` says (see :func:`target`); its path."""
+    """Write the report where ``output`` says (see :func:`target`); its path.  The
+    metrics across versions and the experiments are the project's own unless given."""
     path = target(project, output)
     data = collect(project)
-    # wired at merge: Project.metrics_history / experiments (from the exp branch) fill
-    # history and experiments when the caller gives none
+    if history is None:
+        history = project.metrics_history().points
+    if experiments is None:
+        experiments = project.experiments()
     page = render(data, history=history, experiments=experiments)
     if output is None:
         ensure_state_dir(project.state_dir)
