@@ -238,12 +238,10 @@ outs = ["model.json"]
 [steps.evaluate]
 cmd = "python src/evaluate.py model.json data/features"
 deps = ["model.json", "data/features", "src/evaluate.py"]
-outs = [
-  "eval/plots/errors.csv",  # plots in dvc.yaml: an output until gitpipe has plots
-]
 metrics = [
   "eval/metrics.json",  # cache: false in dvc.yaml
 ]
+plots = ["eval/plots/errors.csv"]
 """
 
 
@@ -611,7 +609,7 @@ cmd = [
   "echo $${HOME} done",
 ]
 wdir = "src"
-deps = ["data/train.csv"]
+deps = ["data/train.csv", "https://example.com/extra.csv"]
 params = ["params.yaml:train.lr", "tuning.yaml:search.trials", "extra.toml:*"]
 outs = [
   "model.bin",  # The weights.
@@ -640,10 +638,8 @@ def test_every_stage_field_translates_and_what_does_not_is_named_one_line_each(w
     assert text == FIELDS_TOML
     assert [w.removeprefix("gitpipe: warning: ") for w in warnings] == [
         "dvc.yaml: top-level 'plots' (1 entry) is not translated; gitpipe reads a step's "
-        "metrics files, and plots are outputs for now",
+        "metrics and plots files",
         "dvc.yaml: top-level 'artifacts' (1 entry) is not translated",
-        "dvc.yaml, stages.train.deps[1]: https://example.com/extra.csv is not a path inside "
-        "the repository, where gitpipe reads and writes; not translated",
         "dvc.yaml, stages.train: persist: true on model.bin keeps all of the step's outputs "
         "in place in gitpipe (persist = true), logs/ too",
         "dvc.yaml, stages.report: 'meta' (data for people) is not translated",

@@ -181,7 +181,7 @@ def _top_level(unit: Unit) -> list[str]:
         warnings.append(
             f"{unit.source}: top-level {name!r}{what} is not translated"
             + (
-                "; gitpipe reads a step's metrics files, and plots are outputs for now"
+                "; gitpipe reads a step's metrics and plots files"
                 if name in ("metrics", "plots")
                 else ""
             )

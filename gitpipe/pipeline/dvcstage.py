@@ -5,7 +5,8 @@ stages.NAME             ──► [steps.NAME]
   wdir                  ──► wdir; every path of the stage moves from the stage's
                             wdir to the import folder (then to the pipeline file's)
   deps                  ──► deps (URLs and absolute paths: warned, left out)
-  outs, metrics, plots  ──► outs, metrics (YAML metrics and plots: outs, marked)
+  outs, metrics, plots  ──► outs, metrics, plots (YAML metrics, and plots gitpipe
+                            cannot draw: outs, marked)
     cache: false        ──► an output all the same, warned (DVC leaves it to Git)
     persist: true       ──► persist = true, for the whole step
   params                ──► params: "KEY", "FILE:KEY", "FILE:*"
@@ -42,6 +43,12 @@ _AXIS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
+#: the remote deps gitpipe fingerprints (docs/external-deps.md)
+URL_DEPS = ("s3://", "http://", "https://")
+#: the plots files `gitpipe report` draws (others become outputs)
+PLOT_SUFFIXES = (".csv", ".tsv", ".json")
+
+
 @dataclass
 class Step:
     """One step as the import writes it; paths relative to the import folder."""
@@ -57,13 +64,14 @@ class Step:
     #: (path, comment)
     outs: list[tuple[str, str]] = field(default_factory=list)
     metrics: list[tuple[str, str]] = field(default_factory=list)
+    plots: list[tuple[str, str]] = field(default_factory=list)
     persist: bool = False
     always: bool = False
     frozen: bool = False
     comments: list[str] = field(default_factory=list)
 
     def output_paths(self) -> list[str]:
-        return [path for path, _ in self.outs + self.metrics]
+        return [path for path, _ in self.outs + self.metrics + self.plots]
 
     def render(self, name: str, rel: Callable[[str], str]) -> list[str]:
         """The step's table, named ``name``, its paths made relative by ``rel``."""
@@ -82,11 +90,12 @@ class Step:
         if rel(self.wdir) != ".":
             lines.append(f"wdir = {toml_value(rel(self.wdir))}")
         if self.deps:
-            lines += array("deps", [(rel(d), "") for d in self.deps])
+            deps = [d if d.startswith(URL_DEPS) else rel(d) for d in self.deps]
+            lines += array("deps", [(d, "") for d in deps])
         if self.params:
             entries = [(f"{rel(f)}:{k}" if f else k, "") for f, k in self.params]
             lines += array("params", entries)
-        for key, items in (("outs", self.outs), ("metrics", self.metrics)):
+        for key, items in (("outs", self.outs), ("metrics", self.metrics), ("plots", self.plots)):
             if items:
                 lines += array(key, [(rel(p), c) for p, c in items])
         lines += [
@@ -338,6 +347,8 @@ class StageReader:
             self.warn(where, f"{one_line(repr(raw))} is not a path; not translated")
             return None
         text = interp.text(raw, key)
+        if not output and text.startswith(URL_DEPS):
+            return text  # a remote dep: fingerprinted, never downloaded (external-deps.md)
         if _URL.match(text) or text.startswith(("/", "\\")):
             self.warn(
                 where,
@@ -370,7 +381,7 @@ class StageReader:
             if path is None:
                 continue
             notes = []
-            target = step.metrics if kind == "metrics" else step.outs
+            target = {"metrics": step.metrics, "plots": step.plots}.get(kind, step.outs)
             if kind == "metrics" and not path.endswith((".json", ".toml")):
                 target = step.outs
                 notes.append(f"{kind} in dvc.yaml")
@@ -378,8 +389,9 @@ class StageReader:
                     where,
                     f"{path} becomes an output: gitpipe reads metrics from JSON and TOML files",
                 )
-            if kind == "plots":
-                notes.append("plots in dvc.yaml: an output until gitpipe has plots")
+            if kind == "plots" and not path.lower().endswith(PLOT_SUFFIXES):
+                target = step.outs  # an image, say: an output `gitpipe report` shows
+                notes.append("plots in dvc.yaml")
             if props.get("cache") is False:
                 notes.append("cache: false in dvc.yaml")
                 self.warn(
