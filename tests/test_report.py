@@ -451,3 +451,36 @@ def test_the_report_benchmark_meets_its_targets_in_quick_mode():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "report of 500 steps, 50 versions, 20 experiments" in done.stdout
+
+
+SCORED = """
+[params]
+rate = 1
+
+[steps.score]
+cmd = "python3 score.py ${params.rate}"
+metrics = ["m.json"]
+"""
+
+
+def test_the_report_draws_the_projects_own_versions_and_experiments(workspace):
+    workspace.write(".gitignore", "m.json\n/out/\n")
+    workspace.write(
+        "score.py",
+        "import json, sys\njson.dump({'acc': int(sys.argv[1]) / 10}, open('m.json', 'w'))\n",
+    )
+    for rate in (1, 2, 3):
+        workspace.pipeline(SCORED.replace("rate = 1", f"rate = {rate}"))
+        workspace.ok("repro")
+        workspace.commit(f"rate {rate}")
+    workspace.ok("repro", "-p", "rate=7")  # an experiment: the lock keeps rate = 3
+    workspace.root.joinpath("out").mkdir()
+    workspace.ok("report", "-o", "out/r.html")
+    text = page(workspace.root / "out" / "r.html")
+    # three commits; the experiment left the lock as HEAD's, so no working-tree point
+    assert "3 versions, oldest first" in text
+    chart = text.split('<section id="metrics">', 1)[1].split("</section>", 1)[0]
+    assert chart.count('<circle class="point"') == 3
+    table = text.split('<section id="experiments">', 1)[1].split("</section>", 1)[0]
+    assert table.count("<tr>") == 2  # the header and the one experiment
+    assert "rate" in table and "7" in table

@@ -372,7 +372,8 @@ def _metrics_section(history: Sequence[VersionPoint]) -> str:
         else ""
     )
     return (
-        head + f"<p>{len(history)} versions, oldest first; the last is the workspace.</p>"
+        head + f"<p>{len(history)} versions, oldest first (the working tree last when its "
+        "metrics differ from the last commit's).</p>"
         f'<div class="charts">{"".join(charts)}</div>{more}</section>'
     )
 
