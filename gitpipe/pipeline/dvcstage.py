@@ -18,7 +18,6 @@ stages.NAME             ──► [steps.NAME]
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import posixpath
 import re
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitpipe.core.errors import PipelineError
+from gitpipe.pipeline import paramsedit
 from gitpipe.pipeline.checks import one_line, type_name
 from gitpipe.pipeline.dvcvars import Interpolation, Origin, Scope, dvc_text, walk
 from gitpipe.pipeline.matrix import matrix_label
@@ -534,21 +534,15 @@ def _path(folder: str, path: str) -> str:
 
 
 def toml_value(value: Any) -> str:
-    """One TOML value, inline."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    """One TOML value, inline: tables too (params edits refuse those)."""
     if isinstance(value, dict):
         inner = ", ".join(f"{toml_key(str(k))} = {toml_value(v)}" for k, v in value.items())
         return "{ " + inner + " }" if inner else "{}"
-    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, (bool, int, float, str)):
+        return paramsedit.toml_value(value)
+    return paramsedit.toml_value(str(value))
 
 
 def toml_key(key: str) -> str:
