@@ -24,6 +24,7 @@ from pathlib import Path
 
 import blake3
 import pytest
+from conftest import make_repo
 
 import gitpipe
 from gitpipe.core.hashing import Digest, digest_file
@@ -588,3 +589,41 @@ def test_a_file_read_through_buffers_has_the_blake3_digest_of_its_bytes(
     assert digest_file(tmp_path / "f").hex == blake3.blake3(data).hexdigest()
     with pytest.raises(gitpipe.PathError, match="changed while it was being read"):
         digest_file(tmp_path / "f", size=size + 1)  # not the size its caller saw
+
+
+def test_a_bug_is_one_line_exit_70_and_its_traceback_only_with_debug(tmp_path):
+    """An exception no layer turned into an error (forced here through a
+    sitecustomize) is a bug: one line that says so, exit 70; --debug shows the
+    traceback."""
+    repo = tmp_path / "repo"
+    make_repo(repo)
+    (repo / "gitpipe.toml").write_text('[steps.a]\ncmd = "true"\n')
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import gitpipe.workspace as w\n"
+        "def boom(*args, **kwargs):\n"
+        "    raise ZeroDivisionError('on purpose')\n"
+        "w.Project.__init__ = boom\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "gitpipe", "status"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 70
+    assert done.stderr == (
+        "gitpipe: internal error (ZeroDivisionError: on purpose); this is a bug in gitpipe: "
+        "run again with --debug for the traceback, and report it\n"
+    )
+    debug = subprocess.run(
+        [sys.executable, "-m", "gitpipe", "--debug", "status"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "on purpose" in debug.stderr

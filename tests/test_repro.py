@@ -408,3 +408,24 @@ def test_a_no_op_repro_leaves_the_lock_alone_but_rewrites_one_edited_by_hand(wor
     os.utime(lock, ns=(old + 10**9, old + 10**9))
     workspace.ok("repro")
     assert lock.read_text() == written
+
+
+DATED = """
+[params]
+start = 2024-01-02
+
+[steps.a]
+cmd = "python3 -c 'import os; print(os.environ[\\"GITPIPE_PARAMS\\"])' > out.txt"
+params = ["start"]
+outs = ["out.txt"]
+"""
+
+
+def test_a_date_param_reaches_the_command_as_its_iso_text(workspace):
+    workspace.write(".gitignore", "out.txt\n")
+    workspace.pipeline(DATED)
+    workspace.ok("repro")
+    assert (workspace.root / "out.txt").read_text() == '{"start": "2024-01-02"}\n'
+    assert "start = 2024-01-02" in (workspace.root / "gitpipe.lock").read_text()
+    workspace.ok("repro", "-p", "start=2025-03-04")  # an override of a date, too
+    assert (workspace.root / "out.txt").read_text() == '{"start": "2025-03-04"}\n'

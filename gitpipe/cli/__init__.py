@@ -96,6 +96,9 @@ app = typer.Typer(
 )
 
 _state: dict[str, bool] = {"debug": False}
+#: the exit code of a bug in gitpipe (an exception no layer turned into an error):
+#: EX_SOFTWARE of sysexits.h, apart from every code a user's run can end with
+INTERNAL_ERROR = 70
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -135,12 +138,22 @@ def handled(func: F) -> F:
             _traceback()
             raise _fail(describe(exc), StoreError.exit_code) from None
         except Exception as exc:
+            if type(exc).__module__.split(".")[0] in ("typer", "click"):
+                raise  # typer.Exit and the usage errors: typer's own to show
             sqlite3 = sys.modules.get("sqlite3")  # imported by whatever raised it, if so
-            if sqlite3 is None or not isinstance(exc, sqlite3.Error):
+            if sqlite3 is not None and isinstance(exc, sqlite3.Error):
+                _traceback()
+                message = f"a SQLite database of gitpipe's could not be used ({exc})"
+                raise _fail(" ".join(message.split()), StoreError.exit_code) from None
+            if _state["debug"]:
                 raise
-            _traceback()
-            message = f"a SQLite database of gitpipe's could not be used ({exc})"
-            raise _fail(" ".join(message.split()), StoreError.exit_code) from None
+            # a bug: one line that says so, the traceback behind --debug
+            message = f"internal error ({type(exc).__name__}: {exc})"
+            raise _fail(
+                f"{' '.join(message.split())}; this is a bug in gitpipe: run again with "
+                "--debug for the traceback, and report it",
+                INTERNAL_ERROR,
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 

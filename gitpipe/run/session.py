@@ -42,7 +42,7 @@ from gitpipe.core.hashing import Digest, digest_record
 from gitpipe.core.redaction import redact
 from gitpipe.identity.action import KeyRecord
 from gitpipe.pipeline import spec
-from gitpipe.pipeline.values import flatten, metric_values, unflatten
+from gitpipe.pipeline.values import flatten, jsonable, metric_values, unflatten
 from gitpipe.run import events as ev
 from gitpipe.run import guard
 from gitpipe.run.hooks import HookCall, Hooks
@@ -362,7 +362,8 @@ class Session:
             **extra,
             "GITPIPE_STEP": step.name,
             "GITPIPE_RUN_ID": self.run_id,
-            "GITPIPE_PARAMS": json.dumps(unflatten(step.params), sort_keys=True),
+            # a TOML date or time as its text, as `gitpipe.params()` documents
+            "GITPIPE_PARAMS": json.dumps(jsonable(unflatten(step.params)), sort_keys=True),
             "GITPIPE_ROOT": str(project.root),
         }
         commands = step.cmd
