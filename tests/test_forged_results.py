@@ -337,8 +337,13 @@ def test_with_the_key_a_forged_result_for_a_new_key_is_rejected_at_pull_and_the_
     assert (two.root / "count.txt").read_bytes() == (one.root / "count.txt").read_bytes()
 
     three = clone(one, "three")  # `repro --pull` asks the remote for the new key too
-    three.ok("repro", "--pull", "--remote", remote_url, env=WITH_KEY)
+    done = three.ok("repro", "--pull", "--remote", remote_url, env=WITH_KEY)
     assert three.states() == {"split": "cached", "count": "ran"}
+    # and says what it refused, never silently
+    assert (
+        f"refused 1 item(s) from {remote_url} that failed verification (result {key} {forged}"
+    ) in done.output
+    assert "the steps they would serve run instead" in done.output
     assert RunCache(store_of(three)).get_exact(key, forged) is None
 
 

@@ -192,6 +192,9 @@ class Planner:
     #: the key's results: `exp apply` restores the experiment's own, where a step
     #: that writes other bytes each run has several
     preferred: Mapping[Digest, Mapping[str, Digest]] = field(default_factory=dict)
+    #: what `repro --pull` fetched and refused (failed verification), for the run to
+    #: say: a refused result is as if the remote had none, and the step runs
+    rejected: list[str] = field(default_factory=list)
 
     @property
     def pipeline(self) -> spec.Pipeline:
@@ -367,9 +370,10 @@ class Planner:
 
         if exact is not None:
             selection = remotes.Selection(results=frozenset({(key, exact)}))
-            remotes.pull(self.runcache.store, self.remote, selection)
+            report = remotes.pull(self.runcache.store, self.remote, selection)
         else:
-            remotes.fetch_for_keys(self.runcache.store, self.remote, [key])
+            report = remotes.fetch_for_keys(self.runcache.store, self.remote, [key])
+        self.rejected += [str(rejection) for rejection in report.rejected]
 
     def condition_false(self, step: spec.Step, entries: Mapping[str, LockEntry]) -> str:
         """Why the step is skipped: its `when` condition, with the values it read, when

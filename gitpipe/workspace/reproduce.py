@@ -332,6 +332,7 @@ def _pull_lock(
     if selection.empty:
         return
     pulled = remotes.pull(Store(project.store_dir), far, selection)
+    _tell_rejected([str(r) for r in pulled.rejected], far.url, emit)
     if pulled.objects or pulled.results:
         emit(
             ev.Notice(
@@ -339,6 +340,22 @@ def _pull_lock(
                 f"that gitpipe.lock names from {far.url}"
             )
         )
+
+
+def _tell_rejected(rejected: Sequence[str], url: str, emit: ev.Listener) -> None:
+    """Say what `--pull` refused: nothing of it was written, and the steps it would
+    have served are planned as if the remote had nothing for them."""
+    if not rejected:
+        return
+    shown = "; ".join(rejected[:3]) + (
+        f"; and {len(rejected) - 3} more" if len(rejected) > 3 else ""
+    )
+    emit(
+        ev.Notice(
+            f"refused {len(rejected)} item(s) from {url} that failed verification ({shown}); "
+            "nothing of them was written, and the steps they would serve run instead"
+        )
+    )
 
 
 def _clear_scratch(folder: Path) -> None:
@@ -589,6 +606,8 @@ def _repro_locked(
                 keep_going=run.keep_going,
                 emit=broadcast,
             )
+            if run.remote is not None:
+                _tell_rejected(planner.rejected, run.remote.url, broadcast)
             hook_failures = list(session.hooks.failures)
             storage_failures = dict(session.storage_failures)
             live = {name: entry for name, entry in entries.items() if name in pipeline.steps}
