@@ -309,7 +309,9 @@ def test_adding_bad_paths_is_refused_with_one_line_and_nothing_changed(workspace
         ("gitpipe.toml", "the pipeline file"),
         ("gitpipe.lock", "the pipeline's lock file"),
         (".gitignore", "edits .gitignore"),
+        ("data/a\nb.csv", "line break"),  # its .gitignore line would be two
     ]
+    workspace.write("data/a\nb.csv", "x\n")
     for path, says in cases:
         stderr = refused(workspace, "add", path, says=(says,))
         assert stderr.count("\n") == 1, stderr

@@ -148,6 +148,13 @@ def _refusal(project: Project, rel: str, guarded: guard.Protected, records: Data
         return str(exc).split(": ", 1)[-1]
     if rel.rpartition("/")[2] == ".gitignore":
         return "gitpipe edits .gitignore files itself; commit them to Git"
+    if any(ord(char) < 32 or ord(char) == 127 for char in rel):
+        # a line break would make the .gitignore line two, the second ignoring
+        # whatever it happens to name anywhere in the repository
+        return (
+            "its name holds a line break or another control character, which a "
+            ".gitignore line cannot hold"
+        )
     why = guard.stored_refusal(guarded, rel)
     if why:
         return why
@@ -189,7 +196,8 @@ def add(project: Project, paths: Sequence[str], *, link: str | None = None) -> l
     for given, rel in zip(paths, chosen, strict=False):
         why = _refusal(project, rel, guarded, records)
         if why:
-            raise UsageError(f"cannot add {given}: {why}")
+            shown = given if given.isprintable() else repr(given)  # one line, always
+            raise UsageError(f"cannot add {shown}: {why}")
     for rel in chosen:
         for other in chosen:
             if other != rel and other.startswith(rel + "/"):
