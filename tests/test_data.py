@@ -367,3 +367,28 @@ def test_a_path_with_pattern_characters_is_ignored_by_its_own_line_only(workspac
     untracked = git(workspace.root, "status", "--porcelain", "--untracked-files=all")
     assert "my file [1].csv" not in untracked
     assert "data/my file 1.csv" in untracked
+
+
+def test_adds_at_once_keep_every_record_and_every_gitignore_line(workspace):
+    dataset(workspace)
+    names = [f"data/part{i}.csv" for i in range(6)]
+    for name in names:
+        workspace.write(name, f"{name}\n")
+    env = {**os.environ, "CI": "true"}
+    started = [
+        subprocess.Popen(
+            [str(GITPIPE_SCRIPT), "add", name],
+            cwd=workspace.root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in names
+    ]
+    for process in started:
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+    assert sorted(records(workspace)) == names  # each add waited for the one before
+    ignored = (workspace.root / ".gitignore").read_text().splitlines()
+    assert all(f"/{name}" in ignored for name in names)

@@ -543,3 +543,49 @@ def test_a_step_may_not_use_a_null_param_but_its_neighbours_yes(workspace):
     )
     workspace.ok("repro")
     assert lock_steps(workspace)["a"]["params"] == {"train.lr": 0.1}
+
+
+@pytest.mark.timeout(90)
+def test_while_a_run_with_p_shows_its_override_other_commands_read_the_committed_params(
+    workspace,
+):
+    """A status, or a repro that waits for the workspace, during a `-p` run reads the
+    params the pipeline holds, never the run's override: else the waiting repro would
+    key its steps on the override and store what the committed params made under it."""
+    params = setup(workspace, HELD)
+    root = workspace.root
+    workspace.ok("repro")  # everything up to date with lr = 0.1
+    (root / "started.log").unlink()
+    process = _start_held_run(root, "train")
+    try:
+        wait_for(lambda: (root / "started.log").exists(), "the train step to start")
+        assert b"lr: 0.5" in params.read_bytes()  # the file shows the override now
+        status = json.loads(workspace.ok("status", "--json").stdout)
+        states = {s["step"]: s for s in status}
+        # evaluate writes ${params.train.lr}: the override would make it stale; train's
+        # outputs are away while it runs, but its params are the committed ones
+        assert states["evaluate"]["state"] == "up to date", states["evaluate"]
+        assert states["featurize"]["state"] == "up to date"
+        assert not [r for r in states["train"]["reasons"] if "param" in str(r)], states["train"]
+        waiting = subprocess.Popen(
+            [str(GITPIPE), "repro", "evaluate"],
+            cwd=root,
+            env=env_for_subprocess(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.0)  # it parses now, then waits for the workspace
+        (root / "hold.log").unlink()
+        assert process.wait(timeout=60) == 0
+        _, err = waiting.communicate(timeout=60)
+        assert waiting.returncode == 0, err
+    finally:
+        for each in (process,):
+            if each.poll() is None:
+                os.killpg(each.pid, signal.SIGKILL)
+                each.wait()
+    assert b"lr: 0.1" in params.read_bytes()
+    assert (root / "score.txt").read_text() == "0.1\n"
+    assert "lr = 0.1" in (root / "gitpipe.lock").read_text()
+    workspace.ok("status", "--check")

@@ -76,13 +76,18 @@ SCHEMA_FILE = "gitpipe.schema.json"
 
 
 def load_cached(
-    file: Path, *, cache_dir: Path | None = None, overrides: Mapping[str, Any] | None = None
+    file: Path,
+    *,
+    cache_dir: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    params_bytes: Callable[[Path], bytes] = Path.read_bytes,
 ) -> tuple[Pipeline, Callable[[], None]]:
     """Read and parse a pipeline file (and the pipeline files its steps nest), the
     parsed TOML cached in ``cache_dir``: the second value keeps it there, once the
     caller found the whole pipeline valid.  ``overrides`` replace params by dotted name
-    (`repro -p`).  The parsed pipeline itself is cached there too, by the stamps of
-    every file it was read from (and of the parser's own modules)."""
+    (`repro -p`); ``params_bytes`` reads a params file.  The parsed pipeline itself is
+    cached there too, by the stamps of every file it was read from (and of the
+    parser's own modules)."""
     key = _pickle_key(file, overrides)
     if cache_dir is not None:
         cached = _from_pickle(cache_dir, key)
@@ -114,7 +119,7 @@ def load_cached(
     def read_bytes(relpath: str) -> bytes:  # a params file
         path = file.parent / relpath
         read_from.append(path)
-        return path.read_bytes()
+        return params_bytes(path)
 
     pipeline = parse_data(data, file, read=read_nested, read_bytes=read_bytes, overrides=overrides)
 

@@ -156,6 +156,27 @@ def put_back(root: Path, state_dir: Path) -> list[str]:
     return restored
 
 
+def committed_bytes(root: Path, state_dir: Path, path: Path) -> bytes:
+    """A params file's bytes as the pipeline has them: while a `repro -p` shows it
+    rewritten (or a killed one left it so), the saved original; else the file's own.
+    Every other command reads the params the pipeline holds, not a run's overrides."""
+    now = path.read_bytes()
+    folder = state_dir / SAVED
+    try:
+        entries = json.loads((folder / _MANIFEST).read_bytes())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return now  # no run shows one (a damaged manifest: put_back says so)
+    try:
+        relpath = path.relative_to(root).as_posix()
+    except ValueError:
+        return now
+    for entry in entries:
+        if entry.get("path") == relpath and entry.get("shown") == str(digest_bytes(now)):
+            with contextlib.suppress(OSError):
+                return (folder / entry["saved"]).read_bytes()
+    return now  # not one a run rewrote, or edited by hand since: as it is
+
+
 def left_behind(state_dir: Path) -> bool:
     """Whether a run left params files rewritten (one stat)."""
     return os.path.exists(state_dir / SAVED / _MANIFEST)

@@ -21,6 +21,7 @@ and the Python API (`gitpipe/__init__.py`) call the same ones.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -210,7 +211,11 @@ class Project:
 
     def _load(self) -> None:
         pipeline, keep = spec.load_cached(
-            self.file, cache_dir=self.state_dir / "parsed", overrides=self.overrides
+            self.file,
+            cache_dir=self.state_dir / "parsed",
+            overrides=self.overrides,
+            # never the values a `repro -p` shows its steps, even while it runs
+            params_bytes=functools.partial(overlay.committed_bytes, self.root, self.state_dir),
         )
         self._graph = graphs.build(pipeline)
         self._pipeline = pipeline

@@ -179,6 +179,14 @@ def _refusal(project: Project, rel: str, guarded: guard.Protected, records: Data
 
 
 def add(project: Project, paths: Sequence[str], *, link: str | None = None) -> list[Added]:
+    """Track files and folders too big for Git (see :func:`_add`), holding the
+    workspace: two adds at once, or an add beside a repro, never lose a record."""
+    _need_pipeline(project, "add")
+    with _exclusive(project):
+        return _add(project, paths, link=link)
+
+
+def _add(project: Project, paths: Sequence[str], *, link: str | None = None) -> list[Added]:
     """Track files and folders too big for Git: their bytes into the store, path ->
     digest into gitpipe.data, an anchored line into .gitignore (see the module's
     docstring).  Every path is checked before anything is written
@@ -328,6 +336,13 @@ def _edit_gitignore(project: Project, *, add: Iterable[str] = (), drop: Iterable
 
 
 def remove(project: Project, paths: Sequence[str]) -> list[DataRecord]:
+    """Stop tracking added paths (see :func:`_remove`), holding the workspace."""
+    _need_pipeline(project, "remove")
+    with _exclusive(project):
+        return _remove(project, paths)
+
+
+def _remove(project: Project, paths: Sequence[str]) -> list[DataRecord]:
     """Stop tracking added paths: their records and .gitignore lines go; the files
     stay in the workspace (one that is a link to the store becomes a file of its own,
     writable), their bytes in the store until `gitpipe gc`.  :class:`UsageError`,
