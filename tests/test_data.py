@@ -310,8 +310,10 @@ def test_adding_bad_paths_is_refused_with_one_line_and_nothing_changed(workspace
         ("gitpipe.lock", "the pipeline's lock file"),
         (".gitignore", "edits .gitignore"),
         ("data/a\nb.csv", "line break"),  # its .gitignore line would be two
+        ("data/c\\d.csv", "backslash"),  # gitpipe.data could not be read back
     ]
     workspace.write("data/a\nb.csv", "x\n")
+    workspace.write("data/c\\d.csv", "x\n")
     for path, says in cases:
         stderr = refused(workspace, "add", path, says=(says,))
         assert stderr.count("\n") == 1, stderr

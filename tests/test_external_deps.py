@@ -52,6 +52,7 @@ class Server:
         self.heads: dict[str, int] = {}
         self.password = ""  # non-empty: Basic auth as user "reader" is required
         self.authorizations: list[str] = []
+        self.gets: list[str] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -76,6 +77,12 @@ class Server:
                 self.send_response(resource.status)
                 for name, value in resource.headers.items():
                     self.send_header(name, value)
+                self.end_headers()
+
+            def do_GET(self) -> None:  # gitpipe never downloads a remote dep
+                server.gets.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, format: str, *args: object) -> None:
@@ -586,3 +593,13 @@ def test_a_missing_s3_object_stops_repro_naming_the_url(workspace, s3_env):
     assert f"cannot fingerprint the remote dep {url} (no such object)" in outcome.stderr
     assert snapshot(workspace.root) == before
     assert SECRET not in outcome.output
+
+
+def test_a_redirect_is_followed_with_head_again_never_get(workspace, server):
+    server.resources["/old.csv"] = Resource({"Location": "/new.csv"}, status=302)
+    server.resources["/new.csv"] = Resource({"ETag": '"moved"'})
+    with_url(workspace, server.url("/old.csv"))
+    workspace.ok("repro")
+    assert lock_steps(workspace)["train"]["urls"] == {server.url("/old.csv"): {"etag": '"moved"'}}
+    assert server.heads == {"/old.csv": 1, "/new.csv": 1}
+    assert server.gets == []

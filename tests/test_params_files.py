@@ -577,7 +577,8 @@ def test_while_a_run_with_p_shows_its_override_other_commands_read_the_committed
         )
         time.sleep(1.0)  # it parses now, then waits for the workspace
         (root / "hold.log").unlink()
-        assert process.wait(timeout=60) == 0
+        _, held_err = process.communicate(timeout=60)
+        assert process.returncode == 0, held_err
         _, err = waiting.communicate(timeout=60)
         assert waiting.returncode == 0, err
     finally:
@@ -589,3 +590,73 @@ def test_while_a_run_with_p_shows_its_override_other_commands_read_the_committed
     assert (root / "score.txt").read_text() == "0.1\n"
     assert "lr = 0.1" in (root / "gitpipe.lock").read_text()
     workspace.ok("status", "--check")
+
+
+JSON_PARAMS = """
+[pipeline]
+params_files = ["params.json"]
+
+[steps.a]
+cmd = "cat params.json > o.txt"
+params = ["params.json:*"]
+outs = ["o.txt"]
+"""
+
+
+def test_p_writes_a_date_into_a_json_params_file_as_its_text_and_refuses_nan(workspace):
+    workspace.write("params.json", '{"lr": 0.1}\n')
+    workspace.write(".gitignore", "o.txt\n")
+    workspace.pipeline(JSON_PARAMS)
+    workspace.commit("json params")
+    workspace.ok("repro")
+    workspace.ok("repro", "-p", "lr=2024-01-01")
+    assert json.loads((workspace.root / "o.txt").read_text()) == {"lr": "2024-01-01"}
+    assert (workspace.root / "params.json").read_text() == '{"lr": 0.1}\n'  # put back
+    refused_under_lock(workspace, "repro", "-p", "lr=nan", says=("params.json", "JSON"))
+
+
+def test_a_params_file_outside_the_pipelines_folder_is_refused(workspace, tmp_path):
+    (tmp_path / "outside.yaml").write_text("lr: 0.1\n")
+    workspace.pipeline('[pipeline]\nparams_files = ["../outside.yaml"]\n[steps.a]\ncmd = "true"\n')
+    refused(workspace, "status", says=("must lie inside the pipeline's folder",))
+
+
+def test_p_refuses_to_replace_a_linked_params_file(workspace, tmp_path):
+    (workspace.root / "conf").mkdir()
+    (workspace.root / "conf" / "real.json").write_text('{"lr": 0.1}\n')
+    os.symlink("conf/real.json", workspace.root / "params.json")
+    workspace.write(".gitignore", "o.txt\n")
+    workspace.pipeline(JSON_PARAMS)
+    workspace.commit("linked params")
+    workspace.ok("repro")
+    refused_under_lock(workspace, "repro", "-p", "lr=0.5", says=("params.json is a link",))
+    assert (workspace.root / "params.json").is_symlink()
+
+
+def refused_under_lock(workspace: Workspace, *args: str, says: tuple[str, ...]) -> None:
+    """As conftest's `refused`, for a refusal made once a repro holds the workspace:
+    gitpipe's own state (the workspace lock, its caches) may change, nothing else."""
+
+    def mine(files: dict) -> dict:
+        return {k: v for k, v in files.items() if k.split("/")[0] != ".gitpipe"}
+
+    before = snapshot(workspace.root)
+    result = workspace.gitpipe(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and all(text in result.stderr for text in says)
+    assert mine(snapshot(workspace.root)) == mine(before)
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ('{ "A=B" = "x" }', "'A=B' is not a name an environment variable can have"),
+        ('{ "" = "x" }', "'' is not a name"),
+        ('{ A = "x\\u0000y" }', "cannot hold a NUL"),
+    ],
+)
+def test_an_env_the_system_cannot_set_is_refused_where_it_is_written(workspace, env, says):
+    workspace.pipeline(f'[pipeline]\nenv = {env}\n[steps.s]\ncmd = "true"\n')
+    refused(workspace, "status", says=(says, "pipeline.env"))
+    workspace.pipeline(f'[steps.s]\ncmd = "true"\nenv = {env}\n')
+    refused(workspace, "status", says=(says, "steps.s.env"))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from gitpipe.core.errors import RemoteDepError, UsageError
@@ -68,8 +69,28 @@ def head_http(url: str, *, timeout: float, environ: Mapping[str, str]) -> dict[s
     authorization = _netrc_authorization(url, environ)
     if authorization:
         request.add_unredirected_header("Authorization", authorization)
+
+    class KeepHead(urllib.request.HTTPRedirectHandler):
+        """Follow a redirect with HEAD again: urllib's own asks the new place with GET,
+        which would download what gitpipe only fingerprints."""
+
+        def redirect_request(
+            self,
+            req: urllib.request.Request,
+            fp: Any,
+            code: int,
+            msg: str,
+            headers: Any,
+            newurl: str,
+        ) -> urllib.request.Request | None:
+            new = super().redirect_request(req, fp, code, msg, headers, newurl)
+            if new is not None:
+                new.method = req.get_method()
+            return new
+
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        opener = urllib.request.build_opener(KeepHead)
+        with opener.open(request, timeout=timeout) as response:
             headers = response.headers
     except urllib.error.HTTPError as exc:
         exc.close()

@@ -22,6 +22,7 @@ from gitpipe.core import tomlcache
 from gitpipe.pipeline.checks import Checks, type_name
 from gitpipe.pipeline.model import ParamsFile
 from gitpipe.pipeline.refs import map_strings
+from gitpipe.pipeline.values import jsonable
 
 #: the place a key written in the pipeline file's `[params]` is named by
 IN_PARAMS = "[params]"
@@ -113,7 +114,11 @@ def encode(path: str, values: Mapping[str, Any]) -> bytes:
     comments and layout are not kept, the original bytes are put back after it)."""
     kind = format_of(path)
     if kind == "json":
-        return (json.dumps(values, indent=2, ensure_ascii=False) + "\n").encode()
+        try:  # a TOML date from -p as its ISO text (as GITPIPE_PARAMS has it); no NaN
+            text = json.dumps(jsonable(values), indent=2, ensure_ascii=False, allow_nan=False)
+        except ValueError as exc:
+            raise ValueError(f"JSON cannot hold the value ({exc})") from exc
+        return (text + "\n").encode()
     if kind == "toml":
         import tomli_w
 
@@ -133,6 +138,9 @@ def read_files(
         if raw.startswith("/") or not raw.strip():
             raise checks.error(f"{raw!r} must be a path relative to the pipeline's folder", key)
         path = posixpath.normpath(raw.replace("\\", "/"))
+        if path == ".." or path.startswith("../"):
+            # a run with -p rewrites it, and versions read it from the pipeline's tree
+            raise checks.error(f"params file {raw!r} must lie inside the pipeline's folder", key)
         if not format_of(path):
             raise checks.error(f"params file {raw!r} must end in .yaml, .yml, .json or .toml", key)
         if any(path == other.path for other, _ in found):

@@ -43,7 +43,7 @@ from gitpipe.pipeline.model import (
 from gitpipe.pipeline.params import References, apply_overrides
 from gitpipe.pipeline.paths import check_outputs, check_protected, path
 from gitpipe.pipeline.refs import scalar_text
-from gitpipe.pipeline.step_fields import parse_step
+from gitpipe.pipeline.step_fields import check_env_entry, parse_step
 
 TOP_LEVEL = frozenset({"pipeline", "params", "steps", "remote", "hooks"})
 PIPELINE_FIELDS = frozenset({"name", "code_digest", "link", "params_files", "env", "pythonpath"})
@@ -180,6 +180,7 @@ class Parser(Checks):
                 raise self.error(
                     f"must be a string or a number, not {type_name(value)}", f"pipeline.env.{key}"
                 )
+            check_env_entry(self, key, scalar_text(value), "pipeline.env")
             refs.expand(scalar_text(value), f"pipeline.env.{key}")
         return env
 

@@ -217,8 +217,18 @@ def _env(
                 f"must be a string or a number, not {type_name(value)}", f"{prefix}.env.{key}"
             )
         written[key] = scalar_text(value)
+        check_env_entry(checks, key, written[key], f"{prefix}.env")
         env[key] = refs.expand(written[key], f"{prefix}.env.{key}")
     return written, env
+
+
+def check_env_entry(checks: Checks, name: str, text: str, where: str) -> None:
+    """An environment variable the system can set: a name without ``=`` or NUL, and
+    a value without NUL (else the step fails when it starts, not when it is read)."""
+    if not name or "=" in name or "\0" in name:
+        raise checks.error(f"{name!r} is not a name an environment variable can have", where)
+    if "\0" in text:
+        raise checks.error("an environment variable's value cannot hold a NUL", f"{where}.{name}")
 
 
 def _timeout(checks: Checks, body: dict[str, Any], prefix: str) -> float | None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gitpipe.core import atomic
-from gitpipe.core.errors import PathError, describe
+from gitpipe.core.errors import PathError, UsageError, describe
 from gitpipe.core.hashing import digest_bytes
 from gitpipe.pipeline import paramfiles
 from gitpipe.pipeline.spec import ParamsFile
@@ -72,8 +72,17 @@ def shown(
         except (OSError, ValueError) as exc:
             raise PathError(f"cannot read params file {file.path} ({exc})") from exc
         values = shown_values(values, overrides)
-        if values is not None:
+        if values is None:
+            continue
+        if target.is_symlink():  # writing it would replace the link with a file
+            raise UsageError(
+                f"params file {file.path} is a link, and -p would have to replace it to show "
+                "the override; point params_files at the file itself, or edit it instead of -p"
+            )
+        try:
             planned.append((file.path, original, paramfiles.encode(file.path, values), mode))
+        except ValueError as exc:
+            raise UsageError(f"-p cannot be shown in params file {file.path}: {exc}") from exc
     if not planned:
         yield []
         return

@@ -148,6 +148,8 @@ def _refusal(project: Project, rel: str, guarded: guard.Protected, records: Data
         return str(exc).split(": ", 1)[-1]
     if rel.rpartition("/")[2] == ".gitignore":
         return "gitpipe edits .gitignore files itself; commit them to Git"
+    if "\\" in rel:  # gitpipe's paths never hold one (it reads as a folder separator)
+        return "its name holds a backslash, which gitpipe does not take in a path"
     if any(ord(char) < 32 or ord(char) == 127 for char in rel):
         # a line break would make the .gitignore line two, the second ignoring
         # whatever it happens to name anywhere in the repository
