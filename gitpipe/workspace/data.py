@@ -184,6 +184,7 @@ def add(project: Project, paths: Sequence[str], *, link: str | None = None) -> l
     """Track files and folders too big for Git (see :func:`_add`), holding the
     workspace: two adds at once, or an add beside a repro, never lose a record."""
     _need_pipeline(project, "add")
+    _checked(project, paths, link)  # a refusal touches nothing, the workspace lock too
     with _exclusive(project):
         return _add(project, paths, link=link)
 
@@ -194,25 +195,8 @@ def _add(project: Project, paths: Sequence[str], *, link: str | None = None) -> 
     docstring).  Every path is checked before anything is written
     (:class:`UsageError`, exit 2); ``link`` (default: ``[pipeline] link``) is how they
     stay in the workspace and how `checkout` puts them back."""
-    _need_pipeline(project, "add")
-    if not paths:
-        raise UsageError("name the files or folders to add")
-    if link is not None and link not in spec_links():
-        raise UsageError(f"--link takes one of: {', '.join(spec_links())}")
+    records, guarded, chosen = _checked(project, paths, link)
     mode = link or project.pipeline.link
-    records = read_records(project)
-    guarded = guard.protected(project)
-    chosen = list(dict.fromkeys(relative(project, p, verb="add") for p in paths))
-    for given, rel in zip(paths, chosen, strict=False):
-        why = _refusal(project, rel, guarded, records)
-        if why:
-            shown = given if given.isprintable() else repr(given)  # one line, always
-            raise UsageError(f"cannot add {shown}: {why}")
-    for rel in chosen:
-        for other in chosen:
-            if other != rel and other.startswith(rel + "/"):
-                raise UsageError(f"cannot add {rel} and {other} both: one holds the other")
-    _refuse_tracked(project, chosen)
     project.ensure_state_dir()
     store = Store(project.store_dir)
     done: list[Added] = []
@@ -233,6 +217,32 @@ def _add(project: Project, paths: Sequence[str], *, link: str | None = None) -> 
     datafile.write(records_path(project), records.with_(*(a.record for a in done)))
     _edit_gitignore(project, add=chosen)
     return done
+
+
+def _checked(
+    project: Project, paths: Sequence[str], link: str | None
+) -> tuple[DataRecords, guard.Protected, list[str]]:
+    """The records, the protected places and the paths to add, relative to the
+    pipeline's folder; :class:`UsageError` (exit 2) for the first that may not be."""
+    _need_pipeline(project, "add")
+    if not paths:
+        raise UsageError("name the files or folders to add")
+    if link is not None and link not in spec_links():
+        raise UsageError(f"--link takes one of: {', '.join(spec_links())}")
+    records = read_records(project)
+    guarded = guard.protected(project)
+    chosen = list(dict.fromkeys(relative(project, p, verb="add") for p in paths))
+    for given, rel in zip(paths, chosen, strict=False):
+        why = _refusal(project, rel, guarded, records)
+        if why:
+            shown = given if given.isprintable() else repr(given)  # one line, always
+            raise UsageError(f"cannot add {shown}: {why}")
+    for rel in chosen:
+        for other in chosen:
+            if other != rel and other.startswith(rel + "/"):
+                raise UsageError(f"cannot add {rel} and {other} both: one holds the other")
+    _refuse_tracked(project, chosen)
+    return records, guarded, chosen
 
 
 def spec_links() -> tuple[str, ...]:
@@ -339,7 +349,7 @@ def _edit_gitignore(project: Project, *, add: Iterable[str] = (), drop: Iterable
 
 def remove(project: Project, paths: Sequence[str]) -> list[DataRecord]:
     """Stop tracking added paths (see :func:`_remove`), holding the workspace."""
-    _need_pipeline(project, "remove")
+    _removed(project, paths)  # a refusal touches nothing, the workspace lock too
     with _exclusive(project):
         return _remove(project, paths)
 
@@ -349,6 +359,19 @@ def _remove(project: Project, paths: Sequence[str]) -> list[DataRecord]:
     stay in the workspace (one that is a link to the store becomes a file of its own,
     writable), their bytes in the store until `gitpipe gc`.  :class:`UsageError`,
     nothing changed, when a path is not added data."""
+    records, chosen = _removed(project, paths)
+    guarded = guard.protected(project)
+    store = Store(project.store_dir)
+    for record in chosen:
+        _detach(project, guarded, store, record)
+    datafile.write(records_path(project), records.without(*(r.path for r in chosen)))
+    _edit_gitignore(project, drop=[r.path for r in chosen])
+    return chosen
+
+
+def _removed(project: Project, paths: Sequence[str]) -> tuple[DataRecords, list[DataRecord]]:
+    """The records and those of ``paths``; :class:`UsageError` for a path that is not
+    added data."""
     _need_pipeline(project, "remove")
     if not paths:
         raise UsageError("name the added files or folders to remove")
@@ -363,13 +386,7 @@ def _remove(project: Project, paths: Sequence[str]) -> list[DataRecord]:
                 + (f" (it tracks {records.holding(rel).name})" if records.holding(rel) else "")  # type: ignore[union-attr]
             )
         chosen.append(record)
-    guarded = guard.protected(project)
-    store = Store(project.store_dir)
-    for record in chosen:
-        _detach(project, guarded, store, record)
-    datafile.write(records_path(project), records.without(*(r.path for r in chosen)))
-    _edit_gitignore(project, drop=[r.path for r in chosen])
-    return chosen
+    return records, chosen
 
 
 def _detach(project: Project, guarded: guard.Protected, store: Store, record: DataRecord) -> None:
