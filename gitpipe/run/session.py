@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,7 @@ from gitpipe.run.planner import (
     entry_for,
 )
 from gitpipe.run.runner import Invocation, Outcome, Pending
+from gitpipe.run.shipping import Item, Shipped, Shipping, bring_back, ship_inputs
 from gitpipe.store.lockfile import LockEntry
 from gitpipe.store.objects import Store, remove
 from gitpipe.store.runcache import OutRecord, Result
@@ -158,8 +159,11 @@ class Session:
         frozen: bool = False,
         hook_calls: Mapping[str, Sequence[Callable[[HookCall], None]]] | None = None,
         emit: ev.Listener | None = None,
+        shipping: Shipping | None = None,
     ) -> None:
         self.project = project
+        #: steps on dask workers without the workspace go through this remote
+        self.shipping = shipping
         self.inputs = inputs
         self.hasher = inputs.hasher
         self.planner = planner
@@ -176,6 +180,7 @@ class Session:
         #: step -> why the system refused a write the step needed (its outputs into the
         #: store, its old outputs out of the way, its log): not its command's failure
         self.storage_failures: dict[str, str] = {}
+        self._shipped_in: dict[str, float] = {}  # step -> seconds its inputs took to push
 
     def decide(
         self, name: str, upstream_would_run: list[str], *, decision: Decision | None = None
@@ -332,8 +337,44 @@ class Session:
                 return ev.StepFinished(name, ev.FAILED, key=key, message=message)
             finally:
                 self.inputs.forget(spec_.path)
+        if self.shipping is not None and self.shipping.needed:
+            pending.invocation = self._ship(step, pending)  # StoreError: ends the run
         pending.context.started = time.time()
         return None
+
+    def _ship(self, step: spec.Step, pending: Pending) -> Invocation:
+        """Put a step's inputs on the remote, for a worker without the workspace: its
+        deps, its code files and the pipeline's params files (added to the store)."""
+        assert self.shipping is not None
+        record: KeyRecord = pending.context.record
+        wanted: dict[str, tuple[bool, bool]] = {}
+        paths = [*record.deps, *record.code, *(f.path for f in self.project.pipeline.params_files)]
+        for path in paths:
+            state = self.hasher.state(path.rstrip("/"))
+            if state is not None:
+                wanted[path.rstrip("/")] = (state.is_dir, state.executable)
+        began = time.monotonic()
+        items = ship_inputs(self.store, self.shipping.remote, self.project.root, wanted)
+        self._shipped_in[step.name] = time.monotonic() - began
+        outs = tuple(Item(o.path, is_dir=o.is_dir) for o in step.all_outs)
+        shipment = self.shipping.shipment(items, outs, step.wdir, self.project.root)
+        return replace(pending.invocation, shipment=shipment, retries=step.retries)
+
+    def _brought_back(self, name: str, invocation: Invocation, shipped: Shipped) -> float:
+        """A step that ran through the remote: its log here, its outputs pulled and
+        put in place (a remote lacking any raises :class:`RemoteError`: nothing of
+        it is recorded).  Returns the seconds its transfers took, all told."""
+        assert self.shipping is not None
+        log = Path(invocation.log)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_bytes(shipped.log)
+        began = time.monotonic()
+        if shipped.outcome.ok:
+            bring_back(self.store, self.shipping.remote, self.project.root, shipped)
+            for out in shipped.outs:
+                self.inputs.forget(out.path)
+        spent = time.monotonic() - began + shipped.fetch_seconds + shipped.push_seconds
+        return spent + self._shipped_in.pop(name, 0.0)
 
     def _storage_failed(self, name: str, what: str, exc: Exception) -> str:
         """Remember that a step failed because the system refused a write it needed
@@ -386,7 +427,14 @@ class Session:
     def publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished:
         """Publish a finished step (:meth:`_publish`), then run its `after_step` hooks
         and, when it failed, its `on_failure` hooks."""
+        where: dict[str, Any] = {}
+        if isinstance(outcome, Shipped):  # it ran on a worker without the workspace
+            transfer = self._brought_back(name, pending.invocation, outcome)
+            where = {"worker": outcome.where, "transfer": transfer}
+            outcome = outcome.outcome
         finished = self._publish(name, pending, outcome)
+        if where:
+            finished = replace(finished, **where)
         self.hooks.run("after_step", name, finished.state, pending.invocation.log)
         if finished.state == ev.FAILED:
             self.hooks.run("on_failure", name, finished.state, pending.invocation.log)
