@@ -251,11 +251,6 @@ def reproduce(
             _check_frozen(project, names, broadcast, run)
         backend = backend or project.environ.get("GITPIPE_BACKEND") or "threading"
         address = scheduler or project.environ.get("GITPIPE_DASK_SCHEDULER")
-        if backend == "dask" and not address:
-            raise UsageError(
-                "the dask backend needs a scheduler: pass --scheduler tcp://HOST:PORT "
-                "or set GITPIPE_DASK_SCHEDULER"
-            )
         transfer = transfer or project.environ.get("GITPIPE_TRANSFER") or "auto"
         if transfer not in TRANSFERS:
             raise UsageError(
@@ -263,6 +258,11 @@ def reproduce(
             )
         if transfer != "auto" and backend != "dask":
             raise UsageError("--transfer goes with --backend dask")
+        if backend == "dask" and not address:
+            raise UsageError(
+                "the dask backend needs a scheduler: pass --scheduler tcp://HOST:PORT "
+                "or set GITPIPE_DASK_SCHEDULER"
+            )
         through = _shipping_remote(project, far, remote, transfer) if backend == "dask" else None
         client = connect_dask(address) if backend == "dask" and names and address else None
         try:
