@@ -460,37 +460,11 @@ class Executor:
         return future
 
     def _on_cluster(self, invocation: Invocation, resources: Mapping[str, float]) -> Any:
-        """In a coordinating thread: one step as a dask task of its own, tried again
-        (``invocation.retries`` times) when the cluster fails it (its worker died),
-        never when its command failed or the remote did."""
-        from gitpipe.core.errors import GitpipeError
-        from gitpipe.run.shipping import run_anywhere
+        """In a coordinating thread: the step as a dask task of its own (see
+        :func:`gitpipe.run.shipping.on_cluster`)."""
+        from gitpipe.run.shipping import on_cluster
 
-        tries = 0
-        while True:
-            with self._lock:
-                if self._closed:
-                    raise RuntimeError("the run was stopped")
-                task = self.client.submit(
-                    run_anywhere,
-                    invocation,
-                    invocation.shipment,
-                    resources=dict(resources) or None,
-                    pure=False,
-                    key=f"gitpipe-{invocation.step}-{os.urandom(6).hex()}",
-                )
-                self._tasks[invocation.log] = task
-            try:
-                return task.result()
-            except GitpipeError:
-                raise
-            except Exception:
-                if self._closed or tries >= invocation.retries:
-                    raise
-                tries += 1
-            finally:
-                with self._lock:
-                    self._tasks.pop(invocation.log, None)
+        return on_cluster(self, invocation, resources)
 
     def _start_pool(self) -> Any:
         if self.backend == "loky":
@@ -517,16 +491,9 @@ class Executor:
         # a step not started yet is cancelled (which runs `_forget` here); the others run
         running = {f: step for f, step in self.running().items() if not f.cancel()}
         if self.direct:  # the commands on the workers, then their tasks
-            with self._lock:
-                self._closed = True
-                tasks = list(self._tasks.values())
-            from gitpipe.run.shipping import stop_here
+            from gitpipe.run.shipping import cancel_on_cluster
 
-            with contextlib.suppress(Exception):
-                self.client.run(stop_here, [i.log for i in running.values()], wait=True)
-            with contextlib.suppress(Exception):
-                self.client.cancel(tasks, force=True)
-            self._closed = False
+            cancel_on_cluster(self, list(running.values()))
         stop_all(running)
         self.close(wait=False)
 

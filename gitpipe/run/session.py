@@ -59,7 +59,7 @@ from gitpipe.run.planner import (
     entry_for,
 )
 from gitpipe.run.runner import Invocation, Outcome, Pending
-from gitpipe.run.shipping import Item, Shipped, Shipping, bring_back, ship_inputs
+from gitpipe.run.shipping import Shipped, Shipping, receive, ship_step
 from gitpipe.store.lockfile import LockEntry
 from gitpipe.store.objects import Store, remove
 from gitpipe.store.runcache import OutRecord, Result
@@ -338,43 +338,12 @@ class Session:
             finally:
                 self.inputs.forget(spec_.path)
         if self.shipping is not None and self.shipping.needed:
-            pending.invocation = self._ship(step, pending)  # StoreError: ends the run
+            pending.invocation, took = ship_step(  # a StoreError ends the run
+                self.shipping, self.store, self.hasher, self.project, step, pending
+            )
+            self._shipped_in[name] = took
         pending.context.started = time.time()
         return None
-
-    def _ship(self, step: spec.Step, pending: Pending) -> Invocation:
-        """Put a step's inputs on the remote, for a worker without the workspace: its
-        deps, its code files and the pipeline's params files (added to the store)."""
-        assert self.shipping is not None
-        record: KeyRecord = pending.context.record
-        wanted: dict[str, tuple[bool, bool]] = {}
-        paths = [*record.deps, *record.code, *(f.path for f in self.project.pipeline.params_files)]
-        for path in paths:
-            state = self.hasher.state(path.rstrip("/"))
-            if state is not None:
-                wanted[path.rstrip("/")] = (state.is_dir, state.executable)
-        began = time.monotonic()
-        items = ship_inputs(self.store, self.shipping.remote, self.project.root, wanted)
-        self._shipped_in[step.name] = time.monotonic() - began
-        outs = tuple(Item(o.path, is_dir=o.is_dir) for o in step.all_outs)
-        shipment = self.shipping.shipment(items, outs, step.wdir, self.project.root)
-        return replace(pending.invocation, shipment=shipment, retries=step.retries)
-
-    def _brought_back(self, name: str, invocation: Invocation, shipped: Shipped) -> float:
-        """A step that ran through the remote: its log here, its outputs pulled and
-        put in place (a remote lacking any raises :class:`RemoteError`: nothing of
-        it is recorded).  Returns the seconds its transfers took, all told."""
-        assert self.shipping is not None
-        log = Path(invocation.log)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_bytes(shipped.log)
-        began = time.monotonic()
-        if shipped.outcome.ok:
-            bring_back(self.store, self.shipping.remote, self.project.root, shipped)
-            for out in shipped.outs:
-                self.inputs.forget(out.path)
-        spent = time.monotonic() - began + shipped.fetch_seconds + shipped.push_seconds
-        return spent + self._shipped_in.pop(name, 0.0)
 
     def _storage_failed(self, name: str, what: str, exc: Exception) -> str:
         """Remember that a step failed because the system refused a write it needed
@@ -429,7 +398,12 @@ class Session:
         and, when it failed, its `on_failure` hooks."""
         where: dict[str, Any] = {}
         if isinstance(outcome, Shipped):  # it ran on a worker without the workspace
-            transfer = self._brought_back(name, pending.invocation, outcome)
+            assert self.shipping is not None
+            transfer = self._shipped_in.pop(name, 0.0) + receive(
+                self.shipping, self.store, self.project.root, pending.invocation, outcome
+            )
+            for out in outcome.outs:
+                self.inputs.forget(out.path)
             where = {"worker": outcome.where, "transfer": transfer}
             outcome = outcome.outcome
         finished = self._publish(name, pending, outcome)

@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from gitpipe.core.errors import RemoteError, StoreError
@@ -344,3 +344,86 @@ class Shipping:
             str(root),
             frozenset() if self.forced else self.sighted,
         )
+
+
+def ship_step(
+    shipping: Shipping, store: Store, hasher: Any, project: Any, step: Any, pending: Any
+) -> tuple[Invocation, float]:
+    """Put a step's inputs on the remote for a worker without the workspace (its
+    deps, its code files and the pipeline's params files, added to the store first),
+    and return its invocation carrying the :class:`Shipment`, and the seconds taken."""
+    record = pending.context.record
+    wanted: dict[str, tuple[bool, bool]] = {}
+    params_files = [f.path for f in project.pipeline.params_files]
+    for path in [*record.deps, *record.code, *params_files]:
+        state = hasher.state(path.rstrip("/"))
+        if state is not None:
+            wanted[path.rstrip("/")] = (state.is_dir, state.executable)
+    began = time.monotonic()
+    items = ship_inputs(store, shipping.remote, project.root, wanted)
+    outs = tuple(Item(o.path, is_dir=o.is_dir) for o in step.all_outs)
+    shipment = shipping.shipment(items, outs, step.wdir, project.root)
+    invocation = replace(pending.invocation, shipment=shipment, retries=step.retries)
+    return invocation, time.monotonic() - began
+
+
+def receive(
+    shipping: Shipping, store: Store, root: Path, invocation: Invocation, shipped: Shipped
+) -> float:
+    """A step that ran through the remote: its log written here, its outputs pulled
+    and put in place (a remote lacking any raises :class:`RemoteError`: nothing of
+    it is recorded).  Returns the seconds its transfers took, both ways."""
+    log = Path(invocation.log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_bytes(shipped.log)
+    began = time.monotonic()
+    if shipped.outcome.ok:
+        bring_back(store, shipping.remote, root, shipped)
+    return time.monotonic() - began + shipped.fetch_seconds + shipped.push_seconds
+
+
+def on_cluster(executor: Any, invocation: Invocation, resources: Mapping[str, float]) -> Any:
+    """In an :class:`~gitpipe.run.runner.Executor`'s coordinating thread: one step as a
+    dask task of its own (:func:`run_anywhere`), tried again ``invocation.retries``
+    times when the cluster fails it (its worker died more often than the scheduler's
+    ``allowed-failures``), never when its command failed or the remote did."""
+    from gitpipe.core.errors import GitpipeError
+
+    tries = 0
+    while True:
+        with executor._lock:
+            if executor._closed:
+                raise RuntimeError("the run was stopped")
+            task = executor.client.submit(
+                run_anywhere,
+                invocation,
+                invocation.shipment,
+                resources=dict(resources) or None,
+                pure=False,
+                key=f"gitpipe-{invocation.step}-{os.urandom(6).hex()}",
+            )
+            executor._tasks[invocation.log] = task
+        try:
+            return task.result()
+        except GitpipeError:
+            raise
+        except Exception:
+            if executor._closed or tries >= invocation.retries:
+                raise
+            tries += 1
+        finally:
+            with executor._lock:
+                executor._tasks.pop(invocation.log, None)
+
+
+def cancel_on_cluster(executor: Any, running: Sequence[Invocation]) -> None:
+    """Ctrl-C: stop the commands of the running steps on every worker
+    (:func:`stop_here`), then cancel their tasks; no new task is submitted."""
+    with executor._lock:
+        executor._closed = True
+        tasks = list(executor._tasks.values())
+    with contextlib.suppress(Exception):
+        executor.client.run(stop_here, [i.log for i in running], wait=True)
+    with contextlib.suppress(Exception):
+        executor.client.cancel(tasks, force=True)
+    executor._closed = False  # close() follows, and does its part
