@@ -31,15 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from peers import ENV as PEERS_ENV
+
 GITPIPE = str(Path(sys.executable).parent / "gitpipe")
-ENV = {
-    **{k: v for k, v in os.environ.items() if not k.startswith("GITPIPE_")},
-    "CI": "true",
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@gitpipe.invalid",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@gitpipe.invalid",
-}
+#: the suite's environment (CI=true, a Git identity), without gitpipe's own settings
+ENV = {k: v for k, v in PEERS_ENV.items() if not k.startswith("GITPIPE_")}
 
 
 def sh(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:

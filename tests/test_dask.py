@@ -383,6 +383,21 @@ def can_hide_a_folder_from_a_process(folder: Path) -> bool:
     return probe.returncode == 0
 
 
+def hiding(folder: Path) -> tuple[str, ...]:
+    """A command prefix that runs a program in a mount namespace of its own, where an
+    empty tmpfs lies over ``folder``."""
+    return (
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        'mount -t tmpfs gitpipe-test "$0" && exec "$@"',
+        str(folder),
+    )
+
+
 def test_a_worker_that_cannot_see_the_workspace_is_an_error_before_anything_runs(
     make_workspace, tmp_path
 ):
@@ -393,16 +408,7 @@ def test_a_worker_that_cannot_see_the_workspace_is_an_error_before_anything_runs
     workspace = fanout(make_workspace("hidden"))
     if not can_hide_a_folder_from_a_process(workspace.root):
         pytest.skip("unshare --user --mount is not permitted here; cannot build a blind worker")
-    hide = (
-        "unshare",
-        "--user",
-        "--map-root-user",
-        "--mount",
-        "sh",
-        "-c",
-        'mount -t tmpfs gitpipe-test "$0" && exec "$@"',
-        str(workspace.root),
-    )
+    hide = hiding(workspace.root)
     blind_cluster = start_cluster(
         tmp_path / "cluster", [WorkerSpec("sighted"), WorkerSpec("blind", wrap=hide)]
     )

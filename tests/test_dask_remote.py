@@ -27,6 +27,7 @@ from test_dask import (
     WorkerSpec,
     can_hide_a_folder_from_a_process,
     fanout,
+    hiding,
     start_cluster,
 )
 
@@ -55,16 +56,7 @@ def blind(
     credentials in their environment, as a cluster's workers would get theirs."""
     if not can_hide_a_folder_from_a_process(hidden):
         pytest.fail("unshare --user --mount is not permitted here; cannot build a blind worker")
-    hide = (
-        "unshare",
-        "--user",
-        "--map-root-user",
-        "--mount",
-        "sh",
-        "-c",
-        'mount -t tmpfs gitpipe-test "$0" && exec "$@"',
-        str(hidden),
-    )
+    hide = hiding(hidden)
     with pytest.MonkeyPatch.context() as patch:
         for name, value in {**S3_ENV, "AWS_ENDPOINT_URL": s3_server}.items():
             patch.setenv(name, value)
@@ -120,6 +112,27 @@ def gitpipe_process(workspace: Workspace, *args: str, env: dict[str, str]) -> su
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+    )
+
+
+def one_step(workspace: Workspace, name: str, cmd: str) -> None:
+    """A pipeline of one step writing out.txt, committed."""
+    workspace.write(".gitignore", "out.txt\n")
+    workspace.pipeline(f'[steps.{name}]\ncmd = "{cmd}"\nouts = ["out.txt"]\n')
+    workspace.commit("pipeline")
+
+
+def repro_in_background(
+    workspace: Workspace, cluster: Cluster, remote: Path
+) -> subprocess.Popen[str]:
+    return gitpipe_process(
+        workspace,
+        "repro",
+        "--backend",
+        "dask",
+        "--scheduler",
+        cluster.address,
+        env={"GITPIPE_REMOTE": str(remote)},
     )
 
 
@@ -238,15 +251,7 @@ def test_a_remote_gone_mid_run_ends_the_run_with_exit_5_and_records_nothing_of_t
 ):
     workspace = hidden_workspace
     gone = tmp_path / "gone"
-    workspace.write(".gitignore", "out.txt\n")
-    workspace.pipeline(
-        f"""
-        [steps.vanish]
-        cmd = "mv {folder_remote} {gone} && echo made > out.txt"
-        outs = ["out.txt"]
-        """
-    )
-    workspace.commit("pipeline")
+    one_step(workspace, "vanish", f"mv {folder_remote} {gone} && echo made > out.txt")
 
     result = workspace.gitpipe(
         "repro", "--backend", "dask", "--scheduler", blind.address,
@@ -269,19 +274,8 @@ def test_ctrl_c_stops_the_command_on_the_blind_worker_and_exits_130(
 ):
     workspace = hidden_workspace
     pid_file = tmp_path / "pid"
-    workspace.write(".gitignore", "out.txt\n")
-    workspace.pipeline(
-        f"""
-        [steps.long]
-        cmd = "echo $$ > {pid_file}; sleep 60; echo late > out.txt"
-        outs = ["out.txt"]
-        """
-    )
-    workspace.commit("pipeline")
-    env = {"GITPIPE_REMOTE": str(folder_remote)}
-    process = gitpipe_process(
-        workspace, "repro", "--backend", "dask", "--scheduler", blind.address, env=env
-    )
+    one_step(workspace, "long", f"echo $$ > {pid_file}; sleep 60; echo late > out.txt")
+    process = repro_in_background(workspace, blind, folder_remote)
     try:
         pid = int(wait_for(pid_file))
         process.send_signal(signal.SIGINT)
@@ -324,19 +318,10 @@ def test_a_step_whose_worker_is_killed_runs_again_on_the_other_worker(
     """Last in this module: it kills one of the two workers."""
     workspace = hidden_workspace
     mark = tmp_path / "mark"
-    workspace.write(".gitignore", "out.txt\n")
-    workspace.pipeline(
-        f"""
-        [steps.slow]
-        cmd = "echo $GITPIPE_TEST_WORKER >> {mark}; sleep 2; echo done > out.txt"
-        outs = ["out.txt"]
-        """
+    one_step(
+        workspace, "slow", f"echo $GITPIPE_TEST_WORKER >> {mark}; sleep 2; echo done > out.txt"
     )
-    workspace.commit("pipeline")
-    env = {"GITPIPE_REMOTE": str(folder_remote)}
-    process = gitpipe_process(
-        workspace, "repro", "--backend", "dask", "--scheduler", blind.address, env=env
-    )
+    process = repro_in_background(workspace, blind, folder_remote)
     try:
         first = wait_for(mark)
         names = {name: address for address, name in blind.workers().items()}
