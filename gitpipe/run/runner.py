@@ -532,11 +532,11 @@ def connect_dask(address: str, root: Path | None = None) -> Any:
     return client
 
 
-def check_workers(client: Any, root: Path, *, blind_ok: bool = False) -> frozenset[str]:
+def check_workers(client: Any, root: Path, *, blind_ok: bool = False) -> dict[str, bool]:
     """Every worker must read back a probe file written under ``root/.gitpipe/tmp``;
     closes the client and raises :class:`UsageError` naming the workers that cannot,
-    unless ``blind_ok`` (their steps go through the remote store). Returns the
-    addresses of the workers that see the workspace."""
+    unless ``blind_ok`` (their steps go through the remote store). Returns each
+    worker's address with whether it sees the workspace."""
     address = client.scheduler.address
     try:
         workers = client.scheduler_info().get("workers", {})
@@ -557,7 +557,7 @@ def check_workers(client: Any, root: Path, *, blind_ok: bool = False) -> frozens
                 "workers must share it at the same path, or configure a remote store "
                 "for their steps to go through (see docs/parallel.md)"
             )
-        return frozenset(worker for worker, ok in seen.items() if ok)
+        return {str(worker): bool(ok) for worker, ok in seen.items()}
     except UsageError:
         client.close()
         raise

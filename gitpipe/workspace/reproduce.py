@@ -277,13 +277,13 @@ def reproduce(
             overlay.put_back(project.root, project.state_dir)  # what a killed run left
             shipping = None
             if client is not None:
-                sighted = check_workers(client, project.root, blind_ok=through is not None)
+                seen = check_workers(client, project.root, blind_ok=through is not None)
                 if through is not None:
                     shipping = Shipping(
                         through,
-                        sighted,
+                        frozenset(worker for worker, ok in seen.items() if ok),
                         forced=transfer == "remote",
-                        blind=len(sighted) < len(client.scheduler_info()["workers"]),
+                        blind=not all(seen.values()),
                     )
                 if not jobs:
                     jobs = max(1, sum(client.ncores().values()))
