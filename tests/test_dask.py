@@ -362,23 +362,27 @@ def test_connect_dask_checks_that_every_worker_reads_the_workspace(cluster, work
     assert list((workspace.root / ".gitpipe" / "tmp").iterdir()) == []
 
 
+def hiding(folder: Path, then: str = 'exec "$@"') -> tuple[str, ...]:
+    """A command prefix that runs a program (or the shell code ``then``) in a mount
+    namespace of its own, where an empty tmpfs lies over ``folder``."""
+    return (
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        f'mount -t tmpfs gitpipe-test "$0" && {then}',
+        str(folder),
+    )
+
+
 def can_hide_a_folder_from_a_process(folder: Path) -> bool:
     """Whether this machine lets an unprivileged process have a mount namespace of its own."""
     if shutil.which("unshare") is None:
         return False
     probe = subprocess.run(
-        [
-            "unshare",
-            "--user",
-            "--map-root-user",
-            "--mount",
-            "sh",
-            "-c",
-            'mount -t tmpfs gitpipe-test "$0" && test -z "$(ls -A "$0")"',
-            str(folder),
-        ],
-        capture_output=True,
-        timeout=30,
+        hiding(folder, then='test -z "$(ls -A "$0")"'), capture_output=True, timeout=30
     )
     return probe.returncode == 0
 
@@ -393,16 +397,7 @@ def test_a_worker_that_cannot_see_the_workspace_is_an_error_before_anything_runs
     workspace = fanout(make_workspace("hidden"))
     if not can_hide_a_folder_from_a_process(workspace.root):
         pytest.skip("unshare --user --mount is not permitted here; cannot build a blind worker")
-    hide = (
-        "unshare",
-        "--user",
-        "--map-root-user",
-        "--mount",
-        "sh",
-        "-c",
-        'mount -t tmpfs gitpipe-test "$0" && exec "$@"',
-        str(workspace.root),
-    )
+    hide = hiding(workspace.root)
     blind_cluster = start_cluster(
         tmp_path / "cluster", [WorkerSpec("sighted"), WorkerSpec("blind", wrap=hide)]
     )

@@ -135,6 +135,7 @@ VALID = {
         persist = false
         frozen = false
         timeout = 2.5
+        retries = 2
         resources = { cpus = 2, gpu = 0.5 }
         code_digest = "ast"
         link = "copy"
@@ -201,6 +202,8 @@ INVALID = {
         "steps.a.timeout",
     ),
     "a timeout of zero": ('[steps.a]\ncmd = "echo"\ntimeout = 0\n', "steps.a.timeout"),
+    "negative retries": ('[steps.a]\ncmd = "echo"\nretries = -1\n', "steps.a.retries"),
+    "retries as a float": ('[steps.a]\ncmd = "echo"\nretries = 1.5\n', "steps.a.retries"),
     "a misspelt table": ('[stpes.a]\ncmd = "echo"\n', ""),
     "a misspelt pipeline field": ('[pipeline]\nnmae = "x"\n', "pipeline"),
     "an unknown link": ('[pipeline]\nlink = "reflink"\n', "pipeline.link"),

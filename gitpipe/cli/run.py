@@ -77,6 +77,15 @@ def repro(
             show_default=False,
         ),
     ] = None,
+    transfer: Annotated[
+        str | None,
+        typer.Option(
+            help="With dask: how a worker gets a step's files: auto (default: by whether it "
+            "sees the workspace), shared (in place) or remote (through the remote store).",
+            envvar="GITPIPE_TRANSFER",
+            show_default=False,
+        ),
+    ] = None,
     keep_going: Annotated[
         bool,
         typer.Option(
@@ -165,6 +174,7 @@ def repro(
         jobs=jobs,
         backend=backend,
         scheduler=scheduler,
+        transfer=transfer,
         keep_going=keep_going,
         wait=not no_wait,
         frozen=frozen,

@@ -142,6 +142,8 @@ class Step:
     frozen: bool = False
     desc: str = ""
     timeout: float | None = None
+    #: how often a step is tried again when its dask worker dies; never keyed
+    retries: int = 1
     resources: Mapping[str, float] = field(default_factory=dict)
     code_digest: str = "ast"  # "ast": Python code by its syntax tree; "bytes": raw bytes
     #: how its outputs are put in the workspace: "copy" (reflink, else copy),

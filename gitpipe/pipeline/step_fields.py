@@ -42,6 +42,7 @@ STEP_FIELDS = frozenset(
         "frozen",
         "desc",
         "timeout",
+        "retries",
         "resources",
         "code_digest",
         "link",
@@ -147,6 +148,7 @@ def parse_step(
         frozen=checks.boolean(body, "frozen", prefix, False),
         desc=checks.string(body.get("desc", ""), f"{prefix}.desc"),
         timeout=timeout,
+        retries=_retries(checks, body, prefix),
         resources=resources,
         fn=fn,
         code_digest=checks.choice(
@@ -238,6 +240,13 @@ def _timeout(checks: Checks, body: dict[str, Any], prefix: str) -> float | None:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise checks.error("must be a positive number of seconds", f"{prefix}.timeout")
     return float(timeout)
+
+
+def _retries(checks: Checks, body: dict[str, Any], prefix: str) -> int:
+    retries = body.get("retries", 1)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise checks.error("must be a whole number of 0 or more", f"{prefix}.retries")
+    return retries
 
 
 def _resources(checks: Checks, body: dict[str, Any], prefix: str) -> dict[str, float]:

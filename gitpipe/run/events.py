@@ -92,6 +92,8 @@ class StepFinished:
     params: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     source: str = ""  # cached or would restore: "lock" (gitpipe.lock's outputs) | "result"
+    worker: str = ""  # the dask worker it ran on (address and host); empty: here
+    transfer: float | None = None  # seconds its inputs and outputs took through the remote
 
 
 @dataclass(frozen=True, slots=True)

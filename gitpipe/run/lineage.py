@@ -123,8 +123,17 @@ def _v4(db: sqlite_utils.Database) -> None:
     db["runs"].create_index(["status"], if_not_exists=True)
 
 
+def _v5(db: sqlite_utils.Database) -> None:
+    executions = db["executions"]
+    # where a step ran (a dask worker's address and host; empty: this process) and
+    # how long its transfers through the remote store took (none: it ran in place)
+    for column, kind in (("worker", str), ("transfer_seconds", float)):
+        if column not in executions.columns_dict:
+            executions.add_column(column, kind)
+
+
 #: migration N brings a database from user_version N-1 to N
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3, _v4)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3, _v4, _v5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -313,7 +322,8 @@ def settle(conn: sqlite3.Connection) -> list[str]:
 
 _INSERT_EXECUTION = (
     "INSERT INTO executions (run_id, step, key, state, reasons, started, ended,"
-    " duration, exit_code, log, message) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    " duration, exit_code, log, message, worker, transfer_seconds)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 #: steps that changed nothing in the workspace: their rows wait for the next commit
 _QUIET = frozenset({ev.UP_TO_DATE, ev.FROZEN, ev.SKIPPED, ev.WOULD_RUN, ev.WOULD_RESTORE})
@@ -396,6 +406,8 @@ class LineageRecorder:
             event.exit_code,
             event.log or None,
             event.message or None,
+            event.worker or None,
+            event.transfer,
         )
         if event.state in _QUIET and not (
             event.reads or event.writes or event.params or event.metrics

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gitpipe.core.errors import UsageError, describe
+from gitpipe.core.errors import StoreError, UsageError, describe
 from gitpipe.run import events as ev
 from gitpipe.run.watchdog import WATCHDOG
 from gitpipe.store.runcache import KEY_VAR
@@ -57,6 +57,11 @@ class Invocation:
     #: the process that schedules the step: a command started in it is found through
     #: :data:`_GROUPS`, one started in a worker process through the pid file
     scheduler: int = 0
+    #: a dask step that may run on a worker without the workspace: what that worker
+    #: needs (a :class:`gitpipe.run.shipping.Shipment`), and how often a step whose
+    #: worker died is tried again
+    shipment: Any = None
+    retries: int = 1
 
     @property
     def pidfile(self) -> str:
@@ -406,12 +411,20 @@ class Executor:
     the lock and :meth:`stop` works on a snapshot.
     """
 
-    def __init__(self, backend: str, jobs: int, *, client: Any = None) -> None:
+    def __init__(
+        self, backend: str, jobs: int, *, client: Any = None, direct: bool = False
+    ) -> None:
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r} (choose one of {', '.join(BACKENDS)})")
         self.backend = backend
         self.jobs = jobs
         self.client = client
+        #: dask tasks submitted straight to the client (steps that may be shipped
+        #: through the remote: gitpipe/run/shipping.py), not through joblib
+        self.direct = direct and client is not None
+        self._tasks: dict[str, Any] = {}  # a step's log -> its dask future (direct)
+        #: how steps go through the remote store (a gitpipe.run.shipping.Shipping)
+        self.shipping: Any = None
         self._pool: Any = None  # a thread or loky process pool, started with the first step
         self._closed = False
         self._lock = threading.Lock()
@@ -426,7 +439,9 @@ class Executor:
             raise RuntimeError("cannot submit a step to a closed executor")
         if self._pool is None:
             self._pool = self._start_pool()
-        if self.backend == "dask":
+        if self.backend == "dask" and self.direct:
+            future = self._pool.submit(self._on_cluster, invocation, resources)
+        elif self.backend == "dask":
             future = self._pool.submit(_in_joblib, invocation, self._dask_config(resources))
         elif self.backend == "loky":
             from concurrent.futures.process import BrokenProcessPool
@@ -443,6 +458,13 @@ class Executor:
             self.active[future] = invocation
         future.add_done_callback(self._forget)  # at once, here, if it is done already
         return future
+
+    def _on_cluster(self, invocation: Invocation, resources: Mapping[str, float]) -> Any:
+        """In a coordinating thread: the step as a dask task of its own (see
+        :func:`gitpipe.run.shipping.on_cluster`)."""
+        from gitpipe.run.shipping import on_cluster
+
+        return on_cluster(self, invocation, resources)
 
     def _start_pool(self) -> Any:
         if self.backend == "loky":
@@ -468,6 +490,10 @@ class Executor:
         """Stop every running step's command (Ctrl-C), then stop taking work."""
         # a step not started yet is cancelled (which runs `_forget` here); the others run
         running = {f: step for f, step in self.running().items() if not f.cancel()}
+        if self.direct:  # the commands on the workers, then their tasks
+            from gitpipe.run.shipping import cancel_on_cluster
+
+            cancel_on_cluster(self, list(running.values()))
         stop_all(running)
         self.close(wait=False)
 
@@ -506,9 +532,11 @@ def connect_dask(address: str, root: Path | None = None) -> Any:
     return client
 
 
-def check_workers(client: Any, root: Path) -> None:
+def check_workers(client: Any, root: Path, *, blind_ok: bool = False) -> dict[str, bool]:
     """Every worker must read back a probe file written under ``root/.gitpipe/tmp``;
-    closes the client and raises :class:`UsageError` naming the workers that cannot."""
+    closes the client and raises :class:`UsageError` naming the workers that cannot,
+    unless ``blind_ok`` (their steps go through the remote store). Returns each
+    worker's address with whether it sees the workspace."""
     address = client.scheduler.address
     try:
         workers = client.scheduler_info().get("workers", {})
@@ -523,11 +551,13 @@ def check_workers(client: Any, root: Path) -> None:
         finally:
             probe.unlink()
         blind = sorted(worker for worker, ok in seen.items() if not ok)
-        if blind:
+        if blind and not blind_ok:
             raise UsageError(
                 f"dask worker(s) {', '.join(blind)} cannot see the workspace at {root}; "
-                "workers must share it at the same path (see docs/parallel.md)"
+                "workers must share it at the same path, or configure a remote store "
+                "for their steps to go through (see docs/parallel.md)"
             )
+        return {str(worker): bool(ok) for worker, ok in seen.items()}
     except UsageError:
         client.close()
         raise
@@ -695,6 +725,8 @@ def schedule(
                     cause = describe(exc) if exc.filename else exc.strerror or str(exc)
                     where = "" if exc.filename else f" (log: {pending.invocation.log})"
                     outcome = Outcome(1, 0.0, f"could not be run{where}: {cause}", refused=True)
+                except StoreError:  # the remote a shipped step goes through: ends the run
+                    raise
                 except Exception as exc:  # the backend failed, not the command
                     outcome = Outcome(1, 0.0, f"the {_backend(executor)} backend failed: {exc}")
                 finish(name, work.publish(name, pending, outcome))

@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,7 @@ from gitpipe.run.planner import (
     entry_for,
 )
 from gitpipe.run.runner import Invocation, Outcome, Pending
+from gitpipe.run.shipping import Shipped, Shipping, receive, ship_step
 from gitpipe.store.lockfile import LockEntry
 from gitpipe.store.objects import Store, remove
 from gitpipe.store.runcache import OutRecord, Result
@@ -158,8 +159,11 @@ class Session:
         frozen: bool = False,
         hook_calls: Mapping[str, Sequence[Callable[[HookCall], None]]] | None = None,
         emit: ev.Listener | None = None,
+        shipping: Shipping | None = None,
     ) -> None:
         self.project = project
+        #: steps on dask workers without the workspace go through this remote
+        self.shipping = shipping
         self.inputs = inputs
         self.hasher = inputs.hasher
         self.planner = planner
@@ -176,6 +180,7 @@ class Session:
         #: step -> why the system refused a write the step needed (its outputs into the
         #: store, its old outputs out of the way, its log): not its command's failure
         self.storage_failures: dict[str, str] = {}
+        self._shipped_in: dict[str, float] = {}  # step -> seconds its inputs took to push
 
     def decide(
         self, name: str, upstream_would_run: list[str], *, decision: Decision | None = None
@@ -332,6 +337,11 @@ class Session:
                 return ev.StepFinished(name, ev.FAILED, key=key, message=message)
             finally:
                 self.inputs.forget(spec_.path)
+        if self.shipping is not None and self.shipping.needed:
+            pending.invocation, took = ship_step(  # a StoreError ends the run
+                self.shipping, self.store, self.hasher, self.project, step, pending
+            )
+            self._shipped_in[name] = took
         pending.context.started = time.time()
         return None
 
@@ -387,7 +397,19 @@ class Session:
     def publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished:
         """Publish a finished step (:meth:`_publish`), then run its `after_step` hooks
         and, when it failed, its `on_failure` hooks."""
+        where: dict[str, Any] = {}
+        if isinstance(outcome, Shipped):  # it ran on a worker without the workspace
+            assert self.shipping is not None
+            transfer = self._shipped_in.pop(name, 0.0) + receive(
+                self.shipping, self.store, self.project.root, pending.invocation, outcome
+            )
+            for out in outcome.outs:
+                self.inputs.forget(out.path)
+            where = {"worker": outcome.where, "transfer": transfer}
+            outcome = outcome.outcome
         finished = self._publish(name, pending, outcome)
+        if where:
+            finished = replace(finished, **where)
         self.hooks.run("after_step", name, finished.state, pending.invocation.log)
         if finished.state == ev.FAILED:
             self.hooks.run("on_failure", name, finished.state, pending.invocation.log)

@@ -45,6 +45,7 @@ from gitpipe.run import guard, overlay
 from gitpipe.run.planner import Decision, refusal
 from gitpipe.run.runner import Executor, check_workers, connect_dask, schedule
 from gitpipe.run.session import HookCall, Session, _RunOptions, predicted
+from gitpipe.run.shipping import TRANSFERS, Shipping
 from gitpipe.store import lockfile
 from gitpipe.store.lockfile import Lock, LockEntry
 from gitpipe.store.objects import Store
@@ -148,6 +149,7 @@ def reproduce(
     jobs: int | None = None,
     backend: str | None = None,
     scheduler: str | None = None,
+    transfer: str | None = None,
     keep_going: bool = False,
     wait: bool = True,
     frozen: bool = False,
@@ -177,6 +179,10 @@ def reproduce(
     workspace changes, naming each step and why, and gitpipe.lock is never
     written.  ``pull`` fetches what gitpipe.lock names from the remote before
     anything is decided, and a stale step's results when it is decided.
+
+    ``transfer`` (dask only) says how a worker gets a step's files: ``auto`` (by the
+    probe: a worker that sees the workspace runs in place, one that does not goes
+    through the remote store), ``shared`` or ``remote`` (docs/parallel.md).
     """
     targets = list(targets)
     if (single or downstream) and not targets:
@@ -245,11 +251,19 @@ def reproduce(
             _check_frozen(project, names, broadcast, run)
         backend = backend or project.environ.get("GITPIPE_BACKEND") or "threading"
         address = scheduler or project.environ.get("GITPIPE_DASK_SCHEDULER")
+        transfer = transfer or project.environ.get("GITPIPE_TRANSFER") or "auto"
+        if transfer not in TRANSFERS:
+            raise UsageError(
+                f"unknown transfer {transfer!r} (choose one of {', '.join(TRANSFERS)})"
+            )
+        if transfer != "auto" and backend != "dask":
+            raise UsageError("--transfer goes with --backend dask")
         if backend == "dask" and not address:
             raise UsageError(
                 "the dask backend needs a scheduler: pass --scheduler tcp://HOST:PORT "
                 "or set GITPIPE_DASK_SCHEDULER"
             )
+        through = _shipping_remote(project, far, remote, transfer) if backend == "dask" else None
         client = connect_dask(address) if backend == "dask" and names and address else None
         try:
             project.ensure_state_dir()
@@ -261,14 +275,23 @@ def reproduce(
         with workspace_lock(project.state_dir / "repro.lock", wait=wait, emit=broadcast):
             _clear_scratch(project.state_dir / "tmp")
             overlay.put_back(project.root, project.state_dir)  # what a killed run left
+            shipping = None
             if client is not None:
-                check_workers(client, project.root)
+                seen = check_workers(client, project.root, blind_ok=through is not None)
+                if through is not None:
+                    shipping = Shipping(
+                        through,
+                        frozenset(worker for worker, ok in seen.items() if ok),
+                        forced=transfer == "remote",
+                        blind=not all(seen.values()),
+                    )
                 if not jobs:
                     jobs = max(1, sum(client.ncores().values()))
             if jobs is None:
                 jobs = 1
             jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
-            executor = Executor(backend, jobs, client=client)
+            executor = Executor(backend, jobs, client=client, direct=shipping is not None)
+            executor.shipping = shipping
             try:
                 # with -p, the params files show the overrides while the run lasts
                 with overlay.shown(
@@ -290,6 +313,25 @@ def reproduce(
                 )
             project.keep_caches()
             return report
+
+
+def _shipping_remote(project: Project, far: Any, url: str | None, transfer: str) -> Any:
+    """The remote steps on blind dask workers go through: the one ``--remote``, the
+    environment or the pipeline file names; None with ``--transfer shared``, or when
+    none is configured (then a blind worker is an error, unless ``remote`` was asked
+    for, which is one at once)."""
+    if transfer == "shared":
+        return None
+    if far is not None:
+        return far
+    from gitpipe.store import remote as remotes
+
+    try:
+        return remotes.for_project(project, url, cwd=Path.cwd())
+    except UsageError as exc:
+        if transfer == "remote":
+            raise UsageError(f"--transfer remote needs a remote store: {exc}") from exc
+        return None
 
 
 def _fingerprint_urls(project: Project, names: Sequence[str]) -> None:
@@ -586,6 +628,7 @@ def _repro_locked(
                 frozen=run.frozen,
                 hook_calls=run.hooks,
                 emit=broadcast,
+                shipping=executor.shipping,
             )
             if len(names) == len(pipeline.steps) and not run.frozen:
                 removed = session.prune(entries)
