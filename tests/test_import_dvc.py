@@ -904,3 +904,42 @@ def test_a_folder_that_is_not_there_is_one_error_line(workspace):
 
 def test_import_dvc_is_listed_in_help(workspace):
     assert "dvc  Write gitpipe.toml from dvc.yaml" in workspace.ok("import", "--help").stdout
+
+
+def test_a_stage_gitpipe_cannot_name_or_place_is_named_in_a_warning_and_left_out(workspace):
+    project(
+        workspace,
+        {
+            "dvc.yaml": (
+                "stages:\n"
+                '  "a\\"b": {cmd: "true"}\n'
+                "  away: {cmd: ls, wdir: /etc}\n"
+                "  fine: {cmd: echo hi > o.txt, outs: [o.txt]}\n"
+            )
+        },
+    )
+    text, warnings = imported(workspace)
+    assert "[steps.fine]" in text and "away" not in text and 'a\\"b' not in text
+    assert [w.removeprefix("gitpipe: warning: ") for w in warnings] == [
+        "dvc.yaml, stages.a\"b: stage name 'a\"b' cannot name a gitpipe step (letters, "
+        "digits, '_', '-', '.' and '@' only); not translated: rename it in dvc.yaml and "
+        "import again",
+        "dvc.yaml, stages.away: wdir /etc is outside the repository; stage not translated",
+    ]
+    workspace.ok("status")  # what was written, gitpipe reads
+
+
+def test_an_import_gitpipe_could_not_read_is_refused_and_nothing_written(workspace):
+    # two stages writing one file: DVC itself refuses that dvc.yaml, and so does gitpipe
+    project(
+        workspace,
+        {
+            "dvc.yaml": (
+                "stages:\n  one: {cmd: echo 1 > o.txt, outs: [o.txt]}\n"
+                "  two: {cmd: echo 2 > o.txt, outs: [o.txt]}\n"
+            )
+        },
+    )
+    stderr = refused(workspace, "import", "dvc", says=("not one gitpipe can read", "o.txt"))
+    assert stderr.count("\n") == 1
+    assert not (workspace.root / "gitpipe.toml").exists()

@@ -30,6 +30,7 @@ from gitpipe.pipeline import paramsedit
 from gitpipe.pipeline.checks import one_line, type_name
 from gitpipe.pipeline.dvcvars import Interpolation, Origin, Scope, dvc_text, walk
 from gitpipe.pipeline.matrix import matrix_label
+from gitpipe.pipeline.parser import STEP_NAME_CHARS
 
 #: the stage fields translated
 STAGE_FIELDS = frozenset(
@@ -134,6 +135,13 @@ class StageReader:
                 file=self.source,
                 key=f"stages.{name}",
             )
+        if not name or any(c not in STEP_NAME_CHARS for c in name) or name[0] in ".-@":
+            self.warn(
+                where,
+                f"stage name {name!r} cannot name a gitpipe step (letters, digits, '_', '-', "
+                "'.' and '@' only); not translated: rename it in dvc.yaml and import again",
+            )
+            return []
         if "foreach" in body:
             return self.foreach(name, body, scope, where)
         if "matrix" in body:
@@ -258,7 +266,11 @@ class StageReader:
                 what = " (data for people)" if key == "meta" else ""
                 self.warn(where, f"{key!r}{what} is not translated")
         interp = Interpolation(scope, where)
-        wdir = _path(self.folder, interp.text(body.get("wdir", "."), "wdir"))
+        written = interp.text(body.get("wdir", "."), "wdir")
+        if written.startswith(("/", "\\")):
+            self.warn(where, f"wdir {written} is outside the repository; stage not translated")
+            return None
+        wdir = _path(self.folder, written)
         interp.scope = self.stage_vars(body.get("vars"), scope, wdir, where)
         raw_cmd = body.get("cmd")
         if isinstance(raw_cmd, str):

@@ -50,7 +50,7 @@ PIPELINE_FIELDS = frozenset({"name", "code_digest", "link", "params_files", "env
 HOOK_FIELDS = frozenset({*HOOK_EVENTS, "fail"})
 REMOTE_FIELDS = frozenset({"url"})
 #: what a step name is made of; it does not start with '.', '-' or '@'
-_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-@")
+STEP_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-@")
 #: the longest step name, in bytes: a step's log is `.gitpipe/logs/RUN/NAME.log` (and
 #: its pid file `NAME.pid`), and a file name holds at most 255 bytes (NAME_MAX); a
 #: matrix step's expansions (`NAME@LABEL`) and a nested pipeline's steps (`OUTER/NAME`)
@@ -199,7 +199,7 @@ class Parser(Checks):
         first), short enough to name its log file."""
         key = f"steps.{name}"
         bad = next(
-            (c for i, c in enumerate(name) if c not in _NAME_CHARS or (i == 0 and c in ".-@")),
+            (c for i, c in enumerate(name) if c not in STEP_NAME_CHARS or (i == 0 and c in ".-@")),
             None,
         )
         if bad is not None or not name:

@@ -13,12 +13,13 @@ read, nor with ``dry_run``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from gitpipe.core import atomic
-from gitpipe.core.errors import UsageError
-from gitpipe.pipeline import dvcimport
+from gitpipe.core.errors import PipelineError, UsageError
+from gitpipe.pipeline import dvcimport, spec
 
 #: what DVC calls its pipeline file
 DVC_FILE = "dvc.yaml"
@@ -67,6 +68,7 @@ def import_dvc(
         return (root / relpath).read_text(encoding="utf-8")
 
     translation = dvcimport.translate(sources, read)
+    _check_valid(root, translation.files)
     existing = [path for path in translation.files if (root / path).exists()]
     if existing and not force and not dry_run:
         raise UsageError(
@@ -79,3 +81,26 @@ def import_dvc(
     return ImportReport(
         root, tuple(sources), translation.files, translation.warnings, written=not dry_run
     )
+
+
+def _check_valid(root: Path, files: Mapping[str, str]) -> None:
+    """Each pipeline file the import would write parses as gitpipe would read it (its
+    nested files as the import writes them, params files from the disk); else
+    :class:`UsageError` naming what is wrong, and nothing is written."""
+    top = root.resolve()
+    for path, text in files.items():
+        file = root / path
+
+        def read(relpath: str, base: Path = file.parent) -> str:
+            target = (base / relpath).resolve()
+            inside = target.is_relative_to(top)
+            written = files.get(target.relative_to(top).as_posix()) if inside else None
+            return written if written is not None else target.read_text(encoding="utf-8")
+
+        try:
+            spec.parse(text, file=file, read=read)
+        except PipelineError as exc:
+            raise UsageError(
+                f"the pipeline translated into {path} is not one gitpipe can read ({exc}); "
+                "nothing was written"
+            ) from exc
