@@ -400,7 +400,8 @@ def test_a_params_file_edited_after_a_killed_run_is_left_alone_and_the_copy_name
     params.write_text("train:\n  lr: 0.7  # edited by hand\n")
     result = workspace.gitpipe("status")
     assert result.exit_code == 5, result.output
-    assert "params file params.yaml was edited after a killed run" in result.stderr
+    says = "params file params.yaml was edited while a run with -p showed its override"
+    assert says in result.stderr
     assert str(saved / "0.saved") in result.stderr
     assert params.read_text() == "train:\n  lr: 0.7  # edited by hand\n"
 

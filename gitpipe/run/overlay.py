@@ -155,8 +155,8 @@ def put_back(root: Path, state_dir: Path) -> list[str]:
     if edited:
         path, saved = edited[0]
         raise PathError(
-            f"params file {path} was edited after a killed run with -p rewrote it, so gitpipe "
-            f"leaves it as it is; its bytes from before that run are in {saved}: put them back "
+            f"params file {path} was edited while a run with -p showed its override in it, "
+            f"so gitpipe leaves it as it is; its bytes from before that run are in {saved}: put them back "
             f"or keep the edit, then remove {folder}"
         )
     with contextlib.suppress(OSError):
