@@ -156,8 +156,8 @@ def put_back(root: Path, state_dir: Path) -> list[str]:
         path, saved = edited[0]
         raise PathError(
             f"params file {path} was edited while a run with -p showed its override in it, "
-            f"so gitpipe leaves it as it is; its bytes from before that run are in {saved}: put them back "
-            f"or keep the edit, then remove {folder}"
+            f"so gitpipe leaves it as it is; its bytes from before that run are in {saved}: "
+            f"put them back or keep the edit, then remove {folder}"
         )
     with contextlib.suppress(OSError):
         (folder / _MANIFEST).unlink()  # first: a manifest never names a missing copy
