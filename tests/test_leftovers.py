@@ -216,7 +216,7 @@ def test_the_next_repro_marks_the_run_of_a_killed_gitpipe_before_it_runs(workspa
         wait_for(lambda: (root / "child.txt").exists(), "the step to start")
         os.kill(process.pid, signal.SIGKILL)
     pid = int((root / "child.txt").read_text())
-    wait_for(lambda: not alive(pid), "the step's sleep to end", 15)
+    wait_for(lambda: not alive(pid), "the step's sleep to end", 60)  # slow under load
     assert statuses(root) == ["running"]
 
     run_to_the_end(workspace)
