@@ -36,6 +36,7 @@ from gitpipe.pipeline import graph as graphs
 from gitpipe.pipeline import spec
 from gitpipe.run import events as ev
 from gitpipe.run import guard, overlay
+from gitpipe.identity.environment import Environment
 from gitpipe.run.inputs import Inputs, fingerprints_for
 from gitpipe.run.planner import Decision, Planner
 from gitpipe.run.session import (
@@ -465,6 +466,7 @@ class Project:
                 self.pipeline,
                 Hasher(self.root, cache),
                 fingerprints=self.fingerprints,
+                environment=Environment(self.root, self.state_dir / "environment.json"),
             )
         finally:
             cache.close()
