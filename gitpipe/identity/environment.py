@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -74,6 +75,7 @@ class Environment:
         self.cache_file = cache_file
         self._modules: dict[str, list[list[str]]] | None = None
         self._lockfiles: dict[str, str] | None = None
+        self._top = root
         self._tools: dict[str, str] = {}
 
     # the module map --------------------------------------------------------------
@@ -131,6 +133,7 @@ class Environment:
                 if (folder / ".git").exists():
                     top = folder
                     break
+            self._top = top
             names = [n for n in LOCKFILES if (top / n).is_file()]
             names += sorted(p.name for p in top.glob("requirements*.txt") if p.is_file())
             self._lockfiles = {n: str(digest_bytes((top / n).read_bytes())) for n in names}
@@ -151,8 +154,8 @@ class Environment:
                 )
             except (OSError, subprocess.SubprocessError) as exc:
                 raise PipelineError(
-                    f"environment command {command!r} cannot start ({exc.__class__.__name__});"
-                    " install it or remove it from `environment`"
+                    f"environment command {command!r} cannot start ({exc.__class__.__name__}); "
+                    "install it or remove it from `environment`"
                 ) from exc
             lines = [line.strip() for line in (done.stdout + "\n" + done.stderr).splitlines()]
             self._tools[command] = next((line for line in lines if line), "")
@@ -161,14 +164,26 @@ class Environment:
     # a step's record -------------------------------------------------------------
 
     def record(
-        self, mode: str | tuple[str, ...], *, python: bool, modules: Iterable[str], step: str
+        self,
+        mode: str | tuple[str, ...],
+        *,
+        python: bool,
+        modules: Iterable[str],
+        step: str,
+        seen: Any = None,
     ) -> dict[str, Any]:
-        """The ``environment`` of a step's key record; empty when nothing applies."""
+        """The ``environment`` of a step's key record; empty when nothing applies.
+        ``seen`` (a status's :class:`gitpipe.core.snapshot.Recorder`) is told what the
+        answer rests on: the folders distributions are installed in, the lock files."""
         record: dict[str, Any] = {}
         if mode == "none":
             return record
         if mode == "lockfile":
             found = self.lockfiles()
+            if seen is not None:
+                seen.look(str(self._top))
+                for name in found:
+                    seen.look(str(self._top / name))
             if not found:
                 raise PipelineError(
                     f"step {step!r} has environment = \"lockfile\" but no "
@@ -177,12 +192,33 @@ class Environment:
             return {"lockfile": found}
         if python:
             record["python"] = python_version()
+            if seen is not None:  # installing or removing a distribution changes them
+                for entry in dict.fromkeys(sys.path):
+                    seen.look(os.path.abspath(entry or "."))
             packages = self.packages(sorted(set(modules)))
             if packages:
                 record["packages"] = packages
         if isinstance(mode, tuple) and mode:
+            if seen is not None:
+                seen.broken = True  # a command's version has no stamp: no kept answer
             record["tools"] = {command: self.tool(command) for command in mode}
         return record
+
+
+def check(steps: Iterable[Any], root: Path) -> None:
+    """What would stop keying ``steps`` (a "lockfile" step without a lock file, a
+    listed command that is not on PATH), raised before a run writes anything."""
+    environment = Environment(root, None)
+    for step in steps:
+        if step.environment == "lockfile" and not environment.lockfiles():
+            environment.record("lockfile", python=False, modules=(), step=step.name)
+        if isinstance(step.environment, tuple):
+            for command in step.environment:
+                if shutil.which(command) is None:
+                    raise PipelineError(
+                        f"environment command {command!r} of step {step.name!r} cannot "
+                        "start (not found on PATH); install it or remove it from `environment`"
+                    )
 
 
 def _scan() -> dict[str, list[list[str]]]:

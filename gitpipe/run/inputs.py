@@ -330,7 +330,11 @@ class Inputs:
         python = bool(step.fn) or any(path.endswith(".py") for path in code)
         modules = [m for m in self._external[step.name] if is_third_party(m)]
         return self.environment.record(
-            step.environment, python=python, modules=modules, step=step.name
+            step.environment,
+            python=python,
+            modules=modules,
+            step=step.name,
+            seen=self.hasher.seen,
         )
 
     def pythonpath_of(self, step: spec.Step) -> list[str]:
