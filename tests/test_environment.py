@@ -236,3 +236,18 @@ def test_a_bad_environment_is_one_line_exit_2_and_nothing_changes(workspace, tex
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert snapshot(workspace.root) == before
+
+
+def test_diff_names_the_environment_change_between_two_commits(workspace):
+    workspace.pipeline('[pipeline]\nenvironment = "lockfile"\n' + SHELL)
+    workspace.write("requirements.txt", "fakepkg==1.0\n")
+    workspace.write(".gitignore", "out.txt\n")
+    workspace.ok("repro")
+    workspace.commit("one")
+    workspace.write("requirements.txt", "fakepkg==2.0\n")
+    workspace.ok("repro")
+    workspace.commit("two")
+    shown = workspace.ok("diff", "HEAD~1", "HEAD")
+    assert "lockfile changed" in shown.stdout and "requirements.txt" in shown.stdout, shown.stdout
+    as_json = workspace.ok("diff", "HEAD~1", "HEAD", "--json")
+    assert '"change": "lockfile changed"' in as_json.stdout
