@@ -31,7 +31,9 @@ def _wheel(folder: Path, version: str) -> Path:
     files = {
         "fakepkg.py": f'__version__ = "{version}"\n',
         f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: fakepkg\nVersion: {version}\n",
-        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{dist}/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
         f"{dist}/top_level.txt": "fakepkg\n",
     }
     record = []
@@ -67,10 +69,17 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def install(venv: Path, version: str) -> None:
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
+    offline = ["--quiet", "--no-index", "--disable-pip-version-check"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"]
-        + ["--quiet", "--no-index", "--find-links", str(venv.parent / "wheels")]
-        + ["--disable-pip-version-check", f"fakepkg=={version}"],
+        [
+            *pip,
+            "install",
+            *offline,
+            "--find-links",
+            str(venv.parent / "wheels"),
+            f"fakepkg=={version}",
+        ],
         check=True,
         capture_output=True,
     )
@@ -185,7 +194,9 @@ def test_a_command_step_has_no_environment_in_its_key(workspace):
 
 
 def test_listed_commands_put_their_version_into_the_key(workspace):
-    workspace.pipeline(SHELL.replace('outs = ["out.txt"]', 'outs = ["out.txt"]\nenvironment = ["git"]'))
+    workspace.pipeline(
+        SHELL.replace('outs = ["out.txt"]', 'outs = ["out.txt"]\nenvironment = ["git"]')
+    )
     workspace.ok("repro")
     entry = lockfile.read(workspace.root / "gitpipe.lock").steps["shell"]
     version = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip()

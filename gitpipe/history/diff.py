@@ -20,7 +20,6 @@ from typing import Any
 from gitpipe.core import tomlcache
 from gitpipe.core.errors import GitError, LockfileError, PipelineError
 from gitpipe.history.git import Repository
-from gitpipe.identity.environment import describe
 from gitpipe.history.rules import CodeChange, changed_keys, code_changes, command_edits
 from gitpipe.history.shape import (
     INVALID,
@@ -33,6 +32,7 @@ from gitpipe.history.shape import (
 )
 from gitpipe.history.versions import resolver
 from gitpipe.history.walk import cache_path
+from gitpipe.identity.environment import describe
 from gitpipe.pipeline.values import jsonable, metric_delta, metric_values
 from gitpipe.store import lockfile
 from gitpipe.store.lockfile import Lock

@@ -89,7 +89,9 @@ class Environment:
                 self._modules = cached["modules"]
             else:
                 self._modules = _scan()
-                self._write_cache({"schema": CACHE_SCHEMA, "stamp": stamp, "modules": self._modules})
+                self._write_cache(
+                    {"schema": CACHE_SCHEMA, "stamp": stamp, "modules": self._modules}
+                )
         return self._modules
 
     def _read_cache(self) -> dict[str, Any] | None:
@@ -186,7 +188,7 @@ class Environment:
                     seen.look(str(self._top / name))
             if not found:
                 raise PipelineError(
-                    f"step {step!r} has environment = \"lockfile\" but no "
+                    f'step {step!r} has environment = "lockfile" but no '
                     f"{', '.join(LOCKFILES)} or requirements*.txt is at the repository's root"
                 )
             return {"lockfile": found}
@@ -245,11 +247,15 @@ def describe(now: Mapping[str, Any], then: Mapping[str, Any]) -> list[tuple[str,
     reasons: list[tuple[str, str]] = []
     if not then:  # a lock written before the environment was keyed
         shown = [f"python {now['python']}"] if "python" in now else []
-        shown += [f"{n} {v}" for n, v in {**now.get("packages", {}), **now.get("tools", {})}.items()]
+        shown += [
+            f"{n} {v}" for n, v in {**now.get("packages", {}), **now.get("tools", {})}.items()
+        ]
         shown += list(now.get("lockfile", {}))
         return [("environment recorded", ", ".join(shown))]
     if now.get("python") != then.get("python"):
-        reasons.append(("python changed", f"{then.get('python', 'none')} → {now.get('python', 'none')}"))
+        reasons.append(
+            ("python changed", f"{then.get('python', 'none')} → {now.get('python', 'none')}")
+        )
     for kind, label in (("packages", "package"), ("tools", "tool")):
         new, old = now.get(kind, {}), then.get(kind, {})
         for name in sorted(set(new) | set(old)):

@@ -105,9 +105,7 @@ class Parser(Checks):
         )
         self.link = self.choice(header.get("link", "copy"), LINKS, "pipeline.link")
         if "environment" in header:
-            self.environment = read_environment(
-                self, header["environment"], "pipeline.environment"
-            )
+            self.environment = read_environment(self, header["environment"], "pipeline.environment")
         files = paramfiles.read_files(self, header.get("params_files", []), self.read_bytes)
         params, origin = paramfiles.merge(
             self, self.table(self.data.get("params", {}), "params"), files

@@ -18,7 +18,15 @@ from typing import Any
 
 from gitpipe.pipeline import paramfiles
 from gitpipe.pipeline.checks import Checks, type_name
-from gitpipe.pipeline.model import CODE_DIGESTS, ENVIRONMENTS, LINKS, PathSpec, Step, Template, UrlDep
+from gitpipe.pipeline.model import (
+    CODE_DIGESTS,
+    ENVIRONMENTS,
+    LINKS,
+    PathSpec,
+    Step,
+    Template,
+    UrlDep,
+)
 from gitpipe.pipeline.params import References
 from gitpipe.pipeline.paths import check_own_paths, is_url, path, url
 from gitpipe.pipeline.refs import scalar_text

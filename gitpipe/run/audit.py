@@ -86,7 +86,9 @@ class Auditor:
             step, entry, entries=self.entries, assume=entry.deps, assume_urls=entry.urls
         )
         if check.record is None or check.record.key != entry.key:
-            reasons = [str(r) for r in check.reasons if r.kind not in ("out missing", "out modified")]
+            reasons = [
+                str(r) for r in check.reasons if r.kind not in ("out missing", "out modified")
+            ]
             return Verdict(
                 name,
                 SKIPPED,

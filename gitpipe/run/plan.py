@@ -81,7 +81,9 @@ def key_reasons(
         )
     ]
     if record.environment != entry.environment:
-        reasons += [Reason(kind, detail) for kind, detail in describe(record.environment, entry.environment)]
+        reasons += [
+            Reason(kind, detail) for kind, detail in describe(record.environment, entry.environment)
+        ]
     declared = set(record.outs) | set(record.metrics) | set(record.plots)
     recorded = set(entry.outs)
     if declared != recorded:

@@ -31,12 +31,12 @@ from gitpipe.core import atomic, layout, stamps
 from gitpipe.core.errors import UsageError, WorkspaceBusy
 from gitpipe.core.layout import STATE_DIR, locate
 from gitpipe.core.records import StepStatus
+from gitpipe.identity.environment import Environment
 from gitpipe.identity.statcache import Hasher, StatCache
 from gitpipe.pipeline import graph as graphs
 from gitpipe.pipeline import spec
 from gitpipe.run import events as ev
 from gitpipe.run import guard, overlay
-from gitpipe.identity.environment import Environment
 from gitpipe.run.inputs import Inputs, fingerprints_for
 from gitpipe.run.planner import Decision, Planner
 from gitpipe.run.session import (
