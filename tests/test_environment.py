@@ -12,6 +12,7 @@ import os
 import site
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -262,3 +263,35 @@ def test_diff_names_the_environment_change_between_two_commits(workspace):
     assert "lockfile changed" in shown.stdout and "requirements.txt" in shown.stdout, shown.stdout
     as_json = workspace.ok("diff", "HEAD~1", "HEAD", "--json")
     assert '"change": "lockfile changed"' in as_json.stdout
+
+
+def test_a_kept_no_op_status_answer_does_not_hide_an_upgrade(workspace, venv):
+    _package_workspace(workspace)
+    install(venv, "1.0")
+    assert gitpipe_in(venv, workspace.root, "repro").returncode == 0
+    time.sleep(1.1)  # out of the racy window: the answer is kept
+    gitpipe_in(venv, workspace.root, "status")
+    kept = list((workspace.root / ".gitpipe" / "parsed").glob("status-*.snapshot"))
+    assert kept, "the first status keeps its answer"
+    again = gitpipe_in(venv, workspace.root, "status")
+    assert "stale" not in again.stdout, again.stdout
+    install(venv, "2.0")
+    status = gitpipe_in(venv, workspace.root, "status")
+    assert "package changed: fakepkg 1.0 → 2.0" in status.stdout, status.stdout
+
+
+def test_the_environment_enters_a_key_record_only_when_there_is_some():
+    from gitpipe.identity.action import key_record
+    from gitpipe.pipeline.spec import Step
+
+    step = Step(name="s", cmd=("python s.py",))
+    bare = key_record(step, deps={}, code={})
+    assert "environment" not in bare.as_record()  # command steps keep their keys
+    assert key_record(step, deps={}, code={}, environment={}).key == bare.key
+    keyed = key_record(step, deps={}, code={}, environment={"python": "3.12"})
+    assert keyed.as_record()["environment"] == {"python": "3.12"}
+    assert keyed.key != bare.key
+    other = key_record(
+        step, deps={}, code={}, environment={"python": "3.12", "packages": {"fakepkg": "2.0"}}
+    )
+    assert other.key not in (bare.key, keyed.key)
