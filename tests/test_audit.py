@@ -168,3 +168,23 @@ def test_bad_audit_requests_exit_2_and_change_nothing(workspace, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert snapshot(workspace.root) == before
+
+
+def test_a_function_step_reproduces_in_its_scratch_copy(workspace):
+    workspace.write("pkg/__init__.py", "")
+    workspace.write(
+        "pkg/mod.py",
+        "import json\n\n\ndef fit(seed):\n"
+        "    with open('model.json', 'w') as f:\n"
+        "        json.dump({'seed': seed}, f)\n",
+    )
+    workspace.pipeline(
+        '[params]\nseed = 3\n\n[steps.fit]\nfn = "pkg.mod:fit"\nparams = ["seed"]\n'
+        'outs = ["model.json"]\n'
+    )
+    workspace.write(".gitignore", "model.json\n")
+    workspace.commit()
+    workspace.ok("repro")
+    result = workspace.gitpipe("audit")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].split() == ["fit", "reproduced"]
