@@ -116,6 +116,7 @@ VALID = {
         name = "everything"
         code_digest = "bytes"
         link = "hardlink"
+        environment = "imports"
 
         [params]
         seed = 7
@@ -140,6 +141,8 @@ VALID = {
         code_digest = "ast"
         link = "copy"
         approval = false
+        environment = ["git"]
+        deterministic = true
 
         [steps.train]
         matrix = { lr = [0.1, 0.2], model = [{ name = "small", size = 1 }] }
@@ -207,6 +210,7 @@ INVALID = {
     "a misspelt table": ('[stpes.a]\ncmd = "echo"\n', ""),
     "a misspelt pipeline field": ('[pipeline]\nnmae = "x"\n', "pipeline"),
     "an unknown link": ('[pipeline]\nlink = "reflink"\n', "pipeline.link"),
+    "an unknown environment": ('[pipeline]\nenvironment = "conda"\n', "pipeline.environment"),
     "a misspelt hook": ('[hooks]\nbefore = "echo"\n', "hooks"),
     "a misspelt remote field": ('[remote]\nurl = "s3://b/p"\nuri = "x"\n', "remote"),
     "a step without a command": ('[steps.a]\nouts = ["x"]\n', "steps.a"),

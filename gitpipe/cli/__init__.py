@@ -300,7 +300,7 @@ def _keep_only(name: str | None) -> None:
 _HELP_ORDER = (
     "init", "status", "why", "check", "gc", "repro", "approve", "log", "show", "logs",
     "lineage", "metrics", "dag", "report", "versions", "diff", "add", "remove", "checkout",
-    "push", "pull", "schema",
+    "push", "pull", "audit", "schema",
 )  # fmt: skip
 
 
@@ -317,6 +317,7 @@ def _in_help_order() -> None:
 # The command modules register their commands on `app` as they are imported, using
 # the names above: so they come last.
 from gitpipe.cli import (  # noqa: E402, F401
+    audit,
     data,
     experiments,
     history,

@@ -32,6 +32,7 @@ from gitpipe.history.shape import (
 )
 from gitpipe.history.versions import resolver
 from gitpipe.history.walk import cache_path
+from gitpipe.identity.environment import describe
 from gitpipe.pipeline.values import jsonable, metric_delta, metric_values
 from gitpipe.store import lockfile
 from gitpipe.store.lockfile import Lock
@@ -132,6 +133,9 @@ class StepDiff:
     params: tuple[ValueChange, ...] = ()
     outputs: tuple[OutputChange, ...] = ()
     metrics: tuple[MetricChange, ...] = ()
+    #: what differs in the environment the locks recorded: ("package changed",
+    #: "scikit-learn 1.5.2 → 1.6.0"), ... (gitpipe.identity.environment.describe)
+    environment: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -151,6 +155,7 @@ class StepDiff:
             "params": [item.to_json() for item in self.params],
             "outputs": [item.to_json() for item in self.outputs],
             "metrics": [item.to_json() for item in self.metrics],
+            "environment": [{"change": kind, "what": what} for kind, what in self.environment],
         }
 
 
@@ -305,6 +310,12 @@ def compare_steps(
         params=_values(old.params, new.params, encoded=True),
         outputs=outputs,
         metrics=metrics,
+        environment=tuple(describe(entry_b.environment, entry_a.environment))
+        if entry_a is not None
+        and entry_b is not None
+        and entry_a.environment
+        and entry_a.environment != entry_b.environment
+        else (),
     )
     if diff == StepDiff(name, CHANGED):
         return StepDiff(name, UNCHANGED)
@@ -504,6 +515,8 @@ def rows(step: StepDiff) -> list[Row]:
     for item in step.params:
         old = value_text(item.old, item.old_present)
         found.append(Row(f"param {item.key}", old, value_text(item.new, item.new_present)))
+    for kind, what in step.environment:
+        found.append(Row(kind, None, what))
     for out in step.outputs:
         found.append(Row(f"output {out.path}", short_digest(out.old), short_digest(out.new)))
     for metric in step.metrics:

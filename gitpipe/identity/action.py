@@ -42,6 +42,10 @@ class KeyRecord:
     #: each remote dep (a url) with its fingerprint (gitpipe.identity.external)
     urls: Mapping[str, Mapping[str, str | int]] = field(default_factory=dict)
     plots: tuple[str, ...] = ()  # keyed only when declared: no other step's key moves
+    #: what of its environment the step's results depend on (gitpipe.identity.environment):
+    #: Python's version and the distributions its code imports, a lock file's digest,
+    #: commands' versions; keyed only when there is some, so a command step keeps its key
+    environment: Mapping[str, Any] = field(default_factory=dict)
     # the key, computed once: status, repro and the run cache all ask for it
     _key: Digest | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -65,6 +69,11 @@ class KeyRecord:
             record["pythonpath"] = list(self.pythonpath)
         if self.urls:  # only then: the keys of steps without remote deps stay as they were
             record["urls"] = {url: dict(found) for url, found in self.urls.items()}
+        if self.environment:
+            record["environment"] = {
+                part: dict(value) if isinstance(value, Mapping) else value
+                for part, value in self.environment.items()
+            }
         return record
 
     @property
@@ -82,6 +91,7 @@ def key_record(
     code: Mapping[str, Digest],
     pythonpath: Sequence[str] = (),
     urls: Mapping[str, Mapping[str, str | int]] | None = None,
+    environment: Mapping[str, Any] | None = None,
 ) -> KeyRecord:
     """The record a step's key is the digest of.
 
@@ -89,7 +99,8 @@ def key_record(
     digest; ``code`` maps each code file to its digest; ``pythonpath`` lists the
     folders its commands get first on PYTHONPATH (it enters the record only when
     there are some, so that a step that needs none keeps the key it always had);
-    ``urls`` maps each remote dep to its fingerprint.
+    ``urls`` maps each remote dep to its fingerprint; ``environment`` is the step's
+    environment record (gitpipe.identity.environment.Environment.record).
     """
     return KeyRecord(
         cmd=step.cmd,
@@ -104,6 +115,7 @@ def key_record(
         pythonpath=tuple(pythonpath),
         urls={url: dict(sorted(found.items())) for url, found in sorted((urls or {}).items())},
         plots=tuple(sorted(str(spec) for spec in step.plots)),
+        environment=dict(sorted((environment or {}).items())),
     )
 
 

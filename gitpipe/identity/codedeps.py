@@ -222,6 +222,9 @@ class Discovery:
     unreadable: list[str] = field(default_factory=list)
     pythonpath: list[str] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)
+    #: top-level modules imported that no file of the repository holds (installed
+    #: distributions, or the standard library); the environment keys them
+    external: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +277,7 @@ class Discoverer:
         #: raw digest of a file -> what it imports (None: it does not parse)
         self.cache: dict[Digest, list[Imported] | None] = {} if cache is None else cache
         self._edges: dict[tuple[str, Roots], list[tuple[str, str]] | None] = {}
+        self._external: dict[tuple[str, Roots], list[str]] = {}
         if imports_of is not None:  # a caller with a cache of its own
             self.imports_of = imports_of  # type: ignore[method-assign]
 
@@ -309,6 +313,7 @@ class Discoverer:
                         needed.append(root)
         seen: set[str] = set()
         unresolved: set[str] = set()
+        external: set[str] = set()
         while queue:
             path, roots = queue.pop()
             if path in seen:
@@ -321,6 +326,7 @@ class Discoverer:
             if targets is None:
                 result.unreadable.append(path)
                 continue
+            external.update(self._external.get((path, roots), ()))
             for target, root in targets:
                 if root.startswith("!"):  # found only where Python will not look
                     hint = f"add {root[1:]!r} to [pipeline] pythonpath"
@@ -334,11 +340,13 @@ class Discoverer:
         result.unreadable.sort()
         result.pythonpath = list(dict.fromkeys(needed))
         result.unresolved = sorted(unresolved)
+        result.external = sorted(external)
         return result
 
     def forget(self) -> None:
         """Drop what was learnt of the files' imports (some file changed)."""
         self._edges.clear()
+        self._external.clear()
 
     def _targets(self, path: str, roots: Roots) -> list[tuple[str, str]] | None:
         """The files a Python file's imports resolve to, each with the root it was
@@ -352,9 +360,14 @@ class Discoverer:
                 self._edges[memo] = None
             else:
                 targets: list[tuple[str, str]] = []
+                outside: list[str] = []
                 for item in found:
-                    targets += self._resolve(item, path, roots)
+                    resolved = self._resolve(item, path, roots)
+                    targets += resolved
+                    if not resolved and not item.level and item.module:
+                        outside.append(item.module.split(".")[0])
                 self._edges[memo] = list(dict.fromkeys(targets))
+                self._external[memo] = list(dict.fromkeys(outside))
         return self._edges[memo]
 
     def _start(self, entry: Entry, roots: Roots) -> Iterator[tuple[str, str]]:

@@ -30,6 +30,9 @@ HOOK_EVENTS = ("before_step", "after_step", "on_failure")
 CODE_DIGESTS = ("ast", "bytes")
 #: how outputs are put in the workspace (docs/pipeline-file.md#link; never keyed)
 LINKS = ("copy", "hardlink", "symlink")
+#: what of a step's environment enters its key, besides a list of commands
+#: (docs/environment.md)
+ENVIRONMENTS = ("imports", "lockfile", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +167,11 @@ class Step:
     pythonpath: tuple[str, ...] | None = None
     #: the urls among its ``deps`` (S3 objects, HTTP(S) resources), in the order written
     urls: tuple[UrlDep, ...] = ()
+    #: what of its environment enters its key: "imports", "lockfile", "none", or the
+    #: commands whose ``--version`` does (with "imports") (docs/environment.md)
+    environment: str | tuple[str, ...] = "imports"
+    #: False: `gitpipe audit` reports other bytes without failing; never keyed
+    deterministic: bool = True
 
     @property
     def all_outs(self) -> tuple[PathSpec, ...]:

@@ -43,10 +43,12 @@ from gitpipe.pipeline.model import (
 from gitpipe.pipeline.params import References, apply_overrides
 from gitpipe.pipeline.paths import check_outputs, check_protected, path
 from gitpipe.pipeline.refs import scalar_text
-from gitpipe.pipeline.step_fields import check_env_entry, parse_step
+from gitpipe.pipeline.step_fields import check_env_entry, parse_step, read_environment
 
 TOP_LEVEL = frozenset({"pipeline", "params", "steps", "remote", "hooks"})
-PIPELINE_FIELDS = frozenset({"name", "code_digest", "link", "params_files", "env", "pythonpath"})
+PIPELINE_FIELDS = frozenset(
+    {"name", "code_digest", "link", "params_files", "env", "pythonpath", "environment"}
+)
 HOOK_FIELDS = frozenset({*HOOK_EVENTS, "fail"})
 REMOTE_FIELDS = frozenset({"url"})
 #: what a step name is made of; it does not start with '.', '-' or '@'
@@ -84,6 +86,7 @@ class Parser(Checks):
         self.chain = chain or (file.name,)  # the pipeline files that nest this one
         self.code_digest = "ast"  # [pipeline]'s defaults for each step, once read
         self.link = "copy"
+        self.environment: str | tuple[str, ...] = "imports"
 
     def pipeline(self) -> Pipeline:
         self.fields(
@@ -101,6 +104,8 @@ class Parser(Checks):
             header.get("code_digest", "ast"), CODE_DIGESTS, "pipeline.code_digest"
         )
         self.link = self.choice(header.get("link", "copy"), LINKS, "pipeline.link")
+        if "environment" in header:
+            self.environment = read_environment(self, header["environment"], "pipeline.environment")
         files = paramfiles.read_files(self, header.get("params_files", []), self.read_bytes)
         params, origin = paramfiles.merge(
             self, self.table(self.data.get("params", {}), "params"), files
@@ -233,6 +238,7 @@ class Parser(Checks):
             params,
             code_digest=self.code_digest,
             link=self.link,
+            environment=self.environment,
             matrix=matrix,
             group=group,
             files=self.files,

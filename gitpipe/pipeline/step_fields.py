@@ -18,7 +18,15 @@ from typing import Any
 
 from gitpipe.pipeline import paramfiles
 from gitpipe.pipeline.checks import Checks, type_name
-from gitpipe.pipeline.model import CODE_DIGESTS, LINKS, PathSpec, Step, Template, UrlDep
+from gitpipe.pipeline.model import (
+    CODE_DIGESTS,
+    ENVIRONMENTS,
+    LINKS,
+    PathSpec,
+    Step,
+    Template,
+    UrlDep,
+)
 from gitpipe.pipeline.params import References
 from gitpipe.pipeline.paths import check_own_paths, is_url, path, url
 from gitpipe.pipeline.refs import scalar_text
@@ -49,6 +57,8 @@ STEP_FIELDS = frozenset(
         "matrix",
         "when",
         "approval",
+        "environment",
+        "deterministic",
     }
 )
 _FN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
@@ -62,6 +72,7 @@ def parse_step(
     *,
     code_digest: str,
     link: str,
+    environment: str | tuple[str, ...] = "imports",
     matrix: Mapping[str, Any] | None = None,
     group: str = "",
     files: Mapping[str, paramfiles.FileParams] | None = None,
@@ -164,9 +175,29 @@ def parse_step(
             cmd=tuple(raw_cmds), env=dict(sorted(env_written.items())), wdir=wdir_written
         ),
         urls=tuple(urls),
+        environment=read_environment(checks, body["environment"], f"{prefix}.environment")
+        if "environment" in body
+        else environment,
+        deterministic=checks.boolean(body, "deterministic", prefix, True),
     )
     check_own_paths(checks, step)
     return step
+
+
+def read_environment(checks: Checks, value: Any, key: str) -> str | tuple[str, ...]:
+    """``environment``: one of ``ENVIRONMENTS``, or a list of commands whose
+    ``--version`` enters the key (docs/environment.md)."""
+    if isinstance(value, list):
+        if not all(isinstance(c, str) and c.strip() and c == c.strip() for c in value):
+            raise checks.error("must list command names (non-empty strings)", key)
+        return tuple(dict.fromkeys(value))
+    if not isinstance(value, str):
+        raise checks.error(
+            f"must be one of {', '.join(map(repr, ENVIRONMENTS))} or a list of commands, "
+            f"not {type_name(value)}",
+            key,
+        )
+    return checks.choice(value, ENVIRONMENTS, key)
 
 
 def _command(

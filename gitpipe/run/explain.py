@@ -44,6 +44,7 @@ class Component:
 
 def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
     """A key record in the shape all comparisons use."""
+    environment = record.get("environment", {})
     return {
         "command": list(record.get("cmd", [])),
         "wdir": record.get("wdir", "."),
@@ -55,6 +56,11 @@ def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
             [*record.get("outs", []), *record.get("metrics", []), *record.get("plots", [])]
         ),
         "remote dep": {redact(url): found for url, found in record.get("urls", {}).items()},
+        # the environment (docs/environment.md): each part a component of its own
+        "python": {"": environment["python"]} if "python" in environment else {},
+        "package": dict(environment.get("packages", {})),
+        "lockfile": dict(environment.get("lockfile", {})),
+        "tool": dict(environment.get("tools", {})),
     }
 
 
@@ -70,8 +76,12 @@ def from_lock(entry: LockEntry) -> dict[str, Any]:
             "env": dict(entry.env),
             "outs": list(entry.outs),
             "urls": {url: dict(found) for url, found in entry.urls.items()},
+            "environment": entry.environment,
         }
     )
+
+
+_ENVIRONMENT = ("python", "package", "lockfile", "tool")
 
 
 def compare(now: Mapping[str, Any], then: Mapping[str, Any]) -> list[Component]:
@@ -80,7 +90,7 @@ def compare(now: Mapping[str, Any], then: Mapping[str, Any]) -> list[Component]:
     for kind in ("command", "wdir", "outs"):
         a, b = now.get(kind), then.get(kind)
         components.append(Component(kind, "", a, b, SAME if a == b else CHANGED))
-    for kind in ("code", "dep", "remote dep", "param", "env"):
+    for kind in ("code", "dep", "remote dep", "param", "env", *_ENVIRONMENT):
         a, b = now.get(kind, {}), then.get(kind, {})
         for name in sorted(set(a) | set(b)):
             if name not in b:

@@ -114,6 +114,10 @@ def check_before_run(
     pipeline = project.pipeline
     name_of = pipeline.file.name
     top = repo.top if repo is not None else project.root
+    if run:  # what keying needs of the environment (docs/environment.md)
+        from gitpipe.identity.environment import check
+
+        check([pipeline.steps[name] for name in names], project.root)
     guarded = protected(project, top=top)
     real_top = guarded.top
     inside = real_top.rstrip(os.sep) + os.sep

@@ -25,6 +25,7 @@ from gitpipe.core.errors import PathError, PipelineError, RemoteDepError, StoreE
 from gitpipe.core.hashing import Digest, ManifestEntry, digest_bytes, manifest_bytes
 from gitpipe.core.records import Reason
 from gitpipe.identity.action import KeyRecord, key_record
+from gitpipe.identity.environment import Environment, is_third_party
 from gitpipe.identity.external import UNREACHABLE, Fingerprints
 from gitpipe.identity.statcache import Hasher, PathState
 from gitpipe.pipeline import spec
@@ -217,6 +218,7 @@ class Inputs:
         hasher: Hasher,
         *,
         fingerprints: Fingerprints | None = None,
+        environment: Environment | None = None,
     ) -> None:
         self.root = root
         self.pipeline = pipeline
@@ -225,6 +227,9 @@ class Inputs:
         #: the remote deps' fingerprints, each url asked once per command
         self.fingerprints = fingerprints or fingerprints_for(os.environ)
         self.worktree = WorkTree(root, hasher)
+        #: the environment steps run in (docs/environment.md), each part learnt once
+        self.environment = environment or Environment(root, None)
+        self._external: dict[str, list[str]] = {}
         self._discoverer: codedeps.Discoverer | None = None
         self._code: dict[str, dict[str, Digest]] = {}
         self._unreadable: dict[str, list[str]] = {}
@@ -316,7 +321,21 @@ class Inputs:
             self._unreadable[step.name] = discovery.unreadable
             self._pythonpath[step.name] = discovery.pythonpath
             self._unresolved[step.name] = discovery.unresolved
+            self._external[step.name] = discovery.external
         return self._code[step.name]
+
+    def environment_of(self, step: spec.Step) -> dict[str, Any]:
+        """The step's environment record: what of the environment enters its key."""
+        code = self.code_of(step)
+        python = bool(step.fn) or any(path.endswith(".py") for path in code)
+        modules = [m for m in self._external[step.name] if is_third_party(m)]
+        return self.environment.record(
+            step.environment,
+            python=python,
+            modules=modules,
+            step=step.name,
+            seen=self.hasher.seen,
+        )
 
     def pythonpath_of(self, step: spec.Step) -> list[str]:
         """The folders the step's commands get first on PYTHONPATH (docs/code.md)."""
@@ -427,7 +446,12 @@ class Inputs:
         # a dependency that is also code is keyed by its code digest, not its bytes
         deps = {path: digest for path, digest in deps.items() if path not in code}
         record = key_record(
-            step, deps=deps, code=code, pythonpath=self._pythonpath[step.name], urls=urls
+            step,
+            deps=deps,
+            code=code,
+            pythonpath=self._pythonpath[step.name],
+            urls=urls,
+            environment=self.environment_of(step),
         )
         state, reasons = assess(step, record, entry, outs_now)
         if state == STALE:

@@ -132,8 +132,30 @@ def _v5(db: sqlite_utils.Database) -> None:
             executions.add_column(column, kind)
 
 
+def _v6(db: sqlite_utils.Database) -> None:
+    # `gitpipe audit`: each step run again in a scratch copy, apart from the real runs
+    db["audits"].create(
+        {
+            "id": int,
+            "audit_id": str,
+            "started": str,
+            "git_commit": str,
+            "step": str,
+            "key": str,
+            "verdict": str,
+            "outputs": str,
+            "message": str,
+            "deterministic": int,
+            "duration": float,
+        },
+        pk="id",
+        if_not_exists=True,
+    )
+    db["audits"].create_index(["step"], if_not_exists=True)
+
+
 #: migration N brings a database from user_version N-1 to N
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3, _v4, _v5)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -518,6 +540,49 @@ def approval_of(path: Path, step: str, key: str) -> dict[str, Any] | None:
     if row is None:
         return None
     return {"approved_by": row[0], "approved_at": row[1], "run_id": row[2] or None}
+
+
+# -- audits ----------------------------------------------------------------------
+
+
+def record_audit(
+    path: Path, audit_id: str, commit: str | None, verdicts: list[dict[str, Any]]
+) -> None:
+    """Record one `gitpipe audit`: a row per step (its verdict, the outputs that differ)."""
+    conn = open_connection(path)
+    started = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    try:
+        with conn:
+            conn.executemany(
+                "INSERT INTO audits (audit_id, started, git_commit, step, key, verdict,"
+                " outputs, message, deterministic, duration) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        audit_id,
+                        started,
+                        commit,
+                        v["step"],
+                        v["key"],
+                        v["verdict"],
+                        json.dumps(v["outputs"]),
+                        v["message"],
+                        int(bool(v["deterministic"])),
+                        v["duration"],
+                    )
+                    for v in verdicts
+                ],
+            )
+    except sqlite3.Error as exc:
+        raise LineageError(f"the audit was not recorded ({exc})") from exc
+    finally:
+        conn.close()
+
+
+def audits(db: sqlite_utils.Database, *, step: str | None = None) -> list[dict[str, Any]]:
+    """The audits' rows, newest first (one step's with ``step``)."""
+    where, args = ("WHERE step = ?", [step]) if step else ("", [])
+    rows = db.query(f"SELECT * FROM audits {where} ORDER BY id DESC", args)
+    return [{**row, "outputs": json.loads(row["outputs"] or "[]")} for row in rows]
 
 
 # -- queries ---------------------------------------------------------------------

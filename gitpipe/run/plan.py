@@ -16,6 +16,7 @@ from gitpipe.core.records import Reason
 from gitpipe.core.redaction import redact
 from gitpipe.core.states import FROZEN, STALE, UP_TO_DATE
 from gitpipe.identity.action import KeyRecord
+from gitpipe.identity.environment import describe
 from gitpipe.identity.statcache import PathState
 from gitpipe.pipeline.spec import Step, render
 from gitpipe.pipeline.values import flatten
@@ -79,6 +80,10 @@ def key_reasons(
             and written_env.get(reason.detail) == entry.env.get(reason.detail)
         )
     ]
+    if record.environment != entry.environment:
+        reasons += [
+            Reason(kind, detail) for kind, detail in describe(record.environment, entry.environment)
+        ]
     declared = set(record.outs) | set(record.metrics) | set(record.plots)
     recorded = set(entry.outs)
     if declared != recorded:

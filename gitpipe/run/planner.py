@@ -437,4 +437,5 @@ def entry_for(step: spec.Step, record: KeyRecord, result: Result) -> LockEntry:
             str(s) for s in step.all_outs if not s.is_dir and result.outs[s.path].executable
         ),
         urls=record.urls,
+        environment=record.environment,
     )

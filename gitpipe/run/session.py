@@ -358,41 +358,9 @@ class Session:
         return message
 
     def _invocation(self, step: spec.Step, pythonpath: Sequence[str] = ()) -> Invocation:
-        """How to run a step: its commands, folder and environment; ``pythonpath``
-        (its key record's) goes first on PYTHONPATH, as absolute folders."""
-        project = self.project
-        log = project.state_dir / "logs" / self.run_id / f"{step.name}.log"
-        extra = {}
-        if pythonpath:
-            given = step.env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
-            folders = [os.path.normpath(project.root / folder) for folder in pythonpath]
-            extra["PYTHONPATH"] = os.pathsep.join([*folders, *filter(None, [given])])
-        env = {
-            **step.env,
-            **extra,
-            "GITPIPE_STEP": step.name,
-            "GITPIPE_RUN_ID": self.run_id,
-            # a TOML date or time as its text, as `gitpipe.params()` documents
-            "GITPIPE_PARAMS": json.dumps(jsonable(unflatten(step.params)), sort_keys=True),
-            "GITPIPE_ROOT": str(project.root),
-        }
-        commands = step.cmd
-        if step.fn:  # a fresh interpreter calls the function: see gitpipe/run/fnstep.py
-            commands = (f"{shlex.quote(sys.executable)} -m gitpipe.run.fnstep",)
-            env.update(
-                GITPIPE_FN=step.fn,
-                GITPIPE_RETURN=str(log.with_suffix(".return.json")),
-                GITPIPE_FAILURE=str(log.with_suffix(".failure.txt")),
-            )
-        return Invocation(
-            step=step.name,
-            commands=commands,
-            cwd=str(project.root / step.wdir),
-            env=env,
-            log=str(log),
-            timeout=step.timeout,
-            scheduler=os.getpid(),
-        )
+        """How to run a step in the workspace (:func:`invocation`)."""
+        log = self.project.state_dir / "logs" / self.run_id / f"{step.name}.log"
+        return invocation(step, self.project.root, log, self.run_id, pythonpath)
 
     def publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished:
         """Publish a finished step (:meth:`_publish`), then run its `after_step` hooks
@@ -570,3 +538,42 @@ def current_params() -> dict[str, Any]:
     except ValueError as exc:
         raise UsageError("GITPIPE_PARAMS is not valid JSON") from exc
     return value if isinstance(value, dict) else {}
+
+
+def invocation(
+    step: spec.Step, root: Path, log: Path, run_id: str, pythonpath: Sequence[str] = ()
+) -> Invocation:
+    """How to run a step in the pipeline folder ``root``: its commands, folder and
+    environment; ``pythonpath`` (its key record's) goes first on PYTHONPATH, as
+    absolute folders under ``root``.  `gitpipe audit` runs it in a scratch copy."""
+    extra = {}
+    if pythonpath:
+        given = step.env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+        folders = [os.path.normpath(root / folder) for folder in pythonpath]
+        extra["PYTHONPATH"] = os.pathsep.join([*folders, *filter(None, [given])])
+    env = {
+        **step.env,
+        **extra,
+        "GITPIPE_STEP": step.name,
+        "GITPIPE_RUN_ID": run_id,
+        # a TOML date or time as its text, as `gitpipe.params()` documents
+        "GITPIPE_PARAMS": json.dumps(jsonable(unflatten(step.params)), sort_keys=True),
+        "GITPIPE_ROOT": str(root),
+    }
+    commands = step.cmd
+    if step.fn:  # a fresh interpreter calls the function: see gitpipe/run/fnstep.py
+        commands = (f"{shlex.quote(sys.executable)} -m gitpipe.run.fnstep",)
+        env.update(
+            GITPIPE_FN=step.fn,
+            GITPIPE_RETURN=str(log.with_suffix(".return.json")),
+            GITPIPE_FAILURE=str(log.with_suffix(".failure.txt")),
+        )
+    return Invocation(
+        step=step.name,
+        commands=commands,
+        cwd=str(root / step.wdir),
+        env=env,
+        log=str(log),
+        timeout=step.timeout,
+        scheduler=os.getpid(),
+    )

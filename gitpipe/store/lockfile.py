@@ -47,6 +47,9 @@ class LockEntry:
     #: each remote dep (a url) with the fingerprint its server gave (etag, size, ...);
     #: written only when the step has some, so other entries read as they always did
     urls: Mapping[str, Mapping[str, str | int]] = field(default_factory=dict)
+    #: the environment the key recorded (python, packages, lockfile, tools); written
+    #: only when there is some, so that `why` can name what changed in it
+    environment: Mapping[str, Any] = field(default_factory=dict)
 
     def to_toml(self) -> dict[str, Any]:
         table: dict[str, Any] = {
@@ -67,6 +70,8 @@ class LockEntry:
             table["executable"] = sorted(self.executable)
         if self.urls:
             table["urls"] = _sorted_deep(self.urls)
+        if self.environment:
+            table["environment"] = _sorted_deep(self.environment)
         return table
 
 
@@ -211,7 +216,15 @@ def _entry(body: Mapping[str, Any], *, modes: bool = True) -> LockEntry:
         executable=_paths(body.get("executable", [])),
         modes=modes,
         urls=_urls(body.get("urls", {})),
+        environment=_environment(body.get("environment", {})),
     )
+
+
+def _environment(value: object) -> dict[str, Any]:
+    """The environment a key recorded (absent in entries of steps without one)."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a table for environment, not {value!r}")
+    return {str(k): dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
 
 
 def _urls(value: object) -> dict[str, dict[str, str | int]]:

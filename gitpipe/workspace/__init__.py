@@ -32,6 +32,7 @@ from gitpipe.core import atomic, layout, stamps
 from gitpipe.core.errors import UsageError, WorkspaceBusy
 from gitpipe.core.layout import STATE_DIR, locate
 from gitpipe.core.records import StepStatus
+from gitpipe.identity.environment import Environment
 from gitpipe.identity.statcache import Hasher, StatCache
 from gitpipe.pipeline import graph as graphs
 from gitpipe.pipeline import spec
@@ -470,6 +471,7 @@ class Project:
                 self.pipeline,
                 Hasher(self.root, cache),
                 fingerprints=self.fingerprints,
+                environment=Environment(self.root, self.state_dir / "environment.json"),
             )
         finally:
             cache.close()
