@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Workspace, cli_runner, make_repo, snapshot
+from conftest import Workspace, cli_runner, lock_steps, make_repo, snapshot
 from test_dask import (
     OUTPUTS,
     Cluster,
@@ -189,17 +189,26 @@ def test_blind_workers_run_a_pipeline_through_the_remote_with_the_bytes_of_a_loc
 # -- what a blind worker refuses ---------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        "cat data/words.txt data/secret.txt > both.txt",
+        "python3 -c 'import sys; open(sys.argv[1]).read()' data/secret.txt > both.txt",
+        "sh -c '. ./data/secret.txt' > both.txt",
+    ],
+    ids=["cat", "python", "sh"],
+)
 def test_a_step_reading_a_file_it_does_not_declare_fails_on_a_blind_worker_naming_it(
-    blind, hidden_workspace, folder_remote
+    blind, hidden_workspace, folder_remote, cmd
 ):
     workspace = hidden_workspace
     workspace.write("data/words.txt", "b\na\n")
     workspace.write("data/secret.txt", "hidden\n")
     workspace.write(".gitignore", "both.txt\n")
     workspace.pipeline(
-        """
+        f"""
         [steps.both]
-        cmd = "cat data/words.txt data/secret.txt > both.txt"
+        cmd = "{cmd}"
         deps = ["data/words.txt"]
         outs = ["both.txt"]
         """
@@ -340,3 +349,40 @@ def test_a_step_whose_worker_is_killed_runs_again_on_the_other_worker(
     row = executions(workspace)["slow"]
     assert row["state"] == "ran"
     assert str(row["worker"]).startswith(names[tries[-1]])
+
+
+# -- function steps ----------------------------------------------------------------------
+
+
+FIT = """\
+def fit(seed):
+    if seed < 0:
+        raise ValueError("seed must not be negative")
+    with open("out.txt", "w") as handle:
+        handle.write(str(seed))
+    return {"accuracy": 0.5 + seed / 100}
+"""
+
+
+def test_a_function_step_on_a_blind_worker_brings_back_its_return_and_its_failure(
+    blind, hidden_workspace, folder_remote
+):
+    ws = hidden_workspace
+    ws.write("models/__init__.py", "")
+    ws.write("models/fit.py", FIT)
+    ws.write(".gitignore", "out.txt\n")
+    ws.pipeline(
+        '[params]\nseed = 3\n[steps.fit]\nfn = "models.fit:fit"\nparams = ["seed"]\n'
+        'outs = ["out.txt"]\n'
+    )
+    ws.commit("a function step")
+    env = {"GITPIPE_REMOTE": str(folder_remote)}
+    ws.ok("repro", "--backend", "dask", "--scheduler", blind.address, env=env)
+    assert (ws.root / "out.txt").read_text() == "3"
+    assert lock_steps(ws)["fit"]["metrics"]["returned"] == {"accuracy": 0.53}
+
+    failed = ws.gitpipe(
+        "repro", "-p", "seed=-1", "--backend", "dask", "--scheduler", blind.address, env=env
+    )
+    assert failed.exit_code == 1
+    assert "ValueError: seed must not be negative" in failed.output

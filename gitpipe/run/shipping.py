@@ -30,7 +30,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
@@ -88,6 +88,13 @@ class Shipped:
     where: str  # the worker's address, and its host name
     fetch_seconds: float
     push_seconds: float
+    #: a function step's return value and failure (GITPIPE_RETURN, GITPIPE_FAILURE:
+    #: the files gitpipe.run.fnstep writes) by the variable that names the file
+    results: Mapping[str, bytes] = field(default_factory=dict)
+
+
+#: the files a function step writes beside its log, named by these variables
+FN_RESULTS = ("GITPIPE_RETURN", "GITPIPE_FAILURE")
 
 
 def address_of(remote: Remote) -> str:
@@ -145,6 +152,8 @@ def run_shipped(invocation: Invocation, shipment: Shipment) -> Shipped:
             env["GITPIPE_ROOT"] = str(work)
         if "PYTHONPATH" in env:  # the key's folders, absolute on the main machine
             env["PYTHONPATH"] = env["PYTHONPATH"].replace(shipment.root, str(work))
+        results = {name: scratch / f"step.{name.lower()}" for name in FN_RESULTS if name in env}
+        env.update({name: str(path) for name, path in results.items()})
         here = replace(
             invocation,
             cwd=str(work / shipment.wdir),
@@ -165,7 +174,8 @@ def run_shipped(invocation: Invocation, shipment: Shipment) -> Shipped:
             _push(store, remote, outs)
         pushed = time.monotonic() - began
         text = log.read_bytes() if log.exists() else b""
-        return Shipped(outcome, outs, text, where, fetched, pushed)
+        brought = {name: path.read_bytes() for name, path in results.items() if path.exists()}
+        return Shipped(outcome, outs, text, where, fetched, pushed, brought)
     finally:
         _SHIPPED.pop(invocation.log, None)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -250,11 +260,18 @@ def _entries(folder: Path) -> Iterable[ManifestEntry]:
             )
 
 
-#: how shells and programs say a file is missing: `sh: 1: cannot open data/x: No such
-#: file`, `cat: data/x: No such file or directory`, Python's `[Errno 2] ... 'data/x'`
-_MISSING = re.compile(
-    r"(?:cannot open |can't open |: |')(?P<path>[^\s':]+)'?(?::| )[^\n]*?"
-    r"(?:No such file|does not exist|not found)",
+#: how programs say a file is missing, most telling first: Python's `[Errno 2] No
+#: such file or directory: 'data/x'`, `sh: 1: cannot open data/x: No such file`,
+#: `python3: can't open file '/w/x.py'`, `cat: data/x: No such file or directory`,
+#: and a quoted path that `does not exist` or was `not found`
+_MISSING = tuple(
+    re.compile(pattern)
+    for pattern in (
+        r"No such file or directory: '(?P<path>[^'\n]+)'",
+        r"can(?:not|'t) open (?:file )?'?(?P<path>[^\s':]+)'?",
+        r"(?:^|: )(?P<path>[^\s':\[][^\s':]*): No such file",
+        r"'(?P<path>[^'\n]+)'[^\n]*?(?:does not exist|not found)",
+    )
 )
 
 
@@ -266,7 +283,7 @@ def _undeclared(log: Path, work: Path, shipment: Shipment) -> str:
     except OSError:
         return ""
     declared = {i.path.rstrip("/") for i in (*shipment.inputs, *shipment.outs)}
-    for match in _MISSING.finditer(text):
+    for match in (m for pattern in _MISSING for m in pattern.finditer(text)):
         raw = match.group("path")
         base = work / shipment.wdir
         candidate = Path(raw) if os.path.isabs(raw) else base / raw
@@ -376,6 +393,8 @@ def receive(
     log = Path(invocation.log)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_bytes(shipped.log)
+    for name, data in shipped.results.items():  # where the main process reads them
+        Path(invocation.env[name]).write_bytes(data)
     began = time.monotonic()
     if shipped.outcome.ok:
         bring_back(store, shipping.remote, root, shipped)
