@@ -31,6 +31,7 @@ from gitpipe.core import atomic, layout, stamps
 from gitpipe.core.errors import UsageError, WorkspaceBusy
 from gitpipe.core.layout import STATE_DIR, locate
 from gitpipe.core.records import StepStatus
+from gitpipe.core.stepparams import current_params
 from gitpipe.identity.statcache import Hasher, StatCache
 from gitpipe.pipeline import graph as graphs
 from gitpipe.pipeline import spec
@@ -41,7 +42,6 @@ from gitpipe.run.planner import Decision, Planner
 from gitpipe.run.session import (
     HookCall,
     approver,
-    current_params,
     fault_point,
 )
 from gitpipe.store import lockfile
