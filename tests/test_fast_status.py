@@ -7,27 +7,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import CHAIN, Workspace, snapshot
+from conftest import Workspace, snapshot
+from test_status_snapshot import up_to_date
 
 from gitpipe.__main__ import answer
-
-SNAPSHOT = Path(".gitpipe/parsed/status-gitpipe.toml.snapshot")
-
-
-def up_to_date(workspace: Workspace) -> None:
-    """CHAIN run and committed, and a `status` that left a snapshot."""
-    workspace.write("data/raw.txt", "hello world\n")
-    workspace.write(".gitignore", "first.txt\nsecond.txt\nthird.txt\n")
-    workspace.pipeline(CHAIN)
-    workspace.ok("repro")
-    workspace.commit("pipeline")
-    time.sleep(0.12)  # past the racy window: the snapshot is written
-    workspace.ok("status")
-    assert (workspace.root / SNAPSHOT).is_file()
 
 
 def stale(workspace: Workspace) -> None:
