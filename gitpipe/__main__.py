@@ -1,5 +1,5 @@
-"""The `gitpipe` console script, and `python -m gitpipe ...`: a fast path for the
-no-op `status`, then the command line (`gitpipe.cli`).
+"""The `gitpipe` console script, and `python -m gitpipe ...`: fast paths for the
+no-op `status` and `repro`, then the command line (`gitpipe.cli`).
 
 A no-op `status` (every step up to date, nothing changed since the last `status`
 said so) is answered from the status snapshot (gitpipe/core/snapshot.py) by stat
@@ -8,10 +8,13 @@ than all of that (typer 0.29 builds a pydantic adapter per option).  So before
 `gitpipe.cli` is imported, :func:`answer` recognises exactly these forms:
 
     gitpipe [-C DIR] [-f FILE] status [--check] [-C DIR] [-f FILE]
+    gitpipe [-C DIR] [-f FILE] repro [-q | --quiet] [-C DIR] [-f FILE]
 
 (each option at most once per side; ``-CDIR``, ``-fFILE``, ``--file FILE`` and
-``--file=FILE`` too), and prints what `gitpipe status` prints when the snapshot
-answers: the same lines (gitpipe.core.records.status_lines), the same exit code.
+``--file=FILE`` too).  For `status` it prints what the command prints when the
+snapshot answers: the same lines (gitpipe.core.records.status_lines), the same
+exit code.  A no-op `repro` on a plain console is recorded in lineage and closed
+with the same line by gitpipe/run/noop.py, which says when it cannot be sure.
 Anything else (another option or command, steps named, a value missing or empty,
 shell completion, a snapshot that does not answer, a reason the full command would
 add to) goes to the command line untouched, in the folder it was started in.
@@ -39,19 +42,23 @@ def _option(arg: str, rest: Iterator[str]) -> tuple[str, str] | None:
     return None
 
 
-def _parse(argv: list[str]) -> tuple[dict[str, str], dict[str, str], bool] | None:
-    """The root options, the command's options and --check of a plain `status`;
-    None for anything else."""
+#: the commands the fast path answers, with the one flag each may be given
+_FLAGS = {"status": ("--check",), "repro": ("-q", "--quiet")}
+
+
+def _parse(argv: list[str]) -> tuple[str, dict[str, str], dict[str, str], bool] | None:
+    """The command, the root options, the command's options and its flag (--check
+    of `status`, -q of `repro`); None for anything else."""
     before: dict[str, str] = {}
     after: dict[str, str] = {}
-    check = False
+    flag = False
     command = None
     rest = iter(argv)
     for arg in rest:
-        if command is not None and arg == "--check" and not check:
-            check = True
+        if command is not None and arg in _FLAGS[command] and not flag:
+            flag = True
             continue
-        if command is None and arg == "status":
+        if command is None and arg in _FLAGS:
             command = arg
             continue
         option = _option(arg, rest)
@@ -64,7 +71,7 @@ def _parse(argv: list[str]) -> tuple[dict[str, str], dict[str, str], bool] | Non
         side[name] = value
     if command is None:
         return None
-    return before, after, check
+    return command, before, after, flag
 
 
 def answer(argv: list[str]) -> int | None:
@@ -76,17 +83,22 @@ def answer(argv: list[str]) -> int | None:
     parsed = _parse(argv)
     if parsed is None:
         return None
-    before, after, check = parsed
+    command, before, after, flag = parsed
     here = os.open(".", os.O_RDONLY)
     try:
-        lines = _status(before, after, check)
+        if command == "repro":
+            code = _repro(before, after, flag)
+            lines = None
+        else:
+            code = None
+            lines = _status(before, after, flag)
     except Exception:  # any doubt: the command line answers, and says what went wrong
-        lines = None
-    if lines is None:
+        code = lines = None
+    if lines is None and code is None:
         os.fchdir(here)  # the command line changes folder again, itself
     os.close(here)
     if lines is None:
-        return None
+        return code
     try:
         sys.stdout.write("".join(f"{line}\n" for line in lines))
         sys.stdout.flush()
@@ -104,9 +116,7 @@ def _status(before: dict[str, str], after: dict[str, str], check: bool) -> list[
     from gitpipe.core.records import status_lines
     from gitpipe.core.states import FROZEN, SKIPPED, UP_TO_DATE
 
-    for side in (before, after):  # as -C before the command, then after it, does
-        if "chdir" in side:
-            os.chdir(side["chdir"])
+    _chdir(before, after)
     statuses = snapshot.answer(locate(".", after.get("file", before.get("file"))))
     if statuses is None:
         return None
@@ -115,6 +125,23 @@ def _status(before: dict[str, str], after: dict[str, str], check: bool) -> list[
     if check and any(s.action not in (UP_TO_DATE, FROZEN, SKIPPED) for s in statuses):
         return None  # --check would refuse: the command says why
     return status_lines(statuses) or ["no steps"]
+
+
+def _repro(before: dict[str, str], after: dict[str, str], quiet: bool) -> int | None:
+    from gitpipe.core.console import plain_output
+    from gitpipe.core.layout import locate
+    from gitpipe.run import noop
+
+    if not plain_output():
+        return None  # a terminal's live view: the command line draws it
+    _chdir(before, after)
+    return noop.answer(locate(".", after.get("file", before.get("file"))), quiet=quiet)
+
+
+def _chdir(before: dict[str, str], after: dict[str, str]) -> None:
+    for side in (before, after):  # as -C before the command, then after it, does
+        if "chdir" in side:
+            os.chdir(side["chdir"])
 
 
 def main() -> None:

@@ -101,7 +101,7 @@ def test_a_no_op_status_is_answered_without_typer_and_changes_nothing(workspace:
         ["status", "-f"],
         ["status", "-C", ""],
         ["-C", ".", "-C", ".", "status"],
-        ["repro"],
+        ["repro", "-v"],
         ["--check", "status"],
         [],
     ],

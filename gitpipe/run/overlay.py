@@ -158,4 +158,9 @@ def put_back(root: Path, state_dir: Path) -> list[str]:
 
 def left_behind(state_dir: Path) -> bool:
     """Whether a run left params files rewritten (one stat)."""
-    return os.path.exists(state_dir / SAVED / _MANIFEST)
+    return os.path.exists(manifest_path(state_dir))
+
+
+def manifest_path(state_dir: Path) -> Path:
+    """The file whose presence says a run left params files rewritten."""
+    return state_dir / SAVED / _MANIFEST
