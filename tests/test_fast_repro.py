@@ -253,33 +253,6 @@ def test_a_busy_workspace_is_left_to_the_command_line_which_waits(
         held.close()
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["repro", "-v"],
-        ["repro", "-n"],
-        ["repro", "first"],
-        ["repro", "--force"],
-        ["repro", "-q", "-q"],
-        ["repro", "-p", "x=1"],
-        ["repro", "--summary-json", "s.json"],
-        ["-q", "repro"],
-    ],
-)
-def test_other_repro_forms_are_handed_over_untouched(
-    workspace: Workspace,
-    args: list[str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    up_to_date(workspace)
-    monkeypatch.chdir(workspace.root)
-    before = snapshot(workspace.root)
-    assert answer(args) is None
-    assert capsys.readouterr() == ("", "")
-    assert snapshot(workspace.root) == before
-
-
 def test_a_new_commit_makes_the_command_line_write_the_lock_and_the_next_no_op_is_fast(
     workspace: Workspace,
 ) -> None:
