@@ -26,14 +26,26 @@ RUN_VARYING = {"id", "started", "ended", "pid", "process"}
 STEP_VARYING = {"id", "run_id", "started", "ended"}
 
 
-def run(module: str, args: list[str], cwd: Path, **env: str) -> tuple[int, str, str]:
-    environ = {**os.environ, "CI": "true", "PYTHONPATH": str(ROOT), **env}
+def run(module: str, args: list[str], cwd: Path, *, fast: bool = True) -> tuple[int, str, str]:
+    """Exit code, stdout (the duration normalised) and stderr of ``python -m module
+    ARGS``; through the console script's module (``gitpipe``), the fast path must
+    have answered (unless not ``fast``): typer never imported."""
+    environ = {**os.environ, "CI": "true", "PYTHONPATH": str(ROOT)}
     environ.pop("GITHUB_STEP_SUMMARY", None)
+    timing = ["-X", "importtime"] if module == "gitpipe" and fast else []
     done = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=environ, capture_output=True, text=True
+        [sys.executable, *timing, "-m", module, *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
     )
+    err = [line for line in done.stderr.splitlines(True) if not line.startswith("import time:")]
+    if timing:
+        loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+        assert "typer" not in loaded, args
     duration = re.compile(r"in \d+\.\d\d s")
-    return done.returncode, duration.sub("in X s", done.stdout), done.stderr
+    return done.returncode, duration.sub("in X s", done.stdout), "".join(err)
 
 
 def last_run(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -258,7 +270,7 @@ def test_a_new_commit_makes_the_command_line_write_the_lock_and_the_next_no_op_i
 ) -> None:
     up_to_date(workspace)
     move_head(workspace)
-    code, out, _ = run("gitpipe", ["repro"], workspace.root)  # handed over: the full run
+    code, out, _ = run("gitpipe", ["repro"], workspace.root, fast=False)  # handed over
     assert code == 0 and "3 up to date" in out
     workspace.commit("lock")
     up_to_date_again(workspace)
@@ -268,3 +280,46 @@ def test_a_new_commit_makes_the_command_line_write_the_lock_and_the_next_no_op_i
     assert run_count(workspace.root) == runs + 1
     rows = last_run(workspace.root)
     assert rows[0]["git_commit"] == git(workspace.root, "rev-parse", "HEAD").strip()
+
+
+FAN = """
+[steps.z]
+cmd = "cp data/raw.txt z.txt"
+deps = ["data/raw.txt"]
+outs = ["z.txt"]
+
+[steps.b]
+cmd = "cp z.txt b.txt"
+deps = ["z.txt"]
+outs = ["b.txt"]
+
+[steps.a]
+cmd = "cp data/raw.txt a.txt"
+deps = ["data/raw.txt"]
+outs = ["a.txt"]
+
+[steps.m]
+cmd = "cat b.txt a.txt > m.txt"
+deps = ["b.txt", "a.txt"]
+outs = ["m.txt"]
+"""
+
+
+def test_the_steps_of_a_fan_out_are_recorded_in_the_command_line_s_order(
+    workspace: Workspace,
+) -> None:
+    from test_status_snapshot import settle
+
+    workspace.write("data/raw.txt", "hello\n")
+    workspace.write(".gitignore", "z.txt\nb.txt\na.txt\nm.txt\n")
+    workspace.pipeline(FAN)
+    workspace.ok("repro")
+    workspace.commit("fan")
+    settle()
+    workspace.ok("status")
+    fast = run("gitpipe", ["repro"], workspace.root)
+    fast_rows = last_run(workspace.root)
+    full = run("gitpipe.cli", ["repro"], workspace.root)
+    assert fast == full
+    assert fast_rows == last_run(workspace.root)
+    assert [s["step"] for s in fast_rows[1]] == ["z", "b", "a", "m"]
