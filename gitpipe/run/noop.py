@@ -49,16 +49,22 @@ def answer(file: Path, *, quiet: bool) -> int | None:
     del quiet  # a no-op run prints its closing line alone, quiet or not
     if any(os.environ.get(name) for name in (*_ENVIRON, *_GIT_ENVIRON)):
         return None
-    kept = snapshot.read(file)
-    if kept is None or not _settled(kept):
-        return None
-    file = file.resolve()
-    state_dir = file.parent / ".gitpipe"
-    if not _prepared(file, state_dir, kept):
-        return None
-    checkout = _checkout(file.parent)
-    if checkout is None or checkout[0] != kept.head:
-        return None  # on another commit the lock would be written
+    file = file.resolve()  # the command line's root: the real folder of the file
+    git = _start_git(file.parent)  # Git works while the snapshot's stamps are checked
+    try:
+        kept = snapshot.read(file)
+        if kept is None or not _settled(kept):
+            return None
+        state_dir = file.parent / ".gitpipe"
+        if not _prepared(file, state_dir, kept):
+            return None
+        checkout = _checkout(git)
+        if checkout is None or checkout[0] != kept.head:
+            return None  # on another commit the lock would be written
+    finally:
+        if git is not None and git.returncode is None:  # handed over before Git answered
+            git.kill()
+            git.communicate()  # waits, and closes the pipe
     lock = _try_lock(state_dir / "repro.lock")
     if lock is None:
         return None  # another repro holds the workspace: the command line waits
@@ -105,10 +111,8 @@ def _prepared(file: Path, state_dir: Path, kept: snapshot.Snapshot) -> bool:
     return clones.is_registered(state_dir / "cache", file)
 
 
-def _checkout(root: Path) -> tuple[str | None, bool] | None:
-    """HEAD's commit and whether tracked files differ from it, as
-    :meth:`gitpipe.history.git.Repository.checkout` tells them; None when Git
-    cannot say."""
+def _start_git(root: Path) -> subprocess.Popen[bytes] | None:
+    """`git status` in ``root``, started: what :func:`_checkout` reads."""
     command = [
         "git",
         "--no-optional-locks",  # never refresh the index: nothing is written
@@ -123,14 +127,32 @@ def _checkout(root: Path) -> tuple[str | None, bool] | None:
         "--ignore-submodules=none",
     ]
     try:
-        done = subprocess.run(command, cwd=root, capture_output=True, check=False, timeout=30)
-    except (OSError, subprocess.SubprocessError):
+        return subprocess.Popen(
+            command,
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:
         return None
-    if done.returncode != 0:
+
+
+def _checkout(git: subprocess.Popen[bytes] | None) -> tuple[str | None, bool] | None:
+    """HEAD's commit and whether tracked files differ from it, as
+    :meth:`gitpipe.history.git.Repository.checkout` tells them, from `git status`;
+    None when Git cannot say."""
+    if git is None:
+        return None
+    try:
+        out, _ = git.communicate(timeout=30)
+    except subprocess.SubprocessError:
+        return None
+    if git.returncode != 0:
         return None
     commit: str | None = None
     dirty = False
-    for line in done.stdout.decode("utf-8", "replace").splitlines():
+    for line in out.decode("utf-8", "replace").splitlines():
         if line.startswith("# branch.oid "):
             oid = line.removeprefix("# branch.oid ").strip()
             commit = None if oid == "(initial)" else oid
