@@ -37,7 +37,13 @@ from gitpipe.core.layout import dot_git, git_check_file
 from gitpipe.core.states import UP_TO_DATE
 
 #: what the command line reads from the environment that a no-op run would show
-_ENVIRON = ("GITHUB_STEP_SUMMARY", "GITPIPE_BACKEND", "GITPIPE_DASK_SCHEDULER", "GITPIPE_CACHE_DIR")
+_ENVIRON = (
+    "GITHUB_STEP_SUMMARY",
+    "GITPIPE_BACKEND",
+    "GITPIPE_DASK_SCHEDULER",
+    "GITPIPE_CACHE_DIR",
+    "GITPIPE_FAULT",  # the crash-safety tests' injected faults: the whole path
+)
 #: Git's own variables that would point `git status` elsewhere than dulwich looks
 _GIT_ENVIRON = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY")
 
