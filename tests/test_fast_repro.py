@@ -229,7 +229,8 @@ def test_any_doubt_hands_the_repro_over_having_changed_nothing(
 
 
 @pytest.mark.parametrize(
-    "variable", ["GITHUB_STEP_SUMMARY", "GITPIPE_BACKEND", "GITPIPE_CACHE_DIR", "GIT_DIR"]
+    "variable",
+    ["GITHUB_STEP_SUMMARY", "GITPIPE_BACKEND", "GITPIPE_CACHE_DIR", "GITPIPE_FAULT", "GIT_DIR"],
 )
 def test_what_the_environment_would_add_hands_the_repro_over(
     workspace: Workspace,
