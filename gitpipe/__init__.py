@@ -275,7 +275,8 @@ def params() -> dict[str, Any]:
 
     gitpipe passes them in ``GITPIPE_PARAMS``; outside a step this is ``{}``.
     """
-    from gitpipe.workspace import current_params
+    # light: a step process calls this once, and needs json and os only
+    from gitpipe.core.stepparams import current_params
 
     return current_params()
 

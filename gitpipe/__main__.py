@@ -1,5 +1,158 @@
-"""`python -m gitpipe ...`: the same as the `gitpipe` console script."""
+"""The `gitpipe` console script, and `python -m gitpipe ...`: fast paths for the
+no-op `status` and `repro`, then the command line (`gitpipe.cli`).
 
-from gitpipe.cli import main
+A no-op `status` (every step up to date, nothing changed since the last `status`
+said so) is answered from the status snapshot (gitpipe/core/snapshot.py) by stat
+calls alone; importing typer and building the command's options would cost more
+than all of that (typer 0.29 builds a pydantic adapter per option).  So before
+`gitpipe.cli` is imported, :func:`answer` recognises exactly these forms:
 
-main()
+    gitpipe [-C DIR] [-f FILE] status [--check] [-C DIR] [-f FILE]
+    gitpipe [-C DIR] [-f FILE] repro [-q | --quiet] [-C DIR] [-f FILE]
+
+(each option at most once per side; ``-CDIR``, ``-fFILE``, ``--file FILE`` and
+``--file=FILE`` too).  For `status` it prints what the command prints when the
+snapshot answers: the same lines (gitpipe.core.records.status_lines), the same
+exit code.  A no-op `repro` on a plain console is recorded in lineage and closed
+with the same line by gitpipe/run/noop.py, which says when it cannot be sure.
+Anything else (another option or command, steps named, a value missing or empty,
+shell completion, a snapshot that does not answer, a reason the full command would
+add to) goes to the command line untouched, in the folder it was started in.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+#: the options the fast path knows, as the name it keeps their value under
+_VALUED = {"-C": "chdir", "-f": "file", "--file": "file"}
+
+
+def _option(arg: str, rest: Iterator[str]) -> tuple[str, str] | None:
+    """(name, value) of one -C/-f/--file option as click reads it, else None."""
+    if arg in _VALUED:
+        value = next(rest, None)
+        return None if value is None else (_VALUED[arg], value)
+    if arg.startswith("--file="):
+        return "file", arg.removeprefix("--file=")
+    if arg[:2] in ("-C", "-f") and len(arg) > 2:
+        return _VALUED[arg[:2]], arg[2:]
+    return None
+
+
+#: the commands the fast path answers, with the one flag each may be given
+_FLAGS = {"status": ("--check",), "repro": ("-q", "--quiet")}
+
+
+def _parse(argv: list[str]) -> tuple[str, dict[str, str], dict[str, str], bool] | None:
+    """The command, the root options, the command's options and its flag (--check
+    of `status`, -q of `repro`); None for anything else."""
+    before: dict[str, str] = {}
+    after: dict[str, str] = {}
+    flag = False
+    command = None
+    rest = iter(argv)
+    for arg in rest:
+        if command is not None and arg in _FLAGS[command] and not flag:
+            flag = True
+            continue
+        if command is None and arg in _FLAGS:
+            command = arg
+            continue
+        option = _option(arg, rest)
+        if option is None:
+            return None  # another command or option, a step, a value missing
+        side = before if command is None else after
+        name, value = option
+        if name in side or not value:
+            return None  # given twice, or empty: click's answer, not ours
+        side[name] = value
+    if command is None:
+        return None
+    return command, before, after, flag
+
+
+def answer(argv: list[str]) -> int | None:
+    """Answer `gitpipe status` (``argv`` after the program's name) from the status
+    snapshot: print what the command prints and return its exit code; None, having
+    printed nothing and changed nothing, when the command line must answer."""
+    if "_GITPIPE_COMPLETE" in os.environ:
+        return None  # shell completion asks typer
+    parsed = _parse(argv)
+    if parsed is None:
+        return None
+    command, before, after, flag = parsed
+    here = os.open(".", os.O_RDONLY)
+    try:
+        if command == "repro":
+            code = _repro(before, after, flag)
+            lines = None
+        else:
+            code = None
+            lines = _status(before, after, flag)
+    except Exception:  # any doubt: the command line answers, and says what went wrong
+        code = lines = None
+    if lines is None and code is None:
+        os.fchdir(here)  # the command line changes folder again, itself
+    os.close(here)
+    if lines is None:
+        return code
+    try:
+        sys.stdout.write("".join(f"{line}\n" for line in lines))
+        sys.stdout.flush()
+    except OSError as exc:  # as the command's error boundary says it
+        from gitpipe.core.errors import StoreError, describe
+
+        sys.stderr.write(f"gitpipe: {describe(exc)}\n")
+        return StoreError.exit_code
+    return 0
+
+
+def _status(before: dict[str, str], after: dict[str, str], check: bool) -> list[str] | None:
+    from gitpipe.core import snapshot
+    from gitpipe.core.layout import locate
+    from gitpipe.core.records import status_lines
+    from gitpipe.core.states import FROZEN, SKIPPED, UP_TO_DATE
+
+    _chdir(before, after)
+    statuses = snapshot.answer(locate(".", after.get("file", before.get("file"))))
+    if statuses is None:
+        return None
+    if any(" unreachable: " in str(r) for s in statuses for r in s.reasons):
+        return None  # the command exits 5 after the answer: let it
+    if check and any(s.action not in (UP_TO_DATE, FROZEN, SKIPPED) for s in statuses):
+        return None  # --check would refuse: the command says why
+    return status_lines(statuses) or ["no steps"]
+
+
+def _repro(before: dict[str, str], after: dict[str, str], quiet: bool) -> int | None:
+    from gitpipe.core.console import plain_output
+    from gitpipe.core.layout import locate
+    from gitpipe.run import noop
+
+    if not plain_output():
+        return None  # a terminal's live view: the command line draws it
+    _chdir(before, after)
+    return noop.answer(locate(".", after.get("file", before.get("file"))), quiet=quiet)
+
+
+def _chdir(before: dict[str, str], after: dict[str, str]) -> None:
+    for side in (before, after):  # as -C before the command, then after it, does
+        if "chdir" in side:
+            os.chdir(side["chdir"])
+
+
+def main() -> None:
+    """The console script: the fast path, else the command line."""
+    code = answer(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    from gitpipe.cli import main as command_line
+
+    command_line()
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@ repositories, with no CLI in between; what each function returns turns into JSON
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -232,3 +233,27 @@ def test_importing_gitpipe_imports_none_of_its_heavy_dependencies() -> None:
     ).stdout
     loaded = set(json.loads(out.replace("'", '"')))
     assert loaded.isdisjoint(heavy), loaded & set(heavy)
+
+
+def test_params_inside_a_step_loads_only_json_and_os_besides_gitpipe() -> None:
+    # gitpipe.params() runs once in every step process that reads its params
+    code = (
+        "import sys; before = set(sys.modules); import gitpipe; p = gitpipe.params(); "
+        "print(sorted({m for m in set(sys.modules) - before}), p)"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GITPIPE_PARAMS": '{"train": {"lr": 0.1}}'},
+    ).stdout
+    loaded, params = out.rsplit("] ", 1)
+    new = set(json.loads(loaded.replace("'", '"') + "]"))
+    assert params.strip() == "{'train': {'lr': 0.1}}"
+    heavy = {"pathlib", "dataclasses", "typer", "rich", "dulwich", "blake3", "sqlite3", "tomllib"}
+    assert heavy.isdisjoint(m.split(".")[0] for m in new), new
+    ours = {m for m in new if m.startswith("gitpipe")}
+    assert ours == {"gitpipe", "gitpipe.core", "gitpipe.core.errors", "gitpipe.core.stepparams"}

@@ -23,6 +23,7 @@ from gitpipe.cli import (
 )
 from gitpipe.cli.output import echo_json, table
 from gitpipe.core.errors import StaleError, UsageError
+from gitpipe.core.records import status_lines
 
 if TYPE_CHECKING:
     from gitpipe.workspace import Explanation
@@ -62,26 +63,8 @@ def status(
     if as_json:
         echo_json([s.to_json() for s in statuses] + [d.to_json() for d in data])
     else:
-        width = max((len(s.step) for s in statuses), default=0)
-        for s in statuses:
-            detail = "; ".join(str(r) for r in s.reasons)
-            if s.upstream:
-                detail = "; ".join(
-                    filter(None, [detail, f"upstream will run: {', '.join(s.upstream)}"])
-                )
-            action = _ACTIONS.get(s.action, "") if s.action != s.state else ""
-            if s.action == "restore":
-                action = (
-                    "restores gitpipe.lock's outputs"
-                    if s.source == "lock"
-                    else "restores a stored result"
-                )
-            detail = "; ".join(filter(None, [detail, action]))
-            line = f"{s.step:<{width}}  {s.state}"
-            typer.echo(f"{line}  {detail}".rstrip())
-            if verbose:
-                code = ", ".join(s.code) if s.code else (s.code_note or "none found")
-                typer.echo(f"{'':<{width}}  code: {code}")
+        for line in status_lines(statuses, verbose=verbose):
+            typer.echo(line)
         for d in data:
             typer.echo(str(d))
         if not statuses and not data:
@@ -95,10 +78,6 @@ def status(
         refused = "; ".join(filter(None, [refusal(statuses), data_refusal(data)]))
         if refused:
             raise StaleError(refused)
-
-
-#: what `status` adds for each action that its state does not say already
-_ACTIONS = {"waiting": "waits for approval"}
 
 
 def _stop_if_unreachable(reasons: list[str]) -> None:

@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Iterable
 from typing import Any
 
 import typer
 
-
-def plain_output() -> bool:
-    """Plain lines without control codes: in CI, or when stdout is not a terminal."""
-    ci = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
-    return ci or not sys.stdout.isatty() or os.environ.get("TERM") == "dumb"
+from gitpipe.core.console import plain_output
 
 
 def colour() -> bool:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import typer
 
 from gitpipe.cli.output import size
 from gitpipe.run import events as ev
+from gitpipe.run.events import ending, summary  # noqa: F401 (the views share them)
 
 if TYPE_CHECKING:
     from gitpipe.store.remote import Progress
@@ -104,31 +104,6 @@ class ConsoleReporter:
             self.line(f"{event.step}: frozen, not run")
         elif self.verbose:
             self.line(f"{event.step}: {event.state}")
-
-
-def summary(event: ev.RunFinished, *, interrupted: Sequence[str] = ()) -> str:
-    """The run's closing line: its counts, and how it ended unless it ended well,
-    naming the steps an interrupt stopped."""
-    counts = event.counts
-    parts = [
-        f"{counts.get(state, 0)} {state}"
-        for state in (ev.RAN, ev.CACHED, ev.UP_TO_DATE, ev.SKIPPED, ev.FAILED)
-    ]
-    for state in (ev.INTERRUPTED, ev.WAITING, ev.FROZEN, ev.WOULD_RUN, ev.WOULD_RESTORE):
-        if counts.get(state):
-            parts.append(f"{counts[state]} {state}")
-    return f"{', '.join(parts)} in {event.duration:.2f} s" + ending(event.status, interrupted)
-
-
-def ending(status: str, interrupted: Sequence[str]) -> str:
-    """How a run ended, to follow its counts: nothing if it ended well, else
-    " (interrupted while train ran)" or " (stopped by an error)"."""
-    how = {"interrupted": "interrupted", "error": "stopped by an error"}.get(status)
-    if how is None:
-        return ""
-    if interrupted:
-        how += f" while {', '.join(interrupted)} ran"
-    return f" ({how})"
 
 
 def log_tail(path: str, lines: int) -> list[str]:

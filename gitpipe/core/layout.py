@@ -27,3 +27,18 @@ def ensure_state_dir(folder: Path, *, parents: bool = False) -> None:
     ignore = folder / ".gitignore"
     if not ignore.exists():
         ignore.write_text("# gitpipe's local state: never commit it\n*\n", encoding="utf-8")
+
+
+def git_check_file(state_dir: Path) -> Path:
+    """Where the digest of the last Git check that passed is kept (see
+    :func:`gitpipe.run.guard.git_check_digest`)."""
+    return state_dir / "parsed" / "git-check"
+
+
+def dot_git(root: Path) -> Path | None:
+    """The nearest `.git` (a folder, or a file in a linked work tree), found
+    without Git."""
+    for folder in (root, *root.parents):
+        if (folder / ".git").exists():
+            return folder / ".git"
+    return None

@@ -48,3 +48,35 @@ class StepStatus:
             "code": list(self.code),
             "code_note": self.code_note,
         }
+
+
+#: what a status line adds for each action that its state does not say already
+_ACTIONS = {"waiting": "waits for approval"}
+
+
+def status_lines(statuses: list[StepStatus], *, verbose: bool = False) -> list[str]:
+    """The lines `gitpipe status` prints for these steps: name, state, reasons and
+    what `repro` would do; with ``verbose``, each step's code files too.  Both the
+    command and its fast path (gitpipe/__main__.py) print these."""
+    lines = []
+    width = max((len(s.step) for s in statuses), default=0)
+    for s in statuses:
+        detail = "; ".join(str(r) for r in s.reasons)
+        if s.upstream:
+            detail = "; ".join(
+                filter(None, [detail, f"upstream will run: {', '.join(s.upstream)}"])
+            )
+        action = _ACTIONS.get(s.action, "") if s.action != s.state else ""
+        if s.action == "restore":
+            action = (
+                "restores gitpipe.lock's outputs"
+                if s.source == "lock"
+                else "restores a stored result"
+            )
+        detail = "; ".join(filter(None, [detail, action]))
+        line = f"{s.step:<{width}}  {s.state}"
+        lines.append(f"{line}  {detail}".rstrip())
+        if verbose:
+            code = ", ".join(s.code) if s.code else (s.code_note or "none found")
+            lines.append(f"{'':<{width}}  code: {code}")
+    return lines

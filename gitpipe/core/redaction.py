@@ -7,6 +7,7 @@ put in a url is never echoed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -25,3 +26,13 @@ def redact(url: str) -> str:
         if item
     )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` fit to record: each url in it (``URL``, or ``--option=URL``) through
+    :func:`redact`."""
+    shown = []
+    for arg in argv:
+        head, eq, tail = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+        shown.append(head + eq + redact(tail) if "://" in tail else arg)
+    return shown

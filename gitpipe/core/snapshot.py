@@ -33,7 +33,7 @@ from gitpipe.core.stamps import Stamp, racy, stamp_of
 from gitpipe.core.states import FROZEN, SKIPPED, UP_TO_DATE
 
 #: the snapshot's layout; a file of another layout is ignored
-FORMAT = 3
+FORMAT = 4
 
 _GLOB_CHARS = frozenset("*?[")
 _STATES = (UP_TO_DATE, FROZEN, SKIPPED)  # what a snapshot may hold
@@ -129,6 +129,12 @@ class Snapshot:
     #: exactly what a repro that runs nothing writes there on that commit
     head: str | None = None
     lock_current: bool = False
+    #: what a no-op `repro` records and checks without parsing the pipeline
+    #: (gitpipe/run/noop.py): the pipeline's name (None: that repro must do the
+    #: whole work), and the digest of the Git check that passed
+    #: (gitpipe.run.guard.git_check_digest)
+    pipeline: str | None = None
+    git_check: str | None = None
 
 
 def write(
@@ -140,6 +146,8 @@ def write(
     started_ns: int,
     head: str | None = None,
     lock_current: bool = False,
+    pipeline: str | None = None,
+    git_check: str | None = None,
 ) -> bool:
     """Keep ``statuses`` as the answer while no stamp ``recorder`` took changes.
     Nothing is written when a stamp is missing, or within the racy window of
@@ -158,7 +166,7 @@ def write(
     stamps = recorder.stamps
     if any(s is not None and racy(max(s[1], s[2]), started_ns) for s in stamps.values()):
         return False
-    data = (_header(file), stamps, rows, head, lock_current)
+    data = (_header(file), stamps, rows, head, lock_current, pipeline, git_check)
     with contextlib.suppress(OSError, ValueError):  # a cache: never a reason to fail
         (state_dir / "parsed").mkdir(exist_ok=True)
         atomic.write_bytes(snapshot_path(state_dir, file), marshal.dumps(data), sync=False)
@@ -178,7 +186,7 @@ def read(file: Path) -> Snapshot | None:
     file = file.resolve()
     state_dir = file.parent / STATE_DIR
     try:
-        header, stamps, rows, head, lock_current = marshal.loads(
+        header, stamps, rows, head, lock_current, pipeline, git_check = marshal.loads(
             snapshot_path(state_dir, file).read_bytes()
         )
     except (OSError, ValueError, EOFError, TypeError):
@@ -204,4 +212,4 @@ def read(file: Path) -> Snapshot | None:
         )
         for step, state, reasons, key, code, note in rows
     ]
-    return Snapshot(statuses, head, bool(lock_current))
+    return Snapshot(statuses, head, bool(lock_current), pipeline, git_check)

@@ -3,7 +3,7 @@ JSON output and lineage are listeners."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,3 +139,27 @@ class Broadcast:
     def __call__(self, event: Event) -> None:
         for listener in self.listeners:
             listener(event)
+
+
+def summary(event: RunFinished, *, interrupted: Sequence[str] = ()) -> str:
+    """The run's closing line: its counts, and how it ended unless it ended well,
+    naming the steps an interrupt stopped."""
+    counts = event.counts
+    parts = [
+        f"{counts.get(state, 0)} {state}" for state in (RAN, CACHED, UP_TO_DATE, SKIPPED, FAILED)
+    ]
+    for state in (INTERRUPTED, WAITING, FROZEN, WOULD_RUN, WOULD_RESTORE):
+        if counts.get(state):
+            parts.append(f"{counts[state]} {state}")
+    return f"{', '.join(parts)} in {event.duration:.2f} s" + ending(event.status, interrupted)
+
+
+def ending(status: str, interrupted: Sequence[str]) -> str:
+    """How a run ended, to follow its counts: nothing if it ended well, else
+    " (interrupted while train ran)" or " (stopped by an error)"."""
+    how = {"interrupted": "interrupted", "error": "stopped by an error"}.get(status)
+    if how is None:
+        return ""
+    if interrupted:
+        how += f" while {', '.join(interrupted)} ran"
+    return f" ({how})"

@@ -30,20 +30,12 @@ from typing import TYPE_CHECKING, Any
 from gitpipe.core import atomic, stamps
 from gitpipe.core.errors import PipelineError, UnsafePath
 from gitpipe.core.hashing import digest_record
+from gitpipe.core.layout import dot_git, git_check_file
 from gitpipe.pipeline import spec
 from gitpipe.store import datafile
 
 if TYPE_CHECKING:
     from gitpipe.run.context import Workspace
-
-
-def dot_git(root: Path) -> Path | None:
-    """The nearest `.git` (a folder, or a file in a linked work tree), found
-    without Git."""
-    for folder in (root, *root.parents):
-        if (folder / ".git").exists():
-            return folder / ".git"
-    return None
 
 
 def git_check_digest(project: Workspace, names: Sequence[str]) -> str | None:
@@ -78,7 +70,7 @@ def git_index(root: Path) -> Path | None:
 def passed_git_check(state_dir: Path) -> str | None:
     """The digest of the last Git check that passed (see :func:`git_check_digest`)."""
     with contextlib.suppress(OSError):
-        return (state_dir / "parsed" / "git-check").read_text()
+        return git_check_file(state_dir).read_text()
     return None
 
 
@@ -102,7 +94,7 @@ def remember_check(state_dir: Path, digest: str | None) -> None:
     if digest is not None and state_dir.is_dir():
         with contextlib.suppress(OSError):
             (state_dir / "parsed").mkdir(exist_ok=True)
-            atomic.write_bytes(state_dir / "parsed" / "git-check", digest.encode(), sync=False)
+            atomic.write_bytes(git_check_file(state_dir), digest.encode(), sync=False)
 
 
 def check_before_run(

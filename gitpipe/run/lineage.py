@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitpipe.core.errors import GitpipeError
+from gitpipe.core.redaction import redact_argv  # a --remote url's secrets
 from gitpipe.run import events as ev
 
 if TYPE_CHECKING:  # sqlite-utils is imported only to migrate and to query
@@ -378,8 +379,6 @@ class LineageRecorder:
 
     def _record(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
-            from gitpipe.store.remote.base import redact_argv  # a --remote url's secrets
-
             self.run_id = event.run_id
             with self.conn:
                 self.conn.execute(

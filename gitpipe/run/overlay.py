@@ -188,4 +188,9 @@ def committed_bytes(root: Path, state_dir: Path, path: Path) -> bytes:
 
 def left_behind(state_dir: Path) -> bool:
     """Whether a run left params files rewritten (one stat)."""
-    return os.path.exists(state_dir / SAVED / _MANIFEST)
+    return os.path.exists(manifest_path(state_dir))
+
+
+def manifest_path(state_dir: Path) -> Path:
+    """The file whose presence says a run left params files rewritten."""
+    return state_dir / SAVED / _MANIFEST

@@ -35,7 +35,6 @@ from gitpipe.core.errors import (
     StaleError,
     StoreError,
     UnsafePath,
-    UsageError,
     describe,
 )
 from gitpipe.core.hashing import Digest, digest_record
@@ -526,18 +525,6 @@ def approver(
         return approval_of(path, step.name, str(key_record.key)) is not None
 
     return approved
-
-
-def current_params() -> dict[str, Any]:
-    """The params of the step this process runs for (``GITPIPE_PARAMS``); {} outside one."""
-    raw = os.environ.get("GITPIPE_PARAMS")
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise UsageError("GITPIPE_PARAMS is not valid JSON") from exc
-    return value if isinstance(value, dict) else {}
 
 
 def invocation(

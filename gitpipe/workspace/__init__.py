@@ -29,35 +29,47 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitpipe.core import atomic, layout, stamps
-from gitpipe.core.errors import UsageError, WorkspaceBusy
+from gitpipe.core.errors import UsageError
 from gitpipe.core.layout import STATE_DIR, locate
 from gitpipe.core.records import StepStatus
-from gitpipe.identity.environment import Environment
-from gitpipe.identity.statcache import Hasher, StatCache
+from gitpipe.core.stepparams import current_params
 from gitpipe.pipeline import graph as graphs
 from gitpipe.pipeline import spec
-from gitpipe.run import events as ev
 from gitpipe.run import guard, overlay
-from gitpipe.run.inputs import Inputs, fingerprints_for
-from gitpipe.run.planner import Decision, Planner
-from gitpipe.run.session import (
-    HookCall,
-    approver,
-    current_params,
-    fault_point,
-)
 from gitpipe.store import lockfile
 from gitpipe.store.datafile import DataRecord
 from gitpipe.store.lockfile import Lock, LockEntry
-from gitpipe.store.objects import Store
-from gitpipe.store.runcache import RunCache, Signer
-from gitpipe.workspace.reproduce import RunReport, reproduce, workspace_lock
 
-if TYPE_CHECKING:  # imported where used: a no-op run explains nothing
+if TYPE_CHECKING:  # imported where used: `add` or `status` needs none of the runner
     from gitpipe.history.maintenance import GcReport, StoreReport
+    from gitpipe.identity.external import Fingerprints
+    from gitpipe.run import events as ev
+    from gitpipe.run.inputs import Inputs
+    from gitpipe.run.planner import Decision, Planner
+    from gitpipe.run.session import HookCall
     from gitpipe.workspace.experiments import Experiment, MetricsHistory
+    from gitpipe.workspace.inspection import Explanation
+    from gitpipe.workspace.reproduce import RunReport
 
 __all__ = ["HookCall", "Project", "RunReport", "current_params", "fault_point"]
+
+#: names the facade offers from the modules that define them, imported when asked
+_LAZY = {
+    "HookCall": "gitpipe.run.session",
+    "fault_point": "gitpipe.run.session",
+    "RunReport": "gitpipe.workspace.reproduce",
+    "Explanation": "gitpipe.workspace.inspection",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # `gitpipe add` or `status` needs neither the runner nor the planner: a name
+    # defined there is imported when first asked for (PEP 562)
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gitpipe.workspace' has no attribute {name!r}")
 
 
 STARTER = """\
@@ -91,8 +103,15 @@ def _nothing() -> None:
     return None
 
 
-from gitpipe.workspace import data, inspection  # noqa: E402 (they name Project as a type only)
-from gitpipe.workspace.inspection import Explanation  # noqa: E402
+from gitpipe.workspace import data  # noqa: E402 (it names Project as a type only)
+
+
+def _inspection() -> Any:
+    """:mod:`gitpipe.workspace.inspection`, imported when first used (it needs the
+    planner, which `add` does not)."""
+    from gitpipe.workspace import inspection
+
+    return inspection
 
 
 class Project:
@@ -126,23 +145,21 @@ class Project:
         self._user: str | None = None  # who approves, found once
         #: the lock last read, with the file's stamp and when it was read
         self._lock_read: tuple[stamps.Stamp, int, Lock] | None = None
-        #: the remote deps' fingerprints: each url asked once in this project's life
-        #: (one command)
-        self.fingerprints = fingerprints_for(self.environ)
+        self._fingerprints: Fingerprints | None = None
         if overlay.left_behind(self.state_dir):
-            self.put_back_params()
+            from gitpipe.workspace.reproduce import put_back_params
 
-    def put_back_params(self) -> list[str]:
-        """Put back the params files a killed `repro -p` left rewritten, unless a
-        repro holds the workspace (it puts them back itself); see
-        :mod:`gitpipe.run.overlay`.  Returns the files put back."""
-        try:
-            with workspace_lock(
-                self.state_dir / "repro.lock", wait=False, emit=lambda _event: None
-            ):
-                return overlay.put_back(self.root, self.state_dir)
-        except WorkspaceBusy:
-            return []
+            put_back_params(self)
+
+    @property
+    def fingerprints(self) -> Fingerprints:
+        """The remote deps' fingerprints: each url asked once in this project's life
+        (one command)."""
+        if self._fingerprints is None:
+            from gitpipe.run.inputs import fingerprints_for
+
+            self._fingerprints = fingerprints_for(self.environ)
+        return self._fingerprints
 
     @property
     def store_dir(self) -> Path:
@@ -256,7 +273,7 @@ class Project:
 
     def digest_of(self, path: str | os.PathLike[str]) -> tuple[str, str]:
         """The digest of a workspace path now, and the path relative to the pipeline."""
-        return inspection.digest_of(self, path)
+        return _inspection().digest_of(self, path)
 
     # -- status ---------------------------------------------------------------
 
@@ -265,13 +282,13 @@ class Project:
     ) -> list[StepStatus]:
         """Each selected step's state, what `repro` would do with it, and why (see
         :func:`gitpipe.workspace.inspection.status`)."""
-        return inspection.status(self, targets, single=single, downstream=downstream)
+        return _inspection().status(self, targets, single=single, downstream=downstream)
 
     def status_and_data(
         self, targets: Iterable[str] = (), *, single: bool = False, downstream: bool = False
     ) -> tuple[list[StepStatus], list[data.DataState]]:
         """:meth:`status`, and how the workspace stands to each added path."""
-        return inspection.status_and_data(self, targets, single=single, downstream=downstream)
+        return _inspection().status_and_data(self, targets, single=single, downstream=downstream)
 
     def plan(
         self,
@@ -302,6 +319,11 @@ class Project:
         record_approvals: bool = False,
         preferred: Mapping[Any, Mapping[str, Any]] | None = None,
     ) -> Planner:
+        from gitpipe.run.planner import Planner
+        from gitpipe.run.session import approver
+        from gitpipe.store.objects import Store
+        from gitpipe.store.runcache import RunCache, Signer
+
         return Planner(
             inputs,
             RunCache(Store(self.store_dir), signer=Signer.from_environ(self.environ)),
@@ -317,7 +339,7 @@ class Project:
     def check_lock(self) -> list[tuple[str, list[str]]]:
         """Steps whose lock entry does not match the pipeline and the files it reads
         (see :func:`gitpipe.workspace.inspection.check_lock`)."""
-        return inspection.check_lock(self)
+        return _inspection().check_lock(self)
 
     # -- the store -------------------------------------------------------------
 
@@ -382,7 +404,7 @@ class Project:
     def why(self, name: str) -> Explanation:
         """What `repro` would do with a step and why: its key, component by component,
         against the lock and the nearest stored result."""
-        return inspection.why(self, name)
+        return _inspection().why(self, name)
 
     # -- approvals ------------------------------------------------------------
 
@@ -408,7 +430,7 @@ class Project:
     def approve(self, name: str) -> tuple[list[tuple[str, str]], str]:
         """Approve a step (`approval = true`) to run with its key as it is now;
         returns each step approved with its key, and who approved."""
-        return inspection.approve(self, name)
+        return _inspection().approve(self, name)
 
     # -- metrics over time and experiments ---------------------------------------
 
@@ -431,7 +453,12 @@ class Project:
 
     #: :func:`gitpipe.workspace.reproduce.reproduce`, as a method: bring the selected
     #: steps up to date, restoring what the store has and running the rest
-    repro = reproduce
+    def repro(self, targets: Iterable[str] = (), **options: Any) -> RunReport:
+        """Bring the selected steps up to date, restoring what the store has and
+        running the rest: :func:`gitpipe.workspace.reproduce.reproduce` (its options)."""
+        from gitpipe.workspace.reproduce import reproduce
+
+        return reproduce(self, targets, **options)
 
     # -- helpers --------------------------------------------------------------
 
@@ -453,6 +480,7 @@ class Project:
 
     def recorder(self, emit: ev.Listener) -> Any:
         """The lineage listener; a damaged or too new database is a notice, not a stop."""
+        from gitpipe.run import events as ev
         from gitpipe.run.lineage import LineageError, LineageRecorder
 
         try:
@@ -464,6 +492,10 @@ class Project:
     @contextlib.contextmanager
     def inputs(self, *, readonly: bool) -> Iterator[Inputs]:
         """What steps read, for one command, through the stat cache."""
+        from gitpipe.identity.environment import Environment
+        from gitpipe.identity.statcache import Hasher, StatCache
+        from gitpipe.run.inputs import Inputs
+
         cache = StatCache(self.state_dir / "stat.db", readonly=readonly)
         try:
             yield Inputs(

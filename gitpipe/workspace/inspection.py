@@ -24,7 +24,7 @@ from gitpipe.core.snapshot import write as write_snapshot
 from gitpipe.identity.action import fingerprint
 from gitpipe.pipeline.values import jsonable
 from gitpipe.run import events as ev
-from gitpipe.run import guard
+from gitpipe.run import guard, overlay
 from gitpipe.run.inputs import Inputs
 from gitpipe.run.plan import STALE
 from gitpipe.run.planner import RESTORE, SETTLED, WAITING, Decision
@@ -155,6 +155,9 @@ def status_and_data(
                     started_ns=started_ns,
                     head=head,
                     lock_current=current,
+                    # with a pythonpath, `repro` tells of imports it leaves out
+                    pipeline=project.pipeline.name if project.pipeline.pythonpath is None else None,
+                    git_check=git_check,
                 )
     project.keep_caches()
     return statuses, added
@@ -202,6 +205,7 @@ def record_inputs(project: Project, recorder: Recorder, names: Sequence[str]) ->
             break
         recorder.look(str(folder / ".git"), follow=False)  # still none nearer
     recorder.look(str(index))
+    recorder.look(str(overlay.manifest_path(project.state_dir)))  # a killed `repro -p`
     for name in names:
         for out in project.pipeline.steps[name].all_outs:
             parts = out.path.split("/")

@@ -384,6 +384,17 @@ def _pull_lock(
         )
 
 
+def put_back_params(project: Project) -> list[str]:
+    """Put back the params files a killed `repro -p` left rewritten, unless a repro
+    holds the workspace (it puts them back itself); see :mod:`gitpipe.run.overlay`.
+    Returns the files put back."""
+    try:
+        with workspace_lock(project.state_dir / "repro.lock", wait=False, emit=lambda _: None):
+            return overlay.put_back(project.root, project.state_dir)
+    except WorkspaceBusy:
+        return []
+
+
 def _tell_rejected(rejected: Sequence[str], url: str, emit: ev.Listener) -> None:
     """Say what `--pull` refused: nothing of it was written, and the steps it would
     have served are planned as if the remote had nothing for them."""

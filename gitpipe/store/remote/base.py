@@ -6,10 +6,9 @@ shown (:mod:`gitpipe.core.redaction`; :func:`redact_argv`: a command line holdin
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
 from pathlib import Path
 
-from gitpipe.core.redaction import redact
+from gitpipe.core.redaction import redact, redact_argv  # noqa: F401 (offered here too)
 from gitpipe.store.runcache import UNSIGNED, Signer
 
 
@@ -59,13 +58,3 @@ class Remote(abc.ABC):
     @abc.abstractmethod
     def write(self, name: str, data: bytes) -> None:
         """Store ``data`` under ``name``; readers never see half of it."""
-
-
-def redact_argv(argv: Sequence[str]) -> list[str]:
-    """``argv`` fit to record: each url in it (``URL``, or ``--option=URL``) through
-    :func:`redact`."""
-    shown = []
-    for arg in argv:
-        head, eq, tail = arg.partition("=") if arg.startswith("-") else ("", "", arg)
-        shown.append(head + eq + redact(tail) if "://" in tail else arg)
-    return shown

@@ -1,0 +1,326 @@
+"""The console script's fast path for a no-op `repro` (gitpipe/run/noop.py): the same
+lines, exit code and lineage rows as the command line, without typer; every doubt
+handed to the command line with nothing printed, recorded or changed."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Workspace, git, snapshot
+from test_status_snapshot import up_to_date
+
+from gitpipe.__main__ import answer
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the columns that differ between any two runs: ids, times, the process
+RUN_VARYING = {"id", "started", "ended", "pid", "process"}
+STEP_VARYING = {"id", "run_id", "started", "ended"}
+
+
+def run(module: str, args: list[str], cwd: Path, *, fast: bool = True) -> tuple[int, str, str]:
+    """Exit code, stdout (the duration normalised) and stderr of ``python -m module
+    ARGS``; through the console script's module (``gitpipe``), the fast path must
+    have answered (unless not ``fast``): typer never imported."""
+    environ = {**os.environ, "CI": "true", "PYTHONPATH": str(ROOT)}
+    environ.pop("GITHUB_STEP_SUMMARY", None)
+    timing = ["-X", "importtime"] if module == "gitpipe" and fast else []
+    done = subprocess.run(
+        [sys.executable, *timing, "-m", module, *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+    )
+    err = [line for line in done.stderr.splitlines(True) if not line.startswith("import time:")]
+    if timing:
+        loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+        assert "typer" not in loaded, args
+    duration = re.compile(r"in \d+\.\d\d s")
+    return done.returncode, duration.sub("in X s", done.stdout), "".join(err)
+
+
+def last_run(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The latest run's row and its executions' rows, without what always differs."""
+    with closing(sqlite3.connect(root / ".gitpipe" / "lineage.db")) as db:
+        db.row_factory = sqlite3.Row
+        row = db.execute("SELECT * FROM runs ORDER BY started DESC, rowid DESC LIMIT 1").fetchone()
+        steps = db.execute(
+            "SELECT * FROM executions WHERE run_id = ? ORDER BY id", (row["id"],)
+        ).fetchall()
+    return (
+        {k: row[k] for k in row.keys() if k not in RUN_VARYING},  # noqa: SIM118 (a Row)
+        [{k: s[k] for k in s.keys() if k not in STEP_VARYING} for s in steps],  # noqa: SIM118
+    )
+
+
+def run_count(root: Path) -> int:
+    with closing(sqlite3.connect(root / ".gitpipe" / "lineage.db")) as db:
+        return db.execute("SELECT count(*) FROM runs").fetchone()[0]
+
+
+def changed(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
+    return {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
+
+
+def edit_readme(workspace: Workspace) -> None:
+    """A tracked file no step reads, changed: the snapshot holds, the checkout is dirty."""
+    workspace.write("README", "first words\n")
+    workspace.commit("readme")
+    up_to_date_again(workspace)
+    workspace.write("README", "other words\n")
+
+
+def chmod_readme(workspace: Workspace) -> None:
+    """Only a tracked file's mode changed: dulwich compares content, so not dirty."""
+    workspace.write("README", "first words\n")
+    workspace.commit("readme")
+    up_to_date_again(workspace)
+    (workspace.root / "README").chmod(0o755)
+
+
+def delete_readme(workspace: Workspace) -> None:
+    workspace.write("README", "first words\n")
+    workspace.commit("readme")
+    up_to_date_again(workspace)
+    (workspace.root / "README").unlink()
+
+
+def up_to_date_again(workspace: Workspace) -> None:
+    from test_status_snapshot import settle
+
+    settle()
+    assert "stale" not in workspace.ok("status").stdout
+
+
+CHECKOUTS = {"clean": lambda w: None, "edited": edit_readme, "mode": chmod_readme}
+CHECKOUTS["deleted"] = delete_readme
+
+FORMS = [
+    (["repro"], "repo"),
+    (["repro", "-q"], "repo"),
+    (["repro", "--quiet", "-f", "gitpipe.toml"], "repo"),
+    (["-C", "repo", "repro"], "parent"),
+    (["-Crepo", "repro", "-q", "--file=gitpipe.toml"], "parent"),
+]
+
+
+@pytest.mark.parametrize("checkout", list(CHECKOUTS))
+def test_a_no_op_repro_prints_and_records_what_the_command_line_does(
+    workspace: Workspace, checkout: str
+) -> None:
+    up_to_date(workspace)
+    CHECKOUTS[checkout](workspace)
+    for args, where in FORMS:
+        cwd = workspace.root if where == "repo" else workspace.root.parent
+        runs = run_count(workspace.root)
+        fast = run("gitpipe", args, cwd)  # the console script's way in
+        fast_rows = last_run(workspace.root)
+        full = run("gitpipe.cli", args, cwd)  # the command line alone
+        full_rows = last_run(workspace.root)
+        assert run_count(workspace.root) == runs + 2
+        assert fast == full, (checkout, args)
+        assert fast[1] == "0 ran, 0 cached, 3 up to date, 0 skipped, 0 failed in X s\n"
+        assert fast_rows == full_rows, (checkout, args)
+        assert fast_rows[0]["dirty"] == (checkout in ("edited", "deleted"))
+        assert fast_rows[0]["status"] == "ok"
+        assert [s["state"] for s in fast_rows[1]] == ["up to date"] * 3
+
+
+def test_a_no_op_repro_is_answered_without_typer_and_writes_only_lineage(
+    workspace: Workspace,
+) -> None:
+    up_to_date(workspace)
+    workspace.ok("repro")  # lineage and the workspace lock exist, as after any repro
+    before = snapshot(workspace.root)
+    code = "import sys; from gitpipe.__main__ import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code, "repro", "-q"],
+        cwd=workspace.root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CI": "true", "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("0 ran, 0 cached, 3 up to date, 0 skipped, 0 failed in ")
+    loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    heavy = {"typer", "click", "dulwich", "sqlite_utils", "gitpipe.cli", "gitpipe.pipeline"}
+    assert not heavy & loaded
+    assert changed(before, snapshot(workspace.root)) <= {
+        ".gitpipe",  # SQLite's side files came and went
+        ".gitpipe/lineage.db",
+        ".gitpipe/repro.lock",
+    }
+
+
+def hold_the_workspace(workspace: Workspace) -> Any:
+    handle = open(workspace.root / ".gitpipe" / "repro.lock", "a+")  # noqa: SIM115
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return handle
+
+
+def leave_scratch(workspace: Workspace) -> None:
+    (workspace.root / ".gitpipe" / "tmp").mkdir(exist_ok=True)
+    (workspace.root / ".gitpipe" / "tmp" / ".first.txt.abc.tmp").write_text("half\n")
+
+
+def move_head(workspace: Workspace) -> None:
+    git(workspace.root, "commit", "-q", "--allow-empty", "-m", "nothing")  # index unchanged
+
+
+def forget_git_check(workspace: Workspace) -> None:
+    (workspace.root / ".gitpipe" / "parsed" / "git-check").write_text("another digest")
+
+
+def unregister(workspace: Workspace) -> None:
+    from gitpipe.store import clones
+
+    clones.entry_for(
+        workspace.root / ".gitpipe" / "cache", workspace.root / "gitpipe.toml"
+    ).unlink()
+
+
+def add_attributes(workspace: Workspace) -> None:
+    (workspace.root / ".gitattributes").write_text("*.txt text\n")
+
+
+def stale_step(workspace: Workspace) -> None:
+    workspace.write("data/raw.txt", "changed\n")
+
+
+DOUBTS = {
+    "a step is stale": stale_step,
+    "HEAD moved": move_head,
+    "the Git check is another": forget_git_check,
+    "the clone is not registered": unregister,
+    "a killed restore left scratch": leave_scratch,
+    "Git filters may apply": add_attributes,
+}
+
+
+@pytest.mark.parametrize("doubt", list(DOUBTS))
+def test_any_doubt_hands_the_repro_over_having_changed_nothing(
+    workspace: Workspace,
+    doubt: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    up_to_date(workspace)
+    workspace.ok("repro")
+    DOUBTS[doubt](workspace)
+    monkeypatch.chdir(workspace.root)
+    runs = run_count(workspace.root)  # before: reading lineage touches its folder
+    before = snapshot(workspace.root)
+    assert answer(["repro"]) is None
+    assert capsys.readouterr() == ("", "")
+    assert Path.cwd() == workspace.root
+    after = snapshot(workspace.root)
+    # the workspace lock, taken for a moment (or not), holds a pid as a repro leaves it
+    assert changed(before, after) <= {".gitpipe/repro.lock"}
+    assert run_count(workspace.root) == runs
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["GITHUB_STEP_SUMMARY", "GITPIPE_BACKEND", "GITPIPE_CACHE_DIR", "GITPIPE_FAULT", "GIT_DIR"],
+)
+def test_what_the_environment_would_add_hands_the_repro_over(
+    workspace: Workspace,
+    variable: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    up_to_date(workspace)
+    workspace.ok("repro")
+    monkeypatch.chdir(workspace.root)
+    monkeypatch.setenv(variable, str(workspace.root.parent / "elsewhere"))
+    before = snapshot(workspace.root)
+    assert answer(["repro", "-q"]) is None
+    assert capsys.readouterr() == ("", "")
+    assert snapshot(workspace.root) == before
+
+
+def test_a_busy_workspace_is_left_to_the_command_line_which_waits(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    up_to_date(workspace)
+    workspace.ok("repro")
+    monkeypatch.chdir(workspace.root)
+    held = hold_the_workspace(workspace)
+    try:
+        runs = run_count(workspace.root)
+        before = snapshot(workspace.root)
+        assert answer(["repro"]) is None
+        assert capsys.readouterr() == ("", "")
+        assert snapshot(workspace.root) == before
+        assert run_count(workspace.root) == runs
+    finally:
+        held.close()
+
+
+def test_a_new_commit_makes_the_command_line_write_the_lock_and_the_next_no_op_is_fast(
+    workspace: Workspace,
+) -> None:
+    up_to_date(workspace)
+    move_head(workspace)
+    code, out, _ = run("gitpipe", ["repro"], workspace.root, fast=False)  # handed over
+    assert code == 0 and "3 up to date" in out
+    workspace.commit("lock")
+    up_to_date_again(workspace)
+    runs = run_count(workspace.root)
+    code, out, err = run("gitpipe", ["repro", "-q"], workspace.root)
+    assert (code, err) == (0, "")
+    assert run_count(workspace.root) == runs + 1
+    rows = last_run(workspace.root)
+    assert rows[0]["git_commit"] == git(workspace.root, "rev-parse", "HEAD").strip()
+
+
+FAN = """
+[steps.z]
+cmd = "cp data/raw.txt z.txt"
+deps = ["data/raw.txt"]
+outs = ["z.txt"]
+
+[steps.b]
+cmd = "cp z.txt b.txt"
+deps = ["z.txt"]
+outs = ["b.txt"]
+
+[steps.a]
+cmd = "cp data/raw.txt a.txt"
+deps = ["data/raw.txt"]
+outs = ["a.txt"]
+
+[steps.m]
+cmd = "cat b.txt a.txt > m.txt"
+deps = ["b.txt", "a.txt"]
+outs = ["m.txt"]
+"""
+
+
+def test_the_steps_of_a_fan_out_are_recorded_in_the_command_line_s_order(
+    workspace: Workspace,
+) -> None:
+    from test_status_snapshot import settle
+
+    workspace.write("data/raw.txt", "hello\n")
+    workspace.write(".gitignore", "z.txt\nb.txt\na.txt\nm.txt\n")
+    workspace.pipeline(FAN)
+    workspace.ok("repro")
+    workspace.commit("fan")
+    settle()
+    workspace.ok("status")
+    fast = run("gitpipe", ["repro"], workspace.root)
+    fast_rows = last_run(workspace.root)
+    full = run("gitpipe.cli", ["repro"], workspace.root)
+    assert fast == full
+    assert fast_rows == last_run(workspace.root)
+    assert [s["step"] for s in fast_rows[1]] == ["z", "b", "a", "m"]

@@ -1,0 +1,148 @@
+"""The console script's fast path (gitpipe/__main__.py): a no-op `status` answered
+before typer is imported, byte for byte as the command line answers it, and every
+other form handed to the command line untouched."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Workspace, snapshot
+from test_status_snapshot import up_to_date
+
+from gitpipe.__main__ import answer
+
+
+def stale(workspace: Workspace) -> None:
+    up_to_date(workspace)
+    workspace.write("data/raw.txt", "changed\n")
+
+
+def bad_pipeline(workspace: Workspace) -> None:
+    up_to_date(workspace)
+    workspace.pipeline("[steps.first\ncmd = 1\n")
+
+
+def no_pipeline(workspace: Workspace) -> None:
+    workspace.write("README", "no pipeline here\n")
+
+
+SETUPS = {"up to date": up_to_date, "stale": stale, "bad file": bad_pipeline, "none": no_pipeline}
+
+#: (args, folder to start in: the repository or its parent)
+FORMS = [
+    (["status"], "repo"),
+    (["status", "--check"], "repo"),
+    (["-C", "repo", "status"], "parent"),
+    (["status", "--check", "-C", "repo"], "parent"),
+    (["-Crepo", "-f", "gitpipe.toml", "status", "--file=gitpipe.toml"], "parent"),
+    (["-f", "other.toml", "status"], "repo"),
+    (["-C", "nowhere", "status"], "parent"),
+    (["status", "-v"], "repo"),
+    (["status", "first"], "repo"),
+    (["status", "--check", "--check"], "repo"),
+]
+
+
+def run(module: str, args: list[str], cwd: Path, ci: str) -> tuple[int, bytes, bytes]:
+    env = {**os.environ, "CI": ci, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_the_fast_path_prints_what_the_command_line_prints_byte_for_byte(
+    workspace: Workspace, setup: str
+) -> None:
+    SETUPS[setup](workspace)
+    cases = [(args, where, "true") for args, where in FORMS]
+    cases += [(args, where, "false") for args, where in FORMS[:3]]
+    for args, where, ci in cases:
+        cwd = workspace.root if where == "repo" else workspace.root.parent
+        fast = run("gitpipe", args, cwd, ci)  # the console script's way in
+        full = run("gitpipe.cli", args, cwd, ci)  # the command line alone
+        assert fast == full, (setup, args, ci)
+
+
+def test_a_no_op_status_is_answered_without_typer_and_changes_nothing(workspace: Workspace) -> None:
+    up_to_date(workspace)
+    code = "import sys; from gitpipe.__main__ import main; main()"
+    before = snapshot(workspace.root)
+    for args in (["status"], ["status", "--check"], ["-C", ".", "status", "-f", "gitpipe.toml"]):
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", code, *args],
+            cwd=workspace.root,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [
+            "first   up to date",
+            "second  up to date",
+            "third   up to date",
+        ]
+        loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+        assert not {"typer", "click", "gitpipe.cli", "gitpipe.pipeline"} & loaded, args
+    assert snapshot(workspace.root) == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "-v"],
+        ["status", "--json"],
+        ["status", "first"],
+        ["--debug", "status"],
+        ["status", "-f"],
+        ["status", "-C", ""],
+        ["-C", ".", "-C", ".", "status"],
+        ["repro", "-v"],
+        ["repro", "-n"],
+        ["repro", "first"],
+        ["repro", "--force"],
+        ["repro", "-q", "-q"],
+        ["repro", "-p", "x=1"],
+        ["repro", "--summary-json", "s.json"],
+        ["-q", "repro"],
+        ["--check", "status"],
+        [],
+    ],
+)
+def test_other_forms_are_handed_to_the_command_line_untouched(
+    workspace: Workspace,
+    args: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    up_to_date(workspace)
+    monkeypatch.chdir(workspace.root)
+    before = snapshot(workspace.root)
+    assert answer(args) is None
+    assert capsys.readouterr() == ("", "")
+    assert Path.cwd() == workspace.root
+    assert snapshot(workspace.root) == before
+
+
+def test_a_stale_step_or_a_failed_chdir_leaves_the_folder_as_it_was(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stale(workspace)
+    monkeypatch.chdir(workspace.root.parent)
+    assert answer(["-C", "repo", "status"]) is None  # the snapshot no longer answers
+    assert answer(["-C", "repo", "status", "-C", "nowhere"]) is None
+    assert capsys.readouterr() == ("", "")
+    assert Path.cwd() == workspace.root.parent
+
+
+def test_shell_completion_is_left_to_typer(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    up_to_date(workspace)
+    monkeypatch.chdir(workspace.root)
+    monkeypatch.setenv("_GITPIPE_COMPLETE", "bash_complete")
+    assert answer(["status"]) is None
