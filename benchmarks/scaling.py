@@ -1,0 +1,119 @@
+"""Does gitpipe's time per step stay flat as the pipeline grows? (issue 24)
+
+A binary tree of `cp` steps: step i (1..N) copies step i // 2's output (step 1 copies
+the tracked seed), so every output sits in one folder and most steps have two
+dependants. A full `repro` of N steps is timed at two or three sizes, ten times apart,
+with the bare commands as one `sh` script beside it. The row fails loudly (the
+benchmark exits non-zero, naming the sizes) when gitpipe's time per step at the larger
+size is more than `GROWTH` times that at the smaller: cost that grows with the number
+of steps (a scan of everything known, per step) is quadratic in total.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+from peers import ENV
+from timing import Row, Sample, run
+
+#: how much the time per step may grow between two sizes ten times apart
+GROWTH = 1.5
+SEED = "seed.txt"
+
+
+def tree(n: int) -> tuple[str, str]:
+    """The pipeline file and the bare script of an `n`-step binary tree of `cp`."""
+
+    def dep(i: int) -> str:
+        return SEED if i == 1 else f"out/s{i // 2}.txt"
+
+    parts = ['[pipeline]\nname = "tree"\n']
+    script = ["set -e", "mkdir -p out"]
+    for i in range(1, n + 1):
+        cmd = f"cp {dep(i)} out/s{i}.txt"
+        parts.append(
+            f"[steps.s{i}]\ncmd = {json.dumps(cmd)}\n"
+            f"deps = [{json.dumps(dep(i))}]\nouts = [{json.dumps(f'out/s{i}.txt')}]\n"
+        )
+        script.append(cmd)
+    return "\n".join(parts), "\n".join(script) + "\n"
+
+
+def _git(root: Path, *args: str) -> None:
+    done = run(["git", *args], root, env=ENV)
+    if not done.ok:
+        raise SystemExit(f"git {' '.join(args)} failed in {root}: {done.stderr}")
+
+
+def _checked(sample: Sample, what: str) -> Sample:
+    if not sample.ok:
+        raise SystemExit(f"{what} failed ({sample.returncode}): {sample.stderr[-2000:]}")
+    return sample
+
+
+def one_size(base: Path, gitpipe: str, n: int) -> tuple[Sample, Sample]:
+    """A fresh repository of an `n`-step tree: (full `repro`, the bare commands)."""
+    pipeline, script = tree(n)
+    bare_root, root = base / f"bare-{n}", base / f"tree-{n}"
+    for folder in (bare_root, root):
+        folder.mkdir()
+        (folder / SEED).write_text("seed\n")
+    (bare_root / "run.sh").write_text(script)
+    bare = _checked(run(["sh", "run.sh"], bare_root, env=ENV), f"bare {n}-step tree")
+    (root / "gitpipe.toml").write_text(pipeline)
+    (root / ".gitignore").write_text("/out/\n")
+    _git(root, "init", "-q")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-qm", "workload")
+    repro = _checked(run([gitpipe, "repro", "-q"], root, env=ENV), f"repro of {n}-step tree")
+    return repro, bare
+
+
+def bench(base: Path, gitpipe: str, quick: bool) -> list[Row]:
+    sizes = (300, 3_000) if quick else (1_000, 10_000, 100_000)
+    rows: list[Row] = []
+    per_step: dict[int, float] = {}
+    for n in sizes:
+        repro, bare = one_size(base, gitpipe, n)
+        per_step[n] = (repro.seconds - bare.seconds) / n * 1000
+        rows.append(
+            Row(
+                f"full repro, {n:,}-step binary tree of `cp`",
+                "s",
+                repro.seconds,
+                repro.seconds,
+                repro.seconds,
+                1,
+                f"bare commands {bare.seconds:.2f} s, "
+                f"{repro.seconds / bare.seconds:.1f}x; peak {repro.max_rss_mib:.0f} MiB",
+                {"bare": bare.seconds, "max_rss_mib": repro.max_rss_mib},
+                key=f"scaling/tree/{n}",
+            )
+        )
+        rows.append(
+            Row(
+                f"gitpipe's own cost per step, {n:,}-step tree",
+                "ms",
+                per_step[n],
+                per_step[n],
+                per_step[n],
+                1,
+                "(full repro - bare commands) / steps",
+                key=f"scaling/per-step/{n}",
+            )
+        )
+    grown = [
+        f"{per_step[big]:.2f} ms per step at {big:,} against {per_step[small]:.2f} at {small:,}"
+        for small, big in itertools.pairwise(sizes)
+        if per_step[big] > GROWTH * max(per_step[small], 0.05)
+    ]
+    for row in rows:
+        print(f"  {row.name}: {row.median:.3f} {row.unit} ({row.note})", flush=True)
+    if grown:
+        raise SystemExit(
+            f"time per step grows with the number of steps (more than {GROWTH}x): "
+            + "; ".join(grown)
+        )
+    return rows

@@ -1,0 +1,96 @@
+"""Issue 24: a full `repro` whose cost per step does not grow with the pipeline.
+
+Forgetting what was learnt of a path a step is about to write visits only what was
+learnt at or under that path (gitpipe/core/pathmemo.py), and still forgets all of it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from gitpipe.core.pathmemo import PathMemo
+from gitpipe.identity.statcache import Hasher, StatCache
+from tests.conftest import Workspace
+
+
+def test_forgetting_a_folder_drops_it_and_everything_under_it_but_not_its_neighbours() -> None:
+    memo: PathMemo[int] = PathMemo()
+    for n, key in enumerate(["out", "out/a", "out/a/b", "out/ab", "other/a", "/abs/out/a"]):
+        memo[key] = n
+    assert sorted(memo.forget("out/a")) == ["out/a", "out/a/b"]
+    assert sorted(memo) == ["/abs/out/a", "other/a", "out", "out/ab"]
+    assert sorted(memo.forget("out")) == ["out", "out/ab"]
+    assert sorted(memo) == ["/abs/out/a", "other/a"]
+    assert memo.forget("out") == []
+    assert memo.forget("missing/path") == []
+
+
+def test_a_key_set_again_after_being_forgotten_is_forgotten_again_once() -> None:
+    memo: PathMemo[str] = PathMemo()
+    memo["d/e/f"] = "first"
+    assert memo.forget("d") == ["d/e/f"]
+    memo["d/e/f"] = "second"
+    memo["d/e/f"] = "third"  # set twice: still one key
+    assert memo.get("d/e/f") == "third" and len(memo) == 1
+    assert memo.forget("d/e") == ["d/e/f"]
+    assert "d/e/f" not in memo and memo.forget("d") == []
+
+
+def test_forgetting_one_file_among_many_takes_no_longer_than_among_few() -> None:
+    def forget_time(known: int) -> float:
+        memo: PathMemo[int] = PathMemo()
+        for i in range(known):
+            memo[f"out/s{i}.txt"] = i
+        start = time.perf_counter()
+        for i in range(1000):
+            memo.forget(f"out/s{i}.txt")
+        return time.perf_counter() - start
+
+    few = min(forget_time(1000) for _ in range(3))
+    many = min(forget_time(200_000) for _ in range(3))
+    assert many < 5 * few + 0.01, (few, many)  # a scan of every key would be 200 times
+
+
+def test_the_hasher_sees_a_rewritten_file_after_its_folder_is_forgotten(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_text("one")
+    (tmp_path / "d" / "g").write_text("one")
+    hasher = Hasher(tmp_path, StatCache(tmp_path / "cache.db", readonly=True))
+    before_f, before_g, before_d = hasher.state("d/f"), hasher.state("d/g"), hasher.state("d")
+    (tmp_path / "d" / "f").write_text("two, longer")
+    hasher.forget("d/g")  # a neighbour: d/f is still remembered as it was
+    assert hasher.state("d/f") == before_f
+    hasher.forget("d")
+    after_f, after_d = hasher.state("d/f"), hasher.state("d")
+    assert after_f is not None and before_f is not None and after_f.digest != before_f.digest
+    assert after_d is not None and before_d is not None and after_d.digest != before_d.digest
+    assert hasher.state("d/g") == before_g
+
+
+def tree(n: int) -> str:
+    parts = []
+    for i in range(1, n + 1):
+        dep = "seed.txt" if i == 1 else f"out/s{i // 2}.txt"
+        parts.append(
+            f'[steps.s{i}]\ncmd = "cat {dep} {dep} > out/s{i}.txt"\n'
+            f'deps = ["{dep}"]\nouts = ["out/s{i}.txt"]\n'
+        )
+    return "\n".join(parts)
+
+
+def test_a_tree_of_steps_writing_into_one_folder_reruns_whole_after_its_seed_changes(
+    workspace: Workspace,
+) -> None:
+    workspace.pipeline(tree(15))
+    workspace.write("seed.txt", "a")
+    workspace.write(".gitignore", "/out/\n")
+    (workspace.root / "out").mkdir()
+    workspace.commit()
+    workspace.ok("repro", "-q")
+    assert (workspace.root / "out" / "s15.txt").read_text() == "a" * 16
+    workspace.write("seed.txt", "b")
+    workspace.ok("repro", "-q")
+    assert len(workspace.ran()) == 15
+    assert (workspace.root / "out" / "s15.txt").read_text() == "b" * 16
+    assert workspace.gitpipe("status").exit_code == 0
