@@ -6,9 +6,15 @@ learnt at or under that path (gitpipe/core/pathmemo.py), and still forgets all o
 
 from __future__ import annotations
 
+import json
+import marshal
+import os
 import time
 from pathlib import Path
 
+import blake3
+
+from gitpipe.core import tomlcache
 from gitpipe.core.pathmemo import PathMemo
 from gitpipe.identity.statcache import Hasher, StatCache
 from tests.conftest import Workspace
@@ -94,3 +100,61 @@ def test_a_tree_of_steps_writing_into_one_folder_reruns_whole_after_its_seed_cha
     assert len(workspace.ran()) == 15
     assert (workspace.root / "out" / "s15.txt").read_text() == "b" * 16
     assert workspace.gitpipe("status").exit_code == 0
+
+
+PARAMS_PIPELINE = """
+[params]
+lr = 0.5
+flag = true
+sizes = [1, 2.5, "three"]
+[params.model]
+depth = 3
+[params.model.inner]
+name = "x"
+[params.after]
+k = -1
+
+[steps.train]
+cmd = "echo trained > model.txt"
+params = ["model", "lr", "flag", "sizes", "after"]
+outs = ["model.txt"]
+"""
+
+
+def _primed(workspace: Workspace) -> tuple[str, dict]:
+    held = marshal.loads((workspace.root / ".gitpipe/parsed/gitpipe.lock.marshal").read_bytes())
+    _stamp, _taken, digest, data = held
+    return digest, data
+
+
+def test_repro_leaves_the_lock_s_tables_as_the_parser_reads_them_keyed_by_its_bytes(
+    workspace: Workspace,
+) -> None:
+    workspace.pipeline(PARAMS_PIPELINE)
+    workspace.commit()
+    workspace.ok("repro", "-q")
+    raw = (workspace.root / "gitpipe.lock").read_bytes()
+    digest, data = _primed(workspace)
+    assert digest == blake3.blake3(raw).hexdigest()
+    parsed = tomlcache.loads(raw.decode())
+    # the same tables in the same order: what a parse of the file would have given
+    assert json.dumps(data) == json.dumps(parsed)
+
+
+def test_a_lock_edited_right_after_repro_with_its_size_kept_is_read_as_edited(
+    workspace: Workspace,
+) -> None:
+    workspace.pipeline(PARAMS_PIPELINE)
+    workspace.commit()
+    workspace.ok("repro", "-q")
+    lock = workspace.root / "gitpipe.lock"
+    text = lock.read_text()
+    key = tomlcache.loads(text)["steps"]["train"]["key"]
+    prefix, hexdigest = key.split(":")
+    forged = f"{prefix}:{('f' if hexdigest[0] != 'f' else 'e') * len(hexdigest)}"
+    before = lock.stat()
+    lock.write_text(text.replace(key, forged))  # same size, within the racy window
+    os.utime(lock, ns=(before.st_atime_ns, before.st_mtime_ns))
+    status = workspace.gitpipe("status")
+    assert "train" in status.stdout and "up to date" not in status.stdout, status.output
+    assert tomlcache.loads(lock.read_text())["steps"]["train"]["key"] == forged
