@@ -2,11 +2,14 @@
 
 A binary tree of `cp` steps: step i (1..N) copies step i // 2's output (step 1 copies
 the tracked seed), so every output sits in one folder and most steps have two
-dependants. A full `repro` of N steps is timed at two or three sizes, ten times apart,
-with the bare commands as one `sh` script beside it. The row fails loudly (the
-benchmark exits non-zero, naming the sizes) when gitpipe's time per step at the larger
-size is more than `GROWTH` times that at the smaller: cost that grows with the number
-of steps (a scan of everything known, per step) is quadratic in total.
+dependants. At two or three sizes, ten times apart, each in a fresh repository:
+`status` before anything ran, a full `repro` (with the bare commands as one `sh`
+script beside it), and the first `status` after it; one run each (the 100,000-step
+sizes take minutes), with peak memory. Issue 24's targets are marked on their rows.
+The benchmark fails loudly (exits non-zero, naming the sizes) when gitpipe's time per
+step at the larger size is more than `GROWTH` times that at the smaller: cost that
+grows with the number of steps (a scan of everything known, per step) is quadratic
+in total.
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ def _checked(sample: Sample, what: str) -> Sample:
     return sample
 
 
-def one_size(base: Path, gitpipe: str, n: int) -> tuple[Sample, Sample]:
-    """A fresh repository of an `n`-step tree: (full `repro`, the bare commands)."""
+def one_size(base: Path, gitpipe: str, n: int) -> tuple[Sample, Sample, Sample, Sample]:
+    """A fresh repository of an `n`-step tree: (full `repro`, the bare commands,
+    `status` before anything ran, the first `status` after the `repro`)."""
     pipeline, script = tree(n)
     bare_root, root = base / f"bare-{n}", base / f"tree-{n}"
     for folder in (bare_root, root):
@@ -67,8 +71,32 @@ def one_size(base: Path, gitpipe: str, n: int) -> tuple[Sample, Sample]:
     _git(root, "init", "-q")
     _git(root, "add", "-A")
     _git(root, "commit", "-qm", "workload")
+    never = _checked(run([gitpipe, "status"], root, env=ENV), f"status of {n}-step tree")
     repro = _checked(run([gitpipe, "repro", "-q"], root, env=ENV), f"repro of {n}-step tree")
-    return repro, bare
+    first = _checked(run([gitpipe, "status"], root, env=ENV), f"status after {n}-step repro")
+    return repro, bare, never, first
+
+
+def _judged(row: Row, limit: float, rss_mib: float | None, text: str) -> Row:
+    """Issue 24's target for this row: at most `limit` (and `rss_mib` of memory)."""
+    row.target = text
+    row.met = row.median <= limit and (rss_mib is None or row.extra["max_rss_mib"] <= rss_mib)
+    return row
+
+
+def _timed(name: str, sample: Sample, key: str, note: str = "") -> Row:
+    rss = sample.max_rss_mib
+    return Row(
+        name,
+        "s",
+        sample.seconds,
+        sample.seconds,
+        sample.seconds,
+        1,
+        "; ".join(filter(None, [note, f"peak {rss:.0f} MiB"])),
+        {"max_rss_mib": rss},
+        key=key,
+    )
 
 
 def bench(base: Path, gitpipe: str, quick: bool) -> list[Row]:
@@ -76,21 +104,18 @@ def bench(base: Path, gitpipe: str, quick: bool) -> list[Row]:
     rows: list[Row] = []
     per_step: dict[int, float] = {}
     for n in sizes:
-        repro, bare = one_size(base, gitpipe, n)
+        repro, bare, never, first = one_size(base, gitpipe, n)
         per_step[n] = (repro.seconds - bare.seconds) / n * 1000
+        ratio = repro.seconds / bare.seconds
+        row = _timed(
+            f"full repro, {n:,}-step binary tree of `cp`",
+            repro,
+            f"scaling/tree/{n}",
+            f"bare commands {bare.seconds:.2f} s, {ratio:.1f}x",
+        )
+        row.extra["bare"] = bare.seconds
         rows.append(
-            Row(
-                f"full repro, {n:,}-step binary tree of `cp`",
-                "s",
-                repro.seconds,
-                repro.seconds,
-                repro.seconds,
-                1,
-                f"bare commands {bare.seconds:.2f} s, "
-                f"{repro.seconds / bare.seconds:.1f}x; peak {repro.max_rss_mib:.0f} MiB",
-                {"bare": bare.seconds, "max_rss_mib": repro.max_rss_mib},
-                key=f"scaling/tree/{n}",
-            )
+            _judged(row, 2 * bare.seconds, 300 if n <= 10_000 else 1024, "≤ 2x the bare commands")
         )
         rows.append(
             Row(
@@ -100,17 +125,21 @@ def bench(base: Path, gitpipe: str, quick: bool) -> list[Row]:
                 per_step[n],
                 per_step[n],
                 1,
-                "(full repro - bare commands) / steps",
-                key=f"scaling/per-step/{n}",
+                "(full repro - bare commands) / steps",  # no key: a row in ms, not s
             )
         )
+        row = _timed(f"status, {n:,}-step tree never run", never, f"scaling/status-never/{n}")
+        rows.append(_judged(row, 4.0, 1024, "≤ 4 s, ≤ 1 GiB") if n == 100_000 else row)
+        row = _timed(f"first status after the {n:,}-step repro", first, f"scaling/status-first/{n}")
+        rows.append(_judged(row, 1.0, None, "≤ 1.0 s") if n == 10_000 else row)
     grown = [
         f"{per_step[big]:.2f} ms per step at {big:,} against {per_step[small]:.2f} at {small:,}"
         for small, big in itertools.pairwise(sizes)
         if per_step[big] > GROWTH * max(per_step[small], 0.05)
     ]
     for row in rows:
-        print(f"  {row.name}: {row.median:.3f} {row.unit} ({row.note})", flush=True)
+        verdict = "" if row.met is None else f" [{'met' if row.met else 'NOT met'}: {row.target}]"
+        print(f"  {row.name}: {row.median:.3f} {row.unit} ({row.note}){verdict}", flush=True)
     if grown:
         raise SystemExit(
             f"time per step grows with the number of steps (more than {GROWTH}x): "
