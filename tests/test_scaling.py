@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import marshal
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -158,3 +161,34 @@ def test_a_lock_edited_right_after_repro_with_its_size_kept_is_read_as_edited(
     status = workspace.gitpipe("status")
     assert "train" in status.stdout and "up to date" not in status.stdout, status.output
     assert tomlcache.loads(lock.read_text())["steps"]["train"]["key"] == forged
+
+
+def test_a_kill_before_the_lock_s_tables_are_kept_leaves_a_status_that_reads_the_new_lock(
+    workspace: Workspace,
+) -> None:
+    """SIGKILL at the rename of the parsed-lock entry, after gitpipe.lock was written:
+    the entry left is the previous lock's, whose digest does not match; `status`
+    parses the lock on disk and says what it holds."""
+    workspace.pipeline(PARAMS_PIPELINE)
+    workspace.commit()
+    workspace.ok("repro", "-q")
+    old_digest, _ = _primed(workspace)
+    workspace.pipeline(PARAMS_PIPELINE.replace("lr = 0.5", "lr = 0.25"))
+    killed = subprocess.run(
+        [str(Path(sys.executable).parent / "gitpipe"), "repro", "-q"],
+        cwd=workspace.root,
+        env={**os.environ, "CI": "true", "GITPIPE_FAULT": "rename:gitpipe.lock.marshal"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    raw = (workspace.root / "gitpipe.lock").read_bytes()
+    assert "lr = 0.25" in raw.decode()  # the new lock is in place
+    digest, _ = _primed(workspace)
+    assert digest == old_digest != blake3.blake3(raw).hexdigest()  # the old entry stayed
+    status = workspace.ok("status")
+    assert "train" in status.stdout and "up to date" in status.stdout, status.output
+    digest, data = _primed(workspace)  # kept anew, from the lock on disk
+    assert digest == blake3.blake3(raw).hexdigest()
+    assert data["steps"]["train"]["params"]["lr"] == 0.25
