@@ -312,6 +312,13 @@ def bench_remote(base: Path, quick: bool) -> list[Row]:
     ]
 
 
+def bench_scaling(base: Path, quick: bool) -> list[Row]:
+    """Time per step of a full repro at sizes ten times apart; fails if it grows."""
+    import scaling  # benchmarks/scaling.py, beside this script
+
+    return scaling.bench(base, GITPIPE, quick)
+
+
 BENCHMARKS: dict[str, Callable[[Path, bool], list[Row]]] = {
     "parallel": bench_parallel,
     "overhead": bench_overhead,
@@ -319,6 +326,7 @@ BENCHMARKS: dict[str, Callable[[Path, bool], list[Row]]] = {
     "diff": bench_diff,
     "codebase": bench_codebase,
     "remote": bench_remote,
+    "scaling": bench_scaling,
 }
 #: the benchmarks of issue 8, which run the peers too
 COMPARISONS = compare.COMPARISONS

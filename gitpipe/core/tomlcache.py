@@ -5,7 +5,12 @@ Python's TOML parser is pure Python: a 500-step `gitpipe.lock` takes a tenth of 
 second to parse, more than everything else a no-op `status` does.  This cache keeps
 the parsed tables (as `marshal` data: plain dicts, lists, strings and numbers) keyed
 by the file's stamp (gitpipe.core.stamps); like the stat cache, an entry whose stamp
-was taken within the racy window of the file's mtime is not trusted.
+was taken within the racy window of the file's mtime is not trusted.  Each entry
+also holds the blake3 digest of the bytes it was parsed from: when the stamp does not
+answer (a racy entry, a file rewritten with the same bytes), the file is read and
+digested, and the same digest is the same tables, with no parse.  That is how a
+file gitpipe has just written itself (`gitpipe.lock`, see :func:`prime`) is read
+without a parse by the next command, however soon it comes.
 Only gitpipe writes these cache files, in its own ignored `.gitpipe/` folder; a
 damaged one is ignored.
 """
@@ -24,7 +29,7 @@ from typing import Any
 from gitpipe.core import atomic
 from gitpipe.core.stamps import racy, stamp_of
 
-_VERSION = 2  # 2: keyed by the whole stamp (1: inode, mtime and size)
+_VERSION = 3  # 3: with the content's digest; 2: keyed by the whole stamp (1: inode, mtime and size)
 
 
 def _tomllib() -> ModuleType:
@@ -59,19 +64,74 @@ def load(
     if cache_dir is None:
         return _tomllib().loads(path.read_text(encoding="utf-8")), _nothing
     cached = cache_dir / ((name or path.name) + ".marshal")
+    held: str | None = None  # the digest of the bytes the cached tables came from
     with contextlib.suppress(OSError, ValueError, EOFError, TypeError):
-        saved, hashed_ns, data = marshal.loads(cached.read_bytes())
+        saved, hashed_ns, held, data = marshal.loads(cached.read_bytes())
         if tuple(saved) == wanted and not racy(st.st_mtime_ns, hashed_ns):
             return data, _nothing
-    data = _tomllib().loads(path.read_text(encoding="utf-8"))
+    raw = path.read_bytes()
+    digest = _digest(raw)
+    if held is not None and held == digest:  # the same bytes: the same tables
+        return data, _keeper(cached, wanted, taken_ns, digest, data)
+    # universal newlines, as `read_text` reads: a lone CR ends a line too
+    data = _tomllib().loads(raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n"))
+    return data, _keeper(cached, wanted, taken_ns, digest, data)
 
+
+def prime(path: Path, cache_dir: Path, text: str, data: dict[str, Any]) -> None:
+    """Note that ``path``, which gitpipe has just written as ``text`` with
+    ``tomli_w.dumps(data)``, parses to ``data``: the next :func:`load` reads and
+    digests the file and, finding these bytes, does not parse it.  ``data`` is kept
+    as the parser would give it (tables after the other values of their table, as
+    tomli_w writes them; tuples as lists); data the parser might give otherwise (a
+    date, an array of tables) is not kept.  A cache only: failures are ignored."""
+    with contextlib.suppress(OSError, _Unsuitable):
+        parsed = _as_parsed(data)
+        taken_ns = time.time_ns()
+        wanted = (_VERSION, stamp_of(path.stat()))
+        cached = cache_dir / (path.name + ".marshal")
+        _keeper(cached, wanted, taken_ns, _digest(text.encode("utf-8")), parsed)()
+
+
+class _Unsuitable(Exception):
+    """A value whose parse might differ from what was written."""
+
+
+def _as_parsed(value: Any) -> Any:
+    """``value`` as tomllib would read it back from tomli_w's text."""
+    if isinstance(value, dict):
+        items = [(k, _as_parsed(v)) for k, v in value.items()]
+        return {
+            **{k: v for k, v in items if not isinstance(v, dict)},
+            **{k: v for k, v in items if isinstance(v, dict)},
+        }
+    if isinstance(value, (list, tuple)):
+        items = [_as_parsed(v) for v in value]
+        if any(isinstance(v, dict) for v in items):
+            raise _Unsuitable  # an array of tables, or inline ones: tomli_w decides
+        return items
+    if isinstance(value, (str, int, float)):  # bool is an int
+        return value
+    raise _Unsuitable
+
+
+def _digest(raw: bytes) -> str:
+    import blake3  # only when a stamp did not answer: not on a no-op command's path
+
+    return blake3.blake3(raw).hexdigest()
+
+
+def _keeper(
+    cached: Path, wanted: tuple[int, Any], taken_ns: int, digest: str, data: dict[str, Any]
+) -> Callable[[], None]:
     def keep() -> None:
-        if not cache_dir.parent.is_dir():  # only where gitpipe keeps state already
+        if not cached.parent.parent.is_dir():  # only where gitpipe keeps state already
             return
         with contextlib.suppress(OSError, ValueError):  # ValueError: what marshal cannot hold
-            atomic.write_bytes(cached, marshal.dumps((wanted, taken_ns, data)), sync=False)
+            entry = marshal.dumps((wanted, taken_ns, digest, data))
+            atomic.write_bytes(cached, entry, sync=False)
 
-    return data, keep
+    return keep
 
 
 def _nothing() -> None:

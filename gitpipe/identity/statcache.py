@@ -28,6 +28,7 @@ from gitpipe.core.hashing import (
     manifest_bytes,
     not_a_file,
 )
+from gitpipe.core.pathmemo import PathMemo
 from gitpipe.core.snapshot import Recorder
 from gitpipe.core.stamps import racy
 
@@ -160,15 +161,13 @@ class Hasher:
     def __init__(self, root: Path, cache: StatCache) -> None:
         self.root = root
         self.cache = cache
-        self._memo: dict[str, PathState | None] = {}
+        self._memo: PathMemo[PathState | None] = PathMemo()
         #: set by `status`: every path looked at, with its stamp (gitpipe.core.snapshot)
         self.seen: Recorder | None = None
 
     def forget(self, relpath: str) -> None:
         """Drop memoised states at or under ``relpath`` (it was just written)."""
-        prefix = relpath + "/"
-        for key in [k for k in self._memo if k == relpath or k.startswith(prefix)]:
-            del self._memo[key]
+        self._memo.forget(relpath)  # in time proportional to what is forgotten
 
     def state(self, relpath: str) -> PathState | None:
         """The state of a path relative to the root, or None when it does not exist.

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from gitpipe.core.errors import PathError, PipelineError, RemoteDepError, StoreError
 from gitpipe.core.hashing import Digest, ManifestEntry, digest_bytes, manifest_bytes
+from gitpipe.core.pathmemo import PathMemo
 from gitpipe.core.records import Reason
 from gitpipe.identity.action import KeyRecord, key_record
 from gitpipe.identity.environment import Environment, is_third_party
@@ -139,7 +140,7 @@ class WorkTree:
     def __init__(self, root: Path, hasher: Hasher) -> None:
         self.root = root
         self.hasher = hasher
-        self._is_file: dict[str, bool] = {}
+        self._is_file: PathMemo[bool] = PathMemo()
         #: a plan's restores, where code is read as they will leave it
         self.projection: Projection | None = None
 
@@ -165,9 +166,7 @@ class WorkTree:
 
     def forget(self, path: str) -> None:
         """``path`` (a file or a folder) is about to be rewritten."""
-        prefix = path + "/"
-        for known in [p for p in self._is_file if p == path or p.startswith(prefix)]:
-            del self._is_file[known]
+        self._is_file.forget(path)
 
     def read(self, path: str) -> bytes:
         if self.hasher.seen is not None:
@@ -235,7 +234,9 @@ class Inputs:
         self._unreadable: dict[str, list[str]] = {}
         self._pythonpath: dict[str, list[str]] = {}
         self._unresolved: dict[str, list[str]] = {}
-        self._code_info: dict[str, tuple[Digest, Digest, list[codedeps.Imported] | None]] = {}
+        self._code_info: PathMemo[tuple[Digest, Digest, list[codedeps.Imported] | None]] = (
+            PathMemo()
+        )
 
     # code -----------------------------------------------------------------------
 
@@ -273,10 +274,7 @@ class Inputs:
         """A step is about to rewrite ``path`` (or, ``projected``, a plan's restore
         will): what was learnt of it is void (generated code is code too)."""
         self.hasher.forget(path)
-        prefix = path + "/"
-        stale = [p for p in self._code_info if p == path or p.startswith(prefix)]
-        for p in stale:
-            del self._code_info[p]
+        stale = self._code_info.forget(path)
         self.worktree.forget(path)
         if (stale or projected) and self._discoverer is not None:
             self._discoverer.forget()

@@ -83,17 +83,24 @@ class Lock:
     #: the pipeline's version when the lock was written ("" outside Git); a label only
     version: str = ""
 
-    def dumps(self) -> str:
+    def to_toml(self) -> dict[str, Any]:
+        """The tables of the lock file: what parsing :meth:`dumps`'s text gives."""
         header = {"name": self.name} if self.name else {}
         header["fingerprint"] = self.fingerprint
         if self.version:
             header["version"] = self.version
-        data = {
+        return {
             "gitpipe": {"schema": LOCK_SCHEMA},
             "pipeline": header,
             "steps": {name: self.steps[name].to_toml() for name in sorted(self.steps)},
         }
-        return HEADER + tomli_w.dumps(data, multiline_strings=False)
+
+    def dumps(self) -> str:
+        return _dumps(self.to_toml())
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    return HEADER + tomli_w.dumps(data, multiline_strings=False)
 
 
 def _sorted_deep(value: Any) -> Any:
@@ -275,7 +282,8 @@ def write(
         and stamps.stamp(path) == _trusted_stamp(marker)
     ):
         return
-    text = lock.dumps()
+    data = lock.to_toml()
+    text = _dumps(data)
     try:
         unchanged = path.read_text(encoding="utf-8") == text
     except (OSError, UnicodeDecodeError):
@@ -287,6 +295,8 @@ def write(
             raise LockfileError(f"cannot write {path.name} ({exc})") from exc
     if marker is not None:
         _remember(path, marker)
+    if cache_dir is not None:  # the next command reads these tables without a parse
+        tomlcache.prime(path, cache_dir, text, data)
 
 
 def _same(lock: Lock, previous: Lock) -> bool:
