@@ -394,3 +394,22 @@ def test_params_the_editor_cannot_set_safely_are_refused(text, values, says):
 def test_values_are_written_as_toml_reads_them_back(value, written):
     assert toml_value(value) == written
     assert set_values("[params]\nv = 0\n", {"v": value}) == f"[params]\nv = {written}\n"
+
+
+def test_apply_of_a_param_from_a_params_file_is_refused_naming_the_file(workspace):
+    workspace.write("params.yaml", "rate: 1  # set by hand\n")
+    workspace.write(".gitignore", "out.txt\n")
+    workspace.pipeline(
+        '[pipeline]\nparams_files = ["params.yaml"]\n'
+        '[steps.a]\ncmd = "echo ${params.rate} > out.txt"\nouts = ["out.txt"]\n'
+    )
+    workspace.ok("repro")
+    workspace.commit("a params file")
+    workspace.ok("repro", "-p", "rate=2")
+    refused(
+        workspace,
+        "exp",
+        "apply",
+        last_id(workspace),
+        says=("param rate is set in the params file params.yaml", "set it to 2 in params.yaml"),
+    )

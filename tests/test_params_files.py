@@ -661,3 +661,17 @@ def test_an_env_the_system_cannot_set_is_refused_where_it_is_written(workspace, 
     refused(workspace, "status", says=(says, "pipeline.env"))
     workspace.pipeline(f'[steps.s]\ncmd = "true"\nenv = {env}\n')
     refused(workspace, "status", says=(says, "steps.s.env"))
+
+
+def test_versions_says_why_heads_pipeline_cannot_be_read(workspace):
+    """A commit whose params file is missing holds no valid pipeline: `versions` says
+    so, naming the file, rather than that no commit holds the pipeline."""
+    workspace.write(".gitignore", "o.txt\n")
+    workspace.pipeline('[pipeline]\nparams_files = ["params.yaml"]\n[steps.a]\ncmd = "true"\n')
+    workspace.commit("the params file left out")
+    workspace.write("params.yaml", "lr: 0.1\n")  # in the work tree only
+    said = workspace.ok("versions").stdout
+    assert said.startswith("gitpipe.toml is not valid at HEAD (")
+    assert "params file 'params.yaml' does not exist" in said
+    invalid = json.loads(workspace.ok("versions", "--json").stdout)["invalid"]
+    assert "params.yaml" in invalid

@@ -38,6 +38,12 @@ def versions_command(
         typer.echo(f"no commits yet: commit {name} and that commit is version 1.0.0")
         return
     if not result.releases:
+        if result.invalid:  # HEAD holds it, but it cannot be read there
+            typer.echo(
+                f"{name} is not valid at HEAD ({result.invalid}); the first commit holding "
+                f"a valid {name} is version 1.0.0"
+            )
+            return
         typer.echo(
             f"no commit on HEAD's first-parent history holds {name} yet; "
             "commit it and that commit is version 1.0.0"

@@ -182,6 +182,8 @@ class Report:
     shallow: bool
     releases: tuple[Release, ...]
     step: str | None = None
+    #: why HEAD's pipeline cannot be read ("" when it can, or HEAD holds none)
+    invalid: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -192,6 +194,7 @@ class Report:
             "dirty": self.dirty,
             "shallow": self.shallow,
             "versions": [release.to_json() for release in self.releases],
+            "invalid": self.invalid,
         }
 
 
@@ -236,4 +239,5 @@ def report(pipeline_file: Path, *, state_dir: Path, step: str | None = None) -> 
         shallow=past.cut,
         releases=tuple(releases(past, step)),
         step=step,
+        invalid=head.note.partition(": ")[2] if head and head.state == "invalid" else "",
     )

@@ -43,6 +43,7 @@ from gitpipe.history.git import Repository
 from gitpipe.history.metrics import MetricsHistory, VersionMetrics, committed_params
 from gitpipe.history.metrics import metrics_history as read_history
 from gitpipe.history.shape import PipelinePath
+from gitpipe.pipeline.paramfiles import IN_PARAMS
 from gitpipe.pipeline.paramsedit import ParamsSource, TomlParams, toml_value
 from gitpipe.pipeline.values import flatten, jsonable, metric_delta, numbers
 from gitpipe.run import events as ev
@@ -407,6 +408,15 @@ def apply(
             f"experiment {experiment.id} is {experiment.state}: only one that finished "
             "(state ok) can be applied"
         )
+    for dotted, value in experiment.overrides.items():
+        origin = project.pipeline.params_origin.get(dotted, IN_PARAMS)
+        if origin != IN_PARAMS:  # a params file: YAML, JSON or TOML of the user's
+            raise UsageError(
+                f"param {dotted} is set in the params file {origin}, and exp apply writes "
+                f"only the [params] of {project.file.name}: set it to {value!r} in {origin} "
+                "by hand, then `gitpipe repro` restores the experiment's results without "
+                "running them"
+            )
     source = params_source(project)
     edited = source.edited(experiment.overrides)
     preferred = {
