@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # imported where used: `add` or `status` needs none of the ru
     from gitpipe.run.session import HookCall
     from gitpipe.workspace.experiments import Experiment, MetricsHistory
     from gitpipe.workspace.inspection import Explanation
-    from gitpipe.workspace.reproduce import RunReport
+    from gitpipe.workspace.reproduce import RunReport, reproduce
 
 __all__ = ["HookCall", "Project", "RunReport", "current_params", "fault_point"]
 
@@ -451,14 +451,18 @@ class Project:
 
     # -- repro ----------------------------------------------------------------
 
-    #: :func:`gitpipe.workspace.reproduce.reproduce`, as a method: bring the selected
-    #: steps up to date, restoring what the store has and running the rest
-    def repro(self, targets: Iterable[str] = (), **options: Any) -> RunReport:
-        """Bring the selected steps up to date, restoring what the store has and
-        running the rest: :func:`gitpipe.workspace.reproduce.reproduce` (its options)."""
-        from gitpipe.workspace.reproduce import reproduce
+    if TYPE_CHECKING:  # a type checker sees reproduce's own keyword-only signature
+        repro = reproduce
+    else:
 
-        return reproduce(self, targets, **options)
+        def repro(self, targets: Iterable[str] = (), **options: Any) -> RunReport:
+            """Bring the selected steps up to date, restoring what the store has and
+            running the rest: :func:`gitpipe.workspace.reproduce.reproduce`, as a
+            method (imported when first called, so that `add` or `status` loads none
+            of the runner)."""
+            from gitpipe.workspace.reproduce import reproduce
+
+            return reproduce(self, targets, **options)
 
     # -- helpers --------------------------------------------------------------
 
