@@ -840,6 +840,40 @@ def test_an_interrupt_kills_a_process_that_ignores_sigterm_after_the_grace(works
     assert not (root / "out.txt").exists()
 
 
+BURST = 24  # steps handed to workers at once, as the one they wait for ends
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("delay", [0.0, 0.005, 0.02, 0.05])
+def test_sigterm_while_steps_are_being_handed_to_workers_stops_every_one_of_them(workspace, delay):
+    # a step handed to a worker thread but not noted yet, when the interrupt came,
+    # ran on unstopped, and the process could not exit until its command ended
+    steps = "".join(
+        f'[steps.s{i}]\ncmd = "echo $$ > pid{i}.txt; exec sleep 30"\n'
+        f'deps = ["go.txt"]\nouts = ["o{i}.txt"]\n\n'
+        for i in range(BURST)
+    )
+    root = setup(workspace, f'[steps.go]\ncmd = "touch go.txt"\nouts = ["go.txt"]\n\n{steps}').root
+    pids: list[int] = []
+    try:
+        with gitpipe_process(root, "repro", "-j", str(BURST), env=plain_env()) as process:
+            wait_for(lambda: (root / "go.txt").exists(), "the first step", 30)
+            time.sleep(delay)
+            process.send_signal(signal.SIGTERM)
+            try:
+                stdout, stderr = process.communicate(timeout=GRACE + 10)
+            except subprocess.TimeoutExpired:
+                pytest.fail("gitpipe did not stop within the grace of SIGTERM")
+            assert process.returncode == 130, stdout + stderr
+        pids = [int(p.read_text()) for p in root.glob("pid*.txt") if p.read_text().strip()]
+        wait_for(lambda: not any(is_alive(pid) for pid in pids), "every step's sleep to end", 3)
+    finally:
+        for pid in pids:
+            if is_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert not list(root.glob("o*.txt"))
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("backend", ["threading", "loky"])
 def test_ctrl_c_ends_the_run_at_once_when_the_steps_stop_at_once(workspace, backend):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import functools
 import os
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ from typer.core import TyperGroup
 from typer.models import CommandInfo
 
 from gitpipe.cli.output import plain_output
+from gitpipe.core import interrupts
 from gitpipe.core.errors import GitpipeError, Interrupted, StoreError, describe
 
 if TYPE_CHECKING:  # imported where used: `gitpipe --help` needs neither
@@ -250,13 +250,9 @@ def open_lineage(project: Project) -> sqlite_utils.Database:
     return database(project)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> None:
     """The console script: SIGTERM stops a run as cleanly as Ctrl-C does."""
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupts.install()
     _keep_only(_command_named(sys.argv[1:]))
     app(prog_name="gitpipe")  # as `python -m gitpipe` too: completion scripts name it
 

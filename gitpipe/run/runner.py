@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gitpipe.core import interrupts
 from gitpipe.core.errors import StoreError, UsageError, describe
 from gitpipe.run import events as ev
 from gitpipe.run.watchdog import WATCHDOG
@@ -439,25 +440,31 @@ class Executor:
             raise RuntimeError("cannot submit a step to a closed executor")
         if self._pool is None:
             self._pool = self._start_pool()
+        # a Ctrl-C between the pool taking the step and its future being noted here
+        # would lose the step (its command never stopped): it waits until then
+        with interrupts.held():
+            future = self._hand_over(invocation, resources)
+            with self._lock:
+                self.active[future] = invocation
+        future.add_done_callback(self._forget)  # at once, here, if it is done already
+        return future
+
+    def _hand_over(self, invocation: Invocation, resources: Mapping[str, float]) -> Any:
+        """The step's future, from the pool of this executor's backend."""
         if self.backend == "dask" and self.direct:
-            future = self._pool.submit(self._on_cluster, invocation, resources)
-        elif self.backend == "dask":
-            future = self._pool.submit(_in_joblib, invocation, self._dask_config(resources))
-        elif self.backend == "loky":
+            return self._pool.submit(self._on_cluster, invocation, resources)
+        if self.backend == "dask":
+            return self._pool.submit(_in_joblib, invocation, self._dask_config(resources))
+        if self.backend == "loky":
             from concurrent.futures.process import BrokenProcessPool
 
             try:
-                future = self._pool.submit(execute, invocation)
+                return self._pool.submit(execute, invocation)
             except BrokenProcessPool:  # a worker died (the OOM killer): the steps after
                 self._pool.shutdown(wait=False, kill_workers=True)  # its own get a new pool
                 self._pool = self._start_pool()
-                future = self._pool.submit(execute, invocation)
-        else:
-            future = self._pool.submit(execute, invocation)
-        with self._lock:
-            self.active[future] = invocation
-        future.add_done_callback(self._forget)  # at once, here, if it is done already
-        return future
+                return self._pool.submit(execute, invocation)
+        return self._pool.submit(execute, invocation)
 
     def _on_cluster(self, invocation: Invocation, resources: Mapping[str, float]) -> Any:
         """In a coordinating thread: the step as a dask task of its own (see
@@ -597,6 +604,7 @@ class Work(Protocol):
     def publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished: ...
 
 
+@interrupts.catching()
 def schedule(
     order: Iterable[str],
     parents: Mapping[str, Iterable[str]],
