@@ -504,6 +504,25 @@ def test_a_step_cannot_write_a_params_file(workspace):
     )
 
 
+def test_a_step_cannot_write_a_params_file_through_a_linked_folder(workspace):
+    workspace.write("conf/params.yaml", "seed: 1\n")
+    os.symlink("conf", workspace.root / "alias")
+    workspace.pipeline(
+        '[pipeline]\nparams_files = ["conf/params.yaml"]\n'
+        '[steps.a]\ncmd = "echo seed: 2 > alias/params.yaml"\nouts = ["alias/params.yaml"]\n'
+    )
+    workspace.commit()
+    refused(
+        workspace,
+        "repro",
+        says=(
+            "at steps.a.outs[0]: output 'alias/params.yaml' of step 'a' is the params file "
+            "conf/params.yaml; gitpipe never writes there",
+        ),
+    )
+    assert (workspace.root / "conf/params.yaml").read_text() == "seed: 1\n"
+
+
 def test_p_shows_in_json_and_toml_params_files_too_and_both_are_put_back(workspace):
     json_file = workspace.write("conf/model.json", '{"model": {"depth": 3}}\n')
     toml_file = workspace.write("conf/data.toml", "# rows to read\n[data]\nrows = 100\n")

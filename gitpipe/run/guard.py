@@ -270,6 +270,9 @@ def protected(project: Workspace, *, top: str | os.PathLike[str] | None = None) 
     pipeline = project.pipeline
     for include in pipeline.includes:
         places.append((os.path.realpath(project.root / include), f"the pipeline file {include}"))
+    for params_file in pipeline.params_files:  # reached through a linked folder, say
+        where = os.path.realpath(project.root / params_file.path)
+        places.append((where, f"the params file {params_file.written}"))
     return Protected(root=root, top=os.path.realpath(top), places=tuple(places))
 
 
