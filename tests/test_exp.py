@@ -3,17 +3,19 @@ recorded, compared, and one of them made the pipeline's state without running.""
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import sqlite3
 from contextlib import closing
 
 import pytest
+import yaml
 from conftest import Workspace, git, refused
 
 import gitpipe
 from gitpipe.core.errors import UsageError
-from gitpipe.pipeline.paramsedit import set_values, toml_value
+from gitpipe.pipeline.paramsedit import set_values, toml_value, yaml_value
 from gitpipe.workspace import Project
 from gitpipe.workspace.experiments import Experiment
 
@@ -396,20 +398,126 @@ def test_values_are_written_as_toml_reads_them_back(value, written):
     assert set_values("[params]\nv = 0\n", {"v": value}) == f"[params]\nv = {written}\n"
 
 
-def test_apply_of_a_param_from_a_params_file_is_refused_naming_the_file(workspace):
-    workspace.write("params.yaml", "rate: 1  # set by hand\n")
-    workspace.write(".gitignore", "out.txt\n")
-    workspace.pipeline(
-        '[pipeline]\nparams_files = ["params.yaml"]\n'
-        '[steps.a]\ncmd = "echo ${params.rate} > out.txt"\nouts = ["out.txt"]\n'
+def params_file_pipeline(ws: Workspace, name: str, text: str) -> None:
+    """A pipeline whose `rate` and `model.depth` come from the params file ``name``,
+    and `seed` from [params]; run and committed."""
+    ws.write(name, text)
+    ws.write(".gitignore", "out.txt\n")
+    ws.pipeline(
+        f'[pipeline]\nparams_files = ["{name}"]\n[params]\nseed = 1  # by hand\n'
+        '[steps.a]\ncmd = "echo ${params.rate} ${params.model.depth} ${params.seed} > out.txt"\n'
+        'outs = ["out.txt"]\n'
     )
+    ws.ok("repro")
+    ws.commit("a params file")
+
+
+def changed_lines(ws: Workspace, name: str) -> list[str]:
+    diff = git(ws.root, "diff", "-U0", name).splitlines()
+    return [line for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+
+
+YAML_PARAMS = """\
+# the knobs
+rate: 0.1   # set by hand
+model:
+  depth: 3  # layers
+  name: "small"
+"""
+
+
+def test_apply_writes_a_param_into_a_yaml_params_file_keeping_its_comments(workspace):
+    params_file_pipeline(workspace, "params.yaml", YAML_PARAMS)
+    workspace.ok("repro", "-p", "rate=1e-05", "-p", "model.depth=5", "-p", "seed=7")
+    made = (workspace.root / "out.txt").read_text()
     workspace.ok("repro")
-    workspace.commit("a params file")
-    workspace.ok("repro", "-p", "rate=2")
+    applied = workspace.ok("exp", "apply", last_id(workspace)).stdout
+    assert "model.depth = 5, rate = 1e-05, seed = 7 in params.yaml and gitpipe.toml" in applied
+    assert "commit params.yaml, gitpipe.toml and gitpipe.lock to keep it" in applied
+    assert (workspace.root / "out.txt").read_text() == made
+    assert changed_lines(workspace, "params.yaml") == [
+        "-rate: 0.1   # set by hand",
+        "+rate: 1.0e-05   # set by hand",
+        "-  depth: 3  # layers",
+        "+  depth: 5  # layers",
+    ]
+    assert changed_lines(workspace, "gitpipe.toml") == [
+        "-seed = 1  # by hand",
+        "+seed = 7  # by hand",
+    ]
+    workspace.ok("status", "--check")
+
+
+def test_apply_writes_a_param_into_a_json_params_file_laid_out_as_json_dumps_does(workspace):
+    text = json.dumps({"rate": 0.1, "model": {"depth": 3, "name": "small"}}, indent=4) + "\n"
+    params_file_pipeline(workspace, "params.json", text)
+    workspace.ok("repro", "-p", "model.depth=5")
+    result = json.loads(workspace.ok("exp", "apply", last_id(workspace), "--json").stdout)
+    assert result["files"] == ["params.json"]
+    assert changed_lines(workspace, "params.json") == [
+        '-        "depth": 3,',
+        '+        "depth": 5,',
+    ]
+    workspace.ok("status", "--check")
+
+
+def test_apply_writes_a_param_into_a_toml_params_file(workspace):
+    params_file_pipeline(workspace, "params.toml", "rate = 0.1  # hand\n[model]\ndepth = 3\n")
+    workspace.ok("repro", "-p", "rate=0.5")
+    workspace.ok("exp", "apply", last_id(workspace))
+    assert changed_lines(workspace, "params.toml") == ["-rate = 0.1  # hand", "+rate = 0.5  # hand"]
+    workspace.ok("status", "--check")
+
+
+def test_apply_refuses_a_json_params_file_laid_out_otherwise_and_writes_nothing(workspace):
+    params_file_pipeline(workspace, "params.json", '{"rate": 0.1,\n "model": {"depth": 3}}\n')
+    workspace.ok("repro", "-p", "model.depth=5", "-p", "seed=2")
     refused(
         workspace,
         "exp",
         "apply",
         last_id(workspace),
-        says=("param rate is set in the params file params.yaml", "set it to 2 in params.yaml"),
+        says=("params.json is not laid out as gitpipe writes JSON", "set model.depth = 5 in it"),
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("rate: 0.1\nmodel: {depth: 3}\n", "no `key: value` line setting model.depth"),
+        ("rate: 0.1\nmodel:\n  depth: &d 3\n", "written as a block, an anchor"),
+        ("rate: 0.1\nmodel:\n  depth: 3\n  depth2: 3\n", None),
+    ],
+    ids=["flow mapping", "anchor", "fine"],
+)
+def test_apply_refuses_a_yaml_value_it_cannot_set_on_its_line(workspace, text, says):
+    params_file_pipeline(workspace, "params.yaml", text)
+    workspace.ok("repro", "-p", "model.depth=5")
+    if says is None:
+        workspace.ok("exp", "apply", last_id(workspace))
+        assert "depth: 5\n  depth2: 3\n" in (workspace.root / "params.yaml").read_text()
+        return
+    refused(workspace, "exp", "apply", last_id(workspace), says=("params.yaml", says))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        0,
+        -3,
+        0.5,
+        1e-05,
+        1e20,
+        -2.5e-300,
+        True,
+        False,
+        None,
+        "a: b # c",
+        "ünï\n\t'\"",
+        [1, 2.5, "x"],
+    ],
+)
+def test_a_value_written_as_yaml_reads_back_as_itself(value):
+    assert yaml.safe_load(f"v: {yaml_value(value)}  # kept\n") == {"v": value}
+    day = datetime.date(2026, 12, 7)
+    assert yaml.safe_load(f"v: {yaml_value(day)}\n") == {"v": day}

@@ -113,7 +113,8 @@ def apply(
         echo_json(done.to_json())
         return
     params = ", ".join(f"{n} = {value_text(v)}" for n, v in done.params.items())
-    typer.echo(f"applied experiment {done.experiment.id}: {params} in {done.file.name}")
+    files = " and ".join(path.name for path in done.files)
+    typer.echo(f"applied experiment {done.experiment.id}: {params} in {files}")
     if done.restored:
         typer.echo(f"gitpipe.lock names its results of {', '.join(done.restored)}")
-    typer.echo(f"commit {done.file.name} and gitpipe.lock to keep it")
+    typer.echo(f"commit {', '.join(path.name for path in done.files)} and gitpipe.lock to keep it")

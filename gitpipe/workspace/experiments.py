@@ -31,7 +31,7 @@ import datetime
 import os
 import shlex
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +44,7 @@ from gitpipe.history.metrics import MetricsHistory, VersionMetrics, committed_pa
 from gitpipe.history.metrics import metrics_history as read_history
 from gitpipe.history.shape import PipelinePath
 from gitpipe.pipeline.paramfiles import IN_PARAMS
-from gitpipe.pipeline.paramsedit import ParamsSource, TomlParams, toml_value
+from gitpipe.pipeline.paramsedit import ParamsSource, TomlParams, source_for, toml_value
 from gitpipe.pipeline.values import flatten, jsonable, metric_delta, numbers
 from gitpipe.run import events as ev
 from gitpipe.run.planner import FROZEN, RESTORE, RUN, SKIPPED, WAITING, Decision, entry_for, refusal
@@ -364,7 +364,7 @@ class ApplyReport:
     """What `exp apply` did: the params it wrote, where, and the run that restored."""
 
     experiment: Experiment
-    file: Path
+    files: tuple[Path, ...]  # where the params were written, each file once
     params: Mapping[str, Any]
     restored: tuple[str, ...]  # steps whose lock entry now names the experiment's results
     run: RunReport | None = None
@@ -373,7 +373,7 @@ class ApplyReport:
         return jsonable(
             {
                 "experiment": self.experiment.id,
-                "file": self.file.name,
+                "files": [path.name for path in self.files],
                 "params": dict(self.params),
                 "restored": list(self.restored),
                 "run": self.run.run_id if self.run is not None else None,
@@ -381,10 +381,20 @@ class ApplyReport:
         )
 
 
-def params_source(project: Project) -> ParamsSource:
-    """Where the pipeline's params are written: its file's ``[params]`` table (a
-    params file, when pipelines get them, is another :class:`ParamsSource`)."""
-    return TomlParams(project.file, ("params",))
+def params_sources(project: Project, dotted: Iterable[str]) -> dict[ParamsSource, list[str]]:
+    """Where each of those params is written: the ``[params]`` table of the pipeline
+    file, or the params file that defines it (YAML, JSON or TOML, edited in place)."""
+    files = {f.written: f for f in project.pipeline.params_files}
+    sources: dict[ParamsSource, list[str]] = {}
+    for name in dotted:
+        origin = project.pipeline.params_origin.get(name, IN_PARAMS)
+        if origin == IN_PARAMS:
+            source: ParamsSource = TomlParams(project.file, ("params",))
+        else:
+            file = files[origin]
+            source = source_for(project.root / file.path, file.format)
+        sources.setdefault(source, []).append(name)
+    return sources
 
 
 def apply(
@@ -408,17 +418,11 @@ def apply(
             f"experiment {experiment.id} is {experiment.state}: only one that finished "
             "(state ok) can be applied"
         )
-    for dotted, value in experiment.overrides.items():
-        origin = project.pipeline.params_origin.get(dotted, IN_PARAMS)
-        if origin != IN_PARAMS:  # a params file: YAML, JSON or TOML of the user's
-            raise UsageError(
-                f"param {dotted} is set in the params file {origin}, and exp apply writes "
-                f"only the [params] of {project.file.name}: set it to {value!r} in {origin} "
-                "by hand, then `gitpipe repro` restores the experiment's results without "
-                "running them"
-            )
-    source = params_source(project)
-    edited = source.edited(experiment.overrides)
+    overrides = experiment.overrides
+    edits = {
+        source: source.edited({name: overrides[name] for name in names})
+        for source, names in params_sources(project, overrides).items()
+    }
     preferred = {
         Digest.parse(experiment.keys[step]): {path: Digest.parse(d) for path, d in outs.items()}
         for step, outs in execution_outputs(_database(project), experiment.run_id).items()
@@ -434,10 +438,11 @@ def apply(
         )
 
     _settled(opened(experiment.overrides), experiment, preferred, lock=False)
-    before = {path: _bytes(path) for path in (source.path, project.lock_path)}
+    before = {path: _bytes(path) for path in (*(s.path for s in edits), project.lock_path)}
     try:
-        if before[source.path] != edited:
-            atomic.write_bytes(source.path, edited, mode=_mode(source.path))
+        for source, edited in edits.items():
+            if before[source.path] != edited:
+                atomic.write_bytes(source.path, edited, mode=_mode(source.path))
         applied = opened(None)
         lock, restored = _settled(applied, experiment, preferred, lock=True)
         applied.ensure_state_dir()
@@ -451,7 +456,8 @@ def apply(
                 elif _bytes(path) != data:
                     atomic.write_bytes(path, data, mode=_mode(path))
         raise
-    return ApplyReport(experiment, source.path, dict(experiment.overrides), restored, report)
+    files = tuple(source.path for source in edits)
+    return ApplyReport(experiment, files, dict(experiment.overrides), restored, report)
 
 
 def _settled(
