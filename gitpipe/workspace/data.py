@@ -518,7 +518,7 @@ def checkout(
 @contextlib.contextmanager
 def _exclusive(project: Project) -> Iterator[None]:
     """Hold the workspace as `repro` does, so that the two never write at once."""
-    from gitpipe.workspace.reproduce import workspace_lock
+    from gitpipe.workspace.wslock import workspace_lock
 
     project.ensure_state_dir()
     with workspace_lock(project.state_dir / "repro.lock", wait=True, emit=lambda event: None):
