@@ -15,6 +15,11 @@ workspace) and can be moved to ``quarantine/`` (:meth:`Store.quarantine`).  Link
 made: objects are verified when they enter the store, when they come from a remote,
 and by `gitpipe cache verify`.
 
+A workspace file taken in whose digest is not known yet (:meth:`Store.ingest`) is
+read once, the copy hashed as above, and stamped (inode, size, mtime, ctime) before
+its bytes are read and after: a file that changed meanwhile is refused before
+anything of it is renamed into place.
+
     object ──copy_hashed──> temporary file ──digest = name?──> renamed over the target
                  │ reflink: the clone, hashed          └─ no: removed, CorruptObject
                  │ small: read whole, hashed, written
