@@ -44,6 +44,22 @@ WRITER = textwrap.dedent(
     """
 )
 
+#: puts another file of the same size and mtime in the file's place, again and again
+REPLACER = textwrap.dedent(
+    """
+    import itertools, os, sys
+    path = sys.argv[1]
+    st = os.stat(path)
+    for i in itertools.count(1):
+        with open(path + ".new", "wb") as handle:
+            handle.write(os.urandom(st.st_size))
+        os.utime(path + ".new", ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(path + ".new", path)
+        if i == 1:
+            print("ready", flush=True)
+    """
+)
+
 
 def write_random(path: Path, size: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,11 +68,12 @@ def write_random(path: Path, size: int) -> Path:
 
 
 @contextmanager
-def rewritten(path: Path) -> Iterator[None]:
+def rewritten(path: Path, script: str = WRITER) -> Iterator[None]:
     """A process rewriting ``path`` in place (same size, new bytes, a new mtime each
-    time) for as long as the block runs."""
+    time), or with ``REPLACER`` putting other files in its place, for as long as the
+    block runs."""
     with subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True
     ) as writer:
         try:
             assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
@@ -115,6 +132,30 @@ def test_a_file_rewritten_while_it_is_stored_enters_the_store_under_no_name(
     assert leftovers(store.root) == []
     assert source.stat().st_nlink == 1  # no link into the store left behind
     assert source.stat().st_mode == mode  # nor made read-only
+
+
+@pytest.mark.parametrize("link", [False, True], ids=["copy", "hardlink"])
+def test_a_file_replaced_by_another_of_the_same_size_and_mtime_while_it_is_stored_is_refused(
+    tmp_path: Path, link: bool
+) -> None:
+    store = Store(tmp_path / "store")
+    source = write_random(tmp_path / "work" / "data.bin", LARGE)
+    refusals = 0
+    with rewritten(source, REPLACER):
+        for _attempt in range(200):
+            try:
+                digest = store.ingest(source, link=link)
+            except PathError as exc:
+                assert str(exc) == f"{source} changed while it was being stored; run again"
+                refusals += 1
+                if refusals == 3:
+                    break
+                continue
+            assert store.verify(digest)  # no file is written to once it has the name
+            store.discard(digest)
+    assert refusals, "no other file took the name while it was being stored"
+    hashes_to_its_name(store.root)
+    assert leftovers(store.root) == []
 
 
 @pytest.mark.parametrize("link", ["copy", "hardlink"])
