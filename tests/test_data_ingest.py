@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -101,6 +101,26 @@ def hashes_to_its_name(store_root: Path) -> None:
         assert "b3:" + blake3.blake3(data).hexdigest() == name
 
 
+def refused_while_stored(
+    store: Store, source: Path, *, link: bool, stored: Callable[[Digest], None]
+) -> int:
+    """Store ``source`` again and again until it has been refused three times (or
+    200 tries): each refusal must say the file changed; each time it is stored,
+    ``stored`` checks the object.  How many times it was refused."""
+    refusals = 0
+    for _attempt in range(200):
+        try:
+            digest = store.ingest(source, link=link)
+        except PathError as exc:
+            assert str(exc) == f"{source} changed while it was being stored; run again"
+            refusals += 1
+            if refusals == 3:
+                break
+            continue
+        stored(digest)
+    return refusals
+
+
 @pytest.mark.parametrize("size", [SMALL, LARGE], ids=["small", "large"])
 @pytest.mark.parametrize("link", [False, True], ids=["copy", "hardlink"])
 def test_a_file_rewritten_while_it_is_stored_enters_the_store_under_no_name(
@@ -109,17 +129,9 @@ def test_a_file_rewritten_while_it_is_stored_enters_the_store_under_no_name(
     store = Store(tmp_path / "store")
     source = write_random(tmp_path / "work" / "data.bin", size)
     mode = source.stat().st_mode
-    refusals = 0
     with rewritten(source):
-        for _attempt in range(200):
-            try:
-                digest = store.ingest(source, link=link)
-            except PathError as exc:
-                assert str(exc) == f"{source} changed while it was being stored; run again"
-                refusals += 1
-                if refusals == 3:
-                    break
-                continue
+
+        def stored(digest: Digest) -> None:
             # read too fast for the writer to come between: stored, and correctly
             assert str(digest) in objects(store.root)
             if not link:  # (a linked file *is* the object, and the writer goes on)
@@ -127,6 +139,8 @@ def test_a_file_rewritten_while_it_is_stored_enters_the_store_under_no_name(
             else:  # the file is the object now: let the next attempt start afresh
                 os.chmod(source, mode)
                 store.discard(digest)
+
+        refusals = refused_while_stored(store, source, link=link, stored=stored)
     assert refusals, "the writer never came between the stamp and the read"
     hashes_to_its_name(store.root)
     assert leftovers(store.root) == []
@@ -140,19 +154,13 @@ def test_a_file_replaced_by_another_of_the_same_size_and_mtime_while_it_is_store
 ) -> None:
     store = Store(tmp_path / "store")
     source = write_random(tmp_path / "work" / "data.bin", LARGE)
-    refusals = 0
     with rewritten(source, REPLACER):
-        for _attempt in range(200):
-            try:
-                digest = store.ingest(source, link=link)
-            except PathError as exc:
-                assert str(exc) == f"{source} changed while it was being stored; run again"
-                refusals += 1
-                if refusals == 3:
-                    break
-                continue
+
+        def stored(digest: Digest) -> None:
             assert store.verify(digest)  # no file is written to once it has the name
             store.discard(digest)
+
+        refusals = refused_while_stored(store, source, link=link, stored=stored)
     assert refusals, "no other file took the name while it was being stored"
     hashes_to_its_name(store.root)
     assert leftovers(store.root) == []
