@@ -10,6 +10,13 @@ removed, the data file in the page cache (read once before), so that what is tim
 is gitpipe's own work and not the disk.  `cp` of the same file to the same file
 system is the baseline of a copy.  A no-op `status` is watched with inotify: the
 number of times it opens an added file is printed (it must be 0).
+
+Python may write its bytecode cache (``PYTHONDONTWRITEBYTECODE`` is dropped for the
+commands), as an installed gitpipe has it: without it every command compiles its
+modules again (about 0.1 s).  The rows "in process" time what `add` does to the
+file (`Store.ingest`: copied and hashed, or linked in and hashed), no start-up,
+against the digest alone in the same kind of process: the floor of any `add`,
+since every byte must be hashed.
 """
 
 from __future__ import annotations
@@ -136,6 +143,7 @@ def main() -> None:
     env_path = str(HERE.parent)
     os.environ["PYTHONPATH"] = env_path + os.pathsep + os.environ.get("PYTHONPATH", "")
     os.environ.pop("GITPIPE_CACHE_DIR", None)
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     rows: list[tuple[str, tuple[float, float, float], str]] = []
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="gitpipe-data-bench-") as tmp:
         base = Path(tmp)
@@ -159,6 +167,39 @@ def main() -> None:
             runs, lambda: warm(big), lambda: sh([sys.executable, "-c", _DIGEST, str(big)], root)
         )
         rows.append((f"digest of {label} alone (a process reading it once)", digest, ""))
+
+        def stored(link: bool) -> tuple[float, float, float]:
+            """``Store.ingest`` of the file, in process, each time into an empty store."""
+            code = _ADD.format(link=link)
+            return median(runs, lambda: (fresh(root), warm(big)), lambda: timed_inside(root, code))
+
+        inproc = stored(link=False)
+        rows.append(
+            (
+                f"add {label}, link = copy, in process",
+                inproc,
+                f"the store work: {inproc[0] / baseline[0]:.2f}x cp",
+            )
+        )
+        digest_in = median(runs, lambda: warm(big), lambda: timed_inside(root, _DIGEST_INSIDE))
+        rows.append((f"digest of {label} alone, in process", digest_in, "the floor of any add"))
+        least = tuple(c + d for c, d in zip(baseline, digest_in, strict=True))
+        rows.append(
+            (
+                "cp + digest in process (what an add by copy must do)",
+                (least[0], least[1], least[2]),
+                f"add by copy: {add[0] / least[0]:.2f}x that as a command, "
+                f"{inproc[0] / least[0]:.2f}x in process",
+            )
+        )
+        hard_in = stored(link=True)
+        rows.append(
+            (
+                f"add {label}, link = hardlink, in process",
+                hard_in,
+                f"{hard_in[0] / digest_in[0]:.2f}x the digest alone",
+            )
+        )
         hard = median(
             runs,
             lambda: (fresh(root), warm(big)),
@@ -175,6 +216,8 @@ def main() -> None:
 
         linked = median(runs, drop_big, lambda: sh([*GITPIPE, "checkout", "big.bin"], root))
         rows.append((f"checkout {label}, link = hardlink", linked, "a link: not read"))
+        linked_in = median(runs, drop_big, lambda: timed_inside(root, _CHECKOUT))
+        rows.append((f"checkout {label}, link = hardlink, in process", linked_in, ""))
         floor = median(runs, lambda: None, lambda: sh([*GITPIPE, "--help"], root))
         rows.append(("start-up floor: gitpipe --help", floor, ""))
         fresh(root)
@@ -209,11 +252,36 @@ def main() -> None:
         print(f"{name:<{width}}  {_s(mid)} [{_s(low)}-{_s(high)}]  {note}")
 
 
+def timed_inside(root: Path, code: str) -> float:
+    """Run ``code`` in a new Python in ``root``; the seconds it prints (what it
+    times itself, start-up and imports left out)."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"in-process timing failed: {done.stderr.strip()}")
+    return float(done.stdout.split()[-1])
+
+
 def _s(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
 _DIGEST = "import sys; from gitpipe.core.hashing import digest_file; digest_file(sys.argv[1])"
+_DIGEST_INSIDE = (
+    "import time; from gitpipe.core.hashing import digest_file; "
+    "t = time.perf_counter(); digest_file('big.bin'); print(time.perf_counter() - t)"
+)
+_CHECKOUT = (
+    "import time; from gitpipe.workspace import Project, reproduce; "
+    "p = Project.open('.'); t = time.perf_counter(); "
+    "p.checkout(['big.bin']); print(time.perf_counter() - t)"
+)
+_ADD = (
+    "import time; from pathlib import Path; from gitpipe.store.objects import Store; "
+    "s = Store(Path('.gitpipe/cache')); t = time.perf_counter(); "
+    "s.ingest('big.bin', link={link}); print(time.perf_counter() - t)"
+)
 
 
 if __name__ == "__main__":

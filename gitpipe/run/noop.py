@@ -168,7 +168,7 @@ def _checkout(git: subprocess.Popen[bytes] | None) -> tuple[str | None, bool] | 
 
 
 def _try_lock(path: Path) -> IO[str] | None:
-    """The workspace lock `repro` takes (gitpipe.workspace.reproduce.workspace_lock),
+    """The workspace lock `repro` takes (gitpipe.workspace.wslock.workspace_lock),
     if it is free now; its file then names this process, as the command's does."""
     import fcntl
 

@@ -15,6 +15,11 @@ workspace) and can be moved to ``quarantine/`` (:meth:`Store.quarantine`).  Link
 made: objects are verified when they enter the store, when they come from a remote,
 and by `gitpipe cache verify`.
 
+A workspace file taken in whose digest is not known yet (:meth:`Store.ingest`) is
+read once, the copy hashed as above, and stamped (inode, size, mtime, ctime) before
+its bytes are read and after: a file that changed meanwhile is refused before
+anything of it is renamed into place.
+
     object ──copy_hashed──> temporary file ──digest = name?──> renamed over the target
                  │ reflink: the clone, hashed          └─ no: removed, CorruptObject
                  │ small: read whole, hashed, written
@@ -38,7 +43,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from gitpipe.core.errors import CorruptObject, StoreError
+from gitpipe.core.errors import CorruptObject, PathError, StoreError
 from gitpipe.core.hashing import (
     ALGORITHM,
     Digest,
@@ -50,6 +55,7 @@ from gitpipe.core.hashing import (
     parse_manifest,
     safe_relpath,
 )
+from gitpipe.core.stamps import Stamp, stamp_of
 from gitpipe.store.naming import OBJECTS, object_name, parse_object_name
 
 _FICLONE = 0x40049409  # linux/fs.h: share the source's extents (reflink)
@@ -272,6 +278,17 @@ def _copy_pieces(source: int, target: int) -> Iterator[int]:
         yield n
 
 
+def _unchanged(path: str | os.PathLike[str], before: Stamp) -> None:
+    """Refuse a file whose stamp is not ``before`` any more (:class:`PathError`): it
+    changed, or another file took its name, while its bytes were being read."""
+    try:
+        after = stamp_of(os.stat(path))
+    except OSError:
+        after = None
+    if after != before:
+        raise PathError(f"{os.fspath(path)} changed while it was being stored; run again")
+
+
 def _open_empty(path: str | os.PathLike[str], mode: int = os.O_WRONLY) -> int:
     """Open a file for writing (``mode``: also reading, with ``os.O_RDWR``), emptied,
     without truncating one that is empty already (such as a fresh temporary file): on
@@ -400,15 +417,27 @@ class Store:
         and return the digest: copied in and hashed as it is copied (or, reflinked and
         then hashed); with ``link``, a regular file with no other name is linked in and
         hashed, and *is* the object then (read-only like it).  Bytes the store holds
-        already are not stored twice."""
+        already are not stored twice.
+
+        What is hashed is what the store keeps, so an object always hashes to its name;
+        and the file's stamp (inode, size, mtime, ctime) taken before its bytes are read
+        must be its stamp after, or nothing enters the store and :class:`PathError`
+        says the file changed while it was being stored: its digest is never taken for
+        bytes it held only in part."""
         st = os.lstat(path)
         own = link and statmod.S_ISREG(st.st_mode) and st.st_nlink == 1
         if not own and statmod.S_ISREG(st.st_mode) and st.st_size < _SMALL:
             return self._ingest_small(path)
         self.tmp.mkdir(parents=True, exist_ok=True)
+        before = stamp_of(os.stat(path))  # a symbolic link is stored as what it points to
         tmp, copied = stage(Path(path), self.tmp, "in", "hardlink" if own else "copy")
         try:
-            digest = digest_file(tmp) if copied is None else copied
+            if copied is None:  # linked: stamped from here on (a new link changes the ctime)
+                before = stamp_of(os.stat(tmp))
+                digest = digest_file(tmp)
+            else:
+                digest = copied
+            _unchanged(path, before)
             if digest in self:
                 os.unlink(tmp)
             else:
@@ -424,7 +453,9 @@ class Store:
         object only when the store lacks those bytes (a folder of many small files is
         mostly system calls: as few as can be)."""
         with open(path, "rb", buffering=0) as source:
+            before = stamp_of(os.fstat(source.fileno()))
             data = source.readall()
+        _unchanged(path, before)
         digest = digest_bytes(data)
         if digest not in self:
             self._write_new(data, digest)

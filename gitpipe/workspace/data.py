@@ -276,13 +276,16 @@ def _store(
             return known
         taken_ns = time.time_ns()
         linked = link != "copy" and not st.st_mode & 0o100
+        changed = PathError(f"{key} changed while it was being added; run again")
         try:
-            digest = store.ingest(full, link=linked)
+            digest = store.ingest(full, link=linked)  # refuses a file changed as it is read
             after = os.stat(full)
+        except PathError as exc:
+            raise changed from exc
         except OSError as exc:
             raise PathError(f"cannot add {key} ({exc.strerror})") from exc
-        if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-            raise PathError(f"{key} changed while it was being added; run again")
+        if _seen(after, linked=linked) != _seen(st, linked=linked):  # since it was first seen
+            raise changed
         hasher.cache.record(key, after, digest, taken_ns)
         return digest
 
@@ -305,6 +308,13 @@ def _store(
         outputs.link_output(rel, _out(record), link)
     hasher.forget(rel)
     return record
+
+
+def _seen(st: os.stat_result, *, linked: bool) -> tuple[int, int, int, int]:
+    """What must not change between a file's first stat and its bytes stored: its
+    inode, size, mtime and ctime (not the ctime when it was linked in: the new link
+    changes it)."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, 0 if linked else st.st_ctime_ns)
 
 
 def _out(record: DataRecord) -> OutRecord:
@@ -508,7 +518,7 @@ def checkout(
 @contextlib.contextmanager
 def _exclusive(project: Project) -> Iterator[None]:
     """Hold the workspace as `repro` does, so that the two never write at once."""
-    from gitpipe.workspace.reproduce import workspace_lock
+    from gitpipe.workspace.wslock import workspace_lock
 
     project.ensure_state_dir()
     with workspace_lock(project.state_dir / "repro.lock", wait=True, emit=lambda event: None):

@@ -16,7 +16,7 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +49,7 @@ from gitpipe.run.shipping import TRANSFERS, Shipping
 from gitpipe.store import lockfile
 from gitpipe.store.lockfile import Lock, LockEntry
 from gitpipe.store.objects import Store
+from gitpipe.workspace.wslock import workspace_lock
 
 if TYPE_CHECKING:
     from gitpipe.run.inputs import Inputs
@@ -103,39 +104,6 @@ class RunReport:
                 ],
             }
         )
-
-
-@contextlib.contextmanager
-def workspace_lock(path: Path, *, wait: bool, emit: ev.Listener) -> Iterator[None]:
-    """One `repro` at a time per workspace: an advisory lock on ``path``.
-
-    The lock goes with the process, so a killed run never leaves it held."""
-    import fcntl
-
-    try:
-        handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
-    except OSError as exc:
-        raise PathError(f"cannot take the workspace lock {describe(exc)}") from exc
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            if not wait:
-                raise WorkspaceBusy(
-                    f"another `gitpipe repro` ({holder}) is running in this workspace; "
-                    "wait for it, or run without --no-wait to queue behind it"
-                ) from None
-            emit(ev.Waiting(f"waiting for another `gitpipe repro` ({holder}) to finish"))
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
-        yield
-    finally:
-        handle.close()
 
 
 def reproduce(
