@@ -145,14 +145,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="gitpipe-bench-remote-cli-") as tmp:
-        with remote_bench.s3_server() as endpoint:
-            rows = bench(
-                Path(tmp),
-                args.quick,
-                s3_endpoint=endpoint,
-                new_bucket=lambda: remote_bench.new_bucket(endpoint),
-            )
+    with (
+        tempfile.TemporaryDirectory(prefix="gitpipe-bench-remote-cli-") as tmp,
+        remote_bench.s3_server() as endpoint,
+    ):
+        rows = bench(
+            Path(tmp),
+            args.quick,
+            s3_endpoint=endpoint,
+            new_bucket=lambda: remote_bench.new_bucket(endpoint),
+        )
     for row in rows:
         dvc = row.peers["DVC"]
         versus = (

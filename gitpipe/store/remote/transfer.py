@@ -46,7 +46,6 @@ from gitpipe.store.naming import (
     OBJECTS,
     RESULTS,
     object_name,
-    pack_name,
     parse_object_name,
     parse_result_name,
     result_name,
@@ -510,17 +509,10 @@ def _check_manifest(path: str) -> None:
         raise _Rejected(problem)
 
 
-@dataclass(frozen=True, slots=True)
-class _PackJob:
-    """The wanted objects of one pack, fetched together."""
-
-    pack: Digest
-    members: tuple[tuple[Digest, Member], ...]
-
-
-def _jobs(wanted: list[Digest], located: _Located) -> list[Digest | _PackJob]:
-    """Each wanted object by itself, except those in packs: one job per pack."""
-    loose: list[Digest | _PackJob] = []
+def _jobs(wanted: list[Digest], located: _Located) -> list[Digest | packs.Job]:
+    """Each wanted object by itself, except those in packs: a job per group of a
+    pack's members (:func:`packs.groups`)."""
+    loose: list[Digest | packs.Job] = []
     grouped: dict[Digest, list[tuple[Digest, Member]]] = {}
     for digest in wanted:
         member = located.members.get(digest)
@@ -528,7 +520,11 @@ def _jobs(wanted: list[Digest], located: _Located) -> list[Digest | _PackJob]:
             loose.append(digest)
         else:
             grouped.setdefault(member.pack, []).append((digest, member))
-    return loose + [_PackJob(pack, tuple(found)) for pack, found in sorted(grouped.items())]
+    return loose + [
+        packs.Job(pack, tuple(group))
+        for pack, found in sorted(grouped.items())
+        for group in packs.groups(found)
+    ]
 
 
 def _fetch_object(store: Store, remote: Remote, digest: Digest, *, folder: bool) -> int:
@@ -558,14 +554,10 @@ def _fetch_object(store: Store, remote: Remote, digest: Digest, *, folder: bool)
 
 
 def _fetch_pack(
-    store: Store,
-    remote: Remote,
-    job: _PackJob,
-    fetched: dict[Digest, str],
-    folders: Collection[Digest],
+    store: Store, downloads: packs.Downloads, job: packs.Job, folders: Collection[Digest]
 ) -> list[packs.Unpacked]:
-    """The wanted objects of one pack: the pack downloaded into the store's tmp/ (once
-    per pull: ``fetched``), each member hashed and stored only when it is its digest."""
+    """Some wanted objects of one pack: the pack downloaded into the store's tmp/ (once
+    per pull), each member hashed and stored only when it is its digest."""
 
     def check(digest: Digest, data: bytes) -> None:
         problem = _manifest_problem(data) if digest in folders else None
@@ -573,20 +565,14 @@ def _fetch_pack(
             raise PackRefused(problem)
 
     try:
-        path = fetched.get(job.pack)
-        if path is None:
-            fd, path = tempfile.mkstemp(dir=store.tmp, prefix="pack-")
-            os.close(fd)
-            fetched[job.pack] = path
-            remote.download(pack_name(job.pack), Path(path))  # gone: every member missing
-        return packs.unpack(store, path, job.members, check)
+        return packs.unpack(store, downloads.path(job.pack), job.members, check)
     except OSError as exc:
         raise StoreError(f"cannot write to the store at {store.root} ({exc.strerror})") from exc
 
 
-def _outcomes(item: Digest | _PackJob, outcome: Any) -> Iterator[tuple[Digest, Any]]:
+def _outcomes(item: Digest | packs.Job, outcome: Any) -> Iterator[tuple[Digest, Any]]:
     """(object, its size or _Rejected or _Missing) for each object of a fetch job."""
-    if not isinstance(item, _PackJob):
+    if not isinstance(item, packs.Job):
         yield item, outcome
         return
     if not isinstance(outcome, list):  # the whole pack: missing
@@ -677,11 +663,11 @@ def pull(
             located = _packed(remote, pool, progress)
             files |= set(located.members)
             report.rejected += located.refused
-        fetched: dict[Digest, str] = {}  # packs downloaded into tmp/, for both phases
+        downloads = packs.Downloads(store, remote)  # packs downloaded into tmp/, for both phases
 
-        def fetch(item: Digest | _PackJob) -> tuple[Any, int]:
-            if isinstance(item, _PackJob):
-                done = _fetch_pack(store, remote, item, fetched, folders)
+        def fetch(item: Digest | packs.Job) -> tuple[Any, int]:
+            if isinstance(item, packs.Job):
+                done = _fetch_pack(store, downloads, item, folders)
                 return done, sum(one.size for one in done)
             size = _fetch_object(store, remote, item, folder=item in folders)
             return size, size
@@ -714,9 +700,7 @@ def pull(
                 report.objects_present += len(listed) - len(wanted_objects)
                 folders = set()  # the files manifests list are files, not folders
         finally:
-            for path in fetched.values():
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+            downloads.close()
 
     # 4. results, last, and only when every object they name is here; a result's time
     # is a claim too: none is taken to be newer than the moment it arrived (a time
