@@ -406,8 +406,9 @@ def push(
             with contextlib.suppress(StoreError):
                 entries[folder] = [entry.digest for entry in store.manifest(folder)]
                 files.update(entries[folder])
-    report.unavailable += [f"object {d}" for d in sorted(files) if d not in store]
-    names = {object_name(d): d for d in sorted(files) if d in store}
+    here = {d for d in files if d in store}
+    report.unavailable += [f"object {d}" for d in sorted(files - here)]
+    names = {object_name(d): d for d in sorted(here)}
 
     def send(digest: Digest) -> tuple[int, int]:
         path = store.object_path(digest)
