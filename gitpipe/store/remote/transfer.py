@@ -34,7 +34,7 @@ import posixpath
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -212,14 +212,16 @@ def _each(
     phase: str,
     progress: ProgressListener,
 ) -> Iterator[tuple[Any, Any]]:
-    """Run ``work`` on every item in the pool; yield (item, value or _Rejected or
-    _Missing) as each finishes, reporting progress from this thread. Any other
+    """Run ``work`` on every item in the pool, reporting progress from this thread as
+    each finishes; then yield (item, value or _Rejected or _Missing) in the items'
+    order, so that a report says the same whichever thread was quicker. Any other
     error stops the phase: what has not started is cancelled."""
     if not items:
         return
     futures = {pool.submit(work, item): item for item in items}
     total, done, moved = len(futures), 0, 0
     progress(Progress(phase, 0, total, 0))
+    outcomes: dict[Future[tuple[Any, int]], Any] = {}
     try:
         for future in as_completed(futures):
             try:
@@ -229,10 +231,12 @@ def _each(
             done += 1
             moved += size
             progress(Progress(phase, done, total, moved))
-            yield futures[future], value
+            outcomes[future] = value
     finally:
         for future in futures:
             future.cancel()
+    for future, item in futures.items():
+        yield item, outcomes[future]
 
 
 def _present(
