@@ -22,32 +22,13 @@ from pathlib import Path
 
 import pytest
 from conftest import Workspace, git, make_repo, snapshot
+from test_remote_packs import MAKE, PIPELINE
 
 from gitpipe.__main__ import answer
 from gitpipe.store import lockfile
 from gitpipe.store.naming import pack_name
 from gitpipe.store.objects import Store
 from gitpipe.store.remote import DirectoryRemote, packs
-
-PIPELINE = """
-[steps.make]
-cmd = "python3 make.py"
-deps = ["make.py"]
-outs = ["out/"]
-
-[steps.count]
-cmd = "ls out | wc -l > count.txt"
-deps = ["out/"]
-outs = ["count.txt"]
-"""
-
-MAKE = """
-import os
-os.makedirs("out", exist_ok=True)
-for i in range(40):
-    with open(f"out/{i:03d}.txt", "w") as handle:
-        handle.write(f"file {i}\\n" * (i + 1))
-"""
 
 ROOT = str(Path(__file__).resolve().parents[1])
 

@@ -15,18 +15,17 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import AWS_SETTINGS, Workspace, git
+import test_remote
+from conftest import AWS_SETTINGS, Workspace
+from test_forged_results import clone, store_of
 
 from gitpipe.core.hashing import Digest, canonical
 from gitpipe.store import lockfile
 from gitpipe.store.naming import object_name, pack_index_name, pack_name
-from gitpipe.store.objects import Store
 from gitpipe.store.remote import DirectoryRemote, Remote, open_remote, packs
 
 GITPIPE = Path(sys.executable).parent / "gitpipe"
@@ -59,26 +58,9 @@ def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture
-def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
-    bucket = f"gitpipe-{uuid.uuid4().hex[:12]}"
-    request = urllib.request.Request(f"{s3_server}/{bucket}", method="PUT")
-    with urllib.request.urlopen(request, timeout=10):
-        pass
-    return bucket
-
-
-@pytest.fixture(params=["folder", "s3"])
-def remote_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "folder":
-        folder = tmp_path / "remote"
-        folder.mkdir()
-        return str(folder)
-    return f"s3://{request.getfixturevalue('s3_bucket')}/team/store"
+# test_remote's remotes: a folder, or a new bucket on moto's server
+remote_url = test_remote.remote_url
+s3_bucket = test_remote.s3_bucket
 
 
 def producer(make_workspace: Callable[[str], Workspace]) -> Workspace:
@@ -90,16 +72,6 @@ def producer(make_workspace: Callable[[str], Workspace]) -> Workspace:
     one.ok("repro")
     one.commit("lock")
     return one
-
-
-def clone(one: Workspace, name: str) -> Workspace:
-    target = one.root.parent / name
-    git(one.root.parent, "clone", "-q", str(one.root), str(target))
-    return Workspace(target, one.runner)
-
-
-def store_of(workspace: Workspace) -> Store:
-    return Store(workspace.root / ".gitpipe" / "cache")
 
 
 def files_under(root: Path) -> dict[str, bytes]:

@@ -342,6 +342,31 @@ def _damaged(actual: Digest) -> str:
     )
 
 
+def _tally(report: TransferReport, digest: Digest, value: Any) -> bool:
+    """Count what became of one object (its size, or _Rejected, or _Missing) in the
+    report; True when it moved."""
+    if isinstance(value, _Rejected):
+        report.rejected.append(Rejection(f"object {digest}", value.reason))
+        return False
+    if isinstance(value, _Missing):
+        report.unavailable.append(f"object {digest}")
+        return False
+    report.objects += 1
+    report.bytes += value
+    return True
+
+
+def _sent(item: Digest | list[Digest], outcome: Any) -> Iterator[tuple[Digest, Any]]:
+    """(object, its size or _Rejected or _Missing) for each object of a push's job: one
+    object, or a pack (:class:`packs.Built`)."""
+    if not isinstance(outcome, packs.Built):
+        yield item, outcome  # type: ignore[misc]
+        return
+    yield from ((digest, size) for digest, _, size in outcome.members)
+    yield from ((digest, _Rejected(_damaged(actual))) for digest, actual in outcome.damaged)
+    yield from ((digest, _Missing()) for digest in outcome.missing)
+
+
 def _size(store: Store, digest: Digest) -> int:
     """A local object's size; one too large to pack when it cannot be read."""
     try:
@@ -453,21 +478,9 @@ def push(
             return send_pack(item) if isinstance(item, list) else send(item)
 
         for item, outcome in _each(pool, work, send_any, "objects", progress):
-            if isinstance(outcome, packs.Built):
-                for digest, actual in outcome.damaged:
-                    report.rejected.append(Rejection(f"object {digest}", _damaged(actual)))
-                report.unavailable += [f"object {digest}" for digest in outcome.missing]
-                report.objects += len(outcome.members)
-                report.bytes += len(outcome.data)
-                on_remote.update(digest for digest, _, _ in outcome.members)
-            elif isinstance(outcome, _Rejected):
-                report.rejected.append(Rejection(f"object {item}", outcome.reason))
-            elif isinstance(outcome, _Missing):
-                report.unavailable.append(f"object {item}")
-            else:
-                report.objects += 1
-                report.bytes += outcome
-                on_remote.add(item)
+            for digest, value in _sent(item, outcome):
+                if _tally(report, digest, value):
+                    on_remote.add(digest)
         if results:
             # every result by its own name: one the remote has of the same key is
             # another run's, not this one
@@ -688,14 +701,8 @@ def pull(
                 work = _jobs(wanted_objects, located)
                 for item, outcome in _each(pool, work, fetch, phase, progress):
                     for digest, value in _outcomes(item, outcome):
-                        if isinstance(value, _Rejected):
+                        if not _tally(report, digest, value) and isinstance(value, _Rejected):
                             rejected.add(digest)
-                            report.rejected.append(Rejection(f"object {digest}", value.reason))
-                        elif isinstance(value, _Missing):
-                            report.unavailable.append(f"object {digest}")
-                        else:
-                            report.objects += 1
-                            report.bytes += value
                 listed: set[Digest] = set()
                 for folder in sorted(folders - rejected):
                     if folder in store:
