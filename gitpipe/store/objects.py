@@ -30,13 +30,12 @@ import fcntl
 import itertools
 import mmap
 import os
-import posixpath
 import queue
 import shutil
 import stat as statmod
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from gitpipe.core.errors import CorruptObject, StoreError
@@ -63,9 +62,6 @@ _SMALL = 4 * 1024 * 1024
 _PIECE = 8 * 1024 * 1024
 #: how many copied pieces may wait to be hashed (they are still in the page cache)
 _AHEAD = 4
-#: a folder of at least this many files is restored by :data:`_THREADS` threads
-_MANY = 64
-_THREADS = 4
 
 
 #: what the kernel says when a file system cannot clone or copy between these files
@@ -557,27 +553,19 @@ class Store:
         staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{dest.name}.", suffix=".tmp"))
         try:
             os.chmod(staging, 0o755)  # a folder as `mkdir` makes it, not mkdtemp's 0700
-            made: set[str] = set()
             for entry in entries:
                 if not safe_relpath(entry.path):
                     raise StoreError(f"folder {digest} names an unsafe path {entry.path!r}")
-                parent = posixpath.dirname(entry.path)
-                if parent not in made:
-                    (staging / parent).mkdir(parents=True, exist_ok=True)
-                    made.add(parent)
-
-            def put(entry: ManifestEntry) -> None:
+                target = staging / entry.path
+                target.parent.mkdir(parents=True, exist_ok=True)
                 source = self.object_path(entry.digest)
                 if not source.is_file():
                     raise StoreError(f"object {entry.digest} for {dest / entry.path} is missing")
-                target = staging / entry.path
                 copied = place(source, target, "copy" if entry.executable else link)
                 if copied is not None:
                     if copied != entry.digest:
                         raise CorruptObject(entry.digest, target=str(dest / entry.path))
                     os.chmod(target, 0o755 if entry.executable else 0o644)
-
-            _each_file(put, entries)
         except BaseException:
             unstage(str(staging))
             raise
@@ -635,46 +623,6 @@ class Store:
                 digest = parse_object_name(item.relative_to(self.root).as_posix())
                 if digest is not None:
                     yield digest
-
-
-def _each_file(work: Callable[[ManifestEntry], None], entries: list[ManifestEntry]) -> None:
-    """``work`` on each entry: in :data:`_THREADS` threads, each taking every
-    ``_THREADS``-th entry, for a folder of many files (creating a file costs the file
-    system more than a small file's bytes do, and threads create them nearly twice as
-    fast on two cores), else in this one.  The first error stops every thread before
-    it is raised, so that nothing is still writing when the caller clears up."""
-    if len(entries) < _MANY:
-        for entry in entries:
-            work(entry)
-        return
-    failed: list[BaseException] = []
-
-    def share(first: int) -> None:
-        for entry in entries[first::_THREADS]:
-            if failed:
-                return
-            try:
-                work(entry)
-            except BaseException as exc:  # handed to the calling thread
-                failed.append(exc)
-                return
-
-    threads = [
-        threading.Thread(target=share, args=(n,), name="gitpipe-restore", daemon=True)
-        for n in range(_THREADS)
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        for thread in threads:
-            thread.join()
-    except BaseException as exc:  # Ctrl-C: the threads stop at their next file
-        failed.append(exc)
-        for thread in threads:
-            thread.join()
-        raise
-    if failed:
-        raise failed[0]
 
 
 def _move_aside(source: Path, folder: Path, name: str) -> Path | None:
