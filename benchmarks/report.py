@@ -114,6 +114,8 @@ def judge(rows: list[Row], plan: Plan) -> None:
         "restore-hardlink/big": lambda r: [full_size(plan, c) for c in restore_clauses(r)],
         "restore-reflink/big": lambda r: [full_size(plan, c) for c in restore_clauses(r)],
         "help": lambda r: [at_most(r.median, 0.15, "≤ 0.15 s"), info(r, "minimal typer app")],
+        "push/folder/1000": lambda r: [at_least(speedup(r, "DVC"), 5, "≥ 5x faster than DVC")],
+        "pull/folder/1000": lambda r: [at_least(speedup(r, "DVC"), 5, "≥ 5x faster than DVC")],
     }
     for key in by_key:
         if key.startswith("edit/"):

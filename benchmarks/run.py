@@ -303,13 +303,23 @@ def bench_codebase(base: Path, quick: bool) -> list[Row]:
 
 
 def bench_remote(base: Path, quick: bool) -> list[Row]:
-    """Push and pull throughput against a folder remote and a local S3 server."""
+    """Push and pull throughput against a folder remote and a local S3 server, and the
+    whole `push` and `checkout --pull` commands against DVC's (benchmarks/remote_cli.py)."""
     import remote as remote_bench  # benchmarks/remote.py, beside this script
+    import remote_cli  # the whole commands against DVC's
 
-    return [
+    rows = [
         measure(r["name"], r["unit"], r["samples"], r["note"])
         for r in remote_bench.bench(base, quick)
     ]
+    with remote_bench.s3_server() as endpoint:
+        rows += remote_cli.bench(
+            base / "commands",
+            quick,
+            s3_endpoint=endpoint,
+            new_bucket=lambda: remote_bench.new_bucket(endpoint),
+        )
+    return rows
 
 
 def bench_scaling(base: Path, quick: bool) -> list[Row]:

@@ -10,28 +10,52 @@ than all of that (typer 0.29 builds a pydantic adapter per option).  So before
     gitpipe [-C DIR] [-f FILE] status [--check] [-C DIR] [-f FILE]
     gitpipe [-C DIR] [-f FILE] repro [-q | --quiet] [-C DIR] [-f FILE]
 
-(each option at most once per side; ``-CDIR``, ``-fFILE``, ``--file FILE`` and
-``--file=FILE`` too).  For `status` it prints what the command prints when the
+    gitpipe [-C DIR] [-f FILE] push|pull [-r URL | --remote URL] [-C DIR] [-f FILE]
+    gitpipe [-C DIR] [-f FILE] checkout [--pull] [-r URL | --remote URL] [-C DIR] [-f FILE]
+
+(each option at most once per side; ``-CDIR``, ``-fFILE``, ``--file FILE``,
+``--file=FILE`` and ``--remote=URL`` too).  For `status` it prints what the command prints when the
 snapshot answers: the same lines (gitpipe.core.records.status_lines), the same
 exit code.  A no-op `repro` on a plain console is recorded in lineage and closed
 with the same line by gitpipe/run/noop.py, which says when it cannot be sure.
+`push`, `pull` and `checkout` on a plain console (CI, a pipe) are done here through
+the same facade calls the command line makes, saying the same words
+(gitpipe.workspace.transfer's, CheckoutReport.lines) and ending an error as the
+command line does (gitpipe.core.errors.boundary): typer's import is a third of a
+small push.  Until the first byte moves (the pipeline, the lock and the remote's
+url read) any error hands the command to the command line, which says it.
 Anything else (another option or command, steps named, a value missing or empty,
-shell completion, a snapshot that does not answer, a reason the full command would
-add to) goes to the command line untouched, in the folder it was started in.
+shell completion, --debug, a snapshot that does not answer, a reason the full
+command would add to) goes to the command line untouched, in the folder it was
+started in.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gitpipe.workspace import Project
+    from gitpipe.workspace.transfer import Plan
 
 #: the options the fast path knows, as the name it keeps their value under
 _VALUED = {"-C": "chdir", "-f": "file", "--file": "file"}
+#: the option of the transfer commands (after the command only)
+_REMOTE = {"-r": "remote", "--remote": "remote"}
 
 
-def _option(arg: str, rest: Iterator[str]) -> tuple[str, str] | None:
-    """(name, value) of one -C/-f/--file option as click reads it, else None."""
+def _option(arg: str, rest: Iterator[str], command: str | None) -> tuple[str, str] | None:
+    """(name, value) of one -C/-f/--file option (or, after `push`, `pull` and
+    `checkout`, -r/--remote) as click reads it, else None."""
+    if command in _TRANSFERS:
+        if arg in _REMOTE:
+            value = next(rest, None)
+            return None if value is None or value.startswith("-") else ("remote", value)
+        if arg.startswith("--remote="):
+            return "remote", arg.removeprefix("--remote=")
     if arg in _VALUED:
         value = next(rest, None)
         return None if value is None else (_VALUED[arg], value)
@@ -43,7 +67,15 @@ def _option(arg: str, rest: Iterator[str]) -> tuple[str, str] | None:
 
 
 #: the commands the fast path answers, with the one flag each may be given
-_FLAGS = {"status": ("--check",), "repro": ("-q", "--quiet")}
+_FLAGS = {
+    "status": ("--check",),
+    "repro": ("-q", "--quiet"),
+    "push": (),
+    "pull": (),
+    "checkout": ("--pull",),
+}
+#: the commands that move or restore bytes, done here on a plain console
+_TRANSFERS = ("push", "pull", "checkout")
 
 
 def _parse(argv: list[str]) -> tuple[str, dict[str, str], dict[str, str], bool] | None:
@@ -61,7 +93,7 @@ def _parse(argv: list[str]) -> tuple[str, dict[str, str], dict[str, str], bool] 
         if command is None and arg in _FLAGS:
             command = arg
             continue
-        option = _option(arg, rest)
+        option = _option(arg, rest, command)
         if option is None:
             return None  # another command or option, a step, a value missing
         side = before if command is None else after
@@ -86,7 +118,10 @@ def answer(argv: list[str]) -> int | None:
     command, before, after, flag = parsed
     here = os.open(".", os.O_RDONLY)
     try:
-        if command == "repro":
+        if command in _TRANSFERS:
+            code = _transfer(command, before, after, flag)
+            lines = None
+        elif command == "repro":
             code = _repro(before, after, flag)
             lines = None
         else:
@@ -136,6 +171,85 @@ def _repro(before: dict[str, str], after: dict[str, str], quiet: bool) -> int | 
         return None  # a terminal's live view: the command line draws it
     _chdir(before, after)
     return noop.answer(locate(".", after.get("file", before.get("file"))), quiet=quiet)
+
+
+def _transfer(
+    command: str, before: dict[str, str], after: dict[str, str], pull: bool
+) -> int | None:
+    """`push`, `pull` or `checkout` as the command line does them; None, having done
+    nothing but read, when the command line must (a terminal's progress bars, --debug,
+    an error before anything moved)."""
+    from gitpipe.core.console import plain_output
+
+    if not plain_output() or "GITPIPE_DEBUG" in os.environ:
+        return None
+    from gitpipe.core import interrupts
+
+    interrupts.install()  # as the command line: SIGTERM is Ctrl-C
+    try:
+        _chdir(before, after)
+        from gitpipe.workspace import Project
+
+        project = Project.open(".", file=after.get("file", before.get("file")))
+        remote = after.get("remote")
+        if command == "checkout":
+            return _ending(lambda: _checkout(project, remote, pull=pull))
+        from gitpipe.workspace import transfer as transfers
+
+        plan = transfers.prepare(project, command, remote=remote)
+    except KeyboardInterrupt:
+        return _ending(_interrupted)
+    return _ending(lambda: _move(project, plan))
+
+
+def _say(line: str, *, err: bool = False) -> None:
+    """One line on stdout (stderr), flushed, as ``typer.echo`` writes it."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(f"{line}\n")
+    stream.flush()
+
+
+def _move(project: Project, plan: Plan) -> int:
+    from gitpipe.workspace import transfer as transfers
+
+    if plan.empty:
+        _say(transfers.nothing_named(project, plan.direction), err=True)
+    view = transfers.ProgressLines(lambda line: _say(line, err=True))
+    report = transfers.transfer(project, plan, progress=view)
+    view.close()
+    _say(transfers.report_line(report, run_cache=True))
+    warning = transfers.unavailable_line(report)
+    if warning:
+        _say(warning, err=True)
+    transfers.verified(report)
+    return 0
+
+
+def _checkout(project: Project, remote: str | None, *, pull: bool) -> int:
+    report = project.checkout([], pull=pull, force=False, remote=remote)
+    for line in report.lines():
+        _say(line)
+    return 0
+
+
+def _ending(work: Callable[[], int]) -> int:
+    """``work``'s exit code, or an error ended as the command line ends it: one line
+    on stderr and its exit code (SIGTERM stops it as Ctrl-C does, as there)."""
+    from gitpipe.core.errors import boundary
+
+    try:
+        return work()
+    except (Exception, KeyboardInterrupt) as exc:
+        message, code = boundary(exc)
+        try:
+            _say(f"gitpipe: {message}", err=True)
+        except OSError:
+            pass
+        return code
+
+
+def _interrupted() -> int:
+    raise KeyboardInterrupt
 
 
 def _chdir(before: dict[str, str], after: dict[str, str]) -> None:

@@ -34,7 +34,7 @@ from typer.models import CommandInfo
 
 from gitpipe.cli.output import plain_output
 from gitpipe.core import interrupts
-from gitpipe.core.errors import GitpipeError, Interrupted, StoreError, describe
+from gitpipe.core.errors import INTERNAL_ERROR, boundary
 
 if TYPE_CHECKING:  # imported where used: `gitpipe --help` needs neither
     import sqlite_utils
@@ -98,8 +98,6 @@ app = typer.Typer(
 _state: dict[str, bool] = {"debug": False}
 #: the exit code of a bug in gitpipe (an exception no layer turned into an error):
 #: EX_SOFTWARE of sysexits.h, apart from every code a user's run can end with
-INTERNAL_ERROR = 70
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 FileOption = Annotated[
@@ -129,31 +127,15 @@ def handled(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except GitpipeError as exc:
-            _traceback()
-            raise _fail(str(exc), exc.exit_code) from None
-        except KeyboardInterrupt:
-            raise _fail("interrupted", Interrupted.exit_code) from None
-        except OSError as exc:
-            _traceback()
-            raise _fail(describe(exc), StoreError.exit_code) from None
-        except Exception as exc:
+        except (Exception, KeyboardInterrupt) as exc:
             if type(exc).__module__.split(".")[0] in ("typer", "click"):
                 raise  # typer.Exit and the usage errors: typer's own to show
-            sqlite3 = sys.modules.get("sqlite3")  # imported by whatever raised it, if so
-            if sqlite3 is not None and isinstance(exc, sqlite3.Error):
+            message, code = boundary(exc)
+            if code == INTERNAL_ERROR and _state["debug"]:
+                raise  # a bug: the traceback, with --debug
+            if not isinstance(exc, KeyboardInterrupt):
                 _traceback()
-                message = f"a SQLite database of gitpipe's could not be used ({exc})"
-                raise _fail(" ".join(message.split()), StoreError.exit_code) from None
-            if _state["debug"]:
-                raise
-            # a bug: one line that says so, the traceback behind --debug
-            message = f"internal error ({type(exc).__name__}: {exc})"
-            raise _fail(
-                f"{' '.join(message.split())}; this is a bug in gitpipe: run again with "
-                "--debug for the traceback, and report it",
-                INTERNAL_ERROR,
-            ) from None
+            raise _fail(message, code) from None
 
     return wrapper  # type: ignore[return-value]
 

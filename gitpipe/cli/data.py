@@ -93,9 +93,5 @@ def checkout(
     if as_json:
         echo_json(report.to_json())
         return
-    for path in report.restored:
-        typer.echo(f"restored {path}")
-    fetched = f"; fetched {report.fetched} object(s)" if report.fetched else ""
-    typer.echo(
-        f"{len(report.restored)} path(s) restored, {report.unchanged} as recorded already{fetched}"
-    )
+    for line in report.lines():
+        typer.echo(line)

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from gitpipe.core.console import plain_output
+from gitpipe.core.console import plain_output, size  # noqa: F401 (the views use size)
 
 
 def colour() -> bool:
@@ -24,16 +24,6 @@ def colour() -> bool:
 def echo_json(value: Any) -> None:
     """Print a command's answer for machines (`--json`): indented JSON."""
     typer.echo(json.dumps(value, indent=2))
-
-
-def size(n: int) -> str:
-    """A number of bytes for people: 512 B, 1.5 kB, 2.0 MB, 3.1 GB."""
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"  # pragma: no cover
 
 
 def table(header: list[str], rows: Iterable[list[str]]) -> list[str]:

@@ -1,7 +1,9 @@
 """Plain views: timestamped lines without control codes, for CI, pipes and logs.
 
     runner events ──▶ ConsoleReporter ──▶ "12:00:01 train: running" ... summary line
-    transfer Progress ──▶ TransferLines ──▶ "12:00:02 objects: 3/10, 1.2 MB" (stderr)
+
+(The plain lines of `push` and `pull`, "12:00:02 objects: 3/10, 1.2 MB", are made by
+`gitpipe.workspace.transfer.ProgressLines`, which their fast path shares.)
 
 The live views in `gitpipe.cli.live` draw the same on a terminal; the run's closing
 line (`summary`) and a failed step's log tail (`log_tail`) are shared with them."""
@@ -14,12 +16,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from gitpipe.cli.output import size
 from gitpipe.run import events as ev
 from gitpipe.run.events import ending, summary  # noqa: F401 (the views share them)
 
 if TYPE_CHECKING:
-    from gitpipe.store.remote import Progress
+    pass
 
 
 class ConsoleReporter:
@@ -118,25 +119,3 @@ def log_tail(path: str, lines: int) -> list[str]:
     except OSError:
         return []
     return [raw.decode("utf-8", "replace") for raw in data.splitlines()[-lines:]]
-
-
-class TransferLines:
-    """Plain progress lines on stderr: a phase's start and end, and every few seconds."""
-
-    EVERY = 5.0
-
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-
-    def __call__(self, progress: Progress) -> None:
-        now = time.monotonic()
-        finished = progress.done == progress.total
-        if not finished and now - self._last.get(progress.phase, 0.0) < self.EVERY:
-            return
-        self._last[progress.phase] = now
-        moved = f", {size(progress.bytes)}" if progress.bytes else ""
-        stamp = time.strftime("%H:%M:%S")
-        typer.echo(f"{stamp} {progress.phase}: {progress.done}/{progress.total}{moved}", err=True)
-
-    def close(self) -> None:
-        return None

@@ -1,7 +1,7 @@
 """Commands that look after the store: `gc`, `cache verify`, `push` and `pull`.
 
 Each asks the facade (`Project`; `gitpipe.workspace.transfer` for `push` and `pull`,
-handed a progress view: `TransferLines`, or `TransferBars` on a terminal) and prints
+handed a progress view: plain `ProgressLines`, or `TransferBars` on a terminal) and prints
 its report."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gitpipe.cli import MARKUP, FileOption, JsonOption, app, handled, open_project
-from gitpipe.cli.output import echo_json, plain_output, size
+from gitpipe.cli.output import echo_json, plain_output
 from gitpipe.core.errors import StoreError, UsageError
 
 if TYPE_CHECKING:
     from gitpipe.cli.live import TransferBars
-    from gitpipe.cli.plain import TransferLines
+    from gitpipe.workspace.transfer import ProgressLines
 
 cache_app = typer.Typer(help="Look after the store.", no_args_is_help=True, rich_markup_mode=MARKUP)
 app.add_typer(cache_app, name="cache")
@@ -182,12 +182,12 @@ def pull(
     )
 
 
-def _progress_view() -> TransferLines | TransferBars:
+def _progress_view() -> ProgressLines | TransferBars:
     """Lines in CI and pipes, bars on a terminal."""
     if plain_output():
-        from gitpipe.cli.plain import TransferLines
+        from gitpipe.workspace.transfer import ProgressLines
 
-        return TransferLines()
+        return ProgressLines(lambda line: typer.echo(line, err=True))
     from gitpipe.cli.live import TransferBars
 
     return TransferBars()
@@ -213,13 +213,8 @@ def _transfer(
         project, direction, remote=remote_url, everything=everything, jobs=jobs
     )
     if plan.empty and not as_json:
-        typer.echo(
-            f"gitpipe: {project.lock_path.name} names no outputs and no data is added yet; "
-            f"run `gitpipe repro` or `gitpipe add` first, or pass --all to {direction} the "
-            "whole store",
-            err=True,
-        )
-    view: TransferLines | TransferBars | None = None
+        typer.echo(transfers.nothing_named(project, direction), err=True)
+    view: ProgressLines | TransferBars | None = None
     if not as_json:
         view = _progress_view()
     try:
@@ -230,26 +225,8 @@ def _transfer(
     if as_json:
         echo_json(report.to_json())
     else:
-        moved, where, here = (
-            ("pushed", "to", "there") if direction == "push" else ("pulled", "from", "here")
-        )
-        line = f"{moved} {report.objects} object(s) ({size(report.bytes)})"
-        if run_cache:
-            line += f" and {report.results} result(s)"
-        line += f" {where} {report.url} in {report.duration:.2f} s"
-        if report.objects_present or report.results_present:
-            line += f"; {report.objects_present} object(s)"
-            if run_cache:
-                line += f" and {report.results_present} result(s)"
-            line += f" were {here} already"
-        typer.echo(line)
-        if report.unavailable:
-            side = "the local store" if direction == "push" else "the remote"
-            shown = ", ".join(report.unavailable[:3])
-            more = f" and {len(report.unavailable) - 3} more" if len(report.unavailable) > 3 else ""
-            typer.echo(
-                f"gitpipe: {len(report.unavailable)} wanted item(s) are not in {side}: "
-                f"{shown}{more}",
-                err=True,
-            )
+        typer.echo(transfers.report_line(report, run_cache=run_cache))
+        warning = transfers.unavailable_line(report)
+        if warning:
+            typer.echo(warning, err=True)
     transfers.verified(report)

@@ -1,5 +1,5 @@
-"""Whether the console wants plain lines: read before typer is imported (the
-fast paths in gitpipe/__main__.py) as well as by the command line."""
+"""Whether the console wants plain lines, and sizes for people: read before typer is
+imported (the fast paths in gitpipe/__main__.py) as well as by the command line."""
 
 from __future__ import annotations
 
@@ -11,3 +11,13 @@ def plain_output() -> bool:
     """Plain lines without control codes: in CI, or when stdout is not a terminal."""
     ci = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
     return ci or not sys.stdout.isatty() or os.environ.get("TERM") == "dumb"
+
+
+def size(n: int) -> str:
+    """A number of bytes for people: 512 B, 1.5 kB, 2.0 MB, 3.1 GB."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"  # pragma: no cover

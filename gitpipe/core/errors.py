@@ -6,6 +6,8 @@ one-sentence messages.  Each class carries the exit code the CLI uses for it.
 
 from __future__ import annotations
 
+import sys
+
 
 class GitpipeError(Exception):
     """Base class of every error gitpipe raises on purpose."""
@@ -155,3 +157,30 @@ class UnsafePath(GitpipeError):
     a pipeline file); nothing was written.  A step it concerns fails (exit 1)."""
 
     exit_code = 1
+
+
+#: the exit code of an error gitpipe did not expect: a bug
+INTERNAL_ERROR = 70
+
+
+def boundary(exc: BaseException) -> tuple[str, int]:
+    """The one sentence and the exit code the command line ends with for ``exc`` (the
+    console's error boundary: ``handled`` in gitpipe/cli, and the fast paths in
+    gitpipe/__main__.py): a gitpipe error's own, "interrupted" for Ctrl-C, an
+    ``OSError``'s path and cause and a SQLite error as store errors, else a bug."""
+    if isinstance(exc, GitpipeError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", Interrupted.exit_code
+    if isinstance(exc, OSError):
+        return describe(exc), StoreError.exit_code
+    sqlite3 = sys.modules.get("sqlite3")  # imported by whatever raised it, if so
+    if sqlite3 is not None and isinstance(exc, sqlite3.Error):
+        message = f"a SQLite database of gitpipe's could not be used ({exc})"
+        return " ".join(message.split()), StoreError.exit_code
+    message = f"internal error ({type(exc).__name__}: {exc})"
+    return (
+        f"{' '.join(message.split())}; this is a bug in gitpipe: run again with "
+        "--debug for the traceback, and report it",
+        INTERNAL_ERROR,
+    )

@@ -4,6 +4,11 @@ store's root. A local store, its run cache and a remote share this one layout::
     objects/b3/<2 hex>/<62 hex>                                  an object
     results/b3/<2 hex>/<62 hex of the key>/<64 hex of its id>.json  a result of a key
     results/b3/<2 hex>/<62 hex of the key>.json                  older gitpipe's one result
+    packs/b3/<64 hex of the pack>.pack                           small objects, one after another
+    packs/b3/<64 hex of the pack>.idx                            which object is where in it
+
+Packs are a remote's only (:mod:`gitpipe.store.remote.packs`); a local store holds
+every object under its own name.
 
 Names are POSIX paths (a local store joins them to its root). They are built only
 from digests that :meth:`~gitpipe.core.hashing.Digest.parse` accepts, and parsed back
@@ -21,6 +26,11 @@ OBJECTS = "objects"
 RESULTS = "results"
 #: how a result's file name ends
 SUFFIX = ".json"
+#: the folder of packs of small objects, under a remote's root
+PACKS = "packs"
+#: how a pack's and its index's file names end
+PACK_SUFFIX = ".pack"
+INDEX_SUFFIX = ".idx"
 
 
 def _spread(digest: Digest) -> str:
@@ -89,3 +99,26 @@ def parse_legacy_result_name(name: str) -> Digest | None:
     if len(parts) != 4 or parts[0] != RESULTS or not parts[3].endswith(SUFFIX):
         return None
     return _joined(parts[1], parts[2], parts[3].removesuffix(SUFFIX))
+
+
+def pack_name(pack: Digest) -> str:
+    """Where a pack lives on a remote: ``packs/b3/HEX.pack`` (its bytes' digest)."""
+    Digest.parse(str(pack))
+    return f"{PACKS}/{pack.algorithm}/{pack.hex}{PACK_SUFFIX}"
+
+
+def pack_index_name(pack: Digest) -> str:
+    """Where the index of a pack lives: ``packs/b3/HEX.idx``."""
+    Digest.parse(str(pack))
+    return f"{PACKS}/{pack.algorithm}/{pack.hex}{INDEX_SUFFIX}"
+
+
+def parse_pack_index_name(name: str) -> Digest | None:
+    """The pack whose index :func:`pack_index_name` names; None for any other name."""
+    parts = name.split("/")
+    if len(parts) != 3 or parts[0] != PACKS or not parts[2].endswith(INDEX_SUFFIX):
+        return None
+    try:
+        return Digest.parse(f"{parts[1]}:{parts[2].removesuffix(INDEX_SUFFIX)}")
+    except DigestError:
+        return None

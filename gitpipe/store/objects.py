@@ -350,11 +350,12 @@ class Store:
             raise StoreError(f"{tmp} does not hash to {digest}")
         self._publish(tmp, digest)
 
-    def add_bytes(self, data: bytes) -> Digest:
-        """Store bytes held in memory (a folder's manifest).  When the object is there
-        already its bytes are compared (they are small): a corrupt one is moved to the
-        quarantine and written afresh."""
-        digest = digest_bytes(data)
+    def add_bytes(self, data: bytes, *, hashed: Digest | None = None) -> Digest:
+        """Store bytes held in memory (a folder's manifest, a member of a pack).  When
+        the object is there already its bytes are compared (they are small): a corrupt
+        one is moved to the quarantine and written afresh.  ``hashed``: the digest the
+        caller has just taken of ``data``, so that it is hashed once."""
+        digest = hashed if hashed is not None else digest_bytes(data)
         if digest in self:
             try:
                 if self.object_path(digest).read_bytes() == data:

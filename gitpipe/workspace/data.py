@@ -86,6 +86,13 @@ class CheckoutReport:
     def to_json(self) -> dict[str, Any]:
         return {"restored": self.restored, "unchanged": self.unchanged, "fetched": self.fetched}
 
+    def lines(self) -> list[str]:
+        """What `gitpipe checkout` prints: each path put back, then a count."""
+        fetched = f"; fetched {self.fetched} object(s)" if self.fetched else ""
+        return [f"restored {path}" for path in self.restored] + [
+            f"{len(self.restored)} path(s) restored, {self.unchanged} as recorded already{fetched}"
+        ]
+
 
 def records_path(project: Project) -> Path:
     return datafile.path_for(project.file)

@@ -7,19 +7,32 @@
             ──> verified(report)    RemoteError when anything failed verification
 
 The moving itself is :mod:`gitpipe.store.remote`'s; this chooses the remote and the
-selection and, for a pull, notes the clone in the store so that `gc` keeps it.
+selection and, for a pull, notes the clone in the store so that `gc` keeps it.  The
+words the command says of it are here too (:func:`nothing_named`,
+:func:`report_line`, :func:`unavailable_line`, :class:`ProgressLines`), written
+through the writer a view hands in: the command line and its fast path
+(gitpipe/__main__.py) say the same.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gitpipe.core.console import size
 from gitpipe.core.errors import PipelineError, RemoteError, UsageError
 
 if TYPE_CHECKING:
-    from gitpipe.store.remote import ProgressListener, Remote, Selection, TransferReport
+    from gitpipe.store.remote import (
+        Progress,
+        ProgressListener,
+        Remote,
+        Selection,
+        TransferReport,
+    )
     from gitpipe.workspace import Project
 
 DIRECTIONS = ("push", "pull")
@@ -119,3 +132,65 @@ def verified(report: TransferReport) -> TransferReport:
     )
     error.report = report  # type: ignore[attr-defined]
     raise error
+
+
+# -- what the command says ----------------------------------------------------------------
+
+
+def nothing_named(project: Project, direction: str) -> str:
+    """The warning of a push or pull whose lock and data records name nothing."""
+    return (
+        f"gitpipe: {project.lock_path.name} names no outputs and no data is added yet; "
+        f"run `gitpipe repro` or `gitpipe add` first, or pass --all to {direction} the "
+        "whole store"
+    )
+
+
+def report_line(report: TransferReport, *, run_cache: bool) -> str:
+    """The one line saying what moved, where to, and what was there already."""
+    pushed = report.direction == "push"
+    moved, where, here = ("pushed", "to", "there") if pushed else ("pulled", "from", "here")
+    line = f"{moved} {report.objects} object(s) ({size(report.bytes)})"
+    if run_cache:
+        line += f" and {report.results} result(s)"
+    line += f" {where} {report.url} in {report.duration:.2f} s"
+    if report.objects_present or report.results_present:
+        line += f"; {report.objects_present} object(s)"
+        if run_cache:
+            line += f" and {report.results_present} result(s)"
+        line += f" were {here} already"
+    return line
+
+
+def unavailable_line(report: TransferReport) -> str | None:
+    """The warning naming what was wanted and the sending side lacks, if anything."""
+    if not report.unavailable:
+        return None
+    side = "the local store" if report.direction == "push" else "the remote"
+    shown = ", ".join(report.unavailable[:3])
+    more = f" and {len(report.unavailable) - 3} more" if len(report.unavailable) > 3 else ""
+    return f"gitpipe: {len(report.unavailable)} wanted item(s) are not in {side}: {shown}{more}"
+
+
+class ProgressLines:
+    """Plain progress lines (a phase's start and end, and every few seconds), each
+    handed to ``write``: the view in CI, pipes and logs."""
+
+    EVERY = 5.0
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+        self._last: dict[str, float] = {}
+
+    def __call__(self, progress: Progress) -> None:
+        now = time.monotonic()
+        finished = progress.done == progress.total
+        if not finished and now - self._last.get(progress.phase, 0.0) < self.EVERY:
+            return
+        self._last[progress.phase] = now
+        moved = f", {size(progress.bytes)}" if progress.bytes else ""
+        stamp = time.strftime("%H:%M:%S")
+        self._write(f"{stamp} {progress.phase}: {progress.done}/{progress.total}{moved}")
+
+    def close(self) -> None:
+        return None

@@ -34,7 +34,7 @@ import posixpath
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,9 @@ from gitpipe.store.naming import (
     results_prefix,
 )
 from gitpipe.store.objects import Store
+from gitpipe.store.remote import packs
 from gitpipe.store.remote.base import Remote
+from gitpipe.store.remote.packs import Member, PackRefused
 from gitpipe.store.runcache import OutRecord, Result, RunCache, parse_result, result_id
 
 #: up to this many names are always checked one by one, not by listing their folders
@@ -210,14 +212,16 @@ def _each(
     phase: str,
     progress: ProgressListener,
 ) -> Iterator[tuple[Any, Any]]:
-    """Run ``work`` on every item in the pool; yield (item, value or _Rejected or
-    _Missing) as each finishes, reporting progress from this thread. Any other
+    """Run ``work`` on every item in the pool, reporting progress from this thread as
+    each finishes; then yield (item, value or _Rejected or _Missing) in the items'
+    order, so that a report says the same whichever thread was quicker. Any other
     error stops the phase: what has not started is cancelled."""
     if not items:
         return
     futures = {pool.submit(work, item): item for item in items}
     total, done, moved = len(futures), 0, 0
     progress(Progress(phase, 0, total, 0))
+    outcomes: dict[Future[tuple[Any, int]], Any] = {}
     try:
         for future in as_completed(futures):
             try:
@@ -227,10 +231,12 @@ def _each(
             done += 1
             moved += size
             progress(Progress(phase, done, total, moved))
-            yield futures[future], value
+            outcomes[future] = value
     finally:
         for future in futures:
             future.cancel()
+    for future, item in futures.items():
+        yield item, outcomes[future]
 
 
 def _present(
@@ -328,6 +334,76 @@ def _objects_of(result: Result, entries: Mapping[Digest, list[Digest]]) -> set[D
     return needed
 
 
+def _damaged(actual: Digest) -> str:
+    """Why a local object is not pushed: its bytes are not its name's."""
+    return (
+        f"the local copy is damaged (its bytes hash to {actual}); "
+        "`gitpipe cache verify --repair` removes it"
+    )
+
+
+def _tally(report: TransferReport, digest: Digest, value: Any) -> bool:
+    """Count what became of one object (its size, or _Rejected, or _Missing) in the
+    report; True when it moved."""
+    if isinstance(value, _Rejected):
+        report.rejected.append(Rejection(f"object {digest}", value.reason))
+        return False
+    if isinstance(value, _Missing):
+        report.unavailable.append(f"object {digest}")
+        return False
+    report.objects += 1
+    report.bytes += value
+    return True
+
+
+def _sent(item: Digest | list[Digest], outcome: Any) -> Iterator[tuple[Digest, Any]]:
+    """(object, its size or _Rejected or _Missing) for each object of a push's job: one
+    object, or a pack (:class:`packs.Built`)."""
+    if not isinstance(outcome, packs.Built):
+        yield item, outcome  # type: ignore[misc]
+        return
+    yield from ((digest, size) for digest, _, size in outcome.members)
+    yield from ((digest, _Rejected(_damaged(actual))) for digest, actual in outcome.damaged)
+    yield from ((digest, _Missing()) for digest in outcome.missing)
+
+
+def _size(store: Store, digest: Digest) -> int:
+    """A local object's size; one too large to pack when it cannot be read."""
+    try:
+        return os.stat(store.object_path(digest)).st_size
+    except OSError:
+        return packs.SMALL
+
+
+@dataclass(slots=True)
+class _Located:
+    """What the remote's packs hold: the packs listed, where each object is, and the
+    packs whose index was refused (with why)."""
+
+    listed: list[Digest] = field(default_factory=list)
+    members: dict[Digest, Member] = field(default_factory=dict)
+    refused: list[Rejection] = field(default_factory=list)
+
+
+def _packed(remote: Remote, pool: ThreadPoolExecutor, progress: ProgressListener) -> _Located:
+    """Every pack index on the remote, read (one listing, then one read per pack)."""
+    located = _Located(packs.listed(remote))
+
+    def read(pack: Digest) -> tuple[dict[Digest, Member], int]:
+        try:
+            return packs.read_index(remote, pack), 0
+        except PackRefused as exc:
+            raise _Rejected(str(exc)) from None
+
+    for pack, outcome in _each(pool, located.listed, read, "checking", progress):
+        if isinstance(outcome, _Rejected):
+            located.refused.append(Rejection(f"pack {pack}", outcome.reason))
+        elif isinstance(outcome, dict):
+            for digest, member in outcome.items():
+                located.members.setdefault(digest, member)
+    return located
+
+
 def push(
     store: Store,
     remote: Remote,
@@ -359,8 +435,9 @@ def push(
             with contextlib.suppress(StoreError):
                 entries[folder] = [entry.digest for entry in store.manifest(folder)]
                 files.update(entries[folder])
-    report.unavailable += [f"object {d}" for d in sorted(files) if d not in store]
-    names = {object_name(d): d for d in sorted(files) if d in store}
+    here = {d for d in files if d in store}
+    report.unavailable += [f"object {d}" for d in sorted(files - here)]
+    names = {object_name(d): d for d in sorted(here)}
 
     def send(digest: Digest) -> tuple[int, int]:
         path = store.object_path(digest)
@@ -369,30 +446,41 @@ def push(
         except OSError as exc:
             raise _Missing from exc
         if actual != digest:
-            raise _Rejected(
-                f"the local copy is damaged (its bytes hash to {actual}); "
-                "`gitpipe cache verify --repair` removes it"
-            )
+            raise _Rejected(_damaged(actual))
         remote.upload(path, object_name(digest))
         size = path.stat().st_size
         return size, size
 
+    def send_pack(group: list[Digest]) -> tuple[packs.Built, int]:
+        built = packs.build(store, group)
+        if built.members:
+            packs.upload(remote, built)
+        return built, len(built.data)
+
     with _pool(jobs or remote.jobs) as pool:
+        located = _packed(remote, pool, progress)
         # a first push into an empty remote checks nothing
-        fresh = remote.empty()
-        there = set() if fresh else _present(remote, names, pool, progress)
-        report.objects_present = len(there)
-        on_remote = {names[name] for name in there}
-        todo = [digest for name, digest in names.items() if name not in there]
-        for digest, outcome in _each(pool, todo, send, "objects", progress):
-            if isinstance(outcome, _Rejected):
-                report.rejected.append(Rejection(f"object {digest}", outcome.reason))
-            elif isinstance(outcome, _Missing):
-                report.unavailable.append(f"object {digest}")
-            else:
-                report.objects += 1
-                report.bytes += outcome
-                on_remote.add(digest)
+        fresh = not located.listed and remote.empty()
+        in_packs = {digest for digest in names.values() if digest in located.members}
+        loose = {name: digest for name, digest in names.items() if digest not in in_packs}
+        there = set() if fresh else _present(remote, loose, pool, progress)
+        report.objects_present = len(there) + len(in_packs)
+        on_remote = {names[name] for name in there} | in_packs
+        todo = [digest for name, digest in loose.items() if name not in there]
+        work: list[Digest | list[Digest]] = list(todo)
+        small = [digest for digest in todo if _size(store, digest) < packs.SMALL]
+        if len(small) >= packs.PACK_MIN:
+            packed = set(small)
+            work = [digest for digest in todo if digest not in packed]
+            work += list(packs.chunks(store, small))
+
+        def send_any(item: Digest | list[Digest]) -> tuple[Any, int]:
+            return send_pack(item) if isinstance(item, list) else send(item)
+
+        for item, outcome in _each(pool, work, send_any, "objects", progress):
+            for digest, value in _sent(item, outcome):
+                if _tally(report, digest, value):
+                    on_remote.add(digest)
         if results:
             # every result by its own name: one the remote has of the same key is
             # another run's, not this one
@@ -419,16 +507,42 @@ def push(
     return report
 
 
-def _check_manifest(path: str) -> None:
-    """A folder's manifest from a remote must parse and name only paths that stay
-    inside the folder, or restoring it could write anywhere."""
+def _manifest_problem(data: bytes) -> str | None:
+    """What is wrong with a folder's manifest from a remote: it must parse and name
+    only paths that stay inside the folder, or restoring it could write anywhere."""
     try:
-        entries = parse_manifest(Path(path).read_bytes())
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise _Rejected("it is not a folder manifest") from exc
+        entries = parse_manifest(data)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "it is not a folder manifest"
     for entry in entries:
         if not isinstance(entry.path, str) or not safe_relpath(entry.path):
-            raise _Rejected(f"its manifest names the unsafe path {entry.path!r}")
+            return f"its manifest names the unsafe path {entry.path!r}"
+    return None
+
+
+def _check_manifest(path: str) -> None:
+    """:func:`_manifest_problem` of a downloaded file, as :class:`_Rejected`."""
+    problem = _manifest_problem(Path(path).read_bytes())
+    if problem is not None:
+        raise _Rejected(problem)
+
+
+def _jobs(wanted: list[Digest], located: _Located) -> list[Digest | packs.Job]:
+    """Each wanted object by itself, except those in packs: a job per group of a
+    pack's members (:func:`packs.groups`)."""
+    loose: list[Digest | packs.Job] = []
+    grouped: dict[Digest, list[tuple[Digest, Member]]] = {}
+    for digest in wanted:
+        member = located.members.get(digest)
+        if member is None:
+            loose.append(digest)
+        else:
+            grouped.setdefault(member.pack, []).append((digest, member))
+    return loose + [
+        packs.Job(pack, tuple(group))
+        for pack, found in sorted(grouped.items())
+        for group in packs.groups(found)
+    ]
 
 
 def _fetch_object(store: Store, remote: Remote, digest: Digest, *, folder: bool) -> int:
@@ -455,6 +569,40 @@ def _fetch_object(store: Store, remote: Remote, digest: Digest, *, folder: bool)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+def _fetch_pack(
+    store: Store, downloads: packs.Downloads, job: packs.Job, folders: Collection[Digest]
+) -> list[packs.Unpacked]:
+    """Some wanted objects of one pack: the pack downloaded into the store's tmp/ (once
+    per pull), each member hashed and stored only when it is its digest."""
+
+    def check(digest: Digest, data: bytes) -> None:
+        problem = _manifest_problem(data) if digest in folders else None
+        if problem is not None:
+            raise PackRefused(problem)
+
+    try:
+        return packs.unpack(store, downloads.path(job.pack), job.members, check)
+    except OSError as exc:
+        raise StoreError(f"cannot write to the store at {store.root} ({exc.strerror})") from exc
+
+
+def _outcomes(item: Digest | packs.Job, outcome: Any) -> Iterator[tuple[Digest, Any]]:
+    """(object, its size or _Rejected or _Missing) for each object of a fetch job."""
+    if not isinstance(item, packs.Job):
+        yield item, outcome
+        return
+    if not isinstance(outcome, list):  # the whole pack: missing
+        yield from ((digest, outcome) for digest, _ in item.members)
+        return
+    for one in outcome:
+        if one.refused:
+            yield one.digest, _Rejected(one.refused)
+        elif one.missing:
+            yield one.digest, _Missing()
+        else:
+            yield one.digest, one.size
 
 
 def _fetch_result(remote: Remote, pair: Pair) -> tuple[Result, int]:
@@ -528,31 +676,43 @@ def pull(
         files -= folders
 
         # 2. files and folders' manifests, then 3. the files the manifests list
-        def fetch(digest: Digest) -> tuple[int, int]:
-            size = _fetch_object(store, remote, digest, folder=digest in folders)
+        located, loaded = _Located(), selection is None
+        if loaded:  # the whole remote: every packed object too
+            located = _packed(remote, pool, progress)
+            files |= set(located.members)
+            report.rejected += located.refused
+        downloads = packs.Downloads(store, remote)  # packs downloaded into tmp/, for both phases
+
+        def fetch(item: Digest | packs.Job) -> tuple[Any, int]:
+            if isinstance(item, packs.Job):
+                done = _fetch_pack(store, downloads, item, folders)
+                return done, sum(one.size for one in done)
+            size = _fetch_object(store, remote, item, folder=item in folders)
             return size, size
 
         wanted_objects = sorted(d for d in files | folders if d not in store)
         report.objects_present += len(files | folders) - len(wanted_objects)
         rejected: set[Digest] = set()
-        for phase in ("objects", "folder files"):
-            for digest, outcome in _each(pool, wanted_objects, fetch, phase, progress):
-                if isinstance(outcome, _Rejected):
-                    rejected.add(digest)
-                    report.rejected.append(Rejection(f"object {digest}", outcome.reason))
-                elif isinstance(outcome, _Missing):
-                    report.unavailable.append(f"object {digest}")
-                else:
-                    report.objects += 1
-                    report.bytes += outcome
-            listed: set[Digest] = set()
-            for folder in sorted(folders - rejected):
-                if folder in store:
-                    with contextlib.suppress(StoreError):
-                        listed.update(entry.digest for entry in store.manifest(folder))
-            wanted_objects = sorted(d for d in listed if d not in store)
-            report.objects_present += len(listed) - len(wanted_objects)
-            folders = set()  # the files manifests list are files, not folders
+        try:
+            for phase in ("objects", "folder files"):
+                if wanted_objects and not loaded:  # what the packs hold: read once
+                    located, loaded = _packed(remote, pool, progress), True
+                    report.rejected += located.refused
+                work = _jobs(wanted_objects, located)
+                for item, outcome in _each(pool, work, fetch, phase, progress):
+                    for digest, value in _outcomes(item, outcome):
+                        if not _tally(report, digest, value) and isinstance(value, _Rejected):
+                            rejected.add(digest)
+                listed: set[Digest] = set()
+                for folder in sorted(folders - rejected):
+                    if folder in store:
+                        with contextlib.suppress(StoreError):
+                            listed.update(entry.digest for entry in store.manifest(folder))
+                wanted_objects = sorted(d for d in listed if d not in store)
+                report.objects_present += len(listed) - len(wanted_objects)
+                folders = set()  # the files manifests list are files, not folders
+        finally:
+            downloads.close()
 
     # 4. results, last, and only when every object they name is here; a result's time
     # is a claim too: none is taken to be newer than the moment it arrived (a time

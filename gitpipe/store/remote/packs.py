@@ -1,0 +1,287 @@
+"""Packs: many small objects in one file on a remote, found through an index.
+
+A push with at least :data:`PACK_MIN` objects under :data:`SMALL` bytes to upload
+puts them in packs of at most :data:`PACK_LIMIT` bytes: one write of the objects'
+bytes one after another, then one write of the index saying where each is. A pull
+reads the indexes (one listing of ``packs/``, one read per index), downloads a pack
+that holds objects it wants once, and stores each wanted object only when its bytes
+hash to its digest, exactly as a loose object is checked::
+
+    push:  small objects the remote lacks --read, re-hashed--> one buffer
+             --> packs/b3/P.pack   (P: the digest of the pack's bytes)
+             --> packs/b3/P.idx    last: a pack no index names is never read
+    pull:  list packs/ --> each index, parsed strictly --> which pack holds what
+             --> a pack with wanted objects, downloaded once into the store's tmp/
+             --> each wanted member hashed --> stored when it is its digest, else refused
+
+An index is canonical JSON, ``{"format": "gitpipe-pack-index", "version": 1, "pack":
+"b3:P", "objects": {"b3:D": [offset, length], ...}}``. An index that does not parse,
+names another pack, or places an object outside its pack is refused whole (named in
+the report); one of a later version says so. Names come from
+:mod:`gitpipe.store.naming`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitpipe.core.hashing import Digest, DigestError, canonical, digest_bytes
+from gitpipe.store.naming import PACKS, pack_index_name, pack_name, parse_pack_index_name
+from gitpipe.store.objects import Store
+from gitpipe.store.remote.base import Remote
+
+#: objects smaller than this go into packs (a folder of 1,000 files has a manifest of ~100 kB)
+SMALL = 256 * 1024
+#: a push packs its small objects only when it has at least this many to upload: for
+#: fewer, one request each costs about what the pack and its index cost
+PACK_MIN = 32
+#: a pack holds at most about this many bytes (one more object may pass it)
+PACK_LIMIT = 32 * 1024 * 1024
+#: members of a pack unpacked by one thread at a time
+GROUP = 64
+FORMAT = "gitpipe-pack-index"
+VERSION = 1
+
+
+class PackRefused(Exception):
+    """An index or a pack from the remote that cannot be used (the reason)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """Where an object is: in which pack, from which byte, how many bytes."""
+
+    pack: Digest
+    offset: int
+    length: int
+
+
+def fault_point() -> None:
+    """Crash-safety tests: with ``GITPIPE_FAULT=pack-written`` a push kills itself
+    (SIGKILL) after a pack is on the remote and before its index is."""
+    if os.environ.get("GITPIPE_FAULT") == "pack-written":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def chunks(store: Store, digests: Iterable[Digest]) -> Iterator[list[Digest]]:
+    """The objects, in groups of at most about :data:`PACK_LIMIT` bytes (by size on
+    disk; an object that is gone is left to the pack that reads it)."""
+    group: list[Digest] = []
+    size = 0
+    for digest in digests:
+        group.append(digest)
+        try:
+            size += os.path.getsize(store.object_path(digest))
+        except OSError:
+            pass
+        if size >= PACK_LIMIT:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+@dataclass(slots=True)
+class Built:
+    """A pack made from local objects: its bytes, what it holds, what could not go in."""
+
+    data: bytearray
+    members: list[tuple[Digest, int, int]]
+    damaged: list[tuple[Digest, Digest]]  # (object, what its bytes hash to)
+    missing: list[Digest]
+
+
+def build(store: Store, digests: Iterable[Digest]) -> Built:
+    """Read each local object and append it, re-hashed first: a damaged local copy
+    (its bytes are not its name's) is left out, as a loose push leaves it out."""
+    built = Built(bytearray(), [], [], [])
+    for digest in digests:
+        try:
+            with open(store.object_path(digest), "rb", buffering=0) as handle:
+                raw = handle.readall()
+        except OSError:
+            built.missing.append(digest)
+            continue
+        actual = digest_bytes(raw)
+        if actual != digest:
+            built.damaged.append((digest, actual))
+            continue
+        built.members.append((digest, len(built.data), len(raw)))
+        built.data += raw
+    return built
+
+
+def index_bytes(pack: Digest, members: Iterable[tuple[Digest, int, int]]) -> bytes:
+    """The index of a pack (canonical JSON)."""
+    objects = {str(digest): [offset, length] for digest, offset, length in members}
+    return canonical({"format": FORMAT, "version": VERSION, "pack": str(pack), "objects": objects})
+
+
+def upload(remote: Remote, built: Built) -> Digest:
+    """Write the pack, then its index: readers find a pack through its index only, so
+    an interrupted push leaves at most a pack no one reads."""
+    data = bytes(built.data)
+    pack = digest_bytes(data)
+    remote.write(pack_name(pack), data)
+    fault_point()
+    remote.write(pack_index_name(pack), index_bytes(pack, built.members))
+    return pack
+
+
+def listed(remote: Remote) -> list[Digest]:
+    """The packs whose index the remote holds (one listing)."""
+    names = remote.listing(f"{PACKS}/")
+    return sorted({d for d in map(parse_pack_index_name, names) if d is not None})
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def parse_index(data: bytes, pack: Digest) -> dict[Digest, Member]:
+    """Where each object of ``pack`` is, from its index; :class:`PackRefused` for an
+    index that is not gitpipe's, of another version, names another pack, or places an
+    object outside what a pack may hold."""
+    try:
+        record = json.loads(data)
+    except (ValueError, RecursionError):
+        raise PackRefused("its index is not JSON") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise PackRefused("its index is not a gitpipe pack index")
+    if record.get("version") != VERSION:
+        raise PackRefused(
+            f"its index is of version {record.get('version')!r}, which this gitpipe does "
+            f"not read (it reads {VERSION}): upgrade gitpipe"
+        )
+    if record.get("pack") != str(pack):
+        raise PackRefused("its index names another pack")
+    objects = record.get("objects")
+    if not isinstance(objects, dict):
+        raise PackRefused("its index lists no objects")
+    found: dict[Digest, Member] = {}
+    for text, place in objects.items():
+        try:
+            digest = Digest.parse(text)
+        except DigestError:
+            raise PackRefused(f"its index names {text!r}, not a digest") from None
+        if (
+            not isinstance(place, list)
+            or len(place) != 2
+            or not all(map(_whole, place))
+            or place[0] + place[1] > PACK_LIMIT + SMALL
+        ):
+            raise PackRefused(f"its index places {digest} outside the pack")
+        found[digest] = Member(pack, place[0], place[1])
+    return found
+
+
+def read_index(remote: Remote, pack: Digest) -> dict[Digest, Member]:
+    """One pack's index, from the remote (:func:`parse_index`); empty when it is gone."""
+    data = remote.read(pack_index_name(pack))
+    return {} if data is None else parse_index(data, pack)
+
+
+@dataclass(frozen=True, slots=True)
+class Unpacked:
+    """What became of one wanted member of a pack: stored (its size), refused (why),
+    or missing (the pack is gone, or shorter than its index says)."""
+
+    digest: Digest
+    size: int = 0
+    refused: str = ""
+    missing: bool = False
+
+
+def unpack(
+    store: Store,
+    path: str,
+    members: Iterable[tuple[Digest, Member]],
+    check: Callable[[Digest, bytes], None],
+) -> list[Unpacked]:
+    """Store some members of a downloaded pack at ``path`` (read from the first to
+    the last of them), each only when its bytes hash to its digest and ``check``
+    (given the digest and the bytes: a folder's manifest must be safe) raises no
+    :class:`PackRefused`.  Several groups of one pack may be unpacked at once."""
+    members = sorted(members, key=lambda item: item[1].offset)
+    if not members:
+        return []
+    start = members[0][1].offset
+    end = max(member.offset + member.length for _, member in members)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = memoryview(os.pread(fd, end - start, start))
+    finally:
+        os.close(fd)
+    done: list[Unpacked] = []
+    for digest, member in members:
+        first = member.offset - start
+        if first + member.length > len(data):
+            done.append(Unpacked(digest, missing=True))  # the pack is shorter than its index
+            continue
+        raw = bytes(data[first : first + member.length])
+        actual = digest_bytes(raw)
+        if actual != digest:
+            done.append(Unpacked(digest, refused=f"its bytes hash to {actual}"))
+            continue
+        try:
+            check(digest, raw)
+        except PackRefused as exc:
+            done.append(Unpacked(digest, refused=str(exc)))
+            continue
+        store.add_bytes(raw, hashed=actual)
+        done.append(Unpacked(digest, size=len(raw)))
+    return done
+
+
+def groups(
+    members: list[tuple[Digest, Member]], size: int = GROUP
+) -> Iterator[list[tuple[Digest, Member]]]:
+    """The members of one pack in groups of ``size``, in the pack's order: each group
+    is unpacked by one thread (a new file each costs the file system more than the
+    bytes do, and two threads create files in the store nearly twice as fast)."""
+    ordered = sorted(members, key=lambda item: item[1].offset)
+    for first in range(0, len(ordered), size):
+        yield ordered[first : first + size]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """Wanted objects of one pack, unpacked by one thread of a pull."""
+
+    pack: Digest
+    members: tuple[tuple[Digest, Member], ...]
+
+
+class Downloads:
+    """The packs one pull has downloaded into the store's tmp/: each once, however many
+    jobs read it; removed when the pull ends."""
+
+    def __init__(self, store: Store, remote: Remote) -> None:
+        self.store, self.remote = store, remote
+        self.paths: dict[Digest, str] = {}
+        self._locks: dict[Digest, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def path(self, pack: Digest) -> str:
+        with self._guard:
+            lock = self._locks.setdefault(pack, threading.Lock())
+        with lock:
+            if pack not in self.paths:
+                fd, path = tempfile.mkstemp(dir=self.store.tmp, prefix="pack-")
+                os.close(fd)
+                self.paths[pack] = path
+                self.remote.download(pack_name(pack), Path(path))  # gone: members missing
+            return self.paths[pack]
+
+    def close(self) -> None:
+        for path in self.paths.values():
+            with contextlib.suppress(OSError):
+                os.unlink(path)
