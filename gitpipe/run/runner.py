@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gitpipe.core.errors import StoreError, UsageError, describe
 from gitpipe.run import events as ev
+from gitpipe.run.cluster import check_workers as check_workers
+from gitpipe.run.cluster import connect_dask as connect_dask
 from gitpipe.run.watchdog import WATCHDOG
 from gitpipe.store.runcache import KEY_VAR
 
@@ -163,7 +165,27 @@ def plain_words(command: str) -> list[str] | None:
     return words
 
 
-def _start(command: str, invocation: Invocation, env: dict[str, str], log: Any) -> Any:
+#: this process's environment as last seen, and what a command inherits of it
+_INHERITED: tuple[dict[bytes, bytes], dict[bytes, bytes]] = ({}, {})
+
+
+def _inherited() -> dict[bytes, bytes]:
+    """What a command inherits of this process's environment, encoded as the kernel
+    takes it: all but the secret gitpipe signs results with, which is not the step's
+    to read (or print).  Made again only when the environment has changed since."""
+    global _INHERITED
+    data = getattr(os.environ, "_data", None)  # CPython's own encoded copy
+    if not isinstance(data, dict):
+        return {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items() if k != KEY_VAR}
+    seen, made = _INHERITED
+    if data != seen:
+        secret = os.fsencode(KEY_VAR)
+        made = {k: v for k, v in data.items() if k != secret}
+        _INHERITED = (dict(data), made)
+    return made
+
+
+def _start(command: str, invocation: Invocation, env: dict[bytes, bytes], log: Any) -> Any:
     """Start one command in a process group of its own: its plain words straight,
     else (or where that program cannot be started) through the shell, which says why
     in the log as it would for a shell command."""
@@ -185,22 +207,23 @@ def _start(command: str, invocation: Invocation, env: dict[str, str], log: Any) 
     return subprocess.Popen(command, shell=True, **options)
 
 
-def execute(invocation: Invocation) -> Outcome:
+def execute(
+    invocation: Invocation, waiting: Callable[[], object] | None = None, tick: float = 0.1
+) -> Outcome:
     """Run the commands in order, stopping at the first failure.
 
     Each command's process group id is written to the invocation's pid file (with
     the host name) so that the main process can stop it on Ctrl-C, whichever worker
     runs it, and told to this process's watchdog, which stops it if this process
-    dies.
+    dies.  ``waiting`` (a step run in the scheduler's own thread) is called every
+    ``tick`` seconds while a command runs.
     """
     start = time.monotonic()
-    Path(invocation.log).parent.mkdir(parents=True, exist_ok=True)
-    # the secret gitpipe signs results with is not the step's to read (or print)
-    env = {**{k: v for k, v in os.environ.items() if k != KEY_VAR}, **invocation.env}
+    env = {**_inherited(), **{os.fsencode(k): os.fsencode(v) for k, v in invocation.env.items()}}
     deadline = None if invocation.timeout is None else start + invocation.timeout
     local = invocation.scheduler == os.getpid()
     try:
-        with open(invocation.log, "wb") as log:
+        with _open_log(invocation.log) as log:
             for index, command in enumerate(invocation.commands):
                 log.write(f"$ {command}\n".encode())
                 log.flush()
@@ -220,8 +243,11 @@ def execute(invocation: Invocation) -> Outcome:
                         _GROUPS.add(invocation.log, process.pid)
                     else:
                         Path(invocation.pidfile).write_text(f"{_host()} {process.pid}\n")
-                    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    code = process.wait(timeout=remaining)
+                    if waiting is not None:
+                        code = _wait_ticking(process, deadline, waiting, tick)
+                    else:
+                        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                        code = process.wait(timeout=left)
                 except subprocess.TimeoutExpired:
                     stop_group(process.pid, reap=process.poll)
                     process.wait()
@@ -249,6 +275,49 @@ def execute(invocation: Invocation) -> Outcome:
             with contextlib.suppress(OSError):
                 os.unlink(invocation.pidfile)
     return Outcome(0, time.monotonic() - start)
+
+
+def _open_log(path: str) -> Any:
+    """A step's log, opened for writing; its folder is made when the open finds none
+    (once a run: the steps after the first find it)."""
+    try:
+        return open(path, "wb")
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return open(path, "wb")
+
+
+def _wait_ticking(
+    process: Any, deadline: float | None, waiting: Callable[[], object], tick: float
+) -> int:
+    """Wait for ``process`` in this thread, calling ``waiting`` every ``tick``
+    seconds; woken by the process's end itself (a pidfd), not by polling, so a
+    command of a millisecond costs no more than a millisecond."""
+    import select
+
+    try:
+        fd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # no pidfd here: wait a tick at a time
+        fd = -1
+    try:
+        poller = select.poll()
+        if fd >= 0:
+            poller.register(fd, select.POLLIN)
+        while True:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise subprocess.TimeoutExpired(process.args, 0.0)
+            pause = tick if deadline is None else min(tick, deadline - now)
+            if fd >= 0 and not poller.poll(pause * 1000):
+                waiting()
+                continue
+            try:
+                return int(process.wait(timeout=None if fd >= 0 else pause))
+            except subprocess.TimeoutExpired:
+                waiting()
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def which_of(index: int, invocation: Invocation) -> str:
@@ -430,6 +499,12 @@ class Executor:
         self._lock = threading.Lock()
         self.active: dict[cf.Future[Outcome], Invocation] = {}
 
+    @property
+    def inline(self) -> bool:
+        """Whether a step runs in the scheduler's own thread: one step at a time on
+        threads, where a pool would only hand each step to a thread and back."""
+        return self.backend == "threading" and self.jobs == 1 and not self.direct
+
     def _dask_config(self, resources: Mapping[str, float]) -> dict[str, Any]:
         extra = {"resources": dict(resources)} if resources else {}
         return {"backend": "dask", "client": self.client, **extra}
@@ -514,65 +589,6 @@ class Executor:
                 self.client.close()
 
 
-def connect_dask(address: str, root: Path | None = None) -> Any:
-    """A client of the dask cluster at ``address``; with ``root``, after checking that
-    every worker sees that workspace at the same path (see :func:`check_workers`)."""
-    try:
-        from distributed import Client
-    except ImportError as exc:
-        raise UsageError(
-            "the dask backend needs the `distributed` package; install gitpipe-ml[dask]"
-        ) from exc
-    try:
-        client = Client(address, timeout="5s", set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise UsageError(f"cannot reach the dask scheduler at {address} ({exc})") from exc
-    if root is not None:
-        check_workers(client, root)
-    return client
-
-
-def check_workers(client: Any, root: Path, *, blind_ok: bool = False) -> dict[str, bool]:
-    """Every worker must read back a probe file written under ``root/.gitpipe/tmp``;
-    closes the client and raises :class:`UsageError` naming the workers that cannot,
-    unless ``blind_ok`` (their steps go through the remote store). Returns each
-    worker's address with whether it sees the workspace."""
-    address = client.scheduler.address
-    try:
-        workers = client.scheduler_info().get("workers", {})
-        if not workers:
-            client.wait_for_workers(1, timeout=10)
-        probe = root / ".gitpipe" / "tmp" / f"probe-{os.getpid()}-{time.time_ns()}"
-        probe.parent.mkdir(parents=True, exist_ok=True)
-        token = os.urandom(8).hex()
-        probe.write_text(token)
-        try:
-            seen = client.run(_can_see, str(probe), token)
-        finally:
-            probe.unlink()
-        blind = sorted(worker for worker, ok in seen.items() if not ok)
-        if blind and not blind_ok:
-            raise UsageError(
-                f"dask worker(s) {', '.join(blind)} cannot see the workspace at {root}; "
-                "workers must share it at the same path, or configure a remote store "
-                "for their steps to go through (see docs/parallel.md)"
-            )
-        return {str(worker): bool(ok) for worker, ok in seen.items()}
-    except UsageError:
-        client.close()
-        raise
-    except Exception as exc:
-        client.close()
-        raise UsageError(f"cannot use the dask cluster at {address} ({exc})") from exc
-
-
-def _can_see(path: str, token: str) -> bool:
-    try:
-        return Path(path).read_text() == token
-    except OSError:
-        return False
-
-
 # -- scheduling ------------------------------------------------------------------
 
 
@@ -639,6 +655,9 @@ def schedule(
     #: steps started and not finished yet, with their pending work and start time
     started: dict[str, tuple[Pending, float]] = {}
 
+    def ticked() -> None:
+        emit(ev.Tick(time.time()))
+
     def finish(name: str, event: ev.StepFinished, held_by: str = "") -> None:
         nonlocal stopped_by
         started.pop(name, None)
@@ -698,6 +717,11 @@ def schedule(
                 free -= cost
                 started[name] = (pending, time.time())
                 emit(ev.StepStarted(name, log=pending.invocation.log, started=started[name][1]))
+                if executor.inline:
+                    outcome = _outcome(executor, pending, execute, pending.invocation, ticked, tick)
+                    free += cost
+                    finish(name, work.publish(name, pending, outcome))
+                    continue
                 running[executor.submit(pending.invocation, pending.resources)] = (
                     name,
                     pending,
@@ -719,16 +743,7 @@ def schedule(
             for future in sorted(done, key=lambda f: position[running[f][0]]):
                 name, pending, cost = running.pop(future)
                 free += cost
-                try:
-                    outcome = future.result()
-                except OSError as exc:  # its log could not be written: the system refused
-                    cause = describe(exc) if exc.filename else exc.strerror or str(exc)
-                    where = "" if exc.filename else f" (log: {pending.invocation.log})"
-                    outcome = Outcome(1, 0.0, f"could not be run{where}: {cause}", refused=True)
-                except StoreError:  # the remote a shipped step goes through: ends the run
-                    raise
-                except Exception as exc:  # the backend failed, not the command
-                    outcome = Outcome(1, 0.0, f"the {_backend(executor)} backend failed: {exc}")
+                outcome = _outcome(executor, pending, future.result)
                 finish(name, work.publish(name, pending, outcome))
     except BaseException:
         if executor is not None:
@@ -738,6 +753,23 @@ def schedule(
             finish(name, _interrupted(name, pending, began))
         raise
     return finished
+
+
+def _outcome(
+    executor: Executor | None, pending: Pending, call: Callable[..., Outcome], *args: Any
+) -> Outcome:
+    """What ``call(*args)`` (a step run here, or its future's result) says of the
+    step; an exception that is not the command's becomes a failed outcome."""
+    try:
+        return call(*args)
+    except OSError as exc:  # its log could not be written: the system refused
+        cause = describe(exc) if exc.filename else exc.strerror or str(exc)
+        where = "" if exc.filename else f" (log: {pending.invocation.log})"
+        return Outcome(1, 0.0, f"could not be run{where}: {cause}", refused=True)
+    except StoreError:  # the remote a shipped step goes through: ends the run
+        raise
+    except Exception as exc:  # the backend failed, not the command
+        return Outcome(1, 0.0, f"the {_backend(executor)} backend failed: {exc}")
 
 
 def _interrupted(name: str, pending: Pending, began: float) -> ev.StepFinished:

@@ -1,0 +1,193 @@
+"""What a step costs gitpipe (issue 24), kept honest: at one job a step runs in the
+scheduler's own thread, and that thread still ticks while it waits; the environment a
+step inherits is taken once and taken again when it changes; a result's atomic write
+makes its folders only when they are missing and never reuses a temporary name.
+
+Steps run through the real CLI in real Git repositories (conftest); the atomic write
+is called on real folders.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Workspace
+
+from gitpipe.core import atomic
+from gitpipe.run import runner
+from gitpipe.store.runcache import KEY_VAR
+
+GITPIPE = Path(sys.executable).parent / "gitpipe"
+
+#: a step that prints a line, then waits for the test's go-ahead before it ends
+SLOW_TALKER = """
+[steps.talk]
+cmd = "echo early; while [ ! -e go.flag ]; do sleep 0.05; done; echo late > talk.txt"
+outs = ["talk.txt"]
+"""
+
+#: a step whose output is an environment variable it inherits
+ECHO_ENV = """
+[steps.env]
+cmd = "printf '%s|%s' \\"$FROM_OUTSIDE\\" \\"$${GITPIPE_RESULT_KEY:-unset}\\" > env.txt"
+outs = ["env.txt"]
+"""
+
+
+def _setup(workspace: Workspace, pipeline: str) -> None:
+    workspace.write(".gitignore", "*.txt\n*.flag\n")
+    workspace.pipeline(pipeline)
+    workspace.commit("pipeline")
+
+
+@pytest.mark.timeout(60)
+def test_at_one_job_a_running_steps_output_streams_before_the_step_ends(workspace):
+    _setup(workspace, SLOW_TALKER)
+    root = workspace.root
+    process = subprocess.Popen(
+        [str(GITPIPE), "repro", "-v", "-j", "1"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        seen = []
+        for line in process.stdout:
+            seen.append(line)
+            if line.rstrip().endswith("talk | early"):
+                break
+        # the line came while the step still waits: the scheduler ticked meanwhile
+        assert seen and seen[-1].rstrip().endswith("talk | early"), seen
+        assert process.poll() is None
+        assert not (root / "talk.txt").exists()
+        (root / "go.flag").write_text("")
+        rest = process.stdout.read()
+        assert process.wait(timeout=30) == 0, "".join(seen) + rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+    assert (root / "talk.txt").read_text() == "late\n"
+    assert workspace.ran() == ["talk"]
+
+
+def test_a_step_inherits_the_environment_as_it_is_at_each_run_and_never_the_secret(
+    workspace, monkeypatch
+):
+    _setup(workspace, ECHO_ENV)
+    monkeypatch.setenv(KEY_VAR, "s3cr3t")
+    monkeypatch.setenv("FROM_OUTSIDE", "first")
+    workspace.ok("repro")
+    assert (workspace.root / "env.txt").read_text() == "first|unset"
+    monkeypatch.setenv("FROM_OUTSIDE", "second")  # the same process, a changed environment
+    workspace.ok("repro", "--force")
+    assert (workspace.root / "env.txt").read_text() == "second|unset"
+    monkeypatch.delenv("FROM_OUTSIDE")
+    workspace.ok("repro", "--force")
+    assert (workspace.root / "env.txt").read_text() == "|unset"
+
+
+def test_the_inherited_environment_is_taken_again_only_when_it_changes(monkeypatch):
+    monkeypatch.setenv("GITPIPE_TEST_INHERITED", "one")
+    first = runner._inherited()
+    assert runner._inherited() is first  # unchanged: the same mapping, not a new copy
+    assert first[b"GITPIPE_TEST_INHERITED"] == b"one"
+    monkeypatch.setenv("GITPIPE_TEST_INHERITED", "two")
+    second = runner._inherited()
+    assert second is not first and second[b"GITPIPE_TEST_INHERITED"] == b"two"
+    monkeypatch.setenv(KEY_VAR, "s3cr3t")
+    assert os.fsencode(KEY_VAR) not in runner._inherited()
+
+
+def test_an_atomic_write_makes_the_missing_folders_and_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "results" / "b3" / "ab" / "cdef" / "one.json"
+    atomic.write_bytes(target, b"{}\n", mode=0o444, sync=False)
+    assert target.read_bytes() == b"{}\n"
+    assert target.stat().st_mode & 0o777 == 0o444
+    assert os.listdir(target.parent) == ["one.json"]
+
+
+def test_an_atomic_write_into_another_folder_makes_the_targets_folder_too(tmp_path):
+    scratch = tmp_path / "tmp"
+    target = tmp_path / "new" / "folder" / "lock.toml"
+    atomic.write_bytes(target, b"x = 1\n", tmp_dir=scratch)
+    assert target.read_bytes() == b"x = 1\n"
+    assert os.listdir(scratch) == []
+
+
+def test_an_atomic_write_goes_around_a_temporary_name_a_killed_process_left(tmp_path, monkeypatch):
+    """A process killed mid-write leaves its temporary file; one of the same id later
+    draws another name for its own, and leaves the stray one as it found it."""
+    monkeypatch.setattr(atomic, "_SERIAL", itertools.count(7))
+    stray = tmp_path / f".out.json.{os.getpid()}-7.tmp"
+    stray.write_bytes(b"half")
+    target = tmp_path / "out.json"
+    atomic.write_bytes(target, b"whole", sync=False)
+    assert target.read_bytes() == b"whole"
+    assert stray.read_bytes() == b"half"
+    assert sorted(os.listdir(tmp_path)) == sorted(["out.json", stray.name])
+
+
+def test_an_atomic_write_that_cannot_rename_removes_its_temporary_file(tmp_path):
+    target = tmp_path / "taken"
+    target.mkdir()
+    (target / "inside").write_text("kept")
+    with pytest.raises(OSError):
+        atomic.write_bytes(target, b"bytes")
+    assert sorted(os.listdir(tmp_path)) == ["taken"]
+    assert (target / "inside").read_text() == "kept"
+
+
+@pytest.mark.timeout(60)
+def test_a_step_started_just_before_gitpipe_is_killed_is_stopped_by_the_watchdog(workspace):
+    """The watchdog reads its pipe 50 times a second at most: a group told to it just
+    before gitpipe died is still read, and stopped."""
+    _setup(
+        workspace,
+        """
+        [steps.long]
+        cmd = "echo $$ > pid.txt; sleep 60; echo done > long.txt"
+        outs = ["long.txt"]
+        """,
+    )
+    root = workspace.root
+    process = subprocess.Popen([str(GITPIPE), "repro", "-q"], cwd=root)
+    try:
+        deadline = time.monotonic() + 30
+        while not (root / "pid.txt").exists() or not (root / "pid.txt").read_text():
+            assert time.monotonic() < deadline, "the step never started"
+            time.sleep(0.001)
+        # 10 ms on: the watchdog has just read the "+group" line and sleeps (a kill
+        # within the microseconds between the command's start and that line being
+        # sent is a window the watchdog's design has always had)
+        time.sleep(0.01)
+        process.kill()
+        process.wait()
+        pid = int((root / "pid.txt").read_text())
+        deadline = time.monotonic() + 10
+        while _alive(pid):
+            assert time.monotonic() < deadline, "the step outlived gitpipe"
+            time.sleep(0.05)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert not (root / "long.txt").exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
