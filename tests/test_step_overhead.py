@@ -20,7 +20,7 @@ import pytest
 from conftest import Workspace
 
 from gitpipe.core import atomic
-from gitpipe.run import runner
+from gitpipe.run import spawn
 from gitpipe.store.runcache import KEY_VAR
 
 GITPIPE = Path(sys.executable).parent / "gitpipe"
@@ -99,14 +99,14 @@ def test_a_step_inherits_the_environment_as_it_is_at_each_run_and_never_the_secr
 
 def test_the_inherited_environment_is_taken_again_only_when_it_changes(monkeypatch):
     monkeypatch.setenv("GITPIPE_TEST_INHERITED", "one")
-    first = runner._inherited()
-    assert runner._inherited() is first  # unchanged: the same mapping, not a new copy
+    first = spawn.inherited()
+    assert spawn.inherited() is first  # unchanged: the same mapping, not a new copy
     assert first[b"GITPIPE_TEST_INHERITED"] == b"one"
     monkeypatch.setenv("GITPIPE_TEST_INHERITED", "two")
-    second = runner._inherited()
+    second = spawn.inherited()
     assert second is not first and second[b"GITPIPE_TEST_INHERITED"] == b"two"
     monkeypatch.setenv(KEY_VAR, "s3cr3t")
-    assert os.fsencode(KEY_VAR) not in runner._inherited()
+    assert os.fsencode(KEY_VAR) not in spawn.inherited()
 
 
 def test_an_atomic_write_makes_the_missing_folders_and_leaves_no_temporary_file(tmp_path):
@@ -191,3 +191,64 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _tools(root: Path) -> None:
+    """bin1/tool that cannot run (no x bit), bin2/tool a script without `#!`, bin3/tool
+    that writes which it is; `execvp` passes over the first two, as must gitpipe."""
+    for folder, text, mode in (
+        ("bin1", "#!/bin/sh\necho one > which.txt\n", 0o644),
+        ("bin2", "echo two > which.txt\n", 0o755),
+        ("bin3", "#!/bin/sh\necho three > which.txt\n", 0o755),
+    ):
+        (root / folder).mkdir()
+        (root / folder / "tool").write_text(text)
+        (root / folder / "tool").chmod(mode)
+
+
+def test_a_plain_command_runs_the_program_execvp_would_find_on_the_steps_path(workspace):
+    root = workspace.root
+    _tools(root)
+    _setup(
+        workspace,
+        f"""
+        [steps.pick]
+        cmd = "tool"
+        outs = ["which.txt"]
+        env = {{ PATH = "bin1:bin3:{os.environ["PATH"]}" }}
+        """,
+    )
+    workspace.ok("repro")
+    assert (root / "which.txt").read_text() == "three\n"
+
+
+def test_a_program_found_is_the_first_executable_file_in_the_paths_folders(tmp_path):
+    _tools(tmp_path)
+    env = {b"PATH": b"bin1:bin2:bin3"}
+    assert spawn.program("tool", str(tmp_path), env) == str(tmp_path / "bin2" / "tool")
+    assert spawn.program("tool", str(tmp_path), {b"PATH": b"bin1"}) is None
+    assert spawn.program("bin3/tool", str(tmp_path), env) is None  # a path: as it is
+    (tmp_path / "bin0" / "tool").mkdir(parents=True)  # a folder of that name is no program
+    assert spawn.program("tool", str(tmp_path), {b"PATH": b"bin0:bin3"}) == str(
+        tmp_path / "bin3" / "tool"
+    )
+
+
+def test_a_program_found_first_that_the_kernel_cannot_run_is_passed_over_as_before(
+    workspace,
+):
+    """bin2/tool is found first but the kernel cannot run it (no `#!`): gitpipe then
+    starts the command as it always has, trying each folder, which runs bin3's."""
+    root = workspace.root
+    _tools(root)
+    _setup(
+        workspace,
+        f"""
+        [steps.pick]
+        cmd = "tool"
+        outs = ["which.txt"]
+        env = {{ PATH = "bin2:bin3:{os.environ["PATH"]}" }}
+        """,
+    )
+    workspace.ok("repro")
+    assert (root / "which.txt").read_text() == "three\n"

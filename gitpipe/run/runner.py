@@ -35,10 +35,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gitpipe.core.errors import StoreError, UsageError, describe
 from gitpipe.run import events as ev
+from gitpipe.run import spawn
 from gitpipe.run.cluster import check_workers as check_workers
 from gitpipe.run.cluster import connect_dask as connect_dask
+from gitpipe.run.spawn import plain_words as plain_words
 from gitpipe.run.watchdog import WATCHDOG
-from gitpipe.store.runcache import KEY_VAR
 
 if TYPE_CHECKING:  # imported where used: a run that runs nothing needs neither
     import concurrent.futures as cf
@@ -139,74 +140,6 @@ def _follow(scheduler: int) -> None:
     threading.Thread(target=watch, name="gitpipe-follow", daemon=True).start()
 
 
-#: characters that only a shell gives a meaning to; a command without any of them is
-#: a plain list of words, which runs without a shell (as make runs such recipes)
-_SHELL_CHARS = frozenset("#;&|<>()$`\\\"'*?[]{}~!^\n\t\r")
-#: first words that a shell runs itself, or runs otherwise than the program of that
-#: name would (dash's `echo` reads backslash escapes, /bin/echo does not)
-_SHELL_WORDS = frozenset(
-    (  # noqa: SIM905 (a list of words reads best as words)
-        ". : [ alias bg break case cd command continue declare do done echo elif else esac "
-        "eval exec exit export false fc fg fi for function getopts hash if in jobs kill let "
-        "local printf pwd read readonly return select set shift source test then time times "
-        "trap true type typeset ulimit umask unalias unset until wait while"
-    ).split()
-)
-
-
-def plain_words(command: str) -> list[str] | None:
-    """The words of a command that means the same without a shell, else None: one
-    process fewer for each step, as in make."""
-    if _SHELL_CHARS.intersection(command):
-        return None
-    words = [word for word in command.split(" ") if word]
-    if not words or words[0] in _SHELL_WORDS or "=" in words[0]:  # VAR=value cmd
-        return None
-    return words
-
-
-#: this process's environment as last seen, and what a command inherits of it
-_INHERITED: tuple[dict[bytes, bytes], dict[bytes, bytes]] = ({}, {})
-
-
-def _inherited() -> dict[bytes, bytes]:
-    """What a command inherits of this process's environment, encoded as the kernel
-    takes it: all but the secret gitpipe signs results with, which is not the step's
-    to read (or print).  Made again only when the environment has changed since."""
-    global _INHERITED
-    data = getattr(os.environ, "_data", None)  # CPython's own encoded copy
-    if not isinstance(data, dict):
-        return {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items() if k != KEY_VAR}
-    seen, made = _INHERITED
-    if data != seen:
-        secret = os.fsencode(KEY_VAR)
-        made = {k: v for k, v in data.items() if k != secret}
-        _INHERITED = (dict(data), made)
-    return made
-
-
-def _start(command: str, invocation: Invocation, env: dict[bytes, bytes], log: Any) -> Any:
-    """Start one command in a process group of its own: its plain words straight,
-    else (or where that program cannot be started) through the shell, which says why
-    in the log as it would for a shell command."""
-    options: dict[str, Any] = {
-        "cwd": invocation.cwd,
-        "env": env,
-        "stdin": subprocess.DEVNULL,
-        "stdout": log,
-        "stderr": subprocess.STDOUT,
-        "start_new_session": True,  # its own group, so it can be stopped whole
-    }
-    words = plain_words(command)
-    if words is not None:
-        try:
-            return subprocess.Popen(words, **options)
-        except OSError as exc:  # not found, not executable, a script with no #! line
-            if exc.filename != words[0]:
-                raise  # the working folder, not the program
-    return subprocess.Popen(command, shell=True, **options)
-
-
 def execute(
     invocation: Invocation, waiting: Callable[[], object] | None = None, tick: float = 0.1
 ) -> Outcome:
@@ -219,16 +152,19 @@ def execute(
     ``tick`` seconds while a command runs.
     """
     start = time.monotonic()
-    env = {**_inherited(), **{os.fsencode(k): os.fsencode(v) for k, v in invocation.env.items()}}
+    env = {
+        **spawn.inherited(),
+        **{os.fsencode(k): os.fsencode(v) for k, v in invocation.env.items()},
+    }
     deadline = None if invocation.timeout is None else start + invocation.timeout
     local = invocation.scheduler == os.getpid()
     try:
-        with _open_log(invocation.log) as log:
+        with spawn.open_log(invocation.log) as log:
             for index, command in enumerate(invocation.commands):
                 log.write(f"$ {command}\n".encode())
                 log.flush()
                 try:
-                    process = _start(command, invocation, env, log)
+                    process = spawn.start(command, invocation.cwd, env, log)
                 except OSError as exc:  # e.g. the working folder does not exist
                     log.write(f"cannot start: {exc}\n".encode())
                     return Outcome(
@@ -244,7 +180,7 @@ def execute(
                     else:
                         Path(invocation.pidfile).write_text(f"{_host()} {process.pid}\n")
                     if waiting is not None:
-                        code = _wait_ticking(process, deadline, waiting, tick)
+                        code = spawn.wait_ticking(process, deadline, waiting, tick)
                     else:
                         left = None if deadline is None else max(0.0, deadline - time.monotonic())
                         code = process.wait(timeout=left)
@@ -275,49 +211,6 @@ def execute(
             with contextlib.suppress(OSError):
                 os.unlink(invocation.pidfile)
     return Outcome(0, time.monotonic() - start)
-
-
-def _open_log(path: str) -> Any:
-    """A step's log, opened for writing; its folder is made when the open finds none
-    (once a run: the steps after the first find it)."""
-    try:
-        return open(path, "wb")
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        return open(path, "wb")
-
-
-def _wait_ticking(
-    process: Any, deadline: float | None, waiting: Callable[[], object], tick: float
-) -> int:
-    """Wait for ``process`` in this thread, calling ``waiting`` every ``tick``
-    seconds; woken by the process's end itself (a pidfd), not by polling, so a
-    command of a millisecond costs no more than a millisecond."""
-    import select
-
-    try:
-        fd = os.pidfd_open(process.pid)
-    except (AttributeError, OSError):  # no pidfd here: wait a tick at a time
-        fd = -1
-    try:
-        poller = select.poll()
-        if fd >= 0:
-            poller.register(fd, select.POLLIN)
-        while True:
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                raise subprocess.TimeoutExpired(process.args, 0.0)
-            pause = tick if deadline is None else min(tick, deadline - now)
-            if fd >= 0 and not poller.poll(pause * 1000):
-                waiting()
-                continue
-            try:
-                return int(process.wait(timeout=None if fd >= 0 else pause))
-            except subprocess.TimeoutExpired:
-                waiting()
-    finally:
-        if fd >= 0:
-            os.close(fd)
 
 
 def which_of(index: int, invocation: Invocation) -> str:
