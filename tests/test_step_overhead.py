@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Workspace
+from test_crash import alive
 
 from gitpipe.core import atomic
 from gitpipe.run import spawn
@@ -175,7 +176,7 @@ def test_a_step_started_just_before_gitpipe_is_killed_is_stopped_by_the_watchdog
         process.wait()
         pid = int((root / "pid.txt").read_text())
         deadline = time.monotonic() + 10
-        while _alive(pid):
+        while alive(pid):
             assert time.monotonic() < deadline, "the step outlived gitpipe"
             time.sleep(0.05)
     finally:
@@ -183,14 +184,6 @@ def test_a_step_started_just_before_gitpipe_is_killed_is_stopped_by_the_watchdog
             process.kill()
             process.wait()
     assert not (root / "long.txt").exists()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _tools(root: Path) -> None:
@@ -206,7 +199,15 @@ def _tools(root: Path) -> None:
         (root / folder / "tool").chmod(mode)
 
 
-def test_a_plain_command_runs_the_program_execvp_would_find_on_the_steps_path(workspace):
+@pytest.mark.parametrize(
+    "first",
+    ["bin1", "bin2"],
+    ids=["not-executable-first", "no-interpreter-line-first"],
+)
+def test_a_plain_command_runs_the_program_execvp_would_find_on_the_steps_path(workspace, first):
+    """bin1/tool cannot run (no x bit) and is passed over; bin2/tool is found first
+    but the kernel cannot run it (no `#!`), so the command starts as it always has,
+    trying each folder: both times bin3's runs, as before."""
     root = workspace.root
     _tools(root)
     _setup(
@@ -215,7 +216,7 @@ def test_a_plain_command_runs_the_program_execvp_would_find_on_the_steps_path(wo
         [steps.pick]
         cmd = "tool"
         outs = ["which.txt"]
-        env = {{ PATH = "bin1:bin3:{os.environ["PATH"]}" }}
+        env = {{ PATH = "{first}:bin3:{os.environ["PATH"]}" }}
         """,
     )
     workspace.ok("repro")
@@ -232,23 +233,3 @@ def test_a_program_found_is_the_first_executable_file_in_the_paths_folders(tmp_p
     assert spawn.program("tool", str(tmp_path), {b"PATH": b"bin0:bin3"}) == str(
         tmp_path / "bin3" / "tool"
     )
-
-
-def test_a_program_found_first_that_the_kernel_cannot_run_is_passed_over_as_before(
-    workspace,
-):
-    """bin2/tool is found first but the kernel cannot run it (no `#!`): gitpipe then
-    starts the command as it always has, trying each folder, which runs bin3's."""
-    root = workspace.root
-    _tools(root)
-    _setup(
-        workspace,
-        f"""
-        [steps.pick]
-        cmd = "tool"
-        outs = ["which.txt"]
-        env = {{ PATH = "bin2:bin3:{os.environ["PATH"]}" }}
-        """,
-    )
-    workspace.ok("repro")
-    assert (root / "which.txt").read_text() == "three\n"
