@@ -10,9 +10,9 @@ scheduled as soon as their own parents finish, and executed through joblib.
 There are no waves: the scheduler waits for *any* running step to finish, publishes
 it, and starts whatever that made ready.  At one job on threads (the default) there
 is nothing to wait for but the one step, so the scheduler runs it itself
-(:attr:`Executor.inline`): no hand-off to a pool's thread and back for each step.  Deciding and publishing happen in the main
-process, so the store, the lock and lineage have one writer.  The runner never
-prints: it calls ``emit`` with events.
+(:attr:`Executor.inline`): no hand-off to a pool's thread and back for each step.
+Deciding and publishing happen in the main process, so the store, the lock and
+lineage have one writer.  The runner never prints: it calls ``emit`` with events.
 
 A step's commands die with the process that started them, however it ends (SIGKILL
 included): each process group is told to a watchdog (gitpipe/run/watchdog.py), a small
