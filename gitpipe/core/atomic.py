@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import signal
 import tempfile
@@ -15,6 +16,28 @@ from pathlib import Path
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _DEFAULT_MODE = 0o666 & ~_UMASK
+
+
+#: numbers this process's temporary files (with its pid, so no other writer's name)
+_SERIAL = itertools.count()
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _temporary(folder: Path, name: str) -> tuple[int, str]:
+    """A new, empty temporary file in ``folder`` (made when missing), open for writing.
+
+    Named from this process's id and a counter, so that it takes one ``open``, not
+    the random names and retries of ``tempfile.mkstemp``, which is kept for the name
+    a killed process of the same id left behind."""
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{next(_SERIAL)}.tmp")
+    for _attempt in range(2):
+        try:
+            return os.open(tmp, _CREATE, 0o600), tmp
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+        except FileExistsError:
+            break
+    return tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
 
 
 def write_bytes(
@@ -29,21 +52,25 @@ def write_bytes(
 
     ``sync=False`` skips the fsync, for caches that may be lost in a crash.
     ``tmp_dir`` (on the same file system) holds the temporary file instead of
-    ``path``'s folder, so that a crash leaves no stray file beside ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folder = tmp_dir if tmp_dir is not None else path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    ``path``'s folder, so that a crash leaves no stray file beside ``path``.
+    Missing folders are made when the first write finds them missing: a file written
+    into a folder that is there costs no ``mkdir``."""
+    fd, tmp = _temporary(tmp_dir if tmp_dir is not None else path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fchmod(fd, _DEFAULT_MODE if mode is None else mode)
             if sync:
-                os.fsync(handle.fileno())
-        os.chmod(tmp, _DEFAULT_MODE if mode is None else mode)
+                os.fsync(fd)
         if os.environ.get("GITPIPE_FAULT") == f"rename:{path.name}":  # crash-safety tests
             os.kill(os.getpid(), signal.SIGKILL)
         try:
+            os.replace(tmp, path)
+        except FileNotFoundError:
+            if tmp_dir is None:
+                raise
+            path.parent.mkdir(parents=True, exist_ok=True)  # the target's folder, first
             os.replace(tmp, path)
         except OSError as exc:
             if exc.errno != errno.EXDEV or tmp_dir is None:

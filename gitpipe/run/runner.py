@@ -8,9 +8,11 @@ scheduled as soon as their own parents finish, and executed through joblib.
          finished <──publish (main thread)── outcome <───────────┘
 
 There are no waves: the scheduler waits for *any* running step to finish, publishes
-it, and starts whatever that made ready.  Deciding and publishing happen in the main
-process, so the store, the lock and lineage have one writer.  The runner never
-prints: it calls ``emit`` with events.
+it, and starts whatever that made ready.  At one job on threads (the default) there
+is nothing to wait for but the one step, so the scheduler runs it itself
+(:attr:`Executor.inline`): no hand-off to a pool's thread and back for each step.
+Deciding and publishing happen in the main process, so the store, the lock and
+lineage have one writer.  The runner never prints: it calls ``emit`` with events.
 
 A step's commands die with the process that started them, however it ends (SIGKILL
 included): each process group is told to a watchdog (gitpipe/run/watchdog.py), a small
@@ -36,8 +38,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gitpipe.core import interrupts
 from gitpipe.core.errors import StoreError, UsageError, describe
 from gitpipe.run import events as ev
+from gitpipe.run import spawn
+from gitpipe.run.cluster import check_workers as check_workers
+from gitpipe.run.cluster import connect_dask as connect_dask
+from gitpipe.run.spawn import plain_words as plain_words
 from gitpipe.run.watchdog import WATCHDOG
-from gitpipe.store.runcache import KEY_VAR
 
 if TYPE_CHECKING:  # imported where used: a run that runs nothing needs neither
     import concurrent.futures as cf
@@ -138,75 +143,34 @@ def _follow(scheduler: int) -> None:
     threading.Thread(target=watch, name="gitpipe-follow", daemon=True).start()
 
 
-#: characters that only a shell gives a meaning to; a command without any of them is
-#: a plain list of words, which runs without a shell (as make runs such recipes)
-_SHELL_CHARS = frozenset("#;&|<>()$`\\\"'*?[]{}~!^\n\t\r")
-#: first words that a shell runs itself, or runs otherwise than the program of that
-#: name would (dash's `echo` reads backslash escapes, /bin/echo does not)
-_SHELL_WORDS = frozenset(
-    (  # noqa: SIM905 (a list of words reads best as words)
-        ". : [ alias bg break case cd command continue declare do done echo elif else esac "
-        "eval exec exit export false fc fg fi for function getopts hash if in jobs kill let "
-        "local printf pwd read readonly return select set shift source test then time times "
-        "trap true type typeset ulimit umask unalias unset until wait while"
-    ).split()
-)
-
-
-def plain_words(command: str) -> list[str] | None:
-    """The words of a command that means the same without a shell, else None: one
-    process fewer for each step, as in make."""
-    if _SHELL_CHARS.intersection(command):
-        return None
-    words = [word for word in command.split(" ") if word]
-    if not words or words[0] in _SHELL_WORDS or "=" in words[0]:  # VAR=value cmd
-        return None
-    return words
-
-
-def _start(command: str, invocation: Invocation, env: dict[str, str], log: Any) -> Any:
-    """Start one command in a process group of its own: its plain words straight,
-    else (or where that program cannot be started) through the shell, which says why
-    in the log as it would for a shell command."""
-    options: dict[str, Any] = {
-        "cwd": invocation.cwd,
-        "env": env,
-        "stdin": subprocess.DEVNULL,
-        "stdout": log,
-        "stderr": subprocess.STDOUT,
-        "start_new_session": True,  # its own group, so it can be stopped whole
-    }
-    words = plain_words(command)
-    if words is not None:
-        try:
-            return subprocess.Popen(words, **options)
-        except OSError as exc:  # not found, not executable, a script with no #! line
-            if exc.filename != words[0]:
-                raise  # the working folder, not the program
-    return subprocess.Popen(command, shell=True, **options)
-
-
-def execute(invocation: Invocation) -> Outcome:
+def execute(
+    invocation: Invocation, waiting: Callable[[], object] | None = None, tick: float = 0.1
+) -> Outcome:
     """Run the commands in order, stopping at the first failure.
 
     Each command's process group id is written to the invocation's pid file (with
     the host name) so that the main process can stop it on Ctrl-C, whichever worker
     runs it, and told to this process's watchdog, which stops it if this process
-    dies.
+    dies.  ``waiting`` (a step run in the scheduler's own thread) is called every
+    ``tick`` seconds while a command runs.
     """
     start = time.monotonic()
-    Path(invocation.log).parent.mkdir(parents=True, exist_ok=True)
-    # the secret gitpipe signs results with is not the step's to read (or print)
-    env = {**{k: v for k, v in os.environ.items() if k != KEY_VAR}, **invocation.env}
+    env = {
+        **spawn.inherited(),
+        **{os.fsencode(k): os.fsencode(v) for k, v in invocation.env.items()},
+    }
     deadline = None if invocation.timeout is None else start + invocation.timeout
     local = invocation.scheduler == os.getpid()
     try:
-        with open(invocation.log, "wb") as log:
+        with spawn.open_log(invocation.log) as log:
             for index, command in enumerate(invocation.commands):
                 log.write(f"$ {command}\n".encode())
                 log.flush()
-                try:
-                    process = _start(command, invocation, env, log)
+                process = None
+                try:  # in the scheduler's thread (inline), a Ctrl-C waits until the
+                    with interrupts.held():  # command is known, to be stopped with it
+                        process = spawn.start(command, invocation.cwd, env, log)
+                        WATCHDOG.watch(process.pid)
                 except OSError as exc:  # e.g. the working folder does not exist
                     log.write(f"cannot start: {exc}\n".encode())
                     return Outcome(
@@ -215,14 +179,22 @@ def execute(invocation: Invocation) -> Outcome:
                         f"cannot start {which_of(index, invocation)}: "
                         f"{exc.strerror} ({invocation.cwd})",
                     )
-                WATCHDOG.watch(process.pid)
+                except KeyboardInterrupt:
+                    if process is not None:
+                        stop_group(process.pid, reap=process.poll)
+                        process.wait()
+                        WATCHDOG.forget(process.pid)
+                    raise
                 try:
                     if local:
                         _GROUPS.add(invocation.log, process.pid)
                     else:
                         Path(invocation.pidfile).write_text(f"{_host()} {process.pid}\n")
-                    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    code = process.wait(timeout=remaining)
+                    if waiting is not None:
+                        code = spawn.wait_ticking(process, deadline, waiting, tick)
+                    else:
+                        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                        code = process.wait(timeout=left)
                 except subprocess.TimeoutExpired:
                     stop_group(process.pid, reap=process.poll)
                     process.wait()
@@ -431,6 +403,12 @@ class Executor:
         self._lock = threading.Lock()
         self.active: dict[cf.Future[Outcome], Invocation] = {}
 
+    @property
+    def inline(self) -> bool:
+        """Whether a step runs in the scheduler's own thread: one step at a time on
+        threads, where a pool would only hand each step to a thread and back."""
+        return self.backend == "threading" and self.jobs == 1 and not self.direct
+
     def _dask_config(self, resources: Mapping[str, float]) -> dict[str, Any]:
         extra = {"resources": dict(resources)} if resources else {}
         return {"backend": "dask", "client": self.client, **extra}
@@ -521,65 +499,6 @@ class Executor:
                 self.client.close()
 
 
-def connect_dask(address: str, root: Path | None = None) -> Any:
-    """A client of the dask cluster at ``address``; with ``root``, after checking that
-    every worker sees that workspace at the same path (see :func:`check_workers`)."""
-    try:
-        from distributed import Client
-    except ImportError as exc:
-        raise UsageError(
-            "the dask backend needs the `distributed` package; install gitpipe-ml[dask]"
-        ) from exc
-    try:
-        client = Client(address, timeout="5s", set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise UsageError(f"cannot reach the dask scheduler at {address} ({exc})") from exc
-    if root is not None:
-        check_workers(client, root)
-    return client
-
-
-def check_workers(client: Any, root: Path, *, blind_ok: bool = False) -> dict[str, bool]:
-    """Every worker must read back a probe file written under ``root/.gitpipe/tmp``;
-    closes the client and raises :class:`UsageError` naming the workers that cannot,
-    unless ``blind_ok`` (their steps go through the remote store). Returns each
-    worker's address with whether it sees the workspace."""
-    address = client.scheduler.address
-    try:
-        workers = client.scheduler_info().get("workers", {})
-        if not workers:
-            client.wait_for_workers(1, timeout=10)
-        probe = root / ".gitpipe" / "tmp" / f"probe-{os.getpid()}-{time.time_ns()}"
-        probe.parent.mkdir(parents=True, exist_ok=True)
-        token = os.urandom(8).hex()
-        probe.write_text(token)
-        try:
-            seen = client.run(_can_see, str(probe), token)
-        finally:
-            probe.unlink()
-        blind = sorted(worker for worker, ok in seen.items() if not ok)
-        if blind and not blind_ok:
-            raise UsageError(
-                f"dask worker(s) {', '.join(blind)} cannot see the workspace at {root}; "
-                "workers must share it at the same path, or configure a remote store "
-                "for their steps to go through (see docs/parallel.md)"
-            )
-        return {str(worker): bool(ok) for worker, ok in seen.items()}
-    except UsageError:
-        client.close()
-        raise
-    except Exception as exc:
-        client.close()
-        raise UsageError(f"cannot use the dask cluster at {address} ({exc})") from exc
-
-
-def _can_see(path: str, token: str) -> bool:
-    try:
-        return Path(path).read_text() == token
-    except OSError:
-        return False
-
-
 # -- scheduling ------------------------------------------------------------------
 
 
@@ -647,6 +566,9 @@ def schedule(
     #: steps started and not finished yet, with their pending work and start time
     started: dict[str, tuple[Pending, float]] = {}
 
+    def ticked() -> None:
+        emit(ev.Tick(time.time()))
+
     def finish(name: str, event: ev.StepFinished, held_by: str = "") -> None:
         nonlocal stopped_by
         started.pop(name, None)
@@ -706,6 +628,11 @@ def schedule(
                 free -= cost
                 started[name] = (pending, time.time())
                 emit(ev.StepStarted(name, log=pending.invocation.log, started=started[name][1]))
+                if executor.inline:
+                    outcome = _outcome(executor, pending, execute, pending.invocation, ticked, tick)
+                    free += cost
+                    finish(name, work.publish(name, pending, outcome))
+                    continue
                 running[executor.submit(pending.invocation, pending.resources)] = (
                     name,
                     pending,
@@ -727,16 +654,7 @@ def schedule(
             for future in sorted(done, key=lambda f: position[running[f][0]]):
                 name, pending, cost = running.pop(future)
                 free += cost
-                try:
-                    outcome = future.result()
-                except OSError as exc:  # its log could not be written: the system refused
-                    cause = describe(exc) if exc.filename else exc.strerror or str(exc)
-                    where = "" if exc.filename else f" (log: {pending.invocation.log})"
-                    outcome = Outcome(1, 0.0, f"could not be run{where}: {cause}", refused=True)
-                except StoreError:  # the remote a shipped step goes through: ends the run
-                    raise
-                except Exception as exc:  # the backend failed, not the command
-                    outcome = Outcome(1, 0.0, f"the {_backend(executor)} backend failed: {exc}")
+                outcome = _outcome(executor, pending, future.result)
                 finish(name, work.publish(name, pending, outcome))
     except BaseException:
         if executor is not None:
@@ -746,6 +664,23 @@ def schedule(
             finish(name, _interrupted(name, pending, began))
         raise
     return finished
+
+
+def _outcome(
+    executor: Executor | None, pending: Pending, call: Callable[..., Outcome], *args: Any
+) -> Outcome:
+    """What ``call(*args)`` (a step run here, or its future's result) says of the
+    step; an exception that is not the command's becomes a failed outcome."""
+    try:
+        return call(*args)
+    except OSError as exc:  # its log could not be written: the system refused
+        cause = describe(exc) if exc.filename else exc.strerror or str(exc)
+        where = "" if exc.filename else f" (log: {pending.invocation.log})"
+        return Outcome(1, 0.0, f"could not be run{where}: {cause}", refused=True)
+    except StoreError:  # the remote a shipped step goes through: ends the run
+        raise
+    except Exception as exc:  # the backend failed, not the command
+        return Outcome(1, 0.0, f"the {_backend(executor)} backend failed: {exc}")
 
 
 def _interrupted(name: str, pending: Pending, began: float) -> ev.StepFinished:
