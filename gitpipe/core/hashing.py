@@ -13,6 +13,7 @@ import math
 import os
 import posixpath
 import queue
+import re
 import stat as statmod
 import threading
 from collections.abc import Iterable, Mapping
@@ -26,6 +27,7 @@ from gitpipe.core.errors import PathError
 ALGORITHM = "b3"
 _HEX_LEN = 64
 _HEX = frozenset("0123456789abcdef")
+_DIGEST = re.compile(f"{ALGORITHM}:([0-9a-f]{{{_HEX_LEN}}})")
 _CHUNK = 1024 * 1024
 #: the two buffers of a large file (larger ones hash no faster here, and cost memory)
 _BLOCK = 4 * 1024 * 1024
@@ -48,6 +50,9 @@ class Digest:
     @classmethod
     def parse(cls, text: str) -> Digest:
         """Parse ``b3:<hex>``, validating the hex so that it is safe to use in a path."""
+        match = _DIGEST.fullmatch(text) if type(text) is str else None
+        if match is not None:  # the usual case, in one step: locks hold thousands
+            return cls(match[1])
         algorithm, sep, hexpart = text.partition(":")
         if not sep or algorithm != ALGORITHM:
             raise DigestError(f"not a {ALGORITHM} digest: {text!r}")

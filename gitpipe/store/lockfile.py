@@ -208,7 +208,12 @@ def from_data(data: Mapping[str, Any], *, name: str = "gitpipe.lock") -> Lock:
 
 def _entry(body: Mapping[str, Any], *, modes: bool = True) -> LockEntry:
     def digests(name: str) -> dict[str, Digest]:
-        return {path: Digest.parse(text) for path, text in body.get(name, {}).items()}
+        table = body.get(name)
+        if table is None:  # absent: most steps have no code
+            return {}
+        return {path: parse(text) for path, text in table.items()}
+
+    parse = Digest.parse
 
     return LockEntry(
         key=Digest.parse(body["key"]),
