@@ -79,9 +79,7 @@ def test_an_output_written_early_in_a_repro_is_trusted_by_the_status_after_it(wo
     assert str(workspace.root / "first.txt") not in reads
 
 
-def test_a_settled_output_edited_with_its_size_and_mtime_kept_is_seen_as_modified(
-    workspace, reads
-):
+def test_a_settled_output_edited_with_its_size_and_mtime_kept_is_seen_as_modified(workspace, reads):
     workspace.write("in.txt", "data\n")
     workspace.pipeline(SLOW_AFTER)
     workspace.commit()

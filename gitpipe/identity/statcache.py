@@ -15,7 +15,7 @@ import os
 import sqlite3
 import stat as statmod
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,14 +110,14 @@ class StatCache:
             self._rows[key] = row
             self._dirty[key] = row
 
-    def unsettled(self) -> list[tuple[str, tuple[int, int, int, int], str]]:
+    def unsettled(self) -> Iterator[tuple[str, tuple[int, int, int, int], str]]:
         """The rows this command recorded within the racy window of their file's
-        mtime: (path, (inode, mtime_ns, ctime_ns, size), digest hex)."""
-        return [
-            (key, row[:4], row[5])
-            for key, row in self._dirty.items()
-            if racy(row[1], row[4])
-        ]
+        mtime: (path, (inode, mtime_ns, ctime_ns, size), digest hex), one at a time
+        (they may be recorded again meanwhile)."""
+        for key in list(self._dirty):
+            row = self._dirty[key]
+            if racy(row[1], row[4]):
+                yield key, row[:4], row[5]
 
     def code(self, digest: Digest) -> _CodeRow | None:
         """What was learnt of a code file with these bytes: its normalised digest,

@@ -253,11 +253,12 @@ class Pipeline:
 def out_places(step: Step) -> list[tuple[PathSpec, str]]:
     """Each declared output with the TOML key it was written at."""
     prefix = f"steps.{step.name}"
-    return (
-        [(spec, f"{prefix}.outs[{i}]") for i, spec in enumerate(step.outs)]
-        + [(spec, f"{prefix}.metrics[{i}]") for i, spec in enumerate(step.metrics)]
-        + [(spec, f"{prefix}.plots[{i}]") for i, spec in enumerate(step.plots)]
-    )
+    places = [(spec, f"{prefix}.outs[{i}]") for i, spec in enumerate(step.outs)]
+    if step.metrics:  # most steps have neither: a status of 100,000 steps asks 5 times each
+        places += [(spec, f"{prefix}.metrics[{i}]") for i, spec in enumerate(step.metrics)]
+    if step.plots:
+        places += [(spec, f"{prefix}.plots[{i}]") for i, spec in enumerate(step.plots)]
+    return places
 
 
 def resolve(step: Step, value_of: Callable[[MetricRef], Any]) -> Step:
