@@ -257,11 +257,14 @@ def _plain(value: object) -> object:
     raise TypeError(f"cannot encode {type(value).__name__} canonically")
 
 
+#: what `json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)` makes
+#: for each call; made once, as keys are encoded by the ten thousand
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(record: object) -> bytes:
     """The one canonical encoding: compact JSON, sorted keys, UTF-8."""
-    return json.dumps(
-        _plain(record), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode("utf-8")
+    return _CANONICAL.encode(_plain(record)).encode("utf-8")
 
 
 def digest_record(record: object) -> Digest:
