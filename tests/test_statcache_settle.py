@@ -12,13 +12,15 @@ read) at least one tick after the file's mtime.
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
+import subprocess
 import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
-from conftest import snapshot
+from conftest import GITPIPE_SCRIPT, snapshot
 
 import gitpipe.identity.statcache
 from gitpipe.core.stamps import FINE_RACY_NS, RACY_NS, racy
@@ -195,3 +197,33 @@ def test_a_read_only_command_settles_nothing_and_status_settles_what_is_left(wor
 
     workspace.ok("status")
     assert not [path for path, (m, h, _) in rows(workspace.root).items() if racy(m, h)]
+
+
+def test_a_repro_killed_while_settling_leaves_rows_a_status_reads_again(workspace, reads):
+    workspace.write("in.txt", "data\n")
+    workspace.pipeline(SLOW_AFTER)
+    workspace.commit()
+    killed = subprocess.run(
+        [str(GITPIPE_SCRIPT), "repro"],
+        cwd=workspace.root,
+        env={**os.environ, "CI": "true", "GITPIPE_FAULT": "settling"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    lock = (workspace.root / "gitpipe.lock").read_bytes()  # written before the settling
+    assert not (workspace.root / ".gitpipe" / "stat.db").exists()  # nothing of it written
+
+    first = workspace.root / "first.txt"
+    reads.clear()
+    out = workspace.ok("status")
+    assert "stale" not in out.stdout
+    assert str(first) in reads  # no trusted row: read again, as before settling existed
+    assert (workspace.root / "gitpipe.lock").read_bytes() == lock
+
+    before = first.stat()
+    first.write_text("DATA\n")  # same size and mtime: the ctime tells
+    os.utime(first, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert "first  stale  out modified: first.txt" in workspace.gitpipe("status").stdout
