@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 _VALUED = {"-C": "chdir", "-f": "file", "--file": "file"}
 #: the option of the transfer commands (after the command only)
 _REMOTE = {"-r": "remote", "--remote": "remote"}
+#: allocations between two collections of the youngest generation (Python's: 700)
+_YOUNG = 20_000
 
 
 def _option(arg: str, rest: Iterator[str], command: str | None) -> tuple[str, str] | None:
@@ -263,6 +265,15 @@ def main() -> None:
     code = answer(sys.argv[1:])
     if code is not None:
         sys.exit(code)
+    # A command holds the parsed pipeline, its lock and their keys until it ends: tens
+    # of thousands of objects that each collection of the oldest generation walks
+    # again.  Collecting the youngest one after 20,000 allocations instead of 700
+    # makes those walks rarer: a sixth of the first `status` after a 10,000-step
+    # `repro` (docs/performance.md).  The console script only: a process that
+    # imports gitpipe keeps its own settings.
+    import gc
+
+    gc.set_threshold(_YOUNG, *gc.get_threshold()[1:])
     from gitpipe.cli import main as command_line
 
     command_line()

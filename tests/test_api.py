@@ -253,7 +253,17 @@ def test_params_inside_a_step_loads_only_json_and_os_besides_gitpipe() -> None:
     loaded, params = out.rsplit("] ", 1)
     new = set(json.loads(loaded.replace("'", '"') + "]"))
     assert params.strip() == "{'train': {'lr': 0.1}}"
-    heavy = {"pathlib", "dataclasses", "typer", "rich", "dulwich", "blake3", "sqlite3", "tomllib"}
+    heavy = {
+        "pathlib",
+        "dataclasses",
+        "typer",
+        "rich",
+        "dulwich",
+        "blake3",
+        "sqlite3",
+        "tomllib",
+        "tomli",
+    }
     assert heavy.isdisjoint(m.split(".")[0] for m in new), new
     ours = {m for m in new if m.startswith("gitpipe")}
     assert ours == {"gitpipe", "gitpipe.core", "gitpipe.core.errors", "gitpipe.core.stepparams"}

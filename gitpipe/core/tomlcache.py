@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import marshal
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,11 +33,14 @@ _VERSION = 3  # 3: with the content's digest; 2: keyed by the whole stamp (1: in
 
 def _tomllib() -> ModuleType:
     """The TOML parser, imported when a file must be parsed: a command answered from
-    the cache never needs it."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
+    the cache never needs it.  ``tomli`` where it is installed: its wheels are
+    compiled (mypyc), 1.6 times as fast as the standard library's pure-Python copy
+    of it on a 100,000-step pipeline file, which a `status` of a pipeline never run
+    must parse (docs/performance.md); else ``tomllib``, the same parser."""
+    try:
         import tomli as tomllib
+    except ImportError:  # pragma: no cover - tomli is a dependency; a broken install
+        import tomllib
     return tomllib
 
 
@@ -78,9 +80,9 @@ def load(
     return data, _keeper(cached, wanted, taken_ns, digest, data)
 
 
-def prime(path: Path, cache_dir: Path, text: str, data: dict[str, Any]) -> None:
-    """Note that ``path``, which gitpipe has just written as ``text`` with
-    ``tomli_w.dumps(data)``, parses to ``data``: the next :func:`load` reads and
+def prime(path: Path, cache_dir: Path, raw: bytes, data: dict[str, Any]) -> None:
+    """Note that ``path``, which gitpipe has just written as ``raw`` (the UTF-8 of
+    ``tomli_w.dumps(data)``), parses to ``data``: the next :func:`load` reads and
     digests the file and, finding these bytes, does not parse it.  ``data`` is kept
     as the parser would give it (tables after the other values of their table, as
     tomli_w writes them; tuples as lists); data the parser might give otherwise (a
@@ -90,7 +92,7 @@ def prime(path: Path, cache_dir: Path, text: str, data: dict[str, Any]) -> None:
         taken_ns = time.time_ns()
         wanted = (_VERSION, stamp_of(path.stat()))
         cached = cache_dir / (path.name + ".marshal")
-        _keeper(cached, wanted, taken_ns, _digest(text.encode("utf-8")), parsed)()
+        _keeper(cached, wanted, taken_ns, _digest(raw), parsed)()
 
 
 class _Unsuitable(Exception):
@@ -98,9 +100,18 @@ class _Unsuitable(Exception):
 
 
 def _as_parsed(value: Any) -> Any:
-    """``value`` as tomllib would read it back from tomli_w's text."""
+    """``value`` as tomllib would read it back from tomli_w's text: ``value`` itself
+    where it already is (a 100,000-step lock's tables are a few hundred MB: a copy
+    of them was the peak of a `repro`'s memory)."""
     if isinstance(value, dict):
         items = [(k, _as_parsed(v)) for k, v in value.items()]
+        tables = [isinstance(v, dict) for _, v in items]
+        if (
+            type(value) is dict
+            and all(v is value[k] for k, v in items)
+            and tables == sorted(tables)  # no table before another value
+        ):
+            return value
         return {
             **{k: v for k, v in items if not isinstance(v, dict)},
             **{k: v for k, v in items if isinstance(v, dict)},
@@ -109,6 +120,8 @@ def _as_parsed(value: Any) -> Any:
         items = [_as_parsed(v) for v in value]
         if any(isinstance(v, dict) for v in items):
             raise _Unsuitable  # an array of tables, or inline ones: tomli_w decides
+        if type(value) is list and all(v is w for v, w in zip(items, value, strict=True)):
+            return value
         return items
     if isinstance(value, (str, int, float)):  # bool is an int
         return value

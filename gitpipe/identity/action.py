@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitpipe.core.hashing import Digest, digest_record
+from gitpipe.core.hashing import Digest, digest_record, digest_record_with_table
 from gitpipe.pipeline.spec import Pipeline, Step
 
 KEY_SCHEMA = "gitpipe.key/1"
@@ -120,10 +120,13 @@ def key_record(
 
 
 def fingerprint(pipeline: Pipeline, code: Mapping[str, Mapping[str, Digest]]) -> Digest:
-    """The pipeline's identity without its data: structure, commands, code and params."""
-    steps = {}
-    for name, step in pipeline.steps.items():
-        steps[name] = {
+    """The pipeline's identity without its data: structure, commands, code and params.
+    Each step's part is made and hashed in turn (`digest_record_with_table`): the
+    record whole is a few hundred MB at 100,000 steps."""
+
+    def part(name: str) -> dict[str, Any]:
+        step = pipeline.steps[name]
+        record: dict[str, Any] = {
             "cmd": [step.fn] if step.fn else list(step.cmd),
             "wdir": step.wdir,
             "deps": sorted(str(spec) for spec in step.deps),
@@ -135,9 +138,14 @@ def fingerprint(pipeline: Pipeline, code: Mapping[str, Mapping[str, Digest]]) ->
             "code": {path: str(digest) for path, digest in sorted(code.get(name, {}).items())},
         }
         if step.urls:  # only then: the fingerprints of pipelines without them stay
-            steps[name]["urls"] = sorted(str(dep) for dep in step.urls)
+            record["urls"] = sorted(str(dep) for dep in step.urls)
         if step.plots:
-            steps[name]["plots"] = sorted(str(spec) for spec in step.plots)
-    return digest_record(
-        {"schema": FINGERPRINT_SCHEMA, "params": dict(pipeline.params), "steps": steps}
+            record["plots"] = sorted(str(spec) for spec in step.plots)
+        return record
+
+    return digest_record_with_table(
+        {"schema": FINGERPRINT_SCHEMA, "params": dict(pipeline.params)},
+        "steps",
+        pipeline.steps,
+        part,
     )

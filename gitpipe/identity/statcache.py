@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sqlite3
 import stat as statmod
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,15 @@ class StatCache:
         if self._rows.get(key) != row:
             self._rows[key] = row
             self._dirty[key] = row
+
+    def unsettled(self) -> Iterator[tuple[str, tuple[int, int, int, int], str]]:
+        """The rows this command recorded within the racy window of their file's
+        mtime: (path, (inode, mtime_ns, ctime_ns, size), digest hex), one at a time
+        (they may be recorded again meanwhile)."""
+        for key in list(self._dirty):
+            row = self._dirty[key]
+            if racy(row[1], row[4]):
+                yield key, row[:4], row[5]
 
     def code(self, digest: Digest) -> _CodeRow | None:
         """What was learnt of a code file with these bytes: its normalised digest,
@@ -209,6 +219,44 @@ class Hasher:
                 raise PathError(f"cannot read {key} ({exc.strerror})") from exc
             self.cache.record(key, st, digest, taken_ns)
         return digest
+
+    def settle(self) -> int:
+        """Take again, by reading it, each file whose row this command took within
+        the racy window, once that window has passed; return how many.
+
+        A step's outputs are hashed as soon as the step ends, within the racy window
+        of their mtime, so their rows are not trusted and the next `status` would
+        read them all again.  At the end of a `repro` most of them are older than the
+        window: a file whose stamp is still the one hashed is read once more, its
+        stamp taken before the read, and the row is kept with that time, exactly as
+        if the next look-up had read it.  A file that changed since is left to that
+        look-up; so is one still within the window.  Nothing but the cache is
+        written."""
+        settled = 0
+        for key, was, digest_hex in self.cache.unsettled():
+            full = self.root / key
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue
+            if (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size) != was:
+                continue  # changed since: its next look-up reads it
+            if not statmod.S_ISREG(st.st_mode):
+                continue
+            taken_ns = time.time_ns()  # as the file was stat-ed: before it is read
+            if racy(st.st_mtime_ns, taken_ns):
+                continue  # still within the window: its next look-up reads it
+            try:
+                digest = digest_file(full, size=st.st_size)
+            except OSError:
+                continue
+            self.cache.record(key, st, digest, taken_ns)
+            if digest.hex != digest_hex:  # changed within the tick it was hashed in
+                self.forget(key)
+            settled += 1
+            if os.environ.get("GITPIPE_FAULT") == "settling":  # crash-safety tests
+                os.kill(os.getpid(), signal.SIGKILL)  # a row re-taken, none written
+        return settled
 
     def learn(self, relpath: str, digest: Digest) -> None:
         """Record the digest of a file that gitpipe just made a link to the store's

@@ -17,9 +17,9 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gitpipe.pipeline.expr import Condition
 from gitpipe.pipeline.refs import METRIC_REF, map_strings, parts, ref_text, scalar_text
@@ -35,6 +35,31 @@ LINKS = ("copy", "hardlink", "symlink")
 ENVIRONMENTS = ("imports", "lockfile", "none")
 
 
+_Frozen = TypeVar("_Frozen", bound=type)
+
+
+def _pickled_by_slots(cls: _Frozen) -> _Frozen:
+    """Unpickle a frozen, slotted dataclass by setting its slots directly.
+
+    dataclasses' own ``__setstate__`` for such a class looks its fields up again for
+    every object; a parsed 10,000-step pipeline is unpickled by every `status` that
+    does not answer from its snapshot, and that look-up was most of the load."""
+    names = tuple(f.name for f in fields(cls))
+    setters = tuple(cls.__dict__[name].__set__ for name in names)
+
+    def __getstate__(self: Any) -> tuple[Any, ...]:
+        return tuple([getattr(self, name) for name in names])
+
+    def __setstate__(self: Any, state: tuple[Any, ...] | list[Any]) -> None:
+        for set_slot, value in zip(setters, state, strict=True):
+            set_slot(self, value)
+
+    cls.__getstate__ = __getstate__  # type: ignore[attr-defined]
+    cls.__setstate__ = __setstate__  # type: ignore[attr-defined]
+    return cls
+
+
+@_pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class PathSpec:
     """A normalised path relative to the pipeline's folder; ``is_dir`` for folders."""
@@ -60,6 +85,7 @@ class PathSpec:
 URL_SCHEMES = ("s3", "http", "https")
 
 
+@_pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class UrlDep:
     """A dependency outside the workspace: an S3 object or an HTTP(S) resource, named
@@ -77,6 +103,7 @@ class UrlDep:
         return self.url.partition("://")[0].lower()
 
 
+@_pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class MetricRef:
     """``${steps.STEP.metrics.NAME}``: a value read from another step's metrics after it
@@ -91,6 +118,7 @@ class MetricRef:
         return ref_text(self.step, self.metric)
 
 
+@_pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class Hooks:
     """``[hooks]``: commands run around each step (never part of a key)."""
@@ -104,6 +132,7 @@ class Hooks:
         return bool(self.before_step or self.after_step or self.on_failure)
 
 
+@_pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class Template:
     """A step's ``cmd``, ``env`` and ``wdir`` as the pipeline file writes them, before
@@ -115,6 +144,7 @@ class Template:
     wdir: str = "."
 
 
+@_pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class ParamsFile:
     """A file of ``[pipeline] params_files`` (docs/pipeline-file.md#params-files)."""
@@ -125,6 +155,7 @@ class ParamsFile:
     keys: tuple[str, ...] = ()  # its top-level keys
 
 
+@_pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class Step:
     name: str
@@ -179,6 +210,7 @@ class Step:
         return self.outs + self.metrics + self.plots
 
 
+@_pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class Pipeline:
     name: str
@@ -221,11 +253,12 @@ class Pipeline:
 def out_places(step: Step) -> list[tuple[PathSpec, str]]:
     """Each declared output with the TOML key it was written at."""
     prefix = f"steps.{step.name}"
-    return (
-        [(spec, f"{prefix}.outs[{i}]") for i, spec in enumerate(step.outs)]
-        + [(spec, f"{prefix}.metrics[{i}]") for i, spec in enumerate(step.metrics)]
-        + [(spec, f"{prefix}.plots[{i}]") for i, spec in enumerate(step.plots)]
-    )
+    places = [(spec, f"{prefix}.outs[{i}]") for i, spec in enumerate(step.outs)]
+    if step.metrics:  # most steps have neither: a status of 100,000 steps asks 5 times each
+        places += [(spec, f"{prefix}.metrics[{i}]") for i, spec in enumerate(step.metrics)]
+    if step.plots:
+        places += [(spec, f"{prefix}.plots[{i}]") for i, spec in enumerate(step.plots)]
+    return places
 
 
 def resolve(step: Step, value_of: Callable[[MetricRef], Any]) -> Step:

@@ -76,7 +76,9 @@ def fault_point(name: str) -> None:
     and lineage consistent.  Points: ``objects-stored`` (a step's outputs are in the
     store, its result is not), ``result-stored`` (its result is, the lock is not);
     ``rename:FILE`` in :func:`gitpipe.core.atomic.write_bytes` stops with FILE's new bytes
-    written to a temporary file, not yet renamed over it (``rename:gitpipe.lock``)."""
+    written to a temporary file, not yet renamed over it (``rename:gitpipe.lock``);
+    ``settling`` in :meth:`gitpipe.identity.statcache.Hasher.settle` stops once a row
+    is taken again, before the stat cache is written."""
     if os.environ.get("GITPIPE_FAULT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
 

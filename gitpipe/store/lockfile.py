@@ -208,7 +208,12 @@ def from_data(data: Mapping[str, Any], *, name: str = "gitpipe.lock") -> Lock:
 
 def _entry(body: Mapping[str, Any], *, modes: bool = True) -> LockEntry:
     def digests(name: str) -> dict[str, Digest]:
-        return {path: Digest.parse(text) for path, text in body.get(name, {}).items()}
+        table = body.get(name)
+        if table is None:  # absent: most steps have no code
+            return {}
+        return {path: parse(text) for path, text in table.items()}
+
+    parse = Digest.parse
 
     return LockEntry(
         key=Digest.parse(body["key"]),
@@ -288,15 +293,17 @@ def write(
         unchanged = path.read_text(encoding="utf-8") == text
     except (OSError, UnicodeDecodeError):
         unchanged = False
+    raw = text.encode("utf-8")
+    del text  # 30 MB at 100,000 steps: only the bytes are held from here on
     if not unchanged:
         try:
-            atomic.write_bytes(path, text.encode("utf-8"), tmp_dir=tmp_dir)
+            atomic.write_bytes(path, raw, tmp_dir=tmp_dir)
         except OSError as exc:
             raise LockfileError(f"cannot write {path.name} ({exc})") from exc
     if marker is not None:
         _remember(path, marker)
     if cache_dir is not None:  # the next command reads these tables without a parse
-        tomlcache.prime(path, cache_dir, text, data)
+        tomlcache.prime(path, cache_dir, raw, data)
 
 
 def _same(lock: Lock, previous: Lock) -> bool:

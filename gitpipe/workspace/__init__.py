@@ -501,13 +501,16 @@ class Project:
         from gitpipe.run.inputs import Inputs
 
         cache = StatCache(self.state_dir / "stat.db", readonly=readonly)
+        hasher = Hasher(self.root, cache)
         try:
             yield Inputs(
                 self.root,
                 self.pipeline,
-                Hasher(self.root, cache),
+                hasher,
                 fingerprints=self.fingerprints,
                 environment=Environment(self.root, self.state_dir / "environment.json"),
             )
+            if not readonly:  # what a step just wrote, read again past the racy window
+                hasher.settle()
         finally:
             cache.close()
