@@ -75,6 +75,14 @@ def at_least(value: float | None, limit: float, text: str) -> Clause:
     return text, None if value is None else value >= limit
 
 
+def of_bare(row: Row, times: float, text: str) -> Clause:
+    """At most ``times`` the bare commands' time, measured in the same run."""
+    bare = row.baseline.get("bare commands")
+    if bare is None or bare.median is None:
+        return text, None
+    return at_most(row.median, times * bare.median, text)
+
+
 def judge(rows: list[Row], plan: Plan) -> None:
     """Hold each row that has a target in issue 8 to it: `row.target`, `row.met`."""
     by_key = {row.key: row for row in rows if row.key}
@@ -82,15 +90,22 @@ def judge(rows: list[Row], plan: Plan) -> None:
         "status/chain/500": lambda r: [
             at_most(r.median, 0.25, "≤ 0.25 s"),
             at_least(speedup(r, "DVC"), 7, "≥ 7x faster than DVC"),
+            full_size(plan, at_most(r.median, 0.05, "≤ 0.05 s (issue 24)")),
         ],
         "noop/chain/500": lambda r: [
             at_most(r.median, 0.35, "≤ 0.35 s"),
             at_least(speedup(r, "DVC"), 15, "≥ 15x faster than DVC"),
+            full_size(plan, at_most(r.median, 0.10, "≤ 0.10 s (issue 24)")),
         ],
         "repro/chain/500": lambda r: [
             at_most(r.median, 5, "≤ 5 s"),
             at_least(speedup(r, "DVC"), 40, "≥ 40x faster than DVC"),
             faster_than_snakemake(r),
+            of_bare(r, 2, "≤ 2x the bare commands (issue 24)"),
+        ],
+        "repro/chain/10000": lambda r: [
+            of_bare(r, 2, "≤ 2x the bare commands (issue 24)"),
+            at_most(r.extra.get("peak_mib"), 300, "peak memory ≤ 300 MiB"),
         ],
         "digest/big": lambda r: [
             full_size(plan, at_most(r.median, 0.17 * r.extra["bytes"] / GIB, "≤ 0.17 s per GiB")),

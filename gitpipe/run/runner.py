@@ -632,7 +632,7 @@ def schedule(
                     outcome = _outcome(executor, pending, execute, pending.invocation, ticked, tick)
                     free += cost
                     finish(name, work.publish(name, pending, outcome))
-                    continue
+                    break  # what it made ready is decided first: steps start in file order
                 running[executor.submit(pending.invocation, pending.resources)] = (
                     name,
                     pending,
