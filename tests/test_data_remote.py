@@ -201,3 +201,72 @@ def test_a_clone_sharing_the_store_keeps_its_added_data_through_gc_in_another(
     three = clone(origin, one, "three")
     three.ok("gc", "--force", "--keep-recent", "0")
     assert extra in set(Store(store).iter_objects())
+
+
+def corrupt_object(ws: Workspace, digest: Digest) -> Path:
+    """Overwrite one object of ``ws``'s store with other bytes, as a disk or a hand
+    might."""
+    path = Store(ws.root / ".gitpipe" / "cache").object_path(digest)
+    path.chmod(0o644)
+    path.write_bytes(b"not what was added\n")
+    return path
+
+
+def test_checkout_moves_a_corrupt_object_aside_and_a_pull_brings_it_back(tmp_path):
+    one, _origin = origin_and_clone(tmp_path)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    one.ok("push", "--remote", str(remote))
+    raw = digests(one)["data/raw.csv"]
+    good = (one.root / "data/raw.csv").read_bytes()
+    (one.root / "data/raw.csv").unlink()
+    corrupt_object(one, raw)
+    result = one.gitpipe("checkout")
+    assert result.exit_code == 5, result.output
+    message = result.stderr
+    assert f"object {raw} (for data/raw.csv) in the store is corrupt" in message
+    assert "moved to the store's quarantine and nothing was changed" in message
+    assert "`gitpipe checkout --pull` fetches it again" in message
+    assert "`gitpipe add data/raw.csv` from a good copy" in message
+    assert "gitpipe repro" not in message  # added data has no step to run
+    assert "Traceback" not in result.output
+    # the bad bytes are kept aside, never restored; nothing reached the workspace
+    quarantined = one.root / ".gitpipe/cache/quarantine/b3" / raw.hex
+    assert quarantined.read_bytes() == b"not what was added\n"
+    assert not (one.root / "data/raw.csv").exists()
+    # a second checkout says the store lacks it (it is not restored from the quarantine)
+    refused(one, "checkout", says=("the store lacks the bytes", "data/raw.csv"), code=3)
+    out = one.ok("checkout", "--pull", "--remote", str(remote)).stdout
+    assert "restored data/raw.csv" in out
+    assert (one.root / "data/raw.csv").read_bytes() == good
+
+
+def test_checkout_pull_replaces_a_corrupt_object_from_the_remote_in_one_go(tmp_path):
+    one, _origin = origin_and_clone(tmp_path)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    one.ok("push", "--remote", str(remote))
+    count = Digest.parse(
+        tomlcache.loads((one.root / "gitpipe.lock").read_text())["steps"]["count"]["outs"][
+            "count.txt"
+        ]
+    )
+    good = (one.root / "count.txt").read_bytes()
+    (one.root / "count.txt").unlink()
+    corrupt_object(one, count)
+    out = one.ok("checkout", "--pull", "--remote", str(remote)).stdout
+    assert "restored count.txt" in out and "fetched 1 object(s)" in out
+    assert (one.root / "count.txt").read_bytes() == good
+    assert (one.root / ".gitpipe/cache/quarantine/b3" / count.hex).exists()
+
+
+def test_a_corrupt_step_output_object_points_checkout_at_repro(tmp_path):
+    one, _origin = origin_and_clone(tmp_path)
+    lock = tomlcache.loads((one.root / "gitpipe.lock").read_text())
+    count = Digest.parse(lock["steps"]["count"]["outs"]["count.txt"])
+    (one.root / "count.txt").unlink()
+    corrupt_object(one, count)
+    result = one.gitpipe("checkout", "count.txt")
+    assert result.exit_code == 5, result.output
+    assert "`gitpipe repro` to make the output of step count again" in result.stderr
+    assert not (one.root / "count.txt").exists()

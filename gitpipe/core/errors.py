@@ -69,13 +69,18 @@ class CorruptObject(StoreError):
 
     exit_code = 5
 
-    def __init__(self, digest: object, *, target: str = "") -> None:
+    def __init__(
+        self,
+        digest: object,
+        *,
+        target: str = "",
+        hint: str = "`gitpipe repro` moves it aside and runs its step again",
+    ) -> None:
         self.digest = digest
         self.target = target
         what = f"object {digest}" + (f" (for {target})" if target else "")
         super().__init__(
-            f"{what} in the store is corrupt: its bytes do not hash to its name; "
-            "`gitpipe repro` moves it aside and runs its step again"
+            f"{what} in the store is corrupt: its bytes do not hash to its name; {hint}"
         )
 
 

@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitpipe.core import atomic
-from gitpipe.core.errors import PathError, PipelineError, StaleError, UnsafePath, UsageError
+from gitpipe.core.errors import (
+    CorruptObject,
+    PathError,
+    PipelineError,
+    StaleError,
+    UnsafePath,
+    UsageError,
+)
 from gitpipe.core.hashing import Digest, manifest_bytes
 from gitpipe.identity.statcache import Hasher, PathState
 from gitpipe.pipeline import spec
@@ -575,16 +582,51 @@ def _put_back(
                     "are then kept in the store)"
                 )
         outputs = Outputs(project, store, inputs.hasher, guarded)
-        if todo:
-            with _exclusive(project):
-                outputs.place(
-                    [
-                        Placement(spec.PathSpec(t.path, t.out.is_dir), t.out, now, t.link)
-                        for t, now in todo
-                    ]
-                )
+        placements = [
+            Placement(spec.PathSpec(t.path, t.out.is_dir), t.out, now, t.link) for t, now in todo
+        ]
+        set_aside: set[Digest] = set()
+        while placements:
+            try:
+                with _exclusive(project):
+                    outputs.place(placements)
+                break
+            except CorruptObject as exc:  # nothing was written: every object is checked first
+                if not isinstance(exc.digest, Digest):
+                    raise
+                store.quarantine(exc.digest)
+                if not pull or exc.digest in set_aside:
+                    inputs.hasher.cache.readonly = True
+                    raise _corrupt(project, exc, [t for t, _ in todo], pulled=pull) from exc
+                set_aside.add(exc.digest)
+                report.fetched += _fetch(project, store, [t for t, _ in todo], remote)
+                lacking = [t for t, _ in todo if not _present(store, t.out)]
+                if lacking:
+                    inputs.hasher.cache.readonly = True
+                    raise StaleError(_lacking(lacking, True)) from exc
         report.restored = [t.path + ("/" if t.out.is_dir else "") for t, _ in todo]
     return report
+
+
+def _corrupt(
+    project: Project, exc: CorruptObject, targets: Sequence[_Target], *, pulled: bool
+) -> CorruptObject:
+    """The error for a store object met corrupt by `checkout` (moved to the store's
+    quarantine already): where its bytes can come from again, for what it was read."""
+    where = exc.target.removeprefix(str(project.root) + os.sep).rstrip("/")
+    owner = next((t for t in targets if where == t.path or where.startswith(t.path + "/")), None)
+    if owner is None or owner.what == "added data":
+        again = f"`gitpipe add {owner.path if owner else where}` from a good copy"
+    else:
+        again = f"`gitpipe repro` to make the {owner.what} again"
+    if pulled:
+        hint = f"the remote's copy was no better; it is moved aside, nothing was changed: {again}"
+    else:
+        hint = (
+            "it is moved to the store's quarantine and nothing was changed: "
+            f"`gitpipe checkout --pull` fetches it again, or {again}"
+        )
+    return CorruptObject(exc.digest, target=where, hint=hint)
 
 
 def _present(store: Store, out: OutRecord) -> bool:
