@@ -118,7 +118,10 @@ def answer(argv: list[str]) -> int | None:
     if parsed is None:
         return None
     command, before, after, flag = parsed
-    here = os.open(".", os.O_RDONLY)
+    try:  # a folder one may enter but not list still answers (O_PATH needs no read right)
+        here = os.open(".", getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY)
+    except OSError:  # the command line says what is wrong with the folder
+        return None
     try:
         if command in _TRANSFERS:
             code = _transfer(command, before, after, flag)

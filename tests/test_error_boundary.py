@@ -627,3 +627,22 @@ def test_a_bug_is_one_line_exit_70_and_its_traceback_only_with_debug(tmp_path):
         text=True,
     )
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "on purpose" in debug.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "repro", "push", "log"])
+def test_a_removed_current_folder_is_one_line_naming_it_exit_2(tmp_path, command):
+    from conftest import GITPIPE_SCRIPT
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f'cd "{gone}" && rmdir "{gone}" && exec "{GITPIPE_SCRIPT}" {command}'
+    result = subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "gitpipe: the current folder no longer exists (removed while this shell was in "
+        "it); `cd` into the repository again\n"
+    )
+    assert result.stdout == ""
+    assert sorted(tmp_path.iterdir()) == []  # nothing made anywhere

@@ -6,6 +6,7 @@ one-sentence messages.  Each class carries the exit code the CLI uses for it.
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -178,6 +179,12 @@ def boundary(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", Interrupted.exit_code
     if isinstance(exc, OSError):
+        if isinstance(exc, FileNotFoundError) and exc.filename is None and _no_cwd():
+            return (
+                "the current folder no longer exists (removed while this shell was in it); "
+                "`cd` into the repository again",
+                UsageError.exit_code,
+            )
         return describe(exc), StoreError.exit_code
     sqlite3 = sys.modules.get("sqlite3")  # imported by whatever raised it, if so
     if sqlite3 is not None and isinstance(exc, sqlite3.Error):
@@ -189,3 +196,14 @@ def boundary(exc: BaseException) -> tuple[str, int]:
         "--debug for the traceback, and report it",
         INTERNAL_ERROR,
     )
+
+
+def _no_cwd() -> bool:
+    """Whether the process's current folder has been removed."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
