@@ -23,12 +23,27 @@ _SERIAL = itertools.count()
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
 
+#: the longest part of a file's name its temporary files repeat: with the dot, the
+#: number and `.tmp` they stay within the 255 bytes a name may have, whatever the name
+STEM_BYTES = 96
+
+
+def temp_stem(name: str) -> str:
+    """``name``, or its first :data:`STEM_BYTES` bytes (whole characters only), for the
+    name of a temporary file beside it."""
+    raw = os.fsencode(name)
+    if len(raw) <= STEM_BYTES:
+        return name
+    return os.fsdecode(raw[:STEM_BYTES].decode("utf-8", "ignore").encode("utf-8"))
+
+
 def _temporary(folder: Path, name: str) -> tuple[int, str]:
     """A new, empty temporary file in ``folder`` (made when missing), open for writing.
 
     Named from this process's id and a counter, so that it takes one ``open``, not
     the random names and retries of ``tempfile.mkstemp``, which is kept for the name
     a killed process of the same id left behind."""
+    name = temp_stem(name)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}-{next(_SERIAL)}.tmp")
     for _attempt in range(2):
         try:

@@ -43,6 +43,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from gitpipe.core import atomic
 from gitpipe.core.errors import CorruptObject, PathError, StoreError
 from gitpipe.core.hashing import (
     ALGORITHM,
@@ -117,6 +118,7 @@ def stage(source: Path, folder: Path, name: str, link: str = "copy") -> tuple[st
     bytes: a link to it where ``link`` asks and the file system allows, else a copy.
     Returns its path, to be renamed into place or removed, and the digest of the copy
     (:func:`copy_hashed`), or None when it is a link."""
+    name = atomic.temp_stem(name)
     while link != "copy":
         tmp = os.path.join(folder, f".{name}.{os.urandom(6).hex()}.tmp")
         try:
@@ -581,7 +583,9 @@ class Store:
             raise CorruptObject(digest, target=f"{dest}/") from exc
         dest.parent.mkdir(parents=True, exist_ok=True)
         folder = _scratch_for(dest, scratch)
-        staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{dest.name}.", suffix=".tmp"))
+        staging = Path(
+            tempfile.mkdtemp(dir=folder, prefix=f".{atomic.temp_stem(dest.name)}.", suffix=".tmp")
+        )
         try:
             os.chmod(staging, 0o755)  # a folder as `mkdir` makes it, not mkdtemp's 0700
             for entry in entries:
