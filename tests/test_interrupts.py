@@ -97,3 +97,30 @@ def test_catching_puts_back_the_handlers_it_found_and_leaves_a_foreign_one_alone
         assert signal.getsignal(signal.SIGTERM) is foreign
     finally:
         signal.signal(signal.SIGTERM, before_term)
+
+
+def test_in_a_stopping_scope_only_the_first_signal_is_raised_the_next_one_hurries():
+    done = []
+    with interrupts.stopping():
+        with pytest.raises(KeyboardInterrupt):
+            signal_self(signal.SIGINT)
+        assert not interrupts.hurried()
+        signal_self(signal.SIGINT)  # the run is stopping: not raised again
+        signal_self(signal.SIGINT)
+        done.append("the stop went on")
+        assert interrupts.hurried()
+    assert done == ["the stop went on"]
+    assert not interrupts.hurried()  # forgotten as the scope ends
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # and the next run stops on its first again
+    with pytest.raises(KeyboardInterrupt), interrupts.stopping():
+        signal_self(signal.SIGINT)
+
+
+def test_an_interrupt_held_back_in_a_stopping_scope_counts_as_the_first(installed):
+    with interrupts.stopping():
+        with pytest.raises(KeyboardInterrupt), interrupts.held():
+            signal_self(signal.SIGTERM)
+        with interrupts.held():
+            signal_self(signal.SIGINT)  # neither held nor raised: the stop hurries
+        assert interrupts.hurried()

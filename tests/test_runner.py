@@ -1189,3 +1189,65 @@ def test_an_interrupt_stops_a_plain_command_started_without_a_shell(workspace):
                 os.killpg(pid, signal.SIGKILL)
     assert process.returncode == 130, stdout + stderr
     assert not (root / "out.txt").exists()
+
+
+# -- a second Ctrl-C while the run stops -------------------------------------------
+
+OBSTINATE = """
+import os, signal, sys, time
+from pathlib import Path
+def told(signum, frame):
+    Path(sys.argv[2]).write_text("told to stop")  # and stays
+signal.signal(signal.SIGTERM, told)
+Path(sys.argv[1]).write_text(str(os.getpid()))
+time.sleep(60)
+"""
+
+OBSTINATE_STEPS = """
+[steps.quick]
+cmd = "echo quick > quick.txt"
+outs = ["quick.txt"]
+
+[steps.long]
+cmd = "python3 src/obstinate.py child.txt told.txt & sleep 30"
+deps = ["quick.txt"]
+outs = ["out.txt"]
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_second_ctrl_c_during_the_stop_kills_what_is_left_at_once_and_records_the_run(
+    workspace, jobs
+):
+    # the second SIGINT came out of the grace's wait as a traceback: the process that
+    # ignores SIGTERM was never killed, and the lock and lineage were not written
+    workspace.write("src/obstinate.py", OBSTINATE)
+    root = setup(workspace, OBSTINATE_STEPS).root
+    told = root / "told.txt"
+    with (
+        stubborn(root) as child,
+        gitpipe_process(root, "repro", "-j", jobs, env=plain_env()) as process,
+    ):
+        child()
+        process.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        wait_for(told.exists, "the stop to begin (SIGTERM to the step's group)", 15)
+        process.send_signal(signal.SIGINT)  # while gitpipe waits out the grace
+        try:
+            stdout, stderr = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("gitpipe did not stop within 20 s of the second Ctrl-C")
+        took = time.monotonic() - started
+        assert process.returncode == 130, stdout + stderr
+        assert "Traceback" not in stderr, stderr
+        assert "interrupted" in stderr
+        wait_for(lambda: not is_alive(child()), "the process ignoring SIGTERM to be killed", 3)
+    assert took < GRACE - 1, f"the second Ctrl-C did not cut the grace short ({took:.1f} s)"
+    assert not (root / "out.txt").exists()
+    assert locked_steps(root) == {"quick"}
+    assert runs(root)[-1][1] == "interrupted"
+    assert {step: e.state for step, e in executions(root).items()} == {
+        "quick": "ran",
+        "long": "interrupted",
+    }

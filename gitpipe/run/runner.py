@@ -232,7 +232,8 @@ def which_of(index: int, invocation: Invocation) -> str:
 def stop_group(
     pgid: int, *, reap: Callable[[], object] = lambda: None, grace: float = GRACE
 ) -> None:
-    """Terminate a process group, and kill what is left of it after ``grace``.
+    """Terminate a process group, and kill what is left of it after ``grace`` (at
+    once after a second Ctrl-C: :func:`gitpipe.core.interrupts.hurried`).
 
     The wait ends as soon as no process of the group runs.  A leader that exited
     stays in its group as a zombie until its parent reaps it, so where this process
@@ -286,7 +287,7 @@ def _wait_for_groups(
         if not any(group_alive(pgid) for pgid in groups):
             return
         now = time.monotonic()
-        if now >= deadline:
+        if now >= deadline or interrupts.hurried():  # a second Ctrl-C: no more grace
             return
         time.sleep(min(pause, deadline - now))
         pause = min(pause * 2, 0.1)
@@ -320,7 +321,8 @@ def _host() -> str:
 
 
 def stop_all(running: Mapping[cf.Future[Outcome], Invocation], *, grace: float = GRACE) -> None:
-    """Terminate every running command, then kill what is left after ``grace``.
+    """Terminate every running command, then kill what is left after ``grace`` (at
+    once after a second Ctrl-C: :func:`gitpipe.core.interrupts.hurried`).
 
     A step ends when its command's leader does (the worker that waits for it reaps
     it); what it started may live on in its group, ignoring SIGTERM, so the groups
@@ -331,7 +333,7 @@ def stop_all(running: Mapping[cf.Future[Outcome], Invocation], *, grace: float =
     deadline = time.monotonic() + grace
     pending = dict(running)
     groups: set[int] = set()
-    while pending and time.monotonic() < deadline:
+    while pending and time.monotonic() < deadline and not interrupts.hurried():
         for invocation in pending.values():
             group = group_of(invocation)
             if group is not None:
@@ -345,7 +347,11 @@ def stop_all(running: Mapping[cf.Future[Outcome], Invocation], *, grace: float =
     for group in groups:
         if group_alive(group):
             _signal_group(group, signal.SIGKILL)
-    cf.wait(pending, timeout=grace)
+    deadline = time.monotonic() + grace
+    while pending and time.monotonic() < deadline and not interrupts.hurried():
+        done, _ = cf.wait(pending, timeout=0.2)  # killed: their workers see it end
+        for future in done:
+            pending.pop(future)
 
 
 # -- executors -------------------------------------------------------------------
@@ -523,7 +529,7 @@ class Work(Protocol):
     def publish(self, name: str, pending: Pending, outcome: Outcome) -> ev.StepFinished: ...
 
 
-@interrupts.catching()
+@interrupts.stopping()
 def schedule(
     order: Iterable[str],
     parents: Mapping[str, Iterable[str]],
@@ -542,7 +548,9 @@ def schedule(
     A step that must run with no ``executor`` (a dry run) is a bug.
 
     When Ctrl-C or SIGTERM stops the run, the executor stops the running steps, each
-    of them finishes as ``interrupted``, and the interrupt goes on up.
+    of them finishes as ``interrupted``, and the interrupt goes on up.  A second one
+    meanwhile is not raised (:func:`gitpipe.core.interrupts.stopping`): it only kills
+    what still runs without waiting out the grace.
     """
     order = list(order)
     position = {name: i for i, name in enumerate(order)}

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gitpipe.core import interrupts
 from gitpipe.core.errors import (
     ApprovalNeeded,
     GitpipeError,
@@ -260,17 +261,20 @@ def reproduce(
             jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
             executor = Executor(backend, jobs, client=client, direct=shipping is not None)
             executor.shipping = shipping
-            try:
-                # with -p, the params files show the overrides while the run lasts
-                with overlay.shown(
-                    project.root,
-                    project.state_dir,
-                    project.pipeline.params_files,
-                    {} if frozen else project.pipeline.overrides,  # --frozen runs nothing
-                ):
-                    report = _repro_locked(project, names, broadcast, run, executor=executor)
-            finally:
-                executor.close()
+            # a second Ctrl-C while the run stops does not abandon the stop, the lock,
+            # lineage or the params files put back: it only cuts the grace short
+            with interrupts.stopping():
+                try:
+                    # with -p, the params files show the overrides while the run lasts
+                    with overlay.shown(
+                        project.root,
+                        project.state_dir,
+                        project.pipeline.params_files,
+                        {} if frozen else project.pipeline.overrides,  # --frozen runs nothing
+                    ):
+                        report = _repro_locked(project, names, broadcast, run, executor=executor)
+                finally:
+                    executor.close()
             if push and far is not None:
                 from gitpipe.store import remote as remotes
 
