@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -476,3 +477,148 @@ def test_a_link_to_a_corrupt_object_is_what_cache_verify_catches(workspace):
 
     assert found.exit_code == 5, found.output
     assert f"corrupt object {digest}" in found.stdout
+
+
+# -- objects written through a link, met as they are used ------------------------------
+#
+# Each object is stamped (inode, size, mtime) as it enters the store; a link restore or
+# an "already stored" shortcut compares the stamp and hashes an object whose stamp
+# differs.  The write comes as root would make it: in place, through the read-only mode.
+
+
+def write_in_place(path: Path, data: bytes) -> None:
+    """Overwrite a file's bytes through its name (a link: the object's), as root or a
+    tool ignoring the read-only mode does; the mode stays read-only."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)  # root: the mode does not stop it
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("link", ["hardlink", "symlink"])
+def test_a_link_restore_of_an_object_edited_through_a_link_runs_the_step_instead(workspace, link):
+    # the edited output was deleted: no workspace file showed the edit, and the restore
+    # linked the edited bytes back under the lock's digest, silently
+    ran(workspace, link=link)
+    made = workspace.root / "made.txt"
+    digest = lock_out(workspace, "make", "made.txt")
+    write_in_place(made, b"TAMPERED\n")
+    made.unlink()
+
+    result = workspace.ok("repro")
+
+    assert f"object {digest} for made.txt is corrupt" in result.stderr
+    assert "moved to .gitpipe/cache/quarantine/b3/" in result.stderr
+    assert workspace.ran() == ["make"]
+    assert made.read_bytes() == MADE
+    assert os.path.samefile(made, store_of(workspace).object_path(digest))
+    assert store_of(workspace).verify(digest)
+    assert quarantine(workspace) == {digest.hex: b"TAMPERED\n"}
+    assert (workspace.root / "count.txt").read_text().strip() == str(len(MADE))
+    assert "up to date" in workspace.ok("status").stdout
+
+
+def test_a_folder_restored_by_links_never_links_a_file_edited_through_a_link(workspace):
+    folder_ran(workspace, link="hardlink")
+    parts = workspace.root / "parts"
+    digest = lock_out(workspace, "split", "parts/")
+    entries = {e.path: e.digest for e in store_of(workspace).manifest(digest)}
+    write_in_place(parts / "b.txt", b"tampered\n")
+    os.chmod(parts, 0o755)
+    for item in parts.iterdir():
+        item.unlink()
+    parts.rmdir()
+
+    result = workspace.ok("repro")
+
+    assert f"object {entries['b.txt']} for {parts}/b.txt is corrupt" in result.stderr or (
+        f"object {entries['b.txt']} for parts/b.txt is corrupt" in result.stderr
+    ), result.stderr
+    assert workspace.ran() == ["split"]
+    assert (parts / "b.txt").read_text() == " world\n"
+    assert store_of(workspace).verify(entries["b.txt"])
+    assert quarantine(workspace) == {entries["b.txt"].hex: b"tampered\n"}
+
+
+def test_a_rerun_whose_bytes_are_in_an_object_edited_through_a_link_stores_them_afresh(
+    workspace,
+):
+    # the step's fresh output matched the object's name, the store said "have it", and
+    # the output was swapped for a link to the edited object: the good bytes were lost
+    ran(workspace, link="hardlink")
+    made = workspace.root / "made.txt"
+    digest = lock_out(workspace, "make", "made.txt")
+    write_in_place(made, b"TAMPERED\n")
+
+    result = workspace.ok("repro", "--force", "make")
+
+    assert workspace.ran() == ["make"]
+    assert made.read_bytes() == MADE
+    assert os.path.samefile(made, store_of(workspace).object_path(digest))
+    assert store_of(workspace).verify(digest)
+    assert f"object {digest} was corrupt" in result.stderr, result.stderr
+    assert "stored again from made.txt" in result.stderr
+    assert quarantine(workspace) == {digest.hex: b"TAMPERED\n"}
+    assert lock_out(workspace, "make", "made.txt") == digest
+    assert "up to date" in workspace.ok("status").stdout
+
+
+def test_adding_bytes_the_store_holds_in_an_object_edited_through_a_link_stores_them_afresh(
+    workspace,
+):
+    workspace.pipeline(PIPELINE)
+    workspace.write("a.bin", "the same bytes\n")
+    workspace.write("b.bin", "the same bytes\n")
+    workspace.ok("add", "--link", "hardlink", "a.bin")
+    digest = digest_file(workspace.root / "b.bin")
+    write_in_place(workspace.root / "a.bin", b"edited\n")  # the object is edited with it
+
+    workspace.ok("add", "--link", "hardlink", "b.bin")
+
+    b = workspace.root / "b.bin"
+    assert b.read_bytes() == b"the same bytes\n"
+    assert store_of(workspace).verify(digest)
+    assert os.path.samefile(b, store_of(workspace).object_path(digest))
+    assert quarantine(workspace) == {digest.hex: b"edited\n"}
+
+
+def test_a_checkout_by_link_refuses_an_object_edited_through_a_link_and_links_nothing(
+    workspace,
+):
+    workspace.pipeline(PIPELINE)
+    workspace.write("a.bin", "added bytes\n")
+    workspace.ok("add", "--link", "hardlink", "a.bin")
+    a = workspace.root / "a.bin"
+    digest = digest_file(a)
+    write_in_place(a, b"edited\n")
+    a.unlink()
+
+    result = workspace.gitpipe("checkout", "a.bin")
+
+    assert result.exit_code == 5, result.output
+    assert f"object {digest} (for {a}) in the store is corrupt" in result.stderr
+    assert not a.exists()
+
+
+def test_an_object_whose_stamp_is_unchanged_is_linked_without_being_read(workspace):
+    """The stamp is what makes a link restore cheap: an object whose inode, size and
+    mtime are as they were stored is trusted (a change that keeps all three, such as
+    bytes written and the mtime set back by hand, is for `gitpipe cache verify`)."""
+    ran(workspace, link="hardlink")
+    made = workspace.root / "made.txt"
+    digest = lock_out(workspace, "make", "made.txt")
+    obj = store_of(workspace).object_path(digest)
+    time.sleep(0.06)  # past the racy window of the object's mtime: its stamp is trusted
+    made.unlink()
+    workspace.ok("repro")  # the first link restore: hashes it once if its stamp was racy
+    made.unlink()
+    before = obj.stat()
+    flipped = flip_a_byte(obj)  # written and its mtime set back: the stamp cannot tell
+    os.utime(obj, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    workspace.ok("repro")
+
+    assert workspace.ran() == []
+    assert made.read_bytes() == flipped  # trusted, as documented
+    assert workspace.gitpipe("cache", "verify").exit_code == 5

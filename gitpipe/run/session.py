@@ -303,6 +303,14 @@ class Session:
         return removed
 
     def begin(self, name: str, pending: Pending) -> ev.StepFinished | None:
+        """Clear the way for a step about to run (:meth:`_begin`), telling of any
+        corrupt object found on the way (:meth:`_tell_set_aside`)."""
+        try:
+            return self._begin(name, pending)
+        finally:
+            self._tell_set_aside()
+
+    def _begin(self, name: str, pending: Pending) -> ev.StepFinished | None:
         """Clear the way for a step about to run: its `before_step` hooks run, its old
         outputs go (into the store first, unless it already has them), their folders
         exist.  A failed hook (with ``hooks.fail``) fails the step instead."""
@@ -346,6 +354,21 @@ class Session:
         pending.context.started = time.time()
         return None
 
+    def _tell_set_aside(self) -> None:
+        """One notice per corrupt object the store moved to its quarantine as the same
+        bytes were stored again (:meth:`gitpipe.store.objects.Store.keeps`)."""
+        root = str(self.project.root) + os.sep
+        while self.store.set_aside:
+            found = self.store.set_aside.pop(0)
+            moved = f"moved to {_shown(found.where, root)}" if found.where else "moved away"
+            self.emit(
+                ev.Notice(
+                    f"object {found.digest} was corrupt (its bytes do not hash to its name: "
+                    f"written to through a link?): {moved}; stored again from "
+                    f"{found.source.removeprefix(root)}"
+                )
+            )
+
     def _storage_failed(self, name: str, what: str, exc: Exception) -> str:
         """Remember that a step failed because the system refused a write it needed
         (its outputs into the store, its old ones aside), and say so in one line with
@@ -376,7 +399,10 @@ class Session:
                 self.inputs.forget(out.path)
             where = {"worker": outcome.where, "transfer": transfer}
             outcome = outcome.outcome
-        finished = self._publish(name, pending, outcome)
+        try:
+            finished = self._publish(name, pending, outcome)
+        finally:
+            self._tell_set_aside()
         if where:
             finished = replace(finished, **where)
         self.hooks.run("after_step", name, finished.state, pending.invocation.log)

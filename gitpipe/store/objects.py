@@ -40,7 +40,9 @@ import shutil
 import stat as statmod
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from gitpipe.core import atomic
@@ -56,7 +58,7 @@ from gitpipe.core.hashing import (
     parse_manifest,
     safe_relpath,
 )
-from gitpipe.core.stamps import Stamp, stamp_of
+from gitpipe.core.stamps import Stamp, racy, stamp_of
 from gitpipe.store.naming import OBJECTS, object_name, parse_object_name
 
 _FICLONE = 0x40049409  # linux/fs.h: share the source's extents (reflink)
@@ -69,6 +71,14 @@ _SMALL = 4 * 1024 * 1024
 _PIECE = 8 * 1024 * 1024
 #: how many copied pieces may wait to be hashed (they are still in the page cache)
 _AHEAD = 4
+#: the extended attribute that holds an object's stamp, as it was when its bytes were
+#: known to hash to its name: b"1 <inode> <size> <mtime_ns> <taken_ns>"
+STAMP_ATTR = "user.gitpipe.stamp"
+#: what the kernel says of an extended attribute the file system cannot hold
+_NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS)
+#: the time of a stamp taken while the file had no name but gitpipe's own temporary
+#: one (a copy being made): no write can have come within its timestamp tick
+PRIVATE = 0
 
 
 #: what the kernel says when a file system cannot clone or copy between these files
@@ -331,6 +341,9 @@ class Store:
         self.objects = root / OBJECTS
         self.tmp = root / "tmp"
         self._tmp_made = False  # tmp/ made by this object (ingest makes it once)
+        #: corrupt objects :meth:`keeps` moved to the quarantine, and where to (None:
+        #: gone already): the caller tells the user, naming them
+        self.set_aside: list[SetAside] = []
 
     def object_path(self, digest: Digest) -> Path:
         return self.root / object_name(digest)
@@ -338,8 +351,23 @@ class Store:
     def __contains__(self, digest: object) -> bool:
         return isinstance(digest, Digest) and self.object_path(digest).is_file()
 
-    def _publish(self, tmp: str, digest: Digest) -> None:
+    def _publish(
+        self,
+        tmp: str,
+        digest: Digest,
+        *,
+        before: os.stat_result | None = None,
+        before_ns: int = 0,
+    ) -> None:
+        """Rename a verified file into place as ``digest``'s object, stamped first
+        (:func:`_stamp`): with ``before``, the stat taken (at ``before_ns``) before its
+        bytes were hashed (a file linked in, which others may write to meanwhile), else
+        as it is now (a copy only gitpipe writes)."""
         target = self.object_path(digest)
+        if before is None:  # a copy of gitpipe's own: no one else can write it meanwhile
+            _stamp(tmp, os.stat(tmp), taken_ns=PRIVATE)
+        else:
+            _stamp(tmp, before, taken_ns=before_ns)
         os.chmod(tmp, _READ_ONLY)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, target)
@@ -377,8 +405,13 @@ class Store:
         tmp = os.path.join(self.tmp, f"in-{os.urandom(8).hex()}")
         target = self.object_path(digest)
         try:
-            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _READ_ONLY), "wb") as out:
+            # writable while it is stamped (an extended attribute needs write access),
+            # read-only before anyone else can see it
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
                 out.write(data)
+                out.flush()
+                _stamp(out.fileno(), os.fstat(out.fileno()), taken_ns=PRIVATE)
+                os.fchmod(out.fileno(), _READ_ONLY)
             try:
                 os.replace(tmp, target)
             except FileNotFoundError:  # the first object of its shard
@@ -397,7 +430,7 @@ class Store:
         The copy is hashed again before it is published, so a file that changed
         between hashing and copying never enters the store under a wrong name.
         """
-        if digest in self:
+        if self.keeps(digest, source=path):
             return
         self.tmp.mkdir(parents=True, exist_ok=True)
         st = os.lstat(path)
@@ -406,10 +439,12 @@ class Store:
         own = link and statmod.S_ISREG(st.st_mode) and st.st_nlink == 1
         tmp, copied = stage(Path(path), self.tmp, "in", "hardlink" if own else "copy")
         try:
+            before_ns = time.time_ns()
+            before = os.stat(tmp) if copied is None else None  # linked: stamped before read
             actual = digest_file(tmp) if copied is None else copied  # a copy: hashed as made
             if actual != digest:
                 raise StoreError(f"{os.fspath(path)} changed while it was being stored; run again")
-            self._publish(tmp, digest)
+            self._publish(tmp, digest, before=before, before_ns=before_ns)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -434,17 +469,21 @@ class Store:
         self.tmp.mkdir(parents=True, exist_ok=True)
         before = stamp_of(os.stat(path))  # a symbolic link is stored as what it points to
         tmp, copied = stage(Path(path), self.tmp, "in", "hardlink" if own else "copy")
+        linked: os.stat_result | None = None
+        linked_ns = 0
         try:
             if copied is None:  # linked: stamped from here on (a new link changes the ctime)
-                before = stamp_of(os.stat(tmp))
+                linked_ns = time.time_ns()
+                linked = os.stat(tmp)
+                before = stamp_of(linked)
                 digest = digest_file(tmp)
             else:
                 digest = copied
             _unchanged(path, before)
-            if digest in self:
+            if self.keeps(digest, source=path):
                 os.unlink(tmp)
             else:
-                self._publish(tmp, digest)
+                self._publish(tmp, digest, before=linked, before_ns=linked_ns)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -460,7 +499,7 @@ class Store:
             data = source.readall()
         _unchanged(path, before)
         digest = digest_bytes(data)
-        if digest not in self:
+        if not self.keeps(digest, source=path):
             self._write_new(data, digest)
         return digest
 
@@ -509,6 +548,56 @@ class Store:
         except OSError:
             return False
 
+    def intact(self, digest: Digest) -> bool:
+        """Whether an object that is present may be used without reading it (linked,
+        or taken as the bytes a workspace file holds): its stamp is the one it had when
+        its bytes were known to hash to its name (:func:`_stamp`).  An object with
+        another stamp (written to through a link, or stored before stamps, or stamped
+        within its own timestamp tick) is hashed again; if its bytes still hash to its
+        name it is stamped afresh and True, else False: corrupt, and the caller
+        quarantines it.  Costs a stat and an extended attribute read; True where the
+        file system holds no extended attributes (nothing to compare: trusted as
+        before, and `gitpipe cache verify` checks it)."""
+        path = self.object_path(digest)
+        taken_ns = time.time_ns()
+        try:
+            st = os.stat(path)
+        except OSError:
+            return True  # not there: the caller's own look-up says so
+        try:
+            recorded: bytes | None = os.getxattr(path, STAMP_ATTR)
+        except OSError as exc:
+            if exc.errno in _NO_XATTR:
+                return True
+            recorded = None  # none (ENODATA), or unreadable: hash it
+        if recorded == _stamp_bytes(st, taken_ns=_taken(recorded)) and not _racy(recorded):
+            return True
+        try:
+            actual = digest_file(path)
+            after = os.stat(path)
+        except OSError:
+            return True  # unreadable here: leave it to `gitpipe cache verify`
+        if actual != digest:
+            return False
+        if stamp_of(after) == stamp_of(st):  # stamped as it was before it was read
+            with contextlib.suppress(OSError):
+                _restamp(path, st, taken_ns=taken_ns)
+        return True
+
+    def keeps(self, digest: Digest, *, source: str | os.PathLike[str] = "") -> bool:
+        """Whether the store holds ``digest``'s bytes, intact (:meth:`intact`): a
+        corrupt object is quarantined first, so that adding those bytes (from
+        ``source``) writes them afresh: the "already stored" shortcut of
+        :meth:`add_file` and :meth:`ingest`.  What was set aside is noted in
+        :attr:`set_aside`, for the caller to tell."""
+        if digest not in self:
+            return False
+        if self.intact(digest):
+            return True
+        where = self.quarantine(digest)
+        self.set_aside.append(SetAside(digest, where, os.fspath(source)))
+        return False
+
     def restore_file(
         self,
         digest: Digest,
@@ -546,6 +635,8 @@ class Store:
         source = self.object_path(digest)
         if not source.is_file():
             raise StoreError(f"object {digest} for {dest} is missing from the store")
+        if link != "copy" and not executable and not self.intact(digest):
+            raise CorruptObject(digest, target=str(dest))  # a link would not be read
         dest.parent.mkdir(parents=True, exist_ok=True)
         folder = _scratch_for(dest, scratch)
         tmp, copied = stage(source, folder, dest.name, "copy" if executable else link)
@@ -596,6 +687,8 @@ class Store:
                 source = self.object_path(entry.digest)
                 if not source.is_file():
                     raise StoreError(f"object {entry.digest} for {dest / entry.path} is missing")
+                if link != "copy" and not entry.executable and not self.intact(entry.digest):
+                    raise CorruptObject(entry.digest, target=str(dest / entry.path))
                 copied = place(source, target, "copy" if entry.executable else link)
                 if copied is not None:
                     if copied != entry.digest:
@@ -658,6 +751,66 @@ class Store:
                 digest = parse_object_name(item.relative_to(self.root).as_posix())
                 if digest is not None:
                     yield digest
+
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """A corrupt object found as its bytes were stored again: where it went in the
+    quarantine (None: moved away already), and the file whose bytes replace it."""
+
+    digest: Digest
+    where: Path | None
+    source: str
+
+
+def _stamp_bytes(st: os.stat_result, *, taken_ns: int) -> bytes:
+    return f"1 {st.st_ino} {st.st_size} {st.st_mtime_ns} {taken_ns}".encode()
+
+
+def _taken(recorded: bytes | None) -> int:
+    """When a recorded stamp was taken (0 for none, or one not of this form)."""
+    try:
+        return int(recorded.split()[4]) if recorded else 0
+    except (ValueError, IndexError):
+        return 0
+
+
+def _racy(recorded: bytes | None) -> bool:
+    """Whether a stamp was taken within the timestamp tick of its own mtime (a write
+    later in that tick may have left the mtime as it was): not trusted."""
+    try:
+        _, _, _, mtime_ns, taken_ns = (int(x) for x in (recorded or b"").split())
+    except ValueError:
+        return True
+    return taken_ns != PRIVATE and racy(mtime_ns, taken_ns)
+
+
+def _stamp(file: str | int, st: os.stat_result, *, taken_ns: int) -> None:
+    """Record ``st`` (the stat of a file whose bytes were known to hash to its name
+    then) on the file itself, as an extended attribute: it stays with the inode, under
+    every name it has, and a write through any of them changes the mtime (root's too,
+    which the read-only mode does not stop).  The ctime is not kept: every new hard
+    link, `chmod` and the stamp itself change it.  Nothing where the file system
+    holds no extended attributes, or refuses (the object is hashed when used then).
+    ``taken_ns``: when ``st`` was taken, or :data:`PRIVATE`."""
+    with contextlib.suppress(OSError):
+        os.setxattr(file, STAMP_ATTR, _stamp_bytes(st, taken_ns=taken_ns))
+
+
+def _restamp(path: Path, st: os.stat_result, *, taken_ns: int) -> None:
+    """Stamp an object in place: made writable by its owner for the moment it takes
+    (an extended attribute needs write access), read-only again after."""
+    stamp = _stamp_bytes(st, taken_ns=taken_ns)
+    try:
+        os.setxattr(path, STAMP_ATTR, stamp)
+        return
+    except PermissionError:
+        pass
+    os.chmod(path, _READ_ONLY | 0o200)
+    try:
+        os.setxattr(path, STAMP_ATTR, stamp)
+    finally:
+        os.chmod(path, _READ_ONLY)
 
 
 def _move_aside(source: Path, folder: Path, name: str) -> Path | None:
