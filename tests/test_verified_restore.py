@@ -21,7 +21,7 @@ from conftest import Workspace, git
 from gitpipe.core.errors import CorruptObject
 from gitpipe.core.hashing import Digest, digest_bytes, digest_file, manifest_bytes
 from gitpipe.store import lockfile
-from gitpipe.store.objects import Store
+from gitpipe.store.objects import STAMP_ATTR, Store
 
 PIPELINE = """
 [steps.make]
@@ -622,3 +622,51 @@ def test_an_object_whose_stamp_is_unchanged_is_linked_without_being_read(workspa
     assert workspace.ran() == []
     assert made.read_bytes() == flipped  # trusted, as documented
     assert workspace.gitpipe("cache", "verify").exit_code == 5
+
+
+def test_every_object_carries_its_stamp_from_the_moment_it_has_its_name(tmp_path):
+    store = Store(tmp_path / "store")
+    (tmp_path / "big.bin").write_bytes(os.urandom(5 << 20))  # copied, hashed as copied
+    (tmp_path / "small.txt").write_text("small\n")  # read whole, written afresh
+    (tmp_path / "linked.txt").write_text("linked in\n")
+    (tmp_path / "linked.txt").chmod(0o644)
+    time.sleep(0.06)  # the file linked in was written past the racy window of its stamp
+    digests = [
+        store.ingest(tmp_path / "big.bin"),
+        store.ingest(tmp_path / "small.txt"),
+        store.ingest(tmp_path / "linked.txt", link=True),
+        store.add_bytes(b"a manifest, say"),
+    ]
+    for digest in digests:
+        path = store.object_path(digest)
+        st = path.stat()
+        stamp = os.getxattr(path, STAMP_ATTR).split()
+        assert stamp[:4] == [b"1", b"%d" % st.st_ino, b"%d" % st.st_size, b"%d" % st.st_mtime_ns]
+        assert stat.S_IMODE(st.st_mode) == 0o444
+        assert store.intact(digest)
+    assert os.path.samefile(tmp_path / "linked.txt", store.object_path(digests[2]))
+
+
+def test_an_object_stored_before_stamps_is_hashed_once_then_stamped(tmp_path):
+    store = Store(tmp_path / "store")
+    (tmp_path / "a.txt").write_text("from an older gitpipe\n")
+    digest = store.ingest(tmp_path / "a.txt")
+    path = store.object_path(digest)
+    os.removexattr(path, STAMP_ATTR)
+
+    assert store.intact(digest)  # hashed: its bytes are its name's
+
+    assert os.getxattr(path, STAMP_ATTR).startswith(b"1 %d " % path.stat().st_ino)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    write_in_place(path, b"written through a link\n")
+    assert not store.intact(digest)
+    assert not store.keeps(digest, source="a.txt")  # set aside: its bytes go in afresh
+    assert digest not in store
+    assert [(s.digest, s.source) for s in store.set_aside] == [(digest, "a.txt")]
+    assert quarantine_of(store) == {digest.hex: b"written through a link\n"}
+    assert store.ingest(tmp_path / "a.txt") == digest
+    assert store.verify(digest) and store.intact(digest)
+
+
+def quarantine_of(store: Store) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in store.quarantined()}

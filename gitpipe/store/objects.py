@@ -564,13 +564,18 @@ class Store:
             st = os.stat(path)
         except OSError:
             return True  # not there: the caller's own look-up says so
+        return self._intact_at(digest, path, st, taken_ns)
+
+    def _intact_at(self, digest: Digest, path: Path, st: os.stat_result, taken_ns: int) -> bool:
+        """:meth:`intact`, for the object at ``path`` whose stat (taken at
+        ``taken_ns``) is ``st``."""
         try:
-            recorded: bytes | None = os.getxattr(path, STAMP_ATTR)
+            recorded = os.getxattr(path, STAMP_ATTR)
         except OSError as exc:
             if exc.errno in _NO_XATTR:
                 return True
-            recorded = None  # none (ENODATA), or unreadable: hash it
-        if recorded == _stamp_bytes(st, taken_ns=_taken(recorded)) and not _racy(recorded):
+            recorded = b""  # none (ENODATA), or unreadable: hash it
+        if _trusted(recorded, st):
             return True
         try:
             actual = digest_file(path)
@@ -584,15 +589,47 @@ class Store:
                 _restamp(path, st, taken_ns=taken_ns)
         return True
 
-    def keeps(self, digest: Digest, *, source: str | os.PathLike[str] = "") -> bool:
+    def _usable(self, digest: Digest, source: Path, *, linked: bool) -> bool:
+        """Whether an object about to be restored is there (False: missing); one to be
+        ``linked`` (a link is not read) must be :meth:`intact` too, else
+        :class:`CorruptObject`.  One stat for both."""
+        taken_ns = time.time_ns()
+        try:
+            st = os.stat(source)
+        except OSError:
+            return False
+        if not statmod.S_ISREG(st.st_mode):
+            return False
+        if linked and not self._intact_at(digest, source, st, taken_ns):
+            raise CorruptObject(digest)
+        return True
+
+    def keeps(
+        self,
+        digest: Digest,
+        *,
+        source: str | os.PathLike[str] = "",
+        seen: os.stat_result | None = None,
+    ) -> bool:
         """Whether the store holds ``digest``'s bytes, intact (:meth:`intact`): a
         corrupt object is quarantined first, so that adding those bytes (from
         ``source``) writes them afresh: the "already stored" shortcut of
         :meth:`add_file` and :meth:`ingest`.  What was set aside is noted in
-        :attr:`set_aside`, for the caller to tell."""
-        if digest not in self:
+        :attr:`set_aside`, for the caller to tell.  ``seen``: the stat of ``source``,
+        whose bytes the caller knows to be ``digest``'s (its stat cache vouches for
+        them): when ``source`` is the object itself (a hard link), nothing more is
+        checked."""
+        path = self.object_path(digest)
+        taken_ns = time.time_ns()
+        try:
+            st = os.stat(path)
+        except OSError:
             return False
-        if self.intact(digest):
+        if not statmod.S_ISREG(st.st_mode):
+            return False
+        if seen is not None and (seen.st_ino, seen.st_dev) == (st.st_ino, st.st_dev):
+            return True
+        if self._intact_at(digest, path, st, taken_ns):
             return True
         where = self.quarantine(digest)
         self.set_aside.append(SetAside(digest, where, os.fspath(source)))
@@ -633,10 +670,12 @@ class Store:
         A copy is hashed as it is made and must hash to ``digest``, else it is removed
         and :class:`CorruptObject` raised, ``dest`` untouched.  A link is not read."""
         source = self.object_path(digest)
-        if not source.is_file():
+        try:
+            usable = self._usable(digest, source, linked=link != "copy" and not executable)
+        except CorruptObject as exc:  # a link would not be read: never made to it
+            raise CorruptObject(digest, target=str(dest)) from exc
+        if not usable:
             raise StoreError(f"object {digest} for {dest} is missing from the store")
-        if link != "copy" and not executable and not self.intact(digest):
-            raise CorruptObject(digest, target=str(dest))  # a link would not be read
         dest.parent.mkdir(parents=True, exist_ok=True)
         folder = _scratch_for(dest, scratch)
         tmp, copied = stage(source, folder, dest.name, "copy" if executable else link)
@@ -685,10 +724,13 @@ class Store:
                 target = staging / entry.path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 source = self.object_path(entry.digest)
-                if not source.is_file():
+                linked = link != "copy" and not entry.executable
+                try:
+                    usable = self._usable(entry.digest, source, linked=linked)
+                except CorruptObject as exc:
+                    raise CorruptObject(entry.digest, target=str(dest / entry.path)) from exc
+                if not usable:
                     raise StoreError(f"object {entry.digest} for {dest / entry.path} is missing")
-                if link != "copy" and not entry.executable and not self.intact(entry.digest):
-                    raise CorruptObject(entry.digest, target=str(dest / entry.path))
                 copied = place(source, target, "copy" if entry.executable else link)
                 if copied is not None:
                     if copied != entry.digest:
@@ -767,22 +809,18 @@ def _stamp_bytes(st: os.stat_result, *, taken_ns: int) -> bytes:
     return f"1 {st.st_ino} {st.st_size} {st.st_mtime_ns} {taken_ns}".encode()
 
 
-def _taken(recorded: bytes | None) -> int:
-    """When a recorded stamp was taken (0 for none, or one not of this form)."""
+def _trusted(recorded: bytes, st: os.stat_result) -> bool:
+    """Whether a recorded stamp is ``st``'s (inode, size, mtime) and was not taken
+    within the timestamp tick of that mtime (a write later in that tick may have left
+    the mtime as it was): one taken :data:`PRIVATE`-ly, or well after it."""
+    prefix = b"1 %d %d %d " % (st.st_ino, st.st_size, st.st_mtime_ns)
+    if not recorded.startswith(prefix):
+        return False
     try:
-        return int(recorded.split()[4]) if recorded else 0
-    except (ValueError, IndexError):
-        return 0
-
-
-def _racy(recorded: bytes | None) -> bool:
-    """Whether a stamp was taken within the timestamp tick of its own mtime (a write
-    later in that tick may have left the mtime as it was): not trusted."""
-    try:
-        _, _, _, mtime_ns, taken_ns = (int(x) for x in (recorded or b"").split())
+        taken_ns = int(recorded[len(prefix) :])
     except ValueError:
-        return True
-    return taken_ns != PRIVATE and racy(mtime_ns, taken_ns)
+        return False
+    return taken_ns == PRIVATE or not racy(st.st_mtime_ns, taken_ns)
 
 
 def _stamp(file: str | int, st: os.stat_result, *, taken_ns: int) -> None:

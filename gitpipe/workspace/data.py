@@ -286,7 +286,7 @@ def _store(
 
     def take(key: str, full: str, st: os.stat_result) -> Digest:
         known = hasher.cache.lookup(key, st)
-        if known is not None and store.keeps(known, source=full):  # a corrupt one: again
+        if known is not None and store.keeps(known, source=full, seen=st):  # else again
             return known
         taken_ns = time.time_ns()
         linked = link != "copy" and not st.st_mode & 0o100
