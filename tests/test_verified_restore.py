@@ -597,8 +597,10 @@ def test_a_checkout_by_link_refuses_an_object_edited_through_a_link_and_links_no
     result = workspace.gitpipe("checkout", "a.bin")
 
     assert result.exit_code == 5, result.output
-    assert f"object {digest} (for {a}) in the store is corrupt" in result.stderr
+    assert f"object {digest} (for a.bin) in the store is corrupt" in result.stderr
+    assert "`gitpipe add a.bin` from a good copy" in result.stderr
     assert not a.exists()
+    assert quarantine(workspace) == {digest.hex: b"edited\n"}
 
 
 def test_an_object_whose_stamp_is_unchanged_is_linked_without_being_read(workspace):
