@@ -21,7 +21,8 @@ from conftest import Workspace, git
 from gitpipe.core.errors import CorruptObject
 from gitpipe.core.hashing import Digest, digest_bytes, digest_file, manifest_bytes
 from gitpipe.store import lockfile
-from gitpipe.store.objects import STAMP_ATTR, Store
+from gitpipe.store.objects import Store
+from gitpipe.store.trust import STAMP_ATTR
 
 PIPELINE = """
 [steps.make]

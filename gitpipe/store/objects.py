@@ -12,8 +12,8 @@ manifest or other object read whole is hashed as it is read.  An object whose by
 do not hash to its name raises :class:`CorruptObject` (nothing of it reaches the
 workspace) and can be moved to ``quarantine/`` (:meth:`Store.quarantine`).  Links
 (``link = "hardlink" | "symlink"``) are the object itself and are not read when
-made: objects are verified when they enter the store, when they come from a remote,
-and by `gitpipe cache verify`.
+made: an object is stamped as it enters the store and its stamp is compared before
+it is used (gitpipe/store/trust.py); `gitpipe cache verify` reads every object.
 
 A workspace file taken in whose digest is not known yet (:meth:`Store.ingest`) is
 read once, the copy hashed as above, and stamped (inode, size, mtime, ctime) before
@@ -42,7 +42,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from gitpipe.core import atomic
@@ -58,8 +57,10 @@ from gitpipe.core.hashing import (
     parse_manifest,
     safe_relpath,
 )
-from gitpipe.core.stamps import Stamp, racy, stamp_of
+from gitpipe.core.stamps import Stamp, stamp_of
+from gitpipe.store import trust
 from gitpipe.store.naming import OBJECTS, object_name, parse_object_name
+from gitpipe.store.trust import SetAside
 
 _FICLONE = 0x40049409  # linux/fs.h: share the source's extents (reflink)
 _READ_ONLY = 0o444
@@ -71,14 +72,6 @@ _SMALL = 4 * 1024 * 1024
 _PIECE = 8 * 1024 * 1024
 #: how many copied pieces may wait to be hashed (they are still in the page cache)
 _AHEAD = 4
-#: the extended attribute that holds an object's stamp, as it was when its bytes were
-#: known to hash to its name: b"1 <inode> <size> <mtime_ns> <taken_ns>"
-STAMP_ATTR = "user.gitpipe.stamp"
-#: what the kernel says of an extended attribute the file system cannot hold
-_NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS)
-#: the time of a stamp taken while the file had no name but gitpipe's own temporary
-#: one (a copy being made): no write can have come within its timestamp tick
-PRIVATE = 0
 
 
 #: what the kernel says when a file system cannot clone or copy between these files
@@ -360,14 +353,14 @@ class Store:
         before_ns: int = 0,
     ) -> None:
         """Rename a verified file into place as ``digest``'s object, stamped first
-        (:func:`_stamp`): with ``before``, the stat taken (at ``before_ns``) before its
-        bytes were hashed (a file linked in, which others may write to meanwhile), else
-        as it is now (a copy only gitpipe writes)."""
+        (:func:`gitpipe.store.trust.stamp`): with ``before``, the stat taken (at
+        ``before_ns``) before its bytes were hashed (a file linked in, which others may
+        write to meanwhile), else as it is now (a copy only gitpipe writes)."""
         target = self.object_path(digest)
         if before is None:  # a copy of gitpipe's own: no one else can write it meanwhile
-            _stamp(tmp, os.stat(tmp), taken_ns=PRIVATE)
+            trust.stamp(tmp, os.stat(tmp), taken_ns=trust.PRIVATE)
         else:
-            _stamp(tmp, before, taken_ns=before_ns)
+            trust.stamp(tmp, before, taken_ns=before_ns)
         os.chmod(tmp, _READ_ONLY)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, target)
@@ -410,7 +403,7 @@ class Store:
             with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
                 out.write(data)
                 out.flush()
-                _stamp(out.fileno(), os.fstat(out.fileno()), taken_ns=PRIVATE)
+                trust.stamp(out.fileno(), os.fstat(out.fileno()), taken_ns=trust.PRIVATE)
                 os.fchmod(out.fileno(), _READ_ONLY)
             try:
                 os.replace(tmp, target)
@@ -549,60 +542,10 @@ class Store:
             return False
 
     def intact(self, digest: Digest) -> bool:
-        """Whether an object that is present may be used without reading it (linked,
-        or taken as the bytes a workspace file holds): its stamp is the one it had when
-        its bytes were known to hash to its name (:func:`_stamp`).  An object with
-        another stamp (written to through a link, or stored before stamps, or stamped
-        within its own timestamp tick) is hashed again; if its bytes still hash to its
-        name it is stamped afresh and True, else False: corrupt, and the caller
-        quarantines it.  Costs a stat and an extended attribute read; True where the
-        file system holds no extended attributes (nothing to compare: trusted as
-        before, and `gitpipe cache verify` checks it)."""
-        path = self.object_path(digest)
-        taken_ns = time.time_ns()
-        try:
-            st = os.stat(path)
-        except OSError:
-            return True  # not there: the caller's own look-up says so
-        return self._intact_at(digest, path, st, taken_ns)
-
-    def _intact_at(self, digest: Digest, path: Path, st: os.stat_result, taken_ns: int) -> bool:
-        """:meth:`intact`, for the object at ``path`` whose stat (taken at
-        ``taken_ns``) is ``st``."""
-        try:
-            recorded = os.getxattr(path, STAMP_ATTR)
-        except OSError as exc:
-            if exc.errno in _NO_XATTR:
-                return True
-            recorded = b""  # none (ENODATA), or unreadable: hash it
-        if _trusted(recorded, st):
-            return True
-        try:
-            actual = digest_file(path)
-            after = os.stat(path)
-        except OSError:
-            return True  # unreadable here: leave it to `gitpipe cache verify`
-        if actual != digest:
-            return False
-        if stamp_of(after) == stamp_of(st):  # stamped as it was before it was read
-            with contextlib.suppress(OSError):
-                _restamp(path, st, taken_ns=taken_ns)
-        return True
-
-    def _usable(self, digest: Digest, source: Path, *, linked: bool) -> bool:
-        """Whether an object about to be restored is there (False: missing); one to be
-        ``linked`` (a link is not read) must be :meth:`intact` too, else
-        :class:`CorruptObject`.  One stat for both."""
-        taken_ns = time.time_ns()
-        try:
-            st = os.stat(source)
-        except OSError:
-            return False
-        if not statmod.S_ISREG(st.st_mode):
-            return False
-        if linked and not self._intact_at(digest, source, st, taken_ns):
-            raise CorruptObject(digest)
-        return True
+        """Whether an object may be used without reading it (linked, or taken for the
+        bytes a workspace file holds): :func:`gitpipe.store.trust.check`, a stat and
+        its stamp; False: corrupt, for the caller to quarantine."""
+        return trust.check(self.object_path(digest), digest) is not False
 
     def keeps(
         self,
@@ -611,29 +554,15 @@ class Store:
         source: str | os.PathLike[str] = "",
         seen: os.stat_result | None = None,
     ) -> bool:
-        """Whether the store holds ``digest``'s bytes, intact (:meth:`intact`): a
-        corrupt object is quarantined first, so that adding those bytes (from
-        ``source``) writes them afresh: the "already stored" shortcut of
-        :meth:`add_file` and :meth:`ingest`.  What was set aside is noted in
-        :attr:`set_aside`, for the caller to tell.  ``seen``: the stat of ``source``,
-        whose bytes the caller knows to be ``digest``'s (its stat cache vouches for
-        them): when ``source`` is the object itself (a hard link), nothing more is
-        checked."""
-        path = self.object_path(digest)
-        taken_ns = time.time_ns()
-        try:
-            st = os.stat(path)
-        except OSError:
-            return False
-        if not statmod.S_ISREG(st.st_mode):
-            return False
-        if seen is not None and (seen.st_ino, seen.st_dev) == (st.st_ino, st.st_dev):
-            return True
-        if self._intact_at(digest, path, st, taken_ns):
-            return True
-        where = self.quarantine(digest)
-        self.set_aside.append(SetAside(digest, where, os.fspath(source)))
-        return False
+        """Whether the store holds ``digest``'s bytes, :meth:`intact`: a corrupt object
+        is quarantined (noted in :attr:`set_aside`, for the caller to tell), so that
+        adding those bytes from ``source`` writes them afresh.  ``seen``: the stat of
+        ``source``, whose bytes the caller knows (its stat cache vouches for them)."""
+        found = trust.check(self.object_path(digest), digest, seen=seen)
+        if found is False:
+            where = self.quarantine(digest)
+            self.set_aside.append(SetAside(digest, where, os.fspath(source)))
+        return bool(found)
 
     def restore_file(
         self,
@@ -670,12 +599,11 @@ class Store:
         A copy is hashed as it is made and must hash to ``digest``, else it is removed
         and :class:`CorruptObject` raised, ``dest`` untouched.  A link is not read."""
         source = self.object_path(digest)
-        try:
-            usable = self._usable(digest, source, linked=link != "copy" and not executable)
-        except CorruptObject as exc:  # a link would not be read: never made to it
-            raise CorruptObject(digest, target=str(dest)) from exc
-        if not usable:
+        found = trust.check(source, digest, stamped=link != "copy" and not executable)
+        if found is None:
             raise StoreError(f"object {digest} for {dest} is missing from the store")
+        if not found:  # a link is not read: never made to bytes that are not the name's
+            raise CorruptObject(digest, target=str(dest))
         dest.parent.mkdir(parents=True, exist_ok=True)
         folder = _scratch_for(dest, scratch)
         tmp, copied = stage(source, folder, dest.name, "copy" if executable else link)
@@ -725,12 +653,11 @@ class Store:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 source = self.object_path(entry.digest)
                 linked = link != "copy" and not entry.executable
-                try:
-                    usable = self._usable(entry.digest, source, linked=linked)
-                except CorruptObject as exc:
-                    raise CorruptObject(entry.digest, target=str(dest / entry.path)) from exc
-                if not usable:
+                found = trust.check(source, entry.digest, stamped=linked)
+                if found is None:
                     raise StoreError(f"object {entry.digest} for {dest / entry.path} is missing")
+                if not found:
+                    raise CorruptObject(entry.digest, target=str(dest / entry.path))
                 copied = place(source, target, "copy" if entry.executable else link)
                 if copied is not None:
                     if copied != entry.digest:
@@ -793,62 +720,6 @@ class Store:
                 digest = parse_object_name(item.relative_to(self.root).as_posix())
                 if digest is not None:
                     yield digest
-
-
-@dataclass(frozen=True, slots=True)
-class SetAside:
-    """A corrupt object found as its bytes were stored again: where it went in the
-    quarantine (None: moved away already), and the file whose bytes replace it."""
-
-    digest: Digest
-    where: Path | None
-    source: str
-
-
-def _stamp_bytes(st: os.stat_result, *, taken_ns: int) -> bytes:
-    return f"1 {st.st_ino} {st.st_size} {st.st_mtime_ns} {taken_ns}".encode()
-
-
-def _trusted(recorded: bytes, st: os.stat_result) -> bool:
-    """Whether a recorded stamp is ``st``'s (inode, size, mtime) and was not taken
-    within the timestamp tick of that mtime (a write later in that tick may have left
-    the mtime as it was): one taken :data:`PRIVATE`-ly, or well after it."""
-    prefix = b"1 %d %d %d " % (st.st_ino, st.st_size, st.st_mtime_ns)
-    if not recorded.startswith(prefix):
-        return False
-    try:
-        taken_ns = int(recorded[len(prefix) :])
-    except ValueError:
-        return False
-    return taken_ns == PRIVATE or not racy(st.st_mtime_ns, taken_ns)
-
-
-def _stamp(file: str | int, st: os.stat_result, *, taken_ns: int) -> None:
-    """Record ``st`` (the stat of a file whose bytes were known to hash to its name
-    then) on the file itself, as an extended attribute: it stays with the inode, under
-    every name it has, and a write through any of them changes the mtime (root's too,
-    which the read-only mode does not stop).  The ctime is not kept: every new hard
-    link, `chmod` and the stamp itself change it.  Nothing where the file system
-    holds no extended attributes, or refuses (the object is hashed when used then).
-    ``taken_ns``: when ``st`` was taken, or :data:`PRIVATE`."""
-    with contextlib.suppress(OSError):
-        os.setxattr(file, STAMP_ATTR, _stamp_bytes(st, taken_ns=taken_ns))
-
-
-def _restamp(path: Path, st: os.stat_result, *, taken_ns: int) -> None:
-    """Stamp an object in place: made writable by its owner for the moment it takes
-    (an extended attribute needs write access), read-only again after."""
-    stamp = _stamp_bytes(st, taken_ns=taken_ns)
-    try:
-        os.setxattr(path, STAMP_ATTR, stamp)
-        return
-    except PermissionError:
-        pass
-    os.chmod(path, _READ_ONLY | 0o200)
-    try:
-        os.setxattr(path, STAMP_ATTR, stamp)
-    finally:
-        os.chmod(path, _READ_ONLY)
 
 
 def _move_aside(source: Path, folder: Path, name: str) -> Path | None:
