@@ -575,8 +575,11 @@ def test_adding_bytes_the_store_holds_in_an_object_edited_through_a_link_stores_
     digest = digest_file(workspace.root / "b.bin")
     write_in_place(workspace.root / "a.bin", b"edited\n")  # the object is edited with it
 
-    workspace.ok("add", "--link", "hardlink", "b.bin")
+    result = workspace.ok("add", "--link", "hardlink", "b.bin")
 
+    assert f"gitpipe: warning: object {digest} was corrupt" in result.stderr
+    assert "moved to .gitpipe/cache/quarantine/b3/" in result.stderr
+    assert "stored again from b.bin" in result.stderr
     b = workspace.root / "b.bin"
     assert b.read_bytes() == b"the same bytes\n"
     assert store_of(workspace).verify(digest)

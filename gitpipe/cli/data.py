@@ -42,6 +42,8 @@ def add(
         r = added.record
         what = f"{r.files} file(s), " if r.is_dir else ""
         typer.echo(f"{added.how} {r.name} ({what}{size(r.size)}, {str(r.digest)[:15]})")
+        for warning in added.warnings(project.root):
+            typer.echo(f"gitpipe: warning: {warning}", err=True)
     typer.echo(
         f"commit {project.file.with_suffix('.data').name} and .gitignore; "
         "`gitpipe push` sends the bytes to the remote"

@@ -45,6 +45,7 @@ from gitpipe.store import datafile
 from gitpipe.store.datafile import DataRecord, DataRecords
 from gitpipe.store.objects import Store
 from gitpipe.store.runcache import OutRecord
+from gitpipe.store.trust import SetAside
 
 if TYPE_CHECKING:
     from gitpipe.store.remote import Selection
@@ -75,10 +76,25 @@ class Added:
 
     record: DataRecord
     how: str
+    #: corrupt objects (edited through a link) its bytes replaced, now in the quarantine
+    set_aside: tuple[SetAside, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         r = self.record
-        return {"path": r.name, "how": self.how, "digest": str(r.digest), "size": r.size}
+        found = {"path": r.name, "how": self.how, "digest": str(r.digest), "size": r.size}
+        if self.set_aside:
+            found["set_aside"] = [str(s.digest) for s in self.set_aside]
+        return found
+
+    def warnings(self, root: Path) -> list[str]:
+        """One line for each corrupt object its bytes replaced."""
+        shown = str(root) + os.sep
+        return [
+            f"object {s.digest} was corrupt (its bytes do not hash to its name: written to "
+            f"through a link?): moved to {str(s.where).removeprefix(shown)}; stored again "
+            f"from {s.source.removeprefix(shown)}"
+            for s in self.set_aside
+        ]
 
 
 @dataclass(slots=True)
@@ -219,6 +235,7 @@ def _add(project: Project, paths: Sequence[str], *, link: str | None = None) -> 
         outputs = Outputs(project, store, hasher, guarded)
         for rel in chosen:
             record = _store(project, store, hasher, outputs, rel, mode)
+            set_aside, store.set_aside = tuple(store.set_aside), []
             before = records.get(rel)
             how = "added" if before is None else "updated"
             if before is not None and (before.digest, before.is_dir) == (
@@ -226,7 +243,7 @@ def _add(project: Project, paths: Sequence[str], *, link: str | None = None) -> 
                 record.is_dir,
             ):
                 how = "unchanged"
-            done.append(Added(record, how))
+            done.append(Added(record, how, set_aside))
     project.register_clone()
     datafile.write(records_path(project), records.with_(*(a.record for a in done)))
     _edit_gitignore(project, add=chosen)
