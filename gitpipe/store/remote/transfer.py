@@ -118,8 +118,9 @@ def entry_result_id(entry: LockEntry) -> Digest:
 class Progress:
     """How far one phase of a transfer is: ``done`` of ``total`` items, ``bytes`` moved.
 
-    Phases: ``checking`` (what the remote has), ``results``, ``objects`` and
-    ``folder files`` (the files that folders' manifests list)."""
+    Phases: ``checking`` (what the remote has), ``results``, ``objects``,
+    ``folder files`` (the files that folders' manifests list) and ``other copies``
+    (objects whose first copy on a remote was damaged or gone, from the next)."""
 
     phase: str
     done: int
@@ -150,7 +151,10 @@ class Rejection:
 class TransferReport:
     """What a push or pull did. ``objects``/``results`` were transferred; ``*_present``
     were on the receiving side already; ``unavailable`` were wanted but the sending
-    side lacks them; ``rejected`` failed verification and were not written."""
+    side lacks them; ``rejected`` failed verification and were not written;
+    ``skipped`` are pack indexes on the remote that were not used (the pack they name
+    is not there, or the index cannot be read) and that no wanted object needed:
+    warnings, not errors."""
 
     direction: str  # push | pull
     url: str
@@ -161,6 +165,7 @@ class TransferReport:
     results_present: int = 0
     unavailable: list[str] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    skipped: list[Rejection] = field(default_factory=list)
     duration: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -174,6 +179,7 @@ class TransferReport:
             "results_present": self.results_present,
             "unavailable": list(self.unavailable),
             "rejected": [{"what": r.what, "reason": r.reason} for r in self.rejected],
+            "skipped": [{"what": r.what, "reason": r.reason} for r in self.skipped],
             "duration": round(self.duration, 3),
         }
 
@@ -187,6 +193,11 @@ class _Rejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class _Damaged(_Rejected):
+    """A copy from the other side whose bytes are not its digest's: another copy of
+    the same object may be good."""
 
 
 class _Missing(Exception):
@@ -377,30 +388,58 @@ def _size(store: Store, digest: Digest) -> int:
 
 @dataclass(slots=True)
 class _Located:
-    """What the remote's packs hold: the packs listed, where each object is, and the
-    packs whose index was refused (with why)."""
+    """What the remote's packs hold: the packs listed, where each object is (its first
+    copy in ``members``, any further ones in ``extra``, in the packs' order), the
+    indexes whose pack is not there (``orphans``), and the indexes refused (with why,
+    and the objects each claims, None when that cannot be read)."""
 
     listed: list[Digest] = field(default_factory=list)
     members: dict[Digest, Member] = field(default_factory=dict)
-    refused: list[Rejection] = field(default_factory=list)
+    extra: dict[Digest, list[Member]] = field(default_factory=dict)
+    orphans: list[Rejection] = field(default_factory=list)
+    refused: list[tuple[Rejection, frozenset[Digest] | None]] = field(default_factory=list)
+
+    def copies(self, digest: Digest) -> list[Member | None]:
+        """Where to look for an object, in turn: each pack that holds it, then its own
+        name (None)."""
+        first = self.members.get(digest)
+        if first is None:
+            return [None]
+        return [first, *self.extra.get(digest, ()), None]
+
+
+class _Unread(Exception):
+    """An index refused: why, and what it claims."""
+
+    def __init__(self, refused: PackRefused) -> None:
+        super().__init__(str(refused))
+        self.claims = refused.claims
 
 
 def _packed(remote: Remote, pool: ThreadPoolExecutor, progress: ProgressListener) -> _Located:
-    """Every pack index on the remote, read (one listing, then one read per pack)."""
-    located = _Located(packs.listed(remote))
+    """Every pack index on the remote whose pack is there too, read (one listing, then
+    one read per pack)."""
+    listing = packs.scan(remote)
+    located = _Located(listing.packs)
+    located.orphans = [
+        Rejection(f"pack {pack}", "its index is there, the pack is not") for pack in listing.orphans
+    ]
 
-    def read(pack: Digest) -> tuple[dict[Digest, Member], int]:
+    def read(pack: Digest) -> tuple[Any, int]:
         try:
             return packs.read_index(remote, pack), 0
         except PackRefused as exc:
-            raise _Rejected(str(exc)) from None
+            return _Unread(exc), 0
 
     for pack, outcome in _each(pool, located.listed, read, "checking", progress):
-        if isinstance(outcome, _Rejected):
-            located.refused.append(Rejection(f"pack {pack}", outcome.reason))
-        elif isinstance(outcome, dict):
-            for digest, member in outcome.items():
-                located.members.setdefault(digest, member)
+        if isinstance(outcome, _Unread):
+            located.refused.append((Rejection(f"pack {pack}", str(outcome)), outcome.claims))
+            continue
+        for digest, member in outcome.items():
+            if digest in located.members:
+                located.extra.setdefault(digest, []).append(member)
+            else:
+                located.members[digest] = member
     return located
 
 
@@ -459,6 +498,7 @@ def push(
 
     with _pool(jobs or remote.jobs) as pool:
         located = _packed(remote, pool, progress)
+        report.skipped += located.orphans + [rejection for rejection, _ in located.refused]
         # a first push into an empty remote checks nothing
         fresh = not located.listed and remote.empty()
         in_packs = {digest for digest in names.values() if digest in located.members}
@@ -527,13 +567,12 @@ def _check_manifest(path: str) -> None:
         raise _Rejected(problem)
 
 
-def _jobs(wanted: list[Digest], located: _Located) -> list[Digest | packs.Job]:
-    """Each wanted object by itself, except those in packs: a job per group of a
-    pack's members (:func:`packs.groups`)."""
+def _jobs(wanted: Mapping[Digest, Member | None]) -> list[Digest | packs.Job]:
+    """Each wanted object by itself (None: under its own name), except those taken from
+    a pack: a job per group of a pack's members (:func:`packs.groups`)."""
     loose: list[Digest | packs.Job] = []
     grouped: dict[Digest, list[tuple[Digest, Member]]] = {}
-    for digest in wanted:
-        member = located.members.get(digest)
+    for digest, member in wanted.items():
         if member is None:
             loose.append(digest)
         else:
@@ -558,7 +597,7 @@ def _fetch_object(store: Store, remote: Remote, digest: Digest, *, folder: bool)
             raise _Missing
         actual = digest_file(tmp)
         if actual != digest:
-            raise _Rejected(f"its bytes hash to {actual}")
+            raise _Damaged(f"its bytes hash to {actual}")
         if folder:
             _check_manifest(tmp)
         size = os.path.getsize(tmp)
@@ -599,10 +638,73 @@ def _outcomes(item: Digest | packs.Job, outcome: Any) -> Iterator[tuple[Digest, 
     for one in outcome:
         if one.refused:
             yield one.digest, _Rejected(one.refused)
+        elif one.damaged:
+            yield one.digest, _Damaged(one.damaged)
         elif one.missing:
             yield one.digest, _Missing()
         else:
             yield one.digest, one.size
+
+
+def _each_copy(
+    pool: ThreadPoolExecutor,
+    wanted: list[Digest],
+    located: _Located,
+    fetch: Callable[[Any], tuple[Any, int]],
+    phase: str,
+    progress: ProgressListener,
+) -> Iterator[tuple[Digest, Any]]:
+    """(object, its size, or _Rejected, or _Missing) for each wanted object, trying
+    its copies in turn (:meth:`_Located.copies`): a copy whose bytes are not its
+    digest's, or that is gone, sends the object on to its next copy, in one more
+    round of jobs (phase ``other copies``). An object that no copy gives is rejected
+    when some copy was damaged (all their reasons), else missing."""
+    where = {digest: 0 for digest in wanted}
+    damage: dict[Digest, list[str]] = {}
+    todo = wanted
+    while todo:
+        tried = {digest: located.copies(digest) for digest in todo}
+        work = _jobs({digest: tried[digest][where[digest]] for digest in todo})
+        again: list[Digest] = []
+        for item, outcome in _each(pool, work, fetch, phase, progress):
+            for digest, value in _outcomes(item, outcome):
+                if isinstance(value, _Damaged):
+                    loose = tried[digest][where[digest]] is None and len(tried[digest]) > 1
+                    damage.setdefault(digest, []).append(
+                        value.reason + (" under its own name" if loose else "")
+                    )
+                if isinstance(value, (_Damaged, _Missing)):
+                    if where[digest] + 1 < len(tried[digest]):
+                        where[digest] += 1
+                        again.append(digest)
+                        continue
+                    if digest in damage:
+                        value = _Rejected(", ".join(damage[digest]))
+                yield digest, value
+        todo, phase = sorted(again), "other copies"
+
+
+def _judge_indexes(
+    report: TransferReport,
+    located: _Located,
+    missing: Collection[Digest],
+    *,
+    everything: bool,
+    store: Store,
+) -> None:
+    """The indexes a pull did not use, in the report: one whose pack is gone is a
+    warning (its objects were looked for elsewhere, and what was not found is
+    missing); one refused is a warning too, unless it may have been the only source of
+    a wanted object that was not found (it claims it, or what it claims cannot be
+    read; with ``everything``, it claims an object the store still lacks): then it is
+    rejected."""
+    report.skipped += located.orphans
+    missing = set(missing)
+    for rejection, claims in located.refused:
+        needed = bool(missing) if claims is None else bool(claims & missing)
+        if everything:
+            needed = claims is None or any(digest not in store for digest in claims)
+        (report.rejected if needed else report.skipped).append(rejection)
 
 
 def _fetch_result(remote: Remote, pair: Pair) -> tuple[Result, int]:
@@ -680,7 +782,6 @@ def pull(
         if loaded:  # the whole remote: every packed object too
             located = _packed(remote, pool, progress)
             files |= set(located.members)
-            report.rejected += located.refused
         downloads = packs.Downloads(store, remote)  # packs downloaded into tmp/, for both phases
 
         def fetch(item: Digest | packs.Job) -> tuple[Any, int]:
@@ -693,16 +794,15 @@ def pull(
         wanted_objects = sorted(d for d in files | folders if d not in store)
         report.objects_present += len(files | folders) - len(wanted_objects)
         rejected: set[Digest] = set()
+        missing: set[Digest] = set()
         try:
             for phase in ("objects", "folder files"):
                 if wanted_objects and not loaded:  # what the packs hold: read once
                     located, loaded = _packed(remote, pool, progress), True
-                    report.rejected += located.refused
-                work = _jobs(wanted_objects, located)
-                for item, outcome in _each(pool, work, fetch, phase, progress):
-                    for digest, value in _outcomes(item, outcome):
-                        if not _tally(report, digest, value) and isinstance(value, _Rejected):
-                            rejected.add(digest)
+                copies = _each_copy(pool, wanted_objects, located, fetch, phase, progress)
+                for digest, value in copies:
+                    if not _tally(report, digest, value):
+                        (rejected if isinstance(value, _Rejected) else missing).add(digest)
                 listed: set[Digest] = set()
                 for folder in sorted(folders - rejected):
                     if folder in store:
@@ -713,6 +813,7 @@ def pull(
                 folders = set()  # the files manifests list are files, not folders
         finally:
             downloads.close()
+        _judge_indexes(report, located, missing, everything=selection is None, store=store)
 
     # 4. results, last, and only when every object they name is here; a result's time
     # is a claim too: none is taken to be newer than the moment it arrived (a time
