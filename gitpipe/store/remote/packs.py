@@ -14,7 +14,7 @@ hash to its digest, exactly as a loose object is checked::
              --> which packs hold what (every copy, in the packs' order)
              --> a pack with wanted objects, downloaded once into the store's tmp/
              --> each wanted member hashed --> stored when it is its digest, else
-                 the next copy is tried (see gitpipe.store.remote.transfer)
+                 the next copy is tried (see gitpipe.store.remote.fetching)
 
 An index is canonical JSON, ``{"format": "gitpipe-pack-index", "version": 1, "pack":
 "b3:P", "objects": {"b3:D": [offset, length], ...}}``, of at most :data:`INDEX_LIMIT`
