@@ -269,6 +269,10 @@ def test_a_garbled_index_that_nothing_wanted_needs_is_one_warning_not_an_error(
     done = three.ok("checkout", "--pull", "--remote", remote_url)
     assert f"pack {other} (its index is not JSON)" in done.stderr
     assert files_under(three.root / "out") == files_under(one.root / "out")
+    five = clone(one, "five")  # repro --pull says it too, and restores
+    ran = five.ok("repro", "--pull", "--remote", remote_url)
+    assert f"pack {other} (its index is not JSON)" in ran.output
+    assert five.states() == {"make": "cached", "count": "cached"}
 
     # it is an error when it may have been the only source of a wanted object
     pack, members = the_pack_but(remote, other)
