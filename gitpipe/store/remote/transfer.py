@@ -8,6 +8,7 @@ Nothing that comes from a remote is trusted::
              that the local run cache lacks)
              --parse_result, id = name-->  their objects and folder manifests
              --download into the store's tmp/, re-hash, check manifests' paths-->  rename
+               (a bad copy: the object's next copy, see gitpipe.store.remote.fetching)
              -->  the files the manifests list (the same way)
              -->  each result, once every object it names is in the local store
     push:  results (local, complete: every one of each key, and the named ones)
