@@ -223,15 +223,17 @@ def _move(project: Project, plan: Plan) -> int:
     report = transfers.transfer(project, plan, progress=view)
     view.close()
     _say(transfers.report_line(report, run_cache=True))
-    warning = transfers.unavailable_line(report)
-    if warning:
-        _say(warning, err=True)
+    for warning in (transfers.skipped_line(report), transfers.unavailable_line(report)):
+        if warning:
+            _say(warning, err=True)
     transfers.verified(report)
     return 0
 
 
 def _checkout(project: Project, remote: str | None, *, pull: bool) -> int:
     report = project.checkout([], pull=pull, force=False, remote=remote)
+    for warning in report.warnings:
+        _say(warning, err=True)
     for line in report.lines():
         _say(line)
     return 0

@@ -25,8 +25,9 @@ from conftest import Workspace, git, make_repo, snapshot
 from test_remote_packs import MAKE, PIPELINE
 
 from gitpipe.__main__ import answer
+from gitpipe.core.hashing import digest_bytes
 from gitpipe.store import lockfile
-from gitpipe.store.naming import pack_name
+from gitpipe.store.naming import pack_index_name, pack_name
 from gitpipe.store.objects import Store
 from gitpipe.store.remote import DirectoryRemote, packs
 
@@ -115,6 +116,16 @@ def forged(source: Path, clone: Path, remote: Path) -> None:
     target.write_bytes(bytes(data))
 
 
+def garbled(source: Path, clone: Path, remote: Path) -> None:
+    """The remote holds what the lock names, and one more pack whose index is not
+    JSON: a warning line, not an error."""
+    pushed(source, clone, remote)
+    junk = b"another pack\n"
+    folder = DirectoryRemote(remote)
+    folder.write(pack_name(digest_bytes(junk)), junk)
+    folder.write(pack_index_name(digest_bytes(junk)), b"{ not json")
+
+
 def emptied(source: Path, clone: Path, remote: Path) -> None:
     shutil.rmtree(remote)
 
@@ -140,6 +151,8 @@ CASES: list[tuple[list[Setup], list[str], str, dict[str, str]]] = [
         {"GITPIPE_REMOTE": "REMOTE"},
     ),
     ([a_clone, forged], ["checkout", "--pull", "--remote", "REMOTE"], "repo", {}),
+    ([a_clone, garbled], ["pull", "-r", "REMOTE"], "repo", {}),
+    ([a_clone, garbled], ["checkout", "--pull", "-r", "REMOTE"], "repo", {}),
     ([a_clone], ["checkout", "--pull", "-r", "REMOTE"], "repo", {}),
     ([a_clone], ["checkout"], "repo", {}),
     ([producer], ["checkout"], "repo", {}),

@@ -92,6 +92,8 @@ def checkout(
     gitpipe.lock record, from the store; never runs a step.  Exits 3, changing
     nothing, when bytes are missing or a file holds bytes gitpipe never recorded."""
     report = open_project(file).checkout(paths or [], pull=pull, force=force, remote=remote)
+    for warning in report.warnings:
+        typer.echo(warning, err=True)
     if as_json:
         echo_json(report.to_json())
         return

@@ -226,7 +226,7 @@ def _transfer(
         echo_json(report.to_json())
     else:
         typer.echo(transfers.report_line(report, run_cache=run_cache))
-        warning = transfers.unavailable_line(report)
-        if warning:
-            typer.echo(warning, err=True)
+        for warning in (transfers.skipped_line(report), transfers.unavailable_line(report)):
+            if warning:
+                typer.echo(warning, err=True)
     transfers.verified(report)

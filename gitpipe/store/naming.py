@@ -115,10 +115,19 @@ def pack_index_name(pack: Digest) -> str:
 
 def parse_pack_index_name(name: str) -> Digest | None:
     """The pack whose index :func:`pack_index_name` names; None for any other name."""
+    return _pack_of(name, INDEX_SUFFIX)
+
+
+def parse_pack_name(name: str) -> Digest | None:
+    """The pack :func:`pack_name` names; None for any other name."""
+    return _pack_of(name, PACK_SUFFIX)
+
+
+def _pack_of(name: str, suffix: str) -> Digest | None:
     parts = name.split("/")
-    if len(parts) != 3 or parts[0] != PACKS or not parts[2].endswith(INDEX_SUFFIX):
+    if len(parts) != 3 or parts[0] != PACKS or not parts[2].endswith(suffix):
         return None
     try:
-        return Digest.parse(f"{parts[1]}:{parts[2].removesuffix(INDEX_SUFFIX)}")
+        return Digest.parse(f"{parts[1]}:{parts[2].removesuffix(suffix)}")
     except DigestError:
         return None

@@ -100,11 +100,13 @@ class Added:
 @dataclass(slots=True)
 class CheckoutReport:
     """What `gitpipe checkout` did: the paths it put back, those that were as
-    recorded already, and the objects it fetched from the remote."""
+    recorded already, and the objects it fetched from the remote; ``warnings``: lines
+    for stderr (the remote's pack indexes a ``--pull`` did not use)."""
 
     restored: list[str] = field(default_factory=list)
     unchanged: int = 0
     fetched: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"restored": self.restored, "unchanged": self.unchanged, "fetched": self.fetched}
@@ -577,7 +579,7 @@ def _put_back(
             else:
                 todo.append((target, now))
         if pull and todo:
-            report.fetched = _fetch(project, store, [t for t, _ in todo], remote)
+            report.fetched, report.warnings = _fetch(project, store, [t for t, _ in todo], remote)
         lacking = [t for t, _ in todo if not _present(store, t.out)]
         if only_missing:
             todo = [(t, now) for t, now in todo if t not in lacking]
@@ -677,19 +679,21 @@ def _unrecorded(store: Store, hasher: Hasher, rel: str, now: PathState | None) -
     return [f"{rel}/{e.path}" for e in hasher.manifest(rel) if e.digest not in store]
 
 
-def _fetch(project: Project, store: Store, targets: Sequence[_Target], remote: str | None) -> int:
+def _fetch(
+    project: Project, store: Store, targets: Sequence[_Target], remote: str | None
+) -> tuple[int, list[str]]:
     """Fetch from the remote what ``targets`` need that the store lacks; how many
-    objects came."""
+    objects came, and the warning about the remote's unused pack indexes, if any.
+    :class:`RemoteError` when a copy failed verification (and no other copy passed)."""
     from gitpipe.store import remote as remotes
+    from gitpipe.workspace.transfer import skipped_line, verified
 
     far = remotes.for_project(project, remote, cwd=Path.cwd())
     project.register_clone()
     pulled = remotes.pull(store, far, selection_of(targets), run_cache=False)
-    if pulled.rejected:
-        from gitpipe.workspace.transfer import verified
-
-        verified(pulled)
-    return pulled.objects
+    verified(pulled, placing=True)
+    warning = skipped_line(pulled)
+    return pulled.objects, [warning] if warning else []
 
 
 def selection_of(targets: Iterable[_Target | DataRecord]) -> Selection:

@@ -347,6 +347,10 @@ def _pull_lock(
         return
     pulled = remotes.pull(Store(project.store_dir), far, selection)
     _tell_rejected([str(r) for r in pulled.rejected], far.url, emit)
+    if pulled.skipped:
+        from gitpipe.workspace.transfer import skipped_line
+
+        emit(ev.Notice(str(skipped_line(pulled)).removeprefix("gitpipe: ")))
     if pulled.objects or pulled.results:
         emit(
             ev.Notice(

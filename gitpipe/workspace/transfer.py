@@ -9,7 +9,8 @@
 The moving itself is :mod:`gitpipe.store.remote`'s; this chooses the remote and the
 selection and, for a pull, notes the clone in the store so that `gc` keeps it.  The
 words the command says of it are here too (:func:`nothing_named`,
-:func:`report_line`, :func:`unavailable_line`, :class:`ProgressLines`), written
+:func:`report_line`, :func:`unavailable_line`, :func:`skipped_line`,
+:class:`ProgressLines`), written
 through the writer a view hands in: the command line and its fast path
 (gitpipe/__main__.py) say the same.
 """
@@ -113,17 +114,25 @@ def transfer(
     )
 
 
-def verified(report: TransferReport) -> TransferReport:
+def verified(report: TransferReport, *, placing: bool = False) -> TransferReport:
     """The report, unless something failed verification: then :class:`RemoteError`
-    saying what and what to do, with the report as its ``report``."""
+    saying what, what did come (a pull takes in everything that passed), and what to
+    do, with the report as its ``report``.  ``placing``: the pull was to put outputs
+    in the workspace (`checkout --pull`), which is then left as it was."""
     if not report.rejected:
         return report
     shown = "; ".join(str(r) for r in report.rejected[:3])
     more = f"; and {len(report.rejected) - 3} more" if len(report.rejected) > 3 else ""
     if report.direction == "pull":
+        came = f"the {report.objects} object(s)"
+        came += f" and {report.results} result(s)" if report.results else ""
+        came += " that passed are in the store"
+        if placing:
+            came += ", and nothing in the workspace was changed"
         advice = (
-            "nothing rejected was written here; the remote's copies are damaged or "
-            "forged: delete them there and push again from a clone that has them"
+            f"nothing rejected was written here ({came}); the copies on {report.url} "
+            "are damaged or forged: delete them there and push again from a clone "
+            "that has them"
         )
     else:
         advice = "the damaged local objects were not pushed"
@@ -170,6 +179,19 @@ def unavailable_line(report: TransferReport) -> str | None:
     shown = ", ".join(report.unavailable[:3])
     more = f" and {len(report.unavailable) - 3} more" if len(report.unavailable) > 3 else ""
     return f"gitpipe: {len(report.unavailable)} wanted item(s) are not in {side}: {shown}{more}"
+
+
+def skipped_line(report: TransferReport) -> str | None:
+    """The warning naming the remote's pack indexes that were not used, if any."""
+    if not report.skipped:
+        return None
+    shown = "; ".join(str(s) for s in report.skipped[:3])
+    more = f"; and {len(report.skipped) - 3} more" if len(report.skipped) > 3 else ""
+    return (
+        f"gitpipe: skipped {len(report.skipped)} pack index(es) on {report.url}: "
+        f"{shown}{more}; their objects were looked for elsewhere (delete what is "
+        "left of them there)"
+    )
 
 
 class ProgressLines:

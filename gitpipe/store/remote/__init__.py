@@ -13,7 +13,12 @@ the transfer apart::
                  gitpipe-ml[s3] extra; credentials from the environment only
     url          open_remote(url), for_project(project): which remote a command uses
     transfer     push, pull, fetch_for_keys: what the other side lacks, verified;
-                 Selection (what to move), Progress, TransferReport (what happened)
+                 Selection (what to move)
+    moving       what every transfer shares: a phase's work on a thread pool,
+                 Progress, TransferReport (what happened), Rejection
+    fetching     a pull's objects: where each is (its own name, which packs), each
+                 fetched from its copies in turn until one is its digest
+    packs        many small objects in one file on a remote, found through an index
 
 The object-store module (and obstore with it) is imported only when an object-store
 remote is opened, or :class:`ObjectStoreRemote` is named here.
@@ -26,16 +31,18 @@ from typing import TYPE_CHECKING, Any
 from gitpipe.store.naming import object_name, parse_result_name, result_name, results_prefix
 from gitpipe.store.remote.base import Remote, redact, redact_argv
 from gitpipe.store.remote.folder import DirectoryRemote
-from gitpipe.store.remote.transfer import (
-    Pair,
+from gitpipe.store.remote.moving import (
     Progress,
     ProgressListener,
     Rejection,
-    Selection,
     TransferReport,
+    ignore_progress,
+)
+from gitpipe.store.remote.transfer import (
+    Pair,
+    Selection,
     entry_result_id,
     fetch_for_keys,
-    ignore_progress,
     pull,
     push,
 )

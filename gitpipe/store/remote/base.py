@@ -52,8 +52,10 @@ class Remote(abc.ABC):
         """Write the bytes under ``name`` to ``target``; False when there are none."""
 
     @abc.abstractmethod
-    def read(self, name: str) -> bytes | None:
-        """The bytes under ``name``; None when there are none."""
+    def read(self, name: str, *, limit: int | None = None) -> bytes | None:
+        """The bytes under ``name``; None when there are none.  With ``limit``, at
+        most ``limit + 1`` of them: more than ``limit`` says that there are more,
+        without holding them all in memory."""
 
     @abc.abstractmethod
     def write(self, name: str, data: bytes) -> None:

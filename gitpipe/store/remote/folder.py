@@ -93,9 +93,12 @@ class DirectoryRemote(Remote):
             raise self._fail(f"read {name} from", exc) from exc
         return True
 
-    def read(self, name: str) -> bytes | None:
+    def read(self, name: str, *, limit: int | None = None) -> bytes | None:
         try:
-            return (self.root / name).read_bytes()
+            if limit is None:
+                return (self.root / name).read_bytes()
+            with open(self.root / name, "rb") as handle:
+                return handle.read(limit + 1)
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -206,9 +206,17 @@ class ObjectStoreRemote(Remote):
             raise self._fail(f"read {name} from", exc) from exc
         return True
 
-    def read(self, name: str) -> bytes | None:
+    def read(self, name: str, *, limit: int | None = None) -> bytes | None:
         try:
-            return bytes(self._obs.get(self.store, name).bytes())
+            result = self._obs.get(self.store, name)
+            if limit is None or result.meta["size"] <= limit:
+                return bytes(result.bytes())
+            kept = bytearray()  # too large: the first limit + 1 bytes, the rest unread
+            for chunk in result.stream(min_chunk_size=min(_CHUNK, limit + 1)):
+                kept += chunk
+                if len(kept) > limit:
+                    break
+            return bytes(kept[: limit + 1])
         except self._missing:
             return None
         except self._errors as exc:

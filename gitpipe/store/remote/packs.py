@@ -10,15 +10,19 @@ hash to its digest, exactly as a loose object is checked::
     push:  small objects the remote lacks --read, re-hashed--> one buffer
              --> packs/b3/P.pack   (P: the digest of the pack's bytes)
              --> packs/b3/P.idx    last: a pack no index names is never read
-    pull:  list packs/ --> each index, parsed strictly --> which pack holds what
+    pull:  list packs/ --> each index whose pack is listed too, parsed strictly
+             --> which packs hold what (every copy, in the packs' order)
              --> a pack with wanted objects, downloaded once into the store's tmp/
-             --> each wanted member hashed --> stored when it is its digest, else refused
+             --> each wanted member hashed --> stored when it is its digest, else
+                 the next copy is tried (see gitpipe.store.remote.fetching)
 
 An index is canonical JSON, ``{"format": "gitpipe-pack-index", "version": 1, "pack":
-"b3:P", "objects": {"b3:D": [offset, length], ...}}``. An index that does not parse,
-names another pack, or places an object outside its pack is refused whole (named in
-the report); one of a later version says so. Names come from
-:mod:`gitpipe.store.naming`.
+"b3:P", "objects": {"b3:D": [offset, length], ...}}``, of at most :data:`INDEX_LIMIT`
+bytes (a pack holds at most :data:`MEMBERS_LIMIT` objects). An index that does not
+parse, is larger, names another pack, or places an object outside its pack is refused
+whole (:class:`PackRefused`, with the objects it claims when they can be read); one of
+a later version says so. An index whose pack is not listed is not read at all. Names
+come from :mod:`gitpipe.store.naming`.
 """
 
 from __future__ import annotations
@@ -34,7 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gitpipe.core.hashing import Digest, DigestError, canonical, digest_bytes
-from gitpipe.store.naming import PACKS, pack_index_name, pack_name, parse_pack_index_name
+from gitpipe.store.naming import (
+    PACKS,
+    pack_index_name,
+    pack_name,
+    parse_pack_index_name,
+    parse_pack_name,
+)
 from gitpipe.store.objects import Store
 from gitpipe.store.remote.base import Remote
 
@@ -45,6 +55,12 @@ SMALL = 256 * 1024
 PACK_MIN = 32
 #: a pack holds at most about this many bytes (one more object may pass it)
 PACK_LIMIT = 32 * 1024 * 1024
+#: a pack holds at most this many objects, so that its index stays under about 10 MB
+MEMBERS_LIMIT = 100_000
+#: an index larger than this is refused without being read whole: more than one of
+#: :data:`MEMBERS_LIMIT` objects needs, with room for a pack an older gitpipe wrote of
+#: many objects of a few dozen bytes each (it put no bound on their number)
+INDEX_LIMIT = 64 * 1024 * 1024
 #: members of a pack unpacked by one thread at a time
 GROUP = 64
 FORMAT = "gitpipe-pack-index"
@@ -52,7 +68,14 @@ VERSION = 1
 
 
 class PackRefused(Exception):
-    """An index or a pack from the remote that cannot be used (the reason)."""
+    """An index or a pack from the remote that cannot be used (the reason).
+
+    ``claims``: the objects a refused index lists, when its ``objects`` table can be
+    read at all; None when nothing can be said of what it holds."""
+
+    def __init__(self, reason: str, claims: frozenset[Digest] | None = None) -> None:
+        super().__init__(reason)
+        self.claims = claims
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +96,8 @@ def fault_point() -> None:
 
 def chunks(store: Store, digests: Iterable[Digest]) -> Iterator[list[Digest]]:
     """The objects, in groups of at most about :data:`PACK_LIMIT` bytes (by size on
-    disk; an object that is gone is left to the pack that reads it)."""
+    disk; an object that is gone is left to the pack that reads it) and at most
+    :data:`MEMBERS_LIMIT` objects."""
     group: list[Digest] = []
     size = 0
     for digest in digests:
@@ -82,7 +106,7 @@ def chunks(store: Store, digests: Iterable[Digest]) -> Iterator[list[Digest]]:
             size += os.path.getsize(store.object_path(digest))
         except OSError:
             pass
-        if size >= PACK_LIMIT:
+        if size >= PACK_LIMIT or len(group) >= MEMBERS_LIMIT:
             yield group
             group, size = [], 0
     if group:
@@ -136,24 +160,65 @@ def upload(remote: Remote, built: Built) -> Digest:
     return pack
 
 
-def listed(remote: Remote) -> list[Digest]:
-    """The packs whose index the remote holds (one listing)."""
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """The remote's packs: those whose index and pack are both there, and the indexes
+    whose pack is not (deleted, or lost): those are never read."""
+
+    packs: list[Digest]
+    orphans: list[Digest]
+
+
+def scan(remote: Remote) -> Listing:
+    """The packs and indexes the remote holds (one listing)."""
     names = remote.listing(f"{PACKS}/")
-    return sorted({d for d in map(parse_pack_index_name, names) if d is not None})
+    indexes = {d for d in map(parse_pack_index_name, names) if d is not None}
+    bodies = {d for d in map(parse_pack_name, names) if d is not None}
+    return Listing(sorted(indexes & bodies), sorted(indexes - bodies))
+
+
+def listed(remote: Remote) -> list[Digest]:
+    """The packs whose index and pack the remote both holds (one listing)."""
+    return scan(remote).packs
 
 
 def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _claims(record: object) -> frozenset[Digest] | None:
+    """The objects an index lists, read as leniently as can be; None when it has no
+    ``objects`` table."""
+    objects = record.get("objects") if isinstance(record, dict) else None
+    if not isinstance(objects, dict):
+        return None
+    found = set()
+    for text in objects:
+        with contextlib.suppress(DigestError):
+            found.add(Digest.parse(text))
+    return frozenset(found)
+
+
 def parse_index(data: bytes, pack: Digest) -> dict[Digest, Member]:
     """Where each object of ``pack`` is, from its index; :class:`PackRefused` for an
     index that is not gitpipe's, of another version, names another pack, or places an
     object outside what a pack may hold."""
+    if len(data) > INDEX_LIMIT:
+        raise PackRefused(
+            f"its index is larger than {INDEX_LIMIT // 2**20} MB, which no pack's index is"
+        )
     try:
         record = json.loads(data)
     except (ValueError, RecursionError):
         raise PackRefused("its index is not JSON") from None
+    try:
+        return _members(record, pack)
+    except PackRefused as exc:
+        exc.claims = _claims(record)
+        raise
+
+
+def _members(record: object, pack: Digest) -> dict[Digest, Member]:
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise PackRefused("its index is not a gitpipe pack index")
     if record.get("version") != VERSION:
@@ -184,35 +249,42 @@ def parse_index(data: bytes, pack: Digest) -> dict[Digest, Member]:
 
 
 def read_index(remote: Remote, pack: Digest) -> dict[Digest, Member]:
-    """One pack's index, from the remote (:func:`parse_index`); empty when it is gone."""
-    data = remote.read(pack_index_name(pack))
+    """One pack's index, from the remote (:func:`parse_index`); empty when it is gone.
+    At most :data:`INDEX_LIMIT` bytes of it are held in memory."""
+    data = remote.read(pack_index_name(pack), limit=INDEX_LIMIT)
     return {} if data is None else parse_index(data, pack)
 
 
 @dataclass(frozen=True, slots=True)
 class Unpacked:
-    """What became of one wanted member of a pack: stored (its size), refused (why),
-    or missing (the pack is gone, or shorter than its index says)."""
+    """What became of one wanted member of a pack: stored (its size); damaged (why:
+    this copy's bytes are not its digest's, or the pack ends before it, so another
+    copy may be good); refused (why: its bytes are its digest's and ``check`` refused
+    them, so every copy would be); or missing (the pack is gone)."""
 
     digest: Digest
     size: int = 0
+    damaged: str = ""
     refused: str = ""
     missing: bool = False
 
 
 def unpack(
     store: Store,
-    path: str,
+    path: str | None,
     members: Iterable[tuple[Digest, Member]],
     check: Callable[[Digest, bytes], None],
 ) -> list[Unpacked]:
-    """Store some members of a downloaded pack at ``path`` (read from the first to
-    the last of them), each only when its bytes hash to its digest and ``check``
-    (given the digest and the bytes: a folder's manifest must be safe) raises no
-    :class:`PackRefused`.  Several groups of one pack may be unpacked at once."""
+    """Store some members of a downloaded pack at ``path`` (None: the pack is gone;
+    read from the first to the last of them), each only when its bytes hash to its
+    digest and ``check`` (given the digest and the bytes: a folder's manifest must be
+    safe) raises no :class:`PackRefused`.  Several groups of one pack may be unpacked
+    at once."""
     members = sorted(members, key=lambda item: item[1].offset)
     if not members:
         return []
+    if path is None:
+        return [Unpacked(digest, missing=True) for digest, _ in members]
     start = members[0][1].offset
     end = max(member.offset + member.length for _, member in members)
     fd = os.open(path, os.O_RDONLY)
@@ -223,13 +295,14 @@ def unpack(
     done: list[Unpacked] = []
     for digest, member in members:
         first = member.offset - start
-        if first + member.length > len(data):
-            done.append(Unpacked(digest, missing=True))  # the pack is shorter than its index
+        if first + member.length > len(data):  # the pack is shorter than its index says
+            done.append(Unpacked(digest, damaged=f"pack {member.pack} ends before it"))
             continue
         raw = bytes(data[first : first + member.length])
         actual = digest_bytes(raw)
         if actual != digest:
-            done.append(Unpacked(digest, refused=f"its bytes hash to {actual}"))
+            damaged = f"its bytes hash to {actual} in pack {member.pack}"
+            done.append(Unpacked(digest, damaged=damaged))
             continue
         try:
             check(digest, raw)
@@ -267,19 +340,22 @@ class Downloads:
     def __init__(self, store: Store, remote: Remote) -> None:
         self.store, self.remote = store, remote
         self.paths: dict[Digest, str] = {}
+        self.gone: set[Digest] = set()
         self._locks: dict[Digest, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def path(self, pack: Digest) -> str:
+    def path(self, pack: Digest) -> str | None:
+        """Where the pack is in the store's tmp/; None when the remote no longer has it."""
         with self._guard:
             lock = self._locks.setdefault(pack, threading.Lock())
         with lock:
-            if pack not in self.paths:
+            if pack not in self.paths and pack not in self.gone:
                 fd, path = tempfile.mkstemp(dir=self.store.tmp, prefix="pack-")
                 os.close(fd)
                 self.paths[pack] = path
-                self.remote.download(pack_name(pack), Path(path))  # gone: members missing
-            return self.paths[pack]
+                if not self.remote.download(pack_name(pack), Path(path)):
+                    self.gone.add(pack)
+            return None if pack in self.gone else self.paths[pack]
 
     def close(self) -> None:
         for path in self.paths.values():

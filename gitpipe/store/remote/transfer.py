@@ -8,6 +8,7 @@ Nothing that comes from a remote is trusted::
              that the local run cache lacks)
              --parse_result, id = name-->  their objects and folder manifests
              --download into the store's tmp/, re-hash, check manifests' paths-->  rename
+               (a bad copy: the object's next copy, see gitpipe.store.remote.fetching)
              -->  the files the manifests list (the same way)
              -->  each result, once every object it names is in the local store
     push:  results (local, complete: every one of each key, and the named ones)
@@ -31,16 +32,14 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
-import tempfile
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gitpipe.core.errors import StoreError
-from gitpipe.core.hashing import Digest, digest_file, parse_manifest, safe_relpath
+from gitpipe.core.hashing import Digest, digest_file
 from gitpipe.store.lockfile import Lock, LockEntry
 from gitpipe.store.naming import (
     OBJECTS,
@@ -54,7 +53,25 @@ from gitpipe.store.naming import (
 from gitpipe.store.objects import Store
 from gitpipe.store.remote import packs
 from gitpipe.store.remote.base import Remote
-from gitpipe.store.remote.packs import Member, PackRefused
+from gitpipe.store.remote.fetching import (
+    Located,
+    each_copy,
+    fetch_object,
+    fetch_pack,
+    judge_indexes,
+    locate,
+)
+from gitpipe.store.remote.moving import (
+    Missing,
+    ProgressListener,
+    Rejected,
+    Rejection,
+    TransferReport,
+    each,
+    ignore_progress,
+    tally,
+    thread_pool,
+)
 from gitpipe.store.runcache import OutRecord, Result, RunCache, parse_result, result_id
 
 #: up to this many names are always checked one by one, not by listing their folders
@@ -114,129 +131,7 @@ def entry_result_id(entry: LockEntry) -> Digest:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """How far one phase of a transfer is: ``done`` of ``total`` items, ``bytes`` moved.
-
-    Phases: ``checking`` (what the remote has), ``results``, ``objects`` and
-    ``folder files`` (the files that folders' manifests list)."""
-
-    phase: str
-    done: int
-    total: int
-    bytes: int = 0
-
-
-ProgressListener = Callable[[Progress], None]
-
-
-def ignore_progress(progress: Progress) -> None:
-    """The listener that listens to nothing."""
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """Something refused: ``what`` (``object b3:…`` or ``result b3:…``) and why."""
-
-    what: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.what} ({self.reason})"
-
-
-@dataclass(slots=True)
-class TransferReport:
-    """What a push or pull did. ``objects``/``results`` were transferred; ``*_present``
-    were on the receiving side already; ``unavailable`` were wanted but the sending
-    side lacks them; ``rejected`` failed verification and were not written."""
-
-    direction: str  # push | pull
-    url: str
-    objects: int = 0
-    bytes: int = 0
-    objects_present: int = 0
-    results: int = 0
-    results_present: int = 0
-    unavailable: list[str] = field(default_factory=list)
-    rejected: list[Rejection] = field(default_factory=list)
-    duration: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "direction": self.direction,
-            "remote": self.url,
-            "objects": self.objects,
-            "bytes": self.bytes,
-            "objects_present": self.objects_present,
-            "results": self.results,
-            "results_present": self.results_present,
-            "unavailable": list(self.unavailable),
-            "rejected": [{"what": r.what, "reason": r.reason} for r in self.rejected],
-            "duration": round(self.duration, 3),
-        }
-
-
 # -- moving things ----------------------------------------------------------------------
-
-
-class _Rejected(Exception):
-    """Something from the other side failed verification."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class _Missing(Exception):
-    """The sending side does not have it."""
-
-
-@contextlib.contextmanager
-def _pool(jobs: int) -> Iterator[ThreadPoolExecutor]:
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="gitpipe-remote")
-    try:
-        yield pool
-    except BaseException:
-        # an error or Ctrl-C: start nothing more; what runs finishes and tidies itself
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-
-
-def _each(
-    pool: ThreadPoolExecutor,
-    items: Collection[Any],
-    work: Callable[[Any], tuple[Any, int]],
-    phase: str,
-    progress: ProgressListener,
-) -> Iterator[tuple[Any, Any]]:
-    """Run ``work`` on every item in the pool, reporting progress from this thread as
-    each finishes; then yield (item, value or _Rejected or _Missing) in the items'
-    order, so that a report says the same whichever thread was quicker. Any other
-    error stops the phase: what has not started is cancelled."""
-    if not items:
-        return
-    futures = {pool.submit(work, item): item for item in items}
-    total, done, moved = len(futures), 0, 0
-    progress(Progress(phase, 0, total, 0))
-    outcomes: dict[Future[tuple[Any, int]], Any] = {}
-    try:
-        for future in as_completed(futures):
-            try:
-                value, size = future.result()
-            except (_Rejected, _Missing) as exc:
-                value, size = exc, 0
-            done += 1
-            moved += size
-            progress(Progress(phase, done, total, moved))
-            outcomes[future] = value
-    finally:
-        for future in futures:
-            future.cancel()
-    for future, item in futures.items():
-        yield item, outcomes[future]
 
 
 def _present(
@@ -255,13 +150,13 @@ def _present(
     if len(names) <= EXISTS_LIMIT or 2 * len(folders) > len(names):
         return {
             name
-            for name, there in _each(
+            for name, there in each(
                 pool, names, lambda n: (remote.exists(n), 0), "checking", progress
             )
             if there is True
         }
     seen: set[str] = set()
-    for _folder, listed in _each(
+    for _folder, listed in each(
         pool, sorted(folders), lambda f: (remote.listing(f), 0), "checking", progress
     ):
         seen |= listed
@@ -315,7 +210,7 @@ def _remote_results(
     if len(keys) > EXISTS_LIMIT and 2 * len(folders) <= len(keys):
         listed = folders
     found: dict[Digest, set[Digest]] = {key: set() for key in keys}
-    for _prefix, names in _each(
+    for _prefix, names in each(
         pool, sorted(listed), lambda p: (remote.listing(p), 0), "checking", progress
     ):
         for pair in map(parse_result_name, names):
@@ -342,29 +237,15 @@ def _damaged(actual: Digest) -> str:
     )
 
 
-def _tally(report: TransferReport, digest: Digest, value: Any) -> bool:
-    """Count what became of one object (its size, or _Rejected, or _Missing) in the
-    report; True when it moved."""
-    if isinstance(value, _Rejected):
-        report.rejected.append(Rejection(f"object {digest}", value.reason))
-        return False
-    if isinstance(value, _Missing):
-        report.unavailable.append(f"object {digest}")
-        return False
-    report.objects += 1
-    report.bytes += value
-    return True
-
-
 def _sent(item: Digest | list[Digest], outcome: Any) -> Iterator[tuple[Digest, Any]]:
-    """(object, its size or _Rejected or _Missing) for each object of a push's job: one
+    """(object, its size or Rejected or Missing) for each object of a push's job: one
     object, or a pack (:class:`packs.Built`)."""
     if not isinstance(outcome, packs.Built):
         yield item, outcome  # type: ignore[misc]
         return
     yield from ((digest, size) for digest, _, size in outcome.members)
-    yield from ((digest, _Rejected(_damaged(actual))) for digest, actual in outcome.damaged)
-    yield from ((digest, _Missing()) for digest in outcome.missing)
+    yield from ((digest, Rejected(_damaged(actual))) for digest, actual in outcome.damaged)
+    yield from ((digest, Missing()) for digest in outcome.missing)
 
 
 def _size(store: Store, digest: Digest) -> int:
@@ -373,35 +254,6 @@ def _size(store: Store, digest: Digest) -> int:
         return os.stat(store.object_path(digest)).st_size
     except OSError:
         return packs.SMALL
-
-
-@dataclass(slots=True)
-class _Located:
-    """What the remote's packs hold: the packs listed, where each object is, and the
-    packs whose index was refused (with why)."""
-
-    listed: list[Digest] = field(default_factory=list)
-    members: dict[Digest, Member] = field(default_factory=dict)
-    refused: list[Rejection] = field(default_factory=list)
-
-
-def _packed(remote: Remote, pool: ThreadPoolExecutor, progress: ProgressListener) -> _Located:
-    """Every pack index on the remote, read (one listing, then one read per pack)."""
-    located = _Located(packs.listed(remote))
-
-    def read(pack: Digest) -> tuple[dict[Digest, Member], int]:
-        try:
-            return packs.read_index(remote, pack), 0
-        except PackRefused as exc:
-            raise _Rejected(str(exc)) from None
-
-    for pack, outcome in _each(pool, located.listed, read, "checking", progress):
-        if isinstance(outcome, _Rejected):
-            located.refused.append(Rejection(f"pack {pack}", outcome.reason))
-        elif isinstance(outcome, dict):
-            for digest, member in outcome.items():
-                located.members.setdefault(digest, member)
-    return located
 
 
 def push(
@@ -444,9 +296,9 @@ def push(
         try:
             actual = digest_file(path)
         except OSError as exc:
-            raise _Missing from exc
+            raise Missing from exc
         if actual != digest:
-            raise _Rejected(_damaged(actual))
+            raise Rejected(_damaged(actual))
         remote.upload(path, object_name(digest))
         size = path.stat().st_size
         return size, size
@@ -457,8 +309,9 @@ def push(
             packs.upload(remote, built)
         return built, len(built.data)
 
-    with _pool(jobs or remote.jobs) as pool:
-        located = _packed(remote, pool, progress)
+    with thread_pool(jobs or remote.jobs) as pool:
+        located = locate(remote, pool, progress)
+        report.skipped += located.orphans + [rejection for rejection, _ in located.refused]
         # a first push into an empty remote checks nothing
         fresh = not located.listed and remote.empty()
         in_packs = {digest for digest in names.values() if digest in located.members}
@@ -477,9 +330,9 @@ def push(
         def send_any(item: Digest | list[Digest]) -> tuple[Any, int]:
             return send_pack(item) if isinstance(item, list) else send(item)
 
-        for item, outcome in _each(pool, work, send_any, "objects", progress):
+        for item, outcome in each(pool, work, send_any, "objects", progress):
             for digest, value in _sent(item, outcome):
-                if _tally(report, digest, value):
+                if tally(report, digest, value):
                     on_remote.add(digest)
         if results:
             # every result by its own name: one the remote has of the same key is
@@ -501,108 +354,10 @@ def push(
                 remote.write(result_name(*pair), data)
                 return None, len(data)
 
-            for _pair, _outcome in _each(pool, ready, send_result, "results", progress):
+            for _pair, _outcome in each(pool, ready, send_result, "results", progress):
                 report.results += 1
     report.duration = time.monotonic() - started
     return report
-
-
-def _manifest_problem(data: bytes) -> str | None:
-    """What is wrong with a folder's manifest from a remote: it must parse and name
-    only paths that stay inside the folder, or restoring it could write anywhere."""
-    try:
-        entries = parse_manifest(data)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return "it is not a folder manifest"
-    for entry in entries:
-        if not isinstance(entry.path, str) or not safe_relpath(entry.path):
-            return f"its manifest names the unsafe path {entry.path!r}"
-    return None
-
-
-def _check_manifest(path: str) -> None:
-    """:func:`_manifest_problem` of a downloaded file, as :class:`_Rejected`."""
-    problem = _manifest_problem(Path(path).read_bytes())
-    if problem is not None:
-        raise _Rejected(problem)
-
-
-def _jobs(wanted: list[Digest], located: _Located) -> list[Digest | packs.Job]:
-    """Each wanted object by itself, except those in packs: a job per group of a
-    pack's members (:func:`packs.groups`)."""
-    loose: list[Digest | packs.Job] = []
-    grouped: dict[Digest, list[tuple[Digest, Member]]] = {}
-    for digest in wanted:
-        member = located.members.get(digest)
-        if member is None:
-            loose.append(digest)
-        else:
-            grouped.setdefault(member.pack, []).append((digest, member))
-    return loose + [
-        packs.Job(pack, tuple(group))
-        for pack, found in sorted(grouped.items())
-        for group in packs.groups(found)
-    ]
-
-
-def _fetch_object(store: Store, remote: Remote, digest: Digest, *, folder: bool) -> int:
-    """Download an object into the store's tmp/, re-hash it and, only when it matches
-    its digest (and, for a folder, its manifest is safe), rename it into place."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=store.tmp, prefix="pull-")
-        os.close(fd)
-    except OSError as exc:
-        raise StoreError(f"cannot write to the store at {store.root} ({exc.strerror})") from exc
-    try:
-        if not remote.download(object_name(digest), Path(tmp)):
-            raise _Missing
-        actual = digest_file(tmp)
-        if actual != digest:
-            raise _Rejected(f"its bytes hash to {actual}")
-        if folder:
-            _check_manifest(tmp)
-        size = os.path.getsize(tmp)
-        store.adopt(tmp, digest, hashed=actual)  # read once: hashed just above
-        return size
-    except OSError as exc:
-        raise StoreError(f"cannot write to the store at {store.root} ({exc.strerror})") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-
-
-def _fetch_pack(
-    store: Store, downloads: packs.Downloads, job: packs.Job, folders: Collection[Digest]
-) -> list[packs.Unpacked]:
-    """Some wanted objects of one pack: the pack downloaded into the store's tmp/ (once
-    per pull), each member hashed and stored only when it is its digest."""
-
-    def check(digest: Digest, data: bytes) -> None:
-        problem = _manifest_problem(data) if digest in folders else None
-        if problem is not None:
-            raise PackRefused(problem)
-
-    try:
-        return packs.unpack(store, downloads.path(job.pack), job.members, check)
-    except OSError as exc:
-        raise StoreError(f"cannot write to the store at {store.root} ({exc.strerror})") from exc
-
-
-def _outcomes(item: Digest | packs.Job, outcome: Any) -> Iterator[tuple[Digest, Any]]:
-    """(object, its size or _Rejected or _Missing) for each object of a fetch job."""
-    if not isinstance(item, packs.Job):
-        yield item, outcome
-        return
-    if not isinstance(outcome, list):  # the whole pack: missing
-        yield from ((digest, outcome) for digest, _ in item.members)
-        return
-    for one in outcome:
-        if one.refused:
-            yield one.digest, _Rejected(one.refused)
-        elif one.missing:
-            yield one.digest, _Missing()
-        else:
-            yield one.digest, one.size
 
 
 def _fetch_result(remote: Remote, pair: Pair) -> tuple[Result, int]:
@@ -612,11 +367,11 @@ def _fetch_result(remote: Remote, pair: Pair) -> tuple[Result, int]:
     key, rid = pair
     data = remote.read(result_name(key, rid))
     if data is None:
-        raise _Missing
+        raise Missing
     try:
         return parse_result(data, key, result_id=rid, signer=remote.signer), len(data)
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        raise _Rejected(f"not a trustworthy result: {exc}") from None
+        raise Rejected(f"not a trustworthy result: {exc}") from None
 
 
 def pull(
@@ -638,7 +393,7 @@ def pull(
         store.tmp.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"cannot write to the store at {store.root} ({exc.strerror})") from exc
-    with _pool(jobs or remote.jobs) as pool:
+    with thread_pool(jobs or remote.jobs) as pool:
         pairs: set[Pair] = set()
         if selection is None:
             names = remote.listing(f"{OBJECTS}/")
@@ -664,10 +419,10 @@ def pull(
         def fetch_result(pair: Pair) -> tuple[Result, int]:
             return _fetch_result(remote, pair)
 
-        for pair, outcome in _each(pool, wanted, fetch_result, "results", progress):
-            if isinstance(outcome, _Rejected):
+        for pair, outcome in each(pool, wanted, fetch_result, "results", progress):
+            if isinstance(outcome, Rejected):
                 report.rejected.append(Rejection(_what(*pair), outcome.reason))
-            elif isinstance(outcome, _Missing):
+            elif isinstance(outcome, Missing):
                 report.unavailable.append(_what(*pair))
             else:
                 results[pair] = outcome
@@ -676,33 +431,31 @@ def pull(
         files -= folders
 
         # 2. files and folders' manifests, then 3. the files the manifests list
-        located, loaded = _Located(), selection is None
+        located, loaded = Located(), selection is None
         if loaded:  # the whole remote: every packed object too
-            located = _packed(remote, pool, progress)
+            located = locate(remote, pool, progress)
             files |= set(located.members)
-            report.rejected += located.refused
         downloads = packs.Downloads(store, remote)  # packs downloaded into tmp/, for both phases
 
         def fetch(item: Digest | packs.Job) -> tuple[Any, int]:
             if isinstance(item, packs.Job):
-                done = _fetch_pack(store, downloads, item, folders)
+                done = fetch_pack(store, downloads, item, folders)
                 return done, sum(one.size for one in done)
-            size = _fetch_object(store, remote, item, folder=item in folders)
+            size = fetch_object(store, remote, item, folder=item in folders)
             return size, size
 
         wanted_objects = sorted(d for d in files | folders if d not in store)
         report.objects_present += len(files | folders) - len(wanted_objects)
         rejected: set[Digest] = set()
+        missing: set[Digest] = set()
         try:
             for phase in ("objects", "folder files"):
                 if wanted_objects and not loaded:  # what the packs hold: read once
-                    located, loaded = _packed(remote, pool, progress), True
-                    report.rejected += located.refused
-                work = _jobs(wanted_objects, located)
-                for item, outcome in _each(pool, work, fetch, phase, progress):
-                    for digest, value in _outcomes(item, outcome):
-                        if not _tally(report, digest, value) and isinstance(value, _Rejected):
-                            rejected.add(digest)
+                    located, loaded = locate(remote, pool, progress), True
+                copies = each_copy(pool, wanted_objects, located, fetch, phase, progress)
+                for digest, value in copies:
+                    if not tally(report, digest, value):
+                        (rejected if isinstance(value, Rejected) else missing).add(digest)
                 listed: set[Digest] = set()
                 for folder in sorted(folders - rejected):
                     if folder in store:
@@ -713,6 +466,7 @@ def pull(
                 folders = set()  # the files manifests list are files, not folders
         finally:
             downloads.close()
+        judge_indexes(report, located, missing, everything=selection is None, store=store)
 
     # 4. results, last, and only when every object they name is here; a result's time
     # is a claim too: none is taken to be newer than the moment it arrived (a time
