@@ -618,7 +618,9 @@ def _put_back(
                     inputs.hasher.cache.readonly = True
                     raise _corrupt(project, exc, [t for t, _ in todo], pulled=pull) from exc
                 set_aside.add(exc.digest)
-                report.fetched += _fetch(project, store, [t for t, _ in todo], remote)
+                fetched, warnings = _fetch(project, store, [t for t, _ in todo], remote)
+                report.fetched += fetched
+                report.warnings += [w for w in warnings if w not in report.warnings]
                 lacking = [t for t, _ in todo if not _present(store, t.out)]
                 if lacking:
                     inputs.hasher.cache.readonly = True
