@@ -17,7 +17,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,6 +59,40 @@ def _pickled_by_slots(cls: _Frozen) -> _Frozen:
     return cls
 
 
+def _init_by_slots(cls: _Frozen) -> _Frozen:
+    """Give a frozen, slotted dataclass an ``__init__`` that sets its slots directly.
+
+    The same signature, defaults and default factories as the dataclass's own; that
+    one sets each field through ``object.__setattr__`` (frozen classes must), which
+    for the 33 fields of a :class:`Step` was a fifth of building a 100,000-step
+    pipeline.  Setting a field afterwards still raises ``FrozenInstanceError``."""
+    params, body = [], []
+    scope: dict[str, Any] = {"_new_missing": MISSING}
+    for each in fields(cls):
+        name = each.name
+        scope[f"_set_{name}"] = cls.__dict__[name].__set__
+        if each.default is not MISSING:
+            scope[f"_default_{name}"] = each.default
+            params.append(f"{name}=_default_{name}")
+            body.append(f"    _set_{name}(self, {name})")
+        elif each.default_factory is not MISSING:
+            scope[f"_factory_{name}"] = each.default_factory
+            params.append(f"{name}=_new_missing")
+            body.append(
+                f"    _set_{name}(self, _factory_{name}() if {name} is _new_missing else {name})"
+            )
+        else:
+            params.append(name)
+            body.append(f"    _set_{name}(self, {name})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
+    exec(source, scope)  # the text above, made from the class's own field names
+    init = scope["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
+
+
+@_init_by_slots
 @_pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class PathSpec:
@@ -132,6 +166,7 @@ class Hooks:
         return bool(self.before_step or self.after_step or self.on_failure)
 
 
+@_init_by_slots
 @_pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class Template:
@@ -155,6 +190,7 @@ class ParamsFile:
     keys: tuple[str, ...] = ()  # its top-level keys
 
 
+@_init_by_slots
 @_pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -259,6 +295,18 @@ def out_places(step: Step) -> list[tuple[PathSpec, str]]:
     if step.plots:
         places += [(spec, f"{prefix}.plots[{i}]") for i, spec in enumerate(step.plots)]
     return places
+
+
+def out_key(step: Step, index: int) -> str:
+    """The TOML key of ``step.all_outs[index]``, as :func:`out_places` gives it: the
+    checks that go through every output name a key only when they raise."""
+    prefix = f"steps.{step.name}"
+    for field_name in ("outs", "metrics", "plots"):
+        specs = getattr(step, field_name)
+        if index < len(specs):
+            return f"{prefix}.{field_name}[{index}]"
+        index -= len(specs)
+    raise IndexError(index)
 
 
 def resolve(step: Step, value_of: Callable[[MetricRef], Any]) -> Step:

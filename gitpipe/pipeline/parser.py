@@ -164,6 +164,8 @@ class Parser(Checks):
 
     def check_params_files(self, steps: Mapping[str, Step], files: list[ParamsFile]) -> None:
         """No step writes a params file: the params are known before any step runs."""
+        if not files:
+            return
         for step in steps.values():
             for spec, key in out_places(step):
                 for file in files:

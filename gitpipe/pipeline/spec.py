@@ -37,6 +37,7 @@ from gitpipe.pipeline.model import (
     Step,
     Template,
     UrlDep,
+    out_key,
     out_places,
     resolve,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "Template",
     "UrlDep",
     "load_cached",
+    "out_key",
     "out_places",
     "parse",
     "parse_override",
