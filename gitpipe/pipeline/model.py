@@ -17,10 +17,11 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from gitpipe.core.slotted import init_by_slots, pickled_by_slots
 from gitpipe.pipeline.expr import Condition
 from gitpipe.pipeline.refs import METRIC_REF, map_strings, parts, ref_text, scalar_text
 
@@ -35,65 +36,8 @@ LINKS = ("copy", "hardlink", "symlink")
 ENVIRONMENTS = ("imports", "lockfile", "none")
 
 
-_Frozen = TypeVar("_Frozen", bound=type)
-
-
-def _pickled_by_slots(cls: _Frozen) -> _Frozen:
-    """Unpickle a frozen, slotted dataclass by setting its slots directly.
-
-    dataclasses' own ``__setstate__`` for such a class looks its fields up again for
-    every object; a parsed 10,000-step pipeline is unpickled by every `status` that
-    does not answer from its snapshot, and that look-up was most of the load."""
-    names = tuple(f.name for f in fields(cls))
-    setters = tuple(cls.__dict__[name].__set__ for name in names)
-
-    def __getstate__(self: Any) -> tuple[Any, ...]:
-        return tuple([getattr(self, name) for name in names])
-
-    def __setstate__(self: Any, state: tuple[Any, ...] | list[Any]) -> None:
-        for set_slot, value in zip(setters, state, strict=True):
-            set_slot(self, value)
-
-    cls.__getstate__ = __getstate__  # type: ignore[attr-defined]
-    cls.__setstate__ = __setstate__  # type: ignore[attr-defined]
-    return cls
-
-
-def _init_by_slots(cls: _Frozen) -> _Frozen:
-    """Give a frozen, slotted dataclass an ``__init__`` that sets its slots directly.
-
-    The same signature, defaults and default factories as the dataclass's own; that
-    one sets each field through ``object.__setattr__`` (frozen classes must), which
-    for the 33 fields of a :class:`Step` was a fifth of building a 100,000-step
-    pipeline.  Setting a field afterwards still raises ``FrozenInstanceError``."""
-    params, body = [], []
-    scope: dict[str, Any] = {"_new_missing": MISSING}
-    for each in fields(cls):
-        name = each.name
-        scope[f"_set_{name}"] = cls.__dict__[name].__set__
-        if each.default is not MISSING:
-            scope[f"_default_{name}"] = each.default
-            params.append(f"{name}=_default_{name}")
-            body.append(f"    _set_{name}(self, {name})")
-        elif each.default_factory is not MISSING:
-            scope[f"_factory_{name}"] = each.default_factory
-            params.append(f"{name}=_new_missing")
-            body.append(
-                f"    _set_{name}(self, _factory_{name}() if {name} is _new_missing else {name})"
-            )
-        else:
-            params.append(name)
-            body.append(f"    _set_{name}(self, {name})")
-    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
-    exec(source, scope)  # the text above, made from the class's own field names
-    init = scope["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[misc]
-    return cls
-
-
-@_init_by_slots
-@_pickled_by_slots
+@init_by_slots
+@pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class PathSpec:
     """A normalised path relative to the pipeline's folder; ``is_dir`` for folders."""
@@ -119,7 +63,7 @@ class PathSpec:
 URL_SCHEMES = ("s3", "http", "https")
 
 
-@_pickled_by_slots
+@pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class UrlDep:
     """A dependency outside the workspace: an S3 object or an HTTP(S) resource, named
@@ -137,7 +81,7 @@ class UrlDep:
         return self.url.partition("://")[0].lower()
 
 
-@_pickled_by_slots
+@pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class MetricRef:
     """``${steps.STEP.metrics.NAME}``: a value read from another step's metrics after it
@@ -152,7 +96,7 @@ class MetricRef:
         return ref_text(self.step, self.metric)
 
 
-@_pickled_by_slots
+@pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class Hooks:
     """``[hooks]``: commands run around each step (never part of a key)."""
@@ -166,8 +110,8 @@ class Hooks:
         return bool(self.before_step or self.after_step or self.on_failure)
 
 
-@_init_by_slots
-@_pickled_by_slots
+@init_by_slots
+@pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class Template:
     """A step's ``cmd``, ``env`` and ``wdir`` as the pipeline file writes them, before
@@ -179,7 +123,7 @@ class Template:
     wdir: str = "."
 
 
-@_pickled_by_slots
+@pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class ParamsFile:
     """A file of ``[pipeline] params_files`` (docs/pipeline-file.md#params-files)."""
@@ -190,8 +134,8 @@ class ParamsFile:
     keys: tuple[str, ...] = ()  # its top-level keys
 
 
-@_init_by_slots
-@_pickled_by_slots
+@init_by_slots
+@pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class Step:
     name: str
@@ -246,7 +190,7 @@ class Step:
         return self.outs + self.metrics + self.plots
 
 
-@_pickled_by_slots
+@pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class Pipeline:
     name: str

@@ -260,12 +260,14 @@ def _command(
                 f"{prefix}.fn",
             )
     raw_cmd = body.get("cmd", [fn])
-    if isinstance(raw_cmd, str):
-        raw_cmds = [raw_cmd]
-    elif isinstance(raw_cmd, list) and raw_cmd and all(isinstance(c, str) for c in raw_cmd):
-        raw_cmds = raw_cmd
-    else:
+    if isinstance(raw_cmd, str):  # most steps: one command
+        one = refs.expand(raw_cmd, f"{prefix}.cmd")
+        if not one.strip():
+            raise checks.error("a command must not be empty", f"{prefix}.cmd")
+        return fn, (one,), [raw_cmd]
+    if not (isinstance(raw_cmd, list) and raw_cmd and all(isinstance(c, str) for c in raw_cmd)):
         raise checks.error("must be a string or a non-empty list of strings", f"{prefix}.cmd")
+    raw_cmds = raw_cmd
     cmd = tuple(
         refs.expand(c, f"{prefix}.cmd" + (f"[{i}]" if len(raw_cmds) > 1 else ""))
         for i, c in enumerate(raw_cmds)

@@ -23,7 +23,7 @@ import re
 import stat as statmod
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -229,27 +229,34 @@ class Protected:
     root: str  # the pipeline's folder
     top: str  # the repository's top folder
     places: tuple[tuple[str, str], ...]  # (real path, what it is, for messages)
+    #: the top folder with one separator after it, and each place's path with "/"
+    #: after it: asked of every output of every step before a command runs
+    _heads: tuple[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        heads = (self.top.rstrip(os.sep) + os.sep, tuple(p + "/" for p, _ in self.places))
+        object.__setattr__(self, "_heads", heads)
 
     def inside(self, real: str) -> bool:
         """Whether a real path is the repository's top folder or inside it."""
-        return real == self.top or real.startswith(self.top.rstrip(os.sep) + os.sep)
+        return real == self.top or real.startswith(self._heads[0])
 
     def relation(self, real: str, *, contains: bool = True) -> tuple[str, str] | None:
         """How a real path inside the repository stands to a protected place:
         ("is" | "lies inside" | "contains", what the place is), or None; "contains"
         only where ``contains`` asks."""
         if self.inside(real):
-            rel = _relative(real, self.top).replace(os.sep, "/")
+            rel = _relative(real, self.top, self._heads[0]).replace(os.sep, "/")
             found = spec.reserved(rel) if rel != "." else None
             if found is not None:
                 return found
-        below = real + "/"  # spec.relation's test, with this made once
-        for place, what in self.places:
+        below = real + "/"  # spec.relation's tests, each path with "/" made once
+        for (place, what), place_below in zip(self.places, self._heads[1], strict=True):
             if real == place:
                 how = "is"
             elif place.startswith(below):
                 how = "contains"
-            elif real.startswith(place + "/"):
+            elif real.startswith(place_below):
                 how = "lies inside"
             else:
                 continue
@@ -258,11 +265,10 @@ class Protected:
         return None
 
 
-def _relative(real: str, top: str) -> str:
-    """``os.path.relpath(real, top)`` for a real path inside ``top``, by slicing where
-    that gives the same (no part of it to normalise): checked for every output of
-    every step before a command runs."""
-    head = top.rstrip(os.sep) + os.sep
+def _relative(real: str, top: str, head: str) -> str:
+    """``os.path.relpath(real, top)`` for a real path inside ``top`` (``head``: it with
+    one separator after it), by slicing where that gives the same (no part of it to
+    normalise): checked for every output of every step before a command runs."""
     if real.startswith(head):
         rel = real[len(head) :]
         wrapped = f"{os.sep}{rel}{os.sep}"  # no part empty, "." or "..", nor any dotted
