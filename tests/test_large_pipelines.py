@@ -232,13 +232,13 @@ def test_the_collector_is_paused_while_a_pipeline_is_built_and_left_as_it_was(
     )
     workspace.commit("pipeline")
     seen: list[bool] = []
-    real_build = spec.load_cached
+    real_parse = spec.parse_data
 
     def watched(*args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(gc.isenabled())
-        return real_build(*args, **kwargs)
+        return real_parse(*args, **kwargs)
 
-    monkeypatch.setattr(spec, "load_cached", watched)
+    monkeypatch.setattr(spec, "parse_data", watched)
     frozen = gc.get_freeze_count()
     assert gc.isenabled()
     project = gitpipe.Project.open(workspace.root)

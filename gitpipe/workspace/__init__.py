@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitpipe.core import atomic, collector, layout, stamps
+from gitpipe.core import atomic, layout, stamps
 from gitpipe.core.errors import UsageError
 from gitpipe.core.layout import STATE_DIR, locate
 from gitpipe.core.records import StepStatus
@@ -228,15 +228,14 @@ class Project:
         return self._graph
 
     def _load(self) -> None:
-        with collector.paused():  # millions of objects for 100,000 steps, no garbage
-            pipeline, keep = spec.load_cached(
-                self.file,
-                cache_dir=self.state_dir / "parsed",
-                overrides=self.overrides,
-                # never the values a `repro -p` shows its steps, even while it runs
-                params_bytes=functools.partial(overlay.committed_bytes, self.root, self.state_dir),
-            )
-            self._graph = graphs.build(pipeline)
+        pipeline, keep = spec.load_cached(
+            self.file,
+            cache_dir=self.state_dir / "parsed",
+            overrides=self.overrides,
+            # never the values a `repro -p` shows its steps, even while it runs
+            params_bytes=functools.partial(overlay.committed_bytes, self.root, self.state_dir),
+        )
+        self._graph = graphs.build(pipeline)
         self._pipeline = pipeline
         self._keep = keep  # called by a command that went well: see keep_caches
 
@@ -253,8 +252,7 @@ class Project:
         ):
             return last[2]
         read_ns = time.time_ns()
-        with collector.paused():  # tens of objects a step, none of them garbage
-            lock, keep = lockfile.read_cached(self.lock_path, cache_dir=self.state_dir / "parsed")
+        lock, keep = lockfile.read_cached(self.lock_path, cache_dir=self.state_dir / "parsed")
         self._keep_lock = keep
         self._lock_read = (stamp, read_ns, lock) if stamp is not None else None
         return lock
