@@ -276,3 +276,27 @@ def test_the_console_script_freezes_what_the_paused_collector_built() -> None:
         check=True,
     )
     assert done.stdout.split() == ["True", "0", "True", "True"]
+
+
+def test_the_report_judges_the_two_status_targets_on_their_medians(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import report
+    from timing import Row
+
+    def row(key: str, median: float, rss: float) -> Row:
+        return Row(key, "s", median, median, median, 3, "", {"max_rss_mib": rss}, key=key)
+
+    rows = [
+        row("scaling/status-never/100000", 3.9, 400),
+        row("scaling/status-first/10000", 1.01, 90),
+        row("scaling/status-never/10000", 9.0, 90),  # no target at this size
+    ]
+    report.judge(rows, plan=None)  # type: ignore[arg-type]
+    assert [r.met for r in rows] == [True, False, None]
+    assert "≤ 4 s" in rows[0].target and "1 GiB" in rows[0].target
+    assert "≤ 1.0 s" in rows[1].target
+    rows = [row("scaling/status-never/100000", 3.9, 1100)]
+    report.judge(rows, plan=None)  # type: ignore[arg-type]
+    assert rows[0].met is False
