@@ -103,6 +103,12 @@ def judge(rows: list[Row], plan: Plan) -> None:
             faster_than_snakemake(r),
             of_bare(r, 2, "≤ 2x the bare commands (issue 24)"),
         ],
+        # issue 24's two `status` targets (benchmarks/scaling.py), on medians of runs
+        "scaling/status-never/100000": lambda r: [
+            at_most(r.median, 4.0, "≤ 4 s (issue 24)"),
+            at_most(r.extra.get("max_rss_mib"), 1024, "peak memory ≤ 1 GiB"),
+        ],
+        "scaling/status-first/10000": lambda r: [at_most(r.median, 1.0, "≤ 1.0 s (issue 24)")],
         "repro/chain/10000": lambda r: [
             of_bare(r, 2, "≤ 2x the bare commands (issue 24)"),
             at_most(r.extra.get("peak_mib"), 300, "peak memory ≤ 300 MiB"),

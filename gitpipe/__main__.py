@@ -279,6 +279,9 @@ def main() -> None:
     import gc
 
     gc.set_threshold(_YOUNG, *gc.get_threshold()[1:])
+    from gitpipe.core import collector
+
+    collector.for_command()  # the parsed pipeline lives until the command ends
     from gitpipe.cli import main as command_line
 
     command_line()

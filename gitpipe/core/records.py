@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gitpipe.core.slotted import init_by_slots
+
 
 @dataclass(frozen=True, slots=True)
 class Reason:
@@ -18,6 +20,7 @@ class Reason:
         return f"{self.kind}: {self.detail}" if self.detail else self.kind
 
 
+@init_by_slots
 @dataclass(frozen=True, slots=True)
 class StepStatus:
     """What `gitpipe status` says of one step."""

@@ -31,12 +31,17 @@ class Graph:
         """Steps whose outputs a dependency reads: the output itself, a folder output
         around it, or outputs inside a dependency folder."""
         found = set()
-        parts = dep.path.split("/")
-        for i in range(1, len(parts) + 1):
-            name = self.producer.get("/".join(parts[:i]))
+        path, producer = dep.path, self.producer
+        end = path.find("/")
+        while end >= 0:  # each folder above it, then the path itself
+            name = producer.get(path[:end])
             if name is not None:
                 found.add(name)
-        prefix = "" if dep.path == "." else dep.path + "/"
+            end = path.find("/", end + 1)
+        name = producer.get(path)
+        if name is not None:
+            found.add(name)
+        prefix = "" if path == "." else path + "/"
         i = bisect.bisect_left(self.out_paths, prefix)
         while i < len(self.out_paths) and self.out_paths[i].startswith(prefix):
             found.add(self.producer[self.out_paths[i]])
@@ -102,14 +107,18 @@ def build(pipeline: Pipeline) -> Graph:
         )
     return Graph(
         order=tuple(order),
-        parents={
-            name: tuple(sorted(ups, key=position.__getitem__)) for name, ups in parents.items()
-        },
-        children={name: tuple(sorted(c, key=position.__getitem__)) for name, c in children.items()},
+        parents={name: _in_file_order(ups, position) for name, ups in parents.items()},
+        children={name: _in_file_order(c, position) for name, c in children.items()},
         producer=producer,
         out_paths=lookup.out_paths,
         groups=pipeline.groups,
     )
+
+
+def _in_file_order(names: set[str] | list[str], position: Mapping[str, int]) -> tuple[str, ...]:
+    if len(names) < 2:  # most steps have one parent or none: nothing to sort
+        return tuple(names)
+    return tuple(sorted(names, key=position.__getitem__))
 
 
 def _topological(

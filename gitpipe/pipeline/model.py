@@ -17,10 +17,11 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from gitpipe.core.slotted import init_by_slots, pickled_by_slots
 from gitpipe.pipeline.expr import Condition
 from gitpipe.pipeline.refs import METRIC_REF, map_strings, parts, ref_text, scalar_text
 
@@ -35,31 +36,8 @@ LINKS = ("copy", "hardlink", "symlink")
 ENVIRONMENTS = ("imports", "lockfile", "none")
 
 
-_Frozen = TypeVar("_Frozen", bound=type)
-
-
-def _pickled_by_slots(cls: _Frozen) -> _Frozen:
-    """Unpickle a frozen, slotted dataclass by setting its slots directly.
-
-    dataclasses' own ``__setstate__`` for such a class looks its fields up again for
-    every object; a parsed 10,000-step pipeline is unpickled by every `status` that
-    does not answer from its snapshot, and that look-up was most of the load."""
-    names = tuple(f.name for f in fields(cls))
-    setters = tuple(cls.__dict__[name].__set__ for name in names)
-
-    def __getstate__(self: Any) -> tuple[Any, ...]:
-        return tuple([getattr(self, name) for name in names])
-
-    def __setstate__(self: Any, state: tuple[Any, ...] | list[Any]) -> None:
-        for set_slot, value in zip(setters, state, strict=True):
-            set_slot(self, value)
-
-    cls.__getstate__ = __getstate__  # type: ignore[attr-defined]
-    cls.__setstate__ = __setstate__  # type: ignore[attr-defined]
-    return cls
-
-
-@_pickled_by_slots
+@init_by_slots
+@pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class PathSpec:
     """A normalised path relative to the pipeline's folder; ``is_dir`` for folders."""
@@ -85,7 +63,7 @@ class PathSpec:
 URL_SCHEMES = ("s3", "http", "https")
 
 
-@_pickled_by_slots
+@pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class UrlDep:
     """A dependency outside the workspace: an S3 object or an HTTP(S) resource, named
@@ -103,7 +81,7 @@ class UrlDep:
         return self.url.partition("://")[0].lower()
 
 
-@_pickled_by_slots
+@pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class MetricRef:
     """``${steps.STEP.metrics.NAME}``: a value read from another step's metrics after it
@@ -118,7 +96,7 @@ class MetricRef:
         return ref_text(self.step, self.metric)
 
 
-@_pickled_by_slots
+@pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class Hooks:
     """``[hooks]``: commands run around each step (never part of a key)."""
@@ -132,7 +110,8 @@ class Hooks:
         return bool(self.before_step or self.after_step or self.on_failure)
 
 
-@_pickled_by_slots
+@init_by_slots
+@pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class Template:
     """A step's ``cmd``, ``env`` and ``wdir`` as the pipeline file writes them, before
@@ -144,7 +123,7 @@ class Template:
     wdir: str = "."
 
 
-@_pickled_by_slots
+@pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class ParamsFile:
     """A file of ``[pipeline] params_files`` (docs/pipeline-file.md#params-files)."""
@@ -155,7 +134,8 @@ class ParamsFile:
     keys: tuple[str, ...] = ()  # its top-level keys
 
 
-@_pickled_by_slots
+@init_by_slots
+@pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class Step:
     name: str
@@ -210,7 +190,7 @@ class Step:
         return self.outs + self.metrics + self.plots
 
 
-@_pickled_by_slots
+@pickled_by_slots
 @dataclass(frozen=True, slots=True)
 class Pipeline:
     name: str
@@ -259,6 +239,18 @@ def out_places(step: Step) -> list[tuple[PathSpec, str]]:
     if step.plots:
         places += [(spec, f"{prefix}.plots[{i}]") for i, spec in enumerate(step.plots)]
     return places
+
+
+def out_key(step: Step, index: int) -> str:
+    """The TOML key of ``step.all_outs[index]``, as :func:`out_places` gives it: the
+    checks that go through every output name a key only when they raise."""
+    prefix = f"steps.{step.name}"
+    for field_name in ("outs", "metrics", "plots"):
+        specs = getattr(step, field_name)
+        if index < len(specs):
+            return f"{prefix}.{field_name}[{index}]"
+        index -= len(specs)
+    raise IndexError(index)
 
 
 def resolve(step: Step, value_of: Callable[[MetricRef], Any]) -> Step:

@@ -115,6 +115,8 @@ class References:
         """``text`` with its ``${params.X}`` and ``${matrix.X}`` references replaced;
         ``${steps.S.metrics.M}`` references are kept (and noted) to be resolved when
         the step runs, where ``metrics`` allows them, and an error elsewhere."""
+        if "${" not in text:  # no reference (most strings): nothing to put in
+            return text
 
         def metric_error() -> PipelineError:
             return self.checks.error(

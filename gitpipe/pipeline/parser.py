@@ -21,6 +21,7 @@ without ``[pipeline] name`` is named after its folder as the file system resolve
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -53,6 +54,8 @@ HOOK_FIELDS = frozenset({*HOOK_EVENTS, "fail"})
 REMOTE_FIELDS = frozenset({"url"})
 #: what a step name is made of; it does not start with '.', '-' or '@'
 STEP_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-@")
+#: a name of those characters, not starting with '.', '-' or '@' (what step_name checks)
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*")
 #: the longest step name, in bytes: a step's log is `.gitpipe/logs/RUN/NAME.log` (and
 #: its pid file `NAME.pid`), and a file name holds at most 255 bytes (NAME_MAX); a
 #: matrix step's expansions (`NAME@LABEL`) and a nested pipeline's steps (`OUTER/NAME`)
@@ -164,6 +167,8 @@ class Parser(Checks):
 
     def check_params_files(self, steps: Mapping[str, Step], files: list[ParamsFile]) -> None:
         """No step writes a params file: the params are known before any step runs."""
+        if not files:
+            return
         for step in steps.values():
             for spec, key in out_places(step):
                 for file in files:
@@ -202,6 +207,8 @@ class Parser(Checks):
     def step_name(self, name: str) -> None:
         """A step's name: one line of letters, digits, '_', '-', '.' and '@' (not
         first), short enough to name its log file."""
+        if len(name) <= MAX_NAME_BYTES and _PLAIN_NAME.fullmatch(name):  # ASCII: a byte each
+            return
         key = f"steps.{name}"
         bad = next(
             (c for i, c in enumerate(name) if c not in STEP_NAME_CHARS or (i == 0 and c in ".-@")),

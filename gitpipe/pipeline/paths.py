@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from gitpipe.core.redaction import redact
 from gitpipe.pipeline.checks import Checks
-from gitpipe.pipeline.model import URL_SCHEMES, PathSpec, Step, UrlDep, out_places
+from gitpipe.pipeline.model import URL_SCHEMES, PathSpec, Step, UrlDep, out_key
 
 #: folder names no output may be or lie inside, at any depth and in any case: Git's
 #: own (a folder, or the file of a linked work tree) and gitpipe's state
@@ -32,6 +32,8 @@ RESERVED_WHAT = {".git": "Git's own folder", ".gitpipe": "gitpipe's own folder"}
 def reserved_part(relpath: str) -> str | None:
     """The first part of a relative path that is `.git` or `.gitpipe` (in any case, as
     a case-insensitive file system reads it); None when there is none."""
+    if ".git" not in relpath.casefold():  # both names hold it: no part can be either
+        return None
     for part in relpath.split("/"):
         if part.casefold() in RESERVED_NAMES:
             return part
@@ -152,13 +154,17 @@ def path(checks: Checks, raw: str, key: str, *, output: bool) -> PathSpec:
 
 def check_own_paths(checks: Checks, step: Step) -> None:
     """A step declares each output once and reads none of them."""
+    outs = step.all_outs
     seen: set[str] = set()
-    for spec, key in out_places(step):
+    for index, spec in enumerate(outs):
         if spec.path in seen:
-            raise checks.error(f"output {str(spec)!r} is declared twice in step {step.name!r}", key)
+            raise checks.error(
+                f"output {str(spec)!r} is declared twice in step {step.name!r}",
+                out_key(step, index),
+            )
         seen.add(spec.path)
     for i, dep in enumerate(step.deps):
-        for out, _ in out_places(step):
+        for out in outs:
             if out.contains(dep) or dep.contains(out):
                 both = f"{str(dep)!r}" if dep.path == out.path else f"{str(dep)!r} and {str(out)!r}"
                 raise checks.error(
@@ -170,17 +176,20 @@ def check_own_paths(checks: Checks, step: Step) -> None:
 
 def check_outputs(checks: Checks, steps: Mapping[str, Step]) -> None:
     """No two steps may own the same or overlapping outputs."""
-    owner: dict[str, tuple[str, str]] = {}  # path -> (step, key)
+    # path -> (step name, step, index in its all_outs): the key is named on error only
+    owner: dict[str, tuple[str, Step, int]] = {}
     for name, step in steps.items():
-        for spec, key in out_places(step):
-            other, _ = owner.setdefault(spec.path, (name, key))
+        for index, spec in enumerate(step.all_outs):
+            other = owner.setdefault(spec.path, (name, step, index))[0]
             if other != name:
                 raise checks.error(
                     f"steps {other!r} and {name!r} both declare the output {str(spec)!r}; "
                     "each output must belong to one step",
-                    key,
+                    out_key(step, index),
                 )
-    for out, (name, key) in owner.items():
+    for out, (name, step, index) in owner.items():
+        if "/" not in out:
+            continue
         parts = out.split("/")
         for i in range(1, len(parts)):
             ancestor = "/".join(parts[:i])
@@ -194,7 +203,7 @@ def check_outputs(checks: Checks, steps: Mapping[str, Step]) -> None:
                 raise checks.error(
                     f"{who} overlapping outputs {ancestor + '/'!r} and {out!r}; "
                     "an output folder must not contain another output",
-                    key,
+                    out_key(step, index),
                 )
 
 
@@ -214,8 +223,9 @@ def check_protected(
     for include in includes:
         places.setdefault(include, f"the pipeline file {include}")
     for step_name, step in steps.items():
-        for spec, key in out_places(step):
-            found = reserved(spec.path) or next(
+        for index, spec in enumerate(step.all_outs):
+            # no part of the path can be .git or .gitpipe, in any case, without this
+            found = (".git" in spec.path.casefold() and reserved(spec.path)) or next(
                 ((r, what) for place, what in places.items() if (r := relation(spec.path, place))),
                 None,
             )
@@ -223,5 +233,5 @@ def check_protected(
                 raise checks.error(
                     f"output {str(spec)!r} of step {step_name!r} {found[0]} {found[1]}; "
                     "gitpipe never writes there, choose another path",
-                    key,
+                    out_key(step, index),
                 )

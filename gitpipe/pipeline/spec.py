@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from gitpipe.core import atomic, stamps, tomlcache
+from gitpipe.core import atomic, collector, stamps, tomlcache
 from gitpipe.core.errors import PipelineError
 from gitpipe.core.layout import DEFAULT_FILE
 from gitpipe.pipeline.model import (
@@ -37,6 +37,7 @@ from gitpipe.pipeline.model import (
     Step,
     Template,
     UrlDep,
+    out_key,
     out_places,
     resolve,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "Template",
     "UrlDep",
     "load_cached",
+    "out_key",
     "out_places",
     "parse",
     "parse_override",
@@ -88,6 +90,16 @@ def load_cached(
     (`repro -p`); ``params_bytes`` reads a params file.  The parsed pipeline itself is
     cached there too, by the stamps of every file it was read from (and of the
     parser's own modules)."""
+    with collector.paused():  # millions of objects for 100,000 steps, none garbage
+        return _load_cached(file, cache_dir, overrides, params_bytes)
+
+
+def _load_cached(
+    file: Path,
+    cache_dir: Path | None,
+    overrides: Mapping[str, Any] | None,
+    params_bytes: Callable[[Path], bytes],
+) -> tuple[Pipeline, Callable[[], None]]:
     key = _pickle_key(file, overrides)
     if cache_dir is not None:
         cached = _from_pickle(cache_dir, key)

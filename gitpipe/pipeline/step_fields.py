@@ -82,19 +82,22 @@ def parse_step(
     pipeline's defaults (``[pipeline]``); ``files`` the params files, by name as
     written, that ``params = ["FILE:KEY"]`` entries select from."""
     prefix = f"steps.{group or name}"
-    checks.fields(
-        body,
-        STEP_FIELDS,
-        prefix,
-        lambda key, known: f"unknown field {key!r} in step {name!r} (known fields: {known})",
-    )
+    if not STEP_FIELDS.issuperset(body):
+        checks.fields(
+            body,
+            STEP_FIELDS,
+            prefix,
+            lambda key, known: f"unknown field {key!r} in step {name!r} (known fields: {known})",
+        )
     refs = References(checks, params, matrix)
     fn, cmd, raw_cmds = _command(checks, refs, name, body, prefix)
 
     urls: dict[UrlDep, None] = {}  # the urls among deps, in order, each once
 
     def paths(key: str, *, outputs: bool) -> tuple[PathSpec, ...]:
-        values = checks.str_list(body.get(key, []), f"{prefix}.{key}")
+        if key not in body:
+            return ()
+        values = checks.str_list(body[key], f"{prefix}.{key}")
         specs = []
         for i, value in enumerate(values):
             where = f"{prefix}.{key}[{i}]"
@@ -115,12 +118,19 @@ def parse_step(
     for spec in plots:
         if spec.is_dir:
             raise checks.error("a plots file cannot be a folder", f"{prefix}.plots")
-    code = tuple(
-        refs.expand(value, f"{prefix}.code", metrics=False)
-        for value in checks.str_list(body.get("code", []), f"{prefix}.code")
+    # a field a step does not write is its default, without its checks' cost: a
+    # 100,000-step pipeline is read field by field on every status never run before
+    code = (
+        tuple(
+            refs.expand(value, f"{prefix}.code", metrics=False)
+            for value in checks.str_list(body["code"], f"{prefix}.code")
+        )
+        if "code" in body
+        else ()
     )
-    after = tuple(checks.str_list(body.get("after", []), f"{prefix}.after"))
-    for i, param_key in enumerate(checks.str_list(body.get("params", []), f"{prefix}.params")):
+    after = tuple(checks.str_list(body["after"], f"{prefix}.after")) if "after" in body else ()
+    listed = checks.str_list(body["params"], f"{prefix}.params") if "params" in body else ()
+    for i, param_key in enumerate(listed):
         where = f"{prefix}.params[{i}]"
         entry = refs.expand(param_key, where, metrics=False)
         for dotted in (
@@ -130,17 +140,19 @@ def parse_step(
     refs.use_matrix()
     for dotted, value in refs.used.items():
         paramfiles.check_not_null(checks, dotted, value, f"{prefix}.params")
-    env_written, env = _env(checks, refs, body, prefix)
-    wdir_written = checks.string(body.get("wdir", "."), f"{prefix}.wdir")
-    wdir = path(
-        checks,
-        refs.expand(wdir_written, f"{prefix}.wdir", metrics=False),
-        f"{prefix}.wdir",
-        output=False,
-    ).path
+    env_written, env = _env(checks, refs, body, prefix) if "env" in body else ({}, {})
+    wdir_written, wdir = ".", "."
+    if "wdir" in body:
+        wdir_written = checks.string(body["wdir"], f"{prefix}.wdir")
+        wdir = path(
+            checks,
+            refs.expand(wdir_written, f"{prefix}.wdir", metrics=False),
+            f"{prefix}.wdir",
+            output=False,
+        ).path
     when = refs.condition(body["when"], f"{prefix}.when") if "when" in body else None
     timeout = _timeout(checks, body, prefix)
-    resources = _resources(checks, body, prefix)
+    resources = _resources(checks, body, prefix) if "resources" in body else {}
     step = Step(
         name=name,
         cmd=cmd,
@@ -153,35 +165,60 @@ def parse_step(
         after=after,
         env=dict(sorted(env.items())),
         wdir=wdir,
-        always=checks.boolean(body, "always", prefix, False),
-        cache=checks.boolean(body, "cache", prefix, True),
-        persist=checks.boolean(body, "persist", prefix, False),
-        frozen=checks.boolean(body, "frozen", prefix, False),
-        desc=checks.string(body.get("desc", ""), f"{prefix}.desc"),
         timeout=timeout,
-        retries=_retries(checks, body, prefix),
         resources=resources,
         fn=fn,
-        code_digest=checks.choice(
-            body.get("code_digest", code_digest), CODE_DIGESTS, f"{prefix}.code_digest"
-        ),
-        link=checks.choice(body.get("link", link), LINKS, f"{prefix}.link"),
         group=group,
         matrix=dict(matrix or {}),
         when=when,
-        approval=checks.boolean(body, "approval", prefix, False),
         metric_refs=tuple(dict.fromkeys(refs.refs)),
         template=Template(
             cmd=tuple(raw_cmds), env=dict(sorted(env_written.items())), wdir=wdir_written
         ),
         urls=tuple(urls),
-        environment=read_environment(checks, body["environment"], f"{prefix}.environment")
-        if "environment" in body
-        else environment,
-        deterministic=checks.boolean(body, "deterministic", prefix, True),
+        **_flags(checks, body, prefix, code_digest=code_digest, link=link, environment=environment),
     )
     check_own_paths(checks, step)
     return step
+
+
+#: the fields :func:`_flags` reads, in the order their errors are found
+_FLAGS = (
+    "always",
+    "cache",
+    "persist",
+    "frozen",
+    "desc",
+    "retries",
+    "code_digest",
+    "link",
+    "approval",
+    "environment",
+    "deterministic",
+)
+
+
+def _flags(checks: Checks, body: dict[str, Any], prefix: str, **defaults: Any) -> dict[str, Any]:
+    """The flags and choices ``body`` writes, checked, over ``defaults`` (the
+    pipeline's ``code_digest``, ``link`` and ``environment``); any other it does not
+    write is left out, for the step's default.  Most steps write none of them."""
+    found: dict[str, Any] = defaults
+    for name in _FLAGS:
+        if name not in body:
+            continue
+        if name == "desc":
+            found[name] = checks.string(body[name], f"{prefix}.desc")
+        elif name == "retries":
+            found[name] = _retries(checks, body, prefix)
+        elif name == "code_digest":
+            found[name] = checks.choice(body[name], CODE_DIGESTS, f"{prefix}.code_digest")
+        elif name == "link":
+            found[name] = checks.choice(body[name], LINKS, f"{prefix}.link")
+        elif name == "environment":
+            found[name] = read_environment(checks, body[name], f"{prefix}.environment")
+        else:
+            found[name] = checks.boolean(body, name, prefix, False)
+    return found
 
 
 def read_environment(checks: Checks, value: Any, key: str) -> str | tuple[str, ...]:
@@ -223,12 +260,14 @@ def _command(
                 f"{prefix}.fn",
             )
     raw_cmd = body.get("cmd", [fn])
-    if isinstance(raw_cmd, str):
-        raw_cmds = [raw_cmd]
-    elif isinstance(raw_cmd, list) and raw_cmd and all(isinstance(c, str) for c in raw_cmd):
-        raw_cmds = raw_cmd
-    else:
+    if isinstance(raw_cmd, str):  # most steps: one command
+        one = refs.expand(raw_cmd, f"{prefix}.cmd")
+        if not one.strip():
+            raise checks.error("a command must not be empty", f"{prefix}.cmd")
+        return fn, (one,), [raw_cmd]
+    if not (isinstance(raw_cmd, list) and raw_cmd and all(isinstance(c, str) for c in raw_cmd)):
         raise checks.error("must be a string or a non-empty list of strings", f"{prefix}.cmd")
+    raw_cmds = raw_cmd
     cmd = tuple(
         refs.expand(c, f"{prefix}.cmd" + (f"[{i}]" if len(raw_cmds) > 1 else ""))
         for i, c in enumerate(raw_cmds)

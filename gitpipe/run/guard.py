@@ -23,7 +23,7 @@ import re
 import stat as statmod
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,7 +133,7 @@ def check_before_run(
                     file=name_of,
                     key=f"steps.{name}.deps[{i}]",
                 )
-        for out, key in spec.out_places(step):
+        for index, out in enumerate(step.all_outs):
             place = _place(project.root, out.path, folders)
             real = os.path.realpath(place) if os.path.islink(place) else place
             if real != place and _links_to_object(project, out.path, real, folders, inside):
@@ -141,24 +141,27 @@ def check_before_run(
             refusal = _refusal(guarded, place, real)
             if refusal:
                 raise PipelineError(
-                    f"output {str(out)!r} of step {name!r} {refusal}", file=name_of, key=key
+                    f"output {str(out)!r} of step {name!r} {refusal}",
+                    file=name_of,
+                    key=spec.out_key(step, index),
                 )
     _check_added(project, names)
     if repo is not None and git:
         prefix = repo.relpath(project.root)
         wanted = {}
         for name in names:
-            for out, key in spec.out_places(pipeline.steps[name]):
+            step = pipeline.steps[name]
+            for index, out in enumerate(step.all_outs):
                 path = f"{prefix}/{out.path}" if prefix else out.path
-                wanted[path] = (name, out, key)
+                wanted[path] = (step, out, index)
         tracked = repo.tracked_under(wanted)
         for path, example in tracked.items():
-            name, out, key = wanted[path]
+            step, out, index = wanted[path]
             raise PipelineError(
-                f"output {str(out)!r} of step {name!r} is tracked by Git ({example}); "
+                f"output {str(out)!r} of step {step.name!r} is tracked by Git ({example}); "
                 f"untrack it with `git rm -r --cached {path}` and commit",
                 file=name_of,
-                key=key,
+                key=spec.out_key(step, index),
             )
 
 
@@ -226,25 +229,52 @@ class Protected:
     root: str  # the pipeline's folder
     top: str  # the repository's top folder
     places: tuple[tuple[str, str], ...]  # (real path, what it is, for messages)
+    #: the top folder with one separator after it, and each place's path with "/"
+    #: after it: asked of every output of every step before a command runs
+    _heads: tuple[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        heads = (self.top.rstrip(os.sep) + os.sep, tuple(p + "/" for p, _ in self.places))
+        object.__setattr__(self, "_heads", heads)
 
     def inside(self, real: str) -> bool:
         """Whether a real path is the repository's top folder or inside it."""
-        return real == self.top or real.startswith(self.top.rstrip(os.sep) + os.sep)
+        return real == self.top or real.startswith(self._heads[0])
 
     def relation(self, real: str, *, contains: bool = True) -> tuple[str, str] | None:
         """How a real path inside the repository stands to a protected place:
         ("is" | "lies inside" | "contains", what the place is), or None; "contains"
         only where ``contains`` asks."""
         if self.inside(real):
-            rel = os.path.relpath(real, self.top).replace(os.sep, "/")
+            rel = _relative(real, self.top, self._heads[0]).replace(os.sep, "/")
             found = spec.reserved(rel) if rel != "." else None
             if found is not None:
                 return found
-        for place, what in self.places:
-            how = spec.relation(real, place)
-            if how is not None and (contains or how != "contains"):
+        below = real + "/"  # spec.relation's tests, each path with "/" made once
+        for (place, what), place_below in zip(self.places, self._heads[1], strict=True):
+            if real == place:
+                how = "is"
+            elif place.startswith(below):
+                how = "contains"
+            elif real.startswith(place_below):
+                how = "lies inside"
+            else:
+                continue
+            if contains or how != "contains":
                 return how, what
         return None
+
+
+def _relative(real: str, top: str, head: str) -> str:
+    """``os.path.relpath(real, top)`` for a real path inside ``top`` (``head``: it with
+    one separator after it), by slicing where that gives the same (no part of it to
+    normalise): checked for every output of every step before a command runs."""
+    if real.startswith(head):
+        rel = real[len(head) :]
+        wrapped = f"{os.sep}{rel}{os.sep}"  # no part empty, "." or "..", nor any dotted
+        if f"{os.sep}." not in wrapped and os.sep * 2 not in wrapped:
+            return rel
+    return os.path.relpath(real, top)
 
 
 def protected(project: Workspace, *, top: str | os.PathLike[str] | None = None) -> Protected:

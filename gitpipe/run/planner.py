@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from gitpipe.core.errors import PipelineError
 from gitpipe.core.hashing import Digest
 from gitpipe.core.records import Reason
+from gitpipe.core.slotted import init_by_slots
 from gitpipe.core.states import FROZEN, SKIPPED, STALE, UP_TO_DATE
 from gitpipe.identity.action import KeyRecord
 from gitpipe.pipeline import spec
@@ -55,6 +56,7 @@ RESULT = "result"
 SETTLED = frozenset((UP_TO_DATE, FROZEN, SKIPPED))
 
 
+@init_by_slots
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What happens to one step, and why."""

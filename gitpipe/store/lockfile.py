@@ -16,7 +16,7 @@ from typing import Any
 
 import tomli_w
 
-from gitpipe.core import atomic, stamps, tomlcache
+from gitpipe.core import atomic, collector, stamps, tomlcache
 from gitpipe.core.errors import LockfileError
 from gitpipe.core.hashing import Digest, DigestError, digest_bytes
 from gitpipe.core.redaction import redact
@@ -118,15 +118,16 @@ def read_cached(path: Path, *, cache_dir: Path | None) -> tuple[Lock, Callable[[
     """Read a lock file, the parsed TOML of an unchanged file from ``cache_dir`` (see
     gitpipe.core.tomlcache); the second value keeps a new parse there, for the caller to
     call once its command went well."""
-    try:
-        data, keep = tomlcache.load(path, cache_dir)
-    except FileNotFoundError:
-        return Lock(), _nothing
-    except tomlcache.TOMLDecodeError as exc:
-        raise _damaged(path.name, exc) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LockfileError(f"cannot read {path.name} ({exc})") from exc
-    return from_data(data, name=path.name), keep
+    with collector.paused():  # tens of objects a step, none of them garbage
+        try:
+            data, keep = tomlcache.load(path, cache_dir)
+        except FileNotFoundError:
+            return Lock(), _nothing
+        except tomlcache.TOMLDecodeError as exc:
+            raise _damaged(path.name, exc) from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LockfileError(f"cannot read {path.name} ({exc})") from exc
+        return from_data(data, name=path.name), keep
 
 
 def _nothing() -> None:

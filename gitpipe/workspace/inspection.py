@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gitpipe.core import collector
 from gitpipe.core.errors import (
     GitError,
     UsageError,
@@ -139,7 +140,8 @@ def status_and_data(
     with project.inputs(readonly=not project.state_dir.is_dir()) as inputs:
         inputs.hasher.seen = recorder
         planner = project.planner(inputs, lock)
-        statuses = [status_of(d) for d in planner.plan(names, project.graph.parents)]
+        with collector.paused():  # keys, records and decisions for every step: kept
+            statuses = [status_of(d) for d in planner.plan(names, project.graph.parents)]
         added = data.states(data.read_records(project), inputs.hasher)
         if recorder is not None and git_check is not None and not recorder.broken:
             record_inputs(project, recorder, names)
