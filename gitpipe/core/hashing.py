@@ -216,12 +216,31 @@ def manifest_bytes(entries: Iterable[ManifestEntry]) -> bytes:
 
 
 def parse_manifest(data: bytes) -> list[ManifestEntry]:
-    record = json.loads(data)
-    if not isinstance(record, dict) or record.get("kind") != "tree":
+    """The entries of a directory manifest; :class:`DigestError` (a ValueError) for
+    bytes that are not one, whatever they hold: each entry is a path (a string), a
+    digest, a size (a whole number, not negative) and an executable bit, nothing else
+    (a manifest may come from a remote, and its digest vouches only for its bytes)."""
+    try:
+        record = json.loads(data)
+    except RecursionError:
+        raise DigestError("not a directory manifest: nested too deep") from None
+    rows = record.get("entries") if isinstance(record, dict) else None
+    if not isinstance(record, dict) or record.get("kind") != "tree" or type(rows) is not list:
         raise DigestError("not a directory manifest")
     entries = []
-    for path, digest, size, executable in record["entries"]:
-        entries.append(ManifestEntry(path, Digest.parse(digest), int(size), bool(executable)))
+    for row in rows:
+        if type(row) is not list or len(row) != 4:
+            raise DigestError(f"not a directory manifest entry: {row!r:.80}")
+        path, digest, size, executable = row
+        if (
+            type(path) is not str
+            or type(digest) is not str
+            or type(size) is not int
+            or size < 0
+            or executable not in (True, False)
+        ):
+            raise DigestError(f"not a directory manifest entry: {row!r:.80}")
+        entries.append(ManifestEntry(path, Digest.parse(digest), size, bool(executable)))
     return entries
 
 
