@@ -10,6 +10,7 @@ stray `chmod u+w` or a hand-edited hard link would: one byte flipped in place.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import time
 from collections.abc import Callable
@@ -676,3 +677,65 @@ def test_an_object_stored_before_stamps_is_hashed_once_then_stamped(tmp_path):
 
 def quarantine_of(store: Store) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in store.quarantined()}
+
+
+def test_a_checkout_of_a_folder_whose_manifest_is_corrupt_sets_it_aside_and_pulls_it_again(
+    workspace, tmp_path
+):
+    # the corrupt manifest passed for bytes the store lacked: `checkout` said to pull,
+    # and `checkout --pull` said the remote lacked them too (the store had an object of
+    # that name, so the pull never fetched it again), while the remote held them
+    folder_ran(workspace)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    workspace.ok("push", "--remote", str(remote))
+    digest = lock_out(workspace, "split", "parts/")
+    manifest = store_of(workspace).object_path(digest)
+    good = manifest.read_bytes()
+    flip_a_byte(manifest, at=good.index(b"a.txt"))
+    parts = workspace.root / "parts"
+    (parts / "a.txt").unlink()
+
+    result = workspace.gitpipe("checkout", "parts")
+
+    assert result.exit_code == 5, result.output
+    assert f"object {digest} (for parts) in the store is corrupt" in result.stderr
+    assert "`gitpipe checkout --pull` fetches it again" in result.stderr
+    assert "`gitpipe repro` to make the output of step split again" in result.stderr
+    assert quarantine(workspace) == {digest.hex: bytes(flip(good, good.index(b"a.txt")))}
+    assert sorted(p.name for p in parts.iterdir()) == ["b.txt"]  # nothing changed
+
+    pulled = workspace.ok("checkout", "--pull", "--remote", str(remote), "parts")
+
+    assert "fetched 1 object(s)" in pulled.stdout
+    assert manifest.read_bytes() == good
+    assert (parts / "a.txt").read_text() == "hello\n"
+    assert "up to date" in workspace.ok("status").stdout
+
+
+def test_a_checkout_pull_of_a_folder_whose_manifest_is_corrupt_fetches_it_in_one_go(
+    workspace, tmp_path
+):
+    folder_ran(workspace)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    workspace.ok("push", "--remote", str(remote))
+    digest = lock_out(workspace, "split", "parts/")
+    manifest = store_of(workspace).object_path(digest)
+    good = manifest.read_bytes()
+    flip_a_byte(manifest, at=good.index(b"a.txt"))
+    shutil.rmtree(workspace.root / "parts")
+
+    pulled = workspace.ok("checkout", "--pull", "--remote", str(remote), "parts")
+
+    assert "restored parts/" in pulled.stdout
+    assert manifest.read_bytes() == good
+    assert store_of(workspace).verify(digest)
+    assert list(quarantine(workspace)) == [digest.hex]
+    assert (workspace.root / "parts" / "b.txt").read_text() == " world\n"
+
+
+def flip(data: bytes, at: int) -> bytearray:
+    changed = bytearray(data)
+    changed[at] ^= 0x20
+    return changed

@@ -88,7 +88,12 @@ class Outputs:
         for spec_, out, now, link in todo:
             self.check_replace(spec_, now)
             if out.is_dir:
-                for entry in self.store.manifest(out.digest):
+                try:
+                    entries = self.store.manifest(out.digest)
+                except CorruptObject as exc:  # named with its folder, as a restore names it
+                    where = f"{self.project.root / spec_.path}/"
+                    raise CorruptObject(out.digest, target=where) from exc
+                for entry in entries:
                     if spec.reserved_part(entry.path) is not None:
                         raise UnsafePath(
                             f"refusing to restore {spec_}: the stored folder holds "

@@ -32,6 +32,7 @@ from gitpipe.core.errors import (
     PathError,
     PipelineError,
     StaleError,
+    StoreError,
     UnsafePath,
     UsageError,
 )
@@ -578,6 +579,15 @@ def _put_back(
                 report.unchanged += 1
             else:
                 todo.append((target, now))
+        # a folder's corrupt manifest would pass for bytes the store lacks, and a pull
+        # would never fetch it again (the store has an object of that name): aside first
+        set_aside: set[Digest] = set()
+        for corrupt in _corrupt_manifests(project, store, [t for t, _ in todo]):
+            store.quarantine(corrupt.digest)
+            if not pull:
+                inputs.hasher.cache.readonly = True
+                raise _corrupt(project, corrupt, [t for t, _ in todo], pulled=False)
+            set_aside.add(corrupt.digest)
         if pull and todo:
             report.fetched, report.warnings = _fetch(project, store, [t for t, _ in todo], remote)
         lacking = [t for t, _ in todo if not _present(store, t.out)]
@@ -604,7 +614,6 @@ def _put_back(
         placements = [
             Placement(spec.PathSpec(t.path, t.out.is_dir), t.out, now, t.link) for t, now in todo
         ]
-        set_aside: set[Digest] = set()
         while placements:
             try:
                 with _exclusive(project):
@@ -648,6 +657,24 @@ def _corrupt(
             f"`gitpipe checkout --pull` fetches it again, or {again}"
         )
     return CorruptObject(exc.digest, target=where, hint=hint)
+
+
+def _corrupt_manifests(
+    project: Project, store: Store, targets: Sequence[_Target]
+) -> list[CorruptObject]:
+    """The folders among ``targets`` whose manifest the store holds corrupt (its bytes
+    do not hash to its name), each as the error that names it and its folder."""
+    found = []
+    for target in targets:
+        if target.out.is_dir and target.out.digest in store:
+            try:
+                store.manifest(target.out.digest)
+            except CorruptObject:
+                where = f"{project.root / target.path}/"
+                found.append(CorruptObject(target.out.digest, target=where))
+            except StoreError:
+                pass  # not a manifest at all: restoring it says so
+    return found
 
 
 def _present(store: Store, out: OutRecord) -> bool:
