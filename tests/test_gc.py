@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -319,3 +320,27 @@ def test_a_clone_that_only_pulled_into_the_shared_store_is_kept_by_gc(tmp_path, 
     assert report["objects"] == 1  # "3\n": c's "5\n" stays
     c.ok("repro", "--frozen", env=env)
     assert (c.root / "copy.txt").read_text() == "5\n"
+
+
+def test_an_object_linked_in_a_moment_ago_is_recent_however_old_its_files_mtime(workspace):
+    # a hard-linked output *is* its object, with the output's mtime (`cp -p`, `tar x`,
+    # `touch -d`): gc took it for an hour old, and `gc --force` from any clone sharing
+    # the store removed it while the repro that made it had not written its lock yet
+    workspace.write(".gitignore", "made.txt\ncopy.txt\n")
+    old = PIPELINE.replace("> made.txt", "> made.txt && touch -d '2 days ago' made.txt")
+    for n in (3, 2):  # n = 3's outputs: in no lock, stored a moment ago
+        workspace.pipeline('[pipeline]\nlink = "hardlink"\n' + old.format(n=n))
+        workspace.ok("repro")
+    store = workspace.root / ".gitpipe" / "cache"
+    before = snapshot(store / "objects")
+    assert min(p.stat().st_mtime for p in (store / "objects").rglob("*") if p.is_file()) < (
+        time.time() - 86400
+    )
+
+    shown = json.loads(workspace.ok("gc", "--json").stdout)
+    removed = json.loads(workspace.ok("gc", "--force", "--json").stdout)
+
+    assert shown["objects"] == 0 and shown["recent"] >= 1
+    assert removed["objects"] == 0
+    assert snapshot(store / "objects") == before
+    assert gc(workspace, "--force")["objects"] == 1  # with --keep-recent 0: n = 3's "3\n"

@@ -227,7 +227,9 @@ def collect_garbage(
             continue
         path = store.object_path(digest)
         st = path.stat()
-        if st.st_mtime > cutoff:
+        # an object linked in (a hard-linked output or added file) keeps its file's
+        # mtime, however old: its ctime says when it entered the store (the new link)
+        if max(st.st_mtime, st.st_ctime) > cutoff:
             report.recent += 1
             continue
         report.objects += 1
