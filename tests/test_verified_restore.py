@@ -739,3 +739,27 @@ def flip(data: bytes, at: int) -> bytearray:
     changed = bytearray(data)
     changed[at] ^= 0x20
     return changed
+
+
+def test_a_pull_fetches_again_a_folder_manifest_the_store_holds_corrupt(workspace, tmp_path):
+    # the pull took the corrupt manifest for one "here already", never read the files
+    # it lists, and said the remote lacked the result's objects; nothing was repaired
+    folder_ran(workspace)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    workspace.ok("push", "--remote", str(remote))
+    digest = lock_out(workspace, "split", "parts/")
+    manifest = store_of(workspace).object_path(digest)
+    good = manifest.read_bytes()
+    flip_a_byte(manifest, at=good.index(b"a.txt"))
+    shutil.rmtree(workspace.root / "parts")
+
+    pulled = workspace.ok("pull", "--remote", str(remote))
+
+    assert "not in the remote" not in pulled.stderr, pulled.stderr
+    assert manifest.read_bytes() == good
+    assert store_of(workspace).verify(digest)
+    assert quarantine(workspace) == {digest.hex: bytes(flip(good, good.index(b"a.txt")))}
+    workspace.ok("checkout")
+    assert (workspace.root / "parts" / "a.txt").read_text() == "hello\n"
+    assert "up to date" in workspace.ok("status").stdout

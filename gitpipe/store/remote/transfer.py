@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from gitpipe.core.errors import StoreError
+from gitpipe.core.errors import CorruptObject, StoreError
 from gitpipe.core.hashing import Digest, digest_file
 from gitpipe.store.lockfile import Lock, LockEntry
 from gitpipe.store.naming import (
@@ -444,6 +444,7 @@ def pull(
             size = fetch_object(store, remote, item, folder=item in folders)
             return size, size
 
+        _set_aside_corrupt_manifests(store, folders)  # else "here already", never fetched
         wanted_objects = sorted(d for d in files | folders if d not in store)
         report.objects_present += len(files | folders) - len(wanted_objects)
         rejected: set[Digest] = set()
@@ -482,6 +483,20 @@ def pull(
             report.unavailable.append(f"{_what(key, rid)} (not all of its objects are there)")
     report.duration = time.monotonic() - started
     return report
+
+
+def _set_aside_corrupt_manifests(store: Store, folders: Iterable[Digest]) -> None:
+    """Move to the quarantine each folder manifest the store holds corrupt (its bytes
+    do not hash to its name), so that the pull fetches it again: a manifest read
+    nothing of, and the files it lists were never asked for."""
+    for folder in sorted(folders):
+        if folder in store:
+            try:
+                store.manifest(folder)
+            except CorruptObject:
+                store.quarantine(folder)
+            except StoreError:
+                pass  # not a manifest: a restore says so
 
 
 def fetch_for_keys(
