@@ -763,3 +763,34 @@ def test_a_pull_fetches_again_a_folder_manifest_the_store_holds_corrupt(workspac
     workspace.ok("checkout")
     assert (workspace.root / "parts" / "a.txt").read_text() == "hello\n"
     assert "up to date" in workspace.ok("status").stdout
+
+
+def test_quarantine_leaves_good_bytes_another_process_put_back_meanwhile(tmp_path):
+    """Two processes share a store and both find one object corrupt; the first moves
+    it aside and stores good bytes.  The second's quarantine, coming after, must not
+    move those good bytes away (and a checkout or repro would then call them lost)."""
+    store = Store(tmp_path / "cache")
+    data = b"the bytes a step made\n"
+    digest = store.add_bytes(data)
+    path = store.object_path(digest)
+    path.chmod(0o644)
+    path.write_bytes(b"flipped\n")  # corrupt, as both processes see it
+    first = store.quarantine(digest)  # the first process
+    assert first is not None and first.read_bytes() == b"flipped\n"
+    assert store.add_bytes(data) == digest  # ... which stores the good bytes again
+    assert store.quarantine(digest) is None  # the second process, late
+    assert path.read_bytes() == data
+    assert store.quarantined() == [first]
+    assert store.verify(digest)
+
+
+def test_quarantine_still_moves_an_object_that_is_corrupt(tmp_path):
+    store = Store(tmp_path / "cache")
+    digest = store.add_bytes(b"kept bytes\n")
+    path = store.object_path(digest)
+    path.chmod(0o644)
+    path.write_bytes(b"other bytes\n")
+    moved = store.quarantine(digest)
+    assert moved is not None and moved.read_bytes() == b"other bytes\n"
+    assert not path.exists()
+    assert store.quarantine(digest) is None  # gone already

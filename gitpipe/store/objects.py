@@ -41,7 +41,7 @@ import stat as statmod
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from gitpipe.core import atomic
@@ -672,12 +672,14 @@ class Store:
         """Move a corrupt object out of ``objects/`` to ``quarantine/b3/<64 hex>``
         (``.1``, ``.2``... when that name is taken: nothing there is ever replaced), so
         that it is never restored again, nothing of it is lost, and adding its bytes
-        writes them afresh.  Returns where it went; None when it was gone already."""
+        writes them afresh.  Returns where it went; None when it was gone already, or
+        when what is there now hashes to its name: another process sharing the store
+        put good bytes in its place since this one found it corrupt, and those stay."""
         source = self.object_path(digest)
         folder = self.root / QUARANTINE / digest.algorithm
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            return _move_aside(source, folder, digest.hex)
+            return _move_aside(source, folder, digest.hex, keep=lambda p: _hashes_to(p, digest))
         except OSError as exc:
             raise StoreError(
                 f"object {digest} in the store at {self.root} is corrupt and cannot be moved "
@@ -722,9 +724,19 @@ class Store:
                     yield digest
 
 
-def _move_aside(source: Path, folder: Path, name: str) -> Path | None:
+def _hashes_to(path: Path, digest: Digest) -> bool:
+    try:
+        return digest_file(path) == digest
+    except OSError:
+        return False
+
+
+def _move_aside(
+    source: Path, folder: Path, name: str, *, keep: Callable[[Path], bool] | None = None
+) -> Path | None:
     """Move ``source`` into ``folder`` as ``name`` (``name.1``, ``name.2``... when that
-    is taken: no file there is ever replaced); None when ``source`` is gone."""
+    is taken: no file there is ever replaced); None when ``source`` is gone, or when
+    ``keep`` says the file taken (its second name, so the very file moved) may stay."""
     for n in itertools.count():
         target = folder / (name if n == 0 else f"{name}.{n}")
         try:
@@ -736,9 +748,18 @@ def _move_aside(source: Path, folder: Path, name: str) -> Path | None:
         except OSError as exc:
             if exc.errno not in _NO_LINK or target.exists():
                 raise
+            if keep is not None and keep(source):
+                return None
             os.rename(source, target)  # a file system without hard links
             return target
+        if keep is not None and keep(target):
+            target.unlink()  # the file at ``source`` now is good: it stays
+            return None
         try:
+            with contextlib.suppress(FileNotFoundError):
+                if not os.path.samefile(source, target):
+                    target.unlink()  # replaced meanwhile, by a writer that renames
+                    return None
             source.unlink()
         except FileNotFoundError:
             pass

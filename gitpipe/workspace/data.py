@@ -622,7 +622,10 @@ def _put_back(
             except CorruptObject as exc:  # nothing was written: every object is checked first
                 if not isinstance(exc.digest, Digest):
                     raise
-                store.quarantine(exc.digest)
+                moved = store.quarantine(exc.digest)
+                if moved is None and exc.digest in store and exc.digest not in set_aside:
+                    set_aside.add(exc.digest)  # another process put good bytes there since
+                    continue
                 if not pull or exc.digest in set_aside:
                     inputs.hasher.cache.readonly = True
                     raise _corrupt(project, exc, [t for t, _ in todo], pulled=pull) from exc
