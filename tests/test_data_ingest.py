@@ -226,3 +226,23 @@ def test_every_object_add_stores_hashes_to_its_name_and_the_record_names_the_byt
     manifest = recorded["folder/"]["digest"]
     assert manifest in objects(store_root)
     assert leftovers(store_root) == []
+
+
+def test_a_small_file_replaced_as_it_is_linked_in_is_refused_as_changed(tmp_path: Path) -> None:
+    """link(2) of a name another file has just taken meets the old file unlinked and
+    says ENOENT: that is the file changing, not a missing path."""
+    store = Store(tmp_path / "store")
+    source = write_random(tmp_path / "work" / "data.bin", 16)
+    refusals = 0
+    with rewritten(source, REPLACER):
+        for _attempt in range(2000):
+            try:
+                digest = store.ingest(source, link=True)
+            except PathError as exc:
+                assert str(exc) == f"{source} changed while it was being stored; run again"
+                refusals += 1
+                continue
+            store.discard(digest)
+    assert refusals, "no other file took the name while it was being stored"
+    hashes_to_its_name(store.root)
+    assert leftovers(store.root) == []

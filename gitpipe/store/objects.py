@@ -461,7 +461,11 @@ class Store:
             return self._ingest_small(path)
         self.tmp.mkdir(parents=True, exist_ok=True)
         before = stamp_of(os.stat(path))  # a symbolic link is stored as what it points to
-        tmp, copied = stage(Path(path), self.tmp, "in", "hardlink" if own else "copy")
+        try:
+            tmp, copied = stage(Path(path), self.tmp, "in", "hardlink" if own else "copy")
+        except FileNotFoundError:  # another file took its name as it was linked (or copied)
+            _unchanged(path, before)  # link(2) meets the old file unlinked: "changed"
+            raise
         linked: os.stat_result | None = None
         linked_ns = 0
         try:
