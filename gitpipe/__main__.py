@@ -14,10 +14,13 @@ than all of that (typer 0.29 builds a pydantic adapter per option).  So before
     gitpipe [-C DIR] [-f FILE] checkout [--pull] [-r URL | --remote URL] [-C DIR] [-f FILE]
 
 (each option at most once per side; ``-CDIR``, ``-fFILE``, ``--file FILE``,
-``--file=FILE`` and ``--remote=URL`` too).  For `status` it prints what the command prints when the
-snapshot answers: the same lines (gitpipe.core.records.status_lines), the same
-exit code.  A no-op `repro` on a plain console is recorded in lineage and closed
-with the same line by gitpipe/run/noop.py, which says when it cannot be sure.
+``--file=FILE`` and ``--remote=URL`` too).  `status` prints what the command prints,
+from the snapshot when it answers (gitpipe.core.records.status_lines), else through
+the facade call the command makes (Project.status_and_data), its lines and the
+errors after them made by gitpipe.workspace.inspection's status_report and
+status_verdict: the whole command without typer, whose options take a tenth of a
+second to build.  A no-op `repro` on a plain console is recorded in lineage and
+closed with the same line by gitpipe/run/noop.py, which says when it cannot be sure.
 `push`, `pull` and `checkout` on a plain console (CI, a pipe) are done here through
 the same facade calls the command line makes, saying the same words
 (gitpipe.workspace.transfer's, CheckoutReport.lines) and ending an error as the
@@ -25,9 +28,8 @@ command line does (gitpipe.core.errors.boundary): typer's import is a third of a
 small push.  Until the first byte moves (the pipeline, the lock and the remote's
 url read) any error hands the command to the command line, which says it.
 Anything else (another option or command, steps named, a value missing or empty,
-shell completion, --debug, a snapshot that does not answer, a reason the full
-command would add to) goes to the command line untouched, in the folder it was
-started in.
+shell completion, --debug or GITPIPE_DEBUG, a `repro` with work to do) goes to the
+command line untouched, in the folder it was started in.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from gitpipe.core.records import StepStatus
     from gitpipe.workspace import Project
+    from gitpipe.workspace.data import DataState
     from gitpipe.workspace.transfer import Plan
 
 #: the options the fast path knows, as the name it keeps their value under
@@ -109,8 +113,8 @@ def _parse(argv: list[str]) -> tuple[str, dict[str, str], dict[str, str], bool] 
 
 
 def answer(argv: list[str]) -> int | None:
-    """Answer `gitpipe status` (``argv`` after the program's name) from the status
-    snapshot: print what the command prints and return its exit code; None, having
+    """Do one of the commands above (``argv`` after the program's name) as the
+    command line would: print what it prints and return its exit code; None, having
     printed nothing and changed nothing, when the command line must answer."""
     if "_GITPIPE_COMPLETE" in os.environ:
         return None  # shell completion asks typer
@@ -125,46 +129,68 @@ def answer(argv: list[str]) -> int | None:
     try:
         if command in _TRANSFERS:
             code = _transfer(command, before, after, flag)
-            lines = None
         elif command == "repro":
             code = _repro(before, after, flag)
-            lines = None
         else:
-            code = None
-            lines = _status(before, after, flag)
+            code = _status(before, after, flag)
     except Exception:  # any doubt: the command line answers, and says what went wrong
-        code = lines = None
-    if lines is None and code is None:
+        code = None
+    if code is None:
         os.fchdir(here)  # the command line changes folder again, itself
     os.close(here)
-    if lines is None:
-        return code
-    try:
-        sys.stdout.write("".join(f"{line}\n" for line in lines))
-        sys.stdout.flush()
-    except OSError as exc:  # as the command's error boundary says it
-        from gitpipe.core.errors import StoreError, describe
-
-        sys.stderr.write(f"gitpipe: {describe(exc)}\n")
-        return StoreError.exit_code
-    return 0
+    return code
 
 
-def _status(before: dict[str, str], after: dict[str, str], check: bool) -> list[str] | None:
+def _status(before: dict[str, str], after: dict[str, str], check: bool) -> int | None:
+    """`status`: from the snapshot when it answers, by stat calls alone; else the
+    whole command, as the command line does it (:func:`_full_status`)."""
     from gitpipe.core import snapshot
     from gitpipe.core.layout import locate
     from gitpipe.core.records import status_lines
     from gitpipe.core.states import FROZEN, SKIPPED, UP_TO_DATE
 
     _chdir(before, after)
-    statuses = snapshot.answer(locate(".", after.get("file", before.get("file"))))
+    file = after.get("file", before.get("file"))
+    statuses = snapshot.answer(locate(".", file))
+    if (
+        statuses is not None
+        and not any(" unreachable: " in str(r) for s in statuses for r in s.reasons)
+        and not (check and any(s.action not in (UP_TO_DATE, FROZEN, SKIPPED) for s in statuses))
+    ):
+        try:
+            sys.stdout.write(
+                "".join(f"{line}\n" for line in status_lines(statuses) or ["no steps"])
+            )
+            sys.stdout.flush()
+        except OSError as exc:  # as the command's error boundary says it
+            from gitpipe.core.errors import StoreError, describe
+
+            sys.stderr.write(f"gitpipe: {describe(exc)}\n")
+            return StoreError.exit_code
+        return 0
+    if "GITPIPE_DEBUG" in os.environ:
+        return None  # tracebacks: the command line's
+    return _ending(lambda: _full_status(file, statuses, check))
+
+
+def _full_status(file: str | None, statuses: list[StepStatus] | None, check: bool) -> int:
+    """`status` without typer, whose options cost a tenth of a second to build: the
+    same lines (gitpipe.workspace.inspection.status_report), the same errors after
+    them (status_verdict)."""
+    from gitpipe.core import interrupts
+
+    interrupts.install()  # as the command line: SIGTERM is Ctrl-C
+    _for_command()
+    from gitpipe.workspace import Project
+    from gitpipe.workspace.inspection import status_report, status_verdict
+
+    data: list[DataState] = []  # a snapshot's answer stands only with all added data as recorded
     if statuses is None:
-        return None
-    if any(" unreachable: " in str(r) for s in statuses for r in s.reasons):
-        return None  # the command exits 5 after the answer: let it
-    if check and any(s.action not in (UP_TO_DATE, FROZEN, SKIPPED) for s in statuses):
-        return None  # --check would refuse: the command says why
-    return status_lines(statuses) or ["no steps"]
+        statuses, data = Project.open(".", file=file).status_and_data([])
+    data = [d for d in data if d.state != "up to date"]
+    _say("\n".join(status_report(statuses, data)))
+    status_verdict(statuses, data, check=check)
+    return 0
 
 
 def _repro(before: dict[str, str], after: dict[str, str], quiet: bool) -> int | None:
@@ -265,23 +291,27 @@ def _chdir(before: dict[str, str], after: dict[str, str]) -> None:
             os.chdir(side["chdir"])
 
 
-def main() -> None:
-    """The console script: the fast path, else the command line."""
-    code = answer(sys.argv[1:])
-    if code is not None:
-        sys.exit(code)
-    # A command holds the parsed pipeline, its lock and their keys until it ends: tens
-    # of thousands of objects that each collection of the oldest generation walks
-    # again.  Collecting the youngest one after 20,000 allocations instead of 700
-    # makes those walks rarer: a sixth of the first `status` after a 10,000-step
-    # `repro` (docs/performance.md).  The console script only: a process that
-    # imports gitpipe keeps its own settings.
+def _for_command() -> None:
+    """The collector's settings for one command.  A command holds the parsed
+    pipeline, its lock and their keys until it ends: tens of thousands of objects
+    that each collection of the oldest generation walks again.  Collecting the
+    youngest one after 20,000 allocations instead of 700 makes those walks rarer: a
+    sixth of the first `status` after a 10,000-step `repro` (docs/performance.md).
+    The console script only: a process that imports gitpipe keeps its own settings."""
     import gc
 
     gc.set_threshold(_YOUNG, *gc.get_threshold()[1:])
     from gitpipe.core import collector
 
     collector.for_command()  # the parsed pipeline lives until the command ends
+
+
+def main() -> None:
+    """The console script: the fast path, else the command line."""
+    code = answer(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    _for_command()
     from gitpipe.cli import main as command_line
 
     command_line()

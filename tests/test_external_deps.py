@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -288,6 +291,16 @@ def test_status_with_the_server_down_says_unreachable_and_exits_5(workspace, ser
     assert check.exit_code == 5, check.output
     assert why.exit_code == 5, why.output
     assert f"remote dep unreachable: {url}" in why.stdout
+    # the console script's own way (gitpipe/__main__.py, without typer) says the same
+    for args, said in ((["status"], status), (["status", "--check"], check)):
+        fast = subprocess.run(
+            [sys.executable, "-m", "gitpipe", *args],
+            cwd=workspace.root,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "CI": "true"},
+        )
+        assert (fast.returncode, fast.stdout, fast.stderr) == (5, said.stdout, said.stderr)
 
 
 def test_a_slow_server_is_given_up_on_after_the_timeout(workspace, server, monkeypatch):

@@ -128,15 +128,67 @@ def test_other_forms_are_handed_to_the_command_line_untouched(
     assert snapshot(workspace.root) == before
 
 
-def test_a_stale_step_or_a_failed_chdir_leaves_the_folder_as_it_was(
+def test_a_failed_chdir_leaves_the_folder_as_it_was(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stale(workspace)
     monkeypatch.chdir(workspace.root.parent)
-    assert answer(["-C", "repo", "status"]) is None  # the snapshot no longer answers
     assert answer(["-C", "repo", "status", "-C", "nowhere"]) is None
     assert capsys.readouterr() == ("", "")
     assert Path.cwd() == workspace.root.parent
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "code", "says"),
+    [
+        ("stale", ["status"], 0, "first   stale  dep changed: data/raw.txt\n"),
+        ("stale", ["status", "--check"], 3, "first   stale  dep changed: data/raw.txt\n"),
+        ("bad file", ["status"], 2, ""),
+        ("none", ["status"], 2, ""),
+    ],
+)
+def test_a_status_the_snapshot_cannot_answer_is_done_without_typer(
+    workspace: Workspace, setup: str, args: list[str], code: int, says: str
+) -> None:
+    """The whole `status` (a stale step, --check refusing, a pipeline file that is
+    bad or missing) is answered before typer is imported, with the command line's
+    words and exit code."""
+    SETUPS[setup](workspace)
+    script = "import sys; from gitpipe.__main__ import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", script, *args],
+        cwd=workspace.root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CI": "true"},
+    )
+    assert done.returncode == code, done.stderr
+    assert done.stdout.startswith(says)
+    said = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    assert len(said) == (code != 0), said
+    assert all(line.startswith("gitpipe: ") for line in said)
+    loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    assert not {"typer", "click", "gitpipe.cli", "pydantic"} & loaded
+    full = run("gitpipe.cli", args, workspace.root, "true")
+    assert (done.returncode, done.stdout, "\n".join(said)) == (
+        full[0],
+        full[1].decode(),
+        full[2].decode().rstrip("\n"),
+    )
+
+
+def test_gitpipe_debug_hands_a_whole_status_to_the_command_line(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--debug's tracebacks are the command line's: with GITPIPE_DEBUG set, a status
+    the snapshot cannot answer is left to it, having printed nothing."""
+    stale(workspace)
+    monkeypatch.chdir(workspace.root)
+    monkeypatch.setenv("GITPIPE_DEBUG", "1")
+    before = snapshot(workspace.root)
+    assert answer(["status"]) is None
+    assert capsys.readouterr() == ("", "")
+    assert snapshot(workspace.root) == before
 
 
 def test_shell_completion_is_left_to_typer(

@@ -23,7 +23,6 @@ from gitpipe.cli import (
 )
 from gitpipe.cli.output import echo_json, table
 from gitpipe.core.errors import StaleError, UsageError
-from gitpipe.core.records import status_lines
 
 if TYPE_CHECKING:
     from gitpipe.workspace import Explanation
@@ -52,6 +51,7 @@ def status(
     """Show each step's state and why it is stale."""
     from gitpipe.core.layout import locate
     from gitpipe.core.snapshot import answer
+    from gitpipe.workspace.inspection import status_report, status_verdict
 
     # the whole pipeline found up to date last time, and no stamp changed since:
     # the answer stands without parsing or hashing anything (see gitpipe/core/snapshot.py)
@@ -63,37 +63,8 @@ def status(
     if as_json:
         echo_json([s.to_json() for s in statuses] + [d.to_json() for d in data])
     else:
-        for line in status_lines(statuses, verbose=verbose):
-            typer.echo(line)
-        for d in data:
-            typer.echo(str(d))
-        if not statuses and not data:
-            typer.echo("no steps")
-    _stop_if_unreachable([str(r) for s in statuses for r in s.reasons])
-    if check:
-        # as `repro --frozen` would: restoring what gitpipe.lock names is all it may do
-        from gitpipe.run.planner import refusal
-        from gitpipe.workspace.data import refusal as data_refusal
-
-        refused = "; ".join(filter(None, [refusal(statuses), data_refusal(data)]))
-        if refused:
-            raise StaleError(refused)
-
-
-def _stop_if_unreachable(reasons: list[str]) -> None:
-    """Exit 5 once the answer is shown when a remote dep had no fingerprint: whether
-    its step is up to date could not be told (docs/external-deps.md)."""
-    if not any(" unreachable: " in r for r in reasons):
-        return
-    from gitpipe.core.errors import RemoteError
-    from gitpipe.identity.external import UNREACHABLE
-
-    details = [r.removeprefix(f"{UNREACHABLE}: ") for r in reasons if r.startswith(UNREACHABLE)]
-    if details:
-        raise RemoteError(
-            f"cannot tell whether steps are up to date: no fingerprint for the remote "
-            f"dep {'; '.join(dict.fromkeys(details))}"
-        )
+        typer.echo("\n".join(status_report(statuses, data, verbose=verbose)))
+    status_verdict(statuses, data, check=check)
 
 
 @app.command()
@@ -104,16 +75,18 @@ def why(
     as_json: JsonOption = False,
 ) -> None:
     """Explain a step's key, component by component, against the lock and the store."""
+    from gitpipe.workspace.inspection import stop_if_unreachable
+
     explanation = open_project(file).why(step)
     if as_json:
         echo_json(explanation.to_json())
-        _stop_if_unreachable(list(explanation.reasons))
+        stop_if_unreachable(list(explanation.reasons))
         return
     reasons = f" ({'; '.join(explanation.reasons)})" if explanation.reasons else ""
     typer.echo(f"{step}: {explanation.state}{reasons}")
     typer.echo(f"  repro would: {_would(explanation)}")
     if not explanation.key:
-        _stop_if_unreachable(list(explanation.reasons))
+        stop_if_unreachable(list(explanation.reasons))
         return
     typer.echo(f"  key now: {explanation.key}")
     if explanation.code:

@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 from gitpipe.core import collector
 from gitpipe.core.errors import (
     GitError,
+    RemoteError,
+    StaleError,
     UsageError,
 )
 from gitpipe.core.hashing import Digest
-from gitpipe.core.records import Reason, StepStatus
+from gitpipe.core.records import Reason, StepStatus, status_lines
 from gitpipe.core.snapshot import Recorder
 from gitpipe.core.snapshot import write as write_snapshot
 from gitpipe.identity.action import fingerprint
@@ -163,6 +165,47 @@ def status_and_data(
                 )
     project.keep_caches()
     return statuses, added
+
+
+def status_report(
+    statuses: list[StepStatus], added: Sequence[data.DataState], *, verbose: bool = False
+) -> list[str]:
+    """The lines `gitpipe status` prints: each step's (:func:`status_lines`), then
+    each added path that is not up to date; "no steps" when there is neither.  The
+    command and its fast path (gitpipe/__main__.py) both print these."""
+    lines = status_lines(statuses, verbose=verbose) + [str(d) for d in added]
+    return lines or ["no steps"]
+
+
+def status_verdict(
+    statuses: Sequence[StepStatus], added: Sequence[data.DataState], *, check: bool
+) -> None:
+    """What `gitpipe status` raises once its lines are out: the error of
+    :func:`stop_if_unreachable`; with ``check``, a :class:`StaleError` (exit 3)
+    unless `repro --frozen` would pass."""
+    stop_if_unreachable([str(r) for s in statuses for r in s.reasons])
+    if check:  # as `repro --frozen` would: restoring what gitpipe.lock names is all it may do
+        from gitpipe.run.planner import refusal
+
+        refused = "; ".join(filter(None, [refusal(statuses), data.refusal(added)]))
+        if refused:
+            raise StaleError(refused)
+
+
+def stop_if_unreachable(reasons: Sequence[str]) -> None:
+    """A :class:`RemoteError` (exit 5, once the answer is shown) when a remote dep had
+    no fingerprint: whether its step is up to date could not be told
+    (docs/external-deps.md).  `status` and `why` raise it."""
+    if not any(" unreachable: " in r for r in reasons):
+        return
+    from gitpipe.identity.external import UNREACHABLE
+
+    details = [r.removeprefix(f"{UNREACHABLE}: ") for r in reasons if r.startswith(UNREACHABLE)]
+    if details:
+        raise RemoteError(
+            f"cannot tell whether steps are up to date: no fingerprint for the remote "
+            f"dep {'; '.join(dict.fromkeys(details))}"
+        )
 
 
 def lock_is_current(project: Project, inputs: Inputs, lock: Lock) -> tuple[str | None, bool]:
