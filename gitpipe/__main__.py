@@ -181,6 +181,7 @@ def _full_status(file: str | None, statuses: list[StepStatus] | None, check: boo
 
     interrupts.install()  # as the command line: SIGTERM is Ctrl-C
     _for_command()
+    from gitpipe.core.console import echo
     from gitpipe.workspace import Project
     from gitpipe.workspace.inspection import status_report, status_verdict
 
@@ -188,12 +189,14 @@ def _full_status(file: str | None, statuses: list[StepStatus] | None, check: boo
     if statuses is None:
         statuses, data = Project.open(".", file=file).status_and_data([])
     data = [d for d in data if d.state != "up to date"]
-    _say("\n".join(status_report(statuses, data)))
+    echo("\n".join(status_report(statuses, data)))
     status_verdict(statuses, data, check=check)
     return 0
 
 
 def _repro(before: dict[str, str], after: dict[str, str], quiet: bool) -> int | None:
+    """`repro` on a plain console: a no-op one recorded and closed by
+    gitpipe/run/noop.py, else the whole run (:func:`_full_repro`)."""
     from gitpipe.core.console import plain_output
     from gitpipe.core.layout import locate
     from gitpipe.run import noop
@@ -201,7 +204,30 @@ def _repro(before: dict[str, str], after: dict[str, str], quiet: bool) -> int | 
     if not plain_output():
         return None  # a terminal's live view: the command line draws it
     _chdir(before, after)
-    return noop.answer(locate(".", after.get("file", before.get("file"))), quiet=quiet)
+    file = after.get("file", before.get("file"))
+    code = noop.answer(locate(".", file), quiet=quiet)
+    if code is not None or "GITPIPE_DEBUG" in os.environ:
+        return code  # tracebacks are the command line's
+    return _ending(lambda: _full_repro(file, quiet))
+
+
+def _full_repro(file: str | None, quiet: bool) -> int:
+    """`repro [-q]` without typer, whose options take a tenth of a second to build:
+    the facade call the command line makes, with the same plain view
+    (gitpipe.run.plain) and summary writers, ending as it ends."""
+    from gitpipe.core import interrupts
+
+    interrupts.install()  # as the command line: SIGTERM is Ctrl-C
+    _for_command()
+    from gitpipe.core.console import echo
+    from gitpipe.run.plain import PlainLines
+    from gitpipe.run.summary import writers
+    from gitpipe.workspace import Project
+
+    project = Project.open(".", file=file)
+    view = PlainLines(verbose=False, quiet=quiet, write=echo)
+    project.repro([], listeners=[view, *writers(project)], argv=sys.argv[1:])
+    return 0
 
 
 def _transfer(
@@ -233,41 +259,38 @@ def _transfer(
     return _ending(lambda: _move(project, plan))
 
 
-def _say(line: str, *, err: bool = False) -> None:
-    """One line on stdout (stderr), flushed, as ``typer.echo`` writes it."""
-    stream = sys.stderr if err else sys.stdout
-    stream.write(f"{line}\n")
-    stream.flush()
-
-
 def _move(project: Project, plan: Plan) -> int:
+    from gitpipe.core.console import echo
     from gitpipe.workspace import transfer as transfers
 
     if plan.empty:
-        _say(transfers.nothing_named(project, plan.direction), err=True)
-    view = transfers.ProgressLines(lambda line: _say(line, err=True))
+        echo(transfers.nothing_named(project, plan.direction), err=True)
+    view = transfers.ProgressLines(lambda line: echo(line, err=True))
     report = transfers.transfer(project, plan, progress=view)
     view.close()
-    _say(transfers.report_line(report, run_cache=True))
+    echo(transfers.report_line(report, run_cache=True))
     for warning in (transfers.skipped_line(report), transfers.unavailable_line(report)):
         if warning:
-            _say(warning, err=True)
+            echo(warning, err=True)
     transfers.verified(report)
     return 0
 
 
 def _checkout(project: Project, remote: str | None, *, pull: bool) -> int:
+    from gitpipe.core.console import echo
+
     report = project.checkout([], pull=pull, force=False, remote=remote)
     for warning in report.warnings:
-        _say(warning, err=True)
+        echo(warning, err=True)
     for line in report.lines():
-        _say(line)
+        echo(line)
     return 0
 
 
 def _ending(work: Callable[[], int]) -> int:
     """``work``'s exit code, or an error ended as the command line ends it: one line
     on stderr and its exit code (SIGTERM stops it as Ctrl-C does, as there)."""
+    from gitpipe.core.console import echo
     from gitpipe.core.errors import boundary
 
     try:
@@ -275,7 +298,7 @@ def _ending(work: Callable[[], int]) -> int:
     except (Exception, KeyboardInterrupt) as exc:
         message, code = boundary(exc)
         try:
-            _say(f"gitpipe: {message}", err=True)
+            echo(f"gitpipe: {message}", err=True)
         except OSError:
             pass
         return code

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Workspace, git, snapshot
+from conftest import CHAIN, Workspace, git, snapshot
 from test_status_snapshot import up_to_date
 
 from gitpipe.__main__ import answer
@@ -161,6 +161,14 @@ def test_a_no_op_repro_is_answered_without_typer_and_writes_only_lineage(
     }
 
 
+def no_op(workspace: Workspace) -> int | None:
+    """The no-op answer (gitpipe/run/noop.py) to `repro` in the workspace: None when
+    it hands the run to the whole command (the fast path's or the command line's)."""
+    from gitpipe.run import noop
+
+    return noop.answer(workspace.root / "gitpipe.toml", quiet=False)
+
+
 def hold_the_workspace(workspace: Workspace) -> Any:
     handle = open(workspace.root / ".gitpipe" / "repro.lock", "a+")  # noqa: SIM115
     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -219,7 +227,7 @@ def test_any_doubt_hands_the_repro_over_having_changed_nothing(
     monkeypatch.chdir(workspace.root)
     runs = run_count(workspace.root)  # before: reading lineage touches its folder
     before = snapshot(workspace.root)
-    assert answer(["repro"]) is None
+    assert no_op(workspace) is None
     assert capsys.readouterr() == ("", "")
     assert Path.cwd() == workspace.root
     after = snapshot(workspace.root)
@@ -243,7 +251,7 @@ def test_what_the_environment_would_add_hands_the_repro_over(
     monkeypatch.chdir(workspace.root)
     monkeypatch.setenv(variable, str(workspace.root.parent / "elsewhere"))
     before = snapshot(workspace.root)
-    assert answer(["repro", "-q"]) is None
+    assert no_op(workspace) is None
     assert capsys.readouterr() == ("", "")
     assert snapshot(workspace.root) == before
 
@@ -258,7 +266,7 @@ def test_a_busy_workspace_is_left_to_the_command_line_which_waits(
     try:
         runs = run_count(workspace.root)
         before = snapshot(workspace.root)
-        assert answer(["repro"]) is None
+        assert no_op(workspace) is None
         assert capsys.readouterr() == ("", "")
         assert snapshot(workspace.root) == before
         assert run_count(workspace.root) == runs
@@ -324,3 +332,132 @@ def test_the_steps_of_a_fan_out_are_recorded_in_the_command_line_s_order(
     assert fast == full
     assert fast_rows == last_run(workspace.root)
     assert [s["step"] for s in fast_rows[1]] == ["z", "b", "a", "m"]
+
+
+# -- a repro with work to do, without typer ---------------------------------------
+
+FAILS = """
+[steps.first]
+cmd = "cp data/raw.txt first.txt"
+deps = ["data/raw.txt"]
+outs = ["first.txt"]
+
+[steps.second]
+cmd = "sh -c 'echo to the log; echo \\"it went wrong\\" >&2; exit 3'"
+deps = ["first.txt"]
+outs = ["second.txt"]
+"""
+#: what differs between two runs of the same pipeline: the clock, durations, run ids
+VARYING_TEXT = [
+    (re.compile(r"^\d\d:\d\d:\d\d ", re.MULTILINE), "HH:MM:SS "),
+    (re.compile(r"\d+\.\d\d s\b"), "X s"),
+    (re.compile(r"logs/[^/\s]+/"), "logs/RUN/"),
+]
+
+
+def normalised(text: str) -> str:
+    for pattern, fixed in VARYING_TEXT:
+        text = pattern.sub(fixed, text)
+    return text
+
+
+def rows(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The latest run's rows without what differs between two clones' runs."""
+    run_row, steps = last_run(root)
+    drop = {"git_commit", "host", "duration", "log", "pipeline"}  # named after the folder
+    return (
+        {k: v for k, v in run_row.items() if k not in drop},
+        [
+            {
+                k: normalised(str(v).replace(str(root), "ROOT"))
+                for k, v in s.items()
+                if k not in drop
+            }
+            for s in steps
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "args", "code"),
+    [
+        (CHAIN, ["repro"], 0),
+        (CHAIN, ["repro", "-q"], 0),
+        (FAILS, ["repro"], 1),
+        (FAILS, ["-C", ".", "repro", "--quiet"], 1),
+    ],
+)
+def test_a_repro_with_work_to_do_is_done_without_typer_as_the_command_line_does_it(
+    make_workspace: Any, monkeypatch: pytest.MonkeyPatch, pipeline: str, args: list[str], code: int
+) -> None:
+    """Two clones of one pipeline, run through the console script (no typer) and
+    through the command line: the same lines and exit code, the same
+    lineage rows, the same outputs and lock."""
+    monkeypatch.setenv("CI", "true")
+    clones = {}
+    for name in ("fast", "full"):
+        clone = make_workspace(name)
+        clone.write("data/raw.txt", "hello world\n")
+        clone.write(".gitignore", "first.txt\nsecond.txt\nthird.txt\n")
+        clone.pipeline(pipeline)
+        clone.commit("pipeline")
+        clones[name] = clone
+    fast = run("gitpipe", args, clones["fast"].root)
+    full = run("gitpipe.cli", args, clones["full"].root)
+    assert fast[0] == full[0] == code, (fast, full)
+    for said in (1, 2):  # a log's path in a message names the clone
+        assert normalised(fast[said].replace(str(clones["fast"].root), "ROOT")) == normalised(
+            full[said].replace(str(clones["full"].root), "ROOT")
+        )
+    assert rows(clones["fast"].root) == rows(clones["full"].root)
+    for name in ("first.txt", "second.txt", "third.txt", "gitpipe.lock"):
+        paths = [clones[c].root / name for c in ("fast", "full")]
+        assert [p.read_bytes() if p.exists() else None for p in paths] == [
+            paths[1].read_bytes() if paths[1].exists() else None
+        ] * 2, name
+    if code:  # the failed step's own words reach the console, as its log's tail
+        assert "second | it went wrong" in fast[2]
+        assert "second: failed" in fast[2]
+
+
+def test_a_repro_through_the_fast_path_writes_the_job_summary(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GitHub Actions' $GITHUB_STEP_SUMMARY gets the run's Markdown summary, as from
+    the command line."""
+    workspace.write("data/raw.txt", "hello world\n")
+    workspace.write(".gitignore", "first.txt\nsecond.txt\nthird.txt\n")
+    workspace.pipeline(CHAIN)
+    workspace.commit("pipeline")
+    target = workspace.root.parent / "summary.md"
+    script = "import sys; from gitpipe.__main__ import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", script, "repro", "-q"],
+        cwd=workspace.root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CI": "true", "GITHUB_STEP_SUMMARY": str(target)},
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    assert not {"typer", "pydantic", "gitpipe.cli"} & loaded  # (sqlite-utils imports click)
+    summary = target.read_text()
+    assert all(step in summary for step in ("first", "second", "third"))
+
+
+def test_gitpipe_debug_hands_a_repro_with_work_to_the_command_line(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--debug's tracebacks are the command line's: with GITPIPE_DEBUG set, a repro
+    with work to do is left to it, having printed, run and recorded nothing."""
+    up_to_date(workspace)
+    workspace.ok("repro")
+    stale_step(workspace)
+    monkeypatch.chdir(workspace.root)
+    monkeypatch.setenv("GITPIPE_DEBUG", "1")
+    runs = run_count(workspace.root)
+    before = snapshot(workspace.root)
+    assert answer(["repro"]) is None
+    assert capsys.readouterr() == ("", "")
+    assert changed(before, snapshot(workspace.root)) <= {".gitpipe/repro.lock"}
+    assert run_count(workspace.root) == runs

@@ -6,7 +6,6 @@ terminal, `gitpipe.cli.live`) and the summary writer, and prints nothing itself.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -157,14 +156,10 @@ def repro(
         from gitpipe.cli.plain import ConsoleReporter as View
     else:
         from gitpipe.cli.live import LiveReporter as View
-    listeners: list[ev.Listener] = [View(verbose=verbose, quiet=quiet)]
-    summary_md = summary_md or (
-        Path(os.environ["GITHUB_STEP_SUMMARY"]) if os.environ.get("GITHUB_STEP_SUMMARY") else None
-    )
-    if summary_json or summary_md:
-        from gitpipe.run.summary import SummaryWriter
+    from gitpipe.run.summary import writers
 
-        listeners.append(SummaryWriter(project, json_path=summary_json, md_path=summary_md))
+    listeners: list[ev.Listener] = [View(verbose=verbose, quiet=quiet)]
+    listeners += writers(project, json_path=summary_json, md_path=summary_md)
     project.repro(
         steps or [],
         force=force,

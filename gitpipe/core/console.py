@@ -4,6 +4,7 @@ imported (the fast paths in gitpipe/__main__.py) as well as by the command line.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 
@@ -21,3 +22,20 @@ def size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{n} B"  # pragma: no cover
+
+
+#: the control codes typer takes out of what it writes to a file or a pipe
+_ANSI = re.compile(r"\033\[[;?0-9]*[a-zA-Z]")
+
+
+def echo(text: str, *, err: bool = False) -> None:
+    """``text`` and a newline on stdout (``err``: stderr), flushed, as ``typer.echo``
+    writes a line: its control codes taken out unless the stream is a terminal.  For
+    the fast paths, which import no typer."""
+    stream = sys.stderr if err else sys.stdout
+    try:
+        terminal = stream.isatty()
+    except (OSError, ValueError):
+        terminal = False
+    stream.write(f"{text if terminal else _ANSI.sub('', text)}\n")
+    stream.flush()

@@ -9,6 +9,7 @@ commit under test.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,18 @@ def metric_changes(
                     }
                 )
     return rows
+
+
+def writers(
+    project: Any, *, json_path: Path | None = None, md_path: Path | None = None
+) -> list[SummaryWriter]:
+    """The summary writer a `repro` is given: none unless a path is, the Markdown one
+    defaulting to ``$GITHUB_STEP_SUMMARY`` (GitHub Actions' job summary) when set."""
+    if md_path is None and os.environ.get("GITHUB_STEP_SUMMARY"):
+        md_path = Path(os.environ["GITHUB_STEP_SUMMARY"])
+    if json_path is None and md_path is None:
+        return []
+    return [SummaryWriter(project, json_path=json_path, md_path=md_path)]
 
 
 class SummaryWriter:
