@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 
 
 def plain_output() -> bool:
@@ -21,3 +22,14 @@ def size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{n} B"  # pragma: no cover
+
+
+def first_of(
+    items: Sequence[str], limit: int, *, sep: str = ", ", more: str = " and {} more"
+) -> str:
+    """The first ``limit`` items joined by ``sep``, then ``more`` (a format with one
+    ``{}`` for how many were left out) when there were more: ``a, b, c and 2 more``,
+    ``a; b; and 2 more`` (``more="; and {} more"``), ``a, b (and 2 more)``."""
+    shown = sep.join(items[:limit])
+    left = len(items) - limit
+    return shown + more.format(left) if left > 0 else shown

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitpipe.core import atomic
+from gitpipe.core.console import first_of
 from gitpipe.core.errors import (
     CorruptObject,
     PathError,
@@ -602,9 +603,7 @@ def _put_back(
             ]
             if mine:
                 inputs.hasher.cache.readonly = True
-                shown = ", ".join(mine[:5]) + (
-                    f" and {len(mine) - 5} more" if len(mine) > 5 else ""
-                )
+                shown = first_of(mine, 5)
                 raise StaleError(
                     f"not overwriting {shown}: gitpipe never recorded these bytes (edited by "
                     "hand?); `gitpipe add` them, move them away, or pass --force (their bytes "
@@ -685,9 +684,8 @@ def _present(store: Store, out: OutRecord) -> bool:
 
 
 def _lacking(lacking: Sequence[_Target], pulled: bool) -> str:
-    shown = "; ".join(f"{t.path}{'/' if t.out.is_dir else ''} ({t.what})" for t in lacking[:5]) + (
-        f"; and {len(lacking) - 5} more" if len(lacking) > 5 else ""
-    )
+    named = [f"{t.path}{'/' if t.out.is_dir else ''} ({t.what})" for t in lacking]
+    shown = first_of(named, 5, sep="; ", more="; and {} more")
     if pulled:
         return (
             f"nothing was changed: neither the store nor the remote holds the bytes "
