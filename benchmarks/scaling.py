@@ -24,9 +24,9 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-import statistics
 from pathlib import Path
 
+from compare import gitpipe_row
 from peers import ENV
 from timing import Row, Sample, run
 
@@ -37,6 +37,8 @@ SEED = "seed.txt"
 STATUS_RUNS = 3
 #: what a `status` leaves alone in `.gitpipe/` (the rest is put back between its runs)
 _KEPT = ("cache", "logs", "lineage.db", "tmp")
+#: the key of a row's peak memory (MiB) in its `extra`, as report.judge reads it
+MEMORY = "max_rss_mib"
 
 
 def tree(n: int) -> tuple[str, str]:
@@ -124,40 +126,20 @@ def one_size(
 def _judged(row: Row, limit: float, rss_mib: float | None, text: str) -> Row:
     """Issue 24's target for this row: at most `limit` (and `rss_mib` of memory)."""
     row.target = text
-    row.met = row.median <= limit and (rss_mib is None or row.extra["max_rss_mib"] <= rss_mib)
+    row.met = row.median <= limit and (rss_mib is None or row.extra[MEMORY] <= rss_mib)
     return row
 
 
 def _timed_runs(name: str, samples: list[Sample], key: str) -> Row:
     """The median of several runs, with the largest peak memory among them."""
-    seconds = [sample.seconds for sample in samples]
     rss = max(sample.max_rss_mib for sample in samples)
-    return Row(
-        name,
-        "s",
-        statistics.median(seconds),
-        min(seconds),
-        max(seconds),
-        len(seconds),
-        f"{len(seconds)} runs, peak {rss:.0f} MiB",
-        {"max_rss_mib": rss},
-        key=key,
-    )
+    note = f"{len(samples)} runs, peak {rss:.0f} MiB"
+    return gitpipe_row(key, name, samples, note, memory=MEMORY)
 
 
 def _timed(name: str, sample: Sample, key: str, note: str = "") -> Row:
-    rss = sample.max_rss_mib
-    return Row(
-        name,
-        "s",
-        sample.seconds,
-        sample.seconds,
-        sample.seconds,
-        1,
-        "; ".join(filter(None, [note, f"peak {rss:.0f} MiB"])),
-        {"max_rss_mib": rss},
-        key=key,
-    )
+    note = "; ".join(filter(None, [note, f"peak {sample.max_rss_mib:.0f} MiB"]))
+    return gitpipe_row(key, name, [sample], note, memory=MEMORY)
 
 
 def bench(base: Path, gitpipe: str, quick: bool) -> list[Row]:

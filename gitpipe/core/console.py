@@ -1,11 +1,13 @@
-"""Whether the console wants plain lines, and sizes for people: read before typer is
-imported (the fast paths in gitpipe/__main__.py) as well as by the command line."""
+"""What the console is given: whether it wants plain lines, sizes for people, short
+lists ("a, b and 3 more") and lines written as typer writes them; read before typer
+is imported (the fast paths in gitpipe/__main__.py) as well as by the command line."""
 
 from __future__ import annotations
 
 import os
 import re
 import sys
+from collections.abc import Sequence
 
 
 def plain_output() -> bool:
@@ -39,3 +41,14 @@ def echo(text: str, *, err: bool = False) -> None:
         terminal = False
     stream.write(f"{text if terminal else _ANSI.sub('', text)}\n")
     stream.flush()
+
+
+def first_of(
+    items: Sequence[str], limit: int, *, sep: str = ", ", more: str = " and {} more"
+) -> str:
+    """The first ``limit`` items joined by ``sep``, then ``more`` (a format with one
+    ``{}`` for how many were left out) when there were more: ``a, b, c and 2 more``,
+    ``a; b; and 2 more`` (``more="; and {} more"``), ``a, b (and 2 more)``."""
+    shown = sep.join(items[:limit])
+    left = len(items) - limit
+    return shown + more.format(left) if left > 0 else shown

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gitpipe.core import tomlcache
+from gitpipe.core.console import first_of
 from gitpipe.core.errors import GitError, LockfileError, StoreError
 from gitpipe.core.hashing import Digest, digest_bytes
 from gitpipe.store import clones, datafile, lockfile
@@ -82,11 +83,10 @@ class Needs:
         """Why gc deletes nothing ('' when it may)."""
         if not self.unreadable:
             return ""
-        shown = "; ".join(str(u) for u in self.unreadable[:5])
-        more = f"; and {len(self.unreadable) - 5} more" if len(self.unreadable) > 5 else ""
+        shown = first_of([str(u) for u in self.unreadable], 5, sep="; ", more="; and {} more")
         return (
             f"gc deletes nothing while {len(self.unreadable)} lock(s) or clone(s) it must "
-            f"read cannot be read: {shown}{more}; fix or delete them (or the branch), "
+            f"read cannot be read: {shown}; fix or delete them (or the branch), "
             "then run `gitpipe gc` again"
         )
 
@@ -365,9 +365,7 @@ class _LockReader:
             if blob is not None and blob not in self.blobs:
                 holders.setdefault(blob, []).append(ref)
         for blob, names in holders.items():
-            shown = ", ".join(names[:3]) + (
-                f" (and {len(names) - 3} more)" if len(names) > 3 else ""
-            )
+            shown = first_of(names, 3, more=" (and {} more)")
             try:
                 data = repo.blob(blob)
             except GitError as exc:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gitpipe.core.console import first_of
 from gitpipe.core.hashing import canonical
 from gitpipe.history.shape import Snapshot, StepShape
 
@@ -60,7 +61,7 @@ def describe(kind: str, steps: list[str], detail: str = "") -> str:
     """``code of train (src/util.py)``; many steps are named a few at a time."""
     if kind in ("+", "-"):
         return ", ".join(kind + step for step in steps)
-    shown = ", ".join(steps[:3]) + (f" and {len(steps) - 3} more" if len(steps) > 3 else "")
+    shown = first_of(steps, 3)
     text = f"{kind} of {shown}" if steps else kind
     return f"{text} ({detail})" if detail else text
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from gitpipe.core import atomic
+from gitpipe.core.console import first_of
 from gitpipe.core.errors import StoreError
 from gitpipe.core.hashing import (
     ALGORITHM,
@@ -282,8 +283,7 @@ def _record_digest(record: Mapping[str, Any]) -> Digest | None:
 
 
 def _listed(paths: list[str]) -> str:
-    shown = ", ".join(_shown(path) for path in paths[:5])
-    return shown + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    return first_of([_shown(path) for path in paths], 5)
 
 
 def _shown(text: str, limit: int = 80) -> str:

@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitpipe.core import atomic
+from gitpipe.core.console import first_of
 from gitpipe.core.errors import (
     CorruptObject,
+    GitpipeError,
     PathError,
     PipelineError,
     StaleError,
@@ -572,6 +574,11 @@ def _put_back(
     store = Store(project.store_dir)
     guarded = guard.protected(project)
     with project.inputs(readonly=False) as inputs:
+
+        def refused(error: GitpipeError) -> GitpipeError:
+            inputs.hasher.cache.readonly = True  # refused: nothing written, the stat cache too
+            return error
+
         todo = []
         for target in targets:
             now = inputs.out_state(target.path)
@@ -579,37 +586,34 @@ def _put_back(
                 report.unchanged += 1
             else:
                 todo.append((target, now))
+        wanted = [t for t, _ in todo]
         # a folder's corrupt manifest would pass for bytes the store lacks, and a pull
         # would never fetch it again (the store has an object of that name): aside first
         set_aside: set[Digest] = set()
-        for corrupt in _corrupt_manifests(project, store, [t for t, _ in todo]):
+        for corrupt in _corrupt_manifests(project, store, wanted):
             store.quarantine(corrupt.digest)
             if not pull:
-                inputs.hasher.cache.readonly = True
-                raise _corrupt(project, corrupt, [t for t, _ in todo], pulled=False)
+                raise refused(_corrupt(project, corrupt, wanted, pulled=False))
             set_aside.add(corrupt.digest)
-        if pull and todo:
-            report.fetched, report.warnings = _fetch(project, store, [t for t, _ in todo], remote)
-        lacking = [t for t, _ in todo if not _present(store, t.out)]
+        if pull and wanted:
+            report.fetched, report.warnings = _fetch(project, store, wanted, remote)
+        lacking = [t for t in wanted if not _present(store, t.out)]
         if only_missing:
             todo = [(t, now) for t, now in todo if t not in lacking]
+            wanted = [t for t, _ in todo]
         elif lacking:
-            inputs.hasher.cache.readonly = True  # refused: nothing written, the stat cache too
-            raise StaleError(_lacking(lacking, pull))
+            raise refused(StaleError(_lacking(lacking, pull)))
         if not force:
             mine = [
                 name for t, now in todo for name in _unrecorded(store, inputs.hasher, t.path, now)
             ]
             if mine:
-                inputs.hasher.cache.readonly = True
-                shown = ", ".join(mine[:5]) + (
-                    f" and {len(mine) - 5} more" if len(mine) > 5 else ""
+                why = (
+                    f"not overwriting {first_of(mine, 5)}: gitpipe never recorded these "
+                    "bytes (edited by hand?); `gitpipe add` them, move them away, or pass "
+                    "--force (their bytes are then kept in the store)"
                 )
-                raise StaleError(
-                    f"not overwriting {shown}: gitpipe never recorded these bytes (edited by "
-                    "hand?); `gitpipe add` them, move them away, or pass --force (their bytes "
-                    "are then kept in the store)"
-                )
+                raise refused(StaleError(why))
         outputs = Outputs(project, store, inputs.hasher, guarded)
         placements = [
             Placement(spec.PathSpec(t.path, t.out.is_dir), t.out, now, t.link) for t, now in todo
@@ -627,17 +631,15 @@ def _put_back(
                     set_aside.add(exc.digest)  # another process put good bytes there since
                     continue
                 if not pull or exc.digest in set_aside:
-                    inputs.hasher.cache.readonly = True
-                    raise _corrupt(project, exc, [t for t, _ in todo], pulled=pull) from exc
+                    raise refused(_corrupt(project, exc, wanted, pulled=pull)) from exc
                 set_aside.add(exc.digest)
-                fetched, warnings = _fetch(project, store, [t for t, _ in todo], remote)
+                fetched, warnings = _fetch(project, store, wanted, remote)
                 report.fetched += fetched
                 report.warnings += [w for w in warnings if w not in report.warnings]
-                lacking = [t for t, _ in todo if not _present(store, t.out)]
+                lacking = [t for t in wanted if not _present(store, t.out)]
                 if lacking:
-                    inputs.hasher.cache.readonly = True
-                    raise StaleError(_lacking(lacking, True)) from exc
-        report.restored = [t.path + ("/" if t.out.is_dir else "") for t, _ in todo]
+                    raise refused(StaleError(_lacking(lacking, True))) from exc
+        report.restored = [t.path + ("/" if t.out.is_dir else "") for t in wanted]
     return report
 
 
@@ -685,9 +687,8 @@ def _present(store: Store, out: OutRecord) -> bool:
 
 
 def _lacking(lacking: Sequence[_Target], pulled: bool) -> str:
-    shown = "; ".join(f"{t.path}{'/' if t.out.is_dir else ''} ({t.what})" for t in lacking[:5]) + (
-        f"; and {len(lacking) - 5} more" if len(lacking) > 5 else ""
-    )
+    named = [f"{t.path}{'/' if t.out.is_dir else ''} ({t.what})" for t in lacking]
+    shown = first_of(named, 5, sep="; ", more="; and {} more")
     if pulled:
         return (
             f"nothing was changed: neither the store nor the remote holds the bytes "

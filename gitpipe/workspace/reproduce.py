@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitpipe.core import interrupts
+from gitpipe.core.console import first_of
 from gitpipe.core.errors import (
     ApprovalNeeded,
     GitpipeError,
@@ -376,9 +377,7 @@ def _tell_rejected(rejected: Sequence[str], url: str, emit: ev.Listener) -> None
     have served are planned as if the remote had nothing for them."""
     if not rejected:
         return
-    shown = "; ".join(rejected[:3]) + (
-        f"; and {len(rejected) - 3} more" if len(rejected) > 3 else ""
-    )
+    shown = first_of(rejected, 3, sep="; ", more="; and {} more")
     emit(
         ev.Notice(
             f"refused {len(rejected)} item(s) from {url} that failed verification ({shown}); "

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gitpipe.core.console import size
+from gitpipe.core.console import first_of, size
 from gitpipe.core.errors import PipelineError, RemoteError, UsageError
 
 if TYPE_CHECKING:
@@ -121,8 +121,7 @@ def verified(report: TransferReport, *, placing: bool = False) -> TransferReport
     in the workspace (`checkout --pull`), which is then left as it was."""
     if not report.rejected:
         return report
-    shown = "; ".join(str(r) for r in report.rejected[:3])
-    more = f"; and {len(report.rejected) - 3} more" if len(report.rejected) > 3 else ""
+    shown = first_of([str(r) for r in report.rejected], 3, sep="; ", more="; and {} more")
     if report.direction == "pull":
         came = f"the {report.objects} object(s)"
         came += f" and {report.results} result(s)" if report.results else ""
@@ -136,9 +135,7 @@ def verified(report: TransferReport, *, placing: bool = False) -> TransferReport
         )
     else:
         advice = "the damaged local objects were not pushed"
-    error = RemoteError(
-        f"{len(report.rejected)} item(s) failed verification: {shown}{more}; {advice}"
-    )
+    error = RemoteError(f"{len(report.rejected)} item(s) failed verification: {shown}; {advice}")
     error.report = report  # type: ignore[attr-defined]
     raise error
 
@@ -176,20 +173,18 @@ def unavailable_line(report: TransferReport) -> str | None:
     if not report.unavailable:
         return None
     side = "the local store" if report.direction == "push" else "the remote"
-    shown = ", ".join(report.unavailable[:3])
-    more = f" and {len(report.unavailable) - 3} more" if len(report.unavailable) > 3 else ""
-    return f"gitpipe: {len(report.unavailable)} wanted item(s) are not in {side}: {shown}{more}"
+    shown = first_of(report.unavailable, 3)
+    return f"gitpipe: {len(report.unavailable)} wanted item(s) are not in {side}: {shown}"
 
 
 def skipped_line(report: TransferReport) -> str | None:
     """The warning naming the remote's pack indexes that were not used, if any."""
     if not report.skipped:
         return None
-    shown = "; ".join(str(s) for s in report.skipped[:3])
-    more = f"; and {len(report.skipped) - 3} more" if len(report.skipped) > 3 else ""
+    shown = first_of([str(s) for s in report.skipped], 3, sep="; ", more="; and {} more")
     return (
         f"gitpipe: skipped {len(report.skipped)} pack index(es) on {report.url}: "
-        f"{shown}{more}; their objects were looked for elsewhere (delete what is "
+        f"{shown}; their objects were looked for elsewhere (delete what is "
         "left of them there)"
     )
 

@@ -1,0 +1,56 @@
+"""The console helpers messages share: a long list named a few at a time, and a
+line written as typer writes it (for the fast paths, which import no typer)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import typer
+
+from gitpipe.core.console import echo, first_of
+
+NAMES = ["a", "b", "c", "d", "e"]
+
+
+@pytest.mark.parametrize(
+    ("items", "limit", "options", "expected"),
+    [
+        ([], 3, {}, ""),
+        (["a"], 3, {}, "a"),
+        (NAMES[:3], 3, {}, "a, b, c"),
+        (NAMES[:4], 3, {}, "a, b, c and 1 more"),
+        (NAMES, 3, {}, "a, b, c and 2 more"),
+        (NAMES, 5, {}, "a, b, c, d, e"),
+        (NAMES, 2, {"sep": "; ", "more": "; and {} more"}, "a; b; and 3 more"),
+        (NAMES[:2], 2, {"sep": "; ", "more": "; and {} more"}, "a; b"),
+        (NAMES, 3, {"more": " (and {} more)"}, "a, b, c (and 2 more)"),
+        (tuple(NAMES), 4, {}, "a, b, c, d and 1 more"),
+        (["{x}", "{}"], 1, {}, "{x} and 1 more"),  # only ``more`` is a format
+    ],
+)
+def test_first_of_names_the_first_few_then_how_many_more(
+    items: list[str], limit: int, options: dict[str, str], expected: str
+) -> None:
+    assert first_of(items, limit, **options) == expected
+
+
+def test_echo_writes_a_line_as_typer_does_without_control_codes_in_a_pipe(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    echo("\033[1mbold\033[0m words")
+    echo("to stderr", err=True)
+    typer.echo("\033[1mbold\033[0m words")
+    typer.echo("to stderr", err=True)
+    out, err = capsys.readouterr()
+    assert out == "bold words\n" * 2
+    assert err == "to stderr\n" * 2
+
+
+def test_echo_keeps_control_codes_for_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    main, other = os.openpty()
+    with open(other, "w") as terminal, open(main, "rb", buffering=0) as screen:
+        monkeypatch.setattr(sys, "stdout", terminal)
+        echo("\033[1mbold\033[0m")
+        assert screen.read(64).replace(b"\r\n", b"\n") == b"\033[1mbold\033[0m\n"
