@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gitpipe.core.errors import PipelineError
 from gitpipe.core.hashing import Digest
@@ -41,6 +41,9 @@ from gitpipe.pipeline.expr import ExprError
 from gitpipe.run.inputs import Check, Inputs, Projection
 from gitpipe.store.lockfile import LockEntry
 from gitpipe.store.runcache import OutRecord, Result, RunCache
+
+if TYPE_CHECKING:
+    from gitpipe.run.context import Workspace
 
 # actions: what `repro` does with a step; up to date, frozen and skipped are the
 # states of gitpipe.core.states by the same words
@@ -441,3 +444,22 @@ def entry_for(step: spec.Step, record: KeyRecord, result: Result) -> LockEntry:
         urls=record.urls,
         environment=record.environment,
     )
+
+
+def approver(
+    project: Workspace, approve: frozenset[str], *, run_id: str = "", record: bool = False
+) -> Callable[[spec.Step, KeyRecord], bool]:
+    """Whether someone approved a step to run with a key; a step named in ``approve``
+    (`repro --approve`) is approved now, and with ``record`` that is written down."""
+    path = project.state_dir / "lineage.db"
+
+    def approved(step: spec.Step, key_record: KeyRecord) -> bool:
+        from gitpipe.run.lineage import approval_of, record_approval
+
+        if step.name in approve:
+            if record:
+                record_approval(path, step.name, str(key_record.key), project.user(), run_id=run_id)
+            return True
+        return approval_of(path, step.name, str(key_record.key)) is not None
+
+    return approved

@@ -536,25 +536,6 @@ def _shown(path: Path, root: str) -> str:
     return str(path).removeprefix(root)
 
 
-def approver(
-    project: Workspace, approve: frozenset[str], *, run_id: str = "", record: bool = False
-) -> Callable[[spec.Step, KeyRecord], bool]:
-    """Whether someone approved a step to run with a key; a step named in ``approve``
-    (`repro --approve`) is approved now, and with ``record`` that is written down."""
-    path = project.state_dir / "lineage.db"
-
-    def approved(step: spec.Step, key_record: KeyRecord) -> bool:
-        from gitpipe.run.lineage import approval_of, record_approval
-
-        if step.name in approve:
-            if record:
-                record_approval(path, step.name, str(key_record.key), project.user(), run_id=run_id)
-            return True
-        return approval_of(path, step.name, str(key_record.key)) is not None
-
-    return approved
-
-
 def invocation(
     step: spec.Step, root: Path, log: Path, run_id: str, pythonpath: Sequence[str] = ()
 ) -> Invocation:

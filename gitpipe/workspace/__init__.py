@@ -319,8 +319,7 @@ class Project:
         record_approvals: bool = False,
         preferred: Mapping[Any, Mapping[str, Any]] | None = None,
     ) -> Planner:
-        from gitpipe.run.planner import Planner
-        from gitpipe.run.session import approver
+        from gitpipe.run.planner import Planner, approver
         from gitpipe.store.objects import Store
         from gitpipe.store.runcache import RunCache, Signer
 
