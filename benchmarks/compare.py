@@ -38,7 +38,7 @@ from pathlib import Path
 import peers
 import workloads
 from peers import ENV, NOT_INSTALLED, Tool, failure
-from timing import Result, Row, Sample, run
+from timing import Result, Row, Sample, discard, run
 from workloads import Workload
 
 GIB = 1024**3
@@ -199,7 +199,7 @@ def bench_steps(base: Path, plan: Plan) -> list[Row]:
             for _ in range(plan.full_reps_for(n)):
                 gitpipe.reset(root)
                 bare += checked(["sh", str(bare_script)], root)
-            shutil.rmtree(root)
+            discard(root)
             repro_row = gitpipe_row(f"repro/{shape}/{n}", f"full repro, {work.label}", full)
             repro_row.baseline["bare commands"] = result(bare)
             status_row = gitpipe_row(f"status/{shape}/{n}", f"no-op status, {work.label}", status)
@@ -208,7 +208,7 @@ def bench_steps(base: Path, plan: Plan) -> list[Row]:
                 outcome = peer_steps(tool, work, where / name, plan)
                 repro_row.peers[name], status_row.peers[name], noop_row.peers[name] = outcome
             rows += [repro_row, status_row, noop_row]
-            shutil.rmtree(where, ignore_errors=True)
+            discard(where)
     extrapolate(rows, plan)
     return rows
 
@@ -460,7 +460,7 @@ def bench_digest(base: Path, plan: Plan) -> list[Row]:
         row.baseline[name] = (
             whole([cmd], base, reps, shell=True) if program else Result.failed(NOT_INSTALLED)
         )
-    big.unlink()
+    discard(big)
     return [row]
 
 
@@ -478,7 +478,7 @@ def bench_small_files(base: Path, plan: Plan) -> list[Row]:
     stat_db = root / ".gitpipe" / "stat.db"
     cold: list[Sample] = []
     for _ in range(plan.reps):
-        stat_db.unlink(missing_ok=True)
+        discard(stat_db)
         cold += checked(gitpipe.status(), root)
     warm = timed_gitpipe(gitpipe.status(), root, plan.reps)
     cold_row = gitpipe_row(
@@ -501,7 +501,7 @@ def bench_small_files(base: Path, plan: Plan) -> list[Row]:
     warm_row = gitpipe_row(
         f"small-files-warm/{count}", f"status, {count:,} x 4 KiB dep files, stat cache", warm
     )
-    shutil.rmtree(root)
+    discard(root)
     return [cold_row, warm_row]
 
 
@@ -580,7 +580,7 @@ def bench_touch(base: Path, plan: Plan) -> list[Row]:
     found, reread, error = touch_statuses(gitpipe.status(), root, "gitpipe.toml", reps, None)
     if error:
         raise SystemExit(f"gitpipe status failed in {root}: {error}")
-    shutil.rmtree(root)
+    discard(root)
     rows = []
     for phase, ((key, name, _, _), seconds) in enumerate(zip(TOUCH_PHASES, found, strict=True)):
         if reread is None:
@@ -614,7 +614,7 @@ def bench_touch(base: Path, plan: Plan) -> list[Row]:
         found, _, why = touch_statuses(dvc.status(), droot, "dvc.yaml", reps, plan.timeout)
         for row, seconds in zip(rows, found, strict=True):
             row.peers["DVC"] = Result.of(seconds) if seconds else Result.failed(why)
-        shutil.rmtree(droot)
+        discard(droot)
     for row in rows:
         for name in ("Snakemake", "make"):
             row.peers[name] = Result.failed("n/a (compares times, never reads bytes)")
@@ -635,8 +635,8 @@ def reflink_supported(folder: Path) -> bool:
     except OSError:
         return False
     finally:
-        src.unlink(missing_ok=True)
-        dst.unlink(missing_ok=True)
+        discard(src)
+        discard(dst)
 
 
 RESTORE_SNIPPET = """
@@ -686,7 +686,7 @@ def restore_row(base: Path, plan: Plan, key: str, link: str, label: str) -> Row:
     noop = timed_gitpipe(gitpipe.noop(), root, plan.reps)
     restore: list[Sample] = []
     for _ in range(plan.reps):
-        (root / "big.out").unlink()
+        discard(root / "big.out")
         restore += checked(gitpipe.noop(), root)
     cp = whole(["cp big.bin big.copy && rm big.copy"], root, plan.reps, shell=True)
     done = subprocess.run(
@@ -700,7 +700,7 @@ def restore_row(base: Path, plan: Plan, key: str, link: str, label: str) -> Row:
     copy_only = [float(x) for x in unverified.split()]
     reflink = reflink_supported(root)
     fs = file_system(root)
-    shutil.rmtree(root)
+    discard(root)
     noop_median = statistics.median(s.seconds for s in noop)
     row = gitpipe_row(
         key,
@@ -750,7 +750,7 @@ def bench_restore(base: Path, plan: Plan) -> list[Row]:
                 restore_row(where, plan, "restore-reflink/big", "copy", f" on {plan.reflink_dir}")
             )
         finally:
-            shutil.rmtree(where, ignore_errors=True)
+            discard(where)
     for row in rows[:2]:  # DVC copies, or hard-links with `cache.type hardlink`
         row.peers["DVC"] = dvc_checkout(base, plan, row.extra["link"])
     return rows
@@ -777,7 +777,7 @@ def dvc_checkout(base: Path, plan: Plan, link: str) -> Result:
         run(dvc.full(), droot, env=ENV, timeout=plan.timeout)
         samples: list[Sample] = []
         for _ in range(min(plan.reps, 3)):
-            (droot / "big.out").unlink(missing_ok=True)
+            discard(droot / "big.out")
             sample = run([str(dvc.program), "checkout", "-q"], droot, env=ENV)
             if not sample.ok:
                 return Result.failed(failure(sample), "dvc checkout")
@@ -785,7 +785,7 @@ def dvc_checkout(base: Path, plan: Plan, link: str) -> Result:
         note = "dvc checkout" if link == "copy" else f"dvc checkout, cache.type {link}"
         return result(samples, "", note)
     finally:
-        shutil.rmtree(droot, ignore_errors=True)
+        discard(droot)
 
 
 # -- startup ----------------------------------------------------------------------------

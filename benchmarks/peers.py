@@ -19,7 +19,6 @@ project's machines), then on `PATH`. A peer that is not found is reported as
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import workloads
-from timing import Sample, run
+from timing import Sample, discard, run
 from workloads import Workload
 
 DEFAULT_PEERS_BIN = "/work/peers/bin"
@@ -125,7 +124,7 @@ class Tool:
 
     def reset(self, root: Path) -> None:
         """Forget every result: outputs and the tool's records of them."""
-        shutil.rmtree(root / workloads.OUT_DIR, ignore_errors=True)
+        discard(root / workloads.OUT_DIR)
         (root / workloads.OUT_DIR).mkdir()
 
     def populate(self, root: Path, work: Workload, *, timeout: float | None) -> Sample:
@@ -155,8 +154,8 @@ class Gitpipe(Tool):
 
     def reset(self, root: Path) -> None:
         super().reset(root)
-        shutil.rmtree(root / ".gitpipe", ignore_errors=True)
-        (root / "gitpipe.lock").unlink(missing_ok=True)
+        discard(root / ".gitpipe")
+        discard(root / "gitpipe.lock")
 
     def full(self) -> list[str]:
         return [str(self.program), "repro", "-q"]
@@ -183,9 +182,9 @@ class Dvc(Tool):
 
     def reset(self, root: Path) -> None:
         super().reset(root)
-        shutil.rmtree(root / ".dvc" / "cache", ignore_errors=True)  # run cache included
-        shutil.rmtree(root / ".dvc" / "tmp", ignore_errors=True)
-        (root / "dvc.lock").unlink(missing_ok=True)
+        discard(root / ".dvc" / "cache")  # run cache included
+        discard(root / ".dvc" / "tmp")
+        discard(root / "dvc.lock")
 
     def populate(self, root: Path, work: Workload, *, timeout: float | None) -> Sample:
         """Run the bare commands, then `dvc commit`: DVC's full repro takes minutes."""
@@ -211,7 +210,7 @@ class Snakemake(Tool):
 
     def reset(self, root: Path) -> None:
         super().reset(root)
-        shutil.rmtree(root / ".snakemake", ignore_errors=True)
+        discard(root / ".snakemake")
 
     def full(self) -> list[str]:
         return [str(self.program), "-c1", "--quiet"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import socket
 import statistics
 import subprocess
@@ -30,6 +29,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
+
+from timing import discard
 
 from gitpipe.store.objects import Store
 from gitpipe.store.remote import Remote, open_remote, pull, push
@@ -103,7 +104,7 @@ def big_store(root: Path, size: int) -> Store:
     from gitpipe.core.hashing import digest_file
 
     store.add_file(source, digest_file(source))
-    source.unlink()
+    discard(source)
     return store
 
 
@@ -124,7 +125,7 @@ def run(
         if back.rejected or back.objects != report.objects:
             raise SystemExit(f"pull from {remote.url} did not bring back what was pushed")
         moved = report.bytes
-        shutil.rmtree(target.root)
+        discard(target.root)
     return pushes, pulls, moved
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import peers
 from peers import ENV, NOT_INSTALLED
-from timing import Result, Row, Sample, run
+from timing import Result, Row, Sample, discard, run, use_trash
 
 GITPIPE = str(Path(sys.executable).parent / "gitpipe")
 FILES = 1_000
@@ -54,7 +53,7 @@ def _ok(args: list[str], cwd: Path, env: dict[str, str]) -> Sample:
 
 
 def _empty(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
+    discard(folder)
     folder.mkdir(parents=True)
 
 
@@ -110,14 +109,14 @@ def bench(
             else:
                 url = f"s3://{bucket()}/store"
             pushes.append(_ok([GITPIPE, "push", "--remote", url], gp, env).seconds)
-            shutil.rmtree(gp / ".gitpipe" / "cache")
-            shutil.rmtree(gp / "out")
+            discard(gp / ".gitpipe" / "cache")
+            discard(gp / "out")
             pulls.append(_ok([GITPIPE, "checkout", "--pull", "--remote", url], gp, env).seconds)
             if dvc and droot and kind == "folder":
                 _empty(base / "dvc-remote")
                 dvc_pushes.append(_ok([dvc, "push", "-q"], droot, env).seconds)
-                shutil.rmtree(droot / ".dvc" / "cache")
-                shutil.rmtree(droot / "out")
+                discard(droot / ".dvc" / "cache")
+                discard(droot / "out")
                 dvc_pulls.append(_ok([dvc, "pull", "-q"], droot, env).seconds)
         theirs = {
             "push": Result.of(dvc_pushes, "dvc push") if dvc_pushes else Result.failed(dvc_why),
@@ -149,6 +148,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="gitpipe-bench-remote-cli-") as tmp,
         remote_bench.s3_server() as endpoint,
     ):
+        use_trash(Path(tmp) / "trash")  # deleted with the rest, once nothing is timed
         rows = bench(
             Path(tmp),
             args.quick,

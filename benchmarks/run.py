@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 import compare
 import report
 from peers import ENV  # one environment for every benchmark: CI=true, a Git identity
-from timing import Row, measure
+from timing import Row, discard, measure, use_trash
 
 GITPIPE = str(Path(sys.executable).parent / "gitpipe")
 
@@ -60,8 +59,8 @@ def repo(base: Path, name: str, pipeline: str, files: dict[str, str] | None = No
 
 def fresh(root: Path) -> None:
     """Forget every result: outputs, lock and local state."""
-    shutil.rmtree(root / ".gitpipe", ignore_errors=True)
-    (root / "gitpipe.lock").unlink(missing_ok=True)
+    discard(root / ".gitpipe")
+    discard(root / "gitpipe.lock")
     sh(["git", "clean", "-qfdx", "-e", "gitpipe.toml"], root)
 
 
@@ -213,7 +212,7 @@ def bench_versions(base: Path, quick: bool) -> list[Row]:
     reps = 3 if quick else 7
     cold, warm = [], []
     for _ in range(reps):
-        shutil.rmtree(root / ".gitpipe", ignore_errors=True)
+        discard(root / ".gitpipe")
         cold.append(sh([GITPIPE, "versions"], root))
         warm.append(sh([GITPIPE, "versions"], root))
     first_line = subprocess.run(
@@ -374,6 +373,7 @@ def main() -> None:
     failed: list[str] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gitpipe-bench-", dir=args.tmp) as tmp:
+        use_trash(Path(tmp) / "trash")  # deleted with the rest, once nothing is timed
         machine = report.describe_machine(Path(tmp), plan.tools)
         for name in chosen:
             base = Path(tmp) / name
@@ -388,7 +388,7 @@ def main() -> None:
                 failed.append(name)
                 print(f"benchmark {name} failed: {exc}", file=sys.stderr, flush=True)
             print(f"  {name}: {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
-            shutil.rmtree(base, ignore_errors=True)
+            discard(base)
     report.judge(rows, plan)
     took = time.perf_counter() - started
     machine["suite"] = f"{'quick' if args.quick else 'full'}, {took:.0f} s"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from compare import gitpipe_row
 from peers import ENV
-from timing import Row, Sample, run
+from timing import Row, Sample, discard, run
 
 #: how much the time per step may grow between two sizes ten times apart
 GROWTH = 1.5
@@ -79,7 +79,7 @@ def _put_back(root: Path, saved: Path) -> None:
     """`.gitpipe/` as the `repro` left it, but for what a `status` never writes."""
     state = root / ".gitpipe"
     for path in _state_files(state):
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        discard(path)
     for path in _state_files(saved):
         if path.is_dir():
             shutil.copytree(path, state / path.name)
