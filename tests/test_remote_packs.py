@@ -302,3 +302,56 @@ def test_a_few_new_objects_go_loose_beside_a_pack_and_both_pull(make_workspace, 
     two.ok("checkout", "--pull", "--remote", str(folder))
     assert files_under(two.root / "out") == files_under(one.root / "out")
     assert (two.root / "out" / "extra.txt").read_text() == "one more\n"
+
+
+THREE = "\n".join(
+    f'[steps.make{n}]\ncmd = "python3 make.py {n}"\ndeps = ["make.py"]\nouts = ["out{n}/"]\n'
+    for n in range(3)
+)
+MAKE_ONE = """
+import os, sys
+n = sys.argv[1]
+os.makedirs(f"out{n}", exist_ok=True)
+for i in range(40):
+    with open(f"out{n}/{i:03d}.txt", "w") as handle:
+        handle.write(f"step {n}, file {i}\\n" * (i + 1))
+"""
+
+
+def test_repro_pull_reads_each_pack_index_once_for_all_its_steps(
+    make_workspace: Callable[[str], Workspace],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`repro --pull` fetches a stale step's objects at a time; the remote's pack
+    indexes are read by the first fetch and kept for the rest of the run, not read
+    again for every step (a listing and a read per pack per step on S3)."""
+    from gitpipe.store.naming import parse_pack_index_name
+
+    (tmp_path / "remote").mkdir()
+    folder = str(tmp_path / "remote")
+    one = make_workspace("one")
+    one.write("make.py", MAKE_ONE)
+    one.write(".gitignore", "out0/\nout1/\nout2/\n")
+    one.pipeline(THREE)
+    one.commit("pipeline")
+    for n in range(3):  # one push a step: three packs, three indexes
+        one.ok("repro", f"make{n}")
+        one.ok("push", "--remote", folder)
+    # no lock committed: the clone finds each result by its key, one fetch a step
+    assert len(packs.listed(DirectoryRemote(Path(folder)))) == 3
+    reads: list[str] = []
+    real_read = DirectoryRemote.read
+
+    def counted(self: DirectoryRemote, name: str, **kwargs: object) -> bytes | None:
+        if parse_pack_index_name(name) is not None:
+            reads.append(name)
+        return real_read(self, name, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DirectoryRemote, "read", counted)
+    two = clone(one, "two")
+    done = two.ok("repro", "--pull", "--remote", folder)
+    assert "0 ran, 3 cached" in done.stdout, done.output
+    assert sorted(reads) == sorted(set(reads)) and len(reads) == 3, reads
+    for n in range(3):
+        assert files_under(two.root / f"out{n}") == files_under(one.root / f"out{n}")

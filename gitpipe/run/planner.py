@@ -200,6 +200,8 @@ class Planner:
     #: what `repro --pull` fetched and refused (failed verification), for the run to
     #: say: a refused result is as if the remote had none, and the step runs
     rejected: list[str] = field(default_factory=list)
+    #: `repro --pull`: the remote's pack indexes, read by the first fetch, kept for the rest
+    indexes: Any = None
 
     @property
     def pipeline(self) -> spec.Pipeline:
@@ -373,12 +375,17 @@ class Planner:
     def _fetch(self, key: Digest, *, exact: Digest | None = None) -> None:
         from gitpipe.store import remote as remotes
 
+        if self.indexes is None:
+            self.indexes = remotes.Indexes()
+        store = self.runcache.store
         if exact is not None:
             selection = remotes.Selection(results=frozenset({(key, exact)}))
-            report = remotes.pull(self.runcache.store, self.remote, selection)
+            report = remotes.pull(store, self.remote, selection, indexes=self.indexes)
         else:
-            report = remotes.fetch_for_keys(self.runcache.store, self.remote, [key])
-        self.rejected += [str(rejection) for rejection in report.rejected]
+            report = remotes.fetch_for_keys(store, self.remote, [key], indexes=self.indexes)
+        # an index refused is said once a run, not once a key
+        said = set(self.rejected)
+        self.rejected += [str(r) for r in report.rejected if str(r) not in said]
 
     def condition_false(self, step: spec.Step, entries: Mapping[str, LockEntry]) -> str:
         """Why the step is skipped: its `when` condition, with the values it read, when

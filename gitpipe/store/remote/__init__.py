@@ -13,7 +13,8 @@ the transfer apart::
                  gitpipe-ml[s3] extra; credentials from the environment only
     url          open_remote(url), for_project(project): which remote a command uses
     transfer     push, pull, fetch_for_keys: what the other side lacks, verified;
-                 Selection (what to move)
+                 Selection (what to move); Indexes (the packs' indexes, read once
+                 for the pulls of one command)
     moving       what every transfer shares: a phase's work on a thread pool,
                  Progress, TransferReport (what happened), Rejection
     fetching     a pull's objects: where each is (its own name, which packs), each
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from gitpipe.store.naming import object_name, parse_result_name, result_name, results_prefix
 from gitpipe.store.remote.base import Remote, redact, redact_argv
+from gitpipe.store.remote.fetching import Indexes
 from gitpipe.store.remote.folder import DirectoryRemote
 from gitpipe.store.remote.moving import (
     Progress,
@@ -62,6 +64,7 @@ __all__ = [
     "OBJECT_STORE_SCHEMES",
     "Configured",
     "DirectoryRemote",
+    "Indexes",
     "ObjectStoreRemote",
     "Pair",
     "Progress",

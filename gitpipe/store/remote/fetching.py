@@ -102,6 +102,25 @@ def locate(remote: Remote, pool: ThreadPoolExecutor, progress: ProgressListener)
     return located
 
 
+class Indexes:
+    """The remote's pack indexes, read once for the many pulls of one command:
+    `repro --pull` pulls the results of one stale step at a time, and reading every
+    index again for each was a listing and a read per pack per step.  A pack pushed
+    meanwhile is not seen (its objects are looked for under their own names, else
+    the step runs); one deleted meanwhile is found gone, and its objects too."""
+
+    def __init__(self) -> None:
+        self._located: Located | None = None
+
+    def located(
+        self, remote: Remote, pool: ThreadPoolExecutor, progress: ProgressListener
+    ) -> Located:
+        """What the packs hold (:func:`locate`), read the first time it is asked."""
+        if self._located is None:
+            self._located = locate(remote, pool, progress)
+        return self._located
+
+
 def manifest_problem(data: bytes) -> str | None:
     """What is wrong with a folder's manifest from a remote: it must parse and name
     only paths that stay inside the folder, or restoring it could write anywhere."""

@@ -54,6 +54,7 @@ from gitpipe.store.objects import Store
 from gitpipe.store.remote import packs
 from gitpipe.store.remote.base import Remote
 from gitpipe.store.remote.fetching import (
+    Indexes,
     Located,
     each_copy,
     fetch_object,
@@ -382,9 +383,11 @@ def pull(
     run_cache: bool = True,
     jobs: int | None = None,
     progress: ProgressListener = ignore_progress,
+    indexes: Indexes | None = None,
 ) -> TransferReport:
     """Download what the local store lacks of ``selection`` (None: all the remote
-    has), verifying everything, and write each result once its objects are here."""
+    has), verifying everything, and write each result once its objects are here;
+    ``indexes`` keeps the remote's pack indexes for the next pull of the same command."""
     started = time.monotonic()
     report = TransferReport("pull", remote.url)
     remote.check()
@@ -432,8 +435,9 @@ def pull(
 
         # 2. files and folders' manifests, then 3. the files the manifests list
         located, loaded = Located(), selection is None
+        indexes = indexes or Indexes()
         if loaded:  # the whole remote: every packed object too
-            located = locate(remote, pool, progress)
+            located = indexes.located(remote, pool, progress)
             files |= set(located.members)
         downloads = packs.Downloads(store, remote)  # packs downloaded into tmp/, for both phases
 
@@ -452,7 +456,7 @@ def pull(
         try:
             for phase in ("objects", "folder files"):
                 if wanted_objects and not loaded:  # what the packs hold: read once
-                    located, loaded = locate(remote, pool, progress), True
+                    located, loaded = indexes.located(remote, pool, progress), True
                 copies = each_copy(pool, wanted_objects, located, fetch, phase, progress)
                 for digest, value in copies:
                     if not tally(report, digest, value):
@@ -506,10 +510,14 @@ def fetch_for_keys(
     *,
     jobs: int | None = None,
     progress: ProgressListener = ignore_progress,
+    indexes: Indexes | None = None,
 ) -> TransferReport:
     """Pull every result of these step keys the local run cache lacks, and every
     object they name, so that a stale step whose result is on the remote is restored
     instead of run (``repro --pull``). One listing of the remote per key (or per
-    ``results/b3/XX/`` folder, for many keys); results already here are not fetched."""
+    ``results/b3/XX/`` folder, for many keys); results already here are not fetched;
+    the pack indexes are read once for all the pulls ``indexes`` is given to."""
     selection = Selection(keys=frozenset(keys))
-    return pull(store, remote, selection, run_cache=True, jobs=jobs, progress=progress)
+    return pull(
+        store, remote, selection, run_cache=True, jobs=jobs, progress=progress, indexes=indexes
+    )
