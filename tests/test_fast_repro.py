@@ -48,6 +48,23 @@ def run(module: str, args: list[str], cwd: Path, *, fast: bool = True) -> tuple[
     return done.returncode, duration.sub("in X s", done.stdout), "".join(err)
 
 
+def console_script(
+    root: Path, args: list[str], **environ: str
+) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """``gitpipe ARGS`` run in ``root`` as the console script runs it, on a plain
+    console (CI=true) with ``environ`` added: what it did, and the modules it imported."""
+    code = "import sys; from gitpipe.__main__ import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code, *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CI": "true", "PYTHONPATH": str(ROOT), **environ},
+    )
+    loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    return done, loaded
+
+
 def last_run(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The latest run's row and its executions' rows, without what always differs."""
     with closing(sqlite3.connect(root / ".gitpipe" / "lineage.db")) as db:
@@ -141,17 +158,9 @@ def test_a_no_op_repro_is_answered_without_typer_and_writes_only_lineage(
     up_to_date(workspace)
     workspace.ok("repro")  # lineage and the workspace lock exist, as after any repro
     before = snapshot(workspace.root)
-    code = "import sys; from gitpipe.__main__ import main; main()"
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", code, "repro", "-q"],
-        cwd=workspace.root,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CI": "true", "PYTHONPATH": str(ROOT)},
-    )
+    done, loaded = console_script(workspace.root, ["repro", "-q"])
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("0 ran, 0 cached, 3 up to date, 0 skipped, 0 failed in ")
-    loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
     heavy = {"typer", "click", "dulwich", "sqlite_utils", "gitpipe.cli", "gitpipe.pipeline"}
     assert not heavy & loaded
     assert changed(before, snapshot(workspace.root)) <= {
@@ -430,16 +439,8 @@ def test_a_repro_through_the_fast_path_writes_the_job_summary(
     workspace.pipeline(CHAIN)
     workspace.commit("pipeline")
     target = workspace.root.parent / "summary.md"
-    script = "import sys; from gitpipe.__main__ import main; main()"
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", script, "repro", "-q"],
-        cwd=workspace.root,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CI": "true", "GITHUB_STEP_SUMMARY": str(target)},
-    )
+    done, loaded = console_script(workspace.root, ["repro", "-q"], GITHUB_STEP_SUMMARY=str(target))
     assert done.returncode == 0, done.stderr
-    loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
     assert not {"typer", "pydantic", "gitpipe.cli"} & loaded  # (sqlite-utils imports click)
     summary = target.read_text()
     assert all(step in summary for step in ("first", "second", "third"))
