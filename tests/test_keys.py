@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gitpipe.core.hashing import Digest, digest_bytes
-from gitpipe.identity.action import KEY_SCHEMA, key_record
+from gitpipe.core.hashing import Digest, canonical, canonical_as_is, digest_bytes, digest_record
+from gitpipe.identity.action import FINGERPRINT_SCHEMA, KEY_SCHEMA, fingerprint, key_record
 from gitpipe.pipeline import spec
 
 GOLDEN_PIPELINE = """
@@ -103,3 +103,79 @@ def test_dep_and_code_digests_enter_the_key():
 def test_an_unused_param_does_not_enter_the_key():
     with_extra = GOLDEN_PIPELINE.replace("seed = 7", "seed = 7\nunused = 1")
     assert key_of(with_extra) == key_of(GOLDEN_PIPELINE)
+
+
+EVERY_TOML_VALUE = """
+[params]
+text = "Grüße, \\"quoted\\" \\\\ back\\tslash \\u0001"
+whole = 9007199254740993
+big = -170141183460469231731687303715884105727
+ratio = 0.1
+tiny = 5e-324
+huge = 1.7976931348623157e308
+nan = nan
+inf = -inf
+yes = true
+day = 2026-12-07
+moment = 2026-12-07T15:27:23.123456+01:00
+local = 2026-12-07T15:27:23
+clock = 07:32:00.999
+nested = { a = [1, 2.5, "x", [true, { deep = [] }]], empty = {} }
+tables = [ { n = 1 }, { n = 2 } ]
+
+[steps.all]
+cmd = "echo ${params.text}"
+deps = ["data/b.csv"]
+outs = ["out.txt"]
+params = ["text", "whole", "big", "ratio", "tiny", "huge", "nan", "inf", "yes", "day",
+          "moment", "local", "clock", "nested", "tables"]
+env = { MODE = "fast", THREADS = 2, EMPTY = "" }
+"""
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"a": 1, "b": [1, 2.5, None, True, "é"], "c": {"z": {}, "a": []}},
+        {"nan": float("nan")},
+        {"inf": [float("inf")]},
+        {"when": __import__("datetime").date(2026, 12, 7)},
+        {"digest": digest_bytes(b"x")},
+        {"path": Path("a/b")},
+        {"tuple": (1, ("a", "b"))},
+        {"big": 2**80, "neg": -(2**70), "float": 1e-7},
+    ],
+)
+def test_a_record_encoded_as_it_is_gives_the_canonical_bytes(record: dict[str, object]) -> None:
+    """What keys and fingerprints are encoded with (canonical_as_is) is the one
+    canonical encoding, whatever the record holds: a value the generic walk would
+    rewrite (a date, a digest, a non-finite float) sends it down that walk."""
+    assert canonical_as_is(record) == canonical(record)
+
+
+def test_every_toml_value_in_a_step_s_params_keys_it_as_the_canonical_record_would() -> None:
+    """A step's key is the digest of its record's canonical encoding, for params of
+    every kind TOML has (dates, times, nan, big integers, arrays of tables)."""
+    pipeline = spec.parse(EVERY_TOML_VALUE, file=Path("gitpipe.toml"))
+    step = pipeline.steps["all"]
+    record = key_record(step, deps={"data/b.csv": digest_bytes(b"b")}, code=CODE_DIGESTS)
+    assert record.key == digest_record(record.as_record())
+    assert fingerprint(pipeline, {"all": CODE_DIGESTS}) == digest_record(
+        {
+            "schema": FINGERPRINT_SCHEMA,
+            "params": dict(pipeline.params),
+            "steps": {
+                "all": {
+                    "cmd": list(step.cmd),
+                    "wdir": step.wdir,
+                    "deps": ["data/b.csv"],
+                    "outs": ["out.txt"],
+                    "metrics": [],
+                    "after": [],
+                    "params": dict(step.params),
+                    "env": dict(step.env),
+                    "code": {path: str(d) for path, d in sorted(CODE_DIGESTS.items())},
+                }
+            },
+        }
+    )

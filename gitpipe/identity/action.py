@@ -16,7 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitpipe.core.hashing import Digest, digest_record, digest_record_with_table
+from gitpipe.core.hashing import (
+    Digest,
+    canonical_as_is,
+    digest_bytes,
+    digest_record_with_table,
+)
 from gitpipe.pipeline.spec import Pipeline, Step
 
 KEY_SCHEMA = "gitpipe.key/1"
@@ -79,7 +84,8 @@ class KeyRecord:
     @property
     def key(self) -> Digest:
         if self._key is None:
-            object.__setattr__(self, "_key", digest_record(self.as_record()))
+            # built here, with string keys throughout: encoded as it is
+            object.__setattr__(self, "_key", digest_bytes(canonical_as_is(self.as_record())))
         assert self._key is not None
         return self._key
 
@@ -148,4 +154,5 @@ def fingerprint(pipeline: Pipeline, code: Mapping[str, Mapping[str, Digest]]) ->
         "steps",
         pipeline.steps,
         part,
+        encode=canonical_as_is,  # each part is built here, with string keys throughout
     )
