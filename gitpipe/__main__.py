@@ -35,6 +35,7 @@ command line untouched, in the folder it was started in.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 _VALUED = {"-C": "chdir", "-f": "file", "--file": "file"}
 #: the option of the transfer commands (after the command only)
 _REMOTE = {"-r": "remote", "--remote": "remote"}
+#: the signals that interrupt a command (gitpipe.core.interrupts)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: allocations between two collections of the youngest generation (Python's: 700)
 _YOUNG = 20_000
 
@@ -126,6 +129,12 @@ def answer(argv: list[str]) -> int | None:
         here = os.open(".", getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY)
     except OSError:  # the command line says what is wrong with the folder
         return None
+    # as the command line's first act: SIGTERM is Ctrl-C, "gitpipe: interrupted" and
+    # exit 130 (Python's own Ctrl-C handler, which gitpipe.core.interrupts' replaces
+    # in a run, costs no import of threading on the way of a no-op `status`)
+    handlers = {n: signal.getsignal(n) for n in _SIGNALS}
+    for number in _SIGNALS:
+        signal.signal(number, signal.default_int_handler)
     try:
         if command in _TRANSFERS:
             code = _transfer(command, before, after, flag)
@@ -135,8 +144,12 @@ def answer(argv: list[str]) -> int | None:
             code = _status(before, after, flag)
     except Exception:  # any doubt: the command line answers, and says what went wrong
         code = None
+    except KeyboardInterrupt:  # before the command's own boundary: ended as there
+        code = _ending(_interrupted)
     if code is None:
         os.fchdir(here)  # the command line changes folder again, itself
+        for number, handler in handlers.items():  # and installs its handlers itself
+            signal.signal(number, handler)
     os.close(here)
     return code
 

@@ -461,3 +461,66 @@ def test_gitpipe_debug_hands_a_repro_with_work_to_the_command_line(
     assert capsys.readouterr() == ("", "")
     assert changed(before, snapshot(workspace.root)) <= {".gitpipe/repro.lock"}
     assert run_count(workspace.root) == runs
+
+
+# -- signals on the way --------------------------------------------------------------
+
+#: the console script, with a signal sent to itself at a place the test names: in the
+#: no-op check (before any handler of the command's is installed) or as the no-op run
+#: is being recorded
+SIGNALLED = """
+import os, signal, sys
+from gitpipe.run import events, noop
+name, where = sys.argv.pop(1), sys.argv.pop(1)
+module, attribute = (noop, "answer") if where == "check" else (events, "summary")
+real = getattr(module, attribute)
+def signalled(*args, **kwargs):
+    os.kill(os.getpid(), getattr(signal, name))
+    return real(*args, **kwargs)
+setattr(module, attribute, signalled)
+from gitpipe.__main__ import main
+main()
+"""
+
+
+def signalled(workspace: Workspace, name: str, where: str) -> tuple[int, str, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNALLED, name, where, "repro"],
+        cwd=workspace.root,
+        env={**os.environ, "CI": "true", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_signal_during_the_no_op_check_ends_the_repro_as_the_command_line_does(
+    workspace: Workspace, name: str
+) -> None:
+    """As the command line interrupted before its run began: "gitpipe: interrupted",
+    exit 130, nothing recorded; never a silent death by SIGTERM or a traceback."""
+    up_to_date(workspace)
+    workspace.ok("repro")
+    runs = run_count(workspace.root)
+    assert signalled(workspace, name, "check") == (130, "", "gitpipe: interrupted\n")
+    assert run_count(workspace.root) == runs
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_signal_while_a_no_op_run_is_recorded_waits_for_its_record(
+    workspace: Workspace, name: str
+) -> None:
+    """A signal as the no-op run is recorded stops it once the record is whole (as the
+    command line's after its run: the closing line, then "gitpipe: interrupted", exit
+    130): never a run left half-recorded in lineage, found "killed" later."""
+    up_to_date(workspace)
+    workspace.ok("repro")
+    runs = run_count(workspace.root)
+    code, out, err = signalled(workspace, name, "record")
+    assert (code, err) == (130, "gitpipe: interrupted\n")
+    assert out.startswith("0 ran, 0 cached, 3 up to date, 0 skipped, 0 failed in ")
+    assert run_count(workspace.root) == runs + 1
+    run_row, steps = last_run(workspace.root)
+    assert run_row["status"] == "ok"
+    assert [s["state"] for s in steps] == ["up to date"] * 3

@@ -198,3 +198,38 @@ def test_shell_completion_is_left_to_typer(
     monkeypatch.chdir(workspace.root)
     monkeypatch.setenv("_GITPIPE_COMPLETE", "bash_complete")
     assert answer(["status"]) is None
+
+
+#: the console script, with a signal sent to itself as the snapshot is read: where a
+#: no-op `status` spends its time, before any handler of the command's is installed
+SIGNALLED = """
+import os, signal, sys
+from gitpipe.core import snapshot
+name, read = sys.argv.pop(1), snapshot.answer
+def answer(*args, **kwargs):
+    os.kill(os.getpid(), getattr(signal, name))
+    return read(*args, **kwargs)
+snapshot.answer = answer
+from gitpipe.__main__ import main
+main()
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("args", [["status"], ["status", "--check"]])
+def test_a_signal_during_a_fast_status_ends_it_as_the_command_line_does(
+    workspace: Workspace, name: str, args: list[str]
+) -> None:
+    """SIGTERM is Ctrl-C from the first instruction of the console script, as in the
+    command line's: "gitpipe: interrupted", exit 130, never a silent death by the
+    signal (SIGTERM) or a traceback (Ctrl-C)."""
+    up_to_date(workspace)
+    env = {**os.environ, "CI": "true", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNALLED, name, *args],
+        cwd=workspace.root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", "gitpipe: interrupted\n")
