@@ -171,10 +171,11 @@ def _status(before: dict[str, str], after: dict[str, str], check: bool) -> int |
         and not (check and any(s.action not in (UP_TO_DATE, FROZEN, SKIPPED) for s in statuses))
     ):
         try:
-            sys.stdout.write(
-                "".join(f"{line}\n" for line in status_lines(statuses) or ["no steps"])
-            )
-            sys.stdout.flush()
+            if sys.stdout is not None:  # else closed: typer writes nothing there either
+                sys.stdout.write(
+                    "".join(f"{line}\n" for line in status_lines(statuses) or ["no steps"])
+                )
+                sys.stdout.flush()
         except OSError as exc:  # as the command's error boundary says it
             from gitpipe.core.errors import StoreError, describe
 
@@ -312,7 +313,7 @@ def _ending(work: Callable[[], int]) -> int:
         message, code = boundary(exc)
         try:
             echo(f"gitpipe: {message}", err=True)
-        except OSError:
+        except Exception:  # never handed to the command line, to be done again
             pass
         return code
 

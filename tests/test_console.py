@@ -54,3 +54,13 @@ def test_echo_keeps_control_codes_for_a_terminal(monkeypatch: pytest.MonkeyPatch
         monkeypatch.setattr(sys, "stdout", terminal)
         echo("\033[1mbold\033[0m")
         assert screen.read(64).replace(b"\r\n", b"\n") == b"\033[1mbold\033[0m\n"
+
+
+@pytest.mark.parametrize("err", [False, True], ids=["stdout", "stderr"])
+def test_echo_writes_nothing_where_no_stream_is_attached_as_typer(
+    monkeypatch: pytest.MonkeyPatch, err: bool
+) -> None:
+    """A closed descriptor makes Python's stream None: typer writes nothing there."""
+    monkeypatch.setattr(sys, "stderr" if err else "stdout", None)
+    typer.echo("words", err=err)
+    echo("words", err=err)

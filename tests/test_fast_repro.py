@@ -524,3 +524,55 @@ def test_a_signal_while_a_no_op_run_is_recorded_waits_for_its_record(
     run_row, steps = last_run(workspace.root)
     assert run_row["status"] == "ok"
     assert [s["state"] for s in steps] == ["up to date"] * 3
+
+
+# -- a console without stdout or stderr ------------------------------------------------
+
+
+def without(module: str, args: list[str], cwd: Path, fd: int) -> tuple[int, str]:
+    """Exit code and what the other stream got, of ``python -m module ARGS`` started
+    with its stdout (``fd`` 1) or stderr (2) closed: Python's stream is then None."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env={**os.environ, "CI": "true", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: os.close(fd),
+    )
+    return done.returncode, normalised(done.stderr if fd == 1 else done.stdout)
+
+
+@pytest.mark.parametrize("fd", [1, 2], ids=["stdout", "stderr"])
+@pytest.mark.parametrize(("pipeline", "code"), [(CHAIN, 0), (FAILS, 1)])
+def test_a_repro_without_stdout_or_stderr_runs_once_as_the_command_line_s(
+    make_workspace: Any, monkeypatch: pytest.MonkeyPatch, fd: int, pipeline: str, code: int
+) -> None:
+    """typer writes nothing where no stream is attached; the fast path neither: the
+    run is not stopped by an error, nor handed to the command line to run again."""
+    monkeypatch.setenv("CI", "true")
+    said = {}
+    for name, module in (("fast", "gitpipe"), ("full", "gitpipe.cli")):
+        clone = make_workspace(name)
+        clone.write("data/raw.txt", "hello world\n")
+        clone.write(".gitignore", "first.txt\nsecond.txt\nthird.txt\n")
+        clone.pipeline(pipeline)
+        clone.commit("pipeline")
+        done = without(module, ["repro"], clone.root, fd)
+        said[name] = (done[0], done[1].replace(str(clone.root), "ROOT"))
+        assert run_count(clone.root) == 1, name
+        assert last_run(clone.root)[0]["status"] == ("ok" if code == 0 else "failed")
+    assert said["fast"] == said["full"]
+    assert said["fast"][0] == code
+
+
+@pytest.mark.parametrize("fd", [1, 2], ids=["stdout", "stderr"])
+def test_a_no_op_repro_without_stdout_or_stderr_is_recorded_once(
+    workspace: Workspace, fd: int
+) -> None:
+    up_to_date(workspace)
+    workspace.ok("repro")
+    runs = run_count(workspace.root)
+    assert without("gitpipe", ["repro"], workspace.root, fd)[0] == 0
+    assert run_count(workspace.root) == runs + 1
+    assert last_run(workspace.root)[0]["status"] == "ok"

@@ -233,3 +233,25 @@ def test_a_signal_during_a_fast_status_ends_it_as_the_command_line_does(
         text=True,
     )
     assert (done.returncode, done.stdout, done.stderr) == (130, "", "gitpipe: interrupted\n")
+
+
+@pytest.mark.parametrize("fd", [1, 2], ids=["stdout", "stderr"])
+@pytest.mark.parametrize("setup", ["up to date", "stale", "bad file"])
+@pytest.mark.parametrize("args", [["status"], ["status", "--check"]])
+def test_a_status_without_stdout_or_stderr_says_what_the_command_line_says(
+    workspace: Workspace, fd: int, setup: str, args: list[str]
+) -> None:
+    """typer writes nothing where no stream is attached (Python's is None): neither
+    does the fast path, which says the rest once, with the command line's exit code."""
+    SETUPS[setup](workspace)
+    said = []
+    for module in ("gitpipe", "gitpipe.cli"):
+        done = subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=workspace.root,
+            env={**os.environ, "CI": "true", "PYTHONPATH": str(Path(__file__).parents[1])},
+            capture_output=True,
+            preexec_fn=lambda: os.close(fd),
+        )
+        said.append((done.returncode, done.stderr if fd == 1 else done.stdout))
+    assert said[0] == said[1]

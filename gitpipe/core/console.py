@@ -32,9 +32,12 @@ _ANSI = re.compile(r"\033\[[;?0-9]*[a-zA-Z]")
 
 def echo(text: str, *, err: bool = False) -> None:
     """``text`` and a newline on stdout (``err``: stderr), flushed, as ``typer.echo``
-    writes a line: its control codes taken out unless the stream is a terminal.  For
-    the fast paths, which import no typer."""
+    writes a line: its control codes taken out unless the stream is a terminal, and
+    nothing at all where no stream is attached (Python's is None: the descriptor was
+    closed).  For the fast paths, which import no typer."""
     stream = sys.stderr if err else sys.stdout
+    if stream is None:
+        return
     try:
         terminal = stream.isatty()
     except (OSError, ValueError):

@@ -220,7 +220,9 @@ def _record(
 def _told(
     recorder: LineageRecorder, kept: snapshot.Snapshot, checkout: tuple[str | None, bool]
 ) -> int:
-    """:func:`_record`'s run, told to lineage and the console."""
+    """:func:`_record`'s run, told to lineage and the console (as typer writes: nothing
+    where no stream is attached)."""
+    from gitpipe.core.console import echo
     from gitpipe.run import events as ev
 
     names = tuple(s.step for s in kept.statuses)
@@ -249,8 +251,7 @@ def _told(
         counts = {ev.UP_TO_DATE: len(names)}
         finished = ev.RunFinished(run_id, "ok", counts, duration, ended=time.time())
         try:  # the console hears the end first, then lineage, whatever fails
-            sys.stdout.write(ev.summary(finished) + "\n")
-            sys.stdout.flush()
+            echo(ev.summary(finished))
         except OSError as exc:
             failure = exc
         recorder(finished)
@@ -260,10 +261,10 @@ def _told(
         except Exception as exc:  # sqlite3.Error: lineage is never fatal to a run
             recorder.error = recorder.error or f"lineage was not recorded ({exc})"
     if recorder.error:
-        sys.stderr.write(f"{time.strftime('%H:%M:%S')} gitpipe: {recorder.error}\n")
+        echo(f"{time.strftime('%H:%M:%S')} gitpipe: {recorder.error}", err=True)
     if failure is not None:  # as the command says a listener's failure after a good run
         from gitpipe.core.errors import PathError, describe
 
-        sys.stderr.write(f"gitpipe: the run went well, but after it: {describe(failure)}\n")
+        echo(f"gitpipe: the run went well, but after it: {describe(failure)}", err=True)
         return PathError.exit_code
     return 0
