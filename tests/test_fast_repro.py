@@ -576,3 +576,30 @@ def test_a_no_op_repro_without_stdout_or_stderr_is_recorded_once(
     assert without("gitpipe", ["repro"], workspace.root, fd)[0] == 0
     assert run_count(workspace.root) == runs + 1
     assert last_run(workspace.root)[0]["status"] == "ok"
+
+
+def test_a_failed_step_s_words_reach_a_stream_set_up_for_ascii_as_typer_writes_them(
+    make_workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log's tail (UTF-8, bytes that are none, control codes) on a stderr set up for
+    ASCII (PYTHONIOENCODING=ascii): the bytes typer writes, UTF-8."""
+    monkeypatch.setenv("CI", "true")
+    said = []
+    for name, module in (("fast", "gitpipe"), ("full", "gitpipe.cli")):
+        clone = make_workspace(name)
+        clone.pipeline(
+            "[steps.words]\n"
+            "cmd = \"printf 'caf\\\\303\\\\251 \\\\377 \\\\033[31mred\\\\033[0m\\\\n'; exit 2\"\n"
+            'outs = ["words.txt"]\n'
+        )
+        clone.commit("pipeline")
+        done = subprocess.run(
+            [sys.executable, "-m", module, "repro"],
+            cwd=clone.root,
+            env={**os.environ, "PYTHONIOENCODING": "ascii", "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+        )
+        said.append((done.returncode, normalised(done.stderr.decode("utf-8", "replace"))))
+        said[-1] = (said[-1][0], said[-1][1].replace(str(clone.root), "ROOT"))
+    assert said[0] == said[1]
+    assert "  words | café \ufffd red\n" in said[0][1]

@@ -255,3 +255,28 @@ def test_a_status_without_stdout_or_stderr_says_what_the_command_line_says(
         )
         said.append((done.returncode, done.stderr if fd == 1 else done.stdout))
     assert said[0] == said[1]
+
+
+@pytest.mark.parametrize("args", [["status"], ["status", "--check"]])
+def test_a_stream_set_up_for_ascii_gets_the_command_line_s_bytes(
+    workspace: Workspace, args: list[str]
+) -> None:
+    """typer writes UTF-8 where Python's stream would write ASCII (PYTHONIOENCODING=ascii):
+    the fast path's error line is the same bytes."""
+    workspace.pipeline('[steps."café"]\ncmd = "true"\n')
+    said = []
+    for module in ("gitpipe", "gitpipe.cli"):
+        done = subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=workspace.root,
+            env={
+                **os.environ,
+                "CI": "true",
+                "PYTHONIOENCODING": "ascii",
+                "PYTHONPATH": str(Path(__file__).parents[1]),
+            },
+            capture_output=True,
+        )
+        said.append((done.returncode, done.stdout, done.stderr))
+    assert said[0] == said[1]
+    assert "café".encode() in said[0][2]

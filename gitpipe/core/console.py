@@ -42,8 +42,27 @@ def echo(text: str, *, err: bool = False) -> None:
         terminal = stream.isatty()
     except (OSError, ValueError):
         terminal = False
-    stream.write(f"{text if terminal else _ANSI.sub('', text)}\n")
+    line = f"{text if terminal else _ANSI.sub('', text)}\n"
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None and _ascii(getattr(stream, "encoding", None) or "ascii"):
+        # click takes a stream set up for ASCII (PYTHONIOENCODING=ascii, a C locale
+        # without UTF-8 mode) for a misconfigured one, and writes UTF-8 under it
+        stream.flush()
+        buffer.write(line.encode("utf-8", "replace"))
+        buffer.flush()
+        return
+    stream.write(line)
     stream.flush()
+
+
+def _ascii(encoding: str) -> bool:
+    """Whether ``encoding`` is ASCII by any of its names (click's is_ascii_encoding)."""
+    import codecs
+
+    try:
+        return codecs.lookup(encoding).name == "ascii"
+    except LookupError:
+        return False
 
 
 def first_of(
