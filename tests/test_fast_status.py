@@ -5,6 +5,7 @@ other form handed to the command line untouched."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +137,26 @@ def test_a_failed_chdir_leaves_the_folder_as_it_was(
     assert answer(["-C", "repo", "status", "-C", "nowhere"]) is None
     assert capsys.readouterr() == ("", "")
     assert Path.cwd() == workspace.root.parent
+
+
+@pytest.mark.parametrize(
+    "args", [["-C", "repo", "status", "-C", "nowhere"], ["-C", "repo", "push"], ["repro", "-v"]]
+)
+def test_a_command_handed_over_finds_the_signal_handlers_it_started_with(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """The fast path's handlers (SIGTERM is Ctrl-C) are put back when the command line
+    is handed the command (here a folder missing, no remote to push to), which installs
+    its own once started: until then a signal does what it does to the command line."""
+    stale(workspace)
+    monkeypatch.chdir(workspace.root.parent)
+    before = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert answer(args) is None
+        assert {n: signal.getsignal(n) for n in before} == before
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
 
 
 @pytest.mark.parametrize(
