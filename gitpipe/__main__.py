@@ -121,6 +121,8 @@ def answer(argv: list[str]) -> int | None:
     printed nothing and changed nothing, when the command line must answer."""
     if "_GITPIPE_COMPLETE" in os.environ:
         return None  # shell completion asks typer
+    if "GITPIPE_DEBUG" in os.environ:
+        return None  # the command line's to read: tracebacks, or a usage error
     parsed = _parse(argv)
     if parsed is None:
         return None
@@ -182,8 +184,6 @@ def _status(before: dict[str, str], after: dict[str, str], check: bool) -> int |
             sys.stderr.write(f"gitpipe: {describe(exc)}\n")
             return StoreError.exit_code
         return 0
-    if "GITPIPE_DEBUG" in os.environ:
-        return None  # tracebacks: the command line's
     return _ending(lambda: _full_status(file, statuses, check))
 
 
@@ -220,8 +220,8 @@ def _repro(before: dict[str, str], after: dict[str, str], quiet: bool) -> int | 
     _chdir(before, after)
     file = after.get("file", before.get("file"))
     code = noop.answer(locate(".", file), quiet=quiet)
-    if code is not None or "GITPIPE_DEBUG" in os.environ:
-        return code  # tracebacks are the command line's
+    if code is not None:
+        return code
     return _ending(lambda: _full_repro(file, quiet))
 
 
@@ -252,7 +252,7 @@ def _transfer(
     an error before anything moved)."""
     from gitpipe.core.console import plain_output
 
-    if not plain_output() or "GITPIPE_DEBUG" in os.environ:
+    if not plain_output():
         return None
     from gitpipe.core import interrupts
 

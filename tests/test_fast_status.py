@@ -5,6 +5,7 @@ other form handed to the command line untouched."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -301,3 +302,37 @@ def test_a_stream_set_up_for_ascii_gets_the_command_line_s_bytes(
         said.append((done.returncode, done.stdout, done.stderr))
     assert said[0] == said[1]
     assert "café".encode() in said[0][2]
+
+
+@pytest.mark.parametrize("value", ["1", "banana"])
+@pytest.mark.parametrize("args", [["status"], ["repro"]])
+def test_gitpipe_debug_hands_even_a_no_op_to_the_command_line(
+    workspace: Workspace,
+    value: str,
+    args: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """GITPIPE_DEBUG is the command line's to read: true (tracebacks for any error
+    on the way, a broken pipe's too), false, or no boolean at all, refused as a usage
+    error; a no-op answered from the snapshot read none of it."""
+    up_to_date(workspace)
+    workspace.ok("repro")
+    said = []
+    for module in ("gitpipe", "gitpipe.cli"):
+        env = {**os.environ, "GITPIPE_DEBUG": value}
+        env["PYTHONPATH"] = str(Path(__file__).parents[1])
+        done = subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=workspace.root,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        said.append((done.returncode, re.sub(r"\d+\.\d\d s", "X s", done.stdout), done.stderr))
+    assert said[0] == said[1]
+    assert said[0][0] == (0 if value == "1" else 2)
+    monkeypatch.chdir(workspace.root)
+    monkeypatch.setenv("GITPIPE_DEBUG", value)
+    assert answer(args) is None
+    assert capsys.readouterr() == ("", "")
