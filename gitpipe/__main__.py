@@ -34,6 +34,7 @@ command line untouched, in the folder it was started in.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -179,9 +180,11 @@ def _status(before: dict[str, str], after: dict[str, str], check: bool) -> int |
                 )
                 sys.stdout.flush()
         except OSError as exc:  # as the command's error boundary says it
+            from gitpipe.core.console import echo
             from gitpipe.core.errors import StoreError, describe
 
-            sys.stderr.write(f"gitpipe: {describe(exc)}\n")
+            with contextlib.suppress(OSError):  # stderr gone too: the code says it
+                echo(f"gitpipe: {describe(exc)}", err=True)
             return StoreError.exit_code
         return 0
     return _ending(lambda: _full_status(file, statuses, check))

@@ -603,3 +603,24 @@ def test_a_failed_step_s_words_reach_a_stream_set_up_for_ascii_as_typer_writes_t
         said[-1] = (said[-1][0], said[-1][1].replace(str(clone.root), "ROOT"))
     assert said[0] == said[1]
     assert "  words | café \ufffd red\n" in said[0][1]
+
+
+@pytest.mark.parametrize("no_op", [False, True], ids=["work", "no-op"])
+def test_a_repro_whose_lines_all_fail_is_recorded_once_and_exits_as_a_store_error(
+    workspace: Workspace, no_op: bool
+) -> None:
+    """`gitpipe repro 2>&1 | true`: every line lost, the error line too; exit 5 from
+    either way in, one run recorded (the no-op's never handed over to be done again)."""
+    from test_fast_status import into_a_closed_pipe
+
+    up_to_date(workspace)
+    workspace.ok("repro")
+    if not no_op:
+        stale_step(workspace)
+    for module in ("gitpipe", "gitpipe.cli"):
+        runs = run_count(workspace.root)
+        assert into_a_closed_pipe(module, ["repro", "-q"], workspace.root) == 5, module
+        assert run_count(workspace.root) == runs + 1, module
+        if not no_op:
+            stale_step(workspace)
+            workspace.write("data/raw.txt", f"again {module}\n")

@@ -336,3 +336,35 @@ def test_gitpipe_debug_hands_even_a_no_op_to_the_command_line(
     monkeypatch.setenv("GITPIPE_DEBUG", value)
     assert answer(args) is None
     assert capsys.readouterr() == ("", "")
+
+
+def into_a_closed_pipe(module: str, args: list[str], cwd: Path) -> int:
+    """The exit code of ``python -m module ARGS`` with stdout and stderr both a pipe
+    nobody reads (`gitpipe ... 2>&1 | true`): every write fails, EPIPE."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=cwd,
+            env={**os.environ, "CI": "true", "PYTHONPATH": str(Path(__file__).parents[1])},
+            stdout=write,
+            stderr=write,
+        )
+    finally:
+        os.close(write)
+    return done.returncode
+
+
+@pytest.mark.parametrize("setup", ["up to date", "stale", "bad file"])
+@pytest.mark.parametrize("args", [["status"], ["status", "--check"]])
+def test_a_status_whose_error_line_cannot_be_written_either_exits_as_a_store_error(
+    workspace: Workspace, setup: str, args: list[str]
+) -> None:
+    """Its words lost to a broken pipe, and the error line saying so too: the error's
+    own exit code (5, a store error, for the broken pipe; 2 for a bad pipeline file),
+    from the fast path and the command line alike (which let click end it with 1, the
+    code of a failed step)."""
+    SETUPS[setup](workspace)
+    codes = [into_a_closed_pipe(m, args, workspace.root) for m in ("gitpipe", "gitpipe.cli")]
+    assert codes == [2 if setup == "bad file" else 5] * 2

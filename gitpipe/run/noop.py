@@ -260,11 +260,15 @@ def _told(
             recorder.close()
         except Exception as exc:  # sqlite3.Error: lineage is never fatal to a run
             recorder.error = recorder.error or f"lineage was not recorded ({exc})"
-    if recorder.error:
-        echo(f"{time.strftime('%H:%M:%S')} gitpipe: {recorder.error}", err=True)
-    if failure is not None:  # as the command says a listener's failure after a good run
-        from gitpipe.core.errors import PathError, describe
+    with contextlib.suppress(OSError):  # stderr gone too: the exit code says it
+        if recorder.error:
+            echo(f"{time.strftime('%H:%M:%S')} gitpipe: {recorder.error}", err=True)
+        if failure is not None:  # as the command says a listener's failure after a good run
+            from gitpipe.core.errors import describe
 
-        echo(f"gitpipe: the run went well, but after it: {describe(failure)}", err=True)
+            echo(f"gitpipe: the run went well, but after it: {describe(failure)}", err=True)
+    if failure is not None:
+        from gitpipe.core.errors import PathError
+
         return PathError.exit_code
     return 0
