@@ -34,7 +34,9 @@ command line untouched, in the folder it was started in.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
 _VALUED = {"-C": "chdir", "-f": "file", "--file": "file"}
 #: the option of the transfer commands (after the command only)
 _REMOTE = {"-r": "remote", "--remote": "remote"}
+#: the signals that interrupt a command (gitpipe.core.interrupts)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: allocations between two collections of the youngest generation (Python's: 700)
 _YOUNG = 20_000
 
@@ -118,6 +122,8 @@ def answer(argv: list[str]) -> int | None:
     printed nothing and changed nothing, when the command line must answer."""
     if "_GITPIPE_COMPLETE" in os.environ:
         return None  # shell completion asks typer
+    if "GITPIPE_DEBUG" in os.environ:
+        return None  # the command line's to read: tracebacks, or a usage error
     parsed = _parse(argv)
     if parsed is None:
         return None
@@ -126,6 +132,12 @@ def answer(argv: list[str]) -> int | None:
         here = os.open(".", getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY)
     except OSError:  # the command line says what is wrong with the folder
         return None
+    # as the command line's first act: SIGTERM is Ctrl-C, "gitpipe: interrupted" and
+    # exit 130 (Python's own Ctrl-C handler, which gitpipe.core.interrupts' replaces
+    # in a run, costs no import of threading on the way of a no-op `status`)
+    handlers = {n: signal.getsignal(n) for n in _SIGNALS}
+    for number in _SIGNALS:
+        signal.signal(number, signal.default_int_handler)
     try:
         if command in _TRANSFERS:
             code = _transfer(command, before, after, flag)
@@ -135,8 +147,12 @@ def answer(argv: list[str]) -> int | None:
             code = _status(before, after, flag)
     except Exception:  # any doubt: the command line answers, and says what went wrong
         code = None
+    except KeyboardInterrupt:  # before the command's own boundary: ended as there
+        code = _ending(_interrupted)
     if code is None:
         os.fchdir(here)  # the command line changes folder again, itself
+        for number, handler in handlers.items():  # and installs its handlers itself
+            signal.signal(number, handler)
     os.close(here)
     return code
 
@@ -158,18 +174,19 @@ def _status(before: dict[str, str], after: dict[str, str], check: bool) -> int |
         and not (check and any(s.action not in (UP_TO_DATE, FROZEN, SKIPPED) for s in statuses))
     ):
         try:
-            sys.stdout.write(
-                "".join(f"{line}\n" for line in status_lines(statuses) or ["no steps"])
-            )
-            sys.stdout.flush()
+            if sys.stdout is not None:  # else closed: typer writes nothing there either
+                sys.stdout.write(
+                    "".join(f"{line}\n" for line in status_lines(statuses) or ["no steps"])
+                )
+                sys.stdout.flush()
         except OSError as exc:  # as the command's error boundary says it
+            from gitpipe.core.console import echo
             from gitpipe.core.errors import StoreError, describe
 
-            sys.stderr.write(f"gitpipe: {describe(exc)}\n")
+            with contextlib.suppress(OSError):  # stderr gone too: the code says it
+                echo(f"gitpipe: {describe(exc)}", err=True)
             return StoreError.exit_code
         return 0
-    if "GITPIPE_DEBUG" in os.environ:
-        return None  # tracebacks: the command line's
     return _ending(lambda: _full_status(file, statuses, check))
 
 
@@ -206,8 +223,8 @@ def _repro(before: dict[str, str], after: dict[str, str], quiet: bool) -> int | 
     _chdir(before, after)
     file = after.get("file", before.get("file"))
     code = noop.answer(locate(".", file), quiet=quiet)
-    if code is not None or "GITPIPE_DEBUG" in os.environ:
-        return code  # tracebacks are the command line's
+    if code is not None:
+        return code
     return _ending(lambda: _full_repro(file, quiet))
 
 
@@ -238,7 +255,7 @@ def _transfer(
     an error before anything moved)."""
     from gitpipe.core.console import plain_output
 
-    if not plain_output() or "GITPIPE_DEBUG" in os.environ:
+    if not plain_output():
         return None
     from gitpipe.core import interrupts
 
@@ -299,7 +316,7 @@ def _ending(work: Callable[[], int]) -> int:
         message, code = boundary(exc)
         try:
             echo(f"gitpipe: {message}", err=True)
-        except OSError:
+        except Exception:  # never handed to the command line, to be done again
             pass
         return code
 

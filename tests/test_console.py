@@ -3,6 +3,7 @@ line written as typer writes it (for the fast paths, which import no typer)."""
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 
@@ -54,3 +55,32 @@ def test_echo_keeps_control_codes_for_a_terminal(monkeypatch: pytest.MonkeyPatch
         monkeypatch.setattr(sys, "stdout", terminal)
         echo("\033[1mbold\033[0m")
         assert screen.read(64).replace(b"\r\n", b"\n") == b"\033[1mbold\033[0m\n"
+
+
+@pytest.mark.parametrize("err", [False, True], ids=["stdout", "stderr"])
+def test_echo_writes_nothing_where_no_stream_is_attached_as_typer(
+    monkeypatch: pytest.MonkeyPatch, err: bool
+) -> None:
+    """A closed descriptor makes Python's stream None: typer writes nothing there."""
+    monkeypatch.setattr(sys, "stderr" if err else "stdout", None)
+    typer.echo("words", err=err)
+    echo("words", err=err)
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1", "utf-8"])
+@pytest.mark.parametrize("err", [False, True], ids=["stdout", "stderr"])
+def test_echo_writes_the_bytes_typer_writes_whatever_the_stream_s_encoding(
+    monkeypatch: pytest.MonkeyPatch, encoding: str, err: bool
+) -> None:
+    """typer (click) writes UTF-8 to a stream set up for ASCII (PYTHONIOENCODING=ascii,
+    a C locale without UTF-8 mode), and to any other through the stream itself."""
+    text = "café \ufffd \033[1mbold\033[0m"
+    written = []
+    for writer in (typer.echo, echo):
+        buffer = io.BytesIO()
+        stream = io.TextIOWrapper(buffer, encoding=encoding, errors="backslashreplace")
+        monkeypatch.setattr(sys, "stderr" if err else "stdout", stream)
+        writer(text, err=err)
+        stream.flush()
+        written.append(buffer.getvalue())
+    assert written[0] == written[1]

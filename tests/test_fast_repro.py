@@ -462,3 +462,166 @@ def test_gitpipe_debug_hands_a_repro_with_work_to_the_command_line(
     assert capsys.readouterr() == ("", "")
     assert changed(before, snapshot(workspace.root)) <= {".gitpipe/repro.lock"}
     assert run_count(workspace.root) == runs
+
+
+# -- signals on the way --------------------------------------------------------------
+
+#: the console script, with a signal sent to itself at a place the test names: in the
+#: no-op check (before any handler of the command's is installed) or as the no-op run
+#: is being recorded
+SIGNALLED = """
+import os, signal, sys
+from gitpipe.run import events, noop
+name, where = sys.argv.pop(1), sys.argv.pop(1)
+module, attribute = (noop, "answer") if where == "check" else (events, "summary")
+real = getattr(module, attribute)
+def signalled(*args, **kwargs):
+    os.kill(os.getpid(), getattr(signal, name))
+    return real(*args, **kwargs)
+setattr(module, attribute, signalled)
+from gitpipe.__main__ import main
+main()
+"""
+
+
+def signalled(workspace: Workspace, name: str, where: str) -> tuple[int, str, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNALLED, name, where, "repro"],
+        cwd=workspace.root,
+        env={**os.environ, "CI": "true", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_signal_during_the_no_op_check_ends_the_repro_as_the_command_line_does(
+    workspace: Workspace, name: str
+) -> None:
+    """As the command line interrupted before its run began: "gitpipe: interrupted",
+    exit 130, nothing recorded; never a silent death by SIGTERM or a traceback."""
+    up_to_date(workspace)
+    workspace.ok("repro")
+    runs = run_count(workspace.root)
+    assert signalled(workspace, name, "check") == (130, "", "gitpipe: interrupted\n")
+    assert run_count(workspace.root) == runs
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_signal_while_a_no_op_run_is_recorded_waits_for_its_record(
+    workspace: Workspace, name: str
+) -> None:
+    """A signal as the no-op run is recorded stops it once the record is whole (as the
+    command line's after its run: the closing line, then "gitpipe: interrupted", exit
+    130): never a run left half-recorded in lineage, found "killed" later."""
+    up_to_date(workspace)
+    workspace.ok("repro")
+    runs = run_count(workspace.root)
+    code, out, err = signalled(workspace, name, "record")
+    assert (code, err) == (130, "gitpipe: interrupted\n")
+    assert out.startswith("0 ran, 0 cached, 3 up to date, 0 skipped, 0 failed in ")
+    assert run_count(workspace.root) == runs + 1
+    run_row, steps = last_run(workspace.root)
+    assert run_row["status"] == "ok"
+    assert [s["state"] for s in steps] == ["up to date"] * 3
+
+
+# -- a console without stdout or stderr ------------------------------------------------
+
+
+def without(module: str, args: list[str], cwd: Path, fd: int) -> tuple[int, str]:
+    """Exit code and what the other stream got, of ``python -m module ARGS`` started
+    with its stdout (``fd`` 1) or stderr (2) closed: Python's stream is then None."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env={**os.environ, "CI": "true", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: os.close(fd),
+    )
+    return done.returncode, normalised(done.stderr if fd == 1 else done.stdout)
+
+
+@pytest.mark.parametrize("fd", [1, 2], ids=["stdout", "stderr"])
+@pytest.mark.parametrize(("pipeline", "code"), [(CHAIN, 0), (FAILS, 1)])
+def test_a_repro_without_stdout_or_stderr_runs_once_as_the_command_line_s(
+    make_workspace: Any, monkeypatch: pytest.MonkeyPatch, fd: int, pipeline: str, code: int
+) -> None:
+    """typer writes nothing where no stream is attached; the fast path neither: the
+    run is not stopped by an error, nor handed to the command line to run again."""
+    monkeypatch.setenv("CI", "true")
+    said = {}
+    for name, module in (("fast", "gitpipe"), ("full", "gitpipe.cli")):
+        clone = make_workspace(name)
+        clone.write("data/raw.txt", "hello world\n")
+        clone.write(".gitignore", "first.txt\nsecond.txt\nthird.txt\n")
+        clone.pipeline(pipeline)
+        clone.commit("pipeline")
+        done = without(module, ["repro"], clone.root, fd)
+        said[name] = (done[0], done[1].replace(str(clone.root), "ROOT"))
+        assert run_count(clone.root) == 1, name
+        assert last_run(clone.root)[0]["status"] == ("ok" if code == 0 else "failed")
+    assert said["fast"] == said["full"]
+    assert said["fast"][0] == code
+
+
+@pytest.mark.parametrize("fd", [1, 2], ids=["stdout", "stderr"])
+def test_a_no_op_repro_without_stdout_or_stderr_is_recorded_once(
+    workspace: Workspace, fd: int
+) -> None:
+    up_to_date(workspace)
+    workspace.ok("repro")
+    runs = run_count(workspace.root)
+    assert without("gitpipe", ["repro"], workspace.root, fd)[0] == 0
+    assert run_count(workspace.root) == runs + 1
+    assert last_run(workspace.root)[0]["status"] == "ok"
+
+
+def test_a_failed_step_s_words_reach_a_stream_set_up_for_ascii_as_typer_writes_them(
+    make_workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log's tail (UTF-8, bytes that are none, control codes) on a stderr set up for
+    ASCII (PYTHONIOENCODING=ascii): the bytes typer writes, UTF-8."""
+    monkeypatch.setenv("CI", "true")
+    said = []
+    for name, module in (("fast", "gitpipe"), ("full", "gitpipe.cli")):
+        clone = make_workspace(name)
+        clone.pipeline(
+            "[steps.words]\n"
+            "cmd = \"printf 'caf\\\\303\\\\251 \\\\377 \\\\033[31mred\\\\033[0m\\\\n'; exit 2\"\n"
+            'outs = ["words.txt"]\n'
+        )
+        clone.commit("pipeline")
+        done = subprocess.run(
+            [sys.executable, "-m", module, "repro"],
+            cwd=clone.root,
+            env={**os.environ, "PYTHONIOENCODING": "ascii", "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+        )
+        said.append((done.returncode, normalised(done.stderr.decode("utf-8", "replace"))))
+        said[-1] = (said[-1][0], said[-1][1].replace(str(clone.root), "ROOT"))
+    assert said[0] == said[1]
+    assert "  words | café \ufffd red\n" in said[0][1]
+
+
+@pytest.mark.parametrize("no_op", [False, True], ids=["work", "no-op"])
+def test_a_repro_whose_lines_all_fail_is_recorded_once_and_exits_as_a_store_error(
+    workspace: Workspace, no_op: bool
+) -> None:
+    """`gitpipe repro 2>&1 | true`: every line lost, the error line too; exit 5 from
+    either way in, one run recorded (the no-op's never handed over to be done again)."""
+    from test_fast_status import into_a_closed_pipe
+
+    up_to_date(workspace)
+    workspace.ok("repro")
+    if not no_op:
+        stale_step(workspace)
+    for module in ("gitpipe", "gitpipe.cli"):
+        runs = run_count(workspace.root)
+        assert into_a_closed_pipe(module, ["repro", "-q"], workspace.root) == 5, module
+        assert run_count(workspace.root) == runs + 1, module
+        if not no_op:
+            stale_step(workspace)
+            workspace.write("data/raw.txt", f"again {module}\n")

@@ -111,7 +111,10 @@ StepsArgument = Annotated[
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"gitpipe: {message}", err=True)
+    try:
+        typer.echo(f"gitpipe: {message}", err=True)
+    except OSError:  # stderr gone too (a broken pipe): the code still says it, not
+        pass  # click's 1 for a broken pipe, which says a step failed
     return typer.Exit(code)
 
 

@@ -32,15 +32,37 @@ _ANSI = re.compile(r"\033\[[;?0-9]*[a-zA-Z]")
 
 def echo(text: str, *, err: bool = False) -> None:
     """``text`` and a newline on stdout (``err``: stderr), flushed, as ``typer.echo``
-    writes a line: its control codes taken out unless the stream is a terminal.  For
-    the fast paths, which import no typer."""
+    writes a line: its control codes taken out unless the stream is a terminal, and
+    nothing at all where no stream is attached (Python's is None: the descriptor was
+    closed).  For the fast paths, which import no typer."""
     stream = sys.stderr if err else sys.stdout
+    if stream is None:
+        return
     try:
         terminal = stream.isatty()
     except (OSError, ValueError):
         terminal = False
-    stream.write(f"{text if terminal else _ANSI.sub('', text)}\n")
+    line = f"{text if terminal else _ANSI.sub('', text)}\n"
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None and _ascii(getattr(stream, "encoding", None) or "ascii"):
+        # click takes a stream set up for ASCII (PYTHONIOENCODING=ascii, a C locale
+        # without UTF-8 mode) for a misconfigured one, and writes UTF-8 under it
+        stream.flush()
+        buffer.write(line.encode("utf-8", "replace"))
+        buffer.flush()
+        return
+    stream.write(line)
     stream.flush()
+
+
+def _ascii(encoding: str) -> bool:
+    """Whether ``encoding`` is ASCII by any of its names (click's is_ascii_encoding)."""
+    import codecs
+
+    try:
+        return codecs.lookup(encoding).name == "ascii"
+    except LookupError:
+        return False
 
 
 def first_of(

@@ -30,11 +30,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from gitpipe.core import snapshot
 from gitpipe.core.layout import dot_git, git_check_file
 from gitpipe.core.states import UP_TO_DATE
+
+if TYPE_CHECKING:
+    from gitpipe.run.lineage import LineageRecorder
 
 #: what the command line reads from the environment that a no-op run would show
 _ENVIRON = (
@@ -201,13 +204,27 @@ def _record(
 ) -> int | None:
     """The run's events, told to lineage as the command tells them, and its closing
     line printed as the plain console prints it."""
-    from gitpipe.run import events as ev
+    from gitpipe.core import interrupts
     from gitpipe.run.lineage import LineageError, LineageRecorder
 
     try:
         recorder = LineageRecorder(state_dir / "lineage.db")
     except LineageError:
         return None  # the command line says so, and runs unrecorded
+    # a signal waits for the whole record (then stops the command as one after the
+    # command line's run does): never a run half-recorded, found "killed" later
+    with interrupts.catching(), interrupts.held():
+        return _told(recorder, kept, checkout)
+
+
+def _told(
+    recorder: LineageRecorder, kept: snapshot.Snapshot, checkout: tuple[str | None, bool]
+) -> int:
+    """:func:`_record`'s run, told to lineage and the console (as typer writes: nothing
+    where no stream is attached)."""
+    from gitpipe.core.console import echo
+    from gitpipe.run import events as ev
+
     names = tuple(s.step for s in kept.statuses)
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
     started = time.time()
@@ -234,8 +251,7 @@ def _record(
         counts = {ev.UP_TO_DATE: len(names)}
         finished = ev.RunFinished(run_id, "ok", counts, duration, ended=time.time())
         try:  # the console hears the end first, then lineage, whatever fails
-            sys.stdout.write(ev.summary(finished) + "\n")
-            sys.stdout.flush()
+            echo(ev.summary(finished))
         except OSError as exc:
             failure = exc
         recorder(finished)
@@ -244,11 +260,15 @@ def _record(
             recorder.close()
         except Exception as exc:  # sqlite3.Error: lineage is never fatal to a run
             recorder.error = recorder.error or f"lineage was not recorded ({exc})"
-    if recorder.error:
-        sys.stderr.write(f"{time.strftime('%H:%M:%S')} gitpipe: {recorder.error}\n")
-    if failure is not None:  # as the command says a listener's failure after a good run
-        from gitpipe.core.errors import PathError, describe
+    with contextlib.suppress(OSError):  # stderr gone too: the exit code says it
+        if recorder.error:
+            echo(f"{time.strftime('%H:%M:%S')} gitpipe: {recorder.error}", err=True)
+        if failure is not None:  # as the command says a listener's failure after a good run
+            from gitpipe.core.errors import describe
 
-        sys.stderr.write(f"gitpipe: the run went well, but after it: {describe(failure)}\n")
+            echo(f"gitpipe: the run went well, but after it: {describe(failure)}", err=True)
+    if failure is not None:
+        from gitpipe.core.errors import PathError
+
         return PathError.exit_code
     return 0
