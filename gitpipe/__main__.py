@@ -20,16 +20,20 @@ the facade call the command makes (Project.status_and_data), its lines and the
 errors after them made by gitpipe.workspace.inspection's status_report and
 status_verdict: the whole command without typer, whose options take a tenth of a
 second to build.  A no-op `repro` on a plain console is recorded in lineage and
-closed with the same line by gitpipe/run/noop.py, which says when it cannot be sure.
+closed with the same line by gitpipe/run/noop.py, which says when it cannot be sure;
+one with work to do is run through the facade call the command makes
+(Project.repro), with the same plain view (gitpipe.run.plain) and summary writers.
 `push`, `pull` and `checkout` on a plain console (CI, a pipe) are done here through
 the same facade calls the command line makes, saying the same words
 (gitpipe.workspace.transfer's, CheckoutReport.lines) and ending an error as the
 command line does (gitpipe.core.errors.boundary): typer's import is a third of a
 small push.  Until the first byte moves (the pipeline, the lock and the remote's
 url read) any error hands the command to the command line, which says it.
-Anything else (another option or command, steps named, a value missing or empty,
-shell completion, --debug or GITPIPE_DEBUG, a `repro` with work to do) goes to the
-command line untouched, in the folder it was started in.
+Ctrl-C and SIGTERM end any of them as the command line ends it ("interrupted", exit
+130).  Anything else (another option or command, steps named, a value missing or
+empty, shell completion, --debug or GITPIPE_DEBUG, a `repro` on a terminal, whose
+live view is rich's) goes to the command line untouched, in the folder it was
+started in, with the signal handlers it was started with.
 """
 
 from __future__ import annotations
