@@ -102,13 +102,18 @@ def hashes_to_its_name(store_root: Path) -> None:
 
 
 def refused_while_stored(
-    store: Store, source: Path, *, link: bool, stored: Callable[[Digest], None]
+    store: Store,
+    source: Path,
+    *,
+    link: bool,
+    stored: Callable[[Digest], None],
+    tries: int = 200,
 ) -> int:
     """Store ``source`` again and again until it has been refused three times (or
-    200 tries): each refusal must say the file changed; each time it is stored,
+    ``tries`` tries): each refusal must say the file changed; each time it is stored,
     ``stored`` checks the object.  How many times it was refused."""
     refusals = 0
-    for _attempt in range(200):
+    for _attempt in range(tries):
         try:
             digest = store.ingest(source, link=link)
         except PathError as exc:
@@ -233,16 +238,8 @@ def test_a_small_file_replaced_as_it_is_linked_in_is_refused_as_changed(tmp_path
     says ENOENT: that is the file changing, not a missing path."""
     store = Store(tmp_path / "store")
     source = write_random(tmp_path / "work" / "data.bin", 16)
-    refusals = 0
     with rewritten(source, REPLACER):
-        for _attempt in range(2000):
-            try:
-                digest = store.ingest(source, link=True)
-            except PathError as exc:
-                assert str(exc) == f"{source} changed while it was being stored; run again"
-                refusals += 1
-                continue
-            store.discard(digest)
+        refusals = refused_while_stored(store, source, link=True, stored=store.discard, tries=2000)
     assert refusals, "no other file took the name while it was being stored"
     hashes_to_its_name(store.root)
     assert leftovers(store.root) == []

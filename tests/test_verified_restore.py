@@ -679,12 +679,10 @@ def quarantine_of(store: Store) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in store.quarantined()}
 
 
-def test_a_checkout_of_a_folder_whose_manifest_is_corrupt_sets_it_aside_and_pulls_it_again(
-    workspace, tmp_path
-):
-    # the corrupt manifest passed for bytes the store lacked: `checkout` said to pull,
-    # and `checkout --pull` said the remote lacked them too (the store had an object of
-    # that name, so the pull never fetched it again), while the remote held them
+def corrupt_pushed_manifest(workspace, tmp_path):
+    """`split`'s folder run and pushed to a folder remote, then its manifest in the
+    store damaged (a byte of it flipped): the remote, the digest, the manifest's path
+    in the store and its good bytes."""
     folder_ran(workspace)
     remote = tmp_path / "remote"
     remote.mkdir()
@@ -693,6 +691,16 @@ def test_a_checkout_of_a_folder_whose_manifest_is_corrupt_sets_it_aside_and_pull
     manifest = store_of(workspace).object_path(digest)
     good = manifest.read_bytes()
     flip_a_byte(manifest, at=good.index(b"a.txt"))
+    return remote, digest, manifest, good
+
+
+def test_a_checkout_of_a_folder_whose_manifest_is_corrupt_sets_it_aside_and_pulls_it_again(
+    workspace, tmp_path
+):
+    # the corrupt manifest passed for bytes the store lacked: `checkout` said to pull,
+    # and `checkout --pull` said the remote lacked them too (the store had an object of
+    # that name, so the pull never fetched it again), while the remote held them
+    remote, digest, manifest, good = corrupt_pushed_manifest(workspace, tmp_path)
     parts = workspace.root / "parts"
     (parts / "a.txt").unlink()
 
@@ -716,14 +724,7 @@ def test_a_checkout_of_a_folder_whose_manifest_is_corrupt_sets_it_aside_and_pull
 def test_a_checkout_pull_of_a_folder_whose_manifest_is_corrupt_fetches_it_in_one_go(
     workspace, tmp_path
 ):
-    folder_ran(workspace)
-    remote = tmp_path / "remote"
-    remote.mkdir()
-    workspace.ok("push", "--remote", str(remote))
-    digest = lock_out(workspace, "split", "parts/")
-    manifest = store_of(workspace).object_path(digest)
-    good = manifest.read_bytes()
-    flip_a_byte(manifest, at=good.index(b"a.txt"))
+    remote, digest, manifest, good = corrupt_pushed_manifest(workspace, tmp_path)
     shutil.rmtree(workspace.root / "parts")
 
     pulled = workspace.ok("checkout", "--pull", "--remote", str(remote), "parts")
@@ -744,14 +745,7 @@ def flip(data: bytes, at: int) -> bytearray:
 def test_a_pull_fetches_again_a_folder_manifest_the_store_holds_corrupt(workspace, tmp_path):
     # the pull took the corrupt manifest for one "here already", never read the files
     # it lists, and said the remote lacked the result's objects; nothing was repaired
-    folder_ran(workspace)
-    remote = tmp_path / "remote"
-    remote.mkdir()
-    workspace.ok("push", "--remote", str(remote))
-    digest = lock_out(workspace, "split", "parts/")
-    manifest = store_of(workspace).object_path(digest)
-    good = manifest.read_bytes()
-    flip_a_byte(manifest, at=good.index(b"a.txt"))
+    remote, digest, manifest, good = corrupt_pushed_manifest(workspace, tmp_path)
     shutil.rmtree(workspace.root / "parts")
 
     pulled = workspace.ok("pull", "--remote", str(remote))
