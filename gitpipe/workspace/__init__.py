@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # imported where used: `add` or `status` needs none of the ru
     from gitpipe.run.inputs import Inputs
     from gitpipe.run.planner import Decision, Planner
     from gitpipe.run.session import HookCall
+    from gitpipe.workspace import data
     from gitpipe.workspace.experiments import Experiment, MetricsHistory
     from gitpipe.workspace.inspection import Explanation
     from gitpipe.workspace.reproduce import RunReport, reproduce
@@ -103,7 +104,12 @@ def _nothing() -> None:
     return None
 
 
-from gitpipe.workspace import data  # noqa: E402 (it names Project as a type only)
+def _data() -> Any:
+    """:mod:`gitpipe.workspace.data`, imported when first used (it needs the hasher and
+    the outputs' placement, which `push` does not)."""
+    from gitpipe.workspace import data
+
+    return data
 
 
 def _inspection() -> Any:
@@ -380,11 +386,11 @@ class Project:
 
     def add(self, paths: Sequence[str], *, link: str | None = None) -> list[data.Added]:
         """Track files and folders too big for Git (see :func:`gitpipe.workspace.data.add`)."""
-        return data.add(self, paths, link=link)
+        return _data().add(self, paths, link=link)
 
     def remove(self, paths: Sequence[str]) -> list[DataRecord]:
         """Stop tracking added paths; the files stay (:func:`gitpipe.workspace.data.remove`)."""
-        return data.remove(self, paths)
+        return _data().remove(self, paths)
 
     def checkout(
         self,
@@ -396,7 +402,7 @@ class Project:
     ) -> data.CheckoutReport:
         """Put added data and the lock's outputs back as this commit records them,
         running nothing (see :func:`gitpipe.workspace.data.checkout`)."""
-        return data.checkout(self, paths, pull=pull, force=force, remote=remote)
+        return _data().checkout(self, paths, pull=pull, force=force, remote=remote)
 
     # -- why ------------------------------------------------------------------
 

@@ -723,22 +723,18 @@ def _fetch(
 
     far = remotes.for_project(project, remote, cwd=Path.cwd())
     project.register_clone()
-    pulled = remotes.pull(store, far, selection_of(targets), run_cache=False)
+    pulled = remotes.pull(store, far, _selection_of(targets), run_cache=False)
     verified(pulled, placing=True)
     warning = skipped_line(pulled)
     return pulled.objects, [warning] if warning else []
 
 
-def selection_of(targets: Iterable[_Target | DataRecord]) -> Selection:
-    """The objects of added data (or of checkout's targets), as a transfer names them."""
+def _selection_of(targets: Iterable[_Target]) -> Selection:
+    """The objects checkout's targets need, as a transfer names them."""
     from gitpipe.store.remote import Selection
 
-    files: set[Digest] = set()
-    folders: set[Digest] = set()
-    for item in targets:
-        is_dir = item.is_dir if isinstance(item, DataRecord) else item.out.is_dir
-        digest = item.digest if isinstance(item, DataRecord) else item.out.digest
-        (folders if is_dir else files).add(digest)
+    files = {item.out.digest for item in targets if not item.out.is_dir}
+    folders = {item.out.digest for item in targets if item.out.is_dir}
     return Selection(frozenset(files), frozenset(folders))
 
 

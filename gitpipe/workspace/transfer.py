@@ -81,10 +81,11 @@ def prepare(
     far = remotes.for_project(project, remote, cwd=Path.cwd())
     chosen = None
     if not everything:
-        from gitpipe.workspace.data import read_records, selection_of
+        from gitpipe.store import datafile
 
         chosen = remotes.Selection.from_locks(lockfile.read(project.lock_path))
-        chosen = chosen | selection_of(read_records(project))  # and the added data
+        added = datafile.read(datafile.path_for(project.file))
+        chosen = chosen | remotes.Selection.from_records(added)
     return Plan(direction, far, chosen, jobs)
 
 

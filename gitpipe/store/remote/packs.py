@@ -103,7 +103,7 @@ def chunks(store: Store, digests: Iterable[Digest]) -> Iterator[list[Digest]]:
     for digest in digests:
         group.append(digest)
         try:
-            size += os.path.getsize(store.object_path(digest))
+            size += os.path.getsize(store.object_file(digest))
         except OSError:
             pass
         if size >= PACK_LIMIT or len(group) >= MEMBERS_LIMIT:
@@ -129,7 +129,7 @@ def build(store: Store, digests: Iterable[Digest]) -> Built:
     built = Built(bytearray(), [], [], [])
     for digest in digests:
         try:
-            with open(store.object_path(digest), "rb", buffering=0) as handle:
+            with open(store.object_file(digest), "rb", buffering=0) as handle:
                 raw = handle.readall()
         except OSError:
             built.missing.append(digest)

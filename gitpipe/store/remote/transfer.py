@@ -36,7 +36,7 @@ import time
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitpipe.core.errors import CorruptObject, StoreError
 from gitpipe.core.hashing import Digest, digest_file
@@ -75,6 +75,9 @@ from gitpipe.store.remote.moving import (
 )
 from gitpipe.store.runcache import OutRecord, Result, RunCache, parse_result, result_id
 
+if TYPE_CHECKING:
+    from gitpipe.store.datafile import DataRecord
+
 #: up to this many names are always checked one by one, not by listing their folders
 EXISTS_LIMIT = 32
 
@@ -105,6 +108,16 @@ class Selection:
                 for path, digest in entry.outs.items():
                     (folders if path.endswith("/") else files).add(digest)
         return cls(frozenset(files), frozenset(folders), results=frozenset(results))
+
+    @classmethod
+    def from_records(cls, records: Iterable[DataRecord]) -> Selection:
+        """The objects of added data (gitpipe.data's records): files, and folders by
+        their manifest's digest."""
+        files: set[Digest] = set()
+        folders: set[Digest] = set()
+        for record in records:
+            (folders if record.is_dir else files).add(record.digest)
+        return cls(frozenset(files), frozenset(folders))
 
     @property
     def empty(self) -> bool:
@@ -252,7 +265,7 @@ def _sent(item: Digest | list[Digest], outcome: Any) -> Iterator[tuple[Digest, A
 def _size(store: Store, digest: Digest) -> int:
     """A local object's size; one too large to pack when it cannot be read."""
     try:
-        return os.stat(store.object_path(digest)).st_size
+        return os.stat(store.object_file(digest)).st_size
     except OSError:
         return packs.SMALL
 
