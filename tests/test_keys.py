@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,30 @@ def test_a_record_encoded_as_it_is_gives_the_canonical_bytes(record: dict[str, o
     canonical encoding, whatever the record holds: a value the generic walk would
     rewrite (a date, a digest, a non-finite float) sends it down that walk."""
     assert canonical_as_is(record) == canonical(record)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"b": [1, 2.5, None, True, False], "a": {"z": {}, "y": []}, "": "empty key"},
+        {"text": 'é ü \u2603 \U0001f600 tab\t nl\n quote" back\\ nul\x00 del\x7f'},
+        {"big": 2**80, "neg": -(2**70), "tiny": 1e-7, "huge": 1e300, "zero": -0.0},
+        {"Z": 1, "a": 2, "é": 3, "e\u0301": 4, "10": 5, "9": 6},
+        ["a", {"b": "c"}, [[], {}]],
+        "a string alone",
+        12,
+    ],
+)
+def test_the_canonical_encoding_is_json_dumps_with_sorted_keys_compact_and_utf8(
+    value: object,
+) -> None:
+    """The encoder is made once and reused (gitpipe.core.hashing._compact); what it
+    writes is exactly what `json.dumps` writes with these options, which the golden
+    key pins."""
+    expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical(value) == expected.encode("utf-8")
+    if isinstance(value, dict):
+        assert canonical_as_is(value) == expected.encode("utf-8")
 
 
 def test_every_toml_value_in_a_step_s_params_keys_it_as_the_canonical_record_would() -> None:

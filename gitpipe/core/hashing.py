@@ -277,21 +277,39 @@ def _plain(value: object) -> object:
     raise TypeError(f"cannot encode {type(value).__name__} canonically")
 
 
-#: what `json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)` makes
-#: for each call; made once, as keys are encoded by the ten thousand
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def _refuse(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _compact(*, allow_nan: bool) -> Callable[[object], str]:
+    """`json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    allow_nan=allow_nan)`, with its C encoder made once, not once per call as
+    `json.dumps` and `JSONEncoder.encode` make it: keys are encoded by the ten
+    thousand.  Without the check for circular values, which would take the same time
+    again: the values encoded here are trees gitpipe builds."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # a Python without json's C accelerator
+        return json.JSONEncoder(
+            sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan
+        ).encode
+    # (markers, default, string encoder, indent, separators, sort_keys, skipkeys, allow_nan)
+    fast = make(
+        None, _refuse, json.encoder.encode_basestring, None, ":", ",", True, False, allow_nan
+    )
+    return lambda value: "".join(fast(value, 0))
+
+
+_CANONICAL = _compact(allow_nan=True)
 
 
 def canonical(record: object) -> bytes:
     """The one canonical encoding: compact JSON, sorted keys, UTF-8."""
-    return _CANONICAL.encode(_plain(record)).encode("utf-8")
+    return _CANONICAL(_plain(record)).encode("utf-8")
 
 
 #: the same encoding, refusing what :func:`_plain` would have to rewrite: a value of
 #: another type than JSON's (a date, a digest, a path) and a float that is not finite
-_AS_IS = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-)
+_AS_IS = _compact(allow_nan=False)
 
 
 def canonical_as_is(record: Mapping[str, object]) -> bytes:
@@ -302,7 +320,7 @@ def canonical_as_is(record: Mapping[str, object]) -> bytes:
     then encoded by :func:`canonical`.  (A key that is not a string would be written
     by JSON's rules, not ``str``'s: the reason this is for such records only.)"""
     try:
-        return _AS_IS.encode(record).encode("utf-8")
+        return _AS_IS(record).encode("utf-8")
     except (TypeError, ValueError):
         return canonical(record)
 
@@ -345,7 +363,7 @@ def _key(key: str) -> bytes:
     """A key of a canonical record, with the colon after it."""
     if type(key) is not str:
         raise TypeError(f"cannot encode a key of type {type(key).__name__} canonically")
-    return json.dumps(key, ensure_ascii=False).encode("utf-8") + b":"
+    return json.encoder.encode_basestring(key).encode("utf-8") + b":"  # as json.dumps
 
 
 def safe_relpath(path: str) -> bool:

@@ -170,6 +170,7 @@ class Hasher:
 
     def __init__(self, root: Path, cache: StatCache) -> None:
         self.root = root
+        self._root = os.fspath(root)  # for os.path.join: a Path per look-up costs more
         self.cache = cache
         self._memo: PathMemo[PathState | None] = PathMemo()
         #: set by `status`: every path looked at, with its stamp (gitpipe.core.snapshot)
@@ -187,18 +188,18 @@ class Hasher:
         a device, a socket): refused by its mode, before anything is opened."""
         if relpath in self._memo:
             return self._memo[relpath]
-        full = self.root / relpath
+        full = os.path.join(self._root, relpath)
         try:
-            st = full.stat()
+            st = os.stat(full)
         except (FileNotFoundError, NotADirectoryError):
             result = None
             if self.seen is not None:
-                self.seen.saw(str(full), None)
+                self.seen.saw(full, None)
         except OSError as exc:
             raise PathError(f"cannot read {relpath} ({exc.strerror})") from exc
         else:
             if self.seen is not None:
-                self.seen.saw(str(full), st)
+                self.seen.saw(full, st)
             if statmod.S_ISDIR(st.st_mode):
                 result = self._folder(relpath)
             elif statmod.S_ISREG(st.st_mode):
