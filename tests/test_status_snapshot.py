@@ -162,6 +162,27 @@ def test_an_output_tracked_by_git_since_is_still_refused(workspace):
     assert "'second.txt' of step 'second' is tracked by Git" in result.stderr
 
 
+def test_the_first_repro_of_a_new_workspace_keeps_the_git_check_it_passed(workspace):
+    # so that the first status after it skips Git; an output tracked since is still seen
+    workspace.write("data/raw.txt", "hello world\n")
+    workspace.write(".gitignore", "first.txt\nsecond.txt\nthird.txt\n")
+    workspace.pipeline(CHAIN)
+    workspace.commit("pipeline")
+    settle()  # a Git index within the racy window is never taken as checked
+    assert not (workspace.root / ".gitpipe").exists()
+    workspace.ok("repro")
+    check = workspace.root / ".gitpipe" / "parsed" / "git-check"
+    assert check.is_file()
+    kept = check.read_text()
+    settle()
+    assert "stale" not in workspace.ok("status").stdout
+    assert check.read_text() == kept  # taken as passed: not checked and kept again
+    git(workspace.root, "add", "-f", "second.txt")
+    result = workspace.gitpipe("status")
+    assert result.exit_code != 0
+    assert "'second.txt' of step 'second' is tracked by Git" in result.stderr
+
+
 def test_an_output_folder_moved_outside_the_repository_is_still_refused(workspace, tmp_path):
     workspace.write("data/raw.txt", "x\n")
     workspace.write(".gitignore", "/out/\n")

@@ -24,9 +24,9 @@ from gitpipe.core.hashing import Digest
 from gitpipe.core.records import Reason, StepStatus, status_lines
 from gitpipe.core.snapshot import Recorder
 from gitpipe.core.snapshot import write as write_snapshot
+from gitpipe.core.states import FROZEN, SKIPPED
 from gitpipe.identity.action import fingerprint
 from gitpipe.pipeline.values import jsonable
-from gitpipe.run import events as ev
 from gitpipe.run import guard, overlay
 from gitpipe.run.inputs import Inputs
 from gitpipe.run.plan import STALE
@@ -404,7 +404,7 @@ def status_of(decision: Decision) -> StepStatus:
         code, note = tuple(record.code), ""
     elif decision.upstream:
         code, note = (), f"worked out once {', '.join(decision.upstream)} has run"
-    elif decision.action in (ev.FROZEN, ev.SKIPPED):
+    elif decision.action in (FROZEN, SKIPPED):
         code, note = (), f"not worked out ({decision.action})"
     else:
         missing = "; ".join(str(r) for r in decision.reasons) or "its inputs are incomplete"

@@ -190,8 +190,6 @@ def reproduce(
     )  # as in `status`
     with project.repository() as repo:
         guard.check_before_run(project, names, repo, git=not checked)
-        if not checked and not dry_run:  # a dry run writes nothing
-            guard.remember_check(project.state_dir, git_check)
         current = project.read_lock()  # a damaged lock stops us before anything is written
         broadcast = ev.Broadcast(list(listeners))
         if put_back:
@@ -241,6 +239,8 @@ def reproduce(
             if client is not None:
                 client.close()
             raise
+        if not checked:  # kept once the state folder is there: a new workspace's too
+            guard.remember_check(project.state_dir, git_check)
         _register(project, broadcast)
         with workspace_lock(project.state_dir / "repro.lock", wait=wait, emit=broadcast):
             _clear_scratch(project.state_dir / "tmp")
