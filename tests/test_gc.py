@@ -3,6 +3,7 @@ clone or of any clone sharing its store; delete nothing while such a lock is unr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -200,6 +201,26 @@ def test_a_linked_work_tree_s_lock_is_kept_by_gc_in_the_main_one(tmp_path, works
         (linked / relpath).unlink()
     other.ok("repro")
     assert other.states() == {"make": "cached", "copy": "cached"}
+
+
+def test_the_work_tree_a_clone_registers_is_the_one_git_finds(tmp_path, workspace):
+    # found without opening Git (a pull registers its clone): the top dulwich finds
+    from gitpipe.core.layout import work_tree
+    from gitpipe.history.git import Repository
+
+    workspace.commit("first")
+    linked = tmp_path / "linked"
+    git(workspace.root, "worktree", "add", "-q", "-b", "feature", str(linked))
+    (workspace.root / "sub" / "deeper").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    (outside / "bogus").mkdir(parents=True)
+    (outside / "bogus" / ".git").write_text("not a pointer to a repository\n")
+    for folder in (workspace.root, workspace.root / "sub" / "deeper", linked, outside):
+        repo = Repository.find(folder)
+        with contextlib.nullcontext() if repo is None else repo:
+            assert work_tree(folder) == (None if repo is None else repo.top), folder
+    assert work_tree(linked) == linked.resolve()
+    assert work_tree(outside / "bogus") is None
 
 
 def test_a_clone_that_was_deleted_is_dropped_from_the_store(tmp_path, workspace):

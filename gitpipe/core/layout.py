@@ -42,3 +42,19 @@ def dot_git(root: Path) -> Path | None:
         if (folder / ".git").exists():
             return folder / ".git"
     return None
+
+
+def work_tree(root: Path) -> Path | None:
+    """The top of the Git work tree around ``root``, found without Git (as Git finds
+    it: the nearest `.git` folder, or `.git` file naming one); None outside one."""
+    found = dot_git(root)
+    if found is None:
+        return None
+    if not found.is_dir():
+        try:
+            with open(found, "rb") as handle:
+                if not handle.read(8).startswith(b"gitdir:"):
+                    return None
+        except OSError:
+            return None
+    return found.parent.resolve()

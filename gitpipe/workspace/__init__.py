@@ -378,9 +378,7 @@ class Project:
 
         if clones.is_registered(self.store_dir, self.file):
             return
-        with self.repository() as repo:
-            top = repo.top if repo is not None else None
-        clones.register(self.store_dir, self.file, top)
+        clones.register(self.store_dir, self.file, layout.work_tree(self.root))
 
     # -- added data -------------------------------------------------------------
 

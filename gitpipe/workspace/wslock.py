@@ -8,9 +8,12 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gitpipe.core.errors import PathError, WorkspaceBusy, describe
-from gitpipe.run import events as ev
+
+if TYPE_CHECKING:  # imported when another holds the lock: `checkout` needs no events
+    from gitpipe.run import events as ev
 
 
 @contextlib.contextmanager
@@ -35,6 +38,8 @@ def workspace_lock(path: Path, *, wait: bool, emit: ev.Listener) -> Iterator[Non
                     f"another `gitpipe repro` ({holder}) is running in this workspace; "
                     "wait for it, or run without --no-wait to queue behind it"
                 ) from None
+            from gitpipe.run import events as ev
+
             emit(ev.Waiting(f"waiting for another `gitpipe repro` ({holder}) to finish"))
             fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
