@@ -331,7 +331,6 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._prefix = os.path.join(root, "")  # object_file's, without pathlib per object
         self.objects = root / OBJECTS
         self.tmp = root / "tmp"
         self._tmp_made = False  # tmp/ made by this object (ingest makes it once)
@@ -342,10 +341,8 @@ class Store:
     def object_path(self, digest: Digest) -> Path:
         return self.root / object_name(digest)
 
-    def object_file(self, digest: Digest) -> str:
-        """:meth:`object_path` as a string: for the loops over thousands of objects,
-        where building a Path each costs more than the stat."""
-        return self._prefix + object_name(digest)
+    def object_file(self, digest: Digest) -> str:  # for loops over thousands: no Path each
+        return os.path.join(self.root, object_name(digest))
 
     def __contains__(self, digest: object) -> bool:
         return isinstance(digest, Digest) and os.path.isfile(self.object_file(digest))
@@ -552,9 +549,8 @@ class Store:
             return False
 
     def intact(self, digest: Digest) -> bool:
-        """Whether an object may be used without reading it (linked, or taken for the
-        bytes a workspace file holds): :func:`gitpipe.store.trust.check`, a stat and
-        its stamp; False: corrupt, for the caller to quarantine."""
+        """Whether an object may be used unread (linked, or taken for a workspace file's
+        bytes): :func:`gitpipe.store.trust.check`; False: corrupt, to be quarantined."""
         return trust.check(self.object_path(digest), digest) is not False
 
     def keeps(
@@ -725,9 +721,7 @@ class Store:
 
     def iter_objects(self) -> Iterable[Digest]:
         base = self.objects / ALGORITHM
-        if not base.is_dir():
-            return
-        for prefix in sorted(base.iterdir()):
+        for prefix in sorted(base.iterdir()) if base.is_dir() else ():
             for item in sorted(prefix.iterdir()):
                 digest = parse_object_name(item.relative_to(self.root).as_posix())
                 if digest is not None:
