@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -144,6 +143,8 @@ class Environment:
     def tool(self, command: str) -> str:
         """The first line of ``command --version`` (stdout, else stderr), trimmed."""
         if command not in self._tools:
+            import subprocess  # here: a step's key asks for a command's version rarely
+
             try:
                 done = subprocess.run(
                     [command, "--version"],
