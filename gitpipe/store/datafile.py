@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from gitpipe.core import atomic, tomlcache
 from gitpipe.core.errors import LockfileError
 from gitpipe.core.hashing import Digest, DigestError, safe_relpath
@@ -118,6 +116,8 @@ class DataRecords:
             "gitpipe": {"schema": DATA_SCHEMA},
             "data": {record.name: record.to_toml() for record in self},
         }
+        import tomli_w  # here: reading, which most commands only do, needs no writer
+
         return HEADER + tomli_w.dumps(data, multiline_strings=False)
 
 

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from gitpipe.core import atomic, collector, stamps, tomlcache
 from gitpipe.core.errors import LockfileError
 from gitpipe.core.hashing import Digest, DigestError, digest_bytes
@@ -100,6 +98,8 @@ class Lock:
 
 
 def _dumps(data: dict[str, Any]) -> str:
+    import tomli_w  # here: reading, which most commands only do, needs no writer
+
     return HEADER + tomli_w.dumps(data, multiline_strings=False)
 
 
