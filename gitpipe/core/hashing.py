@@ -286,16 +286,22 @@ def _compact(*, allow_nan: bool) -> Callable[[object], str]:
     allow_nan=allow_nan)`, with its C encoder made once, not once per call as
     `json.dumps` and `JSONEncoder.encode` make it: keys are encoded by the ten
     thousand.  Without the check for circular values, which would take the same time
-    again: the values encoded here are trees gitpipe builds."""
+    again: the values encoded here are trees gitpipe builds.  Where the C encoder is
+    missing, or is made or writes otherwise than this Python's json does, that json."""
+    slow = json.JSONEncoder(
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan
+    ).encode
     make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # a Python without json's C accelerator
-        return json.JSONEncoder(
-            sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan
-        ).encode
-    # (markers, default, string encoder, indent, separators, sort_keys, skipkeys, allow_nan)
-    fast = make(
-        None, _refuse, json.encoder.encode_basestring, None, ":", ",", True, False, allow_nan
-    )
+    try:
+        # (markers, default, string encoder, indent, separators, sort_keys, skipkeys, allow_nan)
+        fast = make(
+            None, _refuse, json.encoder.encode_basestring, None, ":", ",", True, False, allow_nan
+        )
+    except TypeError:  # None, or another signature than CPython's of 3.10 to 3.13
+        return slow
+    probe = {"b": [1, 2.5, None, True, "é\n"], "a": {"z": {}, "y": -0.0}}
+    if "".join(fast(probe, 0)) != slow(probe):
+        return slow
     return lambda value: "".join(fast(value, 0))
 
 
