@@ -215,21 +215,23 @@ def _entry(body: Mapping[str, Any], *, modes: bool = True) -> LockEntry:
         return {path: parse(text) for path, text in table.items()}
 
     parse = Digest.parse
+    get = body.get
 
+    # a field most entries leave out is not gone through: a lock holds thousands
     return LockEntry(
         key=Digest.parse(body["key"]),
         cmd=tuple(body["cmd"]),
-        wdir=str(body.get("wdir", ".")),
+        wdir=str(get("wdir", ".")),
         deps=digests("deps"),
         code=digests("code"),
-        params=dict(body.get("params", {})),
-        env=dict(body.get("env", {})),
+        params=dict(get("params", ())),
+        env=dict(get("env", ())),
         outs=digests("outs"),
-        metrics=dict(body.get("metrics", {})),
-        executable=_paths(body.get("executable", [])),
+        metrics=dict(get("metrics", ())),
+        executable=_paths(body["executable"]) if "executable" in body else frozenset(),
         modes=modes,
-        urls=_urls(body.get("urls", {})),
-        environment=_environment(body.get("environment", {})),
+        urls=_urls(body["urls"]) if "urls" in body else {},
+        environment=_environment(body["environment"]) if "environment" in body else {},
     )
 
 
