@@ -50,6 +50,16 @@ def test_a_table_hashed_row_by_row_has_the_digest_of_the_whole_record():
     )
 
 
+@pytest.mark.parametrize("count", [1, 255, 256, 257, 512, 513, 1000])
+def test_a_table_of_any_length_hashed_in_batches_has_the_whole_record_s_digest(count: int):
+    # rows are encoded a batch at a time (hashing._ROWS): every boundary lands alike
+    rows = {f"s{i:04d}": {"cmd": [f"cp {i} {i + 1}"], "n": i} for i in range(count)}
+    head = {"schema": "s/1"}
+    assert digest_record_with_table(head, "steps", rows, rows.__getitem__) == digest_record(
+        {**head, "steps": rows}
+    )
+
+
 def test_a_table_hashed_row_by_row_refuses_what_the_whole_record_refuses():
     with pytest.raises(TypeError):
         digest_record_with_table({}, "steps", ["a"], lambda _: object())

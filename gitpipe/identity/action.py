@@ -111,17 +111,19 @@ def key_record(
     return KeyRecord(
         cmd=step.cmd,
         wdir=step.wdir,
-        code=dict(sorted(code.items())),
+        code=dict(sorted(code.items())) if code else {},
         deps=dict(sorted(deps.items())),
-        params=dict(sorted(step.params.items())),
-        env=dict(sorted(step.env.items())),
-        outs=tuple(sorted(str(spec) for spec in step.outs)),
-        metrics=tuple(sorted(str(spec) for spec in step.metrics)),
+        params=dict(sorted(step.params.items())) if step.params else {},
+        env=dict(sorted(step.env.items())) if step.env else {},
+        outs=tuple(sorted(map(str, step.outs))),
+        metrics=tuple(sorted(map(str, step.metrics))),
         fn=step.fn,
         pythonpath=tuple(pythonpath),
-        urls={url: dict(sorted(found.items())) for url, found in sorted((urls or {}).items())},
-        plots=tuple(sorted(str(spec) for spec in step.plots)),
-        environment=dict(sorted((environment or {}).items())),
+        urls={url: dict(sorted(found.items())) for url, found in sorted(urls.items())}
+        if urls
+        else {},
+        plots=tuple(sorted(map(str, step.plots))),
+        environment=dict(sorted(environment.items())) if environment else {},
     )
 
 
@@ -132,16 +134,17 @@ def fingerprint(pipeline: Pipeline, code: Mapping[str, Mapping[str, Digest]]) ->
 
     def part(name: str) -> dict[str, Any]:
         step = pipeline.steps[name]
+        found = code.get(name)
         record: dict[str, Any] = {
             "cmd": [step.fn] if step.fn else list(step.cmd),
             "wdir": step.wdir,
-            "deps": sorted(str(spec) for spec in step.deps),
-            "outs": sorted(str(spec) for spec in step.outs),
-            "metrics": sorted(str(spec) for spec in step.metrics),
+            "deps": sorted(map(str, step.deps)),
+            "outs": sorted(map(str, step.outs)),
+            "metrics": sorted(map(str, step.metrics)),
             "after": sorted(step.after),
             "params": dict(step.params),
             "env": dict(step.env),
-            "code": {path: str(digest) for path, digest in sorted(code.get(name, {}).items())},
+            "code": {path: str(found[path]) for path in sorted(found)} if found else {},
         }
         if step.urls:  # only then: the fingerprints of pipelines without them stay
             record["urls"] = sorted(str(dep) for dep in step.urls)
