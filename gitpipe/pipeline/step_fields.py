@@ -28,7 +28,7 @@ from gitpipe.pipeline.model import (
     UrlDep,
 )
 from gitpipe.pipeline.params import References
-from gitpipe.pipeline.paths import check_own_paths, is_url, path, url
+from gitpipe.pipeline.paths import check_own_paths, is_url, path, plain, url
 from gitpipe.pipeline.refs import scalar_text
 
 STEP_FIELDS = frozenset(
@@ -100,6 +100,9 @@ def parse_step(
         values = checks.str_list(body[key], f"{prefix}.{key}")
         specs = []
         for i, value in enumerate(values):
+            if "${" not in value and plain(value):  # most: as written (see plain)
+                specs.append(PathSpec(value))
+                continue
             where = f"{prefix}.{key}[{i}]"
             raw = refs.expand(value, where, metrics=False)
             if not outputs and is_url(raw):
