@@ -114,10 +114,12 @@ def check_before_run(
     real_top = guarded.top
     inside = real_top.rstrip(os.sep) + os.sep
     folders: dict[str, str] = {}  # each output's folder, resolved once
+    # each output's folder: what holds for the outputs in it (see _folder_kind)
+    kinds: dict[str, tuple[int, frozenset[str]]] = {}
     for name in names:
         step = pipeline.steps[name]
-        for i, dep in enumerate(step.deps):
-            if not run or project.graph.producers_of(dep):
+        for i, dep in enumerate(step.deps if run else ()):
+            if project.graph.producers_of(dep):
                 continue
             if not (project.root / dep.path).exists():
                 added = datafile.read(datafile.path_for(project.file)).holding(dep.path)
@@ -134,8 +136,24 @@ def check_before_run(
                     key=f"steps.{name}.deps[{i}]",
                 )
         for index, out in enumerate(step.all_outs):
+            parent, _, leaf = out.path.rpartition("/")
+            known = kinds.get(parent)
+            if known is None:
+                known = kinds[parent] = _folder_kind(guarded, project.root, parent, folders)
+            kind, near = known
+            plain = (
+                kind != _ANY
+                and leaf not in _SPECIAL
+                and leaf not in near
+                and leaf.casefold() not in spec.RESERVED_NAMES
+            )
+            if plain and kind == _NO_FOLDER:
+                continue  # nothing there: no link, and nothing refuses its place
             place = _place(project.root, out.path, folders)
-            real = os.path.realpath(place) if os.path.islink(place) else place
+            link = os.path.islink(place)
+            if plain and not link:
+                continue  # nothing refuses its place, and it leads nowhere else
+            real = os.path.realpath(place) if link else place
             if real != place and _links_to_object(project, out.path, real, folders, inside):
                 real = place  # `link = "symlink"` made it: where it is counts, not the object
             refusal = _refusal(guarded, place, real)
@@ -203,6 +221,43 @@ def _refusal(guarded: Protected, place: str, real: str) -> str:
             "there, choose another path"
         )
     return ""
+
+
+#: the last parts of a path :func:`_place` resolves as a whole
+_SPECIAL = ("", ".", "..")
+#: an output's folder, as :func:`_folder_kind` finds it: no output in it is known
+#: to be allowed without looking at it; only a link in it may be refused; or that,
+#: and no folder is there, so no link either
+_ANY, _CLEAR, _NO_FOLDER = 0, 1, 2
+
+
+def _folder_kind(
+    guarded: Protected, root: Path, parent: str, folders: dict[str, str]
+) -> tuple[int, frozenset[str]]:
+    """What holds for the outputs in the folder ``parent`` (relative to the pipeline's
+    folder; resolved into ``folders``), and the names in it that are or hold a
+    protected place.  An output there whose last part is a plain name, none of those
+    nor `.git` or `.gitpipe`, is one :func:`_refusal` has nothing to say of unless
+    it is a link (:data:`_CLEAR`: the folder is inside the repository, no part of it
+    is `.git` or `.gitpipe`, it is no protected place nor inside one); and when no
+    folder is there (:data:`_NO_FOLDER`), no link is there either: the outputs of a
+    pipeline never run.  Asked once per folder, not once per output."""
+    real = folders.get(parent)
+    if real is None:
+        real = folders[parent] = os.path.realpath(root / parent if parent else root)
+    top, head = guarded.top, guarded._heads[0]
+    if real != top and not real.startswith(head):
+        return _ANY, frozenset()
+    if real != top and spec.reserved(_relative(real, top, head).replace(os.sep, "/")):
+        return _ANY, frozenset()
+    below = os.path.join(real, "")
+    near = set()
+    for place, _ in guarded.places:
+        if real == place or real.startswith(place + "/"):
+            return _ANY, frozenset()
+        if place.startswith(below):  # an output named so is it or holds it
+            near.add(place[len(below) :].partition("/")[0])
+    return (_CLEAR if os.path.isdir(real) else _NO_FOLDER), frozenset(near)
 
 
 def _place(root: Path, relpath: str, folders: dict[str, str]) -> str:
