@@ -127,9 +127,11 @@ def status_and_data(
     names = project.select(targets, single=single, downstream=downstream)
     # an answer that rests on a url's fingerprint cannot be kept by stamps alone
     remote = any(step.urls for step in project.pipeline.steps.values())
-    whole = not targets and project.state_dir.is_dir() and not remote
+    state = project.state_dir.is_dir()
+    whole = not targets and state and not remote
     recorder = Recorder() if whole else None
-    git_check = guard.git_check_digest(project, names)
+    # without gitpipe's folder no check passed before, and none is kept (remember_check)
+    git_check = guard.git_check_digest(project, names) if state else None
     if git_check is not None and git_check == guard.passed_git_check(project.state_dir):
         # the Git index and the outputs are as when they last passed: skip Git
         guard.check_before_run(project, names, None, run=False, git=False)
