@@ -76,22 +76,28 @@ def build(pipeline: Pipeline) -> Graph:
     steps = pipeline.steps
     producer = {spec.path: name for name, step in steps.items() for spec in step.all_outs}
     lookup = Graph((), {}, {}, producer, tuple(sorted(producer)))
-    parents: dict[str, set[str]] = {name: set() for name in steps}
+    producers_of = lookup.producers_of
+    parents: dict[str, set[str]] = {}
     for name, step in steps.items():
+        ups: set[str] = set()
         for dep in step.deps:
-            parents[name] |= lookup.producers_of(dep) - {name}
+            ups |= producers_of(dep)
+        ups.discard(name)  # a step reading its own output is no edge
         for i, other in enumerate(step.after):
             if other in steps:
-                parents[name].add(other)
+                ups.add(other)
             elif other in pipeline.groups:  # a matrix step or nested pipeline: all of it
-                parents[name].update(pipeline.groups[other])
+                ups.update(pipeline.groups[other])
             else:
                 raise PipelineError(
                     f"step {name!r} runs after {other!r}, which is not a step of this pipeline",
                     file=pipeline.file.name,
                     key=f"steps.{step.group or name}.after[{i}]",
                 )
-        parents[name].update(ref.step for ref in step.metric_refs)  # checked by the parser
+        if step.metric_refs:
+            ups.update(ref.step for ref in step.metric_refs)  # checked by the parser
+        parents[name] = ups
+    # each step's children in file order: its parents are gone through in that order
     children: dict[str, list[str]] = {name: [] for name in steps}
     for name, ups in parents.items():
         for up in ups:
@@ -108,7 +114,7 @@ def build(pipeline: Pipeline) -> Graph:
     return Graph(
         order=tuple(order),
         parents={name: _in_file_order(ups, position) for name, ups in parents.items()},
-        children={name: _in_file_order(c, position) for name, c in children.items()},
+        children={name: tuple(c) for name, c in children.items()},
         producer=producer,
         out_paths=lookup.out_paths,
         groups=pipeline.groups,
