@@ -139,8 +139,12 @@ class Parser(Checks):
             elif "matrix" in body:
                 expansion = self.matrix(step_name, body, params)
                 groups[step_name] = tuple(expansion)
-            else:
-                expansion = {step_name: self.step(step_name, body, params)}
+            else:  # most steps: the checks of check_expansion that can fail for them
+                step = self.step(step_name, body, params)
+                if step_name in steps:  # a name a matrix step or a nested pipeline made
+                    self.check_expansion(step_name, body, {step_name: step}, steps, steps_table)
+                steps[step_name] = step
+                continue
             self.check_expansion(step_name, body, expansion, steps, steps_table)
             steps.update(expansion)
         check_outputs(self, steps)

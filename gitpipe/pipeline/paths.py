@@ -172,7 +172,7 @@ def check_own_paths(checks: Checks, step: Step) -> None:
     """A step declares each output once and reads none of them."""
     outs = step.all_outs
     seen: set[str] = set()
-    for index, spec in enumerate(outs):
+    for index, spec in enumerate(outs if len(outs) > 1 else ()):  # one is declared once
         if spec.path in seen:
             raise checks.error(
                 f"output {str(spec)!r} is declared twice in step {step.name!r}",
@@ -181,6 +181,9 @@ def check_own_paths(checks: Checks, step: Step) -> None:
         seen.add(spec.path)
     for i, dep in enumerate(step.deps):
         for out in outs:
+            d, o = dep.path, out.path  # one holds the other only if it starts with it
+            if not (d.startswith(o) or o.startswith(d) or "." in (d, o)):
+                continue
             if out.contains(dep) or dep.contains(out):
                 both = f"{str(dep)!r}" if dep.path == out.path else f"{str(dep)!r} and {str(out)!r}"
                 raise checks.error(
@@ -203,8 +206,10 @@ def check_outputs(checks: Checks, steps: Mapping[str, Step]) -> None:
                     "each output must belong to one step",
                     out_key(step, index),
                 )
+    free: set[str] = set()  # folders no output is, nor any folder above them
     for out, (name, step, index) in owner.items():
-        if "/" not in out:
+        folder = out.rpartition("/")[0]
+        if not folder or folder in free:  # most outputs share a few folders
             continue
         parts = out.split("/")
         for i in range(1, len(parts)):
@@ -221,6 +226,7 @@ def check_outputs(checks: Checks, steps: Mapping[str, Step]) -> None:
                     "an output folder must not contain another output",
                     out_key(step, index),
                 )
+        free.add(folder)
 
 
 def check_protected(
@@ -238,14 +244,22 @@ def check_protected(
     }
     for include in includes:
         places.setdefault(include, f"the pipeline file {include}")
+    # a path is, holds or lies inside a place only if both start with the same part
+    firsts = {place.partition("/")[0] for place in places}
     for step_name, step in steps.items():
         for index, spec in enumerate(step.all_outs):
             # no part of the path can be .git or .gitpipe, in any case, without this
-            found = (".git" in spec.path.casefold() and reserved(spec.path)) or next(
-                ((r, what) for place, what in places.items() if (r := relation(spec.path, place))),
-                None,
-            )
-            if found is not None:
+            found = ".git" in spec.path.casefold() and reserved(spec.path)
+            if not found and spec.path.partition("/")[0] in firsts:
+                found = next(
+                    (
+                        (r, what)
+                        for place, what in places.items()
+                        if (r := relation(spec.path, place))
+                    ),
+                    None,
+                )
+            if found:
                 raise checks.error(
                     f"output {str(spec)!r} of step {step_name!r} {found[0]} {found[1]}; "
                     "gitpipe never writes there, choose another path",
