@@ -63,12 +63,11 @@ def status_lines(statuses: list[StepStatus], *, verbose: bool = False) -> list[s
     command and its fast path (gitpipe/__main__.py) print these."""
     lines = []
     width = max((len(s.step) for s in statuses), default=0)
-    for s in statuses:
-        detail = "; ".join(str(r) for r in s.reasons)
+    for s in statuses:  # the parts of a detail, each once, "; " between them
+        detail = "; ".join([str(r) for r in s.reasons]) if s.reasons else ""
         if s.upstream:
-            detail = "; ".join(
-                filter(None, [detail, f"upstream will run: {', '.join(s.upstream)}"])
-            )
+            upstream = f"upstream will run: {', '.join(s.upstream)}"
+            detail = f"{detail}; {upstream}" if detail else upstream
         action = _ACTIONS.get(s.action, "") if s.action != s.state else ""
         if s.action == "restore":
             action = (
@@ -76,7 +75,8 @@ def status_lines(statuses: list[StepStatus], *, verbose: bool = False) -> list[s
                 if s.source == "lock"
                 else "restores a stored result"
             )
-        detail = "; ".join(filter(None, [detail, action]))
+        if action:
+            detail = f"{detail}; {action}" if detail else action
         line = f"{s.step:<{width}}  {s.state}"
         lines.append(f"{line}  {detail}".rstrip())
         if verbose:

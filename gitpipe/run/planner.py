@@ -217,15 +217,22 @@ class Planner:
         self.inputs.fingerprints.prefetch(u.url for s in steps if not s.frozen for u in s.urls)
         decided: dict[str, Decision] = {}
         for name in names:
-            ups = [decided[p] for p in parents[name] if p in decided]
-            held = next((d for d in ups if d.action in (SKIPPED, WAITING)), None)
-            running = tuple(d.step for d in ups if d.action == RUN)
+            held = None  # the first selected parent skipped or waiting
+            running = []  # the selected parents that will run
+            for parent in parents[name]:
+                up = decided.get(parent)
+                if up is None:
+                    continue
+                if held is None and up.action in (SKIPPED, WAITING):
+                    held = up
+                if up.action == RUN:
+                    running.append(up.step)
             decision = self.decide(
                 name,
                 entries=entries,
                 projection=projection,
                 held=held,
-                running=running,
+                running=tuple(running),
             )
             decided[name] = decision
             if decision.action == RESTORE and decision.result is not None:
