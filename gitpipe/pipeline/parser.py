@@ -130,7 +130,8 @@ class Parser(Checks):
         reads: list[str] = []
         for step_name, body in steps_table.items():
             self.step_name(step_name)
-            body = self.table(body, f"steps.{step_name}")
+            if not isinstance(body, dict):  # the key is made only for the error
+                self.table(body, f"steps.{step_name}")
             if "pipeline" in body:
                 expansion, nested_groups, nested_files, nested_reads = self.nested(step_name, body)
                 groups.update(nested_groups)  # with step_name -> its steps

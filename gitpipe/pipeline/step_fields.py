@@ -140,7 +140,8 @@ def parse_step(
             paramfiles.select(checks, files or {}, entry, where) if ":" in entry else [entry]
         ):
             refs.param(dotted, where)
-    refs.use_matrix()
+    if matrix:
+        refs.use_matrix()
     for dotted, value in refs.used.items():
         paramfiles.check_not_null(checks, dotted, value, f"{prefix}.params")
     env_written, env = _env(checks, refs, body, prefix) if "env" in body else ({}, {})
@@ -154,7 +155,7 @@ def parse_step(
             output=False,
         ).path
     when = refs.condition(body["when"], f"{prefix}.when") if "when" in body else None
-    timeout = _timeout(checks, body, prefix)
+    timeout = _timeout(checks, body, prefix) if "timeout" in body else None
     resources = _resources(checks, body, prefix) if "resources" in body else {}
     step = Step(
         name=name,
@@ -163,10 +164,10 @@ def parse_step(
         outs=outs,
         metrics=metrics,
         plots=plots,
-        params=dict(sorted(refs.used.items())),
+        params=dict(sorted(refs.used.items())) if refs.used else {},
         code=code,
         after=after,
-        env=dict(sorted(env.items())),
+        env=dict(sorted(env.items())) if env else {},
         wdir=wdir,
         timeout=timeout,
         resources=resources,
@@ -174,11 +175,13 @@ def parse_step(
         group=group,
         matrix=dict(matrix or {}),
         when=when,
-        metric_refs=tuple(dict.fromkeys(refs.refs)),
+        metric_refs=tuple(dict.fromkeys(refs.refs)) if refs.refs else (),
         template=Template(
-            cmd=tuple(raw_cmds), env=dict(sorted(env_written.items())), wdir=wdir_written
+            cmd=tuple(raw_cmds),
+            env=dict(sorted(env_written.items())) if env_written else {},
+            wdir=wdir_written,
         ),
-        urls=tuple(urls),
+        urls=tuple(urls) if urls else (),
         **_flags(checks, body, prefix, code_digest=code_digest, link=link, environment=environment),
     )
     check_own_paths(checks, step)
@@ -199,6 +202,7 @@ _FLAGS = (
     "environment",
     "deterministic",
 )
+_FLAG_SET = frozenset(_FLAGS)
 
 
 def _flags(checks: Checks, body: dict[str, Any], prefix: str, **defaults: Any) -> dict[str, Any]:
@@ -206,6 +210,8 @@ def _flags(checks: Checks, body: dict[str, Any], prefix: str, **defaults: Any) -
     pipeline's ``code_digest``, ``link`` and ``environment``); any other it does not
     write is left out, for the step's default.  Most steps write none of them."""
     found: dict[str, Any] = defaults
+    if _FLAG_SET.isdisjoint(body):
+        return found
     for name in _FLAGS:
         if name not in body:
             continue
