@@ -97,13 +97,19 @@ def build(pipeline: Pipeline) -> Graph:
         if step.metric_refs:
             ups.update(ref.step for ref in step.metric_refs)  # checked by the parser
         parents[name] = ups
+    position = {name: i for i, name in enumerate(steps)}
     # each step's children in file order: its parents are gone through in that order
     children: dict[str, list[str]] = {name: [] for name in steps}
+    forward = True  # whether every step comes after its parents in the file
     for name, ups in parents.items():
+        at = position[name]
         for up in ups:
             children[up].append(name)
-    position = {name: i for i, name in enumerate(steps)}
-    order = _topological(steps, parents, children, position)
+            if position[up] >= at:
+                forward = False
+    # Kahn's algorithm, taking ready steps in file order, takes them all in file
+    # order when the file has each step after its parents (and so no cycle)
+    order = list(steps) if forward else _topological(steps, parents, children, position)
     if len(order) != len(steps):
         cycle = _find_cycle(set(steps) - set(order), parents, position)
         raise PipelineError(
@@ -113,7 +119,10 @@ def build(pipeline: Pipeline) -> Graph:
         )
     return Graph(
         order=tuple(order),
-        parents={name: _in_file_order(ups, position) for name, ups in parents.items()},
+        parents={
+            name: tuple(ups) if len(ups) < 2 else _in_file_order(ups, position)
+            for name, ups in parents.items()
+        },
         children={name: tuple(c) for name, c in children.items()},
         producer=producer,
         out_paths=lookup.out_paths,
