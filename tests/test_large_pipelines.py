@@ -221,6 +221,44 @@ def test_init_by_slots_refuses_a_class_it_would_get_wrong() -> None:
     assert copy == Pair(1, [2])
 
 
+def test_a_class_of_many_fields_is_set_through_its_twin_and_is_itself_after() -> None:
+    def failing() -> list[int]:
+        raise ValueError("no default")
+
+    @init_by_slots
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Wide:
+        a: int
+        b: int = 2
+        c: int = 3
+        d: int = 4
+        e: int = 5
+        f: int = 6
+        g: int = 7
+        h: list[int] = dataclasses.field(default_factory=list)
+        i: list[int] = dataclasses.field(default_factory=failing)
+
+    wide = Wide(1, i=[9])
+    assert type(wide) is Wide and wide == Wide(1, 2, 3, 4, 5, 6, 7, [], [9])
+    assert (wide.a, wide.g, wide.h, wide.i) == (1, 7, [], [9])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        wide.a = 0  # type: ignore[misc]
+    made: list[Wide] = []
+
+    class Kept(Wide):
+        __slots__ = ("extra",)
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            made.append(self)
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.raises(ValueError, match="no default"):
+        Kept(1)  # a raising default leaves the object what it was made as
+    assert type(made[0]) is Kept and made[0].a == 1
+    kept = Kept(1, i=[])
+    assert type(kept) is Kept and (kept.a, kept.h) == (1, [])
+
+
 def test_the_collector_is_paused_while_a_pipeline_is_built_and_left_as_it_was(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:

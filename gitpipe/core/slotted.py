@@ -38,6 +38,10 @@ def pickled_by_slots(cls: _Frozen) -> _Frozen:
     return cls
 
 
+#: the fields from which :func:`init_by_slots` sets them as one of a twin class
+_TWIN_FROM = 8
+
+
 def init_by_slots(cls: _Frozen) -> _Frozen:
     """Give a frozen, slotted dataclass an ``__init__`` that sets its slots directly.
 
@@ -45,28 +49,48 @@ def init_by_slots(cls: _Frozen) -> _Frozen:
     one sets each field through ``object.__setattr__`` (frozen classes must), which
     for the 33 fields of gitpipe.pipeline.model.Step was half of making one.  Setting
     a field afterwards still raises ``FrozenInstanceError``.  Only for classes whose
-    fields are all plain ``__init__`` parameters, without ``__post_init__``."""
+    fields are all plain ``__init__`` parameters, without ``__post_init__``.
+
+    A class of many fields (Step, a plan's Decision, a StepStatus: one each per step
+    of a `status`) has a twin: a class of the same slots, so of the same layout, with
+    no ``__setattr__`` of its own.  The new object is made one of the twin while its
+    fields are set, each by the interpreter's plain slot store (a sixth of a call to
+    the slot's setter), and is one of ``cls`` again before ``__init__`` returns,
+    raise or not.  An object of a subclass is set field by field as before."""
     if hasattr(cls, "__post_init__") or any(not f.init or f.kw_only for f in fields(cls)):
         raise TypeError(f"{cls.__name__}: init_by_slots makes plain __init__ methods only")
-    params, body = [], []
-    scope: dict[str, Any] = {"_new_missing": MISSING}
+    params, by_setter, by_store = [], [], []
+    scope: dict[str, Any] = {"_new_missing": MISSING, "_cls": cls}
     for each in fields(cls):
         name = each.name
         scope[f"_set_{name}"] = cls.__dict__[name].__set__
+        value = name
         if each.default is not MISSING:
             scope[f"_default_{name}"] = each.default
             params.append(f"{name}=_default_{name}")
-            body.append(f"    _set_{name}(self, {name})")
         elif each.default_factory is not MISSING:
             scope[f"_factory_{name}"] = each.default_factory
             params.append(f"{name}=_new_missing")
-            body.append(
-                f"    _set_{name}(self, _factory_{name}() if {name} is _new_missing else {name})"
-            )
+            value = f"_factory_{name}() if {name} is _new_missing else {name}"
         else:
             params.append(name)
-            body.append(f"    _set_{name}(self, {name})")
-    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
+        by_setter.append(f"    _set_{name}(self, {value})")
+        by_store.append(f"            self.{name} = {value}")
+    source = f"def __init__(self, {', '.join(params)}):\n"
+    if len(by_store) >= _TWIN_FROM:
+        scope["_twin"] = type(
+            f"_{cls.__name__}Twin", (), {"__slots__": cls.__slots__, "__module__": cls.__module__}
+        )
+        scope["_set_attribute"] = object.__setattr__  # past the frozen class's refusal
+        source += (
+            "    if type(self) is _cls:\n"
+            "        _set_attribute(self, '__class__', _twin)\n"
+            "        try:\n" + "\n".join(by_store) + "\n"
+            "        finally:\n"
+            "            self.__class__ = _cls\n"
+            "        return\n"
+        )
+    source += "\n".join(by_setter) + "\n"
     exec(source, scope)  # the text above, made from the class's own field names
     init = scope["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
