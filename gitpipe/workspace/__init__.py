@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitpipe.core import atomic, layout, stamps
+from gitpipe.core import atomic, collector, layout, stamps
 from gitpipe.core.errors import UsageError
 from gitpipe.core.layout import STATE_DIR, locate
 from gitpipe.core.records import StepStatus
@@ -241,7 +241,8 @@ class Project:
             # never the values a `repro -p` shows its steps, even while it runs
             params_bytes=functools.partial(overlay.committed_bytes, self.root, self.state_dir),
         )
-        self._graph = graphs.build(pipeline)
+        with collector.paused():  # the graph lives as long as the pipeline: none garbage
+            self._graph = graphs.build(pipeline)
         self._pipeline = pipeline
         self._keep = keep  # called by a command that went well: see keep_caches
 
