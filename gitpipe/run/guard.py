@@ -245,10 +245,7 @@ def _folder_kind(
     real = folders.get(parent)
     if real is None:
         real = folders[parent] = os.path.realpath(root / parent if parent else root)
-    top, head = guarded.top, guarded._heads[0]
-    if real != top and not real.startswith(head):
-        return _ANY, frozenset()
-    if real != top and spec.reserved(_relative(real, top, head).replace(os.sep, "/")):
+    if not guarded.inside(real) or guarded.reserved(real) is not None:
         return _ANY, frozenset()
     below = os.path.join(real, "")
     near = set()
@@ -296,13 +293,18 @@ class Protected:
         """Whether a real path is the repository's top folder or inside it."""
         return real == self.top or real.startswith(self._heads[0])
 
+    def reserved(self, real: str) -> tuple[str, str] | None:
+        """How a real path inside the repository stands to a `.git` or `.gitpipe` that
+        is a part of it (:func:`gitpipe.pipeline.spec.reserved`), or None."""
+        rel = _relative(real, self.top, self._heads[0]).replace(os.sep, "/")
+        return spec.reserved(rel) if rel != "." else None
+
     def relation(self, real: str, *, contains: bool = True) -> tuple[str, str] | None:
         """How a real path inside the repository stands to a protected place:
         ("is" | "lies inside" | "contains", what the place is), or None; "contains"
         only where ``contains`` asks."""
         if self.inside(real):
-            rel = _relative(real, self.top, self._heads[0]).replace(os.sep, "/")
-            found = spec.reserved(rel) if rel != "." else None
+            found = self.reserved(real)
             if found is not None:
                 return found
         below = real + "/"  # spec.relation's tests, each path with "/" made once
