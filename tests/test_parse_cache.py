@@ -61,6 +61,24 @@ def test_a_parsed_pipeline_is_kept_and_reused(workspace: Workspace) -> None:
     assert list(first.steps) == ["inner/count", "say"]
 
 
+def test_the_parse_is_kept_before_the_run_and_stays_when_a_step_fails(
+    workspace: Workspace,
+) -> None:
+    outer = workspace.pipeline(OUTER.replace("echo ${params.word} > said.txt", "exit 3"))
+    inner = workspace.write("sub/gitpipe.toml", INNER)
+    age(outer, inner)
+    workspace.gitpipe("repro", "--dry-run")
+    assert not pickled(workspace).exists()  # a dry run writes nothing
+    failed = workspace.gitpipe("repro")
+    assert failed.exit_code != 0
+    assert pickled(workspace).is_file()  # kept once every check passed, before the run
+    cache = workspace.root / ".gitpipe" / "parsed"
+    assert list(spec.load_cached(outer.resolve(), cache_dir=cache)[0].steps) == [
+        "inner/count",
+        "say",
+    ]
+
+
 def test_an_edit_of_the_same_size_is_seen(workspace: Workspace) -> None:
     outer = workspace.pipeline(OUTER)
     inner = workspace.write("sub/gitpipe.toml", INNER)
