@@ -264,12 +264,15 @@ class Project:
         self._lock_read = (stamp, read_ns, lock) if stamp is not None else None
         return lock
 
-    def keep_caches(self) -> None:
+    def keep_caches(self, *, lock: bool = True) -> None:
         """Cache the parsed pipeline and lock files, now that a command used them
-        without error (a dry run or a refused command writes nothing)."""
+        without error (a dry run or a refused command writes nothing); without
+        ``lock``, the pipeline files only (the lock's is kept later)."""
         self._keep()
-        self._keep_lock()
-        self._keep = self._keep_lock = _nothing
+        self._keep = _nothing
+        if lock:
+            self._keep_lock()
+            self._keep_lock = _nothing
 
     def select(
         self, targets: Iterable[str] = (), *, single: bool = False, downstream: bool = False

@@ -241,10 +241,10 @@ def reproduce(
             raise
         if not checked:  # kept once the state folder is there: a new workspace's too
             guard.remember_check(project.state_dir, git_check)
-        # the pipeline and the lock passed every check: their parses are kept now, and
-        # their tables let go of before the run (not held to its end, nor lost with a
-        # step that fails); a lock read again later is kept at the end
-        project.keep_caches()
+        # the pipeline passed every check: its parse is kept now, and its tables let go
+        # of before the run (not held to its end, nor lost with a step that fails); the
+        # lock's is kept at the end, with the lock the run writes
+        project.keep_caches(lock=False)
         _register(project, broadcast)
         with workspace_lock(project.state_dir / "repro.lock", wait=wait, emit=broadcast):
             _clear_scratch(project.state_dir / "tmp")
