@@ -265,9 +265,8 @@ class Project:
         return lock
 
     def keep_caches(self, *, lock: bool = True) -> None:
-        """Cache the parsed pipeline and lock files, now that a command used them
-        without error (a dry run or a refused command writes nothing); without
-        ``lock``, the pipeline files only (the lock's is kept later)."""
+        """Cache the parsed pipeline (and, with ``lock``, lock) files, now that a command
+        used them without error (a dry run or a refused command writes nothing)."""
         self._keep()
         self._keep = _nothing
         if lock:
