@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from gitpipe.core.errors import (
     ApprovalNeeded,
@@ -38,7 +37,12 @@ from gitpipe.core.errors import (
     WorkspaceBusy,
 )
 
+#: ``typing.TYPE_CHECKING``: importing `typing` costs every command a few
+#: milliseconds, a no-op `status` too, which needs nothing of it
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from gitpipe.core.records import StepStatus
     from gitpipe.history.diff import PipelineDiff
     from gitpipe.history.versions import Report

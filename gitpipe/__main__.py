@@ -43,7 +43,9 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+
+#: ``typing.TYPE_CHECKING``: `typing` costs a no-op `status` a few milliseconds
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from gitpipe.core.records import StepStatus
@@ -165,23 +167,20 @@ def _status(before: dict[str, str], after: dict[str, str], check: bool) -> int |
     """`status`: from the snapshot when it answers, by stat calls alone; else the
     whole command, as the command line does it (:func:`_full_status`)."""
     from gitpipe.core import snapshot
-    from gitpipe.core.layout import locate
-    from gitpipe.core.records import status_lines
+    from gitpipe.core.layout import DEFAULT_FILE
     from gitpipe.core.states import FROZEN, SKIPPED, UP_TO_DATE
 
     _chdir(before, after)
     file = after.get("file", before.get("file"))
-    statuses = snapshot.answer(locate(".", file))
+    kept = snapshot.plain(os.path.join(".", file or DEFAULT_FILE))  # as layout.locate
     if (
-        statuses is not None
-        and not any(" unreachable: " in str(r) for s in statuses for r in s.reasons)
-        and not (check and any(s.action not in (UP_TO_DATE, FROZEN, SKIPPED) for s in statuses))
+        kept is not None
+        and not kept.unreachable
+        and not (check and any(s not in (UP_TO_DATE, FROZEN, SKIPPED) for s in kept.states))
     ):
         try:
             if sys.stdout is not None:  # else closed: typer writes nothing there either
-                sys.stdout.write(
-                    "".join(f"{line}\n" for line in status_lines(statuses) or ["no steps"])
-                )
+                sys.stdout.write("".join(f"{line}\n" for line in kept.lines or ["no steps"]))
                 sys.stdout.flush()
         except OSError as exc:  # as the command's error boundary says it
             from gitpipe.core.console import echo
@@ -191,6 +190,11 @@ def _status(before: dict[str, str], after: dict[str, str], check: bool) -> int |
                 echo(f"gitpipe: {describe(exc)}", err=True)
             return StoreError.exit_code
         return 0
+    statuses = None
+    if kept is not None:  # the kept answer, whose lines (or verdict) are not enough
+        from gitpipe.core.layout import locate
+
+        statuses = snapshot.answer(locate(".", file))
     return _ending(lambda: _full_status(file, statuses, check))
 
 

@@ -4,7 +4,12 @@ beside it."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+#: ``typing.TYPE_CHECKING``, without importing `typing` (nor `pathlib`, but where a
+#: path is made) on the way of a no-op status, which reads :data:`STATE_DIR`
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: the pipeline file a folder holds unless told otherwise
 DEFAULT_FILE = "gitpipe.toml"
@@ -15,6 +20,8 @@ STATE_DIR = ".gitpipe"
 def locate(path: str | os.PathLike[str] = ".", file: str | None = None) -> Path:
     """The pipeline file in folder ``path`` (``gitpipe.toml``, or ``file`` relative to
     it); ``path`` may name the file itself."""
+    from pathlib import Path
+
     base = Path(path)
     if file is None and base.is_file():
         return base

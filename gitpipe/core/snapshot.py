@@ -16,24 +16,25 @@ This module is on the start-up path of every `status`: it imports nothing heavy.
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import marshal
 import os
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from gitpipe.core import atomic
 from gitpipe.core.layout import STATE_DIR
-from gitpipe.core.records import Reason, StepStatus
 from gitpipe.core.stamps import Stamp, racy, stamp_of
 from gitpipe.core.states import FROZEN, SKIPPED, UP_TO_DATE
 
+#: ``typing.TYPE_CHECKING``, without importing `typing` on the way of a no-op status
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+    from typing import Any
+
+    from gitpipe.core.records import StepStatus
+
 #: the snapshot's layout; a file of another layout is ignored
-FORMAT = 4
+FORMAT = 5
 
 _GLOB_CHARS = frozenset("*?[")
 _STATES = (UP_TO_DATE, FROZEN, SKIPPED)  # what a snapshot may hold
@@ -81,6 +82,8 @@ class Recorder:
     def look_glob(self, root: str, pattern: str) -> None:
         """Stamp the folders a glob of ``pattern`` under ``root`` lists: a new match
         changes one of them."""
+        import glob
+
         parts = pattern.split("/")
         for i, part in enumerate(parts):
             if not _GLOB_CHARS & set(part):
@@ -120,21 +123,44 @@ def _header(file: Path) -> tuple[Any, ...]:
     return (FORMAT, sys.version, str(file))
 
 
-@dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A kept answer whose stamps all hold now."""
+    """A kept answer whose stamps all hold now (a plain class: no `dataclasses` on the
+    way of a no-op status)."""
 
-    statuses: list[StepStatus]
-    #: HEAD's commit when the answer was kept, and whether `gitpipe.lock` then held
-    #: exactly what a repro that runs nothing writes there on that commit
-    head: str | None = None
-    lock_current: bool = False
-    #: what a no-op `repro` records and checks without parsing the pipeline
-    #: (gitpipe/run/noop.py): the pipeline's name (None: that repro must do the
-    #: whole work), and the digest of the Git check that passed
-    #: (gitpipe.run.guard.git_check_digest)
-    pipeline: str | None = None
-    git_check: str | None = None
+    __slots__ = ("git_check", "head", "lock_current", "pipeline", "statuses")
+
+    def __init__(
+        self,
+        statuses: list[StepStatus],
+        head: str | None = None,
+        lock_current: bool = False,
+        pipeline: str | None = None,
+        git_check: str | None = None,
+    ) -> None:
+        self.statuses = statuses
+        #: HEAD's commit when the answer was kept, and whether `gitpipe.lock` then held
+        #: exactly what a repro that runs nothing writes there on that commit
+        self.head = head
+        self.lock_current = lock_current
+        #: what a no-op `repro` records and checks without parsing the pipeline
+        #: (gitpipe/run/noop.py): the pipeline's name (None: that repro must do the
+        #: whole work), and the digest of the Git check that passed
+        #: (gitpipe.run.guard.git_check_digest)
+        self.pipeline = pipeline
+        self.git_check = git_check
+
+
+class Plain:
+    """What a no-op `status` prints, kept with the snapshot: its lines (as
+    :func:`gitpipe.core.records.status_lines` makes them of the kept statuses), each
+    step's state, and whether a reason says a remote dep was unreachable."""
+
+    __slots__ = ("lines", "states", "unreachable")
+
+    def __init__(self, lines: list[str], states: list[str], unreachable: bool) -> None:
+        self.lines = lines
+        self.states = states
+        self.unreachable = unreachable
 
 
 def write(
@@ -166,12 +192,20 @@ def write(
     stamps = recorder.stamps
     if any(s is not None and racy(max(s[1], s[2]), started_ns) for s in stamps.values()):
         return False
-    data = (_header(file), stamps, rows, head, lock_current, pipeline, git_check)
-    with contextlib.suppress(OSError, ValueError):  # a cache: never a reason to fail
+    from gitpipe.core import atomic
+    from gitpipe.core.records import status_lines
+
+    kept = _statuses(rows)  # what a read gives back: the lines are made of those
+    lines = status_lines(kept)
+    unreachable = any(" unreachable: " in str(r) for s in kept for r in s.reasons)
+    plain = (lines, [s.state for s in kept], unreachable)
+    data = (_header(file), stamps, rows, head, lock_current, pipeline, git_check, plain)
+    try:  # a cache: never a reason to fail
         (state_dir / "parsed").mkdir(exist_ok=True)
         atomic.write_bytes(snapshot_path(state_dir, file), marshal.dumps(data), sync=False)
-        return True
-    return False
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def answer(file: Path) -> list[StepStatus] | None:
@@ -181,26 +215,47 @@ def answer(file: Path) -> list[StepStatus] | None:
     return snapshot.statuses if snapshot is not None else None
 
 
+def plain(file: str) -> Plain | None:
+    """What a no-op `status` of the pipeline ``file`` prints, if its snapshot's stamps
+    all hold now, else None: stat calls and one small file read, nothing else
+    imported (the console script's fast path, gitpipe/__main__.py)."""
+    kept = _kept(file)
+    return Plain(*kept[7]) if kept is not None else None
+
+
 def read(file: Path) -> Snapshot | None:
     """The pipeline ``file``'s snapshot if its stamps all hold now, else None."""
-    file = file.resolve()
-    state_dir = file.parent / STATE_DIR
-    try:
-        header, stamps, rows, head, lock_current, pipeline, git_check = marshal.loads(
-            snapshot_path(state_dir, file).read_bytes()
-        )
-    except (OSError, ValueError, EOFError, TypeError):
+    kept = _kept(os.fspath(file))
+    if kept is None:
         return None
-    if header != _header(file):
-        return None
+    _header, _stamps, rows, head, lock_current, pipeline, git_check, _plain = kept
+    return Snapshot(_statuses(rows), head, bool(lock_current), pipeline, git_check)
+
+
+def _kept(file: str) -> tuple[Any, ...] | None:
+    """The fields of the pipeline ``file``'s snapshot if its stamps all hold now."""
+    file = os.path.realpath(file)
+    state_dir = os.path.join(os.path.dirname(file), STATE_DIR)
+    name = os.path.join(state_dir, "parsed", f"status-{os.path.basename(file)}.snapshot")
     try:
-        for path, then in stamps.items():
+        with open(name, "rb") as handle:
+            kept = marshal.loads(handle.read())
+        if kept[0] != _header(file) or len(kept) != 8:
+            return None
+        for path, then in kept[1].items():
             now = _stamp(path[1:], follow=False) if path.startswith("L") else _stamp(path)
             if now != then:
                 return None
-    except (_Unknowable, AttributeError, TypeError, IndexError):
+    except (OSError, ValueError, EOFError, TypeError, _Unknowable, AttributeError, IndexError):
         return None
-    statuses = [
+    return kept
+
+
+def _statuses(rows: list[Any]) -> list[StepStatus]:
+    """The statuses kept as ``rows``."""
+    from gitpipe.core.records import Reason, StepStatus
+
+    return [
         StepStatus(
             step=step,
             state=state,
@@ -212,4 +267,3 @@ def read(file: Path) -> Snapshot | None:
         )
         for step, state, reasons, key, code, note in rows
     ]
-    return Snapshot(statuses, head, bool(lock_current), pipeline, git_check)

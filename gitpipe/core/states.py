@@ -9,7 +9,10 @@ status snapshot (``marshal``) as they are, and print as themselves.
 
 from __future__ import annotations
 
-from typing import Final
+#: ``typing.TYPE_CHECKING``, without importing `typing` on the way of a no-op status
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 # what `gitpipe status` says of a step
 UP_TO_DATE: Final = "up to date"
