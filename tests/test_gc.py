@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Workspace, cli_runner, git, snapshot
+from conftest import Workspace, cli_runner, git, make_repo, snapshot
 
 PIPELINE = """
 [params]
@@ -221,6 +221,29 @@ def test_the_work_tree_a_clone_registers_is_the_one_git_finds(tmp_path, workspac
             assert work_tree(folder) == (None if repo is None else repo.top), folder
     assert work_tree(linked) == linked.resolve()
     assert work_tree(outside / "bogus") is None
+
+
+def test_a_folder_named_git_that_is_no_repository_is_passed_over_as_git_does(tmp_path, workspace):
+    # an empty `.git` folder between the pipeline and the top (left by a copy, say) is
+    # no repository to Git or dulwich: the clone registered is the work tree around it,
+    # else gc in every clone sharing the store takes it for one no longer in Git
+    from gitpipe.core.layout import work_tree
+    from gitpipe.history.git import Repository
+
+    env = {"GITPIPE_CACHE_DIR": str(tmp_path / "store")}
+    workspace.write(".gitignore", "made.txt\ncopy.txt\n")
+    workspace.pipeline(PIPELINE.format(n=1))
+    workspace.ok("repro", env=env)
+    workspace.commit("n = 1")
+    other = Workspace(make_repo(tmp_path / "other") / "sub", cli_runner())
+    (other.root / ".git").mkdir(parents=True)
+    with Repository.find(other.root) as repo:
+        assert work_tree(other.root) == repo.top == (tmp_path / "other").resolve()
+    other.write(".gitignore", "made.txt\ncopy.txt\n")
+    other.pipeline(PIPELINE.format(n=2))
+    other.ok("repro", env=env)
+    report = gc(workspace, "--force", env=env)
+    assert report["clones"] == 2 and not report["unreadable"]
 
 
 def test_a_clone_that_was_deleted_is_dropped_from_the_store(tmp_path, workspace):

@@ -52,16 +52,21 @@ def dot_git(root: Path) -> Path | None:
 
 
 def work_tree(root: Path) -> Path | None:
-    """The top of the Git work tree around ``root``, found without Git (as Git finds
-    it: the nearest `.git` folder, or `.git` file naming one); None outside one."""
-    found = dot_git(root)
-    if found is None:
-        return None
-    if not found.is_dir():
-        try:
-            with open(found, "rb") as handle:
-                if not handle.read(8).startswith(b"gitdir:"):
-                    return None
-        except OSError:
-            return None
-    return found.parent.resolve()
+    """The top of the Git work tree around ``root``, found without Git (as Git and
+    dulwich find it: the nearest `.git` folder holding objects, or `.git` file naming
+    one; a `.git` folder without them, left empty say, is passed over); None outside
+    one."""
+    for folder in (root, *root.parents):
+        found = folder / ".git"
+        if found.is_dir():
+            if (found / "objects").is_dir():
+                return folder.resolve()
+        elif found.is_file():
+            try:
+                with open(found, "rb") as handle:
+                    if not handle.read(8).startswith(b"gitdir:"):
+                        return None
+            except OSError:
+                return None
+            return folder.resolve()
+    return None
