@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from conftest import CHAIN, Workspace, git
+from conftest import CHAIN, Workspace, cli_runner, git, make_repo
 
 import gitpipe.identity.statcache
 from gitpipe.core.snapshot import answer
@@ -181,6 +182,33 @@ def test_the_first_repro_of_a_new_workspace_keeps_the_git_check_it_passed(worksp
     result = workspace.gitpipe("status")
     assert result.exit_code != 0
     assert "'second.txt' of step 'second' is tracked by Git" in result.stderr
+
+
+def test_an_output_tracked_since_is_refused_under_a_git_folder_that_is_no_repository(
+    tmp_path, monkeypatch
+):
+    # a `.git` folder without objects (an index copied into it, say) is no repository
+    # to Git or dulwich, which check the index of the one around it: the Git check
+    # kept must rest on that index, not on the one in the folder passed over
+    monkeypatch.delenv("GITPIPE_CACHE_DIR", raising=False)
+    monkeypatch.setenv("CI", "true")
+    outer = make_repo(tmp_path / "outer")
+    workspace = Workspace(outer / "sub", cli_runner())
+    workspace.write("data/raw.txt", "hello world\n")
+    workspace.write(".gitignore", "first.txt\nsecond.txt\nthird.txt\n")
+    workspace.pipeline(CHAIN)
+    git(outer, "add", "-A")
+    git(outer, "commit", "-q", "-m", "pipeline")
+    (workspace.root / ".git").mkdir()
+    shutil.copy(outer / ".git" / "index", workspace.root / ".git" / "index")
+    settle()
+    workspace.ok("repro")
+    assert (workspace.root / ".gitpipe" / "parsed" / "git-check").is_file()
+    settle()
+    git(outer, "add", "-f", "sub/second.txt")
+    result = workspace.gitpipe("status")
+    assert result.exit_code != 0
+    assert "'second.txt' of step 'second' is tracked by Git (sub/second.txt)" in result.stderr
 
 
 def test_an_output_folder_moved_outside_the_repository_is_still_refused(workspace, tmp_path):

@@ -51,22 +51,33 @@ def dot_git(root: Path) -> Path | None:
     return None
 
 
-def work_tree(root: Path) -> Path | None:
-    """The top of the Git work tree around ``root``, found without Git (as Git and
-    dulwich find it: the nearest `.git` folder holding objects, or `.git` file naming
-    one; a `.git` folder without them, left empty say, is passed over); None outside
-    one."""
+def git_folder(root: Path) -> Path | None:
+    """The `.git` of the repository around ``root`` as Git and dulwich find it: the
+    nearest `.git` folder holding objects, or `.git` file (a linked work tree's, a
+    submodule's); a `.git` folder without objects, left empty say, is passed over.
+    None outside one.  (:func:`dot_git` is any nearest `.git`, a protected place.)"""
     for folder in (root, *root.parents):
         found = folder / ".git"
         if found.is_dir():
             if (found / "objects").is_dir():
-                return folder.resolve()
+                return found
         elif found.is_file():
-            try:
-                with open(found, "rb") as handle:
-                    if not handle.read(8).startswith(b"gitdir:"):
-                        return None
-            except OSError:
-                return None
-            return folder.resolve()
+            return found
     return None
+
+
+def work_tree(root: Path) -> Path | None:
+    """The top of the Git work tree around ``root``, found without Git (as Git and
+    dulwich find it: see :func:`git_folder`, a `.git` file naming a folder); None
+    outside one."""
+    found = git_folder(root)
+    if found is None:
+        return None
+    if not found.is_dir():
+        try:
+            with open(found, "rb") as handle:
+                if not handle.read(8).startswith(b"gitdir:"):
+                    return None
+        except OSError:
+            return None
+    return found.parent.resolve()

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from gitpipe.core import atomic, stamps
 from gitpipe.core.errors import PipelineError, UnsafePath
 from gitpipe.core.hashing import digest_record
-from gitpipe.core.layout import dot_git, git_check_file
+from gitpipe.core.layout import dot_git, git_check_file, git_folder
 from gitpipe.pipeline import spec
 from gitpipe.store import datafile
 
@@ -54,8 +54,8 @@ def git_check_digest(project: Workspace, names: Sequence[str]) -> str | None:
 
 def git_index(root: Path) -> Path | None:
     """The Git index file of the repository around the pipeline, found without
-    Git; None outside Git."""
-    dotgit = dot_git(root)
+    Git (in the repository Git and dulwich find: :func:`git_folder`); None outside Git."""
+    dotgit = git_folder(root)
     if dotgit is None:
         return None
     if dotgit.is_dir():
