@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import statistics
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,9 +54,43 @@ def describe_machine(tmp: Path, tools: dict[str, Tool]) -> dict[str, str]:
         "filesystem": f"{fs} at {tmp.parent} "
         f"(reflink {'supported' if reflink_supported(tmp) else 'not supported'})",
         "load average at start": load,
+        **calibration(tmp),
         "git": first_line(["git", "--version"]),
         **{name: tool.version() for name, tool in tools.items()},
         "b3sum": first_line(["b3sum", "--version"]) if shutil.which("b3sum") else "not installed",
+    }
+
+
+def calibration(tmp: Path) -> dict[str, str]:
+    """Two yardsticks of this machine's speed, for reading the absolute targets across
+    machines: the start of a bare Python (``python -c pass``), which bounds every
+    command's floor, and a small file written and renamed into place, which each step
+    and each pulled object costs a few of.  One VM measured 8 ms for the first where
+    another measured 15 ms, with the same CPU model named."""
+    starts = []
+    for _ in range(15):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        starts.append(time.perf_counter() - began)
+    folder = tmp / "calibration"
+    folder.mkdir(exist_ok=True)
+    data = os.urandom(4096)
+    rounds = []
+    for round_ in range(3):
+        began = time.perf_counter()
+        for i in range(1000):
+            name = folder / f"{round_}-{i}"
+            with open(f"{name}.tmp", "wb") as handle:
+                handle.write(data)
+            os.replace(f"{name}.tmp", name)
+        rounds.append((time.perf_counter() - began) / 1000)
+    shutil.rmtree(folder)
+    start_ms = statistics.median(starts) * 1e3
+    return {
+        "python start (`python -c pass`, median of 15)": f"{start_ms:.1f} ms",
+        "a 4 KiB file written and renamed (1,000, median of 3 rounds)": (
+            f"{statistics.median(rounds) * 1e6:.0f} µs"
+        ),
     }
 
 

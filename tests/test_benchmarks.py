@@ -74,6 +74,14 @@ def test_quick_suite_restores_the_edited_chain_without_running_anything(
     assert edit["extra"]["cached"] == edit["extra"]["stale"] == 6
 
 
+def test_the_machine_is_described_with_its_yardsticks(results: dict) -> None:
+    machine = results["machine"]
+    start = machine["python start (`python -c pass`, median of 15)"]
+    write = machine["a 4 KiB file written and renamed (1,000, median of 3 rounds)"]
+    assert start.endswith(" ms") and float(start.removesuffix(" ms")) > 0
+    assert write.endswith(" µs") and float(write.removesuffix(" µs")) > 0
+
+
 def test_without_peers_their_cells_say_not_installed(results: dict) -> None:
     assert set(results["peers"]) == {"DVC", "Snakemake", "make"}
     assert set(results["peers"].values()) == {"not installed"}
