@@ -66,7 +66,7 @@ def calibration(tmp: Path) -> dict[str, str]:
     machines: the start of a bare Python (``python -c pass``), which bounds every
     command's floor, and a small file written and renamed into place, which each step
     and each pulled object costs a few of.  One VM measured 8 ms for the first where
-    another measured 15 ms, with the same CPU model named."""
+    a later one (of another CPU, the same 2 cores) measured 22 ms."""
     starts = []
     for _ in range(15):
         began = time.perf_counter()
