@@ -190,11 +190,8 @@ def _status(before: dict[str, str], after: dict[str, str], check: bool) -> int |
                 echo(f"gitpipe: {describe(exc)}", err=True)
             return StoreError.exit_code
         return 0
-    statuses = None
-    if kept is not None:  # the kept answer, whose lines (or verdict) are not enough
-        from gitpipe.core.layout import locate
-
-        statuses = snapshot.answer(locate(".", file))
+    # the kept answer, whose lines (or verdict) are not enough, made into statuses
+    statuses = snapshot.statuses_of(kept.rows) if kept is not None else None
     return _ending(lambda: _full_status(file, statuses, check))
 
 

@@ -115,8 +115,9 @@ def module_paths() -> list[str]:
     return paths
 
 
-def snapshot_path(state_dir: Path, file: Path) -> Path:
-    return state_dir / "parsed" / f"status-{file.name}.snapshot"
+def snapshot_path(state_dir: str | os.PathLike[str], file: str | os.PathLike[str]) -> str:
+    """Where the snapshot of the pipeline ``file`` is kept in ``state_dir``."""
+    return os.path.join(state_dir, "parsed", f"status-{os.path.basename(file)}.snapshot")
 
 
 def _header(file: Path) -> tuple[Any, ...]:
@@ -153,14 +154,18 @@ class Snapshot:
 class Plain:
     """What a no-op `status` prints, kept with the snapshot: its lines (as
     :func:`gitpipe.core.records.status_lines` makes them of the kept statuses), each
-    step's state, and whether a reason says a remote dep was unreachable."""
+    step's state, whether a reason says a remote dep was unreachable, and the rows
+    the statuses are made of (:func:`statuses_of`), for a `status` that needs more."""
 
-    __slots__ = ("lines", "states", "unreachable")
+    __slots__ = ("lines", "rows", "states", "unreachable")
 
-    def __init__(self, lines: list[str], states: list[str], unreachable: bool) -> None:
+    def __init__(
+        self, lines: list[str], states: list[str], unreachable: bool, rows: list[Any]
+    ) -> None:
         self.lines = lines
         self.states = states
         self.unreachable = unreachable
+        self.rows = rows
 
 
 def write(
@@ -192,17 +197,19 @@ def write(
     stamps = recorder.stamps
     if any(s is not None and racy(max(s[1], s[2]), started_ns) for s in stamps.values()):
         return False
+    from pathlib import Path
+
     from gitpipe.core import atomic
     from gitpipe.core.records import status_lines
 
-    kept = _statuses(rows)  # what a read gives back: the lines are made of those
+    kept = statuses_of(rows)  # what a read gives back: the lines are made of those
     lines = status_lines(kept)
     unreachable = any(" unreachable: " in str(r) for s in kept for r in s.reasons)
     plain = (lines, [s.state for s in kept], unreachable)
     data = (_header(file), stamps, rows, head, lock_current, pipeline, git_check, plain)
     try:  # a cache: never a reason to fail
         (state_dir / "parsed").mkdir(exist_ok=True)
-        atomic.write_bytes(snapshot_path(state_dir, file), marshal.dumps(data), sync=False)
+        atomic.write_bytes(Path(snapshot_path(state_dir, file)), marshal.dumps(data), sync=False)
     except (OSError, ValueError):
         return False
     return True
@@ -220,7 +227,7 @@ def plain(file: str) -> Plain | None:
     all hold now, else None: stat calls and one small file read, nothing else
     imported (the console script's fast path, gitpipe/__main__.py)."""
     kept = _kept(file)
-    return Plain(*kept[7]) if kept is not None else None
+    return Plain(*kept[7], kept[2]) if kept is not None else None
 
 
 def read(file: Path) -> Snapshot | None:
@@ -229,16 +236,16 @@ def read(file: Path) -> Snapshot | None:
     if kept is None:
         return None
     _header, _stamps, rows, head, lock_current, pipeline, git_check, _plain = kept
-    return Snapshot(_statuses(rows), head, bool(lock_current), pipeline, git_check)
+    return Snapshot(statuses_of(rows), head, bool(lock_current), pipeline, git_check)
 
 
 def _kept(file: str) -> tuple[Any, ...] | None:
     """The fields of the pipeline ``file``'s snapshot if its stamps all hold now."""
     file = os.path.realpath(file)
-    state_dir = os.path.join(os.path.dirname(file), STATE_DIR)
-    name = os.path.join(state_dir, "parsed", f"status-{os.path.basename(file)}.snapshot")
     try:
-        with open(name, "rb") as handle:
+        with open(
+            snapshot_path(os.path.join(os.path.dirname(file), STATE_DIR), file), "rb"
+        ) as handle:
             kept = marshal.loads(handle.read())
         if kept[0] != _header(file) or len(kept) != 8:
             return None
@@ -251,7 +258,7 @@ def _kept(file: str) -> tuple[Any, ...] | None:
     return kept
 
 
-def _statuses(rows: list[Any]) -> list[StepStatus]:
+def statuses_of(rows: list[Any]) -> list[StepStatus]:
     """The statuses kept as ``rows``."""
     from gitpipe.core.records import Reason, StepStatus
 
